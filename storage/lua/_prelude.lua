@@ -1,0 +1,116 @@
+-- _prelude.lua: shared by every event script; the loader puts it in front of each.
+--
+-- KEYS, the same layout for every event script (built by storage/keys.py):
+--   KEYS[1] meta     hash: state, opens_at_ms, hold_ms, max_active, max_per_order,
+--                    sections (comma-separated ids, best first), price:<S> (cents)
+--   KEYS[2] stats    hash: seq, serving, capacity, free, held, sold, free:<S>,
+--                    held:<S>, sold:<S>, admitted, expired, confirmed, sold_out
+--   KEYS[3] queue    stream: one entry per join, id "<seq>-0"
+--   KEYS[4] tickets  hash: seq -> JSON ticket record (see below)
+--   KEYS[5] clients  hash: client id -> seq
+--   KEYS[6] expiry   zset: seq of each open hold, score = release time (ms)
+--   KEYS[7] notify   stream: outcomes for the realtime servers
+--   KEYS[7+i]        string: seat map of the i-th section of meta.sections
+--
+-- Seat maps: one byte per seat, "0" free, "h" held, "s" sold; rows end with "|",
+-- best row first. A seat's position is its 1-based byte offset in the map.
+--
+-- Ticket record fields: st (queued, held, paying, confirmed, expired, sold_out),
+-- q (quantity), s (requested section, "" = any), c (client id), j (join ms),
+-- hs (held section), seats (positions), amt (cents), exp (hold ends, ms),
+-- pu (payment window ends, ms), k (idempotency key), bk (booking id).
+
+local K_META, K_STATS, K_QUEUE, K_TICKETS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_CLIENTS, K_EXPIRY, K_NOTIFY = KEYS[5], KEYS[6], KEYS[7]
+local NOTIFY_MAXLEN = 100000
+
+local function num(v)
+  return tonumber(v) or 0
+end
+
+local function stat(field)
+  return num(redis.call('HGET', K_STATS, field))
+end
+
+local function section_ids()
+  local ids = {}
+  for id in string.gmatch(redis.call('HGET', K_META, 'sections') or '', '[^,]+') do
+    ids[#ids + 1] = id
+  end
+  return ids
+end
+
+local SECTIONS = section_ids()
+local SECTION_INDEX = {}
+for i, id in ipairs(SECTIONS) do
+  SECTION_INDEX[id] = i
+end
+
+-- Seat maps are read at most once per call and written back once by flush_maps().
+local maps, dirty = {}, {}
+
+local function seat_map(i)
+  if maps[i] == nil then
+    maps[i] = redis.call('GET', KEYS[7 + i]) or ''
+  end
+  return maps[i]
+end
+
+-- Set every position of a (sorted) list to the one-byte state ch.
+local function mark_seats(i, positions, ch)
+  local map = seat_map(i)
+  local parts, prev = {}, 1
+  for _, p in ipairs(positions) do
+    parts[#parts + 1] = string.sub(map, prev, p - 1)
+    parts[#parts + 1] = ch
+    prev = p + 1
+  end
+  parts[#parts + 1] = string.sub(map, prev)
+  maps[i] = table.concat(parts)
+  dirty[i] = true
+end
+
+local function flush_maps()
+  for i, _ in pairs(dirty) do
+    redis.call('SET', KEYS[7 + i], maps[i])
+  end
+end
+
+-- Move n seats of section id from one counter family to another (free/held/sold).
+local function move_count(section, n, from, to)
+  redis.call('HINCRBY', K_STATS, from, -n)
+  redis.call('HINCRBY', K_STATS, from .. ':' .. section, -n)
+  redis.call('HINCRBY', K_STATS, to, n)
+  redis.call('HINCRBY', K_STATS, to .. ':' .. section, n)
+end
+
+local function get_ticket(seq)
+  local raw = redis.call('HGET', K_TICKETS, seq)
+  if not raw then
+    return nil
+  end
+  return cjson.decode(raw)
+end
+
+local function put_ticket(seq, rec)
+  redis.call('HSET', K_TICKETS, seq, cjson.encode(rec))
+end
+
+-- Give a held or paying ticket's seats back to the free pool.
+local function release_seats(rec)
+  local i = SECTION_INDEX[rec.hs]
+  mark_seats(i, rec.seats, '0')
+  move_count(rec.hs, #rec.seats, 'held', 'free')
+end
+
+local function notify(kind, items, extra)
+  local fields = {'XADD', K_NOTIFY, 'MAXLEN', '~', NOTIFY_MAXLEN, '*',
+    'k', kind, 'srv', stat('serving'), 'd', cjson.encode(items)}
+  if extra then
+    for k, v in pairs(extra) do
+      fields[#fields + 1] = k
+      fields[#fields + 1] = v
+    end
+  end
+  redis.call(unpack(fields))
+end

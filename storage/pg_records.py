@@ -1,0 +1,81 @@
+"""Rows the PostgreSQL store takes and returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+__all__ = ["BookingRow", "CommitResult", "EventRow", "NewBooking", "SeatRow", "TicketRow"]
+
+
+class EventRow(msgspec.Struct, frozen=True):
+    """An event as stored; ``sections`` is its section list as JSON text."""
+
+    id: str
+    name: str
+    opens_at: datetime
+    max_per_order: int
+    hold_seconds: int
+    max_active_holds: int
+    sections: str
+
+
+class SeatRow(msgspec.Struct, frozen=True, array_like=True):
+    """One seat of an event."""
+
+    section: str
+    position: int
+    seat_row: str
+    seat_number: int
+    price_cents: int
+
+
+class TicketRow(msgspec.Struct, frozen=True):
+    """One seat of a booking, with the code the door scans."""
+
+    code: str
+    section: str
+    position: int
+    seat_row: str
+    seat_number: int
+    live: bool = True
+
+
+class NewBooking(msgspec.Struct, frozen=True):
+    """A paid hold to be recorded: booking, tickets, payment and log entry together."""
+
+    booking_id: str
+    event_id: str
+    hold_id: str
+    ticket_seq: int
+    client_id: str
+    amount_cents: int
+    idempotency_key: str
+    gateway_ref: str
+    tickets: list[TicketRow]
+
+
+class CommitResult(msgspec.Struct, frozen=True):
+    """What became of one NewBooking: ``booking_id`` is the existing one on a replayed key.
+
+    ``error`` is set (and nothing written) when the booking broke a constraint,
+    e.g. a seat that already has a live ticket.
+    """
+
+    booking_id: str | None
+    replayed: bool = False
+    error: str | None = None
+
+
+class BookingRow(msgspec.Struct, frozen=True):
+    """A booking and its tickets."""
+
+    id: str
+    event_id: str
+    hold_id: str
+    ticket_seq: int
+    amount_cents: int
+    status: str
+    created_at: datetime
+    tickets: list[TicketRow]

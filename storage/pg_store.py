@@ -1,0 +1,304 @@
+"""PostgreSQL: the system of record for events, bookings and payments.
+
+Bookings are group-committed: one statement (one round trip, one transaction)
+writes the payments, bookings, tickets and log entries of a whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+
+from storage.bridge import Bridge
+from storage.errors import StorageError, StorageUnavailable
+from storage.metrics import BATCH_SIZE, ROUND_TRIPS
+from storage.pg_records import BookingRow, CommitResult, EventRow, NewBooking, SeatRow, TicketRow
+
+__all__ = ["PgStore", "open_pg_store"]
+
+T = TypeVar("T")
+
+_MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
+
+_COMMIT_BOOKINGS = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                         $6::int[], $7::text[], $8::text[])
+        AS t(booking_id, event_id, hold_id, ticket_seq, client_id, amount_cents, idem_key, gateway_ref)
+), pay AS (
+    INSERT INTO payments (idempotency_key, hold_id, booking_id, amount_cents, gateway_ref)
+    SELECT idem_key, hold_id, booking_id, amount_cents, gateway_ref FROM input
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING booking_id
+), bk AS (
+    INSERT INTO bookings (id, event_id, hold_id, ticket_seq, client_id, amount_cents)
+    SELECT i.booking_id, i.event_id, i.hold_id, i.ticket_seq, i.client_id, i.amount_cents
+    FROM input i JOIN pay USING (booking_id)
+    RETURNING id, event_id, hold_id, amount_cents
+), tk AS (
+    INSERT INTO tickets (code, booking_id, event_id, section, position, seat_row, seat_number)
+    SELECT s.code, s.booking_id, bk.event_id, s.section, s.position, s.seat_row, s.seat_number
+    FROM unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::int[])
+        AS s(code, booking_id, section, position, seat_row, seat_number)
+    JOIN bk ON bk.id = s.booking_id
+), log AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'booking_confirmed',
+           jsonb_build_object('booking_id', id, 'hold_id', hold_id, 'amount_cents', amount_cents)
+    FROM bk
+)
+SELECT booking_id FROM pay
+"""
+
+_BOOKING = """
+SELECT b.id, b.event_id, b.hold_id, b.ticket_seq, b.amount_cents, b.status, b.created_at,
+       coalesce(json_agg(json_build_object(
+           'code', t.code, 'section', t.section, 'position', t.position,
+           'seat_row', t.seat_row, 'seat_number', t.seat_number, 'live', t.live)
+           ORDER BY t.section, t.position) FILTER (WHERE t.code IS NOT NULL), '[]') AS tickets
+FROM bookings b LEFT JOIN tickets t ON t.booking_id = b.id
+WHERE b.id = $1
+GROUP BY b.id
+"""
+
+
+def _commit_args(batch: Sequence[NewBooking]) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(14)]
+    for b in batch:
+        for col, value in zip(
+            cols[:8],
+            (
+                b.booking_id,
+                b.event_id,
+                b.hold_id,
+                b.ticket_seq,
+                b.client_id,
+                b.amount_cents,
+                b.idempotency_key,
+                b.gateway_ref,
+            ),
+            strict=True,
+        ):
+            col.append(value)
+        for t in b.tickets:
+            for col, value in zip(
+                cols[8:],
+                (t.code, b.booking_id, t.section, t.position, t.seat_row, t.seat_number),
+                strict=True,
+            ):
+                col.append(value)
+    return cols
+
+
+class PgStore:
+    """Typed access to the PostgreSQL schema."""
+
+    def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
+        self._pool = pool  # asyncpg pool, used only on the drivers' loop
+        self._bridge = bridge  # crosses into the drivers' loop
+
+    async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        ROUND_TRIPS.labels("postgres", op).inc()
+        try:
+            return await self._bridge.call(fn)
+        except (
+            OSError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.InterfaceError,
+        ) as exc:
+            raise StorageUnavailable(f"PostgreSQL unreachable during {op}: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StorageError(f"PostgreSQL error during {op}: {exc}") from exc
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in order; return the names applied."""
+        files = sorted(
+            (
+                f
+                for f in (resources.files("storage") / "migrations").iterdir()
+                if f.name.endswith(".sql")
+            ),
+            key=lambda f: f.name,
+        )
+
+        async def apply() -> list[str]:
+            applied: list[str] = []
+            async with self._pool.acquire() as conn:
+                await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+                try:
+                    await conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                    done = {
+                        r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")
+                    }
+                    for f in files:
+                        if f.name in done:
+                            continue
+                        async with conn.transaction():
+                            await conn.execute(f.read_text())
+                            await conn.execute(
+                                "INSERT INTO schema_migrations (name) VALUES ($1)", f.name
+                            )
+                        applied.append(f.name)
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+            return applied
+
+        return await self._call("migrate", apply)
+
+    async def insert_event(self, event: EventRow, seats: Sequence[SeatRow]) -> None:
+        """Record a new event and its seats in one transaction."""
+
+        async def insert() -> None:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO events (id, name, opens_at, max_per_order, hold_seconds, "
+                    "max_active_holds, sections) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                    event.id,
+                    event.name,
+                    event.opens_at,
+                    event.max_per_order,
+                    event.hold_seconds,
+                    event.max_active_holds,
+                    event.sections,
+                )
+                await conn.copy_records_to_table(
+                    "seats",
+                    records=[(event.id, *msgspec.structs.astuple(s)) for s in seats],
+                    columns=[
+                        "event_id",
+                        "section",
+                        "position",
+                        "seat_row",
+                        "seat_number",
+                        "price_cents",
+                    ],
+                )
+
+        await self._call("insert_event", insert)
+
+    async def event(self, event_id: str) -> EventRow | None:
+        """One event, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(
+                "SELECT id, name, opens_at, max_per_order, hold_seconds, max_active_holds, "
+                "sections::text AS sections FROM events WHERE id = $1",
+                event_id,
+            )
+
+        row = await self._call("event", fetch)
+        return None if row is None else EventRow(**dict(row))
+
+    async def commit_bookings(self, batch: Sequence[NewBooking]) -> list[CommitResult]:
+        """Record paid holds durably, as many as given in one transaction.
+
+        A replayed idempotency key writes nothing and returns the booking first
+        recorded for it. If the batch breaks a constraint (a seat already sold),
+        each booking is retried alone so only the offending ones fail.
+        """
+        BATCH_SIZE.labels("commit_bookings").observe(len(batch))
+        args = _commit_args(batch)
+
+        async def commit() -> Any:
+            return await self._pool.fetch(_COMMIT_BOOKINGS, *args)
+
+        try:
+            rows = await self._call("commit_bookings", commit)
+        except StorageUnavailable:
+            raise
+        except StorageError as exc:
+            if len(batch) == 1:
+                return [CommitResult(booking_id=None, error=str(exc.__cause__ or exc))]
+            results: list[CommitResult] = []
+            for one in batch:
+                results += await self.commit_bookings([one])
+            return results
+        inserted = {r["booking_id"] for r in rows}
+        replayed = [b.idempotency_key for b in batch if b.booking_id not in inserted]
+        existing: dict[str, str] = {}
+        if replayed:
+
+            async def lookup() -> Any:
+                return await self._pool.fetch(
+                    "SELECT idempotency_key, booking_id FROM payments WHERE idempotency_key = ANY($1)",
+                    replayed,
+                )
+
+            existing = {
+                r["idempotency_key"]: r["booking_id"] for r in await self._call("payments", lookup)
+            }
+        return [
+            CommitResult(booking_id=b.booking_id)
+            if b.booking_id in inserted
+            else CommitResult(booking_id=existing.get(b.idempotency_key), replayed=True)
+            for b in batch
+        ]
+
+    async def booking(self, booking_id: str) -> BookingRow | None:
+        """A booking with its tickets, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(_BOOKING, booking_id)
+
+        row = await self._call("booking", fetch)
+        if row is None:
+            return None
+        fields = dict(row)
+        fields["tickets"] = [TicketRow(**t) for t in json.loads(fields["tickets"])]
+        return BookingRow(**fields)
+
+    async def booking_for_key(self, idempotency_key: str) -> str | None:
+        """The booking recorded for an idempotency key, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchval(
+                "SELECT booking_id FROM payments WHERE idempotency_key = $1", idempotency_key
+            )
+
+        result: str | None = await self._call("booking_for_key", fetch)
+        return result
+
+    async def sold_positions(self, event_id: str) -> list[tuple[str, int]]:
+        """(section, position) of every live ticket of an event (for audits)."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                "SELECT section, position FROM tickets WHERE event_id = $1 AND live", event_id
+            )
+
+        return [(r["section"], r["position"]) for r in await self._call("sold_positions", fetch)]
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailable unless PostgreSQL answers."""
+
+        async def ping() -> Any:
+            return await self._pool.fetchval("SELECT 1")
+
+        await self._call("ping", ping)
+
+
+@asynccontextmanager
+async def open_pg_store(url: str, bridge: Bridge, *, max_size: int = 8) -> AsyncIterator[PgStore]:
+    """Connect a pool to PostgreSQL at ``url`` and close it on exit."""
+
+    async def connect() -> asyncpg.Pool:
+        return await asyncpg.create_pool(url, min_size=1, max_size=max_size)
+
+    try:
+        pool = await bridge.call(connect)
+    except OSError as exc:
+        raise StorageUnavailable(f"PostgreSQL unreachable at start-up: {exc}") from exc
+    try:
+        yield PgStore(pool, bridge)
+    finally:
+        await bridge.call(pool.close)

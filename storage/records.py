@@ -1,0 +1,145 @@
+"""What the storage layer hands back: small typed records, decoded once at the edge."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "AdmitSummary",
+    "BeginPaymentResult",
+    "Confirmed",
+    "EventSnapshot",
+    "ExpireSummary",
+    "Expired",
+    "JoinResult",
+    "NotifyBatch",
+    "Outcome",
+    "Prompted",
+    "SoldOut",
+    "StateChange",
+    "TicketRecord",
+]
+
+
+class JoinResult(msgspec.Struct, frozen=True):
+    """A client's place: its ticket seq (0 when refused), status, and the serving counter."""
+
+    seq: int
+    st: str
+    serving: int = 0
+
+
+class AdmitSummary(msgspec.Struct, frozen=True):
+    """What one admission call decided and the event's counters after it."""
+
+    state: str
+    admitted: int
+    sold_out: int
+    skipped: int
+    serving: int
+    seq: int
+    active: int
+    free: int
+    held: int
+    sold: int
+    reason: str
+    notify_id: str = "0-0"
+
+
+class ExpireSummary(msgspec.Struct, frozen=True):
+    """Holds released by one sweep, and when the next hold is due (-1: none open)."""
+
+    released: int
+    next_ms: int
+
+
+class StateChange(msgspec.Struct, frozen=True):
+    """The result of pause/resume/close."""
+
+    ok: bool
+    state: str
+
+
+class BeginPaymentResult(msgspec.Struct, frozen=True):
+    """The answer of begin_payment for one hold (``r``: ok, paid, in_progress, expired, unknown)."""
+
+    r: str
+    section: str = ""
+    seats: list[int] = []
+    amt: int = 0
+    c: str = ""
+    exp: int = 0
+    pu: int = 0
+    k: str | None = None
+    bk: str | None = None
+
+
+class TicketRecord(msgspec.Struct, frozen=True):
+    """A ticket's state as the scripts keep it (field names as in the scripts)."""
+
+    st: str
+    q: int
+    s: str
+    c: str
+    j: int
+    hs: str | None = None
+    seats: list[int] = []
+    amt: int = 0
+    exp: int = 0
+    pu: int | None = None
+    k: str | None = None
+    bk: str | None = None
+
+
+class EventSnapshot(msgspec.Struct, frozen=True):
+    """An event's configuration/state hash and its counters."""
+
+    meta: dict[str, str]
+    stats: dict[str, int]
+
+    @property
+    def state(self) -> str:
+        """The event's admission state."""
+        return self.meta.get("state", "unknown")
+
+
+class Prompted(msgspec.Struct, frozen=True, tag="prompt"):
+    """Seats were held for the ticket."""
+
+    seq: int
+    section: str
+    seats: list[int]
+    amount_cents: int
+    expires_ms: int
+
+
+class SoldOut(msgspec.Struct, frozen=True, tag="sold_out"):
+    """Nothing is left for the ticket."""
+
+    seq: int
+
+
+class Expired(msgspec.Struct, frozen=True, tag="expired"):
+    """The ticket's hold ran out."""
+
+    seq: int
+
+
+class Confirmed(msgspec.Struct, frozen=True, tag="confirmed"):
+    """The ticket's payment completed."""
+
+    seq: int
+    booking_id: str
+
+
+Outcome = Prompted | SoldOut | Expired | Confirmed
+
+
+class NotifyBatch(msgspec.Struct, frozen=True):
+    """One entry of an event's notify stream: the outcomes of one script call."""
+
+    entry_id: str
+    kind: str  # "admit", "expire" or "confirm": the script that wrote it
+    serving: int
+    outcomes: list[Outcome]
+    sold_out_after: int | None = None

@@ -1,0 +1,440 @@
+"""Redis: the inventory and the waiting line, changed only through the Lua scripts.
+
+Every public method is one bridge crossing and one round trip, whatever the number
+of requests it carries; methods taking lists group them per event and pipeline one
+script call per event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from storage.bridge import Bridge
+from storage.errors import StorageError, StorageUnavailable
+from storage.keys import EVENTS_KEY, event_keys
+from storage.metrics import BATCH_SIZE, ROUND_TRIPS
+from storage.records import (
+    AdmitSummary,
+    BeginPaymentResult,
+    Confirmed,
+    EventSnapshot,
+    Expired,
+    ExpireSummary,
+    JoinResult,
+    NotifyBatch,
+    Outcome,
+    Prompted,
+    SoldOut,
+    StateChange,
+    TicketRecord,
+)
+
+__all__ = ["SCRIPT_NAMES", "RedisStore", "open_redis_store"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Scripts under ``storage/lua`` (each is run with ``_prelude.lua`` in front).
+SCRIPT_NAMES = (
+    "init_event",
+    "join_queue",
+    "admit_next",
+    "expire_holds",
+    "begin_payment",
+    "abort_payment",
+    "confirm_paid",
+    "set_event_state",
+)
+
+
+def _load_script_sources() -> dict[str, str]:
+    lua = resources.files("storage") / "lua"
+    prelude = (lua / "_prelude.lua").read_text()
+    return {name: prelude + "\n" + (lua / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+
+
+_SOURCES = _load_script_sources()
+
+
+class _EventItem(Protocol):
+    @property
+    def event_id(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    """A client asking for a place in an event's line."""
+
+    event_id: str
+    client_id: str
+    quantity: int
+    section: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRef:
+    """A hold (one per ticket) named by its event and ticket seq, with an idempotency key."""
+
+    event_id: str
+    seq: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaidHold:
+    """A hold whose booking is durable, to be marked sold."""
+
+    event_id: str
+    seq: int
+    key: str
+    booking_id: str
+
+
+_admit_decoder = msgspec.json.Decoder(AdmitSummary)
+_expire_decoder = msgspec.json.Decoder(ExpireSummary)
+_state_decoder = msgspec.json.Decoder(StateChange)
+_join_decoder = msgspec.json.Decoder(list[JoinResult])
+_begin_decoder = msgspec.json.Decoder(list[BeginPaymentResult])
+_strings_decoder = msgspec.json.Decoder(list[str])
+_ticket_decoder = msgspec.json.Decoder(TicketRecord)
+_items_decoder = msgspec.json.Decoder(list[list[Any]] | dict[str, Any])
+
+
+def now_ms() -> int:
+    """Wall-clock time in ms since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def _outcome(item: list[Any]) -> Outcome:
+    seq, kind = int(item[0]), item[1]
+    if kind == "prompt":
+        return Prompted(seq, item[2], [int(p) for p in item[3]], int(item[4]), int(item[5]))
+    if kind == "sold_out":
+        return SoldOut(seq)
+    if kind == "expired":
+        return Expired(seq)
+    if kind == "confirmed":
+        return Confirmed(seq, str(item[2]))
+    raise StorageError(f"unknown notify item kind {kind!r}")
+
+
+def _notify_batch(entry_id: bytes, fields: dict[bytes, bytes]) -> NotifyBatch:
+    items = _items_decoder.decode(fields[b"d"])
+    after = fields.get(b"sold_out_after")
+    return NotifyBatch(
+        entry_id=entry_id.decode(),
+        kind=fields[b"k"].decode(),
+        serving=int(fields[b"srv"]),
+        outcomes=[_outcome(i) for i in items] if isinstance(items, list) else [],
+        sold_out_after=int(after) if after is not None else None,
+    )
+
+
+class RedisStore:
+    """Typed, batch-oriented access to the event scripts and streams."""
+
+    def __init__(self, client: aioredis.Redis, bridge: Bridge) -> None:
+        self._client = client  # the redis.asyncio client, used only on the drivers' loop
+        self._bridge = bridge  # crosses into the drivers' loop
+        self._shas: dict[str, str] = {}  # script name -> SHA1 once loaded
+        self._sections: dict[str, list[str]] = {}  # event id -> its section ids, immutable
+
+    # -- plumbing ---------------------------------------------------------------
+
+    async def _call(self, op: str, fn: Callable[[], Awaitable[T]], *, trips: int = 1) -> T:
+        ROUND_TRIPS.labels("redis", op).inc(trips)
+        try:
+            return await self._bridge.call(fn)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            raise StorageUnavailable(f"Redis unreachable during {op}: {exc}") from exc
+        except redis_errors.RedisError as exc:
+            raise StorageError(f"Redis error during {op}: {exc}") from exc
+
+    async def load_scripts(self) -> None:
+        """Load every script into Redis (again after a restart or SCRIPT FLUSH)."""
+
+        async def load() -> dict[str, str]:
+            pipe = self._client.pipeline(transaction=False)
+            for name in SCRIPT_NAMES:
+                pipe.script_load(_SOURCES[name])
+            shas = await pipe.execute()
+            return {
+                n: s.decode() if isinstance(s, bytes) else s
+                for n, s in zip(SCRIPT_NAMES, shas, strict=True)
+            }
+
+        self._shas = await self._call("script_load", load)
+
+    async def _keys(self, event_id: str) -> list[str]:
+        sections = self._sections.get(event_id)
+        if sections is None:
+
+            async def fetch() -> Any:
+                return await self._client.hget(event_keys(event_id).meta, "sections")
+
+            raw = await self._call("sections", fetch)
+            sections = raw.decode().split(",") if raw else []
+            if sections:
+                self._sections[event_id] = sections
+        return self._layout(event_id, sections)
+
+    @staticmethod
+    def _layout(event_id: str, sections: Sequence[str]) -> list[str]:
+        k = event_keys(event_id)
+        fixed = [k.meta, k.stats, k.queue, k.tickets, k.clients, k.expiry, k.notify]
+        return fixed + [k.seat_map(s) for s in sections]
+
+    async def _run_scripts(
+        self, op: str, calls: list[tuple[str, list[str], list[Any]]]
+    ) -> list[bytes]:
+        """Run script calls in one pipelined round trip; reload scripts once on NOSCRIPT."""
+        BATCH_SIZE.labels(op).observe(len(calls))
+
+        async def run() -> Any:
+            pipe = self._client.pipeline(transaction=False)
+            for name, keys, args in calls:
+                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+            return await pipe.execute()
+
+        try:
+            return await self._call(op, run)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, redis_errors.NoScriptError):
+                raise
+        await self.load_scripts()
+        return await self._call(op, run)
+
+    # -- events -----------------------------------------------------------------
+
+    async def create_event(
+        self, event_id: str, config_json: bytes, section_ids: Sequence[str]
+    ) -> bool:
+        """Create an event's inventory from its config; False if it existed already."""
+        keys = self._layout(event_id, section_ids)
+        [created] = await self._run_scripts(
+            "init_event", [("init_event", keys, [now_ms(), config_json])]
+        )
+
+        async def register() -> Any:
+            await self._client.sadd(EVENTS_KEY, event_id)
+
+        await self._call("register_event", register)
+        return bool(int(created))
+
+    async def event_ids(self) -> list[str]:
+        """Every event id known to this deployment."""
+
+        async def fetch() -> Any:
+            return await self._client.smembers(EVENTS_KEY)
+
+        return sorted(e.decode() for e in await self._call("event_ids", fetch))
+
+    async def snapshot(self, event_id: str) -> EventSnapshot | None:
+        """An event's configuration/state and counters, or None if unknown."""
+        k = event_keys(event_id)
+
+        async def fetch() -> Any:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hgetall(k.meta)
+            pipe.hgetall(k.stats)
+            return await pipe.execute()
+
+        meta, stats = await self._call("snapshot", fetch)
+        if not meta:
+            return None
+        return EventSnapshot(
+            meta={a.decode(): b.decode() for a, b in meta.items()},
+            stats={a.decode(): int(b) for a, b in stats.items()},
+        )
+
+    async def set_event_state(self, event_id: str, action: str, now: int) -> StateChange:
+        """Pause, resume or close admission."""
+        keys = await self._keys(event_id)
+        [raw] = await self._run_scripts(
+            "set_event_state", [("set_event_state", keys, [now, action])]
+        )
+        return _state_decoder.decode(raw)
+
+    async def seat_maps(self, event_id: str) -> dict[str, str]:
+        """The seat map of each section (for audits and tests)."""
+        keys = await self._keys(event_id)
+        sections = self._sections[event_id]
+
+        async def fetch() -> Any:
+            return await self._client.mget(keys[7:])
+
+        maps = await self._call("seat_maps", fetch)
+        return {s: m.decode() for s, m in zip(sections, maps, strict=True)}
+
+    async def ticket(self, event_id: str, seq: int) -> TicketRecord | None:
+        """The record of one ticket, or None."""
+
+        async def fetch() -> Any:
+            return await self._client.hget(event_keys(event_id).tickets, str(seq))
+
+        raw = await self._call("ticket", fetch)
+        return None if raw is None else _ticket_decoder.decode(raw)
+
+    async def tickets(self, event_id: str) -> dict[int, TicketRecord]:
+        """Every ticket of an event (for audits and tests: O(tickets))."""
+
+        async def fetch() -> Any:
+            return await self._client.hgetall(event_keys(event_id).tickets)
+
+        raw = await self._call("tickets", fetch)
+        return {int(s): _ticket_decoder.decode(r) for s, r in raw.items()}
+
+    # -- the line ---------------------------------------------------------------
+
+    async def admit(self, event_id: str, now: int, max_count: int) -> AdmitSummary:
+        """Decide up to ``max_count`` clients at the head of the line."""
+        keys = await self._keys(event_id)
+        [raw] = await self._run_scripts("admit_next", [("admit_next", keys, [now, max_count])])
+        return _admit_decoder.decode(raw)
+
+    async def expire(self, event_id: str, now: int, limit: int) -> ExpireSummary:
+        """Release up to ``limit`` holds that are due."""
+        keys = await self._keys(event_id)
+        [raw] = await self._run_scripts("expire_holds", [("expire_holds", keys, [now, limit])])
+        return _expire_decoder.decode(raw)
+
+    async def wait_for_line(self, event_id: str, after_seq: int, block_ms: int) -> bool:
+        """Block until the line has an entry after ``after_seq`` (or time runs out)."""
+        queue = event_keys(event_id).queue
+
+        async def block() -> Any:
+            return await self._client.xread({queue: f"{after_seq}-0"}, count=1, block=block_ms)
+
+        return bool(await self._call("wait_for_line", block))
+
+    async def wait_for_notify(self, event_id: str, after_id: str, block_ms: int) -> bool:
+        """Block until the notify stream has an entry after ``after_id`` (or time runs out)."""
+        stream = event_keys(event_id).notify
+
+        async def block() -> Any:
+            return await self._client.xread({stream: after_id}, count=1, block=block_ms)
+
+        return bool(await self._call("wait_for_notify", block))
+
+    async def read_notify(
+        self, event_id: str, last_id: str, block_ms: int, count: int = 1000
+    ) -> list[NotifyBatch]:
+        """Notify entries after ``last_id``, blocking up to ``block_ms`` (> 0) for the first."""
+        if block_ms <= 0:
+            raise ValueError("block_ms must be positive (0 would block forever)")
+        stream = event_keys(event_id).notify
+
+        async def read() -> Any:
+            return await self._client.xread({stream: last_id}, count=count, block=block_ms)
+
+        reply = await self._call("read_notify", read)
+        if not reply:
+            return []
+        [(_, entries)] = reply
+        return [_notify_batch(entry_id, fields) for entry_id, fields in entries]
+
+    async def last_notify_id(self, event_id: str) -> str:
+        """The id of the newest notify entry ("0-0" when none)."""
+        stream = event_keys(event_id).notify
+
+        async def fetch() -> Any:
+            return await self._client.xrevrange(stream, count=1)
+
+        reply = await self._call("last_notify_id", fetch)
+        return reply[0][0].decode() if reply else "0-0"
+
+    # -- batched script calls ---------------------------------------------------
+
+    async def _per_event(
+        self,
+        op: str,
+        now: int,
+        head: list[Any],
+        items: Sequence[_EventItem],
+        fields: Callable[[Any], list[Any]],
+        decoder: msgspec.json.Decoder[list[R]],
+    ) -> list[R]:
+        """One script call per event, all in one round trip; results in ``items`` order."""
+        by_event: dict[str, list[int]] = defaultdict(list)
+        for i, item in enumerate(items):
+            by_event[item.event_id].append(i)
+        calls = []
+        for event_id, idx in by_event.items():
+            args: list[Any] = [now, *head]
+            for i in idx:
+                args += fields(items[i])
+            calls.append((op, await self._keys(event_id), args))
+        raws = await self._run_scripts(op, calls)
+        answered: dict[int, R] = {}
+        for idx, raw in zip(by_event.values(), raws, strict=True):
+            answered.update(zip(idx, decoder.decode(raw), strict=True))
+        return [answered[i] for i in range(len(items))]
+
+    async def join(self, requests: Sequence[JoinRequest], now: int) -> list[JoinResult]:
+        """Give each client a place in its event's line (one round trip for all)."""
+        return await self._per_event(
+            "join_queue",
+            now,
+            [],
+            requests,
+            lambda r: [r.client_id, r.quantity, r.section],
+            _join_decoder,
+        )
+
+    async def begin_payments(
+        self, holds: Sequence[HoldRef], now: int, window_ms: int
+    ) -> list[BeginPaymentResult]:
+        """Claim holds for payment (one round trip for all)."""
+        return await self._per_event(
+            "begin_payment", now, [window_ms], holds, lambda h: [h.seq, h.key], _begin_decoder
+        )
+
+    async def abort_payments(self, holds: Sequence[HoldRef], now: int) -> list[str]:
+        """Make holds payable again after their payments failed."""
+        return await self._per_event(
+            "abort_payment", now, [], holds, lambda h: [h.seq, h.key], _strings_decoder
+        )
+
+    async def confirm_paid(self, paid: Sequence[PaidHold], now: int) -> list[str]:
+        """Mark paid holds sold and tell their clients."""
+        return await self._per_event(
+            "confirm_paid", now, [], paid, lambda p: [p.seq, p.key, p.booking_id], _strings_decoder
+        )
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailable unless Redis answers."""
+
+        async def ping() -> Any:
+            return await self._client.ping()
+
+        await self._call("ping", ping)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._bridge.call(self._client.aclose)
+
+
+@asynccontextmanager
+async def open_redis_store(url: str, bridge: Bridge) -> AsyncIterator[RedisStore]:
+    """Connect to Redis at ``url``, load the scripts, and close on exit."""
+
+    async def connect() -> aioredis.Redis:
+        return aioredis.from_url(url, decode_responses=False, max_connections=256)
+
+    client = await bridge.call(connect)
+    store = RedisStore(client, bridge)
+    try:
+        await store.load_scripts()
+        yield store
+    finally:
+        await store.aclose()
