@@ -1,0 +1,1 @@
+"""The booking engine: events and seats, admission, hold expiry, payment and confirmation."""

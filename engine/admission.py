@@ -1,0 +1,99 @@
+"""The thin runners around the admission and expiry scripts, one pair per event.
+
+Admission decides the head of the line as fast as checkout capacity allows
+(``max_active_holds``); the sweep releases holds when their time is up. Both are
+safe to run in every worker process at once: each script call is atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import anyio
+
+from engine.clock import Clock
+from engine.metrics import ACTIVE_HOLDS, ADMISSIONS, HOLDS_EXPIRED, QUEUE_LENGTH, SOLD_OUT
+from storage.errors import StorageUnavailable
+from storage.records import AdmitSummary
+from storage.redis_store import RedisStore
+
+__all__ = ["AdmissionPolicy", "run_admission", "run_expiry_sweep"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionPolicy:
+    """How the runners pace themselves."""
+
+    #: Most clients decided by one script call.
+    batch: int = 500
+    #: Longest wait for new joins before looking again, seconds.
+    idle_wait_s: float = 1.0
+    #: Longest wait for an expiry or payment while checkout is full or the head
+    #: of the line waits for seats, seconds (any notify entry ends it sooner).
+    blocked_wait_s: float = 0.5
+    #: Pause while the event is not open, seconds.
+    closed_wait_s: float = 0.1
+    #: Longest pause between sweeps, seconds (bounds how late a hold is released).
+    sweep_interval_s: float = 0.25
+    #: Most holds released by one sweep call.
+    sweep_batch: int = 1000
+    #: Pause after Redis was unreachable, seconds.
+    retry_wait_s: float = 0.5
+
+
+def _record(event_id: str, s: AdmitSummary) -> None:
+    if s.admitted:
+        ADMISSIONS.labels(event_id).inc(s.admitted)
+    if s.sold_out:
+        SOLD_OUT.labels(event_id).inc(s.sold_out)
+    QUEUE_LENGTH.labels(event_id).set(s.seq - s.serving)
+    ACTIVE_HOLDS.labels(event_id).set(s.active)
+
+
+async def run_admission(
+    redis: RedisStore, event_id: str, clock: Clock, policy: AdmissionPolicy
+) -> None:
+    """Admit clients of ``event_id`` in join order until cancelled."""
+    while True:
+        try:
+            summary = await redis.admit(event_id, clock.now_ms(), policy.batch)
+        except StorageUnavailable:
+            logger.warning("admission for %s: Redis unreachable, retrying", event_id)
+            await anyio.sleep(policy.retry_wait_s)
+            continue
+        _record(event_id, summary)
+        if summary.reason == "budget":
+            continue
+        if summary.reason == "empty":
+            await redis.wait_for_line(event_id, summary.seq, int(policy.idle_wait_s * 1000))
+        elif summary.reason == "not_open":
+            await anyio.sleep(policy.closed_wait_s)
+        else:  # capped, waiting_for_seats: an expiry or a payment (a notify entry) frees room
+            await redis.wait_for_notify(
+                event_id, summary.notify_id, int(policy.blocked_wait_s * 1000)
+            )
+
+
+async def run_expiry_sweep(
+    redis: RedisStore, event_id: str, clock: Clock, policy: AdmissionPolicy
+) -> None:
+    """Release the holds of ``event_id`` that are due, until cancelled."""
+    while True:
+        now = clock.now_ms()
+        try:
+            swept = await redis.expire(event_id, now, policy.sweep_batch)
+        except StorageUnavailable:
+            logger.warning("expiry sweep for %s: Redis unreachable, retrying", event_id)
+            await anyio.sleep(policy.retry_wait_s)
+            continue
+        if swept.released:
+            HOLDS_EXPIRED.labels(event_id).inc(swept.released)
+        if swept.released >= policy.sweep_batch:
+            continue
+        wait = policy.sweep_interval_s
+        if swept.next_ms >= 0:
+            wait = min(wait, max(swept.next_ms - now, 0) / 1000)
+        await anyio.sleep(wait)

@@ -1,0 +1,93 @@
+"""Check an event's invariants against Redis and PostgreSQL (no oversell, conservation, one outcome)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import msgspec
+
+from storage.pg_store import PgStore
+from storage.redis_store import RedisStore
+
+__all__ = ["Audit", "audit_event"]
+
+TERMINAL = ("confirmed", "expired", "sold_out", "left")
+
+
+class Audit(msgspec.Struct, frozen=True):
+    """The invariants of one event at one moment; ``ok`` when all hold."""
+
+    capacity: int
+    free: int
+    held: int
+    sold: int
+    sold_in_postgres: int
+    oversold: int
+    counters_match_maps: bool
+    conserved: bool
+    postgres_matches_redis: bool
+    tickets_by_state: dict[str, int]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """True when no invariant is broken."""
+        return not self.problems
+
+
+async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled: bool) -> Audit:
+    """Audit ``event_id``; ``settled`` (no payment in flight) also requires PostgreSQL == Redis."""
+    snap = await redis.snapshot(event_id)
+    if snap is None:
+        raise LookupError(event_id)
+    maps = await redis.seat_maps(event_id)
+    sold_pg = await pg.sold_positions(event_id)
+    tickets = await redis.tickets(event_id)
+    st = snap.stats
+    problems: list[str] = []
+
+    counted = Counter[str]()
+    for section, seat_map in maps.items():
+        for state, char in (("free", "0"), ("held", "h"), ("sold", "s")):
+            n = seat_map.count(char)
+            counted[state] += n
+            if n != st.get(f"{state}:{section}", -1):
+                problems.append(
+                    f"section {section}: {n} seats {state} in the map, counter says {st.get(f'{state}:{section}')}"
+                )
+    counters_match = not problems
+    conserved = st["free"] + st["held"] + st["sold"] == st["capacity"]
+    if not conserved:
+        problems.append(
+            f"free {st['free']} + held {st['held']} + sold {st['sold']} != capacity {st['capacity']}"
+        )
+
+    duplicates = len(sold_pg) - len(set(sold_pg))
+    sold_redis = {(s, i + 1) for s, m in maps.items() for i, c in enumerate(m) if c == "s"}
+    oversold = duplicates + max(len(set(sold_pg)) - st["capacity"], 0)
+    if oversold:
+        problems.append(f"{oversold} seats sold more than once")
+    missing_in_redis = set(sold_pg) - sold_redis
+    pg_matches = not missing_in_redis and (not settled or len(sold_redis) == len(set(sold_pg)))
+    if missing_in_redis:
+        problems.append(f"{len(missing_in_redis)} seats booked in PostgreSQL are not sold in Redis")
+    if settled and len(sold_redis) != len(set(sold_pg)):
+        problems.append(f"Redis has {len(sold_redis)} seats sold, PostgreSQL {len(set(sold_pg))}")
+
+    by_state = Counter(t.st for t in tickets.values())
+    booked = sum(1 for t in tickets.values() if t.st == "confirmed" and not t.bk)
+    if booked:
+        problems.append(f"{booked} confirmed tickets name no booking")
+    return Audit(
+        capacity=st["capacity"],
+        free=st["free"],
+        held=st["held"],
+        sold=st["sold"],
+        sold_in_postgres=len(sold_pg),
+        oversold=oversold,
+        counters_match_maps=counters_match,
+        conserved=conserved,
+        postgres_matches_redis=pg_matches,
+        tickets_by_state=dict(by_state),
+        problems=problems,
+    )

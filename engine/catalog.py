@@ -1,0 +1,85 @@
+"""Creating events (PostgreSQL first, then Redis) and looking up their specs."""
+
+from __future__ import annotations
+
+import secrets
+
+import msgspec
+
+from engine.errors import NotFound
+from engine.events import EventSpec, SectionSpec, seat_map, seat_positions, validate_event
+from storage.pg_records import EventRow, SeatRow
+from storage.pg_store import PgStore
+from storage.redis_store import RedisStore
+
+__all__ = ["EventCatalog", "new_event_id"]
+
+
+def new_event_id() -> str:
+    """A fresh, unguessable event id."""
+    return "ev" + secrets.token_hex(5)
+
+
+class EventCatalog:
+    """Event specs by id; specs never change once created, so they are cached."""
+
+    def __init__(self, redis: RedisStore, pg: PgStore) -> None:
+        self._redis = redis  # inventory and state
+        self._pg = pg  # the record of events
+        self._specs: dict[str, EventSpec] = {}  # event id -> spec, filled on first use
+
+    async def create(self, spec: EventSpec, event_id: str | None = None) -> str:
+        """Validate and record a new event; return its id."""
+        validate_event(spec)
+        event_id = event_id or new_event_id()
+        seats = [
+            SeatRow(s.id, position, label.row, label.number, s.price_cents)
+            for s in spec.sections
+            for position, label in seat_positions(s)
+        ]
+        await self._pg.insert_event(
+            EventRow(
+                id=event_id,
+                name=spec.name,
+                opens_at=spec.opens_at,
+                max_per_order=spec.max_per_order,
+                hold_seconds=spec.hold_seconds,
+                max_active_holds=spec.max_active_holds,
+                sections=msgspec.json.encode(spec.sections).decode(),
+            ),
+            seats,
+        )
+        config = {
+            "opens_at_ms": int(spec.opens_at.timestamp() * 1000),
+            "hold_ms": spec.hold_seconds * 1000,
+            "max_active": spec.max_active_holds,
+            "max_per_order": spec.max_per_order,
+            "sections": [
+                {"id": s.id, "price_cents": s.price_cents, "map": seat_map(s)}
+                for s in spec.sections
+            ],
+        }
+        await self._redis.create_event(
+            event_id, msgspec.json.encode(config), [s.id for s in spec.sections]
+        )
+        self._specs[event_id] = spec
+        return event_id
+
+    async def get(self, event_id: str) -> EventSpec:
+        """The spec of an event; NotFound if there is none."""
+        spec = self._specs.get(event_id)
+        if spec is not None:
+            return spec
+        row = await self._pg.event(event_id)
+        if row is None:
+            raise NotFound(f"no event {event_id!r}")
+        spec = EventSpec(
+            name=row.name,
+            opens_at=row.opens_at,
+            sections=msgspec.json.decode(row.sections, type=list[SectionSpec]),
+            max_per_order=row.max_per_order,
+            hold_seconds=row.hold_seconds,
+            max_active_holds=row.max_active_holds,
+        )
+        self._specs[event_id] = spec
+        return spec

@@ -1,0 +1,222 @@
+"""Paying for a hold: claim it, charge the card, record the booking, mark seats sold.
+
+Order matters: the booking is durable in PostgreSQL before the payment call
+answers and before Redis marks the seats sold, so a crash at any point leaves
+either no booking (the hold is released when its window ends) or a durable
+booking that reconciliation finishes in Redis. Every storage step is batched
+across concurrent payments.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+
+from engine.catalog import EventCatalog
+from engine.clock import Clock
+from engine.errors import (
+    AlreadyPaid,
+    Conflict,
+    HoldExpired,
+    NotFound,
+    PaymentDeclined,
+    PaymentInProgress,
+    PaymentTimeout,
+)
+from engine.events import seat_label
+from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS
+from engine.payments import ChargeStatus, PaymentGateway
+from storage.batcher import Batcher
+from storage.errors import StorageError
+from storage.pg_records import BookingRow, CommitResult, NewBooking, TicketRow
+from storage.pg_store import PgStore
+from storage.records import BeginPaymentResult
+from storage.redis_store import HoldRef, PaidHold, RedisStore
+
+__all__ = ["Checkout", "PaymentRequest", "open_checkout"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRequest:
+    """A holder's request to pay for its hold."""
+
+    event_id: str
+    seq: int
+    idempotency_key: str
+    card_token: str
+
+    @property
+    def hold_id(self) -> str:
+        """The public name of the hold."""
+        return hold_id(self.event_id, self.seq)
+
+
+def hold_id(event_id: str, seq: int) -> str:
+    """The public name of ticket ``seq``'s hold in ``event_id``."""
+    return f"{event_id}.{seq}"
+
+
+def _new_code() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class Checkout:
+    """Runs payments; each storage step is one batch across concurrent payments."""
+
+    def __init__(
+        self,
+        redis: RedisStore,
+        pg: PgStore,
+        catalog: EventCatalog,
+        gateway: PaymentGateway,
+        clock: Clock,
+        *,
+        payment_window_s: float,
+        gateway_timeout_s: float,
+    ) -> None:
+        if gateway_timeout_s >= payment_window_s:
+            raise ValueError("the gateway timeout must end well inside the payment window")
+        self._redis = redis  # holds
+        self._pg = pg  # the record
+        self._catalog = catalog  # seat labels
+        self._gateway = gateway  # charges cards
+        self._clock = clock  # hold deadlines
+        self._window_ms = int(payment_window_s * 1000)  # how long a started payment keeps its hold
+        self._gateway_timeout_s = gateway_timeout_s  # how long the gateway may take
+        self.begin: Batcher[HoldRef, BeginPaymentResult] = Batcher(
+            self._begin_batch, name="begin_payment"
+        )
+        self.commit: Batcher[NewBooking, CommitResult] = Batcher(
+            pg.commit_bookings, name="commit_bookings"
+        )
+        self.confirm: Batcher[PaidHold, str] = Batcher(self._confirm_batch, name="confirm_paid")
+
+    async def _begin_batch(self, holds: list[HoldRef]) -> list[BeginPaymentResult]:
+        return await self._redis.begin_payments(holds, self._clock.now_ms(), self._window_ms)
+
+    async def _confirm_batch(self, paid: list[PaidHold]) -> list[str]:
+        return await self._redis.confirm_paid(paid, self._clock.now_ms())
+
+    async def pay(self, req: PaymentRequest) -> BookingRow:
+        """Pay for a hold; the booking is durable when this returns."""
+        started = time.perf_counter()
+        try:
+            booking = await self._pay(req)
+        except Exception as exc:
+            PAYMENTS.labels(getattr(exc, "code", "error")).inc()
+            raise
+        finally:
+            PAYMENT_LATENCY.observe(time.perf_counter() - started)
+        PAYMENTS.labels("confirmed").inc()
+        return booking
+
+    async def _pay(self, req: PaymentRequest) -> BookingRow:
+        ref = HoldRef(req.event_id, req.seq, req.idempotency_key)
+        claim = await self.begin.submit(ref)
+        if claim.r == "paid":
+            if claim.k == req.idempotency_key and claim.bk:
+                return await self.booking(claim.bk)
+            raise AlreadyPaid("this hold was already paid", claim.bk)
+        if claim.r == "in_progress":
+            # A crash after the commit leaves the hold "paying": the record decides.
+            if claim.k == req.idempotency_key:
+                recorded = await self._pg.booking_for_key(req.idempotency_key)
+                if recorded is not None:
+                    await self.confirm.submit(
+                        PaidHold(req.event_id, req.seq, req.idempotency_key, recorded)
+                    )
+                    return await self.booking(recorded)
+            raise PaymentInProgress("a payment for this hold is already running")
+        if claim.r == "expired":
+            raise HoldExpired("the hold expired; its seats went back on sale")
+        if claim.r != "ok":
+            raise NotFound("no such hold")
+
+        try:
+            with anyio.fail_after(self._gateway_timeout_s):
+                charge = await self._gateway.charge(
+                    amount_cents=claim.amt,
+                    card_token=req.card_token,
+                    idempotency_key=req.idempotency_key,
+                )
+        except TimeoutError:
+            await self._redis.abort_payments([ref], self._clock.now_ms())
+            raise PaymentTimeout(
+                "the payment provider did not answer; nothing was charged"
+            ) from None
+        if charge.status is ChargeStatus.DECLINED:
+            await self._redis.abort_payments([ref], self._clock.now_ms())
+            raise PaymentDeclined("the card was declined; the hold stays yours until it expires")
+
+        spec = await self._catalog.get(req.event_id)
+        section = spec.section(claim.section)
+        assert section is not None, "a hold names a section of its event"
+        tickets = []
+        for position in claim.seats:
+            label = seat_label(section, position)
+            tickets.append(TicketRow(_new_code(), claim.section, position, label.row, label.number))
+        new = NewBooking(
+            booking_id="bk" + secrets.token_hex(8),
+            event_id=req.event_id,
+            hold_id=req.hold_id,
+            ticket_seq=req.seq,
+            client_id=claim.c,
+            amount_cents=claim.amt,
+            idempotency_key=req.idempotency_key,
+            gateway_ref=charge.reference,
+            tickets=tickets,
+        )
+        result = await self.commit.submit(new)
+        if result.error is not None or result.booking_id is None:
+            logger.error("booking for hold %s refused by PostgreSQL: %s", req.hold_id, result.error)
+            raise Conflict("these seats cannot be booked; the charge will be refunded")
+        try:
+            await self.confirm.submit(
+                PaidHold(req.event_id, req.seq, req.idempotency_key, result.booking_id)
+            )
+        except StorageError:
+            # Durable already; reconciliation marks the seats sold in Redis.
+            logger.exception(
+                "booking %s recorded but not yet confirmed in Redis", result.booking_id
+            )
+        if result.replayed:
+            return await self.booking(result.booking_id)
+        BOOKINGS.labels(req.event_id).inc()
+        return BookingRow(
+            id=new.booking_id,
+            event_id=new.event_id,
+            hold_id=new.hold_id,
+            ticket_seq=new.ticket_seq,
+            amount_cents=new.amount_cents,
+            status="confirmed",
+            created_at=datetime.now(UTC),
+            tickets=tickets,
+        )
+
+    async def booking(self, booking_id: str) -> BookingRow:
+        """A booking by id; NotFound if there is none."""
+        row = await self._pg.booking(booking_id)
+        if row is None:
+            raise NotFound(f"no booking {booking_id!r}")
+        return row
+
+
+@asynccontextmanager
+async def open_checkout(checkout: Checkout) -> AsyncIterator[Checkout]:
+    """Run the checkout's batchers for the duration of the block."""
+    async with anyio.create_task_group() as tg:
+        for batcher in (checkout.begin, checkout.commit, checkout.confirm):
+            await tg.start(batcher.run)
+        try:
+            yield checkout
+        finally:
+            tg.cancel_scope.cancel()

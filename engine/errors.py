@@ -1,0 +1,118 @@
+"""The domain's errors; the API maps each to an HTTP status in one place.
+
+Exception tree::
+
+    BookingError
+    ├── InvalidRequest       bad input (400/422)
+    ├── Unauthorized         missing or forged credentials (401)
+    ├── Forbidden            valid credentials, not yours (403)
+    ├── NotFound             no such event, hold or booking (404)
+    ├── Conflict             the state forbids it (409)
+    │   ├── HoldExpired
+    │   ├── PaymentInProgress
+    │   └── AlreadyPaid
+    ├── PaymentDeclined      the gateway refused the card (402)
+    ├── PaymentTimeout       the gateway did not answer in time (504)
+    └── Unavailable          a backing service is down; retry later (503)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyPaid",
+    "BookingError",
+    "Conflict",
+    "Forbidden",
+    "HoldExpired",
+    "InvalidRequest",
+    "NotFound",
+    "PaymentDeclined",
+    "PaymentInProgress",
+    "PaymentTimeout",
+    "Unauthorized",
+    "Unavailable",
+]
+
+
+class BookingError(Exception):
+    """Base of every domain error; ``code`` is the stable machine-readable name."""
+
+    code = "booking_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message  # shown to the client
+
+
+class InvalidRequest(BookingError):
+    """The request is malformed or out of range."""
+
+    code = "invalid_request"
+
+
+class Unauthorized(BookingError):
+    """Credentials are missing, forged or expired."""
+
+    code = "unauthorized"
+
+
+class Forbidden(BookingError):
+    """Credentials are valid but do not cover this resource."""
+
+    code = "forbidden"
+
+
+class NotFound(BookingError):
+    """The named resource does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(BookingError):
+    """The resource's state does not allow this."""
+
+    code = "conflict"
+
+
+class HoldExpired(Conflict):
+    """The hold ran out before payment began."""
+
+    code = "hold_expired"
+
+
+class PaymentInProgress(Conflict):
+    """Another payment for this hold is running."""
+
+    code = "payment_in_progress"
+
+
+class AlreadyPaid(Conflict):
+    """The hold was paid with another idempotency key."""
+
+    code = "already_paid"
+
+    def __init__(self, message: str, booking_id: str | None) -> None:
+        super().__init__(message)
+        self.booking_id = booking_id  # the booking that paid it
+
+
+class PaymentDeclined(BookingError):
+    """The payment gateway declined the card."""
+
+    code = "payment_declined"
+
+
+class PaymentTimeout(BookingError):
+    """The payment gateway did not answer in time; nothing was booked."""
+
+    code = "payment_timeout"
+
+
+class Unavailable(BookingError):
+    """Redis or PostgreSQL is unreachable; the request changed nothing durable."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # what the client should wait before retrying

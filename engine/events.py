@@ -1,0 +1,142 @@
+"""Events and their seats: the specification an organiser gives, and the seat layout.
+
+Seat maps (see ``storage/lua/_prelude.lua``) hold one byte per seat with ``|``
+ending each row, best row first; a seat is named by its 1-based byte position.
+These functions translate between that layout and rows and seat numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from engine.errors import InvalidRequest
+
+__all__ = [
+    "EventSpec",
+    "RowSpec",
+    "SeatLabel",
+    "SectionSpec",
+    "seat_label",
+    "seat_map",
+    "validate_event",
+]
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+_ID_RE = re.compile(_ID)
+
+Id = Annotated[str, msgspec.Meta(pattern=_ID)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+
+
+class RowSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A row of seats, numbered 1..seats."""
+
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=8)]
+    seats: Annotated[int, msgspec.Meta(ge=1, le=500)]
+
+
+class SectionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A priced section: seated rows, or general admission with a capacity."""
+
+    id: Id
+    price_cents: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+    name: Annotated[str, msgspec.Meta(max_length=80)] = ""
+    rows: list[RowSpec] = []
+    capacity: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
+
+    @property
+    def general_admission(self) -> bool:
+        """True when the section has a capacity instead of rows."""
+        return not self.rows
+
+    @property
+    def seat_count(self) -> int:
+        """How many seats (or places) the section has."""
+        return sum(r.seats for r in self.rows) if self.rows else self.capacity
+
+
+class EventSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What an organiser gives to create an event."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    opens_at: datetime
+    sections: Annotated[list[SectionSpec], msgspec.Meta(min_length=1, max_length=50)]
+    max_per_order: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
+    hold_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 120
+    max_active_holds: Count = 500
+
+    @property
+    def capacity(self) -> int:
+        """Seats in all sections."""
+        return sum(s.seat_count for s in self.sections)
+
+    def section(self, section_id: str) -> SectionSpec | None:
+        """The section with this id, or None."""
+        return next((s for s in self.sections if s.id == section_id), None)
+
+
+def validate_event(spec: EventSpec) -> None:
+    """Raise InvalidRequest unless the spec describes a sellable event."""
+    if spec.opens_at.tzinfo is None:
+        raise InvalidRequest("opens_at must carry a time zone, e.g. 2026-12-01T10:00:00Z")
+    ids = [s.id for s in spec.sections]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("section ids must be unique")
+    for s in spec.sections:
+        if not _ID_RE.match(s.id):
+            raise InvalidRequest(f"section id {s.id!r} must match {_ID}")
+        if bool(s.rows) == bool(s.capacity):
+            raise InvalidRequest(f"section {s.id!r} needs either rows or a capacity, not both")
+        labels = [r.label for r in s.rows]
+        if len(set(labels)) != len(labels):
+            raise InvalidRequest(f"row labels of section {s.id!r} must be unique")
+    if spec.capacity > 200_000:
+        raise InvalidRequest("an event may have at most 200,000 seats")
+
+
+def seat_map(section: SectionSpec) -> str:
+    """The initial (all free) seat map of a section."""
+    if section.general_admission:
+        return "0" * section.capacity + "|"
+    return "".join("0" * r.seats + "|" for r in section.rows)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatLabel:
+    """Where a seat is: its row label ('' for general admission) and number."""
+
+    row: str
+    number: int
+
+
+def seat_label(section: SectionSpec, position: int) -> SeatLabel:
+    """Translate a seat-map position (1-based) into its row and number."""
+    if section.general_admission:
+        if not 1 <= position <= section.capacity:
+            raise ValueError(f"position {position} outside section {section.id}")
+        return SeatLabel("", position)
+    start = 1
+    for row in section.rows:
+        if position < start + row.seats:
+            if position < start:
+                break
+            return SeatLabel(row.label, position - start + 1)
+        start += row.seats + 1  # the row's seats and its "|"
+    raise ValueError(f"position {position} outside section {section.id}")
+
+
+def seat_positions(section: SectionSpec) -> list[tuple[int, SeatLabel]]:
+    """Every seat of a section with its position, best first."""
+    if section.general_admission:
+        return [(p, SeatLabel("", p)) for p in range(1, section.capacity + 1)]
+    out: list[tuple[int, SeatLabel]] = []
+    start = 1
+    for row in section.rows:
+        out += [(start + n, SeatLabel(row.label, n + 1)) for n in range(row.seats)]
+        start += row.seats + 1
+    return out

@@ -1,0 +1,33 @@
+"""Prometheus metrics of the engine (event ids are the only labels: a handful per deployment)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "ACTIVE_HOLDS",
+    "ADMISSIONS",
+    "BOOKINGS",
+    "HOLDS_EXPIRED",
+    "PAYMENTS",
+    "PAYMENT_LATENCY",
+    "QUEUE_LENGTH",
+    "SOLD_OUT",
+]
+
+QUEUE_LENGTH = Gauge("booking_queue_length", "Clients waiting in line.", ["event"])
+ACTIVE_HOLDS = Gauge(
+    "booking_active_holds", "Holds open (admitted, not yet paid or expired).", ["event"]
+)
+ADMISSIONS = Counter(
+    "booking_admissions_total", "Clients admitted: seats held for them.", ["event"]
+)
+SOLD_OUT = Counter("booking_sold_out_total", "Clients told nothing is left.", ["event"])
+HOLDS_EXPIRED = Counter("booking_holds_expired_total", "Holds released unpaid.", ["event"])
+BOOKINGS = Counter("booking_bookings_total", "Bookings made durable.", ["event"])
+PAYMENTS = Counter("booking_payments_total", "Payment attempts by result.", ["result"])
+PAYMENT_LATENCY = Histogram(
+    "booking_payment_seconds",
+    "Time to answer a payment request.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

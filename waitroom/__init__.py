@@ -1,0 +1,1 @@
+"""The waiting room: joining the line, signed tokens, position and wait estimates."""

@@ -1,0 +1,66 @@
+"""Position and estimated wait: pure arithmetic over the serving counter.
+
+A client's position is its ticket seq minus the serving counter (the seq of the
+last client decided). The wait estimate divides the position by the measured
+outflow of the line, smoothed with an exponentially weighted moving average.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["OutflowEstimator", "position", "update_interval"]
+
+
+def position(seq: int, serving: int) -> int:
+    """How many clients are decided before this one (1 = next)."""
+    return max(seq - serving, 0)
+
+
+def update_interval(eta_s: float, base_s: float, *, max_factor: float = 10.0) -> float:
+    """How long to wait before the next position update of a client ``eta_s`` from the head.
+
+    A tenth of the remaining wait, between ``base_s`` and ``max_factor * base_s``:
+    the head of the line sees every change, the back of a long line a few a
+    minute, which keeps the messages per second bounded as the line grows.
+    """
+    return min(max(eta_s / 10, base_s), max_factor * base_s)
+
+
+@dataclass
+class OutflowEstimator:
+    """Smoothed clients-per-second leaving the head of the line.
+
+    ``observe`` is fed the serving counter with the time it was seen; ``eta_s``
+    answers for a position. Until outflow has been seen, ``prior_rate`` (e.g.
+    checkout capacity / hold time) stands in.
+    """
+
+    prior_rate: float
+    half_life_s: float = 5.0
+    _rate: float | None = None
+    _last_serving: int | None = None
+    _last_t: float | None = None
+
+    def observe(self, serving: int, t: float) -> None:
+        """Record the serving counter seen at time ``t`` (seconds, monotonic)."""
+        if self._last_serving is None or self._last_t is None:
+            self._last_serving, self._last_t = serving, t
+            return
+        dt = t - self._last_t
+        if dt < 0.2:  # too short a window to measure a rate
+            return
+        sample = max(serving - self._last_serving, 0) / dt
+        weight = 1 - 0.5 ** (dt / self.half_life_s)
+        self._rate = sample if self._rate is None else self._rate + weight * (sample - self._rate)
+        self._last_serving, self._last_t = serving, t
+
+    @property
+    def rate(self) -> float:
+        """Clients per second (the prior until measured)."""
+        return self._rate if self._rate else self.prior_rate
+
+    def eta_s(self, pos: int) -> float:
+        """Estimated seconds until position ``pos`` is decided."""
+        rate = self.rate
+        return pos / rate if rate > 0 else float("inf")
