@@ -1,0 +1,196 @@
+"""The ``booking`` command line: serve, worker, demo, migrate, event create."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+
+from api.logs import configure_logging
+from api.settings import Settings
+from storage.embedded import embedded_servers
+from storage.runtime import RUNTIMES, run
+
+__all__ = ["main"]
+
+logger = logging.getLogger("booking")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="booking", description="A queue-based booking engine for flash sales."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--redis-url", help="Redis URL (env REDIS_URL); embedded Redis when unset")
+    common.add_argument(
+        "--database-url", help="PostgreSQL URL (env DATABASE_URL); embedded when unset"
+    )
+    common.add_argument(
+        "--data-dir", type=Path, help="data directory of embedded servers (env BOOKING_DATA_DIR)"
+    )
+    common.add_argument(
+        "--runtime", choices=RUNTIMES, help="event loop (env BOOKING_RUNTIME, default trio)"
+    )
+    common.add_argument(
+        "--log-format", choices=("text", "json"), help="log format (env BOOKING_LOG_FORMAT)"
+    )
+    serving = argparse.ArgumentParser(add_help=False)
+    serving.add_argument("--host", help="interface to bind (env BOOKING_HOST, default 127.0.0.1)")
+    serving.add_argument(
+        "--http-port", type=int, help="HTTP API port (env BOOKING_HTTP_PORT, default 8000)"
+    )
+    serving.add_argument(
+        "--ws-port", type=int, help="WebSocket port (env BOOKING_WS_PORT, default 8001)"
+    )
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "serve", parents=[common, serving], help="run the HTTP API and the waiting-room WebSocket"
+    )
+    sub.add_parser("worker", parents=[common], help="run an engine worker (admission, hold expiry)")
+    sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
+    sale = argparse.ArgumentParser(add_help=False)
+    sale.add_argument(
+        "--clients", type=_positive, default=3000, help="simulated buyers (default 3000)"
+    )
+    sale.add_argument(
+        "--rows", type=_positive, default=40, help="rows of 30 seats (default 40: 1,200 seats)"
+    )
+    sale.add_argument(
+        "--hold-seconds", type=_positive, default=10, help="hold time of the event (default 10)"
+    )
+    sale.add_argument(
+        "--arrival-seconds",
+        type=float,
+        default=10.0,
+        help="joins spread over this long (default 10)",
+    )
+    sale.add_argument(
+        "--pay-ratio", type=float, default=0.6, help="share of buyers who pay (default 0.6)"
+    )
+    sale.add_argument("--json", type=Path, help="also write the results as JSON here")
+    sub.add_parser(
+        "demo",
+        parents=[common, serving, sale],
+        help="everything on embedded servers: seed an event, simulate a sale, print a summary",
+    )
+    bench = sub.add_parser(
+        "bench",
+        parents=[sale],
+        help="simulate a sale against a running deployment (admin key: BOOKING_ADMIN_KEY)",
+    )
+    bench.add_argument(
+        "--url", required=True, help="base URL of the HTTP API, e.g. http://127.0.0.1:8000"
+    )
+    event = sub.add_parser("event", help="manage events")
+    event_sub = event.add_subparsers(dest="event_command", required=True, metavar="ACTION")
+    create = event_sub.add_parser(
+        "create", parents=[common], help="create an event from a JSON spec file"
+    )
+    create.add_argument("spec", type=Path, help="JSON file: name, opens_at, sections, ...")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+@contextmanager
+def _servers(settings: Settings) -> Iterator[Settings]:
+    if settings.redis_url and settings.database_url:
+        yield settings
+        return
+    logger.info("starting embedded servers under %s", settings.data_dir.resolve())
+    with embedded_servers(
+        settings.data_dir, redis_url=settings.redis_url, database_url=settings.database_url
+    ) as started:
+        print(f"embedded Redis:      {started.redis_url}", file=sys.stderr)
+        print(f"embedded PostgreSQL: {started.database_url}", file=sys.stderr)
+        yield settings.with_urls(started.redis_url, started.database_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``booking`` command."""
+    args = _parser().parse_args(argv)
+    overrides = {
+        k: getattr(args, k, None)
+        for k in (
+            "redis_url",
+            "database_url",
+            "data_dir",
+            "runtime",
+            "log_format",
+            "host",
+            "http_port",
+            "ws_port",
+        )
+    }
+    if args.command == "demo":
+        overrides.setdefault("http_port", None)
+        overrides["http_port"] = overrides["http_port"] if overrides["http_port"] is not None else 0
+        overrides["ws_port"] = overrides["ws_port"] if overrides["ws_port"] is not None else 0
+    try:
+        settings = Settings.from_env(**overrides)
+    except ValueError as exc:
+        print(f"booking: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    command: Callable[[Settings], Awaitable[int]]
+    if args.command == "serve":
+        from api.commands import serve as command
+    elif args.command == "worker":
+        from api.commands import worker as command
+    elif args.command == "migrate":
+        from api.commands import migrate as command
+    elif args.command in ("demo", "bench"):
+        from api.commands import SaleOptions, bench, demo
+
+        options = SaleOptions(
+            args.clients,
+            args.rows,
+            args.hold_seconds,
+            args.pay_ratio,
+            args.arrival_seconds,
+            args.json,
+        )
+        if args.command == "bench":
+            return run(lambda: bench(args.url, settings.admin_key, options), settings.runtime)
+
+        async def command(s: Settings) -> int:
+            return await demo(s, options)
+
+    else:
+        from api.commands import create_event
+
+        try:
+            body = args.spec.read_bytes()
+        except OSError as exc:
+            print(f"booking: cannot read {args.spec}: {exc}", file=sys.stderr)
+            return 2
+
+        async def command(s: Settings) -> int:
+            return await create_event(s, body)
+
+    # SIGTERM stops the process like Ctrl-C, so embedded servers are shut down too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with _servers(settings) as resolved:
+            return run(lambda: command(resolved), settings.runtime)
+    except KeyboardInterrupt:
+        return 130
+    except msgspec.ValidationError as exc:
+        print(f"booking: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

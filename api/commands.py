@@ -1,0 +1,130 @@
+"""What each ``booking`` subcommand does once settings and servers are resolved."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from api.services import Roles, open_services
+from api.settings import Settings
+from bench.sale import SalePlan, demo_event, run_sale
+from engine.catalog import EventCatalog
+from engine.events import EventSpec
+from storage.bridge import open_bridge
+from storage.pg_store import open_pg_store
+from storage.redis_store import open_redis_store
+
+__all__ = ["SaleOptions", "bench", "create_event", "demo", "migrate", "serve", "worker"]
+
+logger = logging.getLogger("booking")
+
+
+async def serve(settings: Settings) -> int:
+    """Run the HTTP API and the waiting-room WebSocket until interrupted."""
+    async with open_services(settings, Roles(api=True, worker=False)) as services:
+        print(f"HTTP API:  {services.http_url}", file=sys.stderr)
+        print(f"WebSocket: {settings.ws_url(services.ws_port)}", file=sys.stderr)
+        print(f"admin key: {settings.admin_key}", file=sys.stderr)
+        await anyio.sleep_forever()
+    return 0
+
+
+async def worker(settings: Settings) -> int:
+    """Run an engine worker until interrupted."""
+    async with open_services(settings, Roles(api=False, worker=True)):
+        logger.info("worker running")
+        await anyio.sleep_forever()
+    return 0
+
+
+async def migrate(settings: Settings) -> int:
+    """Apply pending migrations."""
+    assert settings.database_url
+    async with open_bridge() as bridge, open_pg_store(settings.database_url, bridge) as pg:
+        applied = await pg.migrate()
+    print("applied: " + (", ".join(applied) or "nothing (up to date)"))
+    return 0
+
+
+async def create_event(settings: Settings, body: bytes) -> int:
+    """Create an event from a JSON spec; print its id."""
+    assert settings.redis_url and settings.database_url
+    spec = msgspec.json.decode(body, type=EventSpec)
+    async with (
+        open_bridge() as bridge,
+        open_redis_store(settings.redis_url, bridge) as redis,
+        open_pg_store(settings.database_url, bridge) as pg,
+    ):
+        await pg.migrate()
+        event_id = await EventCatalog(redis, pg).create(spec)
+    print(event_id)
+    return 0
+
+
+@dataclass(frozen=True)
+class SaleOptions:
+    """The knobs of a simulated sale."""
+
+    clients: int = 3000
+    rows: int = 40
+    hold_seconds: int = 10
+    pay_ratio: float = 0.6
+    arrival_s: float = 10.0
+    json_path: Path | None = None
+
+    def argv(self) -> list[str]:
+        """These options as ``booking bench`` flags."""
+        out = [
+            "--clients",
+            str(self.clients),
+            "--rows",
+            str(self.rows),
+            "--hold-seconds",
+            str(self.hold_seconds),
+            "--pay-ratio",
+            str(self.pay_ratio),
+            "--arrival-seconds",
+            str(self.arrival_s),
+        ]
+        return out + (["--json", str(self.json_path)] if self.json_path else [])
+
+
+async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
+    """Simulate a sale against the deployment at ``url``; print the summary; 1 if an invariant broke."""
+    event = demo_event(options.rows, 30, hold_seconds=options.hold_seconds)
+    print(f"Sale: {options.clients} buyers for {options.rows * 30} seats at {url}", file=sys.stderr)
+    report = await run_sale(
+        url,
+        admin_key,
+        event,
+        SalePlan(clients=options.clients, pay_ratio=options.pay_ratio, arrival_s=options.arrival_s),
+    )
+    print(f"Event {report.event_id}: {url}/v1/events/{report.event_id}", file=sys.stderr)
+    print(report.summary())
+    if options.json_path is not None:
+        options.json_path.write_bytes(report.to_json())
+    return 0 if not report.problems else 1
+
+
+async def demo(settings: Settings, options: SaleOptions) -> int:
+    """Everything on embedded servers; the buyers run in a second process, as they would."""
+    async with open_services(settings) as services:
+        print(
+            f"HTTP API {services.http_url}, WebSocket {settings.ws_url(services.ws_port)}",
+            file=sys.stderr,
+        )
+        process = await anyio.run_process(
+            [sys.executable, "-m", "api.cli", "bench", "--url", services.http_url, *options.argv()],
+            stdin=None,
+            stdout=None,
+            stderr=None,
+            check=False,
+            env={**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key},
+        )
+    return process.returncode

@@ -1,0 +1,51 @@
+"""Domain errors to HTTP answers: the one place statuses are chosen."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.responses import json_response
+from api.schemas import ErrorBody
+from engine.errors import (
+    BookingError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PaymentDeclined,
+    PaymentTimeout,
+    Unauthorized,
+    Unavailable,
+)
+
+__all__ = ["STATUS", "error_response", "handle_booking_error"]
+
+#: HTTP status of each error class (the most specific class listed wins).
+STATUS: dict[type[BookingError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    PaymentDeclined: 402,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+    PaymentTimeout: 504,
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """An error answer ``{"error": code, "message": message}``."""
+    return json_response(ErrorBody(error=code, message=message), status=status, headers=headers)
+
+
+def handle_booking_error(request: Request, exc: Exception) -> Response:
+    """Answer a domain error with its status."""
+    assert isinstance(exc, BookingError)
+    status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return error_response(status, exc.code, exc.message, headers)

@@ -1,0 +1,52 @@
+"""Run the ASGI app on hypercorn, in the flavour of the runtime in use."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import sniffio
+from hypercorn.config import Config
+
+__all__ = ["serve_http"]
+
+
+async def serve_http(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until cancelled; ``task_status.started`` gets the bound port."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.backlog = 4096  # the default 100 drops connections under a burst
+    config.keep_alive_max_requests = 1_000_000  # don't recycle busy keep-alive connections
+    config.keep_alive_timeout = 75  # longer than clients' idle pools keep connections
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    if sniffio.current_async_library() == "trio":
+        import trio
+        from hypercorn.trio import serve
+
+        async with trio.open_nursery() as nursery:
+            binds: list[str] = await nursery.start(
+                lambda task_status: serve(app, config, task_status=task_status)
+            )
+            task_status.started(int(binds[0].rsplit(":", 1)[1]))
+            await anyio.sleep_forever()
+    else:
+        import socket
+
+        from hypercorn.asyncio import serve as aserve
+
+        if port == 0:  # pick the port now so it can be reported
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                port = probe.getsockname()[1]
+            config.bind = [f"{host}:{port}"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: aserve(app, config, shutdown_trigger=anyio.sleep_forever))
+            task_status.started(port)

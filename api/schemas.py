@@ -1,0 +1,90 @@
+"""REST bodies: what clients send (decoded strictly) and what they get back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from engine.events import EventSpec
+
+__all__ = [
+    "BookingView",
+    "CreatedEvent",
+    "ErrorBody",
+    "EventView",
+    "PaymentBody",
+    "SectionAvailability",
+    "TicketView",
+]
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    """Every error answer."""
+
+    error: str
+    message: str
+
+
+class CreatedEvent(msgspec.Struct, frozen=True):
+    """Answer to creating an event."""
+
+    id: str
+    waitroom_url: str
+
+
+class SectionAvailability(msgspec.Struct, frozen=True):
+    """Seats of one section by state."""
+
+    id: str
+    price_cents: int
+    capacity: int
+    free: int
+    held: int
+    sold: int
+
+
+class EventView(msgspec.Struct, frozen=True):
+    """Public state of an event."""
+
+    id: str
+    name: str
+    state: str
+    opens_at: str
+    max_per_order: int
+    hold_seconds: int
+    max_active_holds: int
+    queue_length: int
+    active_holds: int
+    sections: list[SectionAvailability]
+    waitroom_url: str
+
+
+class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Pay for a hold with a card token (sandbox: tok_visa, tok_declined, tok_timeout)."""
+
+    card_token: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class TicketView(msgspec.Struct, frozen=True):
+    """One seat of a booking."""
+
+    code: str
+    section: str
+    row: str
+    number: int
+
+
+class BookingView(msgspec.Struct, frozen=True):
+    """A booking and its tickets."""
+
+    id: str
+    event_id: str
+    hold_id: str
+    status: str
+    amount_cents: int
+    created_at: str
+    tickets: list[TicketView]
+
+
+__all__ += ["EventSpec"]

@@ -1,0 +1,138 @@
+"""The wiring point: build storage, engine, waiting room, realtime and HTTP, run them in one task group."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+import anyio
+
+from api.settings import Settings
+from engine.admission import AdmissionPolicy
+from engine.catalog import EventCatalog
+from engine.checkout import Checkout
+from engine.clock import Clock, WallClock
+from engine.payments import PaymentGateway, SandboxGateway
+from engine.worker import run_worker
+from realtime.hub import Hub
+from realtime.server import WaitroomHandler
+from realtime.transport import serve_websockets
+from storage.bridge import open_bridge
+from storage.pg_store import PgStore, open_pg_store
+from storage.redis_store import RedisStore, open_redis_store
+from waitroom.line import WaitingLine
+from waitroom.tokens import TokenSigner
+
+__all__ = ["Roles", "Services", "open_services"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which parts this process runs."""
+
+    api: bool = True  # HTTP API + waiting-room WebSocket
+    worker: bool = True  # admission and expiry sweep
+
+
+@dataclass
+class Services:
+    """Every part of a running process, for the routes and the command line."""
+
+    settings: Settings
+    redis: RedisStore
+    pg: PgStore
+    catalog: EventCatalog
+    checkout: Checkout
+    line: WaitingLine
+    hub: Hub
+    signer: TokenSigner
+    clock: Clock
+    http_port: int = 0
+    ws_port: int = 0
+    policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+
+    def waitroom_url(self, event_id: str) -> str:
+        """Where clients of ``event_id`` open their WebSocket."""
+        return f"{self.settings.ws_url(self.ws_port)}/v1/events/{event_id}/waitroom"
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the HTTP API."""
+        return f"http://{self.settings.host}:{self.http_port}"
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    roles: Roles = Roles(),
+    *,
+    clock: Clock | None = None,
+    gateway: PaymentGateway | None = None,
+    policy: AdmissionPolicy | None = None,
+) -> AsyncIterator[Services]:
+    """Connect, migrate, start the parts ``roles`` asks for; stop them all on exit."""
+    assert settings.redis_url and settings.database_url, "resolve embedded servers first"
+    clock = clock or WallClock()
+    policy = policy or AdmissionPolicy()
+    async with (
+        open_bridge() as bridge,
+        open_redis_store(settings.redis_url, bridge) as redis,
+        open_pg_store(settings.database_url, bridge) as pg,
+    ):
+        await pg.migrate()
+        catalog = EventCatalog(redis, pg)
+        signer = TokenSigner(settings.secret.encode())
+        checkout = Checkout(
+            redis,
+            pg,
+            catalog,
+            gateway or SandboxGateway(),
+            clock,
+            payment_window_s=settings.payment_window_s,
+            gateway_timeout_s=settings.gateway_timeout_s,
+        )
+        line = WaitingLine(redis, clock)
+        hub = Hub(
+            redis,
+            catalog,
+            signer,
+            position_interval_s=settings.position_interval_s,
+            payment_window_s=settings.payment_window_s,
+        )
+        services = Services(
+            settings, redis, pg, catalog, checkout, line, hub, signer, clock, policy=policy
+        )
+        async with anyio.create_task_group() as tg:
+            for batcher in (checkout.begin, checkout.commit, checkout.confirm, line.joins):
+                await tg.start(batcher.run)
+            if roles.worker:
+                await tg.start(partial(run_worker, redis, clock, policy))
+            if roles.api:
+                from api.app import create_app
+                from api.http_server import serve_http
+
+                await tg.start(hub.run)
+                handler = WaitroomHandler(
+                    hub, line, catalog, signer, clock, max_pending=settings.max_pending_messages
+                )
+                services.ws_port = await tg.start(
+                    partial(
+                        serve_websockets,
+                        handler,
+                        settings.host,
+                        settings.ws_port,
+                        max_message_bytes=settings.max_frame_bytes,
+                    )
+                )
+                services.http_port = await tg.start(
+                    partial(serve_http, create_app(services), settings.host, settings.http_port)
+                )
+            try:
+                yield services
+            finally:
+                tg.cancel_scope.cancel()

@@ -1,0 +1,93 @@
+"""One frozen settings object, built from flags and the environment (nothing else reads either)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ENVIRONMENT", "Settings"]
+
+#: Environment variables read, and the setting each fills.
+ENVIRONMENT = {
+    "REDIS_URL": "redis_url",
+    "DATABASE_URL": "database_url",
+    "BOOKING_SECRET": "secret",
+    "BOOKING_ADMIN_KEY": "admin_key",
+    "BOOKING_DATA_DIR": "data_dir",
+    "BOOKING_HOST": "host",
+    "BOOKING_HTTP_PORT": "http_port",
+    "BOOKING_WS_PORT": "ws_port",
+    "BOOKING_PUBLIC_WS_URL": "public_ws_url",
+    "BOOKING_RUNTIME": "runtime",
+    "BOOKING_LOG_FORMAT": "log_format",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, in one place."""
+
+    #: Redis URL; None starts the embedded Redis under ``data_dir``.
+    redis_url: str | None = None
+    #: PostgreSQL URL; None starts the embedded PostgreSQL under ``data_dir``.
+    database_url: str | None = None
+    #: Where embedded servers keep their data.
+    data_dir: Path = Path(".booking")
+    #: HMAC key for tokens; a random one (tokens die with the process) when unset.
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    #: Bearer key of admin routes; a random one (printed at start) when unset.
+    admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
+    #: Interface the HTTP and WebSocket servers bind.
+    host: str = "127.0.0.1"
+    #: HTTP API port (0 picks a free one).
+    http_port: int = 8000
+    #: Waiting-room WebSocket port (0 picks a free one).
+    ws_port: int = 8001
+    #: WebSocket base URL told to clients (default: ws://host:ws_port).
+    public_ws_url: str | None = None
+    #: "trio" (default) or "asyncio".
+    runtime: str = "trio"
+    #: "text" or "json" (JSON lines for production).
+    log_format: str = "text"
+    #: How long a started payment keeps its hold, seconds.
+    payment_window_s: float = 30.0
+    #: How long the payment gateway may take, seconds.
+    gateway_timeout_s: float = 10.0
+    #: Cadence of position updates, seconds.
+    position_interval_s: float = 1.0
+    #: Largest accepted request body / WebSocket frame, bytes.
+    max_body_bytes: int = 16_384
+    max_frame_bytes: int = 4_096
+    #: Messages queued for one client before it is disconnected.
+    max_pending_messages: int = 32
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``env`` (default: the process environment), then ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for var, name in ENVIRONMENT.items():
+            if env.get(var):
+                values[name] = env[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("http_port", "ws_port"):
+            if name in values:
+                values[name] = int(values[name])
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        settings = cls(**values)
+        if settings.runtime not in ("trio", "asyncio"):
+            raise ValueError(f"runtime must be trio or asyncio, not {settings.runtime!r}")
+        return settings
+
+    def with_urls(self, redis_url: str | None, database_url: str | None) -> Settings:
+        """A copy naming the servers actually in use."""
+        return replace(self, redis_url=redis_url, database_url=database_url)
+
+    def ws_url(self, ws_port: int) -> str:
+        """Base URL of the WebSocket server as clients should use it."""
+        return self.public_ws_url or f"ws://{self.host}:{ws_port}"

@@ -1,0 +1,1 @@
+"""Load-test harness: simulated waiting-room clients over the public WS + REST interfaces."""

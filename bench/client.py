@@ -1,0 +1,182 @@
+"""One simulated buyer: join over the WebSocket, wait, pay (or not) over REST, see the outcome."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from websockets.exceptions import ConnectionClosed
+from websockets.trio.client import connect
+
+from realtime import protocol as p
+
+__all__ = ["Behaviour", "ClientResult", "RestClient", "run_client"]
+
+
+class Behaviour(enum.Enum):
+    """What the buyer does when prompted."""
+
+    PAY = "pay"  # pays with a good card
+    DECLINE_THEN_PAY = "decline_then_pay"  # a declined card first, then a good one
+    ABANDON = "abandon"  # lets the hold expire
+
+
+@dataclass
+class ClientResult:
+    """What one buyer saw."""
+
+    client_id: str
+    behaviour: Behaviour
+    quantity: int
+    ticket: int = 0
+    joined_at: float = 0.0  # wall time of the join, s
+    queued_at: float = 0.0  # wall time of ``queued``, s
+    prompted_at: float = 0.0  # wall time the prompt arrived, s
+    admitted_at: float = 0.0  # wall time the server held the seats, s
+    first_eta_s: float | None = None
+    positions: int = 0  # position updates received
+    outcome: str = ""  # confirmed, expired, sold_out, error
+    booking_id: str = ""
+    seats: int = 0
+    payment_status: int = 0
+    payment_s: float = 0.0  # pay request -> answer, s
+    confirmed_s: float = 0.0  # pay request -> confirmed message, s
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def admission_to_prompt_s(self) -> float | None:
+        """Seats held on the server -> prompt received by the client."""
+        return self.prompted_at - self.admitted_at if self.prompted_at else None
+
+
+class RestClient:
+    """An HTTP client whose in-flight requests never exceed its pool.
+
+    httpcore's pool does work proportional to the waiting requests on every
+    change, so thousands of waiters turn quadratic; waiting here is cheap.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, max_in_flight: int) -> None:
+        self.http = http  # the pooled client
+        self._limiter = anyio.CapacityLimiter(
+            max_in_flight
+        )  # at most one request per pooled connection
+
+    async def pay(
+        self, prompt: p.Prompt, card: str, key: str, *, attempts: int = 3
+    ) -> httpx.Response:
+        """POST a payment for ``prompt``'s hold, retrying a lost connection with the same key."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self._limiter:
+                    return await self.http.post(
+                        f"/v1/holds/{prompt.hold_id}/payment",
+                        headers={
+                            "Authorization": f"Bearer {prompt.hold_token}",
+                            "Idempotency-Key": key,
+                        },
+                        json={"card_token": card},
+                    )
+            except (httpx.RemoteProtocolError, httpx.ConnectError):
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+
+async def run_client(
+    waitroom_url: str,
+    http: RestClient,
+    result: ClientResult,
+    *,
+    hold_seconds: float,
+    think_s: float = 0.0,
+    connect_limiter: anyio.CapacityLimiter | None = None,
+    local_address: tuple[str, int] | None = None,
+) -> ClientResult:
+    """Run one buyer to its outcome, filling in ``result`` as it goes."""
+    try:
+        await _run(
+            waitroom_url, http, result, hold_seconds, think_s, connect_limiter, local_address
+        )
+    except (OSError, ConnectionClosed, httpx.HTTPError) as exc:
+        result.errors.append(f"{type(exc).__name__}: {exc}")
+        result.outcome = result.outcome or "error"
+    return result
+
+
+async def _run(
+    url: str,
+    http: RestClient,
+    r: ClientResult,
+    hold_seconds: float,
+    think_s: float,
+    limiter: anyio.CapacityLimiter | None,
+    local_address: tuple[str, int] | None,
+) -> None:
+    kwargs: dict[str, Any] = {
+        "compression": None,
+        "ping_interval": None,
+        "proxy": None,
+        "open_timeout": 60,
+    }
+    if local_address is not None:
+        kwargs["local_address"] = local_address
+    async with AsyncExitStack() as stack:
+        async with limiter or anyio.CapacityLimiter(1):
+            ws = await stack.enter_async_context(connect(url, **kwargs))
+        await _converse(ws, http, r, hold_seconds, think_s)
+
+
+async def _converse(
+    ws: Any, http: RestClient, r: ClientResult, hold_seconds: float, think_s: float
+) -> None:
+    r.joined_at = time.time()
+    await ws.send(p.encode(p.Join(quantity=r.quantity, client_id=r.client_id)), text=True)
+    paid_at = 0.0
+    async for raw in ws:
+        msg = p.server_decoder.decode(raw)
+        match msg:
+            case p.Queued():
+                r.ticket, r.queued_at, r.first_eta_s = msg.ticket, time.time(), msg.eta_s
+            case p.Position():
+                r.positions += 1
+            case p.Prompt():
+                r.prompted_at = time.time()
+                r.admitted_at = msg.expires_ms / 1000 - hold_seconds
+                r.seats = len(msg.seats)
+                if r.behaviour is Behaviour.ABANDON:
+                    continue  # wait for ``expired``
+                if think_s:
+                    await anyio.sleep(think_s)
+                paid_at = time.time()
+                if r.behaviour is Behaviour.DECLINE_THEN_PAY:
+                    declined = await http.pay(msg, "tok_declined", secrets.token_hex(8))
+                    if declined.status_code not in (402, 409):  # 409: the hold expired meanwhile
+                        r.errors.append(f"declined card answered {declined.status_code}")
+                response = await http.pay(msg, "tok_visa", secrets.token_hex(8))
+                r.payment_s = time.time() - paid_at
+                r.payment_status = response.status_code
+                if response.status_code == 200:
+                    r.booking_id = response.json()["id"]
+                elif response.status_code != 409:  # 409: the hold expired meanwhile
+                    r.errors.append(f"payment answered {response.status_code}: {response.text}")
+            case p.Confirmed():
+                r.outcome, r.booking_id = "confirmed", msg.booking_id
+                r.confirmed_s = time.time() - paid_at if paid_at else 0.0
+                return
+            case p.Expired():
+                r.outcome = "expired"
+                return
+            case p.SoldOut():
+                r.outcome = "sold_out"
+                return
+            case p.Error():
+                r.errors.append(f"{msg.code}: {msg.message}")
+                r.outcome = "error"
+                return

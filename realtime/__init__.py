@@ -1,0 +1,1 @@
+"""The waiting room's WebSocket channel: protocol, sessions, per-event fan-out, server."""

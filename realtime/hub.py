@@ -1,0 +1,250 @@
+"""Per-event fan-out: route each event's outcomes to its clients, and push positions.
+
+For every event with clients on this server there is one notify reader (one
+blocking read serves every outcome of a script call: prompts, expiries,
+confirmations) and one position ticker (one small read of the serving counter
+per tick, from which each client's position follows). Prompts go to their
+client's outbox at once; they never wait behind a position round.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+
+from engine.catalog import EventCatalog
+from engine.checkout import hold_id
+from engine.events import seat_label
+from realtime import protocol as p
+from realtime.metrics import CONNECTIONS, MESSAGES_SENT
+from realtime.session import ClientSession
+from storage.errors import StorageUnavailable
+from storage.records import Confirmed, Expired, NotifyBatch, Outcome, Prompted, SoldOut
+from storage.redis_store import RedisStore
+from waitroom.eta import OutflowEstimator, position, update_interval
+from waitroom.line import TicketState
+from waitroom.tokens import TokenKind, TokenSigner
+
+__all__ = ["EventChannel", "Hub"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EventChannel:
+    """This server's clients of one event."""
+
+    event_id: str
+    estimator: OutflowEstimator
+    sessions: dict[int, ClientSession] = field(default_factory=dict)
+    serving: int = 0
+    state: str = "scheduled"
+    ready: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Hub:
+    """Routes outcomes and positions to the sessions connected here."""
+
+    def __init__(
+        self,
+        redis: RedisStore,
+        catalog: EventCatalog,
+        signer: TokenSigner,
+        *,
+        position_interval_s: float,
+        payment_window_s: float,
+        now_s: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis  # notify streams and counters
+        self._catalog = catalog  # seat labels for prompts
+        self._signer = signer  # hold tokens
+        self._position_interval_s = position_interval_s  # cadence of position pushes
+        self._payment_window_s = payment_window_s  # hold tokens outlive the hold by this
+        self._now_s = now_s  # wall clock, seconds
+        self._channels: dict[str, EventChannel] = {}  # event id -> channel
+        self._task_group: anyio.abc.TaskGroup | None = None  # owns readers and tickers
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Own the per-event tasks until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._task_group = tg
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def statistics(self) -> dict[str, int]:
+        """Connected sessions per event."""
+        return {e: len(c.sessions) for e, c in self._channels.items()}
+
+    async def channel(self, event_id: str) -> EventChannel:
+        """The channel of an event, its reader started and positioned."""
+        ch = self._channels.get(event_id)
+        if ch is None:
+            spec = await self._catalog.get(event_id)
+            prior = spec.max_active_holds / spec.hold_seconds
+            ch = EventChannel(event_id, OutflowEstimator(prior_rate=prior))
+            self._channels[event_id] = ch
+            assert self._task_group is not None, "Hub.run must be started first"
+            self._task_group.start_soon(self._read_outcomes, ch)
+            self._task_group.start_soon(self._tick_positions, ch)
+        await ch.ready.wait()
+        return ch
+
+    def attach(self, ch: EventChannel, session: ClientSession) -> bool:
+        """Route the outcomes of ``session.seq`` to it; False if it was decided already.
+
+        Runs without yielding: either the reader has already passed the ticket
+        (the caller reads its state) or the ticket's outcome will find the session.
+        """
+        old = ch.sessions.get(session.seq)
+        if old is None:
+            CONNECTIONS.inc()
+        elif old is not session:
+            old.waiting = False  # a newer connection of the same ticket takes over
+        ch.sessions[session.seq] = session
+        return ch.serving < session.seq and ch.state != "sold_out"
+
+    def detach(self, session: ClientSession) -> None:
+        """Stop routing to ``session``."""
+        ch = self._channels.get(session.event_id or "")
+        if ch is not None and ch.sessions.get(session.seq) is session:
+            del ch.sessions[session.seq]
+            CONNECTIONS.dec()
+
+    def queued_message(self, ch: EventChannel, seq: int, token: str) -> p.Queued:
+        """The ``queued`` message for ticket ``seq``."""
+        pos = position(seq, ch.serving)
+        return p.Queued(
+            ticket=seq, token=token, position=pos, eta_s=round(ch.estimator.eta_s(pos), 1)
+        )
+
+    async def prompt_message(self, outcome: Prompted, event_id: str) -> p.Prompt:
+        """The ``prompt`` message for a hold."""
+        spec = await self._catalog.get(event_id)
+        section = spec.section(outcome.section)
+        assert section is not None, "a hold names a section of its event"
+        seats = []
+        for pos in outcome.seats:
+            label = seat_label(section, pos)
+            seats.append(p.Seat(section=outcome.section, row=label.row, number=label.number))
+        token = self._signer.issue(
+            TokenKind.HOLD,
+            event_id,
+            outcome.seq,
+            outcome.expires_ms // 1000 + int(self._payment_window_s) + 1,
+        )
+        return p.Prompt(
+            hold_id=hold_id(event_id, outcome.seq),
+            hold_token=token,
+            seats=seats,
+            amount_cents=outcome.amount_cents,
+            expires_at=datetime.fromtimestamp(outcome.expires_ms / 1000, UTC).isoformat(),
+            expires_ms=outcome.expires_ms,
+        )
+
+    async def current_message(
+        self, event_id: str, seq: int, state: TicketState
+    ) -> p.ServerMessage | None:
+        """What a client whose ticket is in ``state`` should be told (None: still waiting)."""
+        rec = state.record
+        if rec is None:
+            return p.Error(code="not_found", message="no such ticket")
+        if rec.st in ("held", "paying"):
+            assert rec.hs is not None
+            return await self.prompt_message(
+                Prompted(seq, rec.hs, list(rec.seats), rec.amt, rec.exp), event_id
+            )
+        if rec.st == "confirmed":
+            return p.Confirmed(booking_id=rec.bk or "")
+        if rec.st == "expired":
+            return p.Expired()
+        if rec.st == "sold_out" or state.event_state in ("sold_out", "closed"):
+            return p.SoldOut()
+        return None
+
+    async def _deliver(self, ch: EventChannel, outcome: Outcome) -> None:
+        session = ch.sessions.get(outcome.seq)
+        if session is None:
+            return
+        message: p.ServerMessage
+        match outcome:
+            case Prompted():
+                message = await self.prompt_message(outcome, ch.event_id)
+            case SoldOut():
+                message = p.SoldOut()
+            case Expired():
+                message = p.Expired()
+            case Confirmed():
+                message = p.Confirmed(booking_id=outcome.booking_id)
+        session.waiting = False
+        session.send(p.encode(message))
+        MESSAGES_SENT.labels(message.__struct_config__.tag).inc()
+
+    def _sold_out_after(self, ch: EventChannel, after: int) -> None:
+        frame = p.encode(p.SoldOut())
+        for seq, session in ch.sessions.items():
+            if seq > after and session.waiting:
+                session.waiting = False
+                session.send(frame)
+                MESSAGES_SENT.labels("sold_out").inc()
+
+    async def _read_outcomes(self, ch: EventChannel) -> None:
+        last_id = await self._redis.last_notify_id(ch.event_id)
+        snapshot = await self._redis.snapshot(ch.event_id)
+        if snapshot is not None:
+            ch.serving, ch.state = snapshot.stats.get("serving", 0), snapshot.state
+        ch.ready.set()
+        while True:
+            try:
+                batches: list[NotifyBatch] = await self._redis.read_notify(
+                    ch.event_id, last_id, 1000
+                )
+            except StorageUnavailable:
+                logger.warning("notify reader for %s: Redis unreachable, retrying", ch.event_id)
+                await anyio.sleep(0.5)
+                continue
+            for batch in batches:
+                last_id = batch.entry_id
+                ch.serving = max(ch.serving, batch.serving)
+                for outcome in batch.outcomes:
+                    await self._deliver(ch, outcome)
+                if batch.sold_out_after is not None:
+                    ch.state = "sold_out"
+                    self._sold_out_after(ch, batch.sold_out_after)
+
+    async def _tick_positions(self, ch: EventChannel) -> None:
+        await ch.ready.wait()
+        while True:
+            await anyio.sleep(self._position_interval_s)
+            try:
+                snapshot = await self._redis.snapshot(ch.event_id)
+            except StorageUnavailable:
+                continue
+            if snapshot is None:
+                continue
+            ch.serving = max(ch.serving, snapshot.stats.get("serving", 0))
+            ch.estimator.observe(ch.serving, anyio.current_time())
+            if snapshot.state == "sold_out" and ch.state != "sold_out":
+                ch.state = "sold_out"
+                self._sold_out_after(ch, ch.serving)
+            sent = 0
+            now = anyio.current_time()
+            for seq, session in ch.sessions.items():
+                if not session.waiting or now < session.next_position_at:
+                    continue
+                pos = position(seq, ch.serving)
+                if pos != session.last_position:
+                    eta = ch.estimator.eta_s(pos)
+                    session.send_position(
+                        pos, p.encode(p.Position(position=pos, eta_s=round(eta, 1)))
+                    )
+                    session.next_position_at = now + update_interval(eta, self._position_interval_s)
+                    sent += 1
+            if sent:
+                MESSAGES_SENT.labels("position").inc(sent)

@@ -1,0 +1,127 @@
+"""Waiting-room WebSocket messages, v1: JSON text frames tagged by ``type``.
+
+New fields get defaults so older clients keep working; what clients send is
+decoded strictly (unknown fields are refused with an ``error`` message).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+__all__ = [
+    "ClientMessage",
+    "Confirmed",
+    "Error",
+    "Expired",
+    "Join",
+    "Position",
+    "Prompt",
+    "Queued",
+    "Resume",
+    "Seat",
+    "ServerMessage",
+    "SoldOut",
+    "client_decoder",
+    "encode",
+    "server_decoder",
+]
+
+
+class _Message(
+    msgspec.Struct, tag_field="type", tag=str.lower, kw_only=True, frozen=True, omit_defaults=True
+):
+    """Base of every message: ``type`` is the lower-cased class name (or the given tag)."""
+
+
+class _ClientMessage(_Message, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+class Join(_ClientMessage, frozen=True):
+    """Take a place in line for ``quantity`` seats (in ``section``, or any)."""
+
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
+    client_id: ClientId
+    section: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+
+
+class Resume(_ClientMessage, frozen=True):
+    """Reattach to a place after a reconnect, with the token from ``queued``."""
+
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+ClientMessage = Join | Resume
+
+
+class Queued(_Message, frozen=True):
+    """You are in line: keep ``token`` to resume."""
+
+    ticket: int
+    token: str
+    position: int
+    eta_s: float
+
+
+class Position(_Message, frozen=True):
+    """Your place in line has moved."""
+
+    position: int
+    eta_s: float
+
+
+class Seat(msgspec.Struct, frozen=True):
+    """One held seat."""
+
+    section: str
+    row: str
+    number: int
+
+
+class Prompt(_Message, frozen=True):
+    """Seats are held for you: pay before ``expires_at``."""
+
+    hold_id: str
+    hold_token: str
+    seats: list[Seat]
+    amount_cents: int
+    expires_at: str
+    expires_ms: int
+
+
+class Confirmed(_Message, frozen=True):
+    """Your payment went through."""
+
+    booking_id: str
+
+
+class Expired(_Message, frozen=True):
+    """Your hold ran out; the seats went back on sale."""
+
+
+class SoldOut(_Message, frozen=True, tag="sold_out"):
+    """Nothing is left for you."""
+
+
+class Error(_Message, frozen=True):
+    """Your last message was refused (or the server cannot serve you)."""
+
+    code: str
+    message: str
+
+
+ServerMessage = Queued | Position | Prompt | Confirmed | Expired | SoldOut | Error
+
+client_decoder = msgspec.json.Decoder(ClientMessage)
+server_decoder = msgspec.json.Decoder(ServerMessage)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: ServerMessage | ClientMessage) -> bytes:
+    """One message as a JSON frame."""
+    return _encoder.encode(message)

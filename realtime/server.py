@@ -1,0 +1,169 @@
+"""The waiting-room WebSocket endpoint: ``/v1/events/{id}/waitroom``.
+
+Each connection gets a session and a writer task; the reader handles ``join`` and
+``resume``. Bad input is answered with an ``error`` message, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import anyio
+import msgspec
+
+from engine.catalog import EventCatalog
+from engine.clock import Clock
+from engine.errors import NotFound
+from realtime import protocol as p
+from realtime.hub import EventChannel, Hub
+from realtime.metrics import OPEN_SOCKETS
+from realtime.session import ClientSession
+from storage.errors import StorageError
+from waitroom.line import WaitingLine
+from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
+
+__all__ = ["WaitroomHandler"]
+
+logger = logging.getLogger(__name__)
+
+_PATH = re.compile(r"^/v1/events/([A-Za-z0-9_-]{1,64})/waitroom/?$")
+QUEUE_TOKEN_TTL_S = 24 * 3600
+
+
+class WaitroomHandler:
+    """Serves one WebSocket connection per call."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        line: WaitingLine,
+        catalog: EventCatalog,
+        signer: TokenSigner,
+        clock: Clock,
+        *,
+        max_pending: int = 32,
+    ) -> None:
+        self._hub = hub  # routing of outcomes and positions
+        self._line = line  # joins
+        self._catalog = catalog  # event specs, for validation
+        self._signer = signer  # queue tokens
+        self._clock = clock  # token expiry
+        self._max_pending = max_pending  # per-client outbox bound
+
+    async def __call__(self, ws: Any) -> None:
+        """Serve ``ws`` until it closes."""
+        OPEN_SOCKETS.inc()
+        session = ClientSession(ws, max_pending=self._max_pending)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.run_writer)
+                await self._read(ws, session)
+                tg.cancel_scope.cancel()
+        except Exception as exc:  # the connection broke; the place in line stays
+            if not _is_disconnect(exc):
+                logger.exception("waitroom connection failed")
+        finally:
+            self._hub.detach(session)
+            OPEN_SOCKETS.dec()
+
+    async def _read(self, ws: Any, session: ClientSession) -> None:
+        match = _PATH.match(ws.request.path.split("?", 1)[0])
+        if match is None:
+            session.send(
+                p.encode(p.Error(code="not_found", message="use /v1/events/{id}/waitroom"))
+            )
+            return
+        event_id = match.group(1)
+        try:
+            await self._catalog.get(event_id)
+        except NotFound:
+            session.send(p.encode(p.Error(code="not_found", message=f"no event {event_id!r}")))
+            return
+        async for raw in ws:
+            try:
+                message = p.client_decoder.decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                session.send(p.encode(p.Error(code="invalid_message", message=str(exc))))
+                continue
+            if session.event_id is not None:
+                session.send(
+                    p.encode(
+                        p.Error(
+                            code="already_joined", message="this connection has a place already"
+                        )
+                    )
+                )
+                continue
+            try:
+                if isinstance(message, p.Join):
+                    await self._join(event_id, message, session)
+                else:
+                    await self._resume(event_id, message, session)
+            except StorageError:
+                logger.exception("waitroom: storage failed")
+                session.send(p.encode(p.Error(code="unavailable", message="try again in a moment")))
+
+    async def _join(self, event_id: str, msg: p.Join, session: ClientSession) -> None:
+        spec = await self._catalog.get(event_id)
+        if msg.quantity > spec.max_per_order:
+            session.send(
+                p.encode(
+                    p.Error(
+                        code="invalid_quantity",
+                        message=f"at most {spec.max_per_order} seats per order",
+                    )
+                )
+            )
+            return
+        if msg.section is not None and spec.section(msg.section) is None:
+            session.send(
+                p.encode(p.Error(code="invalid_section", message=f"no section {msg.section!r}"))
+            )
+            return
+        ch = await self._hub.channel(event_id)
+        result = await self._line.join(event_id, msg.client_id, msg.quantity, msg.section or "")
+        if result.seq == 0:
+            session.send(p.encode(p.SoldOut()))
+            return
+        await self._attach(ch, session, result.seq)
+
+    async def _resume(self, event_id: str, msg: p.Resume, session: ClientSession) -> None:
+        try:
+            claims = self._signer.verify(msg.token, TokenKind.QUEUE, self._clock.now_ms() / 1000)
+        except InvalidToken as exc:
+            session.send(p.encode(p.Error(code="invalid_token", message=str(exc))))
+            return
+        if claims.event_id != event_id:
+            session.send(
+                p.encode(p.Error(code="invalid_token", message="token is for another event"))
+            )
+            return
+        await self._attach(await self._hub.channel(event_id), session, claims.seq)
+
+    async def _attach(self, ch: EventChannel, session: ClientSession, seq: int) -> None:
+        session.event_id, session.seq, session.waiting = ch.event_id, seq, True
+        token = self._signer.issue(
+            TokenKind.QUEUE, ch.event_id, seq, self._clock.now_ms() // 1000 + QUEUE_TOKEN_TTL_S
+        )
+        undecided = self._hub.attach(ch, session)
+        session.send(p.encode(self._hub.queued_message(ch, seq, token)))
+        if undecided:
+            return
+        # Decided before this connection was routed: tell it where it stands.
+        state = await self._line.state(ch.event_id, seq)
+        message = await self._hub.current_message(ch.event_id, seq, state)
+        if message is not None and session.waiting:
+            session.waiting = False
+            session.send(p.encode(message))
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    from websockets.exceptions import ConnectionClosed
+
+    if isinstance(exc, ConnectionClosed):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_disconnect(e) for e in exc.exceptions)
+    return False

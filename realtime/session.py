@@ -1,0 +1,73 @@
+"""One connected client: what it waits for, and a bounded outbox drained by its own writer.
+
+Backpressure policy: position updates are coalesced (only the newest is sent);
+other messages queue up to ``max_pending``; a client that falls further behind
+is disconnected (it can resume with its token) rather than growing memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Protocol
+
+import anyio
+
+__all__ = ["ClientSession", "Transport"]
+
+
+class Transport(Protocol):
+    """The part of a WebSocket connection a session uses."""
+
+    async def send(self, message: bytes, text: bool | None = None) -> None:
+        """Send one frame."""
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection."""
+        ...
+
+
+class ClientSession:
+    """A client's connection and its place (once it has joined or resumed)."""
+
+    def __init__(self, transport: Transport, *, max_pending: int = 32) -> None:
+        self.transport = transport  # the WebSocket
+        self.event_id: str | None = None  # set by join/resume
+        self.seq = 0  # ticket seq once in line
+        self.waiting = False  # in line, not yet decided
+        self.last_position = -1  # the last position sent
+        self.next_position_at = 0.0  # loop time before which no position update is due
+        self._max_pending = max_pending  # outbox bound before disconnecting
+        self._outbox: deque[bytes] = deque()  # messages in order
+        self._position: bytes | None = None  # newest position update, coalesced
+        self._wake = anyio.Event()  # set when there is something to send
+        self.dropped = False  # disconnected for falling behind
+
+    def send(self, frame: bytes) -> None:
+        """Queue a message; disconnect the client if it is too far behind."""
+        if len(self._outbox) >= self._max_pending:
+            self.dropped = True
+        else:
+            self._outbox.append(frame)
+        self._wake.set()
+
+    def send_position(self, position: int, frame: bytes) -> None:
+        """Replace any unsent position update with this one."""
+        self.last_position = position
+        self._position = frame
+        self._wake.set()
+
+    async def run_writer(self) -> None:
+        """Send queued messages until the connection closes or the client is dropped."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            if self.dropped:
+                await self.transport.close(1008, "client too slow")
+                return
+            while self._outbox:
+                await self.transport.send(self._outbox.popleft(), text=True)
+            if self._position is not None:
+                frame, self._position = self._position, None
+                if self.waiting:  # a prompt or outcome makes positions moot
+                    await self.transport.send(frame, text=True)
