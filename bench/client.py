@@ -42,6 +42,11 @@ class ClientResult:
     first_eta_s: float | None = None
     positions: int = 0  # position updates received
     outcome: str = ""  # confirmed, expired, sold_out, error
+    ended_at: float = 0.0  # wall time the outcome arrived, s
+    expires_ms: int = 0  # the hold's deadline, ms since the epoch
+    hold_id: str = ""
+    hold_token: str = ""
+    payment_key: str = ""  # the idempotency key of the accepted payment
     booking_id: str = ""
     seats: int = 0
     payment_status: int = 0
@@ -139,8 +144,8 @@ async def _converse(
     r.joined_at = time.time()
     await ws.send(p.encode(p.Join(quantity=r.quantity, client_id=r.client_id)), text=True)
     paid_at = 0.0
-    async for raw in ws:
-        msg = p.server_decoder.decode(raw)
+    while True:
+        msg = p.server_decoder.decode(await ws.recv(decode=False))
         match msg:
             case p.Queued():
                 r.ticket, r.queued_at, r.first_eta_s = msg.ticket, time.time(), msg.eta_s
@@ -149,6 +154,7 @@ async def _converse(
             case p.Prompt():
                 r.prompted_at = time.time()
                 r.admitted_at = msg.expires_ms / 1000 - hold_seconds
+                r.expires_ms, r.hold_id, r.hold_token = msg.expires_ms, msg.hold_id, msg.hold_token
                 r.seats = len(msg.seats)
                 if r.behaviour is Behaviour.ABANDON:
                     continue  # wait for ``expired``
@@ -159,22 +165,23 @@ async def _converse(
                     declined = await http.pay(msg, "tok_declined", secrets.token_hex(8))
                     if declined.status_code not in (402, 409):  # 409: the hold expired meanwhile
                         r.errors.append(f"declined card answered {declined.status_code}")
-                response = await http.pay(msg, "tok_visa", secrets.token_hex(8))
+                key = secrets.token_hex(8)
+                response = await http.pay(msg, "tok_visa", key)
                 r.payment_s = time.time() - paid_at
                 r.payment_status = response.status_code
                 if response.status_code == 200:
-                    r.booking_id = response.json()["id"]
+                    r.booking_id, r.payment_key = response.json()["id"], key
                 elif response.status_code != 409:  # 409: the hold expired meanwhile
                     r.errors.append(f"payment answered {response.status_code}: {response.text}")
             case p.Confirmed():
-                r.outcome, r.booking_id = "confirmed", msg.booking_id
+                r.outcome, r.booking_id, r.ended_at = "confirmed", msg.booking_id, time.time()
                 r.confirmed_s = time.time() - paid_at if paid_at else 0.0
                 return
             case p.Expired():
-                r.outcome = "expired"
+                r.outcome, r.ended_at = "expired", time.time()
                 return
             case p.SoldOut():
-                r.outcome = "sold_out"
+                r.outcome, r.ended_at = "sold_out", time.time()
                 return
             case p.Error():
                 r.errors.append(f"{msg.code}: {msg.message}")

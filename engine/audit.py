@@ -27,6 +27,8 @@ class Audit(msgspec.Struct, frozen=True):
     conserved: bool
     postgres_matches_redis: bool
     tickets_by_state: dict[str, int]
+    #: Worst delay between a hold's deadline and its release by the sweep, ms.
+    release_lateness_ms: int
     problems: list[str]
 
     @property
@@ -78,6 +80,11 @@ async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled:
     booked = sum(1 for t in tickets.values() if t.st == "confirmed" and not t.bk)
     if booked:
         problems.append(f"{booked} confirmed tickets name no booking")
+    lateness = max(
+        (t.rt - (t.pu if t.pu else t.exp) for t in tickets.values() if t.rt is not None), default=0
+    )
+    if lateness > 1000:
+        problems.append(f"a hold was released {lateness} ms after its deadline (limit 1000)")
     return Audit(
         capacity=st["capacity"],
         free=st["free"],
@@ -89,5 +96,6 @@ async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled:
         conserved=conserved,
         postgres_matches_redis=pg_matches,
         tickets_by_state=dict(by_state),
+        release_lateness_ms=lateness,
         problems=problems,
     )

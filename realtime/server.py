@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import msgspec
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from engine.catalog import EventCatalog
 from engine.clock import Clock
@@ -81,7 +82,11 @@ class WaitroomHandler:
         except NotFound:
             session.send(p.encode(p.Error(code="not_found", message=f"no event {event_id!r}")))
             return
-        async for raw in ws:
+        while True:
+            try:
+                raw = await ws.recv(decode=False)
+            except ConnectionClosedOK:
+                return
             try:
                 message = p.client_decoder.decode(raw)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -160,8 +165,6 @@ class WaitroomHandler:
 
 
 def _is_disconnect(exc: BaseException) -> bool:
-    from websockets.exceptions import ConnectionClosed
-
     if isinstance(exc, ConnectionClosed):
         return True
     if isinstance(exc, BaseExceptionGroup):

@@ -89,6 +89,7 @@ class TicketRecord(msgspec.Struct, frozen=True):
     pu: int | None = None
     k: str | None = None
     bk: str | None = None
+    rt: int | None = None
 
 
 class EventSnapshot(msgspec.Struct, frozen=True):

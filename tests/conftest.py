@@ -8,8 +8,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from api.services import Services, open_services
+from api.settings import Settings
 from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers, embedded_servers, remove_data_dir
 from storage.redis_store import RedisStore, open_redis_store
@@ -48,3 +51,35 @@ async def redis_store(servers: EmbeddedServers) -> AsyncIterator[RedisStore]:
     assert servers.redis_url is not None
     async with open_bridge() as bridge, open_redis_store(servers.redis_url, bridge) as store:
         yield store
+
+
+ADMIN_KEY = "test-admin-key-0123456789"
+SECRET = "test-secret-0123456789abcdef"
+
+
+@pytest.fixture
+async def services(servers: EmbeddedServers) -> AsyncIterator[Services]:
+    """The whole system in this process (API, WebSocket, worker) on free loopback ports."""
+    settings = Settings(
+        redis_url=servers.redis_url,
+        database_url=servers.database_url,
+        secret=SECRET,
+        admin_key=ADMIN_KEY,
+        http_port=0,
+        ws_port=0,
+        position_interval_s=1.0,
+    )
+    async with open_services(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the running API."""
+    async with httpx.AsyncClient(base_url=services.http_url, trust_env=False, timeout=30) as client:
+        yield client
+
+
+def admin_headers() -> dict[str, str]:
+    """Authorization of admin routes."""
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}

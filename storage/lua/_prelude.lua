@@ -18,7 +18,8 @@
 -- Ticket record fields: st (queued, held, paying, confirmed, expired, sold_out),
 -- q (quantity), s (requested section, "" = any), c (client id), j (join ms),
 -- hs (held section), seats (positions), amt (cents), exp (hold ends, ms),
--- pu (payment window ends, ms), k (idempotency key), bk (booking id).
+-- pu (payment window ends, ms), k (idempotency key), bk (booking id),
+-- rt (released by the expiry sweep, ms).
 
 local K_META, K_STATS, K_QUEUE, K_TICKETS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_CLIENTS, K_EXPIRY, K_NOTIFY = KEYS[5], KEYS[6], KEYS[7]

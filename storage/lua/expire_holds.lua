@@ -7,6 +7,7 @@
 -- Returns JSON {released, next_ms}: holds released, and when the next one is due
 -- (ms since epoch, -1 when no hold is open).
 -- A hold being paid for ("paying") is kept until its payment window ends.
+-- Each released ticket records rt, the release time (ms), for audits.
 
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local due = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', now, 'LIMIT', 0, limit)
@@ -18,7 +19,7 @@ for _, seq in ipairs(due) do
   else
     if rec and (rec.st == 'held' or rec.st == 'paying') then
       release_seats(rec)
-      rec.st = 'expired'
+      rec.st, rec.rt = 'expired', now
       put_ticket(seq, rec)
       redis.call('HINCRBY', K_STATS, 'expired', 1)
       items[#items + 1] = {tonumber(seq), 'expired'}

@@ -1,0 +1,190 @@
+"""Shared helpers of the API and waiting-room tests: event bodies, a WebSocket client, PG reads."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import asyncpg
+import httpx
+from websockets.trio.client import ClientConnection, connect
+
+from api.services import Services
+from realtime import protocol as p
+from storage.bridge import open_bridge
+from tests.conftest import SECRET, admin_headers
+from waitroom.tokens import TokenKind, TokenSigner
+
+M = TypeVar("M")
+
+#: Opening times: long past (the event opens at once) and far future (nobody is admitted).
+PAST = "2020-01-01T00:00:00Z"
+FUTURE = "2099-01-01T00:00:00Z"
+
+#: A valid event: seated section A (two rows of 4), general admission GA (10 places).
+BASE_EVENT: dict[str, Any] = {
+    "name": "Flash sale test",
+    "opens_at": PAST,
+    "sections": [
+        {
+            "id": "A",
+            "price_cents": 2_500,
+            "rows": [{"label": "R1", "seats": 4}, {"label": "R2", "seats": 4}],
+        },
+        {"id": "GA", "price_cents": 1_000, "capacity": 10},
+    ],
+    "max_per_order": 4,
+    "hold_seconds": 120,
+}
+
+
+def event_body(**overrides: Any) -> dict[str, Any]:
+    """A valid POST /v1/events body (a deep copy of BASE_EVENT) with ``overrides`` applied."""
+    body = copy.deepcopy(BASE_EVENT)
+    body.update(overrides)
+    return body
+
+
+async def create_event(http: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """Create an event (asserting 201) and return the answer body."""
+    resp = await http.post("/v1/events", json=event_body(**overrides), headers=admin_headers())
+    assert resp.status_code == 201, resp.text
+    created: dict[str, Any] = resp.json()
+    return created
+
+
+async def get_event(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    """GET an event (asserting 200) and return its view."""
+    resp = await http.get(f"/v1/events/{event_id}")
+    assert resp.status_code == 200, resp.text
+    view: dict[str, Any] = resp.json()
+    return view
+
+
+def sections_by_id(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The availability entries of an event view keyed by section id."""
+    return {s["id"]: s for s in view["sections"]}
+
+
+def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """Assert an error answer: ``status``, JSON ``{"error", "message"}`` (and ``code``)."""
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    body: dict[str, Any] = resp.json()
+    assert set(body) == {"error", "message"}, body
+    assert isinstance(body["error"], str) and body["error"], body
+    assert isinstance(body["message"], str), body
+    if code is not None:
+        assert body["error"] == code, body
+    return body
+
+
+def sign(
+    event_id: str,
+    seq: int,
+    *,
+    kind: TokenKind = TokenKind.HOLD,
+    secret: str = SECRET,
+    ttl_s: int = 3_600,
+) -> str:
+    """A token for ticket ``seq`` of ``event_id`` signed with ``secret`` (the server's by default)."""
+    return TokenSigner(secret.encode()).issue(kind, event_id, seq, int(time.time()) + ttl_s)
+
+
+async def pay(
+    http: httpx.AsyncClient,
+    hold_id: str,
+    token: str | None,
+    key: str | None,
+    card: str = "tok_visa",
+) -> httpx.Response:
+    """POST a payment for ``hold_id`` (headers omitted when None)."""
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return await http.post(
+        f"/v1/holds/{hold_id}/payment", headers=headers, json={"card_token": card}
+    )
+
+
+# -- the waiting-room WebSocket --------------------------------------------------------
+
+
+@asynccontextmanager
+async def ws_connect(url: str) -> AsyncIterator[ClientConnection]:
+    """A WebSocket connection to ``url`` configured like the bench client."""
+    async with connect(
+        url, compression=None, ping_interval=None, proxy=None, open_timeout=10, close_timeout=5
+    ) as ws:
+        yield ws
+
+
+async def send(ws: ClientConnection, message: p.ClientMessage) -> None:
+    """Send a client message as a text frame."""
+    await ws.send(p.encode(message).decode())
+
+
+async def recv(ws: ClientConnection, timeout: float = 10) -> p.ServerMessage:
+    """The next server message (positions included)."""
+    with anyio.fail_after(timeout):
+        raw = await ws.recv()
+    return p.server_decoder.decode(raw)
+
+
+async def expect(ws: ClientConnection, kind: type[M], timeout: float = 10) -> M:
+    """The next message that is not a position update; it must be a ``kind``."""
+    with anyio.fail_after(timeout):
+        while True:
+            message = await recv(ws, timeout)
+            if not isinstance(message, p.Position):
+                break
+    assert isinstance(message, kind), f"expected {kind.__name__}, got {message!r}"
+    return message
+
+
+async def expect_error(ws: ClientConnection, code: str, timeout: float = 10) -> p.Error:
+    """The next non-position message must be an ``error`` with ``code``."""
+    error = await expect(ws, p.Error, timeout)
+    assert error.code == code, error
+    assert error.message, error
+    return error
+
+
+async def join(
+    ws: ClientConnection, client_id: str, quantity: int = 1, section: str | None = None
+) -> p.Queued:
+    """Join the line and return the ``queued`` answer."""
+    await send(ws, p.Join(quantity=quantity, client_id=client_id, section=section))
+    return await expect(ws, p.Queued)
+
+
+# -- PostgreSQL, read directly ---------------------------------------------------------
+
+
+async def pg_value(services: Services, sql: str, *args: Any) -> Any:
+    """One value read straight from the system's PostgreSQL."""
+    url = services.settings.database_url
+    assert url is not None
+    async with open_bridge() as bridge:
+        conn = await bridge.call(asyncpg.connect, url)
+        try:
+            return await bridge.call(conn.fetchval, sql, *args)
+        finally:
+            await bridge.call(conn.close)
+
+
+async def count_events(services: Services) -> tuple[int, int]:
+    """Events known to PostgreSQL and to Redis."""
+    in_pg = await pg_value(services, "SELECT count(*) FROM events")
+    return int(in_pg), len(await services.redis.event_ids())
+
+
+async def count_bookings(services: Services, event_id: str) -> int:
+    """Bookings of an event in PostgreSQL."""
+    return int(await pg_value(services, "SELECT count(*) FROM bookings WHERE event_id = $1", event_id))

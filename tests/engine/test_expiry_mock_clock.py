@@ -1,0 +1,113 @@
+"""Hold expiry on trio's mock clock: holds end on time and their seats go to the next in line."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+import trio.testing
+
+from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
+from engine.clock import LoopAnchoredClock
+from storage.redis_store import HoldRef, JoinRequest, RedisStore
+
+HOLD_S = 10
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """Trio with a mock clock that jumps ahead whenever every task waits (20 ms of real idleness)."""
+    return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0.02)}
+
+
+def _config(seats: int, max_active: int) -> bytes:
+    return msgspec.json.encode(
+        {
+            "opens_at_ms": 0,
+            "hold_ms": HOLD_S * 1000,
+            "max_active": max_active,
+            "max_per_order": 4,
+            "sections": [{"id": "a", "price_cents": 100, "map": "0" * seats + "|"}],
+        }
+    )
+
+
+async def _state_at(store: RedisStore, event_id: str, seq: int) -> str:
+    record = await store.ticket(event_id, seq)
+    assert record is not None
+    return record.st
+
+
+async def _wait_for(store: RedisStore, event_id: str, seq: int, state: str) -> float:
+    """Poll (in virtual time) until ticket ``seq`` reaches ``state``; return the virtual time."""
+    with anyio.fail_after(3 * HOLD_S):  # virtual seconds: a missing sweep fails fast
+        while await _state_at(store, event_id, seq) != state:
+            await anyio.sleep(0.1)
+    return anyio.current_time()
+
+
+@pytest.mark.anyio
+async def test_unpaid_holds_end_on_time_and_seats_pass_in_order(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Two holds expire at hold_seconds (virtual), and the next two in line get their seats, in order."""
+    clock = LoopAnchoredClock()
+    policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2)
+    await redis_store.create_event(event_id, _config(seats=2, max_active=2), ["a"])
+    joins = [JoinRequest(event_id, f"c{i}", 1, "a") for i in range(4)]
+    await redis_store.join(joins, clock.now_ms())
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(run_admission, redis_store, event_id, clock, policy))
+        tg.start_soon(partial(run_expiry_sweep, redis_store, event_id, clock, policy))
+        held_at = await _wait_for(redis_store, event_id, 2, "held")
+        assert held_at - start < 1.0
+        assert await _state_at(redis_store, event_id, 3) == "queued"  # checkout is full
+
+        await anyio.sleep(HOLD_S - 1 - (anyio.current_time() - start))
+        assert await _state_at(redis_store, event_id, 1) == "held"  # not a moment early
+
+        expired_at = await _wait_for(redis_store, event_id, 1, "expired")
+        assert HOLD_S <= expired_at - start < HOLD_S + 1  # released within hold_seconds + 1 s
+        assert await _state_at(redis_store, event_id, 2) == "expired"
+        admitted_at = await _wait_for(redis_store, event_id, 4, "held")
+        assert admitted_at - start < HOLD_S + 1  # freed seats went straight to the line
+        tg.cancel_scope.cancel()
+
+    tickets = await redis_store.tickets(event_id)
+    assert [tickets[s].st for s in (1, 2, 3, 4)] == ["expired", "expired", "held", "held"]
+    assert tickets[3].exp <= tickets[4].exp  # admitted in join order
+    record = tickets[1]
+    assert record.rt is not None and 0 <= record.rt - record.exp < 1000
+    snap = await redis_store.snapshot(event_id)
+    assert snap is not None
+    assert snap.stats["free"] + snap.stats["held"] + snap.stats["sold"] == 2
+
+
+@pytest.mark.anyio
+async def test_paying_hold_outlives_its_deadline_until_the_window_ends(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """A hold whose payment started is kept past its deadline, then released when the window ends."""
+    clock = LoopAnchoredClock()
+    policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2)
+    await redis_store.create_event(event_id, _config(seats=1, max_active=1), ["a"])
+    await redis_store.join([JoinRequest(event_id, "payer", 1, "a")], clock.now_ms())
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(run_admission, redis_store, event_id, clock, policy))
+        tg.start_soon(partial(run_expiry_sweep, redis_store, event_id, clock, policy))
+        await _wait_for(redis_store, event_id, 1, "held")
+        await anyio.sleep(HOLD_S - 5)
+        [claim] = await redis_store.begin_payments(
+            [HoldRef(event_id, 1, "k")], clock.now_ms(), 20_000
+        )
+        assert claim.r == "ok"
+        await anyio.sleep(8)  # past the hold's own deadline
+        assert await _state_at(redis_store, event_id, 1) == "paying"
+        released_at = await _wait_for(redis_store, event_id, 1, "expired")
+        assert HOLD_S - 5 + 20 <= released_at - start < HOLD_S - 5 + 21
+        tg.cancel_scope.cancel()

@@ -1,0 +1,126 @@
+"""SandboxGateway: outcomes per card token, timeouts in virtual time, idempotency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import trio
+import trio.testing
+
+from engine.payments import SANDBOX_CARDS, Charge, ChargeStatus, SandboxGateway
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    """Trio with a mock clock that jumps whenever all tasks are blocked: no real waiting."""
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+@pytest.mark.parametrize("card", ["tok_visa", "tok_mastercard"])
+async def test_good_cards_succeed(card: str) -> None:
+    """The sandbox's good test cards are charged successfully."""
+    gateway = SandboxGateway()
+    charge = await gateway.charge(amount_cents=1_500, card_token=card, idempotency_key="k1")
+    assert charge.status is ChargeStatus.SUCCEEDED
+    assert charge.reference.startswith("sbx_")
+    assert gateway.charges() == 1
+
+
+@pytest.mark.parametrize("card", ["tok_declined", "tok_unknown", "", "TOK_VISA", "tok_visa "])
+async def test_declined_and_unknown_cards_are_declined(card: str) -> None:
+    """tok_declined and any token the sandbox does not know are declined, and not counted."""
+    gateway = SandboxGateway()
+    charge = await gateway.charge(amount_cents=1_500, card_token=card, idempotency_key="k1")
+    assert charge.status is ChargeStatus.DECLINED
+    assert gateway.charges() == 0
+
+
+async def test_timeout_card_never_answers() -> None:
+    """tok_timeout blocks until the caller's deadline cancels it; nothing is charged."""
+    gateway = SandboxGateway()
+    started = anyio.current_time()
+    with anyio.move_on_after(3_600) as scope:
+        await gateway.charge(amount_cents=1_500, card_token="tok_timeout", idempotency_key="k1")
+        pytest.fail("tok_timeout returned")
+    assert scope.cancelled_caught
+    assert anyio.current_time() - started == pytest.approx(3_600)
+    assert gateway.charges() == 0
+
+
+async def test_mock_clock_is_in_use() -> None:
+    """This module's tests run on a trio MockClock, so virtual deadlines cost no real time."""
+    assert isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+
+
+async def test_latency_is_spent_in_loop_time() -> None:
+    """latency_s delays a charge by exactly that much loop time."""
+    gateway = SandboxGateway(latency_s=2.5)
+    started = anyio.current_time()
+    charge = await gateway.charge(amount_cents=1, card_token="tok_visa", idempotency_key="k1")
+    assert charge.status is ChargeStatus.SUCCEEDED
+    assert anyio.current_time() - started == pytest.approx(2.5)
+
+
+async def test_same_key_charges_once() -> None:
+    """Retrying with the same idempotency key returns the first charge and charges once."""
+    gateway = SandboxGateway()
+    first = await gateway.charge(amount_cents=1_500, card_token="tok_visa", idempotency_key="k1")
+    again = await gateway.charge(amount_cents=1_500, card_token="tok_visa", idempotency_key="k1")
+    assert again == first
+    assert gateway.charges() == 1
+
+
+async def test_retry_with_another_card_returns_the_first_charge() -> None:
+    """After a success, any retry under that key returns the original charge, whatever the card."""
+    gateway = SandboxGateway()
+    first = await gateway.charge(amount_cents=1_500, card_token="tok_visa", idempotency_key="k1")
+    for card in ("tok_declined", "tok_mastercard", "tok_timeout"):
+        with anyio.fail_after(1):
+            again = await gateway.charge(amount_cents=1_500, card_token=card, idempotency_key="k1")
+        assert again is first
+    assert gateway.charges() == 1
+
+
+async def test_different_keys_charge_separately() -> None:
+    """Each idempotency key is its own charge with its own reference."""
+    gateway = SandboxGateway()
+    a = await gateway.charge(amount_cents=1, card_token="tok_visa", idempotency_key="a")
+    b = await gateway.charge(amount_cents=1, card_token="tok_mastercard", idempotency_key="b")
+    assert a.reference != b.reference
+    assert gateway.charges() == 2
+
+
+async def test_declined_key_can_be_retried_with_a_good_card() -> None:
+    """A decline is not remembered: retrying the key with a good card succeeds once."""
+    gateway = SandboxGateway()
+    declined = await gateway.charge(amount_cents=1, card_token="tok_declined", idempotency_key="k")
+    ok = await gateway.charge(amount_cents=1, card_token="tok_visa", idempotency_key="k")
+    assert declined.status is ChargeStatus.DECLINED
+    assert ok.status is ChargeStatus.SUCCEEDED
+    assert gateway.charges() == 1
+
+
+async def test_concurrent_retries_with_same_key_get_one_charge() -> None:
+    """Two in-flight charges under one key (latency > 0) yield one charge, the same reference."""
+    gateway = SandboxGateway(latency_s=1.0)
+    results: list[Charge] = []
+
+    async def pay() -> None:
+        results.append(
+            await gateway.charge(amount_cents=1_500, card_token="tok_visa", idempotency_key="k1")
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pay)
+        tg.start_soon(pay)
+    assert gateway.charges() == 1
+    assert results[0] == results[1]
+
+
+def test_sandbox_card_table() -> None:
+    """The documented sandbox cards are exactly the four the gateway acts on."""
+    assert set(SANDBOX_CARDS) == {"tok_visa", "tok_mastercard", "tok_declined", "tok_timeout"}
