@@ -44,7 +44,7 @@ async def _state_at(store: RedisStore, event_id: str, seq: int) -> str:
 async def _wait_for(store: RedisStore, event_id: str, seq: int, state: str) -> float:
     """Poll (in virtual time) until ticket ``seq`` reaches ``state``; return the virtual time."""
     with anyio.fail_after(3 * HOLD_S):  # virtual seconds: a missing sweep fails fast
-        while await _state_at(store, event_id, seq) != state:
+        while await _state_at(store, event_id, seq) != state:  # noqa: ASYNC110 (state is in Redis)
             await anyio.sleep(0.1)
     return anyio.current_time()
 
