@@ -41,7 +41,7 @@ from storage.errors import StorageError, StorageUnavailable
 from storage.pg_records import BookingRow
 from waitroom.tokens import Claims, InvalidToken, TokenKind
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_ops_app"]
 
 T = TypeVar("T")
 
@@ -195,20 +195,6 @@ def create_app(services: Services) -> Starlette:
         result = await audit_event(services.redis, services.pg, event_id, settled=settled)
         return json_response({"ok": result.ok, **msgspec.structs.asdict(result)})
 
-    async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok")
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await services.redis.ping()
-            await services.pg.ping()
-        except StorageError as exc:
-            return error_response(503, "not_ready", str(exc))
-        return PlainTextResponse("ready")
-
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
     routes = [
         Route("/v1/events", create_event, methods=["POST"]),
         Route("/v1/events/{event_id}", get_event, methods=["GET"]),
@@ -217,9 +203,7 @@ def create_app(services: Services) -> Starlette:
         Route("/v1/events/{event_id}/audit", audit, methods=["GET"]),
         Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
         Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        *_ops_routes(services),
     ]
 
     async def storage_unavailable(request: Request, exc: Exception) -> Response:
@@ -245,6 +229,29 @@ def create_app(services: Services) -> Starlette:
         405: not_found,
     }
     return Starlette(routes=routes, exception_handlers=handlers)
+
+
+def _ops_routes(services: Services) -> list[Route]:
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await services.redis.ping()
+            await services.pg.ping()
+        except StorageError as exc:
+            return error_response(503, "not_ready", str(exc))
+        return PlainTextResponse("ready")
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+
+
+def create_ops_app(services: Services) -> Starlette:
+    """Health and metrics only: what a worker serves."""
+    return Starlette(routes=_ops_routes(services))
 
 
 def _active_holds(stats: dict[str, int]) -> int:

@@ -53,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "serve", parents=[common, serving], help="run the HTTP API and the waiting-room WebSocket"
     )
-    sub.add_parser("worker", parents=[common], help="run an engine worker (admission, hold expiry)")
+    worker = sub.add_parser(
+        "worker", parents=[common], help="run an engine worker (admission, hold expiry)"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, help="port of /metrics (env BOOKING_METRICS_PORT, default 9100)"
+    )
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
     sale = argparse.ArgumentParser(add_help=False)
     sale.add_argument(

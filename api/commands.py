@@ -37,8 +37,8 @@ async def serve(settings: Settings) -> int:
 
 async def worker(settings: Settings) -> int:
     """Run an engine worker until interrupted."""
-    async with open_services(settings, Roles(api=False, worker=True)):
-        logger.info("worker running")
+    async with open_services(settings, Roles(api=False, worker=True)) as services:
+        print(f"worker running; metrics at {services.http_url}/metrics", file=sys.stderr)
         await anyio.sleep_forever()
     return 0
 

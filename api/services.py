@@ -112,6 +112,15 @@ async def open_services(
                 await tg.start(batcher.run)
             if roles.worker:
                 await tg.start(partial(run_worker, redis, clock, policy))
+            if roles.worker and not roles.api:
+                from api.app import create_ops_app
+                from api.http_server import serve_http
+
+                services.http_port = await tg.start(
+                    partial(
+                        serve_http, create_ops_app(services), settings.host, settings.metrics_port
+                    )
+                )
             if roles.api:
                 from api.app import create_app
                 from api.http_server import serve_http

@@ -21,6 +21,7 @@ ENVIRONMENT = {
     "BOOKING_HOST": "host",
     "BOOKING_HTTP_PORT": "http_port",
     "BOOKING_WS_PORT": "ws_port",
+    "BOOKING_METRICS_PORT": "metrics_port",
     "BOOKING_PUBLIC_WS_URL": "public_ws_url",
     "BOOKING_RUNTIME": "runtime",
     "BOOKING_LOG_FORMAT": "log_format",
@@ -47,6 +48,8 @@ class Settings:
     http_port: int = 8000
     #: Waiting-room WebSocket port (0 picks a free one).
     ws_port: int = 8001
+    #: Port of /metrics, /healthz and /readyz on a worker (serve has them on http_port).
+    metrics_port: int = 9100
     #: WebSocket base URL told to clients (default: ws://host:ws_port).
     public_ws_url: str | None = None
     #: "trio" (default) or "asyncio".
@@ -74,7 +77,7 @@ class Settings:
             if env.get(var):
                 values[name] = env[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("http_port", "ws_port"):
+        for name in ("http_port", "ws_port", "metrics_port"):
             if name in values:
                 values[name] = int(values[name])
         if "data_dir" in values:

@@ -303,7 +303,7 @@ async def run_sale(
                 url,
                 rest,
                 result,
-                hold_seconds=event["hold_seconds"],
+                hold_seconds=event.get("hold_seconds", 120),
                 think_s=think,
                 connect_limiter=limiter,
             )
@@ -324,7 +324,7 @@ async def run_sale(
                         one,
                         i,
                         behaviour,
-                        rng.randint(1, min(plan.max_quantity, event["max_per_order"])),
+                        rng.randint(1, min(plan.max_quantity, event.get("max_per_order", 4))),
                         rng.uniform(0, plan.arrival_s),
                         rng.uniform(*plan.think_s),
                     )

@@ -91,6 +91,8 @@ async def run_expiry_sweep(
             continue
         if swept.released:
             HOLDS_EXPIRED.labels(event_id).inc(swept.released)
+        ACTIVE_HOLDS.labels(event_id).set(swept.active)
+        QUEUE_LENGTH.labels(event_id).set(swept.waiting)
         if swept.released >= policy.sweep_batch:
             continue
         wait = policy.sweep_interval_s

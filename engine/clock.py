@@ -40,4 +40,4 @@ class LoopAnchoredClock:
 
     def now_ms(self) -> int:
         """Wall time at creation plus loop time elapsed, in ms."""
-        return self._wall0 + int((anyio.current_time() - self._loop0) * 1000)
+        return self._wall0 + round((anyio.current_time() - self._loop0) * 1000)

@@ -54,11 +54,23 @@ class SandboxGateway:
 
     latency_s: float = 0.0
     _charges: dict[str, Charge] = field(default_factory=dict)
+    _in_flight: dict[str, anyio.Event] = field(default_factory=dict)
 
     async def charge(self, *, amount_cents: int, card_token: str, idempotency_key: str) -> Charge:
-        """Charge per the sandbox rules (see :data:`SANDBOX_CARDS`)."""
+        """Charge per the sandbox rules (see :data:`SANDBOX_CARDS`); a key charges at most once."""
+        while (
+            idempotency_key in self._in_flight
+        ):  # a retry overlapping the first attempt waits for it
+            await self._in_flight[idempotency_key].wait()
         if idempotency_key in self._charges:
             return self._charges[idempotency_key]
+        self._in_flight[idempotency_key] = anyio.Event()
+        try:
+            return await self._charge(card_token, idempotency_key)
+        finally:
+            self._in_flight.pop(idempotency_key).set()
+
+    async def _charge(self, card_token: str, idempotency_key: str) -> Charge:
         if card_token == "tok_timeout":
             await anyio.sleep_forever()
         if self.latency_s:

@@ -47,10 +47,12 @@ class AdmitSummary(msgspec.Struct, frozen=True):
 
 
 class ExpireSummary(msgspec.Struct, frozen=True):
-    """Holds released by one sweep, and when the next hold is due (-1: none open)."""
+    """Holds released by one sweep, when the next is due (-1: none open), holds open, clients waiting."""
 
     released: int
     next_ms: int
+    active: int = 0
+    waiting: int = 0
 
 
 class StateChange(msgspec.Struct, frozen=True):

@@ -239,6 +239,28 @@ class RedisStore:
 
         return sorted(e.decode() for e in await self._call("event_ids", fetch))
 
+    async def activity(self, event_ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:
+        """(state, clients waiting, holds open) of each event, in one round trip."""
+        keys = [event_keys(e) for e in event_ids]
+
+        async def fetch() -> Any:
+            pipe = self._client.pipeline(transaction=False)
+            for k in keys:
+                pipe.hget(k.meta, "state")
+                pipe.hmget(k.stats, ["seq", "serving"])
+                pipe.zcard(k.expiry)
+            return await pipe.execute()
+
+        if not keys:
+            return {}
+        replies = await self._call("activity", fetch)
+        out: dict[str, tuple[str, int, int]] = {}
+        for i, event_id in enumerate(event_ids):
+            state, (seq, serving), holds = replies[3 * i : 3 * i + 3]
+            if state is not None:
+                out[event_id] = (state.decode(), int(seq or 0) - int(serving or 0), int(holds))
+        return out
+
     async def snapshot(self, event_id: str) -> EventSnapshot | None:
         """An event's configuration/state and counters, or None if unknown."""
         k = event_keys(event_id)
@@ -429,7 +451,10 @@ async def open_redis_store(url: str, bridge: Bridge) -> AsyncIterator[RedisStore
     """Connect to Redis at ``url``, load the scripts, and close on exit."""
 
     async def connect() -> aioredis.Redis:
-        return aioredis.from_url(url, decode_responses=False, max_connections=256)
+        # A blocking pool waits for a free connection instead of failing when many
+        # tasks hold one in a blocking read at once.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=512, timeout=10)
+        return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
 
     client = await bridge.call(connect)
     store = RedisStore(client, bridge)

@@ -46,11 +46,13 @@ def event_id() -> str:
 
 
 @pytest.fixture
-async def redis_store(servers: EmbeddedServers) -> AsyncIterator[RedisStore]:
-    """A RedisStore connected to the session's Redis."""
+async def redis_store(servers: EmbeddedServers, event_id: str) -> AsyncIterator[RedisStore]:
+    """A RedisStore connected to the session's Redis; the test's event is closed afterwards."""
     assert servers.redis_url is not None
     async with open_bridge() as bridge, open_redis_store(servers.redis_url, bridge) as store:
         yield store
+        if await store.snapshot(event_id) is not None:
+            await store.set_event_state(event_id, "close", 0)
 
 
 ADMIN_KEY = "test-admin-key-0123456789"

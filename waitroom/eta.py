@@ -57,8 +57,8 @@ class OutflowEstimator:
 
     @property
     def rate(self) -> float:
-        """Clients per second (the prior until measured)."""
-        return self._rate if self._rate else self.prior_rate
+        """Clients per second (the prior until measured; a stalled line measures 0)."""
+        return self.prior_rate if self._rate is None else self._rate
 
     def eta_s(self, pos: int) -> float:
         """Estimated seconds until position ``pos`` is decided."""

@@ -60,7 +60,7 @@ class TokenSigner:
         if len(parts) != 5:
             raise InvalidToken("malformed token")
         body, signature = token.rsplit(".", 1)
-        if not hmac.compare_digest(self._sign(body), signature):
+        if not token.isascii() or not hmac.compare_digest(self._sign(body), signature):
             raise InvalidToken("bad signature")
         kind_s, event_id, seq_s, expires_s = parts[:4]
         if kind_s != kind.value:

@@ -145,10 +145,13 @@ class Event:
         return out
 
     async def expire(self, now: int, limit: int = 100) -> ExpireSummary:
-        """Run expire_holds."""
+        """Run expire_holds; check its open-hold and waiting counts, return released/next_ms."""
         out = await self.store.expire(self.id, now, limit)
-        await self.check()
-        return out
+        snap = await self.check()
+        tickets = await self.store.tickets(self.id)
+        assert out.active == sum(1 for t in tickets.values() if t.st in ("held", "paying"))
+        assert out.waiting == snap.stats["seq"] - snap.stats["serving"]
+        return ExpireSummary(released=out.released, next_ms=out.next_ms)
 
     async def begin_many(
         self, holds: Sequence[tuple[int, str]], now: int = T0, window: int = WINDOW_MS

@@ -1,0 +1,76 @@
+"""/metrics exposes what operators watch during a sale, and it moves with the sale."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.services import Services
+from bench.sale import SalePlan, run_sale
+from tests.conftest import ADMIN_KEY
+
+REQUIRED = {
+    "booking_queue_length": "queue length",
+    "booking_admissions": "admissions",
+    "booking_active_holds": "active holds",
+    "booking_bookings": "bookings",
+    "booking_payment_seconds": "payment latency",
+    "booking_ws_connections": "WebSocket connections",
+    "booking_storage_round_trips": "storage round trips",
+    "booking_bridge_crossings": "bridge crossings",
+}
+
+
+def _values(text: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
+
+
+@pytest.mark.anyio
+async def test_metrics_cover_the_sale(services: Services, http: httpx.AsyncClient) -> None:
+    """Every required metric is exposed, and admissions, bookings and payments count a small sale."""
+    before = _values((await http.get("/metrics")).text)
+    families = {f.name for f in text_string_to_metric_families((await http.get("/metrics")).text)}
+    missing = [label for name, label in REQUIRED.items() if name not in families]
+    assert missing == []
+
+    event = {
+        "name": "Metrics",
+        "opens_at": "2020-01-01T00:00:00Z",
+        "hold_seconds": 5,
+        "max_active_holds": 10,
+        "sections": [{"id": "a", "price_cents": 100, "rows": [{"label": "A", "seats": 10}]}],
+    }
+    plan = SalePlan(clients=8, pay_ratio=1.0, decline_ratio=0.0, max_quantity=1, arrival_s=0.1)
+    report = await run_sale(services.http_url, ADMIN_KEY, event, plan, progress=None)
+    assert report.problems == []
+    after = _values((await http.get("/metrics")).text)
+
+    def grew(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert await _gauge(http, "booking_admissions_total", report.event_id) == 8
+    assert await _gauge(http, "booking_bookings_total", report.event_id) == 8
+    assert grew("booking_payment_seconds_count") == 8
+    assert grew("booking_storage_round_trips_total") > 0
+    with anyio.fail_after(2):  # the expiry sweep refreshes the gauges at least every 0.25 s
+        while await _gauge(http, "booking_active_holds", report.event_id) != 0:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+    assert await _gauge(http, "booking_queue_length", report.event_id) == 0
+
+
+async def _gauge(http: httpx.AsyncClient, name: str, event_id: str) -> float:
+    """The value of ``name`` for one event."""
+    text = (await http.get("/metrics")).text
+    [value] = [
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == name and s.labels.get("event") == event_id
+    ]
+    return value
