@@ -192,6 +192,12 @@ class SaleReport:
         confirmed = self.outcomes["confirmed"]
         return f"{self.trips.get(key, 0) / confirmed:.2f}" if confirmed else "-"
 
+    def round_trips_by_op(self) -> dict[str, float]:
+        """Round trips per confirmed booking, by backend and operation, largest first."""
+        confirmed = self.outcomes["confirmed"] or 1
+        ops = {k: v / confirmed for k, v in self.trips.items() if ":" in k and v}
+        return dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+
     def to_json(self) -> bytes:
         """Machine-readable results."""
         lat = self.latencies
@@ -208,6 +214,7 @@ class SaleReport:
                 "admission_to_prompt_p99_s": self.percentile(lat, 0.99),
                 "mean_admission_to_prompt_s": statistics.fmean(lat) if lat else 0.0,
                 "storage_round_trips": self.trips,
+            "round_trips_per_booking_by_op": self.round_trips_by_op(),
                 "audit": self.audit,
                 "problems": self.problems,
             }
@@ -244,6 +251,8 @@ async def scrape_counters(http: httpx.AsyncClient) -> dict[str, float]:
         for sample in family.samples:
             if sample.name == "booking_storage_round_trips_total":
                 totals[sample.labels["backend"]] += sample.value
+                key = f"{sample.labels['backend']}:{sample.labels['op']}"
+                totals[key] = totals.get(key, 0.0) + sample.value
             elif sample.name == "booking_bridge_crossings_total":
                 totals["bridge"] += sample.value
             elif sample.name == "booking_payment_seconds_bucket":
@@ -335,5 +344,5 @@ async def run_sale(
             f"/v1/events/{event_id}/audit", params={"settled": "1"}, headers=admin
         )
         audit.raise_for_status()
-        trips = {k: after[k] - before[k] for k in after}
+        trips = {k: after[k] - before.get(k, 0.0) for k in after}
         return SaleReport(event_id, capacity, results, elapsed, audit.json(), trips)
