@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from datetime import UTC
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from api.schemas import (
 )
 from api.services import Services
 from engine.audit import audit_event
-from engine.checkout import PaymentRequest
+from engine.checkout import PaymentRequest, parse_hold_id
 from engine.errors import (
     BookingError,
     Forbidden,
@@ -77,14 +78,15 @@ async def _body(request: Request, kind: type[T], limit: int) -> T:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise InvalidRequest(f"body larger than {limit} bytes")
     raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise InvalidRequest(f"body larger than {limit} bytes")
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            raw += chunk
+            if len(raw) > limit:
+                raise InvalidRequest(f"body larger than {limit} bytes")
     try:
         return msgspec.json.decode(raw, type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise InvalidRequest(str(exc)) from None
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"invalid body: {exc}") from None
 
 
 def _hold_claims(services: Services, request: Request) -> Claims:
@@ -167,8 +169,8 @@ def create_app(services: Services) -> Starlette:
 
     async def pay(request: Request) -> Response:
         claims = _hold_claims(services, request)
-        event_id, _, seq = request.path_params["hold_id"].rpartition(".")
-        if not seq.isdigit() or (claims.event_id, claims.seq) != (event_id, int(seq)):
+        event_id, seq = parse_hold_id(request.path_params["hold_id"])
+        if (claims.event_id, claims.seq) != (event_id, seq):
             raise Forbidden("this token is for another hold")
         key = request.headers.get("idempotency-key", "")
         if not 1 <= len(key) <= 128 or not key.isprintable():

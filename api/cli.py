@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     if args.command == "demo":
-        overrides.setdefault("http_port", None)
-        overrides["http_port"] = overrides["http_port"] if overrides["http_port"] is not None else 0
-        overrides["ws_port"] = overrides["ws_port"] if overrides["ws_port"] is not None else 0
+        for port in ("http_port", "ws_port"):  # the demo picks free ports unless told
+            if overrides[port] is None:
+                overrides[port] = 0
     try:
         settings = Settings.from_env(**overrides)
     except ValueError as exc:

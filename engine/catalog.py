@@ -8,6 +8,7 @@ import msgspec
 
 from engine.errors import NotFound
 from engine.events import EventSpec, SectionSpec, seat_map, seat_positions, validate_event
+from engine.ids import is_valid_id
 from storage.pg_records import EventRow, SeatRow
 from storage.pg_store import PgStore
 from storage.redis_store import RedisStore
@@ -70,6 +71,8 @@ class EventCatalog:
         spec = self._specs.get(event_id)
         if spec is not None:
             return spec
+        if not is_valid_id(event_id):
+            raise NotFound(f"no event {event_id!r}")
         row = await self._pg.event(event_id)
         if row is None:
             raise NotFound(f"no event {event_id!r}")

@@ -10,6 +10,7 @@ across concurrent payments.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from engine.errors import (
     PaymentTimeout,
 )
 from engine.events import seat_label
+from engine.ids import is_valid_id
 from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS
 from engine.payments import ChargeStatus, PaymentGateway
 from storage.batcher import Batcher
@@ -59,10 +61,26 @@ class PaymentRequest:
         """The public name of the hold."""
         return hold_id(self.event_id, self.seq)
 
+    @property
+    def scoped_key(self) -> str:
+        """The idempotency key within its hold: the same key on another hold is another payment."""
+        return f"{self.hold_id}/{self.idempotency_key}"
+
 
 def hold_id(event_id: str, seq: int) -> str:
     """The public name of ticket ``seq``'s hold in ``event_id``."""
     return f"{event_id}.{seq}"
+
+
+_HOLD_ID = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})$", re.ASCII)
+
+
+def parse_hold_id(value: str) -> tuple[str, int]:
+    """(event id, ticket seq) of a hold id; NotFound if it is not one."""
+    match = _HOLD_ID.match(value)
+    if match is None:
+        raise NotFound("no such hold")
+    return match.group(1), int(match.group(2))
 
 
 def _new_code() -> str:
@@ -120,20 +138,19 @@ class Checkout:
         return booking
 
     async def _pay(self, req: PaymentRequest) -> BookingRow:
-        ref = HoldRef(req.event_id, req.seq, req.idempotency_key)
+        key = req.scoped_key
+        ref = HoldRef(req.event_id, req.seq, key)
         claim = await self.begin.submit(ref)
         if claim.r == "paid":
-            if claim.k == req.idempotency_key and claim.bk:
+            if claim.k == key and claim.bk:
                 return await self.booking(claim.bk)
             raise AlreadyPaid("this hold was already paid", claim.bk)
         if claim.r == "in_progress":
             # A crash after the commit leaves the hold "paying": the record decides.
-            if claim.k == req.idempotency_key:
-                recorded = await self._pg.booking_for_key(req.idempotency_key)
+            if claim.k == key:
+                recorded = await self._pg.booking_for_key(key)
                 if recorded is not None:
-                    await self.confirm.submit(
-                        PaidHold(req.event_id, req.seq, req.idempotency_key, recorded)
-                    )
+                    await self.confirm.submit(PaidHold(req.event_id, req.seq, key, recorded))
                     return await self.booking(recorded)
             raise PaymentInProgress("a payment for this hold is already running")
         if claim.r == "expired":
@@ -146,7 +163,7 @@ class Checkout:
                 charge = await self._gateway.charge(
                     amount_cents=claim.amt,
                     card_token=req.card_token,
-                    idempotency_key=req.idempotency_key,
+                    idempotency_key=key,
                 )
         except TimeoutError:
             await self._redis.abort_payments([ref], self._clock.now_ms())
@@ -171,7 +188,7 @@ class Checkout:
             ticket_seq=req.seq,
             client_id=claim.c,
             amount_cents=claim.amt,
-            idempotency_key=req.idempotency_key,
+            idempotency_key=key,
             gateway_ref=charge.reference,
             tickets=tickets,
         )
@@ -180,9 +197,7 @@ class Checkout:
             logger.error("booking for hold %s refused by PostgreSQL: %s", req.hold_id, result.error)
             raise Conflict("these seats cannot be booked; the charge will be refunded")
         try:
-            await self.confirm.submit(
-                PaidHold(req.event_id, req.seq, req.idempotency_key, result.booking_id)
-            )
+            await self.confirm.submit(PaidHold(req.event_id, req.seq, key, result.booking_id))
         except StorageError:
             # Durable already; reconciliation marks the seats sold in Redis.
             logger.exception(
@@ -204,6 +219,8 @@ class Checkout:
 
     async def booking(self, booking_id: str) -> BookingRow:
         """A booking by id; NotFound if there is none."""
+        if not is_valid_id(booking_id):
+            raise NotFound(f"no booking {booking_id!r}")
         row = await self._pg.booking(booking_id)
         if row is None:
             raise NotFound(f"no booking {booking_id!r}")

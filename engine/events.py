@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -80,6 +80,10 @@ class EventSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return next((s for s in self.sections if s.id == section_id), None)
 
 
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+
+
 def validate_event(spec: EventSpec) -> None:
     """Raise InvalidRequest unless the spec describes a sellable event."""
     if spec.opens_at.tzinfo is None:
@@ -97,6 +101,15 @@ def validate_event(spec: EventSpec) -> None:
             raise InvalidRequest(f"row labels of section {s.id!r} must be unique")
     if spec.capacity > 200_000:
         raise InvalidRequest("an event may have at most 200,000 seats")
+    if not _EARLIEST <= spec.opens_at <= _LATEST:
+        raise InvalidRequest("opens_at must be between 2000 and 2999")
+    texts = (
+        [spec.name]
+        + [s.name for s in spec.sections]
+        + [r.label for s in spec.sections for r in s.rows]
+    )
+    if any(not t.isprintable() for t in texts):
+        raise InvalidRequest("names and row labels must be printable text")
 
 
 def seat_map(section: SectionSpec) -> str:

@@ -60,8 +60,12 @@ class WaitroomHandler:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(session.run_writer)
-                await self._read(ws, session)
-                tg.cancel_scope.cancel()
+                try:
+                    await self._read(ws, session)
+                finally:
+                    # Let the writer send what is queued (an error, say), briefly.
+                    session.finish()
+                    tg.cancel_scope.deadline = anyio.current_time() + 2
         except Exception as exc:  # the connection broke; the place in line stays
             if not _is_disconnect(exc):
                 logger.exception("waitroom connection failed")
@@ -89,7 +93,7 @@ class WaitroomHandler:
                 return
             try:
                 message = p.client_decoder.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
                 session.send(p.encode(p.Error(code="invalid_message", message=str(exc))))
                 continue
             if session.event_id is not None:

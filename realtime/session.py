@@ -42,6 +42,7 @@ class ClientSession:
         self._position: bytes | None = None  # newest position update, coalesced
         self._wake = anyio.Event()  # set when there is something to send
         self.dropped = False  # disconnected for falling behind
+        self._finishing = False  # the reader is done: send what is queued, then stop
 
     def send(self, frame: bytes) -> None:
         """Queue a message; disconnect the client if it is too far behind."""
@@ -57,8 +58,13 @@ class ClientSession:
         self._position = frame
         self._wake.set()
 
+    def finish(self) -> None:
+        """Stop the writer once everything queued is sent."""
+        self._finishing = True
+        self._wake.set()
+
     async def run_writer(self) -> None:
-        """Send queued messages until the connection closes or the client is dropped."""
+        """Send queued messages until the connection closes, the client is dropped, or finish()."""
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
@@ -71,3 +77,5 @@ class ClientSession:
                 frame, self._position = self._position, None
                 if self.waiting:  # a prompt or outcome makes positions moot
                     await self.transport.send(frame, text=True)
+            if self._finishing:
+                return

@@ -103,9 +103,9 @@ class Batcher(Generic[Req, Res]):
                 slot.error = exc
                 slot.done.set()
             return
-        except BaseException as exc:  # cancelled: callers must not hang
+        except BaseException:  # cancelled: callers must not hang
             for slot in slots:
-                slot.error = exc if isinstance(exc, Exception) else RuntimeError("batch cancelled")
+                slot.error = RuntimeError(f"batcher {self.name!r} was cancelled mid-batch")
                 slot.done.set()
             raise
         if len(results) != len(slots):

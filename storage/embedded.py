@@ -14,8 +14,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +26,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmbeddedServers:
-    """Connection URLs of the servers started (``None`` when not started here)."""
+    """Connection URLs of the servers in use: started here, or given."""
 
-    redis_url: str | None
-    database_url: str | None
+    redis_url: str
+    database_url: str
 
 
 def _redis_server_binary() -> Path:
@@ -129,11 +129,13 @@ def embedded_servers(
 
 
 @contextmanager
-def _maybe(url: str | None, start: object, data_dir: Path) -> Iterator[str]:
+def _maybe(
+    url: str | None, start: Callable[[Path], AbstractContextManager[str]], data_dir: Path
+) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    with start(data_dir) as started:  # type: ignore[operator]
+    with start(data_dir) as started:
         yield started
 
 

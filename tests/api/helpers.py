@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -83,6 +84,11 @@ def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> 
     return body
 
 
+def new_key(label: str = "key") -> str:
+    """A fresh Idempotency-Key (keys are global to the deployment, so never reused by tests)."""
+    return f"{label}-{uuid.uuid4().hex}"
+
+
 def sign(
     event_id: str,
     seq: int,
@@ -130,27 +136,27 @@ async def send(ws: ClientConnection, message: p.ClientMessage) -> None:
     await ws.send(p.encode(message).decode())
 
 
-async def recv(ws: ClientConnection, timeout: float = 10) -> p.ServerMessage:
+async def recv(ws: ClientConnection, wait_s: float = 10) -> p.ServerMessage:
     """The next server message (positions included)."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(wait_s):
         raw = await ws.recv()
     return p.server_decoder.decode(raw)
 
 
-async def expect(ws: ClientConnection, kind: type[M], timeout: float = 10) -> M:
+async def expect(ws: ClientConnection, kind: type[M], wait_s: float = 10) -> M:
     """The next message that is not a position update; it must be a ``kind``."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(wait_s):
         while True:
-            message = await recv(ws, timeout)
+            message = await recv(ws, wait_s)
             if not isinstance(message, p.Position):
                 break
     assert isinstance(message, kind), f"expected {kind.__name__}, got {message!r}"
     return message
 
 
-async def expect_error(ws: ClientConnection, code: str, timeout: float = 10) -> p.Error:
+async def expect_error(ws: ClientConnection, code: str, wait_s: float = 10) -> p.Error:
     """The next non-position message must be an ``error`` with ``code``."""
-    error = await expect(ws, p.Error, timeout)
+    error = await expect(ws, p.Error, wait_s)
     assert error.code == code, error
     assert error.message, error
     return error
@@ -187,4 +193,6 @@ async def count_events(services: Services) -> tuple[int, int]:
 
 async def count_bookings(services: Services, event_id: str) -> int:
     """Bookings of an event in PostgreSQL."""
-    return int(await pg_value(services, "SELECT count(*) FROM bookings WHERE event_id = $1", event_id))
+    return int(
+        await pg_value(services, "SELECT count(*) FROM bookings WHERE event_id = $1", event_id)
+    )

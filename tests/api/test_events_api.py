@@ -155,6 +155,12 @@ INVALID_BODIES: dict[str, dict[str, Any]] = {
     "max-per-order-zero": event_body(max_per_order=0),
     "max-per-order-string": event_body(max_per_order="4"),
     "hold-seconds-too-long": event_body(hold_seconds=3_601),
+    # Strings and times the schema lets through but the system cannot store.
+    "nul-in-name": event_body(name="Concert\u0000night"),
+    "nul-in-section-name": _section(capacity=5, name="Stalls\u0000"),
+    "nul-in-row-label": _section(rows=[{"label": "R\u00001", "seats": 2}]),
+    "opens-at-before-year-1-in-utc": event_body(opens_at="0001-01-01T00:00:00+01:00"),
+    "opens-at-after-year-9999-in-utc": event_body(opens_at="9999-12-31T23:59:59-01:00"),
     "too-many-seats": event_body(
         sections=[{"id": f"S{i}", "price_cents": 1, "capacity": 100_000} for i in range(3)]
     ),
@@ -174,8 +180,15 @@ async def test_invalid_event_body_is_refused_and_creates_nothing(
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"not json", b"[1, 2, 3]", b'{"name": "x",', b"\xff\xfe\x00garbage"],
-    ids=["empty", "text", "array", "truncated", "binary"],
+    [
+        b"",
+        b"not json",
+        b"[1, 2, 3]",
+        b'{"name": "x",',
+        b"\xff\xfe\x00garbage",
+        b'{"name": "\xff\xfe", "opens_at": "2020-01-01T00:00:00Z", "sections": []}',
+    ],
+    ids=["empty", "text", "array", "truncated", "binary", "invalid-utf8-in-string"],
 )
 async def test_malformed_json_is_refused(
     services: Services, http: httpx.AsyncClient, content: bytes
@@ -233,6 +246,18 @@ async def test_unknown_event_is_404_json(http: httpx.AsyncClient) -> None:
     for action in ("pause", "resume"):
         resp = await http.post(f"/v1/events/evdoesnotexist/{action}", headers=admin_headers())
         assert_error(resp, 404, "not_found")
+
+
+@pytest.mark.parametrize("event_id", ["a%00b", "%00"], ids=["nul-inside", "nul-only"])
+async def test_unknown_event_with_nul_in_id_is_404_json(
+    http: httpx.AsyncClient, event_id: str
+) -> None:
+    """An event id containing NUL (percent-encoded) is just an unknown event: 404, not 500."""
+    assert_error(await http.get(f"/v1/events/{event_id}"), 404, "not_found")
+    resp = await http.post(f"/v1/events/{event_id}/pause", headers=admin_headers())
+    assert_error(resp, 404, "not_found")
+    resp = await http.get(f"/v1/bookings/{event_id}", headers=admin_headers())
+    assert_error(resp, 404, "not_found")
 
 
 async def test_unknown_route_is_404_json(http: httpx.AsyncClient) -> None:

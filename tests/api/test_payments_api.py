@@ -20,13 +20,13 @@ from tests.api.helpers import (
     expect,
     get_event,
     join,
+    new_key,
     pay,
     sections_by_id,
     sign,
     ws_connect,
 )
 from tests.conftest import admin_headers
-from waitroom.tokens import TokenKind
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,9 @@ def _prompt_seats(prompt: p.Prompt) -> list[tuple[str, str, int]]:
     return [(s.section, s.row, s.number) for s in prompt.seats]
 
 
-async def _availability(http: httpx.AsyncClient, event_id: str, section: str = "A") -> tuple[int, ...]:
+async def _availability(
+    http: httpx.AsyncClient, event_id: str, section: str = "A"
+) -> tuple[int, ...]:
     view = await get_event(http, event_id)
     s = sections_by_id(view)[section]
     return s["free"], s["held"], s["sold"], view["active_holds"]
@@ -65,7 +67,7 @@ async def test_full_payment_path(services: Services, http: httpx.AsyncClient) ->
         assert _prompt_seats(prompt) == [("A", "R1", 1), ("A", "R1", 2)]
         assert await _availability(http, event_id) == (6, 2, 0, 1)
 
-        resp = await pay(http, prompt.hold_id, prompt.hold_token, "key-full-path")
+        resp = await pay(http, prompt.hold_id, prompt.hold_token, new_key("full-path"))
         assert resp.status_code == 200, resp.text
         booking = resp.json()
         assert booking["id"].startswith("bk")
@@ -104,8 +106,9 @@ async def test_same_idempotency_key_replays_the_booking(
     event = await create_event(http)
     async with ws_connect(event["waitroom_url"]) as ws:
         _, prompt = await _hold(ws, "buyer-1")
-        first = await pay(http, prompt.hold_id, prompt.hold_token, "key-replay")
-        second = await pay(http, prompt.hold_id, prompt.hold_token, "key-replay")
+        key = new_key("replay")
+        first = await pay(http, prompt.hold_id, prompt.hold_token, key)
+        second = await pay(http, prompt.hold_id, prompt.hold_token, key)
     assert first.status_code == 200, first.text
     assert second.status_code == 200, second.text
     assert second.json()["id"] == first.json()["id"]
@@ -121,11 +124,35 @@ async def test_other_key_after_payment_is_already_paid(
     event = await create_event(http)
     async with ws_connect(event["waitroom_url"]) as ws:
         _, prompt = await _hold(ws, "buyer-1")
-        assert (await pay(http, prompt.hold_id, prompt.hold_token, "key-1")).status_code == 200
-        again = await pay(http, prompt.hold_id, prompt.hold_token, "key-2")
+        assert (await pay(http, prompt.hold_id, prompt.hold_token, new_key("1"))).status_code == 200
+        again = await pay(http, prompt.hold_id, prompt.hold_token, new_key("2"))
     assert_error(again, 409, "already_paid")
     assert await count_bookings(services, event["id"]) == 1
     assert await _availability(http, event["id"]) == (6, 0, 2, 0)
+
+
+async def test_idempotency_key_reused_on_another_hold_does_not_leak_its_booking(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """An Idempotency-Key already used for hold A, sent for hold B, never answers with A's booking."""
+    event = await create_event(http)
+    key = new_key("shared")
+    async with ws_connect(event["waitroom_url"]) as ws_a, ws_connect(event["waitroom_url"]) as ws_b:
+        _, hold_a = await _hold(ws_a, "buyer-a", 2, "A")
+        _, hold_b = await _hold(ws_b, "buyer-b", 1, "GA")
+        paid_a = await pay(http, hold_a.hold_id, hold_a.hold_token, key)
+        assert paid_a.status_code == 200, paid_a.text
+        reused = await pay(http, hold_b.hold_id, hold_b.hold_token, key)
+    if reused.status_code == 200:
+        # Acceptable only as hold B's own booking of hold B's seats.
+        assert reused.json()["hold_id"] == hold_b.hold_id, reused.json()
+        assert reused.json()["id"] != paid_a.json()["id"], reused.json()
+        assert _seats(reused.json()) == _prompt_seats(hold_b)
+    else:
+        assert 400 <= reused.status_code < 500
+        assert_error(reused, reused.status_code)
+    audit = await http.get(f"/v1/events/{event['id']}/audit?settled=1", headers=admin_headers())
+    assert audit.json()["ok"] is True, audit.json()
 
 
 async def test_concurrent_payments_book_once(services: Services, http: httpx.AsyncClient) -> None:
@@ -139,8 +166,8 @@ async def test_concurrent_payments_book_once(services: Services, http: httpx.Asy
             results[key] = await pay(http, prompt.hold_id, prompt.hold_token, key)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(attempt, "key-a")
-            tg.start_soon(attempt, "key-b")
+            tg.start_soon(attempt, new_key("a"))
+            tg.start_soon(attempt, new_key("b"))
     statuses = sorted(r.status_code for r in results.values())
     assert statuses == [200, 409], {k: (r.status_code, r.text) for k, r in results.items()}
     loser = next(r for r in results.values() if r.status_code == 409)
@@ -155,14 +182,16 @@ async def test_declined_card_keeps_the_hold_payable(
     event = await create_event(http)
     async with ws_connect(event["waitroom_url"]) as ws:
         _, prompt = await _hold(ws, "buyer-1")
-        declined = await pay(http, prompt.hold_id, prompt.hold_token, "key-d1", "tok_declined")
+        declined = await pay(http, prompt.hold_id, prompt.hold_token, new_key("d1"), "tok_declined")
         assert_error(declined, 402, "payment_declined")
-        unknown_card = await pay(http, prompt.hold_id, prompt.hold_token, "key-d2", "tok_bogus")
+        unknown_card = await pay(
+            http, prompt.hold_id, prompt.hold_token, new_key("d2"), "tok_bogus"
+        )
         assert_error(unknown_card, 402, "payment_declined")
         assert await count_bookings(services, event["id"]) == 0
         assert await _availability(http, event["id"]) == (6, 2, 0, 1)
 
-        ok = await pay(http, prompt.hold_id, prompt.hold_token, "key-d3", "tok_visa")
+        ok = await pay(http, prompt.hold_id, prompt.hold_token, new_key("d3"), "tok_visa")
         assert ok.status_code == 200, ok.text
         assert _seats(ok.json()) == _prompt_seats(prompt)
         assert (await expect(ws, p.Confirmed)).booking_id == ok.json()["id"]
@@ -184,7 +213,7 @@ async def test_bad_idempotency_key_is_400(
         resp = await pay(http, prompt.hold_id, prompt.hold_token, key)
         assert_error(resp, 400, "invalid_request")
         assert await _availability(http, event["id"]) == (6, 2, 0, 1)
-        assert (await pay(http, prompt.hold_id, prompt.hold_token, "k")).status_code == 200
+        assert (await pay(http, prompt.hold_id, prompt.hold_token, new_key())).status_code == 200
     assert await count_bookings(services, event["id"]) == 1
 
 
@@ -209,14 +238,14 @@ async def test_missing_forged_or_garbage_token_is_401(
             "other-seq-same-signature": genuine.replace(f".{seq}.", f".{seq + 1}.", 1),
         }
         for name, token in bad_tokens.items():
-            resp = await pay(http, prompt.hold_id, token, f"key-{name}")
+            resp = await pay(http, prompt.hold_id, token, new_key(name))
             assert_error(resp, 401, "unauthorized")
             assert resp.headers.get("www-authenticate") == "Bearer", name
-        no_header = await pay(http, prompt.hold_id, None, "key-none")
+        no_header = await pay(http, prompt.hold_id, None, new_key("none"))
         assert_error(no_header, 401, "unauthorized")
         basic = await http.post(
             f"/v1/holds/{prompt.hold_id}/payment",
-            headers={"Authorization": f"Basic {genuine}", "Idempotency-Key": "key-basic"},
+            headers={"Authorization": f"Basic {genuine}", "Idempotency-Key": new_key("basic")},
             json={"card_token": "tok_visa"},
         )
         assert_error(basic, 401, "unauthorized")
@@ -232,11 +261,11 @@ async def test_token_of_another_hold_is_403(services: Services, http: httpx.Asyn
         _, theirs = await _hold(ws2, "buyer-2")
         assert mine.hold_id != theirs.hold_id
 
-        stolen = await pay(http, theirs.hold_id, mine.hold_token, "key-steal")
+        stolen = await pay(http, theirs.hold_id, mine.hold_token, new_key("steal"))
         assert_error(stolen, 403, "forbidden")
         assert await count_bookings(services, event["id"]) == 0
 
-        paid = await pay(http, theirs.hold_id, theirs.hold_token, "key-theirs")
+        paid = await pay(http, theirs.hold_id, theirs.hold_token, new_key("theirs"))
         assert paid.status_code == 200, paid.text
     booking_url = f"/v1/bookings/{paid.json()['id']}"
 
@@ -252,14 +281,53 @@ async def test_token_of_another_hold_is_403(services: Services, http: httpx.Asyn
     assert admin.json()["id"] == paid.json()["id"]
 
 
-async def test_token_for_path_with_non_numeric_seq_is_403(http: httpx.AsyncClient) -> None:
-    """A genuine token sent to a hold path whose seq is not a number answers 403."""
+async def test_token_for_path_that_names_no_hold_is_404(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """A genuine token sent to a path that cannot name a hold answers 404."""
     event = await create_event(http)
     async with ws_connect(event["waitroom_url"]) as ws:
         _, prompt = await _hold(ws, "buyer-1")
         for path_id in (f"{event['id']}.x", f"{event['id']}.-1", event["id"], "nothing"):
-            resp = await pay(http, path_id, prompt.hold_token, "key-1")
-            assert_error(resp, 403, "forbidden")
+            resp = await pay(http, path_id, prompt.hold_token, new_key("1"))
+            assert_error(resp, 404, "not_found")
+    assert await count_bookings(services, event["id"]) == 0
+
+
+@pytest.mark.parametrize(
+    "seq", ["\u00b2", "\u2460", "1\u00b2"], ids=["superscript-2", "circled-1", "1-superscript-2"]
+)
+async def test_hold_path_with_non_decimal_digit_seq_is_refused(
+    services: Services, http: httpx.AsyncClient, seq: str
+) -> None:
+    """A hold path whose seq is a Unicode digit but not a number (e.g. '²') is 404, not 500."""
+    event = await create_event(http)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        _, prompt = await _hold(ws, "buyer-1")
+        resp = await pay(http, f"{event['id']}.{seq}", prompt.hold_token, new_key(), "tok_declined")
+        assert_error(resp, 404, "not_found")
+    assert await count_bookings(services, event["id"]) == 0
+
+
+async def test_payment_body_with_invalid_utf8_is_400(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """A payment body whose JSON string holds invalid UTF-8 answers 400 and pays nothing."""
+    event = await create_event(http)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        _, prompt = await _hold(ws, "buyer-1")
+        resp = await http.post(
+            f"/v1/holds/{prompt.hold_id}/payment",
+            content=b'{"card_token": "tok_visa\xff"}',
+            headers={
+                "Authorization": f"Bearer {prompt.hold_token}",
+                "Idempotency-Key": new_key(),
+                "Content-Type": "application/json",
+            },
+        )
+        assert_error(resp, 400, "invalid_request")
+        assert await _availability(http, event["id"]) == (6, 2, 0, 1)
+    assert await count_bookings(services, event["id"]) == 0
 
 
 async def test_unknown_hold_is_404(services: Services, http: httpx.AsyncClient) -> None:
@@ -270,7 +338,7 @@ async def test_unknown_hold_is_404(services: Services, http: httpx.AsyncClient) 
         queued = await join(ws, "buyer-1")  # in line, never admitted: no hold yet
         cases = [(event_id, 999), (event_id, queued.ticket), ("evnosuchevent", 1)]
         for ev, seq in cases:
-            resp = await pay(http, f"{ev}.{seq}", sign(ev, seq), f"key-{ev}-{seq}")
+            resp = await pay(http, f"{ev}.{seq}", sign(ev, seq), new_key())
             assert_error(resp, 404, "not_found")
     view = await get_event(http, event_id)
     assert view["queue_length"] == 1
@@ -283,13 +351,15 @@ async def test_unknown_booking_is_404(http: httpx.AsyncClient) -> None:
     assert_error(resp, 404, "not_found")
 
 
-async def test_expired_hold_is_409_hold_expired(services: Services, http: httpx.AsyncClient) -> None:
+async def test_expired_hold_is_409_hold_expired(
+    services: Services, http: httpx.AsyncClient
+) -> None:
     """After the hold runs out (WS says expired) paying answers 409 hold_expired; seats are free."""
     event = await create_event(http, hold_seconds=1)
     async with ws_connect(event["waitroom_url"]) as ws:
         _, prompt = await _hold(ws, "buyer-1")
-        await expect(ws, p.Expired, timeout=15)  # the worker's sweep, ~1 s of real time
-    resp = await pay(http, prompt.hold_id, prompt.hold_token, "key-late")
+        await expect(ws, p.Expired, wait_s=15)  # the worker's sweep, ~1 s of real time
+    resp = await pay(http, prompt.hold_id, prompt.hold_token, new_key("late"))
     assert_error(resp, 409, "hold_expired")
     assert await count_bookings(services, event["id"]) == 0
     assert await _availability(http, event["id"]) == (8, 0, 0, 0)

@@ -1,0 +1,787 @@
+"""Bad input, fuzzed against the running system: REST bodies, headers and paths, and WS frames.
+
+Inputs are deterministic pseudo-random values (``random.Random`` with fixed seeds) built from
+a small grammar: random JSON values, wrong types, out-of-range and huge numbers, Unicode and
+control characters, deep nesting, truncated JSON, random bytes, mutated tokens. Every
+generator yields only inputs that are invalid by construction (checked against the schema's
+rules), so the expected answer is always known: a 4xx JSON error over REST, an ``error``
+message over the WebSocket, and no change to the server's state.
+
+Each test counts what it sent and asserts a floor; the floors add up to more than 2,000
+bad inputs per run (REST and WS together).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.trio.client import ClientConnection
+
+from api.services import Services
+from realtime import protocol as p
+from tests.api.helpers import (
+    FUTURE,
+    count_bookings,
+    count_events,
+    create_event,
+    event_body,
+    expect,
+    get_event,
+    join,
+    new_key,
+    pay,
+    recv,
+    sign,
+    ws_connect,
+)
+from tests.conftest import ADMIN_KEY, admin_headers
+from waitroom.tokens import TokenKind
+
+pytestmark = pytest.mark.anyio
+
+#: Minimum bad inputs each test must send (sum: 2,300).
+EVENT_BODIES_MIN = 700
+PAYMENT_INPUTS_MIN = 500
+PATHS_MIN = 100
+WS_FRAMES_MIN = 1_000
+
+MAX_FRAME = 4_000  # below the server's 4,096-byte frame limit (larger frames close the socket)
+
+# -- the grammar --------------------------------------------------------------------------
+
+ASCII = string.ascii_letters + string.digits + string.punctuation + " "
+UNICODE = "éßøΩЖ漢字カ😀🎟\u202e\u200b\ufeff\u00a0\u0301ﬁ"
+CONTROL = "\x00\x01\x07\x1b\x1f\x7f\t\n\r"
+HUGE_INTS = [2**31, 2**53 + 1, 2**63, 2**64, 10**30, -(2**63) - 1, -(10**30)]
+ODD_FLOATS = [0.5, -0.0, 1e-300, 1e308, 3.0, 4.0, 120.0]
+
+
+def rand_text(rng: random.Random, max_len: int = 40, *, controls: bool = True) -> str:
+    """A random string mixing ASCII, other scripts, emoji and (optionally) control characters."""
+    pools = [ASCII, UNICODE] + ([CONTROL] if controls else [])
+    return "".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(0, max_len)))
+
+
+def rand_json(rng: random.Random, depth: int = 0) -> Any:
+    """A random JSON value: scalars of every type, nested arrays and objects."""
+    kinds = ["null", "bool", "int", "huge", "float", "text"]
+    if depth < 3:
+        kinds += ["list", "dict"]
+    kind = rng.choice(kinds)
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "int":
+        return rng.randint(-1_000, 1_000)
+    if kind == "huge":
+        return rng.choice(HUGE_INTS)
+    if kind == "float":
+        return rng.choice(ODD_FLOATS)
+    if kind == "text":
+        return rand_text(rng)
+    if kind == "list":
+        return [rand_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {rand_text(rng, 8): rand_json(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def rand_other(rng: random.Random, valid: Callable[[Any], bool]) -> Any:
+    """A random JSON value for which ``valid`` is false."""
+    while True:
+        value = rand_json(rng)
+        if not valid(value):
+            return value
+
+
+def deep(rng: random.Random) -> Any:
+    """A deeply nested array or object (JSON text stays well under the body limit)."""
+    value: Any = rand_json(rng, 3)
+    for _ in range(rng.randint(30, 400)):
+        value = [value] if rng.random() < 0.5 else {"k": value}
+    return value
+
+
+def is_int_in(lo: int, hi: int) -> Callable[[Any], bool]:
+    """Validity of an integer field: a real int (not bool, not float) in [lo, hi]."""
+    return lambda v: type(v) is int and lo <= v <= hi
+
+
+def is_str_len(lo: int, hi: int) -> Callable[[Any], bool]:
+    """Validity of a string field by length in code points."""
+    return lambda v: isinstance(v, str) and lo <= len(v) <= hi
+
+
+def bad_int(rng: random.Random, lo: int, hi: int) -> Any:
+    """An invalid value for an int field bounded by [lo, hi]."""
+    edge = [lo - 1, hi + 1, -1 if lo >= 0 else lo - 1000, *HUGE_INTS, str(lo), float(lo), True]
+    if rng.random() < 0.5:
+        return rng.choice([v for v in edge if not is_int_in(lo, hi)(v)])
+    return rand_other(rng, is_int_in(lo, hi))
+
+
+def bad_str(rng: random.Random, lo: int, hi: int) -> Any:
+    """An invalid value for a string field of [lo, hi] code points."""
+    if rng.random() < 0.5:
+        return rand_other(rng, lambda v: isinstance(v, str))
+    return "" if lo > 0 and rng.random() < 0.3 else rand_text(rng, 3) + "x" * (hi + 1)
+
+
+def encode(rng: random.Random, value: Any) -> bytes:
+    """JSON bytes of ``value``, sometimes ASCII-escaped, sometimes raw UTF-8."""
+    text = json.dumps(value, ensure_ascii=rng.random() < 0.5)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def invalid_utf8_inside_string(rng: random.Random, text: bytes) -> bytes:
+    """``text`` (JSON with a string value) with bytes that are not UTF-8 inside that string."""
+    at = text.index(b'": "') + 4
+    junk = rng.choice([b"\xff", b"\xfe\xff", b"\xc3", b"\xed\xa0\x80", b"\x80", b"\xf8\x88\x80"])
+    return text[:at] + junk + text[at:]
+
+
+# -- bad POST /v1/events bodies --------------------------------------------------------
+
+NAIVE = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}"
+
+
+def bad_opens_at(rng: random.Random) -> Any:
+    """An opens_at that is no RFC 3339 time with a zone (or is no string at all)."""
+    choice = rng.randrange(5)
+    if choice == 0:
+        return rand_other(rng, lambda v: isinstance(v, str))
+    if choice == 1:  # naive: no time zone
+        return NAIVE.format(
+            rng.randint(2000, 2100),
+            rng.randint(1, 12),
+            rng.randint(1, 28),
+            rng.randint(0, 23),
+            rng.randint(0, 59),
+            rng.randint(0, 59),
+        )
+    if choice == 2:  # impossible dates and times
+        return rng.choice(
+            [
+                "2026-02-30T10:00:00Z",
+                "2026-13-01T10:00:00Z",
+                "2026-12-01T24:00:00Z",
+                "2026-12-01T10:60:00Z",
+                "2026-12-01T10:00:00+25:00",
+                "2026-00-10T10:00:00Z",
+            ]
+        )
+    if choice == 3:  # not a datetime at all
+        return rng.choice(["", "now", "tomorrow", "2026-12-01", "10:00", "1733047200", "Z"])
+    return "T" + rand_text(rng, 20)
+
+
+def bad_section(rng: random.Random) -> Any:
+    """A section object (or non-object) that breaks one rule."""
+    base: dict[str, Any] = {"id": "S", "price_cents": 100, "capacity": 5}
+    choice = rng.randrange(12)
+    if choice == 0:
+        return rand_other(rng, lambda v: isinstance(v, dict))
+    if choice == 1:
+        base["id"] = rng.choice(["", "-a", "_a", "a" * 33, "a b", "é", "a/b", "a.b", "a\x00"])
+    elif choice == 2:
+        base["id"] = rand_other(rng, lambda v: isinstance(v, str))
+    elif choice == 3:
+        base["price_cents"] = bad_int(rng, 0, 10_000_000)
+    elif choice == 4:
+        base["name"] = bad_str(rng, 0, 80)
+    elif choice == 5:  # both rows and capacity
+        base["rows"] = [{"label": "R1", "seats": rng.randint(1, 500)}]
+    elif choice == 6:  # neither
+        del base["capacity"]
+        if rng.random() < 0.5:
+            base["rows"] = []
+    elif choice == 7:
+        base["capacity"] = bad_int(rng, 1, 100_000)
+        if base["capacity"] == 0:
+            base["capacity"] = -1
+    elif choice == 8:
+        base[rng.choice(["colour", "seats", "Id", "ID", rand_text(rng, 6) + "_x"])] = rand_json(rng)
+    else:  # a bad row
+        del base["capacity"]
+        row: Any = {"label": "R1", "seats": 4}
+        which = rng.randrange(5)
+        if which == 0:
+            row["label"] = bad_str(rng, 1, 8)
+        elif which == 1:
+            row["seats"] = bad_int(rng, 1, 500)
+        elif which == 2:
+            row["extra"] = rand_json(rng)
+        elif which == 3:
+            row = rand_other(rng, lambda v: isinstance(v, dict))
+        else:
+            base["rows"] = [dict(row), dict(row)]  # duplicate labels
+            return base
+        base["rows"] = [row]
+    return base
+
+
+@dataclass
+class Case:
+    """One bad request: its category (for reporting), body bytes and expected status."""
+
+    category: str
+    content: bytes
+    status: int = 400
+
+
+def bad_event_bodies(rng: random.Random, count: int) -> Iterator[Case]:
+    """``count`` invalid POST /v1/events bodies."""
+    required = ["name", "opens_at", "sections"]
+    for _ in range(count):
+        body = event_body()
+        choice = rng.randrange(17)
+        if choice == 16:
+            yield Case("invalid-utf8-in-string", invalid_utf8_inside_string(rng, encode(rng, body)))
+            continue
+        if choice == 0:
+            yield Case("not-an-object", encode(rng, rand_other(rng, lambda v: isinstance(v, dict))))
+            continue
+        if choice == 1:
+            yield Case("random-bytes", rng.randbytes(rng.randint(0, 300)))
+            continue
+        if choice == 2:
+            text = encode(rng, body)
+            yield Case("truncated", text[: rng.randrange(len(text))])
+            continue
+        if choice == 3:
+            suffix = rng.choice([b"x", b"}", b"{}", b",", b"]", b"\x00", b"null"])
+            yield Case("trailing-garbage", encode(rng, body) + suffix)
+            continue
+        if choice == 4:
+            yield Case("deep-nesting", encode(rng, deep(rng)))
+            continue
+        if choice == 5:
+            body[rng.choice(["max_per_order", "hold_seconds"])] = "@NAN@"
+            text = encode(rng, body).replace(
+                b'"@NAN@"', rng.choice([b"NaN", b"Infinity", b"-1e999"])
+            )
+            yield Case("non-json-number", text)
+            continue
+        if choice == 6:
+            del body[rng.choice(required)]
+            category = "missing-field"
+        elif choice == 7:
+            body[rng.choice(["Name", "id", "state", "extra", rand_text(rng, 10) + "_"])] = (
+                rand_json(rng)
+            )
+            category = "unknown-field"
+        elif choice == 8:
+            body["name"] = bad_str(rng, 1, 200)
+            category = "bad-name"
+        elif choice == 9:
+            body["opens_at"] = bad_opens_at(rng)
+            category = "bad-opens-at"
+        elif choice == 10:
+            field_name, lo, hi = rng.choice(
+                [
+                    ("max_per_order", 1, 20),
+                    ("hold_seconds", 1, 3_600),
+                    ("max_active_holds", 1, 100_000),
+                ]
+            )
+            body[field_name] = bad_int(rng, lo, hi)
+            category = f"bad-{field_name}"
+        elif choice == 11:
+            body["sections"] = rng.choice(
+                [[], rand_other(rng, lambda v: isinstance(v, list)), [body["sections"][0]] * 51]
+            )
+            category = "bad-sections"
+        elif choice in (12, 13):
+            body["sections"] = [bad_section(rng), *body["sections"][: rng.randint(0, 2)]]
+            rng.shuffle(body["sections"])
+            category = "bad-section"
+        elif choice == 14:
+            dup = {"id": "D", "price_cents": 1, "capacity": rng.randint(1, 50)}
+            body["sections"] = [dup, *body["sections"], dict(dup)]
+            category = "duplicate-section-ids"
+        else:
+            n = rng.randint(3, 10)
+            body["sections"] = [
+                {"id": f"S{i}", "price_cents": 1, "capacity": 100_000} for i in range(n)
+            ]
+            category = "over-200000-seats"
+        yield Case(category, encode(rng, body))
+
+
+def unstorable_event_bodies(rng: random.Random, count: int) -> Iterator[Case]:
+    """Bodies the schema admits but the system cannot store: NUL in text, years past 9999/0."""
+    for _ in range(count):
+        body = event_body()
+        nul = rand_text(rng, 5, controls=False) + "\x00" + rand_text(rng, 5, controls=False)
+        choice = rng.randrange(4)
+        if choice == 0:
+            body["name"] = nul[:200] or "\x00"
+        elif choice == 1:
+            body["sections"][1]["name"] = nul[:80]
+        elif choice == 2:
+            body["sections"][0]["rows"][0]["label"] = "\x00" + rng.choice(["", "A", "1"])
+        else:
+            body["opens_at"] = rng.choice(
+                ["0001-01-01T00:00:00+01:00", "0001-01-01T00:30:00+12:00", "9999-12-31T23:59:59-01:00",
+                 "9999-12-31T23:00:00-23:59"]
+            )  # fmt: skip
+        yield Case("unstorable-value", encode(rng, body))
+
+
+def bad_admin_headers(rng: random.Random) -> dict[str, bytes]:
+    """Authorization headers (or none) that are not the admin key."""
+    choice = rng.randrange(6)
+    if choice == 0:
+        return {}
+    if choice == 1:
+        value = "".join(rng.choice(ASCII) for _ in range(rng.randint(1, 60)))
+    else:
+        value = rng.choice(
+            [
+                "Bearer " + rand_text(rng, 30, controls=False),
+                "Basic " + rand_text(rng, 20, controls=False),
+                f"Bearer {ADMIN_KEY[:-1]}",
+                f"Bearer {ADMIN_KEY}x",
+                f"Token {ADMIN_KEY}",
+                ADMIN_KEY,
+                "Bearer",
+            ]
+        )
+    # HTTP/1.1 refuses control characters and surrounding whitespace in header values.
+    value = "".join(c for c in value if c.isprintable()).strip() or "x"
+    return {"Authorization": value.encode("utf-8")}
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What was sent, and every answer that broke the contract."""
+
+    sent: int = 0
+    by_category: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def check(
+        self, category: str, resp: httpx.Response, sent: Any, status: int | set[int] | None
+    ) -> None:
+        """Count one input and record a problem unless its answer is the expected 4xx JSON."""
+        self.sent += 1
+        self.by_category[category] += 1
+        problem = _response_problem(resp, status)
+        if problem:
+            self.problems[category].append(f"{problem} <- {sent!r:.200}")
+
+    def report(self) -> str:
+        """A summary of every category that broke the contract, with its first examples."""
+        lines = []
+        for category, problems in sorted(self.problems.items()):
+            lines.append(f"{category}: {len(problems)} of {self.by_category[category]} inputs")
+            lines += [f"    {p}" for p in problems[:3]]
+        return "\n".join(lines)
+
+
+def _response_problem(resp: httpx.Response, status: int | set[int] | None) -> str | None:
+    """What is wrong with an answer to a bad input (None: nothing)."""
+    allowed = {status} if isinstance(status, int) else status
+    if not 400 <= resp.status_code < 500 or (allowed and resp.status_code not in allowed):
+        return f"answered {resp.status_code} {resp.text[:120]!r}"
+    if not resp.headers.get("content-type", "").startswith("application/json"):
+        return f"answered {resp.status_code} with {resp.headers.get('content-type')!r}"
+    try:
+        body = resp.json()
+    except ValueError:
+        return f"answered {resp.status_code} with a body that is not JSON"
+    if not (isinstance(body, dict) and set(body) == {"error", "message"}):
+        return f"answered {resp.status_code} with {body!r:.120}"
+    return None
+
+
+async def _state(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    view = await get_event(http, event_id)
+    return {k: view[k] for k in ("state", "queue_length", "active_holds", "sections")}
+
+
+# -- REST -----------------------------------------------------------------------------
+
+
+async def test_fuzzed_event_bodies_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Hundreds of invalid POST /v1/events bodies and auth headers: all 4xx JSON, no event created."""
+    rng = random.Random(20_261_101)
+    tally = Tally()
+    before = await count_events(services)
+    started = time.monotonic()
+
+    for case in bad_event_bodies(rng, 640):
+        resp = await http.post(
+            "/v1/events",
+            content=case.content,
+            headers={**admin_headers(), "Content-Type": "application/json"},
+        )
+        tally.check(case.category, resp, case.content, case.status)
+    for case in unstorable_event_bodies(rng, 20):
+        resp = await http.post(
+            "/v1/events",
+            content=case.content,
+            headers={**admin_headers(), "Content-Type": "application/json"},
+        )
+        tally.check(case.category, resp, case.content, 400)
+    valid = json.dumps(event_body()).encode()
+    for _ in range(80):
+        headers = bad_admin_headers(rng)
+        resp = await http.post("/v1/events", content=valid, headers=headers)
+        tally.check("bad-admin-auth", resp, headers, 401)
+
+    assert await count_events(services) == before, "a bad request created an event"
+    assert tally.sent >= EVENT_BODIES_MIN, tally.sent
+    assert time.monotonic() - started < 60
+    assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
+
+
+async def test_fuzzed_payment_requests_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Invalid payment bodies, tokens, idempotency keys and hold paths: all 4xx, nothing paid."""
+    rng = random.Random(20_261_102)
+    tally = Tally()
+    event = await create_event(http)
+    event_id = event["id"]
+    async with ws_connect(event["waitroom_url"]) as ws:
+        queued = await join(ws, "fuzz-buyer", 2, "A")
+        prompt = await expect(ws, p.Prompt)
+        token, hold_id, seq = prompt.hold_token, prompt.hold_id, queued.ticket
+        before = await _state(http, event_id)
+        url = f"/v1/holds/{hold_id}/payment"
+
+        def auth(value: str = token) -> dict[str, str]:
+            return {"Authorization": f"Bearer {value}", "Idempotency-Key": new_key("fuzz")}
+
+        # Bodies: valid token and key, invalid body.
+        for _ in range(180):
+            choice = rng.randrange(9)
+            if choice == 0:
+                category = "payment-body-not-an-object"
+                content = encode(rng, rand_other(rng, lambda v: isinstance(v, dict)))
+            elif choice == 1:
+                category, content = "payment-body-random-bytes", rng.randbytes(rng.randint(0, 200))
+            elif choice == 2:
+                category = "payment-body-card-not-a-string"
+                content = encode(rng, {"card_token": rand_other(rng, lambda v: isinstance(v, str))})
+            elif choice == 3:
+                category = "payment-body-card-length"
+                content = encode(rng, {"card_token": rng.choice(["", "tok_visa" + "x" * 128])})
+            elif choice == 4:  # an unknown field next to a card that would pay
+                category = "payment-body-unknown-field"
+                content = encode(rng, {"card_token": "tok_visa", rand_text(rng, 8) + "_": 1})
+            elif choice == 5:
+                category, content = "payment-body-missing-card", encode(rng, {})
+            elif choice == 6:
+                category, content = "payment-body-deep-nesting", encode(rng, deep(rng))
+            elif choice == 7:
+                category = "payment-body-truncated"
+                text = encode(rng, {"card_token": "tok_visa"})
+                content = text[: rng.randrange(len(text))]
+            else:
+                category = "payment-body-invalid-utf8-in-string"
+                content = invalid_utf8_inside_string(rng, encode(rng, {"card_token": "tok_visa"}))
+            resp = await http.post(url, content=content, headers=auth())
+            tally.check(category, resp, content, 400)
+
+        # Credentials: a body that would pay, a token that is not this hold's genuine token.
+        other_secret = "fuzz-secret-" + "".join(rng.choice(ASCII) for _ in range(20))
+        for _ in range(160):
+            choice = rng.randrange(7)
+            if choice == 0:  # one character of the genuine token changed
+                i = rng.randrange(len(token))
+                c = rng.choice(
+                    [ch for ch in string.ascii_letters + string.digits + "._-" if ch != token[i]]
+                )
+                bad = token[:i] + c + token[i + 1 :]
+            elif choice == 1:
+                bad = token[: rng.randrange(1, len(token))]
+            elif choice == 2:
+                bad = token + rng.choice([".x", "x", "=", ".", "=="])
+            elif choice == 3:
+                bad = sign(event_id, seq, secret=other_secret)
+            elif choice == 4:
+                bad = sign(event_id, seq, ttl_s=-rng.randint(1, 10**6))
+            elif choice == 5:
+                bad = sign(event_id, seq, kind=TokenKind.QUEUE)
+            else:
+                bad = "".join(rng.choice(ASCII) for _ in range(rng.randint(1, 80))).strip() or "x"
+            resp = await http.post(url, json={"card_token": "tok_visa"}, headers=auth(bad))
+            tally.check("bad-hold-token", resp, bad, 401)
+        for _ in range(20):
+            headers = bad_admin_headers(rng)  # random schemes, missing header
+            headers["Idempotency-Key"] = new_key().encode()
+            resp = await http.post(url, json={"card_token": "tok_visa"}, headers=headers)
+            tally.check("bad-authorization-header", resp, headers, 401)
+
+        # Idempotency keys: genuine token, a card that would be declined, an invalid key.
+        for _ in range(70):
+            choice = rng.randrange(4)
+            if choice == 0:
+                key = b""
+            elif choice == 1:
+                key = ("k" * rng.randint(129, 400)).encode()
+            elif choice == 2:
+                key = b"a\t" + rng.choice([b"b", b"key"])
+            else:  # Latin-1 characters that are not printable (NEL, NBSP, soft hyphen)
+                key = b"k" + bytes([rng.choice([0x85, 0xA0, 0xAD, 0x9F])]) + b"y"
+            headers_b = [(b"authorization", f"Bearer {token}".encode()), (b"idempotency-key", key)]
+            resp = await http.post(url, json={"card_token": "tok_declined"}, headers=headers_b)
+            tally.check("bad-idempotency-key", resp, key, 400)
+
+        # Hold paths: a genuine token sent to a path that is not its hold.
+        for _ in range(80):
+            choice = rng.randrange(5)
+            if choice == 0:
+                path_id = f"{event_id}.{rng.choice([0, seq + 1, seq + 1_000, 2**63, 10**30])}"
+            elif choice == 1:
+                path_id = f"{event_id}.{rng.choice(['²', '①', '⑩', '½', '1²', '³3', '٣x'])}"
+            elif choice == 2:
+                path_id = rand_text(rng, 30) or "x"
+            elif choice == 3:
+                path_id = f"{event_id}x.{seq}"
+            else:
+                path_id = f"{event_id}.{seq}{rng.choice(['x', '.', '-', ' ', 'e3'])}"
+            resp = await pay(http, quote(path_id, safe=""), token, new_key(), "tok_declined")
+            category = "hold-path-unicode-digit-seq" if choice == 1 else "hold-path"
+            tally.check(category, resp, path_id, {403, 404})
+
+        after = await _state(http, event_id)
+        assert after == before, "bad payment requests changed the event"
+        assert await count_bookings(services, event_id) == 0
+        assert tally.sent >= PAYMENT_INPUTS_MIN, tally.sent
+        # The hold is still payable with its genuine token.
+        ok = await pay(http, hold_id, token, new_key("fuzz-final"))
+        assert ok.status_code == 200, ok.text
+    assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
+
+
+async def test_fuzzed_paths_of_unknown_resources_are_404_json(http: httpx.AsyncClient) -> None:
+    """Random event, booking and route paths answer 4xx JSON (404 for unknown ids), never 5xx."""
+    rng = random.Random(20_261_103)
+    tally = Tally()
+    for _ in range(120):
+        ident = rand_text(rng, 30) or "x"
+        quoted = quote(ident, safe="")
+        nul = " (id has NUL)" if "\x00" in ident else ""
+        choice = rng.randrange(4)
+        if choice == 0:
+            resp = await http.get(f"/v1/events/{quoted}")
+            tally.check("unknown-event" + nul, resp, ident, 404)
+        elif choice == 1:
+            resp = await http.get(f"/v1/bookings/{quoted}", headers=admin_headers())
+            tally.check("unknown-booking" + nul, resp, ident, 404)
+        elif choice == 2:
+            action = rng.choice(["pause", "resume"])
+            resp = await http.post(f"/v1/events/{quoted}/{action}", headers=admin_headers())
+            tally.check("unknown-event-admission" + nul, resp, ident, 404)
+        else:
+            method = rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH"])
+            resp = await http.request(method, f"/v2/{quoted}/{rand_text(rng, 5, controls=False)}")
+            tally.check("unknown-route", resp, (method, ident), 404)
+    assert tally.sent >= PATHS_MIN
+    assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
+
+
+# -- WebSocket ----------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    """One bad WebSocket frame and the error code it must get."""
+
+    category: str
+    data: str | bytes
+    code: str = "invalid_message"
+
+
+def _text(value: Any, rng: random.Random) -> str:
+    return json.dumps(value, ensure_ascii=rng.random() < 0.5)
+
+
+def bad_frames(
+    rng: random.Random, count: int, *, event_id: str, other_event_id: str, max_per_order: int
+) -> Iterator[Frame]:
+    """``count`` frames that must each be answered with an ``error``, none of them a place."""
+    client_id_ok = is_str_len(1, 64)
+    sections = {"A", "GA"}
+    made = 0
+    while made < count:
+        join_msg: dict[str, Any] = {"type": "join", "quantity": 1, "client_id": f"c{made}"}
+        choice = rng.randrange(17)
+        frame: Frame
+        if choice == 16:
+            data = invalid_utf8_inside_string(rng, json.dumps(join_msg).encode())
+            frame = Frame("invalid-utf8-in-string", data)
+        elif choice == 0:  # text that is not a message
+            frame = Frame("random-text", rand_text(rng, 60, controls=True))
+        elif choice == 1:
+            frame = Frame("random-bytes", rng.randbytes(rng.randint(1, 200)))
+        elif choice == 2:
+            frame = Frame(
+                "not-an-object", _text(rand_other(rng, lambda v: isinstance(v, dict)), rng)
+            )
+        elif choice == 3:
+            frame = Frame("truncated", _text(join_msg, rng)[: rng.randint(0, 30)])
+        elif choice == 4:
+            msg = rand_json(rng, 2) if rng.random() < 0.3 else {}
+            if not isinstance(msg, dict):
+                msg = {}
+            msg["type"] = rng.choice(
+                ["JOIN", "Join", " join", "leave", "queued", "prompt", "error", "position", "",
+                 rand_text(rng, 10), 1, None, ["join"]]
+            )  # fmt: skip
+            frame = Frame("bad-type", _text(msg, rng))
+        elif choice == 5:
+            join_msg["quantity"] = bad_int(rng, 1, 100)
+            frame = Frame("bad-quantity", _text(join_msg, rng))
+        elif choice == 6:
+            cid = rng.choice(
+                [
+                    "",
+                    "x" * 65,
+                    "a b",
+                    "ü",
+                    "a/b",
+                    "a\x00",
+                    "<script>",
+                    rand_other(rng, client_id_ok),
+                ]
+            )
+            join_msg["client_id"] = cid
+            frame = Frame("bad-client-id", _text(join_msg, rng))
+        elif choice == 7:
+            join_msg["section"] = rng.choice(
+                ["", "S" * 33, rand_other(rng, lambda v: isinstance(v, str) or v is None)]
+            )
+            frame = Frame("bad-section-type", _text(join_msg, rng))
+        elif choice == 8:
+            del join_msg[rng.choice(["quantity", "client_id", "type"])]
+            frame = Frame("missing-field", _text(join_msg, rng))
+        elif choice == 9:
+            join_msg[rng.choice(["vip", "ticket", "token", rand_text(rng, 6) + "_"])] = rand_json(
+                rng
+            )
+            frame = Frame("unknown-field", _text(join_msg, rng))
+        elif choice == 10:
+            join_msg["quantity"] = rng.randint(max_per_order + 1, 100)
+            frame = Frame("over-max-per-order", _text(join_msg, rng), "invalid_quantity")
+        elif choice == 11:
+            section = rand_text(rng, 32, controls=False) or "Z"
+            if section in sections:
+                continue
+            join_msg["section"] = section
+            frame = Frame("unknown-section", _text(join_msg, rng), "invalid_section")
+        elif choice == 12:
+            resume: dict[str, Any] = {"type": "resume"}
+            pick = rng.randrange(4)
+            if pick == 1:
+                resume["token"] = rng.choice(["", "t" * 257])
+            elif pick == 2:
+                resume["token"] = rand_other(rng, lambda v: isinstance(v, str))
+            elif pick == 3:
+                resume["token"], resume["extra"] = "x", rand_json(rng)
+            frame = Frame("bad-resume", _text(resume, rng))
+        elif choice == 13:
+            genuine = sign(event_id, rng.randint(1, 50), kind=TokenKind.QUEUE)
+            i = rng.randrange(len(genuine))
+            c = rng.choice(
+                [ch for ch in string.ascii_letters + string.digits + "._-" if ch != genuine[i]]
+            )
+            token = genuine[:i] + c + genuine[i + 1 :]
+            frame = Frame(
+                "mutated-token", _text({"type": "resume", "token": token}, rng), "invalid_token"
+            )
+        elif choice == 14:
+            token = rng.choice(
+                [
+                    sign(event_id, 1, kind=TokenKind.HOLD),
+                    sign(other_event_id, 1, kind=TokenKind.QUEUE),
+                    sign(event_id, 1, kind=TokenKind.QUEUE, ttl_s=-5),
+                    sign(event_id, 1, kind=TokenKind.QUEUE, secret="fuzz-secret-0123456789ab"),
+                ]
+            )
+            frame = Frame(
+                "wrong-token", _text({"type": "resume", "token": token}, rng), "invalid_token"
+            )
+        else:
+            token = rand_text(rng, 100, controls=False) or "t"
+            frame = Frame(
+                "random-token", _text({"type": "resume", "token": token}, rng), "invalid_token"
+            )
+        size = len(frame.data.encode() if isinstance(frame.data, str) else frame.data)
+        if size > MAX_FRAME:
+            continue
+        made += 1
+        yield frame
+
+
+async def _send_bad_frames(
+    ws: ClientConnection, frames: list[Frame], problems: dict[str, list[str]]
+) -> list[Frame]:
+    """Send frames, checking each answer; the frames left unsent if the socket broke."""
+    for i, frame in enumerate(frames):
+        await ws.send(frame.data)
+        try:
+            answer = await recv(ws, wait_s=5)
+        except (ConnectionClosed, TimeoutError) as exc:  # closed or silent: record, reconnect
+            problems[frame.category].append(f"no answer ({exc!r:.80}) <- {frame.data!r:.200}")
+            return frames[i + 1 :]
+        if not (isinstance(answer, p.Error) and answer.code == frame.code and answer.message):
+            problems[frame.category].append(f"answered {answer!r:.120} <- {frame.data!r:.200}")
+    return []
+
+
+async def test_fuzzed_ws_frames_get_errors_and_leave_the_socket_usable(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Each bad frame gets an error message, the socket stays open, a join then works, no state change."""
+    rng = random.Random(20_261_104)
+    event = await create_event(http, opens_at=FUTURE)
+    other = await create_event(http, opens_at=FUTURE)
+    event_id = event["id"]
+    problems: dict[str, list[str]] = defaultdict(list)
+    categories: dict[str, int] = defaultdict(int)
+    sent = 0
+    for n in range(5):
+        frames = list(
+            bad_frames(rng, 210, event_id=event_id, other_event_id=other["id"], max_per_order=4)
+        )
+        sent += len(frames)
+        for frame in frames:
+            categories[frame.category] += 1
+        before = await _state(http, event_id)
+        while True:  # a socket the server dropped is reopened for the frames left
+            async with ws_connect(event["waitroom_url"]) as ws:
+                frames = await _send_bad_frames(ws, frames, problems)
+                if frames:
+                    continue
+                assert await _state(http, event_id) == before, "bad frames changed the event"
+                queued = await join(ws, f"fuzz-client-{n}")  # the socket still works
+                assert queued.ticket == n + 1
+                break
+        assert (await get_event(http, event_id))["queue_length"] == n + 1
+
+    assert sent >= WS_FRAMES_MIN, sent
+    report = "\n".join(
+        f"{category}: {len(examples)} of {categories[category]} frames\n"
+        + "\n".join(f"    {e}" for e in examples[:3])
+        for category, examples in sorted(problems.items())
+    )
+    assert not problems, f"{sent} bad frames sent; contract broken:\n{report}"
