@@ -214,7 +214,7 @@ class SaleReport:
                 "admission_to_prompt_p99_s": self.percentile(lat, 0.99),
                 "mean_admission_to_prompt_s": statistics.fmean(lat) if lat else 0.0,
                 "storage_round_trips": self.trips,
-            "round_trips_per_booking_by_op": self.round_trips_by_op(),
+                "round_trips_per_booking_by_op": self.round_trips_by_op(),
                 "audit": self.audit,
                 "problems": self.problems,
             }
