@@ -47,6 +47,19 @@ async def serve_http(
                 probe.bind((host, 0))
                 port = probe.getsockname()[1]
             config.bind = [f"{host}:{port}"]
+        # hypercorn's asyncio server must be stopped through its shutdown trigger, not
+        # cancelled: it runs shielded and stops gracefully once this task is cancelled.
+        config.graceful_timeout = 1
+        shutdown = anyio.Event()
+
+        async def run() -> None:
+            with anyio.CancelScope(shield=True):
+                await aserve(app, config, shutdown_trigger=shutdown.wait)
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: aserve(app, config, shutdown_trigger=anyio.sleep_forever))
+            tg.start_soon(run)
             task_status.started(port)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                shutdown.set()

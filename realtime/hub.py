@@ -26,7 +26,7 @@ from realtime.session import ClientSession
 from storage.errors import StorageUnavailable
 from storage.records import Confirmed, Expired, NotifyBatch, Outcome, Prompted, SoldOut
 from storage.redis_store import RedisStore
-from waitroom.eta import OutflowEstimator, position, update_interval
+from waitroom.eta import OutflowEstimator, position, update_interval, wire_eta
 from waitroom.line import TicketState
 from waitroom.tokens import TokenKind, TokenSigner
 
@@ -121,7 +121,7 @@ class Hub:
         """The ``queued`` message for ticket ``seq``."""
         pos = position(seq, ch.serving)
         return p.Queued(
-            ticket=seq, token=token, position=pos, eta_s=round(ch.estimator.eta_s(pos), 1)
+            ticket=seq, token=token, position=pos, eta_s=wire_eta(ch.estimator.eta_s(pos))
         )
 
     async def prompt_message(self, outcome: Prompted, event_id: str) -> p.Prompt:
@@ -242,7 +242,7 @@ class Hub:
                 if pos != session.last_position:
                     eta = ch.estimator.eta_s(pos)
                     session.send_position(
-                        pos, p.encode(p.Position(position=pos, eta_s=round(eta, 1)))
+                        pos, p.encode(p.Position(position=pos, eta_s=wire_eta(eta)))
                     )
                     session.next_position_at = now + update_interval(eta, self._position_interval_s)
                     sent += 1

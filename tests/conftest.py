@@ -35,8 +35,8 @@ def servers() -> Iterator[EmbeddedServers]:
 
 @pytest.fixture
 def anyio_backend() -> str:
-    """Tests run on the trio runtime."""
-    return "trio"
+    """The runtime under test: trio, or asyncio when BOOKING_TEST_RUNTIME=asyncio."""
+    return os.environ.get("BOOKING_TEST_RUNTIME", "trio")
 
 
 @pytest.fixture

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["OutflowEstimator", "position", "update_interval"]
+__all__ = ["MAX_ETA_S", "OutflowEstimator", "position", "update_interval", "wire_eta"]
 
 
 def position(seq: int, serving: int) -> int:
     """How many clients are decided before this one (1 = next)."""
     return max(seq - serving, 0)
+
+
+#: The longest wait shown; a stalled line (no outflow measured) shows this.
+MAX_ETA_S = 86_400.0
+
+
+def wire_eta(eta_s: float) -> float:
+    """An estimate fit to send: finite, at most :data:`MAX_ETA_S`, to a tenth of a second."""
+    return round(min(eta_s, MAX_ETA_S), 1)
 
 
 def update_interval(eta_s: float, base_s: float, *, max_factor: float = 10.0) -> float:

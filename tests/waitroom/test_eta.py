@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from waitroom.eta import OutflowEstimator, position, update_interval
+from waitroom.eta import MAX_ETA_S, OutflowEstimator, position, update_interval, wire_eta
 
 counters = st.integers(min_value=0, max_value=10**12)
 
@@ -209,3 +210,16 @@ def test_update_interval_max_factor() -> None:
     """max_factor sets the upper bound as a multiple of base."""
     assert update_interval(1_000.0, 1.0, max_factor=3.0) == 3.0
     assert update_interval(20.0, 1.0, max_factor=3.0) == 2.0
+
+
+def test_wire_eta_is_finite_for_a_stalled_line() -> None:
+    """A stalled line's infinite estimate goes on the wire as MAX_ETA_S, never as JSON null."""
+    estimator = OutflowEstimator(prior_rate=10.0)
+    estimator.observe(0, 0.0)
+    estimator.observe(100, 10.0)
+    estimator.observe(100, 400.0)  # nothing moved for 390 s: outflow measures 0
+    assert estimator.eta_s(5) == float("inf")
+    assert wire_eta(estimator.eta_s(5)) == MAX_ETA_S
+    frame = msgspec.json.encode({"eta_s": wire_eta(estimator.eta_s(5))})
+    assert frame == b'{"eta_s":86400.0}'
+    assert wire_eta(12.345) == 12.3
