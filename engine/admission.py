@@ -60,21 +60,25 @@ async def run_admission(
     while True:
         try:
             summary = await redis.admit(event_id, clock.now_ms(), policy.batch)
+            _record(event_id, summary)
+            await _wait_for_work(redis, event_id, summary, policy)
         except StorageUnavailable:
             logger.warning("admission for %s: Redis unreachable, retrying", event_id)
             await anyio.sleep(policy.retry_wait_s)
-            continue
-        _record(event_id, summary)
-        if summary.reason == "budget":
-            continue
-        if summary.reason == "empty":
-            await redis.wait_for_line(event_id, summary.seq, int(policy.idle_wait_s * 1000))
-        elif summary.reason == "not_open":
-            await anyio.sleep(policy.closed_wait_s)
-        else:  # capped, waiting_for_seats: an expiry or a payment (a notify entry) frees room
-            await redis.wait_for_notify(
-                event_id, summary.notify_id, int(policy.blocked_wait_s * 1000)
-            )
+
+
+async def _wait_for_work(
+    redis: RedisStore, event_id: str, summary: AdmitSummary, policy: AdmissionPolicy
+) -> None:
+    """Wait until the next admission call may decide something (not at all after a full batch)."""
+    if summary.reason == "budget":
+        return
+    if summary.reason == "empty":
+        await redis.wait_for_line(event_id, summary.seq, int(policy.idle_wait_s * 1000))
+    elif summary.reason == "not_open":
+        await anyio.sleep(policy.closed_wait_s)
+    else:  # capped, waiting_for_seats: an expiry or a payment (a notify entry) frees room
+        await redis.wait_for_notify(event_id, summary.notify_id, int(policy.blocked_wait_s * 1000))
 
 
 async def run_expiry_sweep(

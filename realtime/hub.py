@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,11 +40,12 @@ class EventChannel:
     """This server's clients of one event."""
 
     event_id: str
-    estimator: OutflowEstimator
-    sessions: dict[int, ClientSession] = field(default_factory=dict)
-    serving: int = 0
-    state: str = "scheduled"
-    ready: anyio.Event = field(default_factory=anyio.Event)
+    estimator: OutflowEstimator  # measured outflow of the line, for wait estimates
+    sessions: dict[int, ClientSession] = field(default_factory=dict)  # ticket seq -> its connection
+    serving: int = 0  # the newest serving counter seen
+    state: str = "scheduled"  # the event's admission state as last seen
+    last_notify_id: str = "0-0"  # the notify entry read last
+    ready: anyio.Event = field(default_factory=anyio.Event)  # set once the reader is positioned
 
 
 class Hub:
@@ -91,8 +92,8 @@ class Hub:
             ch = EventChannel(event_id, OutflowEstimator(prior_rate=prior))
             self._channels[event_id] = ch
             assert self._task_group is not None, "Hub.run must be started first"
-            self._task_group.start_soon(self._read_outcomes, ch)
-            self._task_group.start_soon(self._tick_positions, ch)
+            self._task_group.start_soon(self._supervise, self._read_outcomes, ch)
+            self._task_group.start_soon(self._supervise, self._tick_positions, ch)
         await ch.ready.wait()
         return ch
 
@@ -194,23 +195,35 @@ class Hub:
                 session.send(frame)
                 MESSAGES_SENT.labels("sold_out").inc()
 
-    async def _read_outcomes(self, ch: EventChannel) -> None:
-        last_id = await self._redis.last_notify_id(ch.event_id)
-        snapshot = await self._redis.snapshot(ch.event_id)
-        if snapshot is not None:
-            ch.serving, ch.state = snapshot.stats.get("serving", 0), snapshot.state
-        ch.ready.set()
+    async def _supervise(
+        self, task: Callable[[EventChannel], Awaitable[None]], ch: EventChannel
+    ) -> None:
+        """Run a per-event task, restarting it after a failure: one event's trouble
+        (Redis away, a bad entry) must not take down the server's other clients."""
         while True:
             try:
-                batches: list[NotifyBatch] = await self._redis.read_notify(
-                    ch.event_id, last_id, 1000
-                )
+                await task(ch)
             except StorageUnavailable:
-                logger.warning("notify reader for %s: Redis unreachable, retrying", ch.event_id)
-                await anyio.sleep(0.5)
-                continue
+                logger.warning(
+                    "%s for %s: Redis unreachable, restarting", task.__name__, ch.event_id
+                )
+            except Exception:
+                logger.exception("%s for %s failed, restarting", task.__name__, ch.event_id)
+            await anyio.sleep(0.5)
+
+    async def _read_outcomes(self, ch: EventChannel) -> None:
+        if not ch.ready.is_set():  # first start: read only what is new from here on
+            ch.last_notify_id = await self._redis.last_notify_id(ch.event_id)
+            snapshot = await self._redis.snapshot(ch.event_id)
+            if snapshot is not None:
+                ch.serving, ch.state = snapshot.stats.get("serving", 0), snapshot.state
+            ch.ready.set()
+        while True:
+            batches: list[NotifyBatch] = await self._redis.read_notify(
+                ch.event_id, ch.last_notify_id, 1000
+            )
             for batch in batches:
-                last_id = batch.entry_id
+                ch.last_notify_id = batch.entry_id
                 ch.serving = max(ch.serving, batch.serving)
                 for outcome in batch.outcomes:
                     await self._deliver(ch, outcome)
@@ -222,10 +235,7 @@ class Hub:
         await ch.ready.wait()
         while True:
             await anyio.sleep(self._position_interval_s)
-            try:
-                snapshot = await self._redis.snapshot(ch.event_id)
-            except StorageUnavailable:
-                continue
+            snapshot = await self._redis.snapshot(ch.event_id)
             if snapshot is None:
                 continue
             ch.serving = max(ch.serving, snapshot.stats.get("serving", 0))

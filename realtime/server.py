@@ -76,15 +76,13 @@ class WaitroomHandler:
     async def _read(self, ws: Any, session: ClientSession) -> None:
         match = _PATH.match(ws.request.path.split("?", 1)[0])
         if match is None:
-            session.send(
-                p.encode(p.Error(code="not_found", message="use /v1/events/{id}/waitroom"))
-            )
+            _refuse(session, "not_found", "use /v1/events/{id}/waitroom")
             return
         event_id = match.group(1)
         try:
             await self._catalog.get(event_id)
         except NotFound:
-            session.send(p.encode(p.Error(code="not_found", message=f"no event {event_id!r}")))
+            _refuse(session, "not_found", f"no event {event_id!r}")
             return
         while True:
             try:
@@ -94,16 +92,10 @@ class WaitroomHandler:
             try:
                 message = p.client_decoder.decode(raw)
             except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
-                session.send(p.encode(p.Error(code="invalid_message", message=str(exc))))
+                _refuse(session, "invalid_message", str(exc))
                 continue
             if session.event_id is not None:
-                session.send(
-                    p.encode(
-                        p.Error(
-                            code="already_joined", message="this connection has a place already"
-                        )
-                    )
-                )
+                _refuse(session, "already_joined", "this connection has a place already")
                 continue
             try:
                 if isinstance(message, p.Join):
@@ -112,24 +104,15 @@ class WaitroomHandler:
                     await self._resume(event_id, message, session)
             except StorageError:
                 logger.exception("waitroom: storage failed")
-                session.send(p.encode(p.Error(code="unavailable", message="try again in a moment")))
+                _refuse(session, "unavailable", "try again in a moment")
 
     async def _join(self, event_id: str, msg: p.Join, session: ClientSession) -> None:
         spec = await self._catalog.get(event_id)
         if msg.quantity > spec.max_per_order:
-            session.send(
-                p.encode(
-                    p.Error(
-                        code="invalid_quantity",
-                        message=f"at most {spec.max_per_order} seats per order",
-                    )
-                )
-            )
+            _refuse(session, "invalid_quantity", f"at most {spec.max_per_order} seats per order")
             return
         if msg.section is not None and spec.section(msg.section) is None:
-            session.send(
-                p.encode(p.Error(code="invalid_section", message=f"no section {msg.section!r}"))
-            )
+            _refuse(session, "invalid_section", f"no section {msg.section!r}")
             return
         ch = await self._hub.channel(event_id)
         result = await self._line.join(event_id, msg.client_id, msg.quantity, msg.section or "")
@@ -142,12 +125,10 @@ class WaitroomHandler:
         try:
             claims = self._signer.verify(msg.token, TokenKind.QUEUE, self._clock.now_ms() / 1000)
         except InvalidToken as exc:
-            session.send(p.encode(p.Error(code="invalid_token", message=str(exc))))
+            _refuse(session, "invalid_token", str(exc))
             return
         if claims.event_id != event_id:
-            session.send(
-                p.encode(p.Error(code="invalid_token", message="token is for another event"))
-            )
+            _refuse(session, "invalid_token", "token is for another event")
             return
         await self._attach(await self._hub.channel(event_id), session, claims.seq)
 
@@ -166,6 +147,11 @@ class WaitroomHandler:
         if message is not None and session.waiting:
             session.waiting = False
             session.send(p.encode(message))
+
+
+def _refuse(session: ClientSession, code: str, message: str) -> None:
+    """Answer the client's last message with an ``error``."""
+    session.send(p.encode(p.Error(code=code, message=message)))
 
 
 def _is_disconnect(exc: BaseException) -> bool:
