@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import msgspec
 
 from api.logs import configure_logging
 from api.settings import Settings
+from engine.errors import BookingError
 from storage.embedded import embedded_servers
 from storage.runtime import RUNTIMES, run
 
@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             args.json,
         )
         if args.command == "bench":
-            return run(lambda: bench(args.url, settings.admin_key, options), settings.runtime)
+            outcome = run(lambda: bench(args.url, settings.admin_key, options), settings.runtime)
+            return 130 if outcome is None else outcome
 
         async def command(s: Settings) -> int:
             return await demo(s, options)
@@ -185,14 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         async def command(s: Settings) -> int:
             return await create_event(s, body)
 
-    # SIGTERM stops the process like Ctrl-C, so embedded servers are shut down too.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with _servers(settings) as resolved:
-            return run(lambda: command(resolved), settings.runtime)
-    except KeyboardInterrupt:
+            result = run(lambda: command(resolved), settings.runtime)
+            return 0 if result is None else result  # None: stopped by SIGINT / SIGTERM
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, BookingError) as exc:
         print(f"booking: {exc}", file=sys.stderr)
         return 2
 

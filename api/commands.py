@@ -15,7 +15,7 @@ from api.services import Roles, open_services
 from api.settings import Settings
 from bench.sale import SalePlan, demo_event, run_sale
 from engine.catalog import EventCatalog
-from engine.events import EventSpec
+from engine.events import EventSpec, validate_event
 from storage.bridge import open_bridge
 from storage.pg_store import open_pg_store
 from storage.redis_store import open_redis_store
@@ -30,7 +30,11 @@ async def serve(settings: Settings) -> int:
     async with open_services(settings, Roles(api=True, worker=False)) as services:
         print(f"HTTP API:  {services.http_url}", file=sys.stderr)
         print(f"WebSocket: {settings.ws_url(services.ws_port)}", file=sys.stderr)
-        print(f"admin key: {settings.admin_key}", file=sys.stderr)
+        if settings.admin_key_generated:
+            print(
+                f"admin key (generated; set BOOKING_ADMIN_KEY to choose one): {settings.admin_key}",
+                file=sys.stderr,
+            )
         await anyio.sleep_forever()
     return 0
 
@@ -56,6 +60,7 @@ async def create_event(settings: Settings, body: bytes) -> int:
     """Create an event from a JSON spec; print its id."""
     assert settings.redis_url and settings.database_url
     spec = msgspec.json.decode(body, type=EventSpec)
+    validate_event(spec)  # before any connection, so a bad spec is a plain error
     async with (
         open_bridge() as bridge,
         open_redis_store(settings.redis_url, bridge) as redis,

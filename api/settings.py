@@ -42,6 +42,8 @@ class Settings:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     #: Bearer key of admin routes; a random one (printed at start) when unset.
     admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
+    #: True when admin_key was generated here (so it may be shown; a given key never is).
+    admin_key_generated: bool = True
     #: Interface the HTTP and WebSocket servers bind.
     host: str = "127.0.0.1"
     #: HTTP API port (0 picks a free one).
@@ -77,6 +79,7 @@ class Settings:
             if env.get(var):
                 values[name] = env[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
+        values.setdefault("admin_key_generated", "admin_key" not in values)
         for name in ("http_port", "ws_port", "metrics_port"):
             if name in values:
                 values[name] = int(values[name])
