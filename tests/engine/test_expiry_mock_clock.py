@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -49,20 +51,31 @@ async def _wait_for(store: RedisStore, event_id: str, seq: int, state: str) -> f
     return anyio.current_time()
 
 
+@asynccontextmanager
+async def _engine_running(
+    store: RedisStore, event_id: str, *, seats: int, clients: int
+) -> AsyncIterator[tuple[LoopAnchoredClock, float]]:
+    """An event with ``seats`` seats (checkout capacity as many), ``clients`` joined, and the
+    admission and expiry runners going; yields the clock and the virtual start time."""
+    clock = LoopAnchoredClock()
+    policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2)
+    await store.create_event(event_id, _config(seats=seats, max_active=seats), ["a"])
+    await store.join(
+        [JoinRequest(event_id, f"c{i}", 1, "a") for i in range(clients)], clock.now_ms()
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(run_admission, store, event_id, clock, policy))
+        tg.start_soon(partial(run_expiry_sweep, store, event_id, clock, policy))
+        yield clock, anyio.current_time()
+        tg.cancel_scope.cancel()
+
+
 @pytest.mark.anyio
 async def test_unpaid_holds_end_on_time_and_seats_pass_in_order(
     redis_store: RedisStore, event_id: str
 ) -> None:
     """Two holds expire at hold_seconds (virtual), and the next two in line get their seats, in order."""
-    clock = LoopAnchoredClock()
-    policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2)
-    await redis_store.create_event(event_id, _config(seats=2, max_active=2), ["a"])
-    joins = [JoinRequest(event_id, f"c{i}", 1, "a") for i in range(4)]
-    await redis_store.join(joins, clock.now_ms())
-    start = anyio.current_time()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(partial(run_admission, redis_store, event_id, clock, policy))
-        tg.start_soon(partial(run_expiry_sweep, redis_store, event_id, clock, policy))
+    async with _engine_running(redis_store, event_id, seats=2, clients=4) as (_, start):
         held_at = await _wait_for(redis_store, event_id, 2, "held")
         assert held_at - start < 1.0
         assert await _state_at(redis_store, event_id, 3) == "queued"  # checkout is full
@@ -75,7 +88,6 @@ async def test_unpaid_holds_end_on_time_and_seats_pass_in_order(
         assert await _state_at(redis_store, event_id, 2) == "expired"
         admitted_at = await _wait_for(redis_store, event_id, 4, "held")
         assert admitted_at - start < HOLD_S + 1  # freed seats went straight to the line
-        tg.cancel_scope.cancel()
 
     tickets = await redis_store.tickets(event_id)
     assert [tickets[s].st for s in (1, 2, 3, 4)] == ["expired", "expired", "held", "held"]
@@ -92,14 +104,7 @@ async def test_paying_hold_outlives_its_deadline_until_the_window_ends(
     redis_store: RedisStore, event_id: str
 ) -> None:
     """A hold whose payment started is kept past its deadline, then released when the window ends."""
-    clock = LoopAnchoredClock()
-    policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2)
-    await redis_store.create_event(event_id, _config(seats=1, max_active=1), ["a"])
-    await redis_store.join([JoinRequest(event_id, "payer", 1, "a")], clock.now_ms())
-    start = anyio.current_time()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(partial(run_admission, redis_store, event_id, clock, policy))
-        tg.start_soon(partial(run_expiry_sweep, redis_store, event_id, clock, policy))
+    async with _engine_running(redis_store, event_id, seats=1, clients=1) as (clock, start):
         await _wait_for(redis_store, event_id, 1, "held")
         await anyio.sleep(HOLD_S - 5)
         [claim] = await redis_store.begin_payments(
@@ -110,4 +115,3 @@ async def test_paying_hold_outlives_its_deadline_until_the_window_ends(
         assert await _state_at(redis_store, event_id, 1) == "paying"
         released_at = await _wait_for(redis_store, event_id, 1, "expired")
         assert HOLD_S - 5 + 20 <= released_at - start < HOLD_S - 5 + 21
-        tg.cancel_scope.cancel()
