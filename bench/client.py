@@ -7,13 +7,12 @@ import secrets
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import httpx
 from websockets.exceptions import ConnectionClosed
-from websockets.trio.client import connect
 
+from bench.ws import WsConnection, connect_ws
 from realtime import protocol as p
 
 __all__ = ["Behaviour", "ClientResult", "RestClient", "run_client"]
@@ -124,22 +123,14 @@ async def _run(
     limiter: anyio.CapacityLimiter | None,
     local_address: tuple[str, int] | None,
 ) -> None:
-    kwargs: dict[str, Any] = {
-        "compression": None,
-        "ping_interval": None,
-        "proxy": None,
-        "open_timeout": 60,
-    }
-    if local_address is not None:
-        kwargs["local_address"] = local_address
     async with AsyncExitStack() as stack:
         async with limiter or anyio.CapacityLimiter(1):
-            ws = await stack.enter_async_context(connect(url, **kwargs))
+            ws = await stack.enter_async_context(connect_ws(url, local_address=local_address))
         await _converse(ws, http, r, hold_seconds, think_s)
 
 
 async def _converse(
-    ws: Any, http: RestClient, r: ClientResult, hold_seconds: float, think_s: float
+    ws: WsConnection, http: RestClient, r: ClientResult, hold_seconds: float, think_s: float
 ) -> None:
     r.joined_at = time.time()
     await ws.send(p.encode(p.Join(quantity=r.quantity, client_id=r.client_id)), text=True)

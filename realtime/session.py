@@ -12,18 +12,16 @@ from typing import Protocol
 
 import anyio
 
+from realtime.transport import close_websocket
+
 __all__ = ["ClientSession", "Transport"]
 
 
 class Transport(Protocol):
     """The part of a WebSocket connection a session uses."""
 
-    async def send(self, message: bytes, text: bool | None = None) -> None:
+    async def send(self, message: bytes, *, text: bool | None = None) -> None:
         """Send one frame."""
-        ...
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection."""
         ...
 
 
@@ -69,7 +67,7 @@ class ClientSession:
             await self._wake.wait()
             self._wake = anyio.Event()
             if self.dropped:
-                await self.transport.close(1008, "client too slow")
+                await close_websocket(self.transport, 1008, "client too slow")
                 return
             while self._outbox:
                 await self.transport.send(self._outbox.popleft(), text=True)

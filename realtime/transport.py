@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import sniffio
 
-__all__ = ["serve_websockets"]
+__all__ = ["close_websocket", "serve_websockets"]
 
 
 async def serve_websockets(
@@ -49,3 +49,9 @@ async def serve_websockets(
         async with aserve(handler, host, port, backlog=4096, **options) as aserver:
             task_status.started(next(iter(aserver.sockets)).getsockname()[1])
             await anyio.sleep_forever()
+
+
+async def close_websocket(ws: Any, code: int, reason: str) -> None:
+    """Close a server connection of either flavour (trio's is ``aclose``, asyncio's ``close``)."""
+    closer = ws.aclose if sniffio.current_async_library() == "trio" else ws.close
+    await closer(code, reason)

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import anyio
 import asyncpg
 import httpx
-from websockets.trio.client import ClientConnection, connect
 
 from api.services import Services
+from bench.ws import WsConnection, connect_ws
 from realtime import protocol as p
 from storage.bridge import open_bridge
 from tests.conftest import SECRET, admin_headers
@@ -123,27 +123,25 @@ async def pay(
 
 
 @asynccontextmanager
-async def ws_connect(url: str) -> AsyncIterator[ClientConnection]:
+async def ws_connect(url: str) -> AsyncIterator[WsConnection]:
     """A WebSocket connection to ``url`` configured like the bench client."""
-    async with connect(
-        url, compression=None, ping_interval=None, proxy=None, open_timeout=10, close_timeout=5
-    ) as ws:
+    async with connect_ws(url, open_timeout=10) as ws:
         yield ws
 
 
-async def send(ws: ClientConnection, message: p.ClientMessage) -> None:
+async def send(ws: WsConnection, message: p.ClientMessage) -> None:
     """Send a client message as a text frame."""
     await ws.send(p.encode(message).decode())
 
 
-async def recv(ws: ClientConnection, wait_s: float = 10) -> p.ServerMessage:
+async def recv(ws: WsConnection, wait_s: float = 10) -> p.ServerMessage:
     """The next server message (positions included)."""
     with anyio.fail_after(wait_s):
         raw = await ws.recv()
     return p.server_decoder.decode(raw)
 
 
-async def expect(ws: ClientConnection, kind: type[M], wait_s: float = 10) -> M:
+async def expect(ws: WsConnection, kind: type[M], wait_s: float = 10) -> M:
     """The next message that is not a position update; it must be a ``kind``."""
     with anyio.fail_after(wait_s):
         while True:
@@ -154,7 +152,7 @@ async def expect(ws: ClientConnection, kind: type[M], wait_s: float = 10) -> M:
     return message
 
 
-async def expect_error(ws: ClientConnection, code: str, wait_s: float = 10) -> p.Error:
+async def expect_error(ws: WsConnection, code: str, wait_s: float = 10) -> p.Error:
     """The next non-position message must be an ``error`` with ``code``."""
     error = await expect(ws, p.Error, wait_s)
     assert error.code == code, error
@@ -163,7 +161,7 @@ async def expect_error(ws: ClientConnection, code: str, wait_s: float = 10) -> p
 
 
 async def join(
-    ws: ClientConnection, client_id: str, quantity: int = 1, section: str | None = None
+    ws: WsConnection, client_id: str, quantity: int = 1, section: str | None = None
 ) -> p.Queued:
     """Join the line and return the ``queued`` answer."""
     await send(ws, p.Join(quantity=quantity, client_id=client_id, section=section))

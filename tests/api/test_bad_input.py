@@ -26,9 +26,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.trio.client import ClientConnection
 
 from api.services import Services
+from bench.ws import WsConnection
 from realtime import protocol as p
 from tests.api.helpers import (
     FUTURE,
@@ -733,7 +733,7 @@ def bad_frames(
 
 
 async def _send_bad_frames(
-    ws: ClientConnection, frames: list[Frame], problems: dict[str, list[str]]
+    ws: WsConnection, frames: list[Frame], problems: dict[str, list[str]]
 ) -> list[Frame]:
     """Send frames, checking each answer; the frames left unsent if the socket broke."""
     for i, frame in enumerate(frames):

@@ -8,9 +8,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from websockets.trio.client import ClientConnection
 
 from api.services import Services
+from bench.ws import WsConnection
 from realtime import protocol as p
 from tests.api.helpers import (
     FUTURE,
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def _hold(
-    ws: ClientConnection, client_id: str, quantity: int = 2, section: str = "A"
+    ws: WsConnection, client_id: str, quantity: int = 2, section: str = "A"
 ) -> tuple[p.Queued, p.Prompt]:
     """Join and wait for the prompt: the client then holds seats."""
     queued = await join(ws, client_id, quantity, section)

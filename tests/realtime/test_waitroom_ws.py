@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.trio.client import ClientConnection
 
 from api.services import Services
+from bench.ws import WsConnection
 from realtime import protocol as p
 from tests.api.helpers import (
     FUTURE,
@@ -29,7 +29,7 @@ from waitroom.tokens import TokenKind
 pytestmark = pytest.mark.anyio
 
 
-async def _assert_closes(ws: ClientConnection) -> None:
+async def _assert_closes(ws: WsConnection) -> None:
     """The server ends the connection (no further message arrives)."""
     with pytest.raises(ConnectionClosed):
         message = await recv(ws, wait_s=5)
