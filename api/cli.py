@@ -1,4 +1,4 @@
-"""The ``booking`` command line: serve, worker, demo, migrate, event create."""
+"""The ``booking`` command line: serve, worker, demo, migrate, reconcile, event create."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, help="port of /metrics (env BOOKING_METRICS_PORT, default 9100)"
     )
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
+    sub.add_parser(
+        "reconcile",
+        parents=[common],
+        help="mark the seats of every booking in PostgreSQL sold in Redis; report conflicts",
+    )
     sale = argparse.ArgumentParser(add_help=False)
     sale.add_argument(
         "--clients", type=_positive, default=3000, help="simulated buyers (default 3000)"
@@ -156,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         from api.commands import worker as command
     elif args.command == "migrate":
         from api.commands import migrate as command
+    elif args.command == "reconcile":
+        from api.commands import reconcile as command
     elif args.command in ("demo", "bench"):
         from api.commands import SaleOptions, bench, demo
 

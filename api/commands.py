@@ -15,12 +15,22 @@ from api.services import Roles, open_services
 from api.settings import Settings
 from bench.sale import SalePlan, demo_event, run_sale
 from engine.catalog import EventCatalog
+from engine.clock import WallClock
 from engine.events import EventSpec, validate_event
 from storage.bridge import open_bridge
 from storage.pg_store import open_pg_store
 from storage.redis_store import open_redis_store
 
-__all__ = ["SaleOptions", "bench", "create_event", "demo", "migrate", "serve", "worker"]
+__all__ = [
+    "SaleOptions",
+    "bench",
+    "create_event",
+    "demo",
+    "migrate",
+    "reconcile",
+    "serve",
+    "worker",
+]
 
 logger = logging.getLogger("booking")
 
@@ -54,6 +64,27 @@ async def migrate(settings: Settings) -> int:
         applied = await pg.migrate()
     print("applied: " + (", ".join(applied) or "nothing (up to date)"))
     return 0
+
+
+async def reconcile(settings: Settings) -> int:
+    """Make Redis agree with the bookings in PostgreSQL; print what was done; 1 on conflicts."""
+    assert settings.redis_url and settings.database_url
+    from engine.reconcile import reconcile as reconcile_all
+
+    async with (
+        open_bridge() as bridge,
+        open_redis_store(settings.redis_url, bridge) as redis,
+        open_pg_store(settings.database_url, bridge) as pg,
+    ):
+        await pg.migrate()
+        report = await reconcile_all(redis, pg, WallClock())
+    print(report.summary())
+    if report.conflicts:
+        print(
+            f"{report.conflicts} bookings conflict with Redis (refunds logged in event_log)",
+            file=sys.stderr,
+        )
+    return 1 if report.conflicts else 0
 
 
 async def create_event(settings: Settings, body: bytes) -> int:

@@ -16,6 +16,7 @@ from engine.catalog import EventCatalog
 from engine.checkout import Checkout
 from engine.clock import Clock, WallClock
 from engine.payments import PaymentGateway, SandboxGateway
+from engine.reconcile import run_reconciler
 from engine.worker import run_worker
 from realtime.hub import Hub
 from realtime.server import WaitroomHandler
@@ -111,6 +112,16 @@ async def open_services(
             for batcher in (checkout.begin, checkout.commit, checkout.confirm, line.joins):
                 await tg.start(batcher.run)
             if roles.worker:
+                # Redis agrees with PostgreSQL before admission hands out any seat.
+                await tg.start(
+                    partial(
+                        run_reconciler,
+                        redis,
+                        pg,
+                        clock,
+                        interval_s=settings.reconcile_interval_s,
+                    )
+                )
                 await tg.start(partial(run_worker, redis, clock, policy))
             if roles.worker and not roles.api:
                 from api.app import create_ops_app

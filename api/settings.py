@@ -69,6 +69,8 @@ class Settings:
     max_frame_bytes: int = 4_096
     #: Messages queued for one client before it is disconnected.
     max_pending_messages: int = 32
+    #: Pause between a worker's reconciliation passes (one runs at its start), seconds.
+    reconcile_interval_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

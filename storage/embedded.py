@@ -19,7 +19,13 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EmbeddedServers", "embedded_postgres", "embedded_redis", "embedded_servers"]
+__all__ = [
+    "EmbeddedServers",
+    "RedisServer",
+    "embedded_postgres",
+    "embedded_redis",
+    "embedded_servers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,43 +65,83 @@ def _wait_for_unix_socket(path: Path, proc: subprocess.Popen[bytes], timeout: fl
     raise TimeoutError(f"redis-server did not answer on {path} within {timeout} s")
 
 
+class RedisServer:
+    """A redis-server process under ``data_dir/redis`` that can be killed and started again.
+
+    The append-only file (fsync every second) survives restarts, as in production;
+    tests and the chaos run use ``kill`` to crash it without a clean shutdown.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        # redis-server changes into its directory before opening its log
+        self.directory = data_dir.resolve() / "redis"  # config, socket, log and AOF
+        self.socket = self.directory / "redis.sock"  # where it listens
+        self._proc: subprocess.Popen[bytes] | None = None  # the running server, if any
+
+    @property
+    def url(self) -> str:
+        """Its ``unix://`` URL."""
+        return f"unix://{self.socket}"
+
+    @property
+    def aof(self) -> Path:
+        """The append-only file (Redis 6.2 keeps one)."""
+        return self.directory / "appendonly.aof"
+
+    def start(self) -> str:
+        """Start the server (loading its append-only file); return its URL once it answers."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        config = "\n".join(
+            [
+                "port 0",
+                f"unixsocket {self.socket}",
+                "unixsocketperm 700",
+                f"dir {self.directory}",
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                "daemonize no",
+                "loglevel warning",
+                f"logfile {self.directory / 'redis.log'}",
+                "maxclients 10000",
+            ]
+        )
+        conf_path = self.directory / "redis.conf"
+        conf_path.write_text(config + "\n")
+        self._proc = subprocess.Popen([str(_redis_server_binary()), str(conf_path)])
+        _wait_for_unix_socket(self.socket, self._proc, timeout=15)
+        logger.info("embedded Redis running at %s (data in %s)", self.url, self.directory)
+        return self.url
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL): writes not yet in the append-only file are lost."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def stop(self) -> None:
+        """Stop the server cleanly."""
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+
 @contextmanager
 def embedded_redis(data_dir: Path) -> Iterator[str]:
     """Run redis-server under ``data_dir/redis``; yield its ``unix://`` URL."""
-    directory = data_dir.resolve() / "redis"  # redis-server changes into it before opening its log
-    directory.mkdir(parents=True, exist_ok=True)
-    sock = directory / "redis.sock"
-    sock.unlink(missing_ok=True)
-    config = "\n".join(
-        [
-            "port 0",
-            f"unixsocket {sock}",
-            "unixsocketperm 700",
-            f"dir {directory}",
-            "appendonly yes",
-            "appendfsync everysec",
-            'save ""',
-            "daemonize no",
-            "loglevel warning",
-            f"logfile {directory / 'redis.log'}",
-            "maxclients 10000",
-        ]
-    )
-    conf_path = directory / "redis.conf"
-    conf_path.write_text(config + "\n")
-    proc = subprocess.Popen([str(_redis_server_binary()), str(conf_path)])
+    server = RedisServer(data_dir)
     try:
-        _wait_for_unix_socket(sock, proc, timeout=15)
-        url = f"unix://{sock}"
-        logger.info("embedded Redis running at %s (data in %s)", url, directory)
-        yield url
+        yield server.start()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 @contextmanager

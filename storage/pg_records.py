@@ -6,7 +6,16 @@ from datetime import datetime
 
 import msgspec
 
-__all__ = ["BookingRow", "CommitResult", "EventRow", "NewBooking", "SeatRow", "TicketRow"]
+__all__ = [
+    "BookingConflict",
+    "BookingRow",
+    "CommitResult",
+    "EventRow",
+    "LiveBooking",
+    "NewBooking",
+    "SeatRow",
+    "TicketRow",
+]
 
 
 class EventRow(msgspec.Struct, frozen=True):
@@ -79,3 +88,26 @@ class BookingRow(msgspec.Struct, frozen=True):
     status: str
     created_at: datetime
     tickets: list[TicketRow]
+
+
+class LiveBooking(msgspec.Struct, frozen=True):
+    """A confirmed booking with its live seats, as reconciliation reads it."""
+
+    booking_id: str
+    event_id: str
+    hold_id: str
+    ticket_seq: int
+    client_id: str
+    amount_cents: int
+    idempotency_key: str
+    section: str
+    positions: list[int]
+
+
+class BookingConflict(msgspec.Struct, frozen=True):
+    """A booking whose seats Redis gave to another ticket: its charge needs a refund."""
+
+    event_id: str
+    booking_id: str
+    hold_id: str
+    reason: str

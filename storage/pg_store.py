@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -18,7 +19,16 @@ import msgspec
 from storage.bridge import Bridge
 from storage.errors import StorageError, StorageUnavailable
 from storage.metrics import BATCH_SIZE, ROUND_TRIPS
-from storage.pg_records import BookingRow, CommitResult, EventRow, NewBooking, SeatRow, TicketRow
+from storage.pg_records import (
+    BookingConflict,
+    BookingRow,
+    CommitResult,
+    EventRow,
+    LiveBooking,
+    NewBooking,
+    SeatRow,
+    TicketRow,
+)
 
 __all__ = ["PgStore", "open_pg_store"]
 
@@ -65,6 +75,33 @@ SELECT b.id, b.event_id, b.hold_id, b.ticket_seq, b.amount_cents, b.status, b.cr
 FROM bookings b LEFT JOIN tickets t ON t.booking_id = b.id
 WHERE b.id = $1
 GROUP BY b.id
+"""
+
+
+_LIVE_BOOKINGS = """
+SELECT b.id AS booking_id, b.event_id, b.hold_id, b.ticket_seq, b.client_id, b.amount_cents,
+       p.idempotency_key, t.section, array_agg(t.position ORDER BY t.position) AS positions
+FROM bookings b
+JOIN payments p ON p.booking_id = b.id
+JOIN tickets t ON t.booking_id = b.id AND t.live
+WHERE b.status = 'confirmed' AND b.event_id = ANY($1::text[])
+  AND ($2::timestamptz IS NULL OR b.created_at >= $2)
+GROUP BY b.id, p.idempotency_key, t.section
+ORDER BY b.event_id, b.ticket_seq
+"""
+
+_RECORD_CONFLICTS = """
+INSERT INTO event_log (event_id, kind, payload)
+SELECT c.event_id, 'reconcile_conflict',
+       jsonb_build_object('booking_id', c.booking_id, 'hold_id', c.hold_id,
+                          'reason', c.reason, 'refund_needed', true)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS c(event_id, booking_id, hold_id, reason)
+WHERE NOT EXISTS (
+    SELECT 1 FROM event_log l
+    WHERE l.event_id = c.event_id AND l.kind = 'reconcile_conflict'
+      AND l.payload->>'booking_id' = c.booking_id
+)
+RETURNING id
 """
 
 
@@ -267,6 +304,42 @@ class PgStore:
 
         result: str | None = await self._call("booking_for_key", fetch)
         return result
+
+    async def live_bookings(
+        self, event_ids: Sequence[str], since: datetime | None = None
+    ) -> list[LiveBooking]:
+        """Confirmed bookings of these events (created at or after ``since``) with their seats."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(_LIVE_BOOKINGS, list(event_ids), since)
+
+        return [LiveBooking(**dict(r)) for r in await self._call("live_bookings", fetch)]
+
+    async def record_conflicts(self, conflicts: Sequence[BookingConflict]) -> int:
+        """Log each conflict once in event_log (a refund to make); return how many were new."""
+        if not conflicts:
+            return 0
+        cols = [
+            [getattr(c, f) for c in conflicts]
+            for f in ("event_id", "booking_id", "hold_id", "reason")
+        ]
+
+        async def insert() -> Any:
+            return await self._pool.fetch(_RECORD_CONFLICTS, *cols)
+
+        return len(await self._call("record_conflicts", insert))
+
+    async def conflicts(self, event_id: str) -> list[dict[str, Any]]:
+        """The reconciliation conflicts logged for an event (payloads, oldest first)."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                "SELECT payload::text FROM event_log "
+                "WHERE event_id = $1 AND kind = 'reconcile_conflict' ORDER BY id",
+                event_id,
+            )
+
+        return [json.loads(r["payload"]) for r in await self._call("conflicts", fetch)]
 
     async def sold_positions(self, event_id: str) -> list[tuple[str, int]]:
         """(section, position) of every live ticket of an event (for audits)."""

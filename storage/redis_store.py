@@ -39,7 +39,7 @@ from storage.records import (
     TicketRecord,
 )
 
-__all__ = ["SCRIPT_NAMES", "RedisStore", "open_redis_store"]
+__all__ = ["SCRIPT_NAMES", "BookedSeats", "RedisStore", "open_redis_store"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,6 +54,7 @@ SCRIPT_NAMES = (
     "abort_payment",
     "confirm_paid",
     "set_event_state",
+    "reconcile_bookings",
 )
 
 
@@ -98,6 +99,20 @@ class PaidHold:
     seq: int
     key: str
     booking_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookedSeats:
+    """A booking durable in PostgreSQL, as reconciliation hands it to Redis."""
+
+    event_id: str
+    seq: int
+    key: str
+    booking_id: str
+    section: str
+    positions: tuple[int, ...]
+    client_id: str
+    amount_cents: int
 
 
 _admit_decoder = msgspec.json.Decoder(AdmitSummary)
@@ -431,6 +446,25 @@ class RedisStore:
         """Mark paid holds sold and tell their clients."""
         return await self._per_event(
             "confirm_paid", now, [], paid, lambda p: [p.seq, p.key, p.booking_id], _strings_decoder
+        )
+
+    async def reconcile_bookings(self, booked: Sequence[BookedSeats], now: int) -> list[str]:
+        """Sell the seats of durable bookings in Redis, or report each conflict."""
+        return await self._per_event(
+            "reconcile_bookings",
+            now,
+            [],
+            booked,
+            lambda b: [
+                b.seq,
+                b.key,
+                b.booking_id,
+                b.section,
+                ",".join(map(str, b.positions)),
+                b.client_id,
+                b.amount_cents,
+            ],
+            _strings_decoder,
         )
 
     async def ping(self) -> None:

@@ -1,0 +1,143 @@
+"""Reconciliation: PostgreSQL is the record, and Redis is made to agree with it.
+
+A booking is durable before its seats are marked sold in Redis, so a crash
+between the two, a commit that outlived its payment window, or a Redis restart
+that lost its last writes can leave a booking whose seats Redis does not show
+sold. Reconciliation reads the confirmed bookings and hands them to
+``reconcile_bookings.lua``, which sells their seats when the ticket still holds
+them or when they are still free, and reports a conflict otherwise; each conflict
+is logged once in PostgreSQL's event_log as a refund to make. Running it again
+changes nothing, so every worker runs it at start and then periodically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import anyio
+
+from engine.clock import Clock
+from storage.errors import StorageUnavailable
+from storage.pg_records import BookingConflict, LiveBooking
+from storage.pg_store import PgStore
+from storage.redis_store import BookedSeats, RedisStore
+
+__all__ = ["ReconcileReport", "reconcile", "run_reconciler"]
+
+logger = logging.getLogger(__name__)
+
+#: Bookings per script call: bounds the time one call keeps Redis busy.
+BATCH = 500
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciliation pass found, by result (confirmed, sold, retaken, conflict:*)."""
+
+    results: Counter[str] = field(default_factory=Counter)
+    #: Conflicts logged for the first time by this pass.
+    new_conflicts: int = 0
+
+    @property
+    def repaired(self) -> int:
+        """Bookings whose seats this pass marked sold."""
+        return self.results["sold"] + self.results["retaken"]
+
+    @property
+    def conflicts(self) -> int:
+        """Bookings whose seats belong to another ticket in Redis."""
+        return sum(n for r, n in self.results.items() if r.startswith("conflict"))
+
+    def summary(self) -> str:
+        """One line for logs and the command line."""
+        parts = ", ".join(f"{r} {n}" for r, n in sorted(self.results.items()))
+        return f"bookings checked: {sum(self.results.values())} ({parts or 'none'})"
+
+
+def _booked(b: LiveBooking) -> BookedSeats:
+    return BookedSeats(
+        event_id=b.event_id,
+        seq=b.ticket_seq,
+        key=b.idempotency_key,
+        booking_id=b.booking_id,
+        section=b.section,
+        positions=tuple(b.positions),
+        client_id=b.client_id,
+        amount_cents=b.amount_cents,
+    )
+
+
+async def reconcile(
+    redis: RedisStore,
+    pg: PgStore,
+    clock: Clock,
+    *,
+    event_ids: Sequence[str] | None = None,
+    since: datetime | None = None,
+) -> ReconcileReport:
+    """Make Redis show every confirmed booking (created since ``since``) of these events sold.
+
+    ``event_ids`` defaults to every event Redis knows. Raises StorageError when
+    either store fails; a later pass picks up where this one stopped.
+    """
+    if event_ids is None:
+        event_ids = await redis.event_ids()
+    report = ReconcileReport()
+    bookings = await pg.live_bookings(event_ids, since)
+    for start in range(0, len(bookings), BATCH):
+        chunk = bookings[start : start + BATCH]
+        results = await redis.reconcile_bookings([_booked(b) for b in chunk], clock.now_ms())
+        report.results.update(results)
+        conflicts = [
+            BookingConflict(b.event_id, b.booking_id, b.hold_id, r.removeprefix("conflict:"))
+            for b, r in zip(chunk, results, strict=True)
+            if r.startswith("conflict")
+        ]
+        for b, r in zip(chunk, results, strict=True):
+            if r in ("sold", "retaken"):
+                logger.warning("reconciled booking %s of hold %s: %s", b.booking_id, b.hold_id, r)
+        if conflicts:
+            report.new_conflicts += await pg.record_conflicts(conflicts)
+            for c in conflicts:
+                logger.error(
+                    "booking %s of hold %s conflicts with Redis (%s): refund needed",
+                    c.booking_id,
+                    c.hold_id,
+                    c.reason,
+                )
+    return report
+
+
+async def run_reconciler(
+    redis: RedisStore,
+    pg: PgStore,
+    clock: Clock,
+    *,
+    interval_s: float,
+    task_status: anyio.abc.TaskStatus[ReconcileReport | None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Reconcile every booking once (reported through ``started``), then every ``interval_s``.
+
+    A pass that finds a store unreachable is retried at the next interval; the
+    worker starts either way, since admission does not depend on it.
+    """
+    first: ReconcileReport | None = None
+    try:
+        first = await reconcile(redis, pg, clock)
+        logger.info("reconciliation at start: %s", first.summary())
+    except StorageUnavailable as exc:
+        logger.warning("reconciliation at start skipped: %s", exc)
+    task_status.started(first)
+    while True:
+        await anyio.sleep(interval_s)
+        try:
+            report = await reconcile(redis, pg, clock)
+        except StorageUnavailable as exc:
+            logger.warning("reconciliation skipped: %s", exc)
+            continue
+        if report.repaired or report.conflicts:
+            logger.warning("reconciliation: %s", report.summary())
