@@ -30,13 +30,14 @@ from engine.errors import (
     PaymentDeclined,
     PaymentInProgress,
     PaymentTimeout,
+    Unavailable,
 )
 from engine.events import seat_label
 from engine.ids import is_valid_id
 from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS
 from engine.payments import ChargeStatus, PaymentGateway
 from storage.batcher import Batcher
-from storage.errors import StorageError
+from storage.errors import StorageError, StorageUnavailable
 from storage.pg_records import BookingRow, CommitResult, NewBooking, TicketRow
 from storage.pg_store import PgStore
 from storage.records import BeginPaymentResult
@@ -174,6 +175,27 @@ class Checkout:
             await self._redis.abort_payments([ref], self._clock.now_ms())
             raise PaymentDeclined("the card was declined; the hold stays yours until it expires")
 
+        try:
+            return await self._record(req, ref, claim, charge.reference)
+        except StorageUnavailable:
+            # Whether the commit landed is unknown. Make the hold payable again so a
+            # retry with the same key goes through (the charge and the payment row
+            # are idempotent per key); a booking that did land is sold by
+            # reconciliation even if the client never retries.
+            try:
+                await self._redis.abort_payments([ref], self._clock.now_ms())
+            except StorageError:
+                logger.warning("hold %s stays paying until its window ends", req.hold_id)
+            raise Unavailable(
+                "the booking could not be recorded; retry with the same Idempotency-Key",
+                retry_after_s=2,
+            ) from None
+
+    async def _record(
+        self, req: PaymentRequest, ref: HoldRef, claim: BeginPaymentResult, gateway_ref: str
+    ) -> BookingRow:
+        """Write the booking of a charged hold, then mark its seats sold."""
+        key = ref.key
         spec = await self._catalog.get(req.event_id)
         section = spec.section(claim.section)
         assert section is not None, "a hold names a section of its event"
@@ -189,7 +211,7 @@ class Checkout:
             client_id=claim.c,
             amount_cents=claim.amt,
             idempotency_key=key,
-            gateway_ref=charge.reference,
+            gateway_ref=gateway_ref,
             tickets=tickets,
         )
         result = await self.commit.submit(new)

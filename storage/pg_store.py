@@ -146,8 +146,11 @@ class PgStore:
             return await self._bridge.call(fn)
         except (
             OSError,
+            TimeoutError,
             asyncpg.exceptions.ConnectionDoesNotExistError,
-            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.PostgresConnectionError,
+            # shutting down, crashed, or starting up: nothing was committed by this call
+            asyncpg.exceptions.OperatorInterventionError,
             asyncpg.exceptions.InterfaceError,
         ) as exc:
             raise StorageUnavailable(f"PostgreSQL unreachable during {op}: {exc}") from exc
