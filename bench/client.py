@@ -75,11 +75,14 @@ class RestClient:
     async def pay(
         self, prompt: p.Prompt, card: str, key: str, *, attempts: int = 3
     ) -> httpx.Response:
-        """POST a payment for ``prompt``'s hold, retrying a lost connection with the same key."""
-        for attempt in range(1, attempts + 1):
+        """POST a payment for ``prompt``'s hold, retrying a lost connection or a 503 with the same key."""
+        unavailable = 0
+        attempt = 0
+        while attempt < attempts:
+            attempt += 1
             try:
                 async with self._limiter:
-                    return await self.http.post(
+                    response = await self.http.post(
                         f"/v1/holds/{prompt.hold_id}/payment",
                         headers={
                             "Authorization": f"Bearer {prompt.hold_token}",
@@ -87,6 +90,11 @@ class RestClient:
                         },
                         json={"card_token": card},
                     )
+                if response.status_code != 503 or unavailable >= 30:
+                    return response
+                unavailable += 1  # a backing service is restarting: wait as told, same key
+                attempt -= 1
+                await anyio.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
             except (httpx.RemoteProtocolError, httpx.ConnectError):
                 if attempt == attempts:
                     raise
