@@ -1,4 +1,4 @@
-"""The ``booking`` command line: serve, worker, demo, migrate, reconcile, event create."""
+"""The ``booking`` command line: serve, worker, demo, bench, chaos, migrate, reconcile, event create."""
 
 from __future__ import annotations
 
@@ -98,6 +98,18 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--url", required=True, help="base URL of the HTTP API, e.g. http://127.0.0.1:8000"
     )
+    chaos = sub.add_parser(
+        "chaos",
+        parents=[sale],
+        help="a sale on loopback while workers are SIGKILLed and Redis and PostgreSQL restart",
+    )
+    chaos.add_argument("--workers", type=_positive, default=3, help="worker processes (default 3)")
+    chaos.add_argument(
+        "--kill-every", type=float, default=3.0, help="SIGKILL a worker this often, s (default 3)"
+    )
+    chaos.add_argument(
+        "--time-limit", type=float, default=240.0, help="stop the sale after this long, s"
+    )
     event = sub.add_parser("event", help="manage events")
     event_sub = event.add_subparsers(dest="event_command", required=True, metavar="ACTION")
     create = event_sub.add_parser(
@@ -163,6 +175,24 @@ def main(argv: list[str] | None = None) -> int:
         from api.commands import migrate as command
     elif args.command == "reconcile":
         from api.commands import reconcile as command
+    elif args.command == "chaos":
+        from api.commands import chaos
+        from bench.chaos import ChaosPlan
+
+        plan = ChaosPlan(
+            clients=args.clients,
+            rows=args.rows,
+            hold_seconds=args.hold_seconds,
+            arrival_s=args.arrival_seconds,
+            pay_ratio=args.pay_ratio,
+            workers=args.workers,
+            kill_every_s=args.kill_every,
+            redis_restart_at_s=args.arrival_seconds * 0.5,
+            postgres_restart_at_s=args.arrival_seconds * 0.8,
+            time_limit_s=args.time_limit,
+        )
+        outcome = run(lambda: chaos(plan), settings.runtime)
+        return 130 if outcome is None else outcome
     elif args.command in ("demo", "bench"):
         from api.commands import SaleOptions, bench, demo
 

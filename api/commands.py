@@ -13,6 +13,7 @@ import msgspec
 
 from api.services import Roles, open_services
 from api.settings import Settings
+from bench.chaos import ChaosPlan, run_chaos
 from bench.sale import SalePlan, demo_event, run_sale
 from engine.catalog import EventCatalog
 from engine.clock import WallClock
@@ -24,6 +25,7 @@ from storage.redis_store import open_redis_store
 __all__ = [
     "SaleOptions",
     "bench",
+    "chaos",
     "create_event",
     "demo",
     "migrate",
@@ -145,6 +147,18 @@ async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
     print(report.summary())
     if options.json_path is not None:
         options.json_path.write_bytes(report.to_json())
+    return 0 if not report.problems else 1
+
+
+async def chaos(plan: ChaosPlan) -> int:
+    """A sale on loopback while workers, Redis and PostgreSQL are crashed; 1 if an invariant broke."""
+    print(
+        f"Chaos: {plan.clients} buyers for {plan.rows * 30} seats, {plan.workers} workers, "
+        f"one SIGKILLed every {plan.kill_every_s:g} s",
+        file=sys.stderr,
+    )
+    report = await run_chaos(plan)
+    print(report.summary())
     return 0 if not report.problems else 1
 
 

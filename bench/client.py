@@ -141,8 +141,9 @@ async def _converse(
     ws: WsConnection, http: RestClient, r: ClientResult, hold_seconds: float, think_s: float
 ) -> None:
     r.joined_at = time.time()
-    await ws.send(p.encode(p.Join(quantity=r.quantity, client_id=r.client_id)), text=True)
-    paid_at = 0.0
+    join = p.encode(p.Join(quantity=r.quantity, client_id=r.client_id))
+    await ws.send(join, text=True)
+    paid_at, rejoins = 0.0, 0
     while True:
         msg = p.server_decoder.decode(await ws.recv(decode=False))
         match msg:
@@ -182,6 +183,10 @@ async def _converse(
             case p.SoldOut():
                 r.outcome, r.ended_at = "sold_out", time.time()
                 return
+            case p.Error() if msg.code == "unavailable" and rejoins < 30:
+                rejoins += 1  # the join did not happen (storage restarting): joining is idempotent
+                await anyio.sleep(0.5)
+                await ws.send(join, text=True)
             case p.Error():
                 r.errors.append(f"{msg.code}: {msg.message}")
                 r.outcome = "error"

@@ -1,0 +1,32 @@
+"""The chaos run at small scale: workers SIGKILLed, Redis and PostgreSQL restarted, invariants kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.chaos import ChaosPlan, run_chaos
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_small_chaos_run_keeps_every_invariant() -> None:
+    """300 buyers while workers die every 1.5 s and Redis and PostgreSQL restart once: a clean report."""
+    plan = ChaosPlan(
+        clients=300,
+        rows=4,
+        hold_seconds=2,
+        arrival_s=6.0,
+        workers=2,
+        kill_every_s=1.5,
+        redis_restart_at_s=3.0,
+        postgres_restart_at_s=6.0,
+        time_limit_s=60.0,
+    )
+    report = await run_chaos(plan, log=None)
+    assert report.problems == [], report.summary()
+    assert (report.redis_restarts, report.postgres_restarts) == (1, 1)
+    assert report.worker_kills >= 3
+    assert report.oversold == 0 and report.stuck_seats == 0
+    assert report.confirmed_missing_in_postgres == 0
+    assert report.clients_without_one_outcome == 0
+    assert report.sale.outcomes["confirmed"] > 0
