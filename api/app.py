@@ -230,7 +230,10 @@ def create_app(services: Services) -> Starlette:
         404: not_found,
         405: not_found,
     }
-    return Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    # A trailing slash (an id ending in an encoded "/") is a 404 JSON error, not a redirect.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _ops_routes(services: Services) -> list[Route]:

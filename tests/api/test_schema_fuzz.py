@@ -1,0 +1,298 @@
+"""Hypothesis-generated bad input for every REST route and WS message type, sent concurrently.
+
+Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody, Join,
+Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
+value replaced by an arbitrary JSON value, an unknown field added, or the whole body
+replaced. Inputs the schema would still accept are filtered out, so every answer must
+be a 4xx ``{"error", "message"}`` (REST) or an ``error`` message (WS), with no state
+change and the server still answering. Together the tests send more than 10,000 inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import anyio
+import httpx
+import msgspec
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from api.schemas import PaymentBody
+from api.services import Services
+from engine.errors import BookingError
+from engine.events import EventSpec, validate_event
+from realtime import protocol as p
+from tests.api.helpers import (
+    BASE_EVENT,
+    FUTURE,
+    count_bookings,
+    count_events,
+    create_event,
+    event_body,
+    get_event,
+    recv,
+    sign,
+    ws_connect,
+)
+from tests.api.test_bad_input import _response_problem as response_problem
+from tests.conftest import admin_headers
+
+pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
+
+#: Inputs per test (sum: 10,500).
+EVENT_BODIES = 3_000
+PAYMENT_BODIES = 2_000
+PATH_IDS = 2_500
+WS_FRAMES = 3_000
+CONCURRENCY = 8  # requests in flight (REST) / sockets (WS)
+MAX_FRAME = 4_000  # under the server's frame limit, above which it closes the socket
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=24),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=4,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path inside a JSON value (dict keys and list indices)."""
+    out: list[tuple[Any, ...]] = []
+    items: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    for key, child in items:
+        out.append((*prefix, key))
+        out += _paths(child, (*prefix, key))
+    return out
+
+
+def _parent(obj: Any, path: tuple[Any, ...]) -> Any:
+    for key in path[:-1]:
+        obj = obj[key]
+    return obj
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: Any) -> Any:
+    """``base`` (a valid JSON value) broken by one hypothesis-drawn mutation."""
+    obj = copy.deepcopy(base)
+    paths = _paths(obj)
+    kind = draw(st.sampled_from(["drop", "replace", "replace", "add", "whole"]))
+    if kind == "whole" or not paths:
+        return draw(json_values)
+    path = draw(st.sampled_from(paths))
+    parent = _parent(obj, path)
+    if kind == "drop":
+        del parent[path[-1]]
+    elif kind == "replace":
+        parent[path[-1]] = draw(json_values)
+    else:
+        target = parent if isinstance(parent, dict) else obj
+        target[draw(st.text(min_size=1, max_size=12)).strip() or "extra"] = draw(json_values)
+    return obj
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _event_is_invalid(body: bytes) -> bool:
+    try:
+        validate_event(msgspec.json.decode(body, type=EventSpec))
+    except (msgspec.ValidationError, msgspec.DecodeError, BookingError):
+        return True
+    return False
+
+
+def _payment_is_invalid(body: bytes) -> bool:
+    try:
+        msgspec.json.decode(body, type=PaymentBody)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return True
+    return False
+
+
+SECTIONS = {s["id"] for s in BASE_EVENT["sections"]}
+
+
+def _frame_is_bad(frame: bytes) -> bool:
+    """True unless the frame is a join the server would accept (a resume needs a real token)."""
+    if len(frame) > MAX_FRAME:
+        return False
+    try:
+        msg = p.client_decoder.decode(frame)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return True
+    if isinstance(msg, p.Join):
+        return msg.quantity > BASE_EVENT["max_per_order"] or (
+            msg.section is not None and msg.section not in SECTIONS
+        )
+    return True
+
+
+def draw_many(strategy: st.SearchStrategy[list[T]], batches: int) -> list[T]:
+    """Run hypothesis over ``strategy`` (lists of inputs) ``batches`` times; every input drawn."""
+    drawn: list[T] = []
+
+    @settings(
+        max_examples=batches,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def collect(batch: list[T]) -> None:
+        drawn.extend(batch)
+
+    collect()
+    return drawn
+
+
+def bodies(base: Any, invalid: Callable[[bytes], bool], count: int) -> list[bytes]:
+    """``count`` (about) encoded mutations of ``base`` that ``invalid`` confirms are bad."""
+    one = mutated(base).map(_encode).filter(invalid)
+    return draw_many(st.lists(one, min_size=25, max_size=25), count // 25)
+
+
+async def _send_all(
+    http: httpx.AsyncClient, requests: list[tuple[str, str, dict[str, str], bytes]]
+) -> list[str]:
+    """Send every (method, url, headers, body) over CONCURRENCY tasks; the broken answers."""
+    problems: list[str] = []
+    pending = iter(requests)
+
+    async def sender() -> None:
+        for method, url, headers, body in pending:
+            resp = await http.request(method, url, headers=headers, content=body)
+            problem = response_problem(resp, None)
+            if problem:
+                problems.append(f"{problem} <- {method} {url} {body!r:.160}")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(CONCURRENCY):
+            tg.start_soon(sender)
+    return problems
+
+
+async def _state(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    view = await get_event(http, event_id)
+    return {k: view[k] for k in ("state", "queue_length", "active_holds", "sections")}
+
+
+async def test_generated_event_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """3,000 schema-mutated POST /v1/events bodies: all 4xx JSON, no event created."""
+    started = time.monotonic()
+    cases = bodies(event_body(), _event_is_invalid, EVENT_BODIES)
+    headers = {**admin_headers(), "Content-Type": "application/json"}
+    before = await count_events(services)
+    problems = await _send_all(http, [("POST", "/v1/events", headers, b) for b in cases])
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert len(cases) >= EVENT_BODIES
+    assert await count_events(services) == before
+    assert (await http.get("/healthz")).status_code == 200
+    assert time.monotonic() - started < 60
+
+
+async def test_generated_payment_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """2,000 schema-mutated payment bodies with a valid token and key: all 4xx, nothing paid."""
+    event = await create_event(http, opens_at=FUTURE)
+    event_id = event["id"]
+    cases = bodies({"card_token": "tok_visa"}, _payment_is_invalid, PAYMENT_BODIES)
+    before = await _state(http, event_id)
+    requests = [
+        (
+            "POST",
+            f"/v1/holds/{event_id}.1/payment",
+            {
+                "Authorization": f"Bearer {sign(event_id, 1)}",
+                "Idempotency-Key": f"fuzz-{i}",
+                "Content-Type": "application/json",
+            },
+            b,
+        )
+        for i, b in enumerate(cases)
+    ]
+    problems = await _send_all(http, requests)
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert len(cases) >= PAYMENT_BODIES
+    assert await _state(http, event_id) == before
+    assert await count_bookings(services, event_id) == 0
+
+
+async def test_generated_ids_in_every_route_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """2,500 generated ids in each route's path (events, admission, audit, holds, bookings): all 4xx JSON."""
+    event = await create_event(http)
+    ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
+    admin = admin_headers()
+    routes = [
+        ("GET", "/v1/events/{}", {}),
+        ("POST", "/v1/events/{}/pause", admin),
+        ("POST", "/v1/events/{}/resume", admin),
+        ("GET", "/v1/events/{}/audit", admin),
+        ("POST", "/v1/holds/{}/payment", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
+        ("GET", "/v1/bookings/{}", {}),
+    ]
+    before = await count_events(services)
+    requests = [
+        (method, template.format(quote(i, safe="")), headers, b"{}")
+        for n, i in enumerate(ids)
+        for method, template, headers in [routes[n % len(routes)]]
+    ]
+    problems = await _send_all(http, requests)
+    assert problems == [], f"{len(problems)} of {len(requests)}:\n" + "\n".join(problems[:5])
+    assert len(requests) >= PATH_IDS
+    assert await count_events(services) == before
+    assert (await get_event(http, event["id"]))["state"] == "open"
+
+
+async def test_generated_ws_messages_get_error_answers(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """3,000 schema-mutated join and resume frames: each answered with an error, no place taken."""
+    event = await create_event(http, opens_at=FUTURE)
+    join = {"type": "join", "quantity": 2, "client_id": "fuzz", "section": "A"}
+    resume = {"type": "resume", "token": "t" * 40}
+    one = st.one_of(mutated(join), mutated(resume)).map(_encode).filter(_frame_is_bad)
+    frames = draw_many(st.lists(one, min_size=25, max_size=25), WS_FRAMES // 25)
+    before = await _state(http, event["id"])
+    problems: list[str] = []
+
+    async def talk(chunk: list[bytes]) -> None:
+        async with ws_connect(event["waitroom_url"]) as ws:
+            for frame in chunk:
+                await ws.send(frame.decode(), text=True)
+                answer = await recv(ws, wait_s=10)
+                if not (isinstance(answer, p.Error) and answer.code and answer.message):
+                    problems.append(f"answered {answer!r:.120} <- {frame!r:.160}")
+
+    async with anyio.create_task_group() as tg:
+        for k in range(CONCURRENCY):
+            tg.start_soon(talk, frames[k::CONCURRENCY])
+    assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
+    assert len(frames) >= WS_FRAMES
+    assert await _state(http, event["id"]) == before
