@@ -23,8 +23,8 @@ from realtime.server import WaitroomHandler
 from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
 from storage.pg_store import PgStore, open_pg_store
-from storage.redis_store import RedisStore, open_redis_store
-from waitroom.line import WaitingLine
+from storage.redis_store import BucketLimit, RedisStore, open_redis_store
+from waitroom.line import JoinLimits, WaitingLine
 from waitroom.tokens import TokenSigner
 
 __all__ = ["Roles", "Services", "open_services"]
@@ -97,7 +97,14 @@ async def open_services(
             payment_window_s=settings.payment_window_s,
             gateway_timeout_s=settings.gateway_timeout_s,
         )
-        line = WaitingLine(redis, clock)
+        line = WaitingLine(
+            redis,
+            clock,
+            JoinLimits(
+                per_client=BucketLimit(settings.join_client_rate_per_s, settings.join_client_burst),
+                per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
+            ),
+        )
         hub = Hub(
             redis,
             catalog,

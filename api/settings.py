@@ -69,6 +69,12 @@ class Settings:
     max_frame_bytes: int = 4_096
     #: Messages queued for one client before it is disconnected.
     max_pending_messages: int = 32
+    #: Joins of one event allowed per client id: refill rate (per second) and burst.
+    join_client_rate_per_s: float = 1.0
+    join_client_burst: int = 10
+    #: Joins of one event allowed per IP address: refill rate (per second) and burst.
+    join_ip_rate_per_s: float = 1_000.0
+    join_ip_burst: int = 5_000
     #: Pause between a worker's reconciliation passes (one runs at its start), seconds.
     reconcile_interval_s: float = 5.0
 

@@ -21,7 +21,7 @@ from datetime import datetime
 import anyio
 
 from engine.clock import Clock
-from storage.errors import StorageUnavailable
+from storage.errors import StorageError
 from storage.pg_records import BookingConflict, LiveBooking
 from storage.pg_store import PgStore
 from storage.redis_store import BookedSeats, RedisStore
@@ -129,14 +129,14 @@ async def run_reconciler(
     try:
         first = await reconcile(redis, pg, clock)
         logger.info("reconciliation at start: %s", first.summary())
-    except StorageUnavailable as exc:
+    except StorageError as exc:
         logger.warning("reconciliation at start skipped: %s", exc)
     task_status.started(first)
     while True:
         await anyio.sleep(interval_s)
         try:
             report = await reconcile(redis, pg, clock)
-        except StorageUnavailable as exc:
+        except StorageError as exc:  # unreachable or failing: the next pass tries again
             logger.warning("reconciliation skipped: %s", exc)
             continue
         if report.repaired or report.conflicts:

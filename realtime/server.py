@@ -22,7 +22,7 @@ from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS
 from realtime.session import ClientSession
 from storage.errors import StorageError
-from waitroom.line import WaitingLine
+from waitroom.line import RATE_LIMITED, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
 
 __all__ = ["WaitroomHandler"]
@@ -99,14 +99,14 @@ class WaitroomHandler:
                 continue
             try:
                 if isinstance(message, p.Join):
-                    await self._join(event_id, message, session)
+                    await self._join(event_id, message, session, _peer_ip(ws))
                 else:
                     await self._resume(event_id, message, session)
             except StorageError:
                 logger.exception("waitroom: storage failed")
                 _refuse(session, "unavailable", "try again in a moment")
 
-    async def _join(self, event_id: str, msg: p.Join, session: ClientSession) -> None:
+    async def _join(self, event_id: str, msg: p.Join, session: ClientSession, ip: str) -> None:
         spec = await self._catalog.get(event_id)
         if msg.quantity > spec.max_per_order:
             _refuse(session, "invalid_quantity", f"at most {spec.max_per_order} seats per order")
@@ -115,7 +115,12 @@ class WaitroomHandler:
             _refuse(session, "invalid_section", f"no section {msg.section!r}")
             return
         ch = await self._hub.channel(event_id)
-        result = await self._line.join(event_id, msg.client_id, msg.quantity, msg.section or "")
+        result = await self._line.join(
+            event_id, msg.client_id, msg.quantity, msg.section or "", ip=ip
+        )
+        if result.st == RATE_LIMITED:
+            _refuse(session, "rate_limited", "too many joins; wait a moment and try again")
+            return
         if result.seq == 0:
             session.send(p.encode(p.SoldOut()))
             return
@@ -160,3 +165,9 @@ def _is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_is_disconnect(e) for e in exc.exceptions)
     return False
+
+
+def _peer_ip(ws: Any) -> str:
+    """The client's IP address ("" when the transport has none, e.g. a unix socket)."""
+    address = getattr(ws, "remote_address", None)
+    return str(address[0]) if isinstance(address, tuple) and address else ""

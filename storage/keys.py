@@ -34,6 +34,10 @@ class EventKeys:
     #: Stream: outcomes for the realtime servers (prompts, expiries, confirmations).
     notify: str
 
+    def join_bucket(self, kind: str, name: str) -> str:
+        """Hash: a token bucket limiting joins to this event per ``kind`` (client, ip) and name."""
+        return f"ev:{{{self.event_id}}}:bucket:{kind}:{name}"
+
     def seat_map(self, section_id: str) -> str:
         """String: one character per seat of a section, rows separated by ``|``."""
         return f"ev:{{{self.event_id}}}:map:{section_id}"

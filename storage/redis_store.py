@@ -39,7 +39,14 @@ from storage.records import (
     TicketRecord,
 )
 
-__all__ = ["SCRIPT_NAMES", "BookedSeats", "RedisStore", "open_redis_store"]
+__all__ = [
+    "SCRIPT_NAMES",
+    "BookedSeats",
+    "BucketLimit",
+    "RedisStore",
+    "TokenRequest",
+    "open_redis_store",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,13 +62,22 @@ SCRIPT_NAMES = (
     "confirm_paid",
     "set_event_state",
     "reconcile_bookings",
+    "take_tokens",
 )
+
+#: Scripts that do not work on an event's key layout, loaded without the prelude.
+_STANDALONE = frozenset({"take_tokens"})
 
 
 def _load_script_sources() -> dict[str, str]:
     lua = resources.files("storage") / "lua"
     prelude = (lua / "_prelude.lua").read_text()
-    return {name: prelude + "\n" + (lua / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+    return {
+        name: (lua / f"{name}.lua").read_text()
+        if name in _STANDALONE
+        else prelude + "\n" + (lua / f"{name}.lua").read_text()
+        for name in SCRIPT_NAMES
+    }
 
 
 _SOURCES = _load_script_sources()
@@ -80,6 +96,22 @@ class JoinRequest:
     client_id: str
     quantity: int
     section: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """One request for a token from each of its buckets (names within its event)."""
+
+    event_id: str
+    buckets: tuple[tuple[str, str], ...]  # (kind, name), in the order of the limits
+
+
+@dataclass(frozen=True, slots=True)
+class BucketLimit:
+    """How fast a bucket refills (tokens per second) and how many it holds."""
+
+    rate_per_s: float
+    burst: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +153,7 @@ _state_decoder = msgspec.json.Decoder(StateChange)
 _join_decoder = msgspec.json.Decoder(list[JoinResult])
 _begin_decoder = msgspec.json.Decoder(list[BeginPaymentResult])
 _strings_decoder = msgspec.json.Decoder(list[str])
+_ints_decoder = msgspec.json.Decoder(list[int])
 _ticket_decoder = msgspec.json.Decoder(TicketRecord)
 _items_decoder = msgspec.json.Decoder(list[list[Any]] | dict[str, Any])
 
@@ -427,6 +460,29 @@ class RedisStore:
             lambda r: [r.client_id, r.quantity, r.section],
             _join_decoder,
         )
+
+    async def take_tokens(
+        self, requests: Sequence[TokenRequest], limits: Sequence[BucketLimit], now: int
+    ) -> list[bool]:
+        """Take a token from every bucket of each request (all or none); one round trip."""
+        by_event: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            if len(r.buckets) != len(limits):
+                raise ValueError("one limit per bucket of a request")
+            by_event[r.event_id].append(i)
+        head: list[Any] = [now, len(limits)]
+        for limit in limits:
+            head += [limit.rate_per_s, limit.burst]
+        calls = []
+        for event_id, idx in by_event.items():
+            k = event_keys(event_id)
+            keys = [k.join_bucket(kind, name) for i in idx for kind, name in requests[i].buckets]
+            calls.append(("take_tokens", keys, head))
+        raws = await self._run_scripts("take_tokens", calls)
+        answered: dict[int, bool] = {}
+        for idx, raw in zip(by_event.values(), raws, strict=True):
+            answered.update(zip(idx, (bool(x) for x in _ints_decoder.decode(raw)), strict=True))
+        return [answered[i] for i in range(len(requests))]
 
     async def begin_payments(
         self, holds: Sequence[HoldRef], now: int, window_ms: int

@@ -7,9 +7,20 @@ from dataclasses import dataclass
 from engine.clock import Clock
 from storage.batcher import Batcher
 from storage.records import JoinResult, TicketRecord
-from storage.redis_store import JoinRequest, RedisStore
+from storage.redis_store import BucketLimit, JoinRequest, RedisStore, TokenRequest
 
-__all__ = ["TicketState", "WaitingLine"]
+__all__ = ["RATE_LIMITED", "JoinLimits", "TicketState", "WaitingLine"]
+
+#: The status of a join refused by the rate limit (nothing was written to the line).
+RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinLimits:
+    """Token buckets in front of joining an event: one per client id, one per IP address."""
+
+    per_client: BucketLimit
+    per_ip: BucketLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,17 +35,39 @@ class TicketState:
 class WaitingLine:
     """Places clients in line; one script call per batch of concurrent joins."""
 
-    def __init__(self, redis: RedisStore, clock: Clock) -> None:
+    def __init__(self, redis: RedisStore, clock: Clock, limits: JoinLimits | None = None) -> None:
         self._redis = redis  # the line lives in Redis
         self._clock = clock  # join times
-        self.joins: Batcher[JoinRequest, JoinResult] = Batcher(self._join_batch, name="join_queue")
+        self._limits = limits  # rate limits of joins (None: unlimited)
+        self.joins: Batcher[tuple[JoinRequest, str], JoinResult] = Batcher(
+            self._join_batch, name="join_queue"
+        )
 
-    async def _join_batch(self, requests: list[JoinRequest]) -> list[JoinResult]:
-        return await self._redis.join(requests, self._clock.now_ms())
+    async def _join_batch(self, batch: list[tuple[JoinRequest, str]]) -> list[JoinResult]:
+        now = self._clock.now_ms()
+        allowed = [True] * len(batch)
+        if self._limits is not None:
+            # One round trip decides the whole batch; refused joins never reach the line.
+            allowed = await self._redis.take_tokens(
+                [
+                    TokenRequest(r.event_id, (("client", r.client_id), ("ip", ip or "-")))
+                    for r, ip in batch
+                ],
+                [self._limits.per_client, self._limits.per_ip],
+                now,
+            )
+        admitted = [r for (r, _), ok in zip(batch, allowed, strict=True) if ok]
+        joined = iter(await self._redis.join(admitted, now) if admitted else [])
+        return [next(joined) if ok else JoinResult(0, RATE_LIMITED) for ok in allowed]
 
-    async def join(self, event_id: str, client_id: str, quantity: int, section: str) -> JoinResult:
-        """A place in line for ``client_id`` (the same place again if it has one)."""
-        return await self.joins.submit(JoinRequest(event_id, client_id, quantity, section))
+    async def join(
+        self, event_id: str, client_id: str, quantity: int, section: str, *, ip: str = ""
+    ) -> JoinResult:
+        """A place in line for ``client_id`` (the same place again if it has one).
+
+        ``st`` is ``rate_limited`` (seq 0) when the client id or ``ip`` joined too often.
+        """
+        return await self.joins.submit((JoinRequest(event_id, client_id, quantity, section), ip))
 
     async def state(self, event_id: str, seq: int) -> TicketState:
         """The current state of ticket ``seq``."""

@@ -10,17 +10,17 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_small_chaos_run_keeps_every_invariant() -> None:
-    """300 buyers while workers die every 1.5 s and Redis and PostgreSQL restart once: a clean report."""
+    """300 buyers while a worker dies every 2 s and Redis and PostgreSQL restart once: a clean report."""
     plan = ChaosPlan(
         clients=300,
         rows=4,
         hold_seconds=2,
         arrival_s=6.0,
-        workers=2,
-        kill_every_s=1.5,
+        workers=3,
+        kill_every_s=2.0,
         redis_restart_at_s=3.0,
         postgres_restart_at_s=6.0,
-        time_limit_s=60.0,
+        time_limit_s=120.0,
     )
     report = await run_chaos(plan, log=None)
     assert report.problems == [], report.summary()

@@ -1,0 +1,65 @@
+"""Joins are rate-limited per client id and per IP, answered with an error rate_limited."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from api.services import Services, open_services
+from api.settings import Settings
+from realtime import protocol as p
+from storage.embedded import EmbeddedServers
+from tests.api.helpers import FUTURE, create_event, expect_error, get_event, join, send, ws_connect
+from tests.conftest import ADMIN_KEY, SECRET
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def limited(servers: EmbeddedServers) -> AsyncIterator[Services]:
+    """The system with tight join limits: 2 per client id, 4 per IP, no refill within a test."""
+    settings = Settings(
+        redis_url=servers.redis_url,
+        database_url=servers.database_url,
+        secret=SECRET,
+        admin_key=ADMIN_KEY,
+        http_port=0,
+        ws_port=0,
+        join_client_rate_per_s=0.001,
+        join_client_burst=2,
+        join_ip_rate_per_s=0.001,
+        join_ip_burst=4,
+    )
+    async with open_services(settings) as running:
+        yield running
+
+
+async def test_client_id_joining_too_often_is_refused(limited: Services) -> None:
+    """The third join of one client id gets error rate_limited; the line is unchanged by it."""
+    async with httpx.AsyncClient(base_url=limited.http_url, trust_env=False) as http:
+        event = await create_event(http, opens_at=FUTURE)
+        for _ in range(2):
+            async with ws_connect(event["waitroom_url"]) as ws:
+                assert (await join(ws, "eager")).ticket == 1
+        async with ws_connect(event["waitroom_url"]) as ws:
+            await send(ws, p.Join(quantity=1, client_id="eager"))
+            await expect_error(ws, "rate_limited")
+            # The socket stays usable for a resume or another message.
+            await send(ws, p.Join(quantity=1, client_id="eager"))
+            await expect_error(ws, "rate_limited")
+        assert (await get_event(http, event["id"]))["queue_length"] == 1
+
+
+async def test_one_ip_with_many_client_ids_is_refused(limited: Services) -> None:
+    """Distinct client ids from one address share its bucket: the fifth join is refused."""
+    async with httpx.AsyncClient(base_url=limited.http_url, trust_env=False) as http:
+        event = await create_event(http, opens_at=FUTURE)
+        async with ws_connect(event["waitroom_url"]) as ws:
+            for i in range(4):
+                async with ws_connect(event["waitroom_url"]) as other:
+                    await join(other, f"sybil-{i}")
+            await send(ws, p.Join(quantity=1, client_id="sybil-4"))
+            await expect_error(ws, "rate_limited")
+        assert (await get_event(http, event["id"]))["queue_length"] == 4
