@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             "host",
             "http_port",
             "ws_port",
+            "metrics_port",
         )
     }
     if args.command == "demo":
