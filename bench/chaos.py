@@ -76,6 +76,10 @@ class WorkerPool:
         while len(self._procs) < self._count:
             self._procs.append(self._spawn())
 
+    def alive(self) -> int:
+        """How many of the workers are still running."""
+        return sum(1 for proc in self._procs if proc.poll() is None)
+
     def kill_one(self, rng: random.Random) -> int:
         """SIGKILL a random worker and start a replacement; the killed pid."""
         victim = self._procs.pop(rng.randrange(len(self._procs)))

@@ -6,6 +6,7 @@ import random
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import httpx
 import pytest
 
 from api.services import Roles, Services, open_services
@@ -14,6 +15,7 @@ from bench.chaos import WorkerPool
 from bench.sale import SalePlan, demo_event, run_sale
 from storage.embedded import EmbeddedServers
 from storage.redis_store import RedisStore
+from tests.api.helpers import create_event
 from tests.conftest import ADMIN_KEY, SECRET
 from tests.storage.helpers import HOLD_MS, T0, new_event
 
@@ -71,6 +73,14 @@ async def test_sigkilled_workers_lose_nothing(api_only: Services, workers: Worke
     assert report.audit["oversold"] == 0 and report.audit["conserved"]
     assert sum(report.outcomes.values()) == 200
     assert report.outcomes["confirmed"] > 0 and report.outcomes["sold_out"] > 0
+
+
+async def test_several_workers_run_side_by_side(api_only: Services, workers: WorkerPool) -> None:
+    """Three workers on one host each take a free metrics port and keep running."""
+    async with httpx.AsyncClient(base_url=api_only.http_url, trust_env=False) as http:
+        await create_event(http)  # something to serve
+    await anyio.sleep(4)  # real processes starting: long enough to have failed binding a port
+    assert workers.alive() == 3
 
 
 async def test_concurrent_sweeps_release_each_hold_once(
