@@ -21,11 +21,14 @@ from realtime import protocol as p
 from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS
 from realtime.session import ClientSession
-from storage.errors import StorageError
+from storage.errors import StorageError, StorageUnavailable
 from waitroom.line import RATE_LIMITED, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
 
 __all__ = ["WaitroomHandler"]
+
+#: Reads of an attached client's state tried, 0.5 s apart, while Redis is unreachable.
+ATTACH_ATTEMPTS = 20
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +149,17 @@ class WaitroomHandler:
         session.send(p.encode(self._hub.queued_message(ch, seq, token)))
         if undecided:
             return
-        # Decided before this connection was routed: tell it where it stands.
-        state = await self._line.state(ch.event_id, seq)
-        message = await self._hub.current_message(ch.event_id, seq, state)
+        # Decided before this connection was routed: tell it where it stands. It is in
+        # line already, so a Redis restart here is waited out rather than reported.
+        for attempt in range(ATTACH_ATTEMPTS):
+            try:
+                state = await self._line.state(ch.event_id, seq)
+                message = await self._hub.current_message(ch.event_id, seq, state)
+                break
+            except StorageUnavailable:
+                if attempt + 1 == ATTACH_ATTEMPTS:
+                    raise
+                await anyio.sleep(0.5)
         if message is not None and session.waiting:
             session.waiting = False
             session.send(p.encode(message))

@@ -1,0 +1,64 @@
+"""A client resuming while Redis restarts is told where it stands once Redis is back."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from api.services import Roles, Services, open_services
+from api.settings import Settings
+from realtime import protocol as p
+from storage.embedded import EmbeddedServers, RedisServer
+from tests.api.helpers import create_event, expect, join, send, ws_connect
+from tests.conftest import ADMIN_KEY, SECRET
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def own_redis_services(
+    servers: EmbeddedServers,
+) -> AsyncIterator[tuple[Services, RedisServer]]:
+    """The system on a Redis of this test alone (which it restarts), the shared PostgreSQL."""
+    data_dir = Path(tempfile.mkdtemp(prefix="booking-redis-"))
+    redis_server = RedisServer(data_dir)
+    try:
+        settings = Settings(
+            redis_url=redis_server.start(),
+            database_url=servers.database_url,
+            secret=SECRET,
+            admin_key=ADMIN_KEY,
+            http_port=0,
+            ws_port=0,
+        )
+        async with open_services(settings, Roles(api=True, worker=True)) as running:
+            yield running, redis_server
+    finally:
+        redis_server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def test_resume_during_redis_restart_gets_its_prompt(
+    own_redis_services: tuple[Services, RedisServer],
+) -> None:
+    """Queued, then the prompt it missed, even though Redis was down when it resumed."""
+    services, redis_server = own_redis_services
+    async with httpx.AsyncClient(base_url=services.http_url, trust_env=False) as http:
+        event = await create_event(http)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        queued = await join(ws, "restarting", 1, "A")
+        await expect(ws, p.Prompt)
+    await anyio.to_thread.run_sync(redis_server.stop)
+    async with ws_connect(event["waitroom_url"]) as ws, anyio.create_task_group() as tg:
+        await send(ws, p.Resume(token=queued.token))
+        again = await expect(ws, p.Queued)
+        tg.start_soon(anyio.to_thread.run_sync, redis_server.start)
+        prompt = await expect(ws, p.Prompt, wait_s=15)
+    assert again.ticket == queued.ticket
+    assert prompt.hold_id.endswith(f".{queued.ticket}")
