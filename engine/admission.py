@@ -61,14 +61,14 @@ async def run_admission(
         try:
             summary = await redis.admit(event_id, clock.now_ms(), policy.batch)
             _record(event_id, summary)
-            await _wait_for_work(redis, event_id, summary, policy)
+            await _wait_for_work(redis, event_id, summary, clock, policy)
         except StorageUnavailable:
             logger.warning("admission for %s: Redis unreachable, retrying", event_id)
             await anyio.sleep(policy.retry_wait_s)
 
 
 async def _wait_for_work(
-    redis: RedisStore, event_id: str, summary: AdmitSummary, policy: AdmissionPolicy
+    redis: RedisStore, event_id: str, summary: AdmitSummary, clock: Clock, policy: AdmissionPolicy
 ) -> None:
     """Wait until the next admission call may decide something (not at all after a full batch)."""
     if summary.reason == "budget":
@@ -77,6 +77,11 @@ async def _wait_for_work(
         await redis.wait_for_line(event_id, summary.seq, int(policy.idle_wait_s * 1000))
     elif summary.reason == "not_open":
         await anyio.sleep(policy.closed_wait_s)
+    elif (
+        summary.reason == "rate"
+    ):  # the next token; a cap changed live is seen within blocked_wait_s
+        wait_ms = min(max(summary.next_ms - clock.now_ms(), 1), int(policy.blocked_wait_s * 1000))
+        await anyio.sleep(wait_ms / 1000)
     else:  # capped, waiting_for_seats: an expiry or a payment (a notify entry) frees room
         await redis.wait_for_notify(event_id, summary.notify_id, int(policy.blocked_wait_s * 1000))
 

@@ -109,7 +109,9 @@ class Hub:
         elif old is not session:
             old.waiting = False  # a newer connection of the same ticket takes over
         ch.sessions[session.seq] = session
-        return ch.serving < session.seq and ch.state != "sold_out"
+        if ch.state == "sold_out":
+            return False
+        return session.place == 0 or ch.serving < session.place
 
     def detach(self, session: ClientSession) -> None:
         """Stop routing to ``session``."""
@@ -118,11 +120,19 @@ class Hub:
             del ch.sessions[session.seq]
             CONNECTIONS.dec()
 
-    def queued_message(self, ch: EventChannel, seq: int, token: str) -> p.Queued:
-        """The ``queued`` message for ticket ``seq``."""
-        pos = position(seq, ch.serving)
+    def queued_message(self, ch: EventChannel, seq: int, place: int, token: str) -> p.Queued:
+        """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
+        if place == 0:
+            return p.Queued(ticket=seq, token=token, position=0, eta_s=0.0, pre_queue=True)
+        pos = position(place, ch.serving)
+        low, high = ch.estimator.eta_range_s(pos)
         return p.Queued(
-            ticket=seq, token=token, position=pos, eta_s=wire_eta(ch.estimator.eta_s(pos))
+            ticket=seq,
+            token=token,
+            position=pos,
+            eta_s=wire_eta(ch.estimator.eta_s(pos)),
+            eta_low_s=wire_eta(low),
+            eta_high_s=wire_eta(high),
         )
 
     async def prompt_message(self, outcome: Prompted, event_id: str) -> p.Prompt:
@@ -189,8 +199,8 @@ class Hub:
 
     def _sold_out_after(self, ch: EventChannel, after: int) -> None:
         frame = p.encode(p.SoldOut())
-        for seq, session in ch.sessions.items():
-            if seq > after and session.waiting:
+        for session in ch.sessions.values():
+            if (session.place == 0 or session.place > after) and session.waiting:
                 session.waiting = False
                 session.send(frame)
                 MESSAGES_SENT.labels("sold_out").inc()
@@ -231,6 +241,17 @@ class Hub:
                     ch.state = "sold_out"
                     self._sold_out_after(ch, batch.sold_out_after)
 
+    async def _place_pre_queue(self, ch: EventChannel) -> None:
+        """Learn the places drawn for this server's pre-queue clients once the line opened."""
+        waiting = [seq for seq, s in ch.sessions.items() if s.place == 0 and s.waiting]
+        if not waiting:
+            return
+        places = await self._redis.places(ch.event_id, waiting)
+        for seq, place in places.items():
+            session = ch.sessions.get(seq)
+            if session is not None and session.place == 0:
+                session.place = place
+
     async def _tick_positions(self, ch: EventChannel) -> None:
         await ch.ready.wait()
         while True:
@@ -243,17 +264,24 @@ class Hub:
             if snapshot.state == "sold_out" and ch.state != "sold_out":
                 ch.state = "sold_out"
                 self._sold_out_after(ch, ch.serving)
+            if snapshot.meta.get("opened") == "1":
+                await self._place_pre_queue(ch)
             sent = 0
             now = anyio.current_time()
-            for seq, session in ch.sessions.items():
-                if not session.waiting or now < session.next_position_at:
+            for session in ch.sessions.values():
+                if not session.waiting or session.place == 0 or now < session.next_position_at:
                     continue
-                pos = position(seq, ch.serving)
+                pos = position(session.place, ch.serving)
                 if pos != session.last_position:
                     eta = ch.estimator.eta_s(pos)
-                    session.send_position(
-                        pos, p.encode(p.Position(position=pos, eta_s=wire_eta(eta)))
+                    low, high = ch.estimator.eta_range_s(pos)
+                    message = p.Position(
+                        position=pos,
+                        eta_s=wire_eta(eta),
+                        eta_low_s=wire_eta(low),
+                        eta_high_s=wire_eta(high),
                     )
+                    session.send_position(pos, p.encode(message))
                     session.next_position_at = now + update_interval(eta, self._position_interval_s)
                     sent += 1
             if sent:

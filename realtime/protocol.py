@@ -60,19 +60,29 @@ ClientMessage = Join | Resume
 
 
 class Queued(_Message, frozen=True):
-    """You are in line: keep ``token`` to resume."""
+    """You are in line: keep ``token`` to resume.
+
+    ``pre_queue``: you joined before the sale opens; your place is drawn at random
+    when it opens (``position`` is 0 until then, followed by a ``position``).
+    ``eta_low_s`` / ``eta_high_s`` bound the estimated wait (0 when not known).
+    """
 
     ticket: int
     token: str
     position: int
     eta_s: float
+    eta_low_s: float = 0.0
+    eta_high_s: float = 0.0
+    pre_queue: bool = False
 
 
 class Position(_Message, frozen=True):
-    """Your place in line has moved."""
+    """Your place in line has moved (``eta_low_s`` / ``eta_high_s``: the wait's range)."""
 
     position: int
     eta_s: float
+    eta_low_s: float = 0.0
+    eta_high_s: float = 0.0
 
 
 class Seat(msgspec.Struct, frozen=True):

@@ -119,7 +119,7 @@ class WaitroomHandler:
         if result.seq == 0:
             session.send(p.encode(p.SoldOut()))
             return
-        await self._attach(ch, session, result.seq)
+        await self._attach(ch, session, result.seq, result.place)
 
     async def _resume(self, event_id: str, msg: p.Resume, session: ClientSession) -> None:
         try:
@@ -130,15 +130,18 @@ class WaitroomHandler:
         if claims.event_id != event_id:
             _refuse(session, "invalid_token", "token is for another event")
             return
-        await self._attach(await self._hub.channel(event_id), session, claims.seq)
+        ch = await self._hub.channel(event_id)
+        place = await self._line.place(event_id, claims.seq)
+        await self._attach(ch, session, claims.seq, place)
 
-    async def _attach(self, ch: EventChannel, session: ClientSession, seq: int) -> None:
+    async def _attach(self, ch: EventChannel, session: ClientSession, seq: int, place: int) -> None:
         session.event_id, session.seq, session.waiting = ch.event_id, seq, True
+        session.place = place
         token = self._signer.issue(
             TokenKind.QUEUE, ch.event_id, seq, self._clock.now_ms() // 1000 + QUEUE_TOKEN_TTL_S
         )
         undecided = self._hub.attach(ch, session)
-        session.send(p.encode(self._hub.queued_message(ch, seq, token)))
+        session.send(p.encode(self._hub.queued_message(ch, seq, place, token)))
         if undecided:
             return
         # Decided before this connection was routed: tell it where it stands.

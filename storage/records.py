@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "AdmissionCaps",
     "AdmitSummary",
     "BeginPaymentResult",
     "Confirmed",
@@ -22,11 +23,16 @@ __all__ = [
 
 
 class JoinResult(msgspec.Struct, frozen=True):
-    """A client's place: its ticket seq (0 when refused), status, and the serving counter."""
+    """A client's ticket seq (0 when refused), status, the serving counter, and its place.
+
+    ``place`` is the ticket's place in line (its position is place - serving); 0
+    while it waits in the pre-queue for the opening shuffle.
+    """
 
     seq: int
     st: str
     serving: int = 0
+    place: int = 0
 
 
 class AdmitSummary(msgspec.Struct, frozen=True):
@@ -44,6 +50,14 @@ class AdmitSummary(msgspec.Struct, frozen=True):
     sold: int
     reason: str
     notify_id: str = "0-0"
+    next_ms: int = 0  # with reason "rate": when the next admission is allowed (ms)
+
+
+class AdmissionCaps(msgspec.Struct, frozen=True):
+    """An event's admission caps in force (``rate_per_min`` 0: no rate cap)."""
+
+    max_active: int
+    rate_per_min: int
 
 
 class ExpireSummary(msgspec.Struct, frozen=True):
@@ -92,6 +106,7 @@ class TicketRecord(msgspec.Struct, frozen=True):
     k: str | None = None
     bk: str | None = None
     rt: int | None = None
+    pl: int | None = None  # place in line of a shuffled pre-queue ticket (else: seq)
 
 
 class EventSnapshot(msgspec.Struct, frozen=True):

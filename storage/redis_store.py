@@ -7,6 +7,7 @@ script call per event.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ from storage.errors import StorageError, StorageUnavailable
 from storage.keys import EVENTS_KEY, event_keys
 from storage.metrics import BATCH_SIZE, ROUND_TRIPS
 from storage.records import (
+    AdmissionCaps,
     AdmitSummary,
     BeginPaymentResult,
     Confirmed,
@@ -54,6 +56,7 @@ SCRIPT_NAMES = (
     "abort_payment",
     "confirm_paid",
     "set_event_state",
+    "set_admission",
 )
 
 
@@ -103,6 +106,7 @@ class PaidHold:
 _admit_decoder = msgspec.json.Decoder(AdmitSummary)
 _expire_decoder = msgspec.json.Decoder(ExpireSummary)
 _state_decoder = msgspec.json.Decoder(StateChange)
+_caps_decoder = msgspec.json.Decoder(AdmissionCaps)
 _join_decoder = msgspec.json.Decoder(list[JoinResult])
 _begin_decoder = msgspec.json.Decoder(list[BeginPaymentResult])
 _strings_decoder = msgspec.json.Decoder(list[str])
@@ -113,6 +117,11 @@ _items_decoder = msgspec.json.Decoder(list[list[Any]] | dict[str, Any])
 def now_ms() -> int:
     """Wall-clock time in ms since the epoch."""
     return time.time_ns() // 1_000_000
+
+
+def _shuffle_seeds() -> list[int]:
+    """Two seeds for the opening shuffle of the pre-queue (scripts cannot draw their own)."""
+    return [secrets.randbelow(2**31), secrets.randbelow(2**31)]
 
 
 def _outcome(item: list[Any]) -> Outcome:
@@ -287,6 +296,36 @@ class RedisStore:
         )
         return _state_decoder.decode(raw)
 
+    async def set_admission(
+        self, event_id: str, now: int, max_active: int | None, rate_per_min: int | None
+    ) -> AdmissionCaps:
+        """Change the admission caps (None keeps one); wakes workers waiting on the caps."""
+        keys = await self._keys(event_id)
+        args = [now, "" if max_active is None else max_active]
+        args.append("" if rate_per_min is None else rate_per_min)
+        [raw] = await self._run_scripts("set_admission", [("set_admission", keys, args)])
+        return _caps_decoder.decode(raw)
+
+    async def places(self, event_id: str, seqs: Sequence[int]) -> dict[int, int]:
+        """The place in line of each ticket (0 while in the pre-queue), one round trip."""
+        if not seqs:
+            return {}
+        k = event_keys(event_id)
+
+        async def fetch() -> Any:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hmget(k.tickets, [str(s) for s in seqs])
+            pipe.hget(k.meta, "opened")
+            return await pipe.execute()
+
+        raws, opened = await self._call("places", fetch)
+        out: dict[int, int] = {}
+        for seq, raw in zip(seqs, raws, strict=True):
+            if raw is not None:
+                rec = _ticket_decoder.decode(raw)
+                out[seq] = rec.pl or (seq if opened == b"1" else 0)
+        return out
+
     async def seat_maps(self, event_id: str) -> dict[str, str]:
         """The seat map of each section (for audits and tests)."""
         keys = await self._keys(event_id)
@@ -321,7 +360,8 @@ class RedisStore:
     async def admit(self, event_id: str, now: int, max_count: int) -> AdmitSummary:
         """Decide up to ``max_count`` clients at the head of the line."""
         keys = await self._keys(event_id)
-        [raw] = await self._run_scripts("admit_next", [("admit_next", keys, [now, max_count])])
+        args = [now, max_count, *_shuffle_seeds()]
+        [raw] = await self._run_scripts("admit_next", [("admit_next", keys, args)])
         return _admit_decoder.decode(raw)
 
     async def expire(self, event_id: str, now: int, limit: int) -> ExpireSummary:
@@ -381,18 +421,21 @@ class RedisStore:
         self,
         op: str,
         now: int,
-        head: list[Any],
+        head: list[Any] | Callable[[], list[Any]],
         items: Sequence[_EventItem],
         fields: Callable[[Any], list[Any]],
         decoder: msgspec.json.Decoder[list[R]],
     ) -> list[R]:
-        """One script call per event, all in one round trip; results in ``items`` order."""
+        """One script call per event, all in one round trip; results in ``items`` order.
+
+        ``head``: arguments after now_ms, or a function drawing them afresh per call.
+        """
         by_event: dict[str, list[int]] = defaultdict(list)
         for i, item in enumerate(items):
             by_event[item.event_id].append(i)
         calls = []
         for event_id, idx in by_event.items():
-            args: list[Any] = [now, *head]
+            args: list[Any] = [now, *(head() if callable(head) else head)]
             for i in idx:
                 args += fields(items[i])
             calls.append((op, await self._keys(event_id), args))
@@ -407,7 +450,7 @@ class RedisStore:
         return await self._per_event(
             "join_queue",
             now,
-            [],
+            _shuffle_seeds,
             requests,
             lambda r: [r.client_id, r.quantity, r.section],
             _join_decoder,

@@ -36,6 +36,10 @@ class WaitingLine:
         """A place in line for ``client_id`` (the same place again if it has one)."""
         return await self.joins.submit(JoinRequest(event_id, client_id, quantity, section))
 
+    async def place(self, event_id: str, seq: int) -> int:
+        """Ticket ``seq``'s place in line (0 while in the pre-queue or unknown)."""
+        return (await self._redis.places(event_id, [seq])).get(seq, 0)
+
     async def state(self, event_id: str, seq: int) -> TicketState:
         """The current state of ticket ``seq``."""
         record = await self._redis.ticket(event_id, seq)
