@@ -350,3 +350,35 @@ async def test_paused_and_closed_events_admit_nobody(
     summary = await ev.admit()
     assert (summary.state, summary.reason, summary.admitted) == ("closed", "not_open", 0)
     assert (await ev.ticket(1)).st == "queued"
+
+
+@pytest.mark.anyio
+async def test_seats_stay_together_in_one_row_when_any_row_has_them(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Four seats go to the best row with four free together, skipping fragmented better rows."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "00000|00000|00000|")])
+    await hold_pattern(ev, "A", "0h0h0|00h00|00000|")
+    [res] = await ev.join_many([("four", 4, "A")])
+    assert (await ev.admit()).admitted == 1
+    assert (await ev.ticket(res.seq)).seats == [13, 14, 15, 16]
+
+
+@pytest.mark.anyio
+async def test_seats_that_cannot_sit_together_take_the_fewest_rows(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """With no row holding the group together, seats spread over the fewest rows: a row with
+    enough free seats apart beats the better rows, and two rows beat three."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "00000|00000|00000|")])
+    await hold_pattern(ev, "A", "0h0h0|00h00|0h0h0|")
+    [four] = await ev.join_many([("four", 4, "A")])
+    assert (await ev.admit()).admitted == 1
+    # Row 1 has 3 free (1, 3, 5), row 2 has 4 (7, 8, 10, 11): one row, not first-free order.
+    assert (await ev.ticket(four.seq)).seats == [7, 8, 10, 11]
+
+    [five] = await ev.join_many([("five", 5, "A")])
+    assert (await ev.admit()).admitted == 1
+    # Left: rows 1 and 3 with 3 free each: two rows, the better first.
+    assert (await ev.ticket(five.seq)).seats == [1, 3, 5, 13, 15]
+    await ev.check()
