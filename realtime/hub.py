@@ -26,7 +26,13 @@ from realtime.session import ClientSession
 from storage.errors import StorageUnavailable
 from storage.records import Confirmed, Expired, NotifyBatch, Outcome, Prompted, SoldOut
 from storage.redis_store import RedisStore
-from waitroom.eta import OutflowEstimator, position, update_interval, wire_eta
+from waitroom.eta import (
+    OutflowEstimator,
+    admission_prior,
+    position,
+    update_interval,
+    wire_eta,
+)
 from waitroom.line import TicketState
 from waitroom.tokens import TokenKind, TokenSigner
 
@@ -227,6 +233,12 @@ class Hub:
             snapshot = await self._redis.snapshot(ch.event_id)
             if snapshot is not None:
                 ch.serving, ch.state = snapshot.stats.get("serving", 0), snapshot.state
+                spec = await self._catalog.get(ch.event_id)
+                ch.estimator.prior_rate = admission_prior(
+                    int(snapshot.meta.get("max_active", spec.max_active_holds)),
+                    spec.hold_seconds,
+                    int(snapshot.meta.get("rate_per_min", 0)),
+                )
             ch.ready.set()
         while True:
             batches: list[NotifyBatch] = await self._redis.read_notify(

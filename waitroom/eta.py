@@ -9,12 +9,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAX_ETA_S", "OutflowEstimator", "position", "update_interval", "wire_eta"]
+__all__ = [
+    "MAX_ETA_S",
+    "OutflowEstimator",
+    "admission_prior",
+    "position",
+    "update_interval",
+    "wire_eta",
+]
 
 
 def position(seq: int, serving: int) -> int:
     """How many clients are decided before this one (1 = next)."""
     return max(seq - serving, 0)
+
+
+def admission_prior(max_active: int, hold_s: float, rate_per_min: int) -> float:
+    """Clients per second the caps allow at most: the outflow to assume until measured.
+
+    Checkout turns over ``max_active`` holds per ``hold_s`` at worst (everyone lets
+    the hold run out); a rate cap, when set, may be lower.
+    """
+    rate = max_active / hold_s
+    return min(rate, rate_per_min / 60) if rate_per_min > 0 else rate
 
 
 #: The longest wait shown; a stalled line (no outflow measured) shows this.
