@@ -174,6 +174,9 @@ async def _converse(
             case p.SoldOut():
                 r.outcome, r.ended_at = "sold_out", time.time()
                 return
+            case p.Left():
+                r.outcome, r.ended_at = "left", time.time()
+                return
             case p.Error():
                 r.errors.append(f"{msg.code}: {msg.message}")
                 r.outcome = "error"

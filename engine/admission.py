@@ -42,6 +42,9 @@ class AdmissionPolicy:
     sweep_batch: int = 1000
     #: Pause after Redis was unreachable, seconds.
     retry_wait_s: float = 0.5
+    #: How long a waiting client may be disconnected before its place is given up
+    #: ("left" when its turn comes), seconds; None keeps every place.
+    abandon_grace_s: float | None = 60.0
 
 
 def _record(event_id: str, s: AdmitSummary) -> None:
@@ -59,7 +62,9 @@ async def run_admission(
     """Admit clients of ``event_id`` in join order until cancelled."""
     while True:
         try:
-            summary = await redis.admit(event_id, clock.now_ms(), policy.batch)
+            grace = policy.abandon_grace_s
+            grace_ms = None if grace is None else int(grace * 1000)
+            summary = await redis.admit(event_id, clock.now_ms(), policy.batch, grace_ms)
             _record(event_id, summary)
             await _wait_for_work(redis, event_id, summary, clock, policy)
         except StorageUnavailable:

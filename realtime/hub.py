@@ -24,7 +24,7 @@ from realtime import protocol as p
 from realtime.metrics import CONNECTIONS, MESSAGES_SENT
 from realtime.session import ClientSession
 from storage.errors import StorageUnavailable
-from storage.records import Confirmed, Expired, NotifyBatch, Outcome, Prompted, SoldOut
+from storage.records import Confirmed, Expired, Left, NotifyBatch, Outcome, Prompted, SoldOut
 from storage.redis_store import RedisStore
 from waitroom.eta import (
     OutflowEstimator,
@@ -119,12 +119,14 @@ class Hub:
             return False
         return session.place == 0 or ch.serving < session.place
 
-    def detach(self, session: ClientSession) -> None:
-        """Stop routing to ``session``."""
+    def detach(self, session: ClientSession) -> bool:
+        """Stop routing to ``session``; False if another connection of its ticket took over."""
         ch = self._channels.get(session.event_id or "")
         if ch is not None and ch.sessions.get(session.seq) is session:
             del ch.sessions[session.seq]
             CONNECTIONS.dec()
+            return True
+        return False
 
     def queued_message(self, ch: EventChannel, seq: int, place: int, token: str) -> p.Queued:
         """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
@@ -181,6 +183,8 @@ class Hub:
             return p.Confirmed(booking_id=rec.bk or "")
         if rec.st == "expired":
             return p.Expired()
+        if rec.st == "left":
+            return p.Left()
         if rec.st == "sold_out" or state.event_state in ("sold_out", "closed"):
             return p.SoldOut()
         return None
@@ -199,6 +203,8 @@ class Hub:
                 message = p.Expired()
             case Confirmed():
                 message = p.Confirmed(booking_id=outcome.booking_id)
+            case Left():
+                message = p.Left()
         session.waiting = False
         session.send(p.encode(message))
         MESSAGES_SENT.labels(message.__struct_config__.tag).inc()

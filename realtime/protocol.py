@@ -15,7 +15,11 @@ __all__ = [
     "Confirmed",
     "Error",
     "Expired",
+    "Heartbeat",
     "Join",
+    "Left",
+    "Ping",
+    "Pong",
     "Position",
     "Prompt",
     "Queued",
@@ -56,7 +60,11 @@ class Resume(_ClientMessage, frozen=True):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-ClientMessage = Join | Resume
+class Ping(_ClientMessage, frozen=True):
+    """Are you there? (answered with ``pong``; sending one also keeps the connection busy)."""
+
+
+ClientMessage = Join | Resume | Ping
 
 
 class Queued(_Message, frozen=True):
@@ -118,6 +126,18 @@ class SoldOut(_Message, frozen=True, tag="sold_out"):
     """Nothing is left for you."""
 
 
+class Left(_Message, frozen=True):
+    """You were away longer than the grace period when your turn came: your place was given up."""
+
+
+class Heartbeat(_Message, frozen=True):
+    """Sent at a fixed interval so clients (and proxies) know the connection is alive."""
+
+
+class Pong(_Message, frozen=True):
+    """The answer to ``ping``."""
+
+
 class Error(_Message, frozen=True):
     """Your last message was refused (or the server cannot serve you)."""
 
@@ -125,7 +145,9 @@ class Error(_Message, frozen=True):
     message: str
 
 
-ServerMessage = Queued | Position | Prompt | Confirmed | Expired | SoldOut | Error
+ServerMessage = (
+    Queued | Position | Prompt | Confirmed | Expired | SoldOut | Left | Heartbeat | Pong | Error
+)
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
 server_decoder = msgspec.json.Decoder(ServerMessage)

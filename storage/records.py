@@ -13,6 +13,7 @@ __all__ = [
     "ExpireSummary",
     "Expired",
     "JoinResult",
+    "Left",
     "NotifyBatch",
     "Outcome",
     "Prompted",
@@ -51,6 +52,7 @@ class AdmitSummary(msgspec.Struct, frozen=True):
     reason: str
     notify_id: str = "0-0"
     next_ms: int = 0  # with reason "rate": when the next admission is allowed (ms)
+    left: int = 0  # clients skipped because they left (gone longer than the grace)
 
 
 class AdmissionCaps(msgspec.Struct, frozen=True):
@@ -107,6 +109,7 @@ class TicketRecord(msgspec.Struct, frozen=True):
     bk: str | None = None
     rt: int | None = None
     pl: int | None = None  # place in line of a shuffled pre-queue ticket (else: seq)
+    gone: int | None = None  # while queued: when the client's connection was lost (ms)
 
 
 class EventSnapshot(msgspec.Struct, frozen=True):
@@ -150,7 +153,13 @@ class Confirmed(msgspec.Struct, frozen=True, tag="confirmed"):
     booking_id: str
 
 
-Outcome = Prompted | SoldOut | Expired | Confirmed
+class Left(msgspec.Struct, frozen=True, tag="left"):
+    """The client was gone longer than the grace period when its turn came."""
+
+    seq: int
+
+
+Outcome = Prompted | SoldOut | Expired | Confirmed | Left
 
 
 class NotifyBatch(msgspec.Struct, frozen=True):

@@ -33,6 +33,7 @@ from storage.records import (
     Expired,
     ExpireSummary,
     JoinResult,
+    Left,
     NotifyBatch,
     Outcome,
     Prompted,
@@ -41,7 +42,7 @@ from storage.records import (
     TicketRecord,
 )
 
-__all__ = ["SCRIPT_NAMES", "RedisStore", "open_redis_store"]
+__all__ = ["SCRIPT_NAMES", "Presence", "RedisStore", "open_redis_store"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,6 +58,7 @@ SCRIPT_NAMES = (
     "confirm_paid",
     "set_event_state",
     "set_admission",
+    "mark_presence",
 )
 
 
@@ -91,6 +93,15 @@ class HoldRef:
     event_id: str
     seq: int
     key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A waiting client's connection lost (``gone``) or back."""
+
+    event_id: str
+    seq: int
+    gone: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +145,8 @@ def _outcome(item: list[Any]) -> Outcome:
         return Expired(seq)
     if kind == "confirmed":
         return Confirmed(seq, str(item[2]))
+    if kind == "left":
+        return Left(seq)
     raise StorageError(f"unknown notify item kind {kind!r}")
 
 
@@ -357,10 +370,15 @@ class RedisStore:
 
     # -- the line ---------------------------------------------------------------
 
-    async def admit(self, event_id: str, now: int, max_count: int) -> AdmitSummary:
-        """Decide up to ``max_count`` clients at the head of the line."""
+    async def admit(
+        self, event_id: str, now: int, max_count: int, grace_ms: int | None = None
+    ) -> AdmitSummary:
+        """Decide up to ``max_count`` clients at the head of the line; clients gone for
+        ``grace_ms`` or longer are skipped as left (None: never)."""
         keys = await self._keys(event_id)
-        args = [now, max_count, *_shuffle_seeds()]
+        args: list[Any] = [now, max_count, *_shuffle_seeds()]
+        if grace_ms is not None:
+            args.append(grace_ms)
         [raw] = await self._run_scripts("admit_next", [("admit_next", keys, args)])
         return _admit_decoder.decode(raw)
 
@@ -454,6 +472,17 @@ class RedisStore:
             requests,
             lambda r: [r.client_id, r.quantity, r.section],
             _join_decoder,
+        )
+
+    async def mark_presence(self, marks: Sequence[Presence], now: int) -> list[str]:
+        """Note lost and regained connections of waiting clients (one round trip for all)."""
+        return await self._per_event(
+            "mark_presence",
+            now,
+            [],
+            marks,
+            lambda m: [m.seq, "1" if m.gone else "0"],
+            _strings_decoder,
         )
 
     async def begin_payments(

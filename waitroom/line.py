@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from engine.clock import Clock
 from storage.batcher import Batcher
 from storage.records import JoinResult, TicketRecord
-from storage.redis_store import JoinRequest, RedisStore
+from storage.redis_store import JoinRequest, Presence, RedisStore
 
 __all__ = ["TicketState", "WaitingLine"]
 
@@ -28,9 +28,17 @@ class WaitingLine:
         self._redis = redis  # the line lives in Redis
         self._clock = clock  # join times
         self.joins: Batcher[JoinRequest, JoinResult] = Batcher(self._join_batch, name="join_queue")
+        self.presence: Batcher[Presence, str] = Batcher(self._presence_batch, name="presence")
 
     async def _join_batch(self, requests: list[JoinRequest]) -> list[JoinResult]:
         return await self._redis.join(requests, self._clock.now_ms())
+
+    async def _presence_batch(self, marks: list[Presence]) -> list[str]:
+        return await self._redis.mark_presence(marks, self._clock.now_ms())
+
+    async def mark_presence(self, event_id: str, seq: int, *, gone: bool) -> str:
+        """Note that a waiting client lost (``gone``) or regained its connection."""
+        return await self.presence.submit(Presence(event_id, seq, gone))
 
     async def join(self, event_id: str, client_id: str, quantity: int, section: str) -> JoinResult:
         """A place in line for ``client_id`` (the same place again if it has one)."""

@@ -6,7 +6,7 @@
 --                    opened ("1" once the pre-queue was shuffled into the line),
 --                    rate_per_min (admissions per minute, absent or 0 = no cap)
 --   KEYS[2] stats    hash: seq, serving, capacity, free, held, sold, free:<S>,
---                    held:<S>, sold:<S>, admitted, expired, confirmed, sold_out,
+--                    held:<S>, sold:<S>, admitted, expired, confirmed, sold_out, left,
 --                    tb_mt / tb_ms (admission token bucket: milli-tokens, last refill ms)
 --   KEYS[3] queue    stream: one entry per place in line, id "<place>-0", fields
 --                    c (client id) and, for shuffled pre-queue tickets, t (ticket seq)
@@ -19,7 +19,8 @@
 -- Seat maps: one byte per seat, "0" free, "h" held, "s" sold; rows end with "|",
 -- best row first. A seat's position is its 1-based byte offset in the map.
 --
--- Ticket record fields: st (queued, held, paying, confirmed, expired, sold_out),
+-- Ticket record fields: st (queued, held, paying, confirmed, expired, sold_out,
+-- left), gone (ms since the client's connection was lost, while queued),
 -- q (quantity), s (requested section, "" = any), c (client id), j (join ms),
 -- pl (place in line of a pre-queue ticket, set when the line opens; any other
 -- ticket's place is its seq),

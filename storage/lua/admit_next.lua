@@ -18,8 +18,11 @@
 -- ARGV[2] max_count  most queue entries to decide in this call
 -- ARGV[3] seed1      random integer in [0, 2^31) for the opening shuffle
 -- ARGV[4] seed2      random integer in [0, 2^31) for the opening shuffle
+-- ARGV[5] grace_ms   (optional) a queued client whose connection was lost at least
+--                    this long ago (ticket field gone) is skipped as "left"; left
+--                    clients take no hold and count against no cap or budget
 -- Returns JSON {state, admitted, sold_out, skipped, serving, seq, active, free,
--- held, sold, reason, notify_id, next_ms}; notify_id is the newest notify entry
+-- held, sold, reason, notify_id, next_ms, left}; notify_id is the newest notify entry
 -- (a worker that must wait blocks on entries after it: expiries and payments
 -- free room); reason says why the call stopped: "empty" (nobody waiting),
 -- "capped" (max_active holds open), "rate" (the admission rate is used up until
@@ -28,7 +31,7 @@
 -- Seats: best row first; together in one row when possible, otherwise spread
 -- over the fewest rows. Section "" tries every section, best first.
 
-local now, max_count = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, max_count, grace_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
 open_line(now, ARGV[3], ARGV[4])
 local state = redis.call('HGET', K_META, 'state')
 
@@ -41,13 +44,14 @@ local function last_notify_id()
   return last[1][1]
 end
 
-local next_ms = 0
+local next_ms, left = 0, 0
 
 local function summary(admitted, sold_out, skipped, reason)
   return cjson.encode({state = state, admitted = admitted, sold_out = sold_out,
     skipped = skipped, serving = stat('serving'), seq = stat('seq'),
     active = redis.call('ZCARD', K_EXPIRY), free = stat('free'), held = stat('held'),
-    sold = stat('sold'), reason = reason, notify_id = last_notify_id(), next_ms = next_ms})
+    sold = stat('sold'), reason = reason, notify_id = last_notify_id(), next_ms = next_ms,
+    left = left})
 end
 
 if state ~= 'open' and state ~= 'sold_out' then
@@ -195,9 +199,16 @@ local function may_come_back(section, q)
 end
 
 local hold_ms = num(redis.call('HGET', K_META, 'hold_ms'))
-local entries = redis.call('XRANGE', K_QUEUE, (serving + 1) .. '-0', '+', 'COUNT', budget)
+-- Skipped and left entries use no budget: read some extra so they stall nobody.
+local fetch = budget + 100
+local entries = redis.call('XRANGE', K_QUEUE, (serving + 1) .. '-0', '+', 'COUNT', fetch)
 local items, admitted, sold_out, skipped, reason = {}, 0, 0, 0, 'budget'
+local full = false
 for _, entry in ipairs(entries) do
+  if admitted + sold_out >= budget then
+    full = true
+    break
+  end
   local place = tonumber(string.match(entry[1], '^(%d+)'))
   local seq = place
   if entry[2][3] == 't' then
@@ -206,6 +217,11 @@ for _, entry in ipairs(entries) do
   local rec = get_ticket(seq)
   if rec.st ~= 'queued' then
     skipped = skipped + 1
+  elseif rec.gone and grace_ms and now - rec.gone >= grace_ms then
+    rec.st, rec.gone = 'left', nil
+    put_ticket(seq, rec)
+    left = left + 1
+    items[#items + 1] = {seq, 'left'}
   elseif state == 'sold_out' then
     rec.st = 'sold_out'
     put_ticket(seq, rec)
@@ -236,7 +252,7 @@ for _, entry in ipairs(entries) do
   end
   serving = place
 end
-if #entries < budget and reason == 'budget' then
+if reason == 'budget' and not full and #entries < fetch then
   reason = 'empty'
 end
 
@@ -247,6 +263,9 @@ if tokens_mt ~= nil and admitted > 0 then
   redis.call('HSET', K_STATS, 'tb_mt', tokens_mt - 1000 * admitted)
 end
 redis.call('HINCRBY', K_STATS, 'sold_out', sold_out)
+if left > 0 then
+  redis.call('HINCRBY', K_STATS, 'left', left)
+end
 if #items > 0 then
   notify('admit', items, nil)
 end

@@ -11,7 +11,8 @@
 -- ARGV[4..]        triples: client_id, quantity, section ("" = any)
 -- Returns JSON [{seq, st, serving, place}] in request order; place is 0 while
 -- the ticket waits in the pre-queue. A client id that already has a place gets
--- that place back (idempotent); joins after the event sold out or closed get
+-- that place back (idempotent, and it counts as being back: see mark_presence.lua);
+-- joins after the event sold out or closed get
 -- st "sold_out" / "closed" and seq 0.
 
 local now = tonumber(ARGV[1])
@@ -24,6 +25,10 @@ for a = 4, #ARGV, 3 do
   local existing = redis.call('HGET', K_CLIENTS, client)
   if existing then
     local rec = get_ticket(existing)
+    if rec.gone then -- back before its place was given up
+      rec.gone = nil
+      put_ticket(existing, rec)
+    end
     out[#out + 1] = {seq = tonumber(existing), st = rec.st, place = place_of(existing, rec)}
   elseif state == 'sold_out' or state == 'closed' then
     out[#out + 1] = {seq = 0, st = state, place = 0}

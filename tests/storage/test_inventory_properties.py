@@ -314,10 +314,15 @@ def model_admit(
         if room <= 0:
             return state, "capped", {}
         budget = min(budget, room)
-    entries = order[serving : min(last, serving + budget)]
+    # Skipped entries use no budget; the call stops once budget clients were decided.
+    entries = order[serving:last]
     changes: dict[int, tuple[str, str | None, list[int]]] = {}
     reason = "budget"
+    full = False
     for seq in entries:
+        if sum(1 for c in changes.values() if c[0] in ("held", "sold_out")) >= budget:
+            full = True
+            break
         t = tickets[seq]
         if t.st != "queued":
             continue
@@ -348,7 +353,7 @@ def model_admit(
             break
         else:
             changes[seq] = ("sold_out", None, [])
-    if len(entries) < budget and reason == "budget":
+    if reason == "budget" and not full:
         reason = "empty"
     return after(state), reason, changes
 
