@@ -284,13 +284,19 @@ class Hub:
                 self._sold_out_after(ch, ch.serving)
             if snapshot.meta.get("opened") == "1":
                 await self._place_pre_queue(ch)
+            stats = snapshot.stats
+            may_return = stats.get("free", 0) == 0 and stats.get("held", 0) > 0
             sent = 0
             now = anyio.current_time()
             for session in ch.sessions.values():
-                if not session.waiting or session.place == 0 or now < session.next_position_at:
+                if not session.waiting or session.place == 0:
                     continue
                 pos = position(session.place, ch.serving)
-                if pos != session.last_position:
+                flag_changed = may_return != session.seats_may_return
+                if now < session.next_position_at and not flag_changed:
+                    continue
+                if pos != session.last_position or flag_changed:
+                    session.seats_may_return = may_return
                     eta = ch.estimator.eta_s(pos)
                     low, high = ch.estimator.eta_range_s(pos)
                     message = p.Position(
@@ -298,6 +304,7 @@ class Hub:
                         eta_s=wire_eta(eta),
                         eta_low_s=wire_eta(low),
                         eta_high_s=wire_eta(high),
+                        seats_may_return=may_return,
                     )
                     session.send_position(pos, p.encode(message))
                     session.next_position_at = now + update_interval(eta, self._position_interval_s)

@@ -85,12 +85,17 @@ class Queued(_Message, frozen=True):
 
 
 class Position(_Message, frozen=True):
-    """Your place in line has moved (``eta_low_s`` / ``eta_high_s``: the wait's range)."""
+    """Your place in line has moved (``eta_low_s`` / ``eta_high_s``: the wait's range).
+
+    ``seats_may_return``: no seat is free, but open holds may still be released;
+    if they are, admission goes on in order (sent again when this changes).
+    """
 
     position: int
     eta_s: float
     eta_low_s: float = 0.0
     eta_high_s: float = 0.0
+    seats_may_return: bool = False
 
 
 class Seat(msgspec.Struct, frozen=True):
