@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from api.errors import error_response, handle_booking_error
+from api.pages import page_routes
 from api.responses import json_response
 from api.schemas import (
     AdmissionBody,
@@ -139,6 +140,7 @@ def create_app(services: Services) -> Starlette:
                 hold_seconds=spec.hold_seconds,
                 max_active_holds=int(snap.meta.get("max_active", spec.max_active_holds)),
                 admissions_per_minute=int(snap.meta.get("rate_per_min", 0)),
+                admitted=st.get("admitted", 0),
                 queue_length=st.get("seq", 0) - st.get("serving", 0),
                 active_holds=_active_holds(st),
                 sections=[
@@ -221,6 +223,7 @@ def create_app(services: Services) -> Starlette:
         Route("/v1/events/{event_id}/audit", audit, methods=["GET"]),
         Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
         Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
+        *page_routes(),
         *_ops_routes(services),
     ]
 

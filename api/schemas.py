@@ -61,6 +61,7 @@ class EventView(msgspec.Struct, frozen=True):
     sections: list[SectionAvailability]
     waitroom_url: str
     admissions_per_minute: int = 0  # 0: no rate cap
+    admitted: int = 0  # clients admitted so far (seats held for them)
 
 
 class AdmissionBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
