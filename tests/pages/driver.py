@@ -30,13 +30,20 @@ ARGS = [
 
 
 def buyer(page: Page, api: str, event_id: str, shots: Path) -> None:
-    """Join, wait at position 1 while paused, get the prompt on resume, pay, see confirmed."""
+    """Join, wait at position 1 while paused, lose the connection and get it back with the
+    same place, get the prompt on resume, pay, see confirmed."""
     expect(page.locator("#event-name")).to_have_text("Aurora live")
     page.select_option("#quantity", "2")
     page.click("#join")
     expect(page.locator("#line-card")).to_be_visible()
     expect(page.locator("#position")).to_have_text("1")
     page.screenshot(path=str(shots / "waitroom-in-line.png"), full_page=True)
+    # The network drops: the page reconnects by itself and resumes the same place.
+    page.evaluate("socket.close()")
+    expect(page.locator("#line-status")).to_contain_text("reconnecting")
+    expect(page.locator("#line-status")).to_have_text("You're next.")
+    expect(page.locator("#position")).to_have_text("1")
+    assert httpx.get(f"{api}/v1/events/{event_id}").json()["queue_length"] == 1
     resp = httpx.post(f"{api}/v1/events/{event_id}/resume", headers=admin_headers())
     assert resp.is_success, resp.text
     expect(page.locator("#prompt-card")).to_be_visible()

@@ -41,8 +41,9 @@ async def _run_scenario(name: str, url: str, api_url: str, event_id: str) -> Non
 async def test_a_buyer_joins_waits_pays_and_is_confirmed(
     services: Services, http: httpx.AsyncClient
 ) -> None:
-    """Join on the page, see the live position, get the prompt with its countdown, pay with
-    tok_visa, see confirmed; the booking exists."""
+    """Join on the page, see the live position, reconnect after a dropped connection without
+    losing the place, get the prompt with its countdown, pay with tok_visa, see confirmed;
+    the booking exists."""
     event = await create_event(http, name="Aurora live", hold_seconds=120)
     event_id = event["id"]
     assert (await http.post(f"/v1/events/{event_id}/pause", headers=admin_headers())).is_success
