@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -61,6 +62,7 @@ async def _engine_running(
     grace_s: float = 60.0,
     gone: tuple[int, ...] = (),
     hold_s: float = HOLD_S,
+    rate_per_min: int | None = None,
 ) -> AsyncIterator[tuple[LoopAnchoredClock, float]]:
     """An event with ``seats`` seats (checkout capacity as many), ``clients`` joined (the
     tickets in ``gone`` disconnected at once), and the admission and expiry runners going;
@@ -68,6 +70,8 @@ async def _engine_running(
     clock = LoopAnchoredClock()
     policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2, abandon_grace_s=grace_s)
     await store.create_event(event_id, _config(seats, seats, hold_s), ["a"])
+    if rate_per_min is not None:
+        await store.set_admission(event_id, clock.now_ms(), None, rate_per_min)
     await store.join(
         [JoinRequest(event_id, f"c{i}", 1, "a") for i in range(clients)], clock.now_ms()
     )
@@ -153,3 +157,18 @@ async def test_client_away_past_the_grace_is_skipped_when_its_turn_comes(
         "held",
     ]
     assert tickets[4].hs is None  # no seat was ever held for the client who left
+
+
+@pytest.mark.anyio
+async def test_worker_paces_admissions_by_the_rate_cap(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """At 60 admissions per minute the worker admits one client a second (virtual): never
+    sooner, and no later than the next poll after a token is due."""
+    async with _engine_running(redis_store, event_id, seats=10, clients=5, rate_per_min=60):
+        await _wait_for(redis_store, event_id, 5, "held")
+    tickets = await redis_store.tickets(event_id)
+    admitted = sorted(t.exp - HOLD_S * 1000 for t in tickets.values())
+    gaps = [b - a for a, b in itertools.pairwise(admitted)]
+    assert len(gaps) == 4
+    assert all(1_000 <= g < 1_300 for g in gaps), gaps
