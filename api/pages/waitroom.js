@@ -16,11 +16,14 @@ let retryMs = 1000;
 let lastHeard = Date.now();
 let countdownTimer = null;
 let prompt = null;
+let opensAt = null;
+let preQueueTimer = null;
 
 function formatWait(s) {
   if (!isFinite(s) || s <= 0) return "any moment";
   if (s < 60) return `${Math.ceil(s)} s`;
   if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s >= 172800) return `${Math.round(s / 86400).toLocaleString()} days`;
   return `${(s / 3600).toFixed(1)} h`;
 }
 
@@ -62,6 +65,7 @@ async function loadEvent() {
 
 function showState(ev) {
   const opens = new Date(ev.opens_at);
+  opensAt = opens.getTime();
   $("event-sub").textContent =
     ev.state === "scheduled" ? `Sale opens ${opens.toLocaleString()}` : `Sale ${ev.state.replace("_", " ")}`;
 }
@@ -96,6 +100,7 @@ setInterval(() => {
 }, 5000);
 
 function showPosition(position, eta, low, high) {
+  clearInterval(preQueueTimer);
   show("join-card", false);
   show("line-card");
   if (firstPosition === null || position > firstPosition) firstPosition = position;
@@ -116,7 +121,12 @@ function handle(msg) {
         show("join-card", false);
         show("line-card");
         $("position").textContent = "?";
-        $("eta").textContent = "at opening";
+        clearInterval(preQueueTimer);
+        const opening = () => {
+          $("eta").textContent = opensAt > Date.now() ? `opens in ${formatWait((opensAt - Date.now()) / 1000)}` : "drawing…";
+        };
+        opening();
+        preQueueTimer = setInterval(opening, 1000);
         $("line-status").textContent =
           "You're in the pre-queue. When the sale opens, everyone here gets a random place: arriving early gains nothing, and you lose nothing by waiting.";
       } else {

@@ -55,6 +55,16 @@ def buyer(page: Page, api: str, event_id: str, shots: Path) -> None:
     page.screenshot(path=str(shots / "waitroom-confirmed.png"), full_page=True)
 
 
+def pre_queue(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """Joining before the sale opens shows the pre-queue: no position yet, the opening ahead."""
+    page.click("#join")
+    expect(page.locator("#line-card")).to_be_visible()
+    expect(page.locator("#position")).to_have_text("?")
+    expect(page.locator("#eta")).to_contain_text("opens in")
+    expect(page.locator("#line-status")).to_contain_text("random place")
+    page.screenshot(path=str(shots / "waitroom-pre-queue.png"), full_page=True)
+
+
 def admin(page: Page, api: str, event_id: str, shots: Path) -> None:
     """A wrong key is refused; the right one pauses, then resumes, as the API confirms."""
     expect(page.locator("#state")).to_have_text("open")
@@ -71,7 +81,11 @@ def admin(page: Page, api: str, event_id: str, shots: Path) -> None:
     assert httpx.get(f"{api}/v1/events/{event_id}").json()["state"] == "open"
 
 
-SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {"buyer": buyer, "admin": admin}
+SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
+    "buyer": buyer,
+    "pre_queue": pre_queue,
+    "admin": admin,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api.services import Services
-from tests.api.helpers import create_event, get_event
+from tests.api.helpers import FUTURE, create_event, get_event
 from tests.conftest import admin_headers
 
 pytestmark = pytest.mark.anyio
@@ -51,6 +51,15 @@ async def test_a_buyer_joins_waits_pays_and_is_confirmed(
     await _run_scenario("buyer", url, services.http_url, event_id)
     view = await get_event(http, event_id)
     assert sum(s["sold"] for s in view["sections"]) == 2
+
+
+async def test_joining_before_the_sale_opens_shows_the_pre_queue(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Before opens_at the page explains the pre-queue and counts down to the opening."""
+    event_id = (await create_event(http, name="Early birds", opens_at=FUTURE))["id"]
+    await _run_scenario("pre_queue", f"{services.http_url}/events/{event_id}", "", event_id)
+    assert (await get_event(http, event_id))["queue_length"] == 1
 
 
 async def test_admin_page_pauses_and_resumes_admission(
