@@ -59,6 +59,7 @@ async function loadEvent() {
   $("event-name").textContent = ev.name;
   const select = $("quantity");
   for (let q = 1; q <= ev.max_per_order; q++) select.add(new Option(`${q} ticket${q > 1 ? "s" : ""}`, q));
+  $("join").disabled = false; // joining needs the WebSocket URL just read
   const token = sessionStorage.getItem(tokenKey);
   if (token) connect({ type: "resume", token });
 }

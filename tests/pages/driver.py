@@ -57,6 +57,7 @@ def buyer(page: Page, api: str, event_id: str, shots: Path) -> None:
 
 def pre_queue(page: Page, api: str, event_id: str, shots: Path) -> None:
     """Joining before the sale opens shows the pre-queue: no position yet, the opening ahead."""
+    expect(page.locator("#event-name")).to_have_text("Early birds")
     page.click("#join")
     expect(page.locator("#line-card")).to_be_visible()
     expect(page.locator("#position")).to_have_text("?")
