@@ -63,7 +63,7 @@ async def test_client_away_past_grace_is_skipped_and_told_left_on_return(
     """A client gone longer than the grace period loses its place: the client behind it is
     admitted first, the seats it would have taken go to that client, and its resume gets
     ``left``; a client back before its turn (even after the grace) keeps it."""
-    _, http = quick
+    services, http = quick
     event = await create_event(http)
     event_id, url = event["id"], event["waitroom_url"]
     assert (await http.post(f"/v1/events/{event_id}/pause", headers=admin_headers())).is_success
@@ -73,6 +73,10 @@ async def test_client_away_past_grace_is_skipped_and_told_left_on_return(
         brief = await join(ws, "brief", 1, "A")
     async with ws_connect(url) as stay:
         await join(stay, "stay", 2, "A")
+        with anyio.fail_after(10):  # the server noted both disconnects
+            for seq in (gone.ticket, brief.ticket):
+                while (await services.redis.ticket(event_id, seq)).gone is None:  # type: ignore[union-attr]  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
         await anyio.sleep(GRACE_S + 0.3)
         async with ws_connect(url) as ws:  # "brief" is back just before admission resumes
             await send(ws, p.Resume(token=brief.token))
