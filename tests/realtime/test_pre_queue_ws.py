@@ -20,7 +20,7 @@ async def test_pre_queue_clients_learn_their_drawn_places_when_the_sale_opens(
 ) -> None:
     """Three clients joining before opens_at get queued with pre_queue and no position; at the
     opening one is prompted (one hold at a time) and the others get positions 1 and 2."""
-    opens = datetime.now(UTC) + timedelta(seconds=2)
+    opens = datetime.now(UTC) + timedelta(seconds=3)
     event = await create_event(
         http, opens_at=opens.isoformat().replace("+00:00", "Z"), max_active_holds=1
     )
