@@ -17,8 +17,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from api.errors import error_response, handle_booking_error
+from api.pages import page_routes
 from api.responses import json_response
 from api.schemas import (
+    AdmissionBody,
+    AdmissionView,
     BookingView,
     CreatedEvent,
     EventView,
@@ -135,7 +138,9 @@ def create_app(services: Services) -> Starlette:
                 opens_at=spec.opens_at.astimezone(UTC).isoformat(),
                 max_per_order=spec.max_per_order,
                 hold_seconds=spec.hold_seconds,
-                max_active_holds=spec.max_active_holds,
+                max_active_holds=int(snap.meta.get("max_active", spec.max_active_holds)),
+                admissions_per_minute=int(snap.meta.get("rate_per_min", 0)),
+                admitted=st.get("admitted", 0),
                 queue_length=st.get("seq", 0) - st.get("serving", 0),
                 active_holds=_active_holds(st),
                 sections=[
@@ -166,6 +171,18 @@ def create_app(services: Services) -> Starlette:
             return json_response({"id": event_id, "state": result.state})
 
         return change
+
+    async def set_admission(request: Request) -> Response:
+        _require_admin(services, request)
+        event_id = request.path_params["event_id"]
+        await services.catalog.get(event_id)
+        body = await _body(request, AdmissionBody, limit)
+        if body.max_active_holds is None and body.admissions_per_minute is None:
+            raise InvalidRequest("send max_active_holds and/or admissions_per_minute")
+        caps = await services.redis.set_admission(
+            event_id, services.clock.now_ms(), body.max_active_holds, body.admissions_per_minute
+        )
+        return json_response(AdmissionView(event_id, caps.max_active, caps.rate_per_min))
 
     async def pay(request: Request) -> Response:
         claims = _hold_claims(services, request)
@@ -202,9 +219,11 @@ def create_app(services: Services) -> Starlette:
         Route("/v1/events/{event_id}", get_event, methods=["GET"]),
         Route("/v1/events/{event_id}/pause", admission("pause"), methods=["POST"]),
         Route("/v1/events/{event_id}/resume", admission("resume"), methods=["POST"]),
+        Route("/v1/events/{event_id}/admission", set_admission, methods=["PATCH"]),
         Route("/v1/events/{event_id}/audit", audit, methods=["GET"]),
         Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
         Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
+        *page_routes(),
         *_ops_routes(services),
     ]
 

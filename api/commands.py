@@ -144,6 +144,7 @@ async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
         SalePlan(clients=options.clients, pay_ratio=options.pay_ratio, arrival_s=options.arrival_s),
     )
     print(f"Event {report.event_id}: {url}/v1/events/{report.event_id}", file=sys.stderr)
+    print(f"Waiting-room page: {url}/events/{report.event_id}", file=sys.stderr)
     print(report.summary())
     if options.json_path is not None:
         options.json_path.write_bytes(report.to_json())

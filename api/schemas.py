@@ -9,6 +9,8 @@ import msgspec
 from engine.events import EventSpec
 
 __all__ = [
+    "AdmissionBody",
+    "AdmissionView",
     "BookingView",
     "CreatedEvent",
     "ErrorBody",
@@ -58,6 +60,23 @@ class EventView(msgspec.Struct, frozen=True):
     active_holds: int
     sections: list[SectionAvailability]
     waitroom_url: str
+    admissions_per_minute: int = 0  # 0: no rate cap
+    admitted: int = 0  # clients admitted so far (seats held for them)
+
+
+class AdmissionBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Change admission caps live; a field left out keeps its value (rate 0: no rate cap)."""
+
+    max_active_holds: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
+    admissions_per_minute: Annotated[int, msgspec.Meta(ge=0, le=6_000_000)] | None = None
+
+
+class AdmissionView(msgspec.Struct, frozen=True):
+    """The admission caps in force."""
+
+    id: str
+    max_active_holds: int
+    admissions_per_minute: int
 
 
 class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

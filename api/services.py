@@ -79,7 +79,7 @@ async def open_services(
     """Connect, migrate, start the parts ``roles`` asks for; stop them all on exit."""
     assert settings.redis_url and settings.database_url, "resolve embedded servers first"
     clock = clock or WallClock()
-    policy = policy or AdmissionPolicy()
+    policy = policy or AdmissionPolicy(abandon_grace_s=settings.abandon_grace_s)
     async with (
         open_bridge() as bridge,
         open_redis_store(settings.redis_url, bridge) as redis,
@@ -116,7 +116,14 @@ async def open_services(
             settings, redis, pg, catalog, checkout, line, hub, signer, clock, policy=policy
         )
         async with anyio.create_task_group() as tg:
-            for batcher in (checkout.begin, checkout.commit, checkout.confirm, line.joins):
+            batchers = (
+                checkout.begin,
+                checkout.commit,
+                checkout.confirm,
+                line.joins,
+                line.presence,
+            )
+            for batcher in batchers:
                 await tg.start(batcher.run)
             if roles.worker:
                 # Redis agrees with PostgreSQL before admission hands out any seat.
@@ -145,7 +152,13 @@ async def open_services(
 
                 await tg.start(hub.run)
                 handler = WaitroomHandler(
-                    hub, line, catalog, signer, clock, max_pending=settings.max_pending_messages
+                    hub,
+                    line,
+                    catalog,
+                    signer,
+                    clock,
+                    max_pending=settings.max_pending_messages,
+                    heartbeat_interval_s=settings.heartbeat_interval_s,
                 )
                 services.ws_port = await tg.start(
                     partial(

@@ -25,6 +25,8 @@ ENVIRONMENT = {
     "BOOKING_PUBLIC_WS_URL": "public_ws_url",
     "BOOKING_RUNTIME": "runtime",
     "BOOKING_LOG_FORMAT": "log_format",
+    "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
+    "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
 }
 
 
@@ -77,6 +79,10 @@ class Settings:
     join_ip_burst: int = 5_000
     #: Pause between a worker's reconciliation passes (one runs at its start), seconds.
     reconcile_interval_s: float = 5.0
+    #: How long a waiting client may be disconnected and keep its place, seconds.
+    abandon_grace_s: float = 60.0
+    #: Interval of the waiting room's heartbeat message, seconds.
+    heartbeat_interval_s: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -91,6 +97,9 @@ class Settings:
         for name in ("http_port", "ws_port", "metrics_port"):
             if name in values:
                 values[name] = int(values[name])
+        for name in ("abandon_grace_s", "heartbeat_interval_s"):
+            if name in values:
+                values[name] = float(values[name])
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])
         settings = cls(**values)

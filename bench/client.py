@@ -187,6 +187,9 @@ async def _converse(
                 rejoins += 1  # the join did not happen (storage restarting): joining is idempotent
                 await anyio.sleep(0.5)
                 await ws.send(join, text=True)
+            case p.Left():
+                r.outcome, r.ended_at = "left", time.time()
+                return
             case p.Error():
                 r.errors.append(f"{msg.code}: {msg.message}")
                 r.outcome = "error"

@@ -123,7 +123,7 @@ class SaleReport:
         unfinished = [
             r.client_id
             for r in self.results
-            if r.outcome not in ("confirmed", "expired", "sold_out")
+            if r.outcome not in ("confirmed", "expired", "sold_out", "left")
         ]
         if unfinished:
             out.append(

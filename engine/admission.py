@@ -42,6 +42,9 @@ class AdmissionPolicy:
     sweep_batch: int = 1000
     #: Pause after Redis was unreachable, seconds.
     retry_wait_s: float = 0.5
+    #: How long a waiting client may be disconnected before its place is given up
+    #: ("left" when its turn comes), seconds; None keeps every place.
+    abandon_grace_s: float | None = 60.0
 
 
 def _record(event_id: str, s: AdmitSummary) -> None:
@@ -59,16 +62,18 @@ async def run_admission(
     """Admit clients of ``event_id`` in join order until cancelled."""
     while True:
         try:
-            summary = await redis.admit(event_id, clock.now_ms(), policy.batch)
+            grace = policy.abandon_grace_s
+            grace_ms = None if grace is None else int(grace * 1000)
+            summary = await redis.admit(event_id, clock.now_ms(), policy.batch, grace_ms)
             _record(event_id, summary)
-            await _wait_for_work(redis, event_id, summary, policy)
+            await _wait_for_work(redis, event_id, summary, clock, policy)
         except StorageUnavailable:
             logger.warning("admission for %s: Redis unreachable, retrying", event_id)
             await anyio.sleep(policy.retry_wait_s)
 
 
 async def _wait_for_work(
-    redis: RedisStore, event_id: str, summary: AdmitSummary, policy: AdmissionPolicy
+    redis: RedisStore, event_id: str, summary: AdmitSummary, clock: Clock, policy: AdmissionPolicy
 ) -> None:
     """Wait until the next admission call may decide something (not at all after a full batch)."""
     if summary.reason == "budget":
@@ -77,6 +82,11 @@ async def _wait_for_work(
         await redis.wait_for_line(event_id, summary.seq, int(policy.idle_wait_s * 1000))
     elif summary.reason == "not_open":
         await anyio.sleep(policy.closed_wait_s)
+    elif (
+        summary.reason == "rate"
+    ):  # the next token; a cap changed live is seen within blocked_wait_s
+        wait_ms = min(max(summary.next_ms - clock.now_ms(), 1), int(policy.blocked_wait_s * 1000))
+        await anyio.sleep(wait_ms / 1000)
     else:  # capped, waiting_for_seats: an expiry or a payment (a notify entry) frees room
         await redis.wait_for_notify(event_id, summary.notify_id, int(policy.blocked_wait_s * 1000))
 

@@ -24,9 +24,15 @@ from realtime import protocol as p
 from realtime.metrics import CONNECTIONS, MESSAGES_SENT
 from realtime.session import ClientSession
 from storage.errors import StorageUnavailable
-from storage.records import Confirmed, Expired, NotifyBatch, Outcome, Prompted, SoldOut
+from storage.records import Confirmed, Expired, Left, NotifyBatch, Outcome, Prompted, SoldOut
 from storage.redis_store import RedisStore
-from waitroom.eta import OutflowEstimator, position, update_interval, wire_eta
+from waitroom.eta import (
+    OutflowEstimator,
+    admission_prior,
+    position,
+    update_interval,
+    wire_eta,
+)
 from waitroom.line import TicketState
 from waitroom.tokens import TokenKind, TokenSigner
 
@@ -109,20 +115,32 @@ class Hub:
         elif old is not session:
             old.waiting = False  # a newer connection of the same ticket takes over
         ch.sessions[session.seq] = session
-        return ch.serving < session.seq and ch.state != "sold_out"
+        if ch.state == "sold_out":
+            return False
+        return session.place == 0 or ch.serving < session.place
 
-    def detach(self, session: ClientSession) -> None:
-        """Stop routing to ``session``."""
+    def detach(self, session: ClientSession) -> bool:
+        """Stop routing to ``session``; False if another connection of its ticket took over."""
         ch = self._channels.get(session.event_id or "")
         if ch is not None and ch.sessions.get(session.seq) is session:
             del ch.sessions[session.seq]
             CONNECTIONS.dec()
+            return True
+        return False
 
-    def queued_message(self, ch: EventChannel, seq: int, token: str) -> p.Queued:
-        """The ``queued`` message for ticket ``seq``."""
-        pos = position(seq, ch.serving)
+    def queued_message(self, ch: EventChannel, seq: int, place: int, token: str) -> p.Queued:
+        """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
+        if place == 0:
+            return p.Queued(ticket=seq, token=token, position=0, eta_s=0.0, pre_queue=True)
+        pos = position(place, ch.serving)
+        low, high = ch.estimator.eta_range_s(pos)
         return p.Queued(
-            ticket=seq, token=token, position=pos, eta_s=wire_eta(ch.estimator.eta_s(pos))
+            ticket=seq,
+            token=token,
+            position=pos,
+            eta_s=wire_eta(ch.estimator.eta_s(pos)),
+            eta_low_s=wire_eta(low),
+            eta_high_s=wire_eta(high),
         )
 
     async def prompt_message(self, outcome: Prompted, event_id: str) -> p.Prompt:
@@ -165,6 +183,8 @@ class Hub:
             return p.Confirmed(booking_id=rec.bk or "")
         if rec.st == "expired":
             return p.Expired()
+        if rec.st == "left":
+            return p.Left()
         if rec.st == "sold_out" or state.event_state in ("sold_out", "closed"):
             return p.SoldOut()
         return None
@@ -183,14 +203,16 @@ class Hub:
                 message = p.Expired()
             case Confirmed():
                 message = p.Confirmed(booking_id=outcome.booking_id)
+            case Left():
+                message = p.Left()
         session.waiting = False
         session.send(p.encode(message))
         MESSAGES_SENT.labels(message.__struct_config__.tag).inc()
 
     def _sold_out_after(self, ch: EventChannel, after: int) -> None:
         frame = p.encode(p.SoldOut())
-        for seq, session in ch.sessions.items():
-            if seq > after and session.waiting:
+        for session in ch.sessions.values():
+            if (session.place == 0 or session.place > after) and session.waiting:
                 session.waiting = False
                 session.send(frame)
                 MESSAGES_SENT.labels("sold_out").inc()
@@ -217,6 +239,12 @@ class Hub:
             snapshot = await self._redis.snapshot(ch.event_id)
             if snapshot is not None:
                 ch.serving, ch.state = snapshot.stats.get("serving", 0), snapshot.state
+                spec = await self._catalog.get(ch.event_id)
+                ch.estimator.prior_rate = admission_prior(
+                    int(snapshot.meta.get("max_active", spec.max_active_holds)),
+                    spec.hold_seconds,
+                    int(snapshot.meta.get("rate_per_min", 0)),
+                )
             ch.ready.set()
         while True:
             batches: list[NotifyBatch] = await self._redis.read_notify(
@@ -231,6 +259,17 @@ class Hub:
                     ch.state = "sold_out"
                     self._sold_out_after(ch, batch.sold_out_after)
 
+    async def _place_pre_queue(self, ch: EventChannel) -> None:
+        """Learn the places drawn for this server's pre-queue clients once the line opened."""
+        waiting = [seq for seq, s in ch.sessions.items() if s.place == 0 and s.waiting]
+        if not waiting:
+            return
+        places = await self._redis.places(ch.event_id, waiting)
+        for seq, place in places.items():
+            session = ch.sessions.get(seq)
+            if session is not None and session.place == 0:
+                session.place = place
+
     async def _tick_positions(self, ch: EventChannel) -> None:
         await ch.ready.wait()
         while True:
@@ -243,17 +282,31 @@ class Hub:
             if snapshot.state == "sold_out" and ch.state != "sold_out":
                 ch.state = "sold_out"
                 self._sold_out_after(ch, ch.serving)
+            if snapshot.meta.get("opened") == "1":
+                await self._place_pre_queue(ch)
+            stats = snapshot.stats
+            may_return = stats.get("free", 0) == 0 and stats.get("held", 0) > 0
             sent = 0
             now = anyio.current_time()
-            for seq, session in ch.sessions.items():
-                if not session.waiting or now < session.next_position_at:
+            for session in ch.sessions.values():
+                if not session.waiting or session.place == 0:
                     continue
-                pos = position(seq, ch.serving)
-                if pos != session.last_position:
+                pos = position(session.place, ch.serving)
+                flag_changed = may_return != session.seats_may_return
+                if now < session.next_position_at and not flag_changed:
+                    continue
+                if pos != session.last_position or flag_changed:
+                    session.seats_may_return = may_return
                     eta = ch.estimator.eta_s(pos)
-                    session.send_position(
-                        pos, p.encode(p.Position(position=pos, eta_s=wire_eta(eta)))
+                    low, high = ch.estimator.eta_range_s(pos)
+                    message = p.Position(
+                        position=pos,
+                        eta_s=wire_eta(eta),
+                        eta_low_s=wire_eta(low),
+                        eta_high_s=wire_eta(high),
+                        seats_may_return=may_return,
                     )
+                    session.send_position(pos, p.encode(message))
                     session.next_position_at = now + update_interval(eta, self._position_interval_s)
                     sent += 1
             if sent:

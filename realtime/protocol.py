@@ -15,7 +15,11 @@ __all__ = [
     "Confirmed",
     "Error",
     "Expired",
+    "Heartbeat",
     "Join",
+    "Left",
+    "Ping",
+    "Pong",
     "Position",
     "Prompt",
     "Queued",
@@ -56,23 +60,42 @@ class Resume(_ClientMessage, frozen=True):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-ClientMessage = Join | Resume
+class Ping(_ClientMessage, frozen=True):
+    """Are you there? (answered with ``pong``; sending one also keeps the connection busy)."""
+
+
+ClientMessage = Join | Resume | Ping
 
 
 class Queued(_Message, frozen=True):
-    """You are in line: keep ``token`` to resume."""
+    """You are in line: keep ``token`` to resume.
+
+    ``pre_queue``: you joined before the sale opens; your place is drawn at random
+    when it opens (``position`` is 0 until then, followed by a ``position``).
+    ``eta_low_s`` / ``eta_high_s`` bound the estimated wait (0 when not known).
+    """
 
     ticket: int
     token: str
     position: int
     eta_s: float
+    eta_low_s: float = 0.0
+    eta_high_s: float = 0.0
+    pre_queue: bool = False
 
 
 class Position(_Message, frozen=True):
-    """Your place in line has moved."""
+    """Your place in line has moved (``eta_low_s`` / ``eta_high_s``: the wait's range).
+
+    ``seats_may_return``: no seat is free, but open holds may still be released;
+    if they are, admission goes on in order (sent again when this changes).
+    """
 
     position: int
     eta_s: float
+    eta_low_s: float = 0.0
+    eta_high_s: float = 0.0
+    seats_may_return: bool = False
 
 
 class Seat(msgspec.Struct, frozen=True):
@@ -108,6 +131,18 @@ class SoldOut(_Message, frozen=True, tag="sold_out"):
     """Nothing is left for you."""
 
 
+class Left(_Message, frozen=True):
+    """You were away longer than the grace period when your turn came: your place was given up."""
+
+
+class Heartbeat(_Message, frozen=True):
+    """Sent at a fixed interval so clients (and proxies) know the connection is alive."""
+
+
+class Pong(_Message, frozen=True):
+    """The answer to ``ping``."""
+
+
 class Error(_Message, frozen=True):
     """Your last message was refused (or the server cannot serve you)."""
 
@@ -115,7 +150,9 @@ class Error(_Message, frozen=True):
     message: str
 
 
-ServerMessage = Queued | Position | Prompt | Confirmed | Expired | SoldOut | Error
+ServerMessage = (
+    Queued | Position | Prompt | Confirmed | Expired | SoldOut | Left | Heartbeat | Pong | Error
+)
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
 server_decoder = msgspec.json.Decoder(ServerMessage)

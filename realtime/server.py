@@ -48,6 +48,7 @@ class WaitroomHandler:
         clock: Clock,
         *,
         max_pending: int = 32,
+        heartbeat_interval_s: float = 15.0,
     ) -> None:
         self._hub = hub  # routing of outcomes and positions
         self._line = line  # joins
@@ -55,6 +56,7 @@ class WaitroomHandler:
         self._signer = signer  # queue tokens
         self._clock = clock  # token expiry
         self._max_pending = max_pending  # per-client outbox bound
+        self._heartbeat_interval_s = heartbeat_interval_s  # cadence of heartbeat messages
 
     async def __call__(self, ws: Any) -> None:
         """Serve ``ws`` until it closes."""
@@ -63,9 +65,12 @@ class WaitroomHandler:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(session.run_writer)
+                heartbeat = anyio.CancelScope()
+                tg.start_soon(self._heartbeat, session, heartbeat)
                 try:
                     await self._read(ws, session)
                 finally:
+                    heartbeat.cancel()
                     # Let the writer send what is queued (an error, say), briefly.
                     session.finish()
                     tg.cancel_scope.deadline = anyio.current_time() + 2
@@ -73,8 +78,25 @@ class WaitroomHandler:
             if not _is_disconnect(exc):
                 logger.exception("waitroom connection failed")
         finally:
-            self._hub.detach(session)
+            routed = self._hub.detach(session)
             OPEN_SOCKETS.dec()
+            if routed and session.waiting and session.event_id is not None:
+                await self._mark_gone(session.event_id, session.seq)
+
+    async def _mark_gone(self, event_id: str, seq: int) -> None:
+        """Start the client's grace period: its place is kept until it runs out."""
+        with anyio.move_on_after(5, shield=True):
+            try:
+                await self._line.mark_presence(event_id, seq, gone=True)
+            except StorageError:
+                logger.warning("waitroom: could not mark ticket %s of %s as gone", seq, event_id)
+
+    async def _heartbeat(self, session: ClientSession, scope: anyio.CancelScope) -> None:
+        frame = p.encode(p.Heartbeat())
+        with scope:
+            while True:
+                await anyio.sleep(self._heartbeat_interval_s)
+                session.send(frame)
 
     async def _read(self, ws: Any, session: ClientSession) -> None:
         match = _PATH.match(ws.request.path.split("?", 1)[0])
@@ -96,6 +118,9 @@ class WaitroomHandler:
                 message = p.client_decoder.decode(raw)
             except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
                 _refuse(session, "invalid_message", str(exc))
+                continue
+            if isinstance(message, p.Ping):
+                session.send(p.encode(p.Pong()))
                 continue
             if session.event_id is not None:
                 _refuse(session, "already_joined", "this connection has a place already")
@@ -127,7 +152,7 @@ class WaitroomHandler:
         if result.seq == 0:
             session.send(p.encode(p.SoldOut()))
             return
-        await self._attach(ch, session, result.seq)
+        await self._attach(ch, session, result.seq, result.place)
 
     async def _resume(self, event_id: str, msg: p.Resume, session: ClientSession) -> None:
         try:
@@ -138,15 +163,19 @@ class WaitroomHandler:
         if claims.event_id != event_id:
             _refuse(session, "invalid_token", "token is for another event")
             return
-        await self._attach(await self._hub.channel(event_id), session, claims.seq)
+        ch = await self._hub.channel(event_id)
+        place = await self._line.place(event_id, claims.seq)
+        await self._line.mark_presence(event_id, claims.seq, gone=False)
+        await self._attach(ch, session, claims.seq, place)
 
-    async def _attach(self, ch: EventChannel, session: ClientSession, seq: int) -> None:
+    async def _attach(self, ch: EventChannel, session: ClientSession, seq: int, place: int) -> None:
         session.event_id, session.seq, session.waiting = ch.event_id, seq, True
+        session.place = place
         token = self._signer.issue(
             TokenKind.QUEUE, ch.event_id, seq, self._clock.now_ms() // 1000 + QUEUE_TOKEN_TTL_S
         )
         undecided = self._hub.attach(ch, session)
-        session.send(p.encode(self._hub.queued_message(ch, seq, token)))
+        session.send(p.encode(self._hub.queued_message(ch, seq, place, token)))
         if undecided:
             return
         # Decided before this connection was routed: tell it where it stands. It is in

@@ -32,8 +32,10 @@ class ClientSession:
         self.transport = transport  # the WebSocket
         self.event_id: str | None = None  # set by join/resume
         self.seq = 0  # ticket seq once in line
+        self.place = 0  # place in line (position = place - serving); 0 while in the pre-queue
         self.waiting = False  # in line, not yet decided
         self.last_position = -1  # the last position sent
+        self.seats_may_return = False  # the last seats_may_return sent
         self.next_position_at = 0.0  # loop time before which no position update is due
         self._max_pending = max_pending  # outbox bound before disconnecting
         self._outbox: deque[bytes] = deque()  # messages in order

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "AdmissionCaps",
     "AdmitSummary",
     "BeginPaymentResult",
     "Confirmed",
@@ -12,6 +13,7 @@ __all__ = [
     "ExpireSummary",
     "Expired",
     "JoinResult",
+    "Left",
     "NotifyBatch",
     "Outcome",
     "Prompted",
@@ -22,11 +24,16 @@ __all__ = [
 
 
 class JoinResult(msgspec.Struct, frozen=True):
-    """A client's place: its ticket seq (0 when refused), status, and the serving counter."""
+    """A client's ticket seq (0 when refused), status, the serving counter, and its place.
+
+    ``place`` is the ticket's place in line (its position is place - serving); 0
+    while it waits in the pre-queue for the opening shuffle.
+    """
 
     seq: int
     st: str
     serving: int = 0
+    place: int = 0
 
 
 class AdmitSummary(msgspec.Struct, frozen=True):
@@ -44,6 +51,15 @@ class AdmitSummary(msgspec.Struct, frozen=True):
     sold: int
     reason: str
     notify_id: str = "0-0"
+    next_ms: int = 0  # with reason "rate": when the next admission is allowed (ms)
+    left: int = 0  # clients skipped because they left (gone longer than the grace)
+
+
+class AdmissionCaps(msgspec.Struct, frozen=True):
+    """An event's admission caps in force (``rate_per_min`` 0: no rate cap)."""
+
+    max_active: int
+    rate_per_min: int
 
 
 class ExpireSummary(msgspec.Struct, frozen=True):
@@ -92,6 +108,8 @@ class TicketRecord(msgspec.Struct, frozen=True):
     k: str | None = None
     bk: str | None = None
     rt: int | None = None
+    pl: int | None = None  # place in line of a shuffled pre-queue ticket (else: seq)
+    gone: int | None = None  # while queued: when the client's connection was lost (ms)
 
 
 class EventSnapshot(msgspec.Struct, frozen=True):
@@ -135,7 +153,13 @@ class Confirmed(msgspec.Struct, frozen=True, tag="confirmed"):
     booking_id: str
 
 
-Outcome = Prompted | SoldOut | Expired | Confirmed
+class Left(msgspec.Struct, frozen=True, tag="left"):
+    """The client was gone longer than the grace period when its turn came."""
+
+    seq: int
+
+
+Outcome = Prompted | SoldOut | Expired | Confirmed | Left
 
 
 class NotifyBatch(msgspec.Struct, frozen=True):

@@ -7,6 +7,7 @@ script call per event.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ from storage.errors import StorageError, StorageUnavailable
 from storage.keys import EVENTS_KEY, event_keys
 from storage.metrics import BATCH_SIZE, ROUND_TRIPS
 from storage.records import (
+    AdmissionCaps,
     AdmitSummary,
     BeginPaymentResult,
     Confirmed,
@@ -31,6 +33,7 @@ from storage.records import (
     Expired,
     ExpireSummary,
     JoinResult,
+    Left,
     NotifyBatch,
     Outcome,
     Prompted,
@@ -43,6 +46,7 @@ __all__ = [
     "SCRIPT_NAMES",
     "BookedSeats",
     "BucketLimit",
+    "Presence",
     "RedisStore",
     "TokenRequest",
     "open_redis_store",
@@ -63,6 +67,8 @@ SCRIPT_NAMES = (
     "set_event_state",
     "reconcile_bookings",
     "take_tokens",
+    "set_admission",
+    "mark_presence",
 )
 
 #: Scripts that do not work on an event's key layout, loaded without the prelude.
@@ -124,6 +130,15 @@ class HoldRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Presence:
+    """A waiting client's connection lost (``gone``) or back."""
+
+    event_id: str
+    seq: int
+    gone: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PaidHold:
     """A hold whose booking is durable, to be marked sold."""
 
@@ -150,6 +165,7 @@ class BookedSeats:
 _admit_decoder = msgspec.json.Decoder(AdmitSummary)
 _expire_decoder = msgspec.json.Decoder(ExpireSummary)
 _state_decoder = msgspec.json.Decoder(StateChange)
+_caps_decoder = msgspec.json.Decoder(AdmissionCaps)
 _join_decoder = msgspec.json.Decoder(list[JoinResult])
 _begin_decoder = msgspec.json.Decoder(list[BeginPaymentResult])
 _strings_decoder = msgspec.json.Decoder(list[str])
@@ -163,6 +179,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _shuffle_seeds() -> list[int]:
+    """Two seeds for the opening shuffle of the pre-queue (scripts cannot draw their own)."""
+    return [secrets.randbelow(2**31), secrets.randbelow(2**31)]
+
+
 def _outcome(item: list[Any]) -> Outcome:
     seq, kind = int(item[0]), item[1]
     if kind == "prompt":
@@ -173,6 +194,8 @@ def _outcome(item: list[Any]) -> Outcome:
         return Expired(seq)
     if kind == "confirmed":
         return Confirmed(seq, str(item[2]))
+    if kind == "left":
+        return Left(seq)
     raise StorageError(f"unknown notify item kind {kind!r}")
 
 
@@ -335,6 +358,36 @@ class RedisStore:
         )
         return _state_decoder.decode(raw)
 
+    async def set_admission(
+        self, event_id: str, now: int, max_active: int | None, rate_per_min: int | None
+    ) -> AdmissionCaps:
+        """Change the admission caps (None keeps one); wakes workers waiting on the caps."""
+        keys = await self._keys(event_id)
+        args = [now, "" if max_active is None else max_active]
+        args.append("" if rate_per_min is None else rate_per_min)
+        [raw] = await self._run_scripts("set_admission", [("set_admission", keys, args)])
+        return _caps_decoder.decode(raw)
+
+    async def places(self, event_id: str, seqs: Sequence[int]) -> dict[int, int]:
+        """The place in line of each ticket (0 while in the pre-queue), one round trip."""
+        if not seqs:
+            return {}
+        k = event_keys(event_id)
+
+        async def fetch() -> Any:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hmget(k.tickets, [str(s) for s in seqs])
+            pipe.hget(k.meta, "opened")
+            return await pipe.execute()
+
+        raws, opened = await self._call("places", fetch)
+        out: dict[int, int] = {}
+        for seq, raw in zip(seqs, raws, strict=True):
+            if raw is not None:
+                rec = _ticket_decoder.decode(raw)
+                out[seq] = rec.pl or (seq if opened == b"1" else 0)
+        return out
+
     async def seat_maps(self, event_id: str) -> dict[str, str]:
         """The seat map of each section (for audits and tests)."""
         keys = await self._keys(event_id)
@@ -366,10 +419,16 @@ class RedisStore:
 
     # -- the line ---------------------------------------------------------------
 
-    async def admit(self, event_id: str, now: int, max_count: int) -> AdmitSummary:
-        """Decide up to ``max_count`` clients at the head of the line."""
+    async def admit(
+        self, event_id: str, now: int, max_count: int, grace_ms: int | None = None
+    ) -> AdmitSummary:
+        """Decide up to ``max_count`` clients at the head of the line; clients gone for
+        ``grace_ms`` or longer are skipped as left (None: never)."""
         keys = await self._keys(event_id)
-        [raw] = await self._run_scripts("admit_next", [("admit_next", keys, [now, max_count])])
+        args: list[Any] = [now, max_count, *_shuffle_seeds()]
+        if grace_ms is not None:
+            args.append(grace_ms)
+        [raw] = await self._run_scripts("admit_next", [("admit_next", keys, args)])
         return _admit_decoder.decode(raw)
 
     async def expire(self, event_id: str, now: int, limit: int) -> ExpireSummary:
@@ -429,18 +488,21 @@ class RedisStore:
         self,
         op: str,
         now: int,
-        head: list[Any],
+        head: list[Any] | Callable[[], list[Any]],
         items: Sequence[_EventItem],
         fields: Callable[[Any], list[Any]],
         decoder: msgspec.json.Decoder[list[R]],
     ) -> list[R]:
-        """One script call per event, all in one round trip; results in ``items`` order."""
+        """One script call per event, all in one round trip; results in ``items`` order.
+
+        ``head``: arguments after now_ms, or a function drawing them afresh per call.
+        """
         by_event: dict[str, list[int]] = defaultdict(list)
         for i, item in enumerate(items):
             by_event[item.event_id].append(i)
         calls = []
         for event_id, idx in by_event.items():
-            args: list[Any] = [now, *head]
+            args: list[Any] = [now, *(head() if callable(head) else head)]
             for i in idx:
                 args += fields(items[i])
             calls.append((op, await self._keys(event_id), args))
@@ -455,7 +517,7 @@ class RedisStore:
         return await self._per_event(
             "join_queue",
             now,
-            [],
+            _shuffle_seeds,
             requests,
             lambda r: [r.client_id, r.quantity, r.section],
             _join_decoder,
@@ -483,6 +545,17 @@ class RedisStore:
         for idx, raw in zip(by_event.values(), raws, strict=True):
             answered.update(zip(idx, (bool(x) for x in _ints_decoder.decode(raw)), strict=True))
         return [answered[i] for i in range(len(requests))]
+
+    async def mark_presence(self, marks: Sequence[Presence], now: int) -> list[str]:
+        """Note lost and regained connections of waiting clients (one round trip for all)."""
+        return await self._per_event(
+            "mark_presence",
+            now,
+            [],
+            marks,
+            lambda m: [m.seq, "1" if m.gone else "0"],
+            _strings_decoder,
+        )
 
     async def begin_payments(
         self, holds: Sequence[HoldRef], now: int, window_ms: int

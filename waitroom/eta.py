@@ -9,12 +9,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAX_ETA_S", "OutflowEstimator", "position", "update_interval", "wire_eta"]
+__all__ = [
+    "MAX_ETA_S",
+    "OutflowEstimator",
+    "admission_prior",
+    "position",
+    "update_interval",
+    "wire_eta",
+]
 
 
 def position(seq: int, serving: int) -> int:
     """How many clients are decided before this one (1 = next)."""
     return max(seq - serving, 0)
+
+
+def admission_prior(max_active: int, hold_s: float, rate_per_min: int) -> float:
+    """Clients per second the caps allow at most: the outflow to assume until measured.
+
+    Checkout turns over ``max_active`` holds per ``hold_s`` at worst (everyone lets
+    the hold run out); a rate cap, when set, may be lower.
+    """
+    rate = max_active / hold_s
+    return min(rate, rate_per_min / 60) if rate_per_min > 0 else rate
 
 
 #: The longest wait shown; a stalled line (no outflow measured) shows this.
@@ -48,6 +65,7 @@ class OutflowEstimator:
     prior_rate: float
     half_life_s: float = 5.0
     _rate: float | None = None
+    _var: float = 0.0
     _last_serving: int | None = None
     _last_t: float | None = None
 
@@ -61,7 +79,12 @@ class OutflowEstimator:
             return
         sample = max(serving - self._last_serving, 0) / dt
         weight = 1 - 0.5 ** (dt / self.half_life_s)
-        self._rate = sample if self._rate is None else self._rate + weight * (sample - self._rate)
+        if self._rate is None:
+            self._rate = sample
+        else:
+            diff = sample - self._rate
+            self._rate += weight * diff
+            self._var = (1 - weight) * (self._var + weight * diff * diff)
         self._last_serving, self._last_t = serving, t
 
     @property
@@ -73,3 +96,14 @@ class OutflowEstimator:
         """Estimated seconds until position ``pos`` is decided."""
         rate = self.rate
         return pos / rate if rate > 0 else float("inf")
+
+    def eta_range_s(self, pos: int) -> tuple[float, float]:
+        """A range for the wait of position ``pos``: the rate plus or minus one standard
+        deviation of the measured samples (a factor of two either way on the prior)."""
+        rate = self.rate
+        if rate <= 0:
+            return float("inf"), float("inf")
+        if self._rate is None:
+            return pos / (2 * rate), 2 * pos / rate
+        sd = self._var**0.5
+        return pos / (rate + sd), pos / max(rate - sd, rate / 4)

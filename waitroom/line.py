@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from engine.clock import Clock
 from storage.batcher import Batcher
 from storage.records import JoinResult, TicketRecord
-from storage.redis_store import BucketLimit, JoinRequest, RedisStore, TokenRequest
+from storage.redis_store import BucketLimit, JoinRequest, Presence, RedisStore, TokenRequest
 
 __all__ = ["RATE_LIMITED", "JoinLimits", "TicketState", "WaitingLine"]
 
@@ -42,6 +42,7 @@ class WaitingLine:
         self.joins: Batcher[tuple[JoinRequest, str], JoinResult] = Batcher(
             self._join_batch, name="join_queue"
         )
+        self.presence: Batcher[Presence, str] = Batcher(self._presence_batch, name="presence")
 
     async def _join_batch(self, batch: list[tuple[JoinRequest, str]]) -> list[JoinResult]:
         now = self._clock.now_ms()
@@ -68,6 +69,17 @@ class WaitingLine:
         ``st`` is ``rate_limited`` (seq 0) when the client id or ``ip`` joined too often.
         """
         return await self.joins.submit((JoinRequest(event_id, client_id, quantity, section), ip))
+
+    async def _presence_batch(self, marks: list[Presence]) -> list[str]:
+        return await self._redis.mark_presence(marks, self._clock.now_ms())
+
+    async def mark_presence(self, event_id: str, seq: int, *, gone: bool) -> str:
+        """Note that a waiting client lost (``gone``) or regained its connection."""
+        return await self.presence.submit(Presence(event_id, seq, gone))
+
+    async def place(self, event_id: str, seq: int) -> int:
+        """Ticket ``seq``'s place in line (0 while in the pre-queue or unknown)."""
+        return (await self._redis.places(event_id, [seq])).get(seq, 0)
 
     async def state(self, event_id: str, seq: int) -> TicketState:
         """The current state of ticket ``seq``."""

@@ -2,10 +2,14 @@
 --
 -- KEYS, the same layout for every event script (built by storage/keys.py):
 --   KEYS[1] meta     hash: state, opens_at_ms, hold_ms, max_active, max_per_order,
---                    sections (comma-separated ids, best first), price:<S> (cents)
+--                    sections (comma-separated ids, best first), price:<S> (cents),
+--                    opened ("1" once the pre-queue was shuffled into the line),
+--                    rate_per_min (admissions per minute, absent or 0 = no cap)
 --   KEYS[2] stats    hash: seq, serving, capacity, free, held, sold, free:<S>,
---                    held:<S>, sold:<S>, admitted, expired, confirmed, sold_out
---   KEYS[3] queue    stream: one entry per join, id "<seq>-0"
+--                    held:<S>, sold:<S>, admitted, expired, confirmed, sold_out, left,
+--                    tb_mt / tb_ms (admission token bucket: milli-tokens, last refill ms)
+--   KEYS[3] queue    stream: one entry per place in line, id "<place>-0", fields
+--                    c (client id) and, for shuffled pre-queue tickets, t (ticket seq)
 --   KEYS[4] tickets  hash: seq -> JSON ticket record (see below)
 --   KEYS[5] clients  hash: client id -> seq
 --   KEYS[6] expiry   zset: seq of each open hold, score = release time (ms)
@@ -15,8 +19,11 @@
 -- Seat maps: one byte per seat, "0" free, "h" held, "s" sold; rows end with "|",
 -- best row first. A seat's position is its 1-based byte offset in the map.
 --
--- Ticket record fields: st (queued, held, paying, confirmed, expired, sold_out),
+-- Ticket record fields: st (queued, held, paying, confirmed, expired, sold_out,
+-- left), gone (ms since the client's connection was lost, while queued),
 -- q (quantity), s (requested section, "" = any), c (client id), j (join ms),
+-- pl (place in line of a pre-queue ticket, set when the line opens; any other
+-- ticket's place is its seq),
 -- hs (held section), seats (positions), amt (cents), exp (hold ends, ms),
 -- pu (payment window ends, ms), k (idempotency key), bk (booking id),
 -- rt (released by the expiry sweep, ms).
@@ -114,4 +121,72 @@ local function notify(kind, items, extra)
     end
   end
   redis.call(unpack(fields))
+end
+
+-- The line opens once opens_at has passed. Tickets taken before (the pre-queue:
+-- seqs 1..n, as nothing else can have joined yet) get places 1..n in a uniformly
+-- random order, drawn from the caller's seeds: Redis 6.2 gives scripts a fixed
+-- math.random seed, so the generator is our own (L'Ecuyer's combined LCG, exact
+-- in doubles: every product stays below 2^53). Later joins get place = seq.
+-- Atomic and idempotent: "opened" is set in the same call that shuffles.
+local function line_opened()
+  return redis.call('HGET', K_META, 'opened') == '1'
+end
+
+local function open_line(now, seed1, seed2)
+  if now < num(redis.call('HGET', K_META, 'opens_at_ms')) then
+    return
+  end
+  local state = redis.call('HGET', K_META, 'state')
+  if state == 'scheduled' then
+    redis.call('HSET', K_META, 'state', 'open')
+  end
+  if state == 'closed' or line_opened() then
+    return
+  end
+  local m1, m2, span = 2147483563, 2147483399, 2147483562
+  local s1 = (num(seed1) % (m1 - 1)) + 1
+  local s2 = (num(seed2) % (m2 - 1)) + 1
+  local function below(k) -- uniform integer in [0, k)
+    local limit = span - (span % k)
+    while true do
+      s1 = (40014 * s1) % m1
+      s2 = (40692 * s2) % m2
+      local z = s1 - s2
+      if z < 1 then
+        z = z + span
+      end
+      if z - 1 < limit then
+        return (z - 1) % k
+      end
+    end
+  end
+  local n = stat('seq')
+  local order = {}
+  for i = 1, n do
+    order[i] = i
+  end
+  for i = n, 2, -1 do
+    local j = below(i) + 1
+    order[i], order[j] = order[j], order[i]
+  end
+  for place = 1, n do
+    local seq = order[place]
+    local rec = get_ticket(seq)
+    rec.pl = place
+    put_ticket(seq, rec)
+    redis.call('XADD', K_QUEUE, place .. '-0', 'c', rec.c, 't', seq)
+  end
+  redis.call('HSET', K_META, 'opened', '1')
+end
+
+-- A ticket's place in line: 0 while it waits in the pre-queue.
+local function place_of(seq, rec)
+  if rec.pl then
+    return rec.pl
+  end
+  if line_opened() then
+    return tonumber(seq)
+  end
+  return 0
 end

@@ -4,26 +4,36 @@
 -- One call reads up to max_count queue entries, holds their seats, advances the
 -- serving counter and publishes one notify entry: reading, holding and
 -- acknowledging are one atomic step, so a worker that dies between calls leaves
--- nothing half-done and nothing to reclaim.
+-- nothing half-done and nothing to reclaim. The first call at or after opens_at
+-- shuffles the pre-queue into the line (open_line in _prelude.lua).
+--
+-- Admission control: at most meta.max_active holds open, and at most
+-- meta.rate_per_min admissions per minute (absent or 0: no rate cap), enforced
+-- by a token bucket in stats (tb_mt milli-tokens, refilled at the rate up to one
+-- second's worth, at least one token; tb_ms the last refill, ms). Only
+-- admissions take a token.
 --
 -- KEYS: the event layout of _prelude.lua.
 -- ARGV[1] now_ms     current time, ms since epoch
 -- ARGV[2] max_count  most queue entries to decide in this call
+-- ARGV[3] seed1      random integer in [0, 2^31) for the opening shuffle
+-- ARGV[4] seed2      random integer in [0, 2^31) for the opening shuffle
+-- ARGV[5] grace_ms   (optional) a queued client whose connection was lost at least
+--                    this long ago (ticket field gone) is skipped as "left"; left
+--                    clients take no hold and count against no cap or budget
 -- Returns JSON {state, admitted, sold_out, skipped, serving, seq, active, free,
--- held, sold, reason, notify_id}; notify_id is the newest notify entry (a worker
--- that must wait blocks on entries after it: expiries and payments free room);
--- reason says why the call stopped: "empty" (nobody
--- waiting), "capped" (max_active holds open), "waiting_for_seats" (the head of
--- the line needs seats that open holds may give back), "not_open", or "budget".
--- Seats: best row first; together in one row when possible, otherwise the first
--- free seats in best-row order. Section "" tries every section, best first.
+-- held, sold, reason, notify_id, next_ms, left}; notify_id is the newest notify entry
+-- (a worker that must wait blocks on entries after it: expiries and payments
+-- free room); reason says why the call stopped: "empty" (nobody waiting),
+-- "capped" (max_active holds open), "rate" (the admission rate is used up until
+-- next_ms), "waiting_for_seats" (the head of the line needs seats that open
+-- holds may give back), "not_open", or "budget".
+-- Seats: best row first; together in one row when possible, otherwise spread
+-- over the fewest rows. Section "" tries every section, best first.
 
-local now, max_count = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, max_count, grace_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
+open_line(now, ARGV[3], ARGV[4])
 local state = redis.call('HGET', K_META, 'state')
-if state == 'scheduled' and now >= num(redis.call('HGET', K_META, 'opens_at_ms')) then
-  state = 'open'
-  redis.call('HSET', K_META, 'state', state)
-end
 
 -- The newest notify entry: a blocked worker waits for entries after it.
 local function last_notify_id()
@@ -34,11 +44,14 @@ local function last_notify_id()
   return last[1][1]
 end
 
+local next_ms, left = 0, 0
+
 local function summary(admitted, sold_out, skipped, reason)
   return cjson.encode({state = state, admitted = admitted, sold_out = sold_out,
     skipped = skipped, serving = stat('serving'), seq = stat('seq'),
     active = redis.call('ZCARD', K_EXPIRY), free = stat('free'), held = stat('held'),
-    sold = stat('sold'), reason = reason, notify_id = last_notify_id()})
+    sold = stat('sold'), reason = reason, notify_id = last_notify_id(), next_ms = next_ms,
+    left = left})
 end
 
 if state ~= 'open' and state ~= 'sold_out' then
@@ -68,6 +81,26 @@ if state == 'open' then
   budget = math.min(budget, room)
 end
 
+-- The rate cap: refill the bucket, then admit at most the whole tokens in it.
+local rate = num(redis.call('HGET', K_META, 'rate_per_min'))
+local tokens_mt = nil
+if state == 'open' and rate > 0 then
+  local cap_mt = math.max(1000, math.floor(rate * 1000 / 60))
+  local last_ms = redis.call('HGET', K_STATS, 'tb_ms')
+  if last_ms then
+    tokens_mt = stat('tb_mt') + math.floor(math.max(now - tonumber(last_ms), 0) * rate / 60)
+  else
+    tokens_mt = cap_mt
+  end
+  tokens_mt = math.min(tokens_mt, cap_mt)
+  redis.call('HSET', K_STATS, 'tb_mt', tokens_mt, 'tb_ms', math.max(now, num(last_ms)))
+  if tokens_mt < 1000 then
+    next_ms = now + math.ceil((1000 - tokens_mt) * 60 / rate)
+    return summary(0, 0, 0, 'rate')
+  end
+  budget = math.min(budget, math.floor(tokens_mt / 1000))
+end
+
 local function candidates(section)
   if section == '' then
     return SECTIONS
@@ -88,19 +121,60 @@ local function find_together(i, q)
   return seats
 end
 
-local function find_any(i, q)
-  local map, seats, from = seat_map(i), {}, 1
-  while #seats < q do
-    local p = string.find(map, '0', from, true)
-    seats[#seats + 1] = p
-    from = p + 1
+-- Positions of q free seats spread over the fewest rows: rows with the most free
+-- seats first (the better row on a tie); in each, its longest runs first.
+local function find_fewest_rows(i, q)
+  local map, rows, start = seat_map(i), {}, 1
+  while start <= #map do
+    local bar = string.find(map, '|', start, true) or (#map + 1)
+    local runs, free, from = {}, 0, start
+    while true do
+      local a, b = string.find(map, '0+', from)
+      if not a or a >= bar then
+        break
+      end
+      b = math.min(b, bar - 1)
+      runs[#runs + 1] = {a, b}
+      free = free + (b - a + 1)
+      from = b + 1
+    end
+    if free > 0 then
+      table.sort(runs, function(x, y)
+        if x[2] - x[1] ~= y[2] - y[1] then
+          return x[2] - x[1] > y[2] - y[1]
+        end
+        return x[1] < y[1]
+      end)
+      rows[#rows + 1] = {free = free, runs = runs, at = start}
+    end
+    start = bar + 1
   end
-  return seats
+  table.sort(rows, function(x, y)
+    if x.free ~= y.free then
+      return x.free > y.free
+    end
+    return x.at < y.at
+  end)
+  local seats = {}
+  for _, row in ipairs(rows) do
+    for _, run in ipairs(row.runs) do
+      for p = run[1], run[2] do
+        if #seats == q then
+          return seats
+        end
+        seats[#seats + 1] = p
+      end
+    end
+  end
+  if #seats == q then
+    return seats
+  end
+  return nil
 end
 
 local function choose(section, q)
   local secs = candidates(section)
-  for _, finder in ipairs({find_together, find_any}) do
+  for _, finder in ipairs({find_together, find_fewest_rows}) do
     for _, id in ipairs(secs) do
       local i = SECTION_INDEX[id]
       if i and stat('free:' .. id) >= q then
@@ -125,13 +199,29 @@ local function may_come_back(section, q)
 end
 
 local hold_ms = num(redis.call('HGET', K_META, 'hold_ms'))
-local entries = redis.call('XRANGE', K_QUEUE, (serving + 1) .. '-0', '+', 'COUNT', budget)
+-- Skipped and left entries use no budget: read some extra so they stall nobody.
+local fetch = budget + 100
+local entries = redis.call('XRANGE', K_QUEUE, (serving + 1) .. '-0', '+', 'COUNT', fetch)
 local items, admitted, sold_out, skipped, reason = {}, 0, 0, 0, 'budget'
+local full = false
 for _, entry in ipairs(entries) do
-  local seq = tonumber(string.match(entry[1], '^(%d+)'))
+  if admitted + sold_out >= budget then
+    full = true
+    break
+  end
+  local place = tonumber(string.match(entry[1], '^(%d+)'))
+  local seq = place
+  if entry[2][3] == 't' then
+    seq = tonumber(entry[2][4])
+  end
   local rec = get_ticket(seq)
   if rec.st ~= 'queued' then
     skipped = skipped + 1
+  elseif rec.gone and grace_ms and now - rec.gone >= grace_ms then
+    rec.st, rec.gone = 'left', nil
+    put_ticket(seq, rec)
+    left = left + 1
+    items[#items + 1] = {seq, 'left'}
   elseif state == 'sold_out' then
     rec.st = 'sold_out'
     put_ticket(seq, rec)
@@ -160,16 +250,22 @@ for _, entry in ipairs(entries) do
       items[#items + 1] = {seq, 'sold_out'}
     end
   end
-  serving = seq
+  serving = place
 end
-if #entries < budget and reason == 'budget' then
+if reason == 'budget' and not full and #entries < fetch then
   reason = 'empty'
 end
 
 flush_maps()
 redis.call('HSET', K_STATS, 'serving', serving)
 redis.call('HINCRBY', K_STATS, 'admitted', admitted)
+if tokens_mt ~= nil and admitted > 0 then
+  redis.call('HSET', K_STATS, 'tb_mt', tokens_mt - 1000 * admitted)
+end
 redis.call('HINCRBY', K_STATS, 'sold_out', sold_out)
+if left > 0 then
+  redis.call('HINCRBY', K_STATS, 'left', left)
+end
 if #items > 0 then
   notify('admit', items, nil)
 end

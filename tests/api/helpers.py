@@ -142,11 +142,11 @@ async def recv(ws: WsConnection, wait_s: float = 10) -> p.ServerMessage:
 
 
 async def expect(ws: WsConnection, kind: type[M], wait_s: float = 10) -> M:
-    """The next message that is not a position update; it must be a ``kind``."""
+    """The next message that is not a position update or heartbeat; it must be a ``kind``."""
     with anyio.fail_after(wait_s):
         while True:
             message = await recv(ws, wait_s)
-            if not isinstance(message, p.Position):
+            if not isinstance(message, p.Position | p.Heartbeat):
                 break
     assert isinstance(message, kind), f"expected {kind.__name__}, got {message!r}"
     return message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -14,7 +15,7 @@ import trio.testing
 
 from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
 from engine.clock import LoopAnchoredClock
-from storage.redis_store import HoldRef, JoinRequest, RedisStore
+from storage.redis_store import HoldRef, JoinRequest, Presence, RedisStore
 
 HOLD_S = 10
 
@@ -25,11 +26,11 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
     return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0.02)}
 
 
-def _config(seats: int, max_active: int) -> bytes:
+def _config(seats: int, max_active: int, hold_s: float = HOLD_S) -> bytes:
     return msgspec.json.encode(
         {
             "opens_at_ms": 0,
-            "hold_ms": HOLD_S * 1000,
+            "hold_ms": int(hold_s * 1000),
             "max_active": max_active,
             "max_per_order": 4,
             "sections": [{"id": "a", "price_cents": 100, "map": "0" * seats + "|"}],
@@ -53,16 +54,28 @@ async def _wait_for(store: RedisStore, event_id: str, seq: int, state: str) -> f
 
 @asynccontextmanager
 async def _engine_running(
-    store: RedisStore, event_id: str, *, seats: int, clients: int
+    store: RedisStore,
+    event_id: str,
+    *,
+    seats: int,
+    clients: int,
+    grace_s: float = 60.0,
+    gone: tuple[int, ...] = (),
+    hold_s: float = HOLD_S,
+    rate_per_min: int | None = None,
 ) -> AsyncIterator[tuple[LoopAnchoredClock, float]]:
-    """An event with ``seats`` seats (checkout capacity as many), ``clients`` joined, and the
-    admission and expiry runners going; yields the clock and the virtual start time."""
+    """An event with ``seats`` seats (checkout capacity as many), ``clients`` joined (the
+    tickets in ``gone`` disconnected at once), and the admission and expiry runners going;
+    yields the clock and the virtual start time."""
     clock = LoopAnchoredClock()
-    policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2)
-    await store.create_event(event_id, _config(seats=seats, max_active=seats), ["a"])
+    policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2, abandon_grace_s=grace_s)
+    await store.create_event(event_id, _config(seats, seats, hold_s), ["a"])
+    if rate_per_min is not None:
+        await store.set_admission(event_id, clock.now_ms(), None, rate_per_min)
     await store.join(
         [JoinRequest(event_id, f"c{i}", 1, "a") for i in range(clients)], clock.now_ms()
     )
+    await store.mark_presence([Presence(event_id, seq, True) for seq in gone], clock.now_ms())
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(run_admission, store, event_id, clock, policy))
         tg.start_soon(partial(run_expiry_sweep, store, event_id, clock, policy))
@@ -115,3 +128,47 @@ async def test_paying_hold_outlives_its_deadline_until_the_window_ends(
         assert await _state_at(redis_store, event_id, 1) == "paying"
         released_at = await _wait_for(redis_store, event_id, 1, "expired")
         assert HOLD_S - 5 + 20 <= released_at - start < HOLD_S - 5 + 21
+
+
+@pytest.mark.anyio
+async def test_client_away_past_the_grace_is_skipped_when_its_turn_comes(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """One seat, 2 s holds, grace 5 s; tickets 3 and 4 disconnect at the start. Ticket 3's
+    turn comes at 4 s (inside the grace): it is admitted. Ticket 4's comes at 6 s: it is
+    left, and ticket 5 is admitted at that moment, not a hold later."""
+    hold = 2
+    async with _engine_running(
+        redis_store, event_id, seats=1, clients=5, grace_s=5, gone=(3, 4), hold_s=hold
+    ) as (_, start):
+        third_at = await _wait_for(redis_store, event_id, 3, "held")
+        assert 2 * hold <= third_at - start < 2 * hold + 1
+        left_at = await _wait_for(redis_store, event_id, 4, "left")
+        fifth_at = await _wait_for(redis_store, event_id, 5, "held")
+        assert 3 * hold <= left_at - start < 3 * hold + 1
+        assert fifth_at - left_at < 0.5  # decided in the same step: the line did not stall
+
+    tickets = await redis_store.tickets(event_id)
+    assert [tickets[s].st for s in (1, 2, 3, 4, 5)] == [
+        "expired",
+        "expired",
+        "expired",
+        "left",
+        "held",
+    ]
+    assert tickets[4].hs is None  # no seat was ever held for the client who left
+
+
+@pytest.mark.anyio
+async def test_worker_paces_admissions_by_the_rate_cap(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """At 60 admissions per minute the worker admits one client a second (virtual): never
+    sooner, and no later than the next poll after a token is due."""
+    async with _engine_running(redis_store, event_id, seats=10, clients=5, rate_per_min=60):
+        await _wait_for(redis_store, event_id, 5, "held")
+    tickets = await redis_store.tickets(event_id)
+    admitted = sorted(t.exp - HOLD_S * 1000 for t in tickets.values())
+    gaps = [b - a for a, b in itertools.pairwise(admitted)]
+    assert len(gaps) == 4
+    assert all(1_000 <= g < 1_300 for g in gaps), gaps

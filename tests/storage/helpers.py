@@ -31,7 +31,7 @@ Section = tuple[str, int, str]
 ONE_SECTION: tuple[Section, ...] = (("A", 1_000, "0000|0000|"),)
 
 #: Ticket states after which nothing may change the ticket again.
-TERMINAL = frozenset({"confirmed", "expired", "sold_out"})
+TERMINAL = frozenset({"confirmed", "expired", "sold_out", "left"})
 
 
 def config_json(

@@ -39,9 +39,12 @@ async def test_opens_at_opens_at_ms_and_holds_best_row_first(
     assert summary.notify_id != "0-0"  # the prompts were published
     assert (await ev.meta())["state"] == "open"
     assert await ev.maps() == {"A": "hh0|hh0|"}
-    t1, t2 = await ev.ticket(1), await ev.ticket(2)
+    # Both joined before opens_at: the pre-queue was shuffled, so go by place.
+    t1, t2 = sorted([await ev.ticket(1), await ev.ticket(2)], key=lambda t: t.pl or 0)
+    assert (t1.pl, t2.pl) == (1, 2)
     assert (t1.st, t1.hs, t1.seats, t1.amt, t1.exp) == ("held", "A", [1, 2], 2_500, now + HOLD_MS)
     assert (t2.st, t2.hs, t2.seats, t2.amt, t2.exp) == ("held", "A", [5, 6], 2_500, now + HOLD_MS)
+    first = 1 if (await ev.ticket(1)).pl == 1 else 2
     stats = await ev.stats()
     assert (stats["admitted"], stats["held:A"], stats["free:A"]) == (2, 4, 2)
 
@@ -50,8 +53,8 @@ async def test_opens_at_opens_at_ms_and_holds_best_row_first(
     assert note.serving == 2
     assert note.sold_out_after is None
     assert note.outcomes == [
-        Prompted(1, "A", [1, 2], 2_500, now + HOLD_MS),
-        Prompted(2, "A", [5, 6], 2_500, now + HOLD_MS),
+        Prompted(first, "A", [1, 2], 2_500, now + HOLD_MS),
+        Prompted(3 - first, "A", [5, 6], 2_500, now + HOLD_MS),
     ]
 
 
@@ -347,3 +350,35 @@ async def test_paused_and_closed_events_admit_nobody(
     summary = await ev.admit()
     assert (summary.state, summary.reason, summary.admitted) == ("closed", "not_open", 0)
     assert (await ev.ticket(1)).st == "queued"
+
+
+@pytest.mark.anyio
+async def test_seats_stay_together_in_one_row_when_any_row_has_them(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Four seats go to the best row with four free together, skipping fragmented better rows."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "00000|00000|00000|")])
+    await hold_pattern(ev, "A", "0h0h0|00h00|00000|")
+    [res] = await ev.join_many([("four", 4, "A")])
+    assert (await ev.admit()).admitted == 1
+    assert (await ev.ticket(res.seq)).seats == [13, 14, 15, 16]
+
+
+@pytest.mark.anyio
+async def test_seats_that_cannot_sit_together_take_the_fewest_rows(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """With no row holding the group together, seats spread over the fewest rows: a row with
+    enough free seats apart beats the better rows, and two rows beat three."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "00000|00000|00000|")])
+    await hold_pattern(ev, "A", "0h0h0|00h00|0h0h0|")
+    [four] = await ev.join_many([("four", 4, "A")])
+    assert (await ev.admit()).admitted == 1
+    # Row 1 has 3 free (1, 3, 5), row 2 has 4 (7, 8, 10, 11): one row, not first-free order.
+    assert (await ev.ticket(four.seq)).seats == [7, 8, 10, 11]
+
+    [five] = await ev.join_many([("five", 5, "A")])
+    assert (await ev.admit()).admitted == 1
+    # Left: rows 1 and 3 with 3 free each: two rows, the better first.
+    assert (await ev.ticket(five.seq)).seats == [1, 3, 5, 13, 15]
+    await ev.check()

@@ -53,7 +53,7 @@ ops_strategy = st.lists(
 )
 
 #: Holds 1..3 in A's first row, keeps seat 2 with a long payment, lets 1 and 3 expire, then
-#: asks for 3 seats of A: only "first free seats in best-row order" ([1, 3, 5]) can serve it.
+#: asks for 3 seats of A: no row has 3, so the fewest rows (two, the better first): [1, 3, 5].
 FRAGMENTED: list[Op] = [
     ("advance", 5_000),
     ("join", 0, 1, "A"),
@@ -138,6 +138,7 @@ class Runner:
                     tickets=pre,
                     now=now,
                     max_count=op[1],
+                    order=line_order(post),
                 )
                 got = {q: (post[q].st, post[q].hs, post[q].seats) for q in changes}
                 assert (summary.state, summary.reason, got) == (state, reason, changes), pre_maps
@@ -206,9 +207,10 @@ class Runner:
         s: AdmitSummary,
     ) -> None:
         """Only the entries between the old and new serving counter were decided, in order."""
+        order = line_order(post)
         decided = {q for q in post if post[q].st != pre[q].st}
-        assert decided <= set(range(serving + 1, s.serving + 1))
-        for q in range(serving + 1, s.serving + 1):
+        assert decided <= set(order[serving : s.serving])
+        for q in order[serving : s.serving]:
             assert post[q].st != "queued"
         assert s.active == sum(t.st in ("held", "paying") for t in post.values())
         assert s.admitted == sum(post[q].st == "held" for q in decided)
@@ -252,6 +254,32 @@ def check_transitions(
             assert (t.hs, t.seats, t.amt, t.exp) == (old.hs, old.seats, old.amt, old.exp)
 
 
+def line_order(tickets: dict[int, TicketRecord]) -> list[int]:
+    """Ticket seqs in line order: by place (a shuffled pre-queue ticket's pl, else its seq)."""
+    return sorted(tickets, key=lambda q: tickets[q].pl or q)
+
+
+def fewest_rows(seat_map: list[str], q: int) -> list[int]:
+    """q free positions over the fewest rows: fullest rows first (better on a tie), longest runs."""
+    rows: list[tuple[int, int, list[list[int]]]] = []
+    start, run, runs = 1, list[int](), list[list[int]]()
+    for pos, ch in enumerate(seat_map, start=1):
+        if ch == "0":
+            run.append(pos)
+            continue
+        if run:
+            runs.append(run)
+            run = []
+        if ch == "|":
+            if runs:
+                runs.sort(key=lambda r: (-len(r), r[0]))
+                rows.append((-sum(len(r) for r in runs), start, runs))
+            start, runs = pos + 1, []
+    rows.sort(key=lambda r: (r[0], r[1]))
+    picked = [p for _, _, rs in rows for r in rs for p in r]
+    return picked[:q]
+
+
 def model_admit(
     *,
     meta: dict[str, str],
@@ -260,6 +288,7 @@ def model_admit(
     tickets: dict[int, TicketRecord],
     now: int,
     max_count: int,
+    order: list[int],
 ) -> tuple[str, str, dict[int, tuple[str, str | None, list[int]]]]:
     """What admit_next should decide, per its header: (state, reason, {seq: (st, hs, seats)})."""
     state = meta["state"]
@@ -285,10 +314,15 @@ def model_admit(
         if room <= 0:
             return state, "capped", {}
         budget = min(budget, room)
-    entries = list(range(serving + 1, min(last, serving + budget) + 1))
+    # Skipped entries use no budget; the call stops once budget clients were decided.
+    entries = order[serving:last]
     changes: dict[int, tuple[str, str | None, list[int]]] = {}
     reason = "budget"
+    full = False
     for seq in entries:
+        if sum(1 for c in changes.values() if c[0] in ("held", "sold_out")) >= budget:
+            full = True
+            break
         t = tickets[seq]
         if t.st != "queued":
             continue
@@ -305,7 +339,7 @@ def model_admit(
         if pick is None:
             for s in cands:
                 if free[s] >= t.q:
-                    pick = (s, [i + 1 for i, ch in enumerate(seat_maps[s]) if ch == "0"][: t.q])
+                    pick = (s, sorted(fewest_rows(seat_maps[s], t.q)))
                     break
         if pick is not None:
             s, seats = pick
@@ -319,7 +353,7 @@ def model_admit(
             break
         else:
             changes[seq] = ("sold_out", None, [])
-    if len(entries) < budget and reason == "budget":
+    if reason == "budget" and not full:
         reason = "empty"
     return after(state), reason, changes
 

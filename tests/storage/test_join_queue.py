@@ -42,7 +42,7 @@ async def test_rejoin_returns_same_place_and_changes_nothing(
     before = await ev.state()
 
     again = await ev.join("c1", 3, "", now=T0 + 500)
-    assert again == first == JoinResult(1, "queued", 0)
+    assert again == first == JoinResult(1, "queued", 0, 1)
     assert await ev.state() == before
     assert (await ev.ticket(1)).q == 2
 
@@ -66,19 +66,19 @@ async def test_rejoin_reports_current_status_and_serving(
     ev = await new_event(redis_store, event_id)
     await ev.join_many([("c1", 1, ""), ("c2", 1, ""), ("c3", 1, "")])
     assert (await ev.admit(max_count=2)).serving == 2
-    assert await ev.join("c1") == JoinResult(1, "held", 2)
-    assert await ev.join("c3") == JoinResult(3, "queued", 2)
+    assert await ev.join("c1") == JoinResult(1, "held", 2, 1)
+    assert await ev.join("c3") == JoinResult(3, "queued", 2, 3)
     await ev.pay(2)
-    assert await ev.join("c2") == JoinResult(2, "confirmed", 2)
+    assert await ev.join("c2") == JoinResult(2, "confirmed", 2, 2)
     new = await ev.join("c4")
-    assert new == JoinResult(4, "queued", 2)
+    assert new == JoinResult(4, "queued", 2, 4)
 
 
 @pytest.mark.anyio
 async def test_join_before_open_and_while_paused_is_queued(
     redis_store: RedisStore, event_id: str
 ) -> None:
-    """Scheduled and paused events still take places in line."""
+    """Scheduled and paused events still take places (in the pre-queue before opens_at)."""
     ev = await new_event(redis_store, event_id, opens_at_ms=T0 + 60_000)
     assert await ev.join("early", now=T0) == JoinResult(1, "queued", 0)
     assert (await ev.set_state("pause")).state == "paused"
@@ -100,7 +100,7 @@ async def test_join_after_sold_out_is_refused_without_a_ticket(
 
     assert await ev.join("late", 1) == JoinResult(0, "sold_out", 1)
     assert await ev.join("late", 1) == JoinResult(0, "sold_out", 1)
-    assert await ev.join("buyer", 2) == JoinResult(1, "confirmed", 1)
+    assert await ev.join("buyer", 2) == JoinResult(1, "confirmed", 1, 1)
     assert await ev.state() == before
 
 
@@ -111,7 +111,7 @@ async def test_join_after_close_is_refused(redis_store: RedisStore, event_id: st
     await ev.join("c1")
     assert (await ev.set_state("close")).state == "closed"
     assert await ev.join("c2") == JoinResult(0, "closed", 0)
-    assert await ev.join("c1") == JoinResult(1, "queued", 0)
+    assert await ev.join("c1") == JoinResult(1, "queued", 0, 1)
     stats = await ev.stats()
     assert stats["seq"] == 1
     assert set(await redis_store.tickets(event_id)) == {1}

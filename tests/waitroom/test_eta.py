@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from waitroom.eta import MAX_ETA_S, OutflowEstimator, position, update_interval, wire_eta
+from waitroom.eta import (
+    MAX_ETA_S,
+    OutflowEstimator,
+    admission_prior,
+    position,
+    update_interval,
+    wire_eta,
+)
 
 counters = st.integers(min_value=0, max_value=10**12)
 
@@ -223,3 +230,35 @@ def test_wire_eta_is_finite_for_a_stalled_line() -> None:
     frame = msgspec.json.encode({"eta_s": wire_eta(estimator.eta_s(5))})
     assert frame == b'{"eta_s":86400.0}'
     assert wire_eta(12.345) == 12.3
+
+
+def test_eta_range_is_a_factor_of_two_around_the_prior_until_measured() -> None:
+    """Before any outflow is measured the range is half to twice the prior's estimate."""
+    est = OutflowEstimator(prior_rate=4.0)
+    assert est.eta_s(40) == 10.0
+    assert est.eta_range_s(40) == (5.0, 20.0)
+
+
+def test_eta_range_narrows_at_a_steady_outflow_and_widens_when_it_wobbles() -> None:
+    """A steady outflow gives a tight range around the estimate; an uneven one a wider one."""
+    steady = OutflowEstimator(prior_rate=1.0)
+    wobbly = OutflowEstimator(prior_rate=1.0)
+    served_steady = served_wobbly = 0
+    for t in range(61):
+        steady.observe(served_steady, float(t))
+        wobbly.observe(served_wobbly, float(t))
+        served_steady += 10
+        served_wobbly += 2 if t % 2 else 18
+    low, high = steady.eta_range_s(100)
+    assert low <= steady.eta_s(100) <= high
+    assert high - low < 0.5
+    w_low, w_high = wobbly.eta_range_s(100)
+    assert w_low < wobbly.eta_s(100) < w_high
+    assert w_high - w_low > 5 * (high - low) + 1
+
+
+def test_admission_prior_is_the_tighter_of_the_two_caps() -> None:
+    """Checkout turnover bounds the prior outflow; a lower rate cap bounds it further."""
+    assert admission_prior(100, 50.0, 0) == 2.0
+    assert admission_prior(100, 50.0, 60) == 1.0
+    assert admission_prior(100, 50.0, 600) == 2.0
