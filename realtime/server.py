@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
@@ -26,6 +27,8 @@ from waitroom.line import RATE_LIMITED, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
 
 __all__ = ["WaitroomHandler"]
+
+T = TypeVar("T")
 
 #: Reads of an attached client's state tried, 0.5 s apart, while Redis is unreachable.
 ATTACH_ATTEMPTS = 20
@@ -164,9 +167,15 @@ class WaitroomHandler:
             _refuse(session, "invalid_token", "token is for another event")
             return
         ch = await self._hub.channel(event_id)
-        place = await self._line.place(event_id, claims.seq)
-        await self._line.mark_presence(event_id, claims.seq, gone=False)
-        await self._attach(ch, session, claims.seq, place)
+        seq = claims.seq
+
+        async def come_back() -> int:
+            await self._line.mark_presence(event_id, seq, gone=False)
+            return await self._line.place(event_id, seq)
+
+        # The client is in line already: a Redis restart is waited out, not reported.
+        place = await _wait_out_restart(come_back)
+        await self._attach(ch, session, seq, place)
 
     async def _attach(self, ch: EventChannel, session: ClientSession, seq: int, place: int) -> None:
         session.event_id, session.seq, session.waiting = ch.event_id, seq, True
@@ -178,20 +187,27 @@ class WaitroomHandler:
         session.send(p.encode(self._hub.queued_message(ch, seq, place, token)))
         if undecided:
             return
+
         # Decided before this connection was routed: tell it where it stands. It is in
         # line already, so a Redis restart here is waited out rather than reported.
-        for attempt in range(ATTACH_ATTEMPTS):
-            try:
-                state = await self._line.state(ch.event_id, seq)
-                message = await self._hub.current_message(ch.event_id, seq, state)
-                break
-            except StorageUnavailable:
-                if attempt + 1 == ATTACH_ATTEMPTS:
-                    raise
-                await anyio.sleep(0.5)
+        async def where_it_stands() -> p.ServerMessage | None:
+            state = await self._line.state(ch.event_id, seq)
+            return await self._hub.current_message(ch.event_id, seq, state)
+
+        message = await _wait_out_restart(where_it_stands)
         if message is not None and session.waiting:
             session.waiting = False
             session.send(p.encode(message))
+
+
+async def _wait_out_restart(read: Callable[[], Awaitable[T]]) -> T:
+    """``read()``, retried every 0.5 s while Redis is unreachable (ATTACH_ATTEMPTS times)."""
+    for _ in range(ATTACH_ATTEMPTS - 1):
+        try:
+            return await read()
+        except StorageUnavailable:
+            await anyio.sleep(0.5)
+    return await read()
 
 
 def _refuse(session: ClientSession, code: str, message: str) -> None:

@@ -55,10 +55,15 @@ async def test_resume_during_redis_restart_gets_its_prompt(
         queued = await join(ws, "restarting", 1, "A")
         await expect(ws, p.Prompt)
     await anyio.to_thread.run_sync(redis_server.stop)
+
+    async def restart_later() -> None:
+        await anyio.sleep(1)  # the resume below reaches the server while Redis is down
+        await anyio.to_thread.run_sync(redis_server.start)
+
     async with ws_connect(event["waitroom_url"]) as ws, anyio.create_task_group() as tg:
         await send(ws, p.Resume(token=queued.token))
-        again = await expect(ws, p.Queued)
-        tg.start_soon(anyio.to_thread.run_sync, redis_server.start)
+        tg.start_soon(restart_later)
+        again = await expect(ws, p.Queued, wait_s=15)
         prompt = await expect(ws, p.Prompt, wait_s=15)
     assert again.ticket == queued.ticket
     assert prompt.hold_id.endswith(f".{queued.ticket}")
