@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from waitroom.eta import MAX_ETA_S, OutflowEstimator, position, update_interval, wire_eta
 
+pytestmark = pytest.mark.once
+
 counters = st.integers(min_value=0, max_value=10**12)
 
 
