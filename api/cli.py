@@ -13,6 +13,8 @@ import msgspec
 
 from api.logs import configure_logging
 from api.settings import Settings
+from bench.harness import require_loopback
+from bench.scenarios import SCENARIOS
 from engine.errors import BookingError
 from storage.embedded import embedded_servers
 from storage.runtime import RUNTIMES, run
@@ -80,6 +82,31 @@ def _parser() -> argparse.ArgumentParser:
         "--pay-ratio", type=float, default=0.6, help="share of buyers who pay (default 0.6)"
     )
     sale.add_argument("--json", type=Path, help="also write the results as JSON here")
+    sale.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="steady",
+        help="; ".join(f"{s.name}: {s.about}" for s in SCENARIOS.values()),
+    )
+    sale.add_argument(
+        "--max-seconds",
+        type=float,
+        default=300.0,
+        help="stop everything after this long (default 300)",
+    )
+    sale.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="bench processes (default: one per 19,000 clients, 2 from 2,000)",
+    )
+    sale.add_argument(
+        "--max-active-holds", type=_positive, default=300, help="holds open at once (default 300)"
+    )
+    sale.add_argument("--plots", type=Path, help="write PNG plots into this directory")
+    sale.add_argument(
+        "--bench-runtime", choices=RUNTIMES, default="trio", help="runtime of the bench processes"
+    )
     sub.add_parser(
         "demo",
         parents=[common, serving, sale],
@@ -166,8 +193,19 @@ def main(argv: list[str] | None = None) -> int:
             args.pay_ratio,
             args.arrival_seconds,
             args.json,
+            args.scenario,
+            args.max_seconds,
+            args.processes,
+            args.max_active_holds,
+            args.plots,
+            args.bench_runtime,
         )
         if args.command == "bench":
+            try:
+                require_loopback(args.url)
+            except ValueError as exc:
+                print(f"booking: {exc}", file=sys.stderr)
+                return 2
             outcome = run(lambda: bench(args.url, settings.admin_key, options), settings.runtime)
             return 130 if outcome is None else outcome
 

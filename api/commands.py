@@ -13,7 +13,7 @@ import msgspec
 
 from api.services import Roles, open_services
 from api.settings import Settings
-from bench.sale import SalePlan, demo_event, run_sale
+from bench.harness import BenchOptions, run_bench, write_outputs
 from engine.catalog import EventCatalog
 from engine.events import EventSpec, validate_event
 from storage.bridge import open_bridge
@@ -82,6 +82,12 @@ class SaleOptions:
     pay_ratio: float = 0.6
     arrival_s: float = 10.0
     json_path: Path | None = None
+    scenario: str = "steady"
+    max_seconds: float = 300.0
+    processes: int = 0
+    max_active_holds: int = 300
+    plots_dir: Path | None = None
+    bench_runtime: str = "trio"
 
     def argv(self) -> list[str]:
         """These options as ``booking bench`` flags."""
@@ -96,25 +102,50 @@ class SaleOptions:
             str(self.pay_ratio),
             "--arrival-seconds",
             str(self.arrival_s),
+            "--scenario",
+            self.scenario,
+            "--max-seconds",
+            str(self.max_seconds),
+            "--processes",
+            str(self.processes),
+            "--max-active-holds",
+            str(self.max_active_holds),
+            "--bench-runtime",
+            self.bench_runtime,
         ]
-        return out + (["--json", str(self.json_path)] if self.json_path else [])
+        out += ["--json", str(self.json_path)] if self.json_path else []
+        return out + (["--plots", str(self.plots_dir)] if self.plots_dir else [])
+
+    def bench_options(self) -> BenchOptions:
+        """The harness's options for this sale."""
+        return BenchOptions(
+            scenario=self.scenario,
+            clients=self.clients,
+            seats=self.rows * 30,
+            hold_seconds=self.hold_seconds,
+            max_active_holds=self.max_active_holds,
+            processes=self.processes,
+            max_seconds=self.max_seconds,
+            pay_ratio=self.pay_ratio,
+            arrival_s=self.arrival_s,
+            runtime=self.bench_runtime,
+        )
 
 
 async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
-    """Simulate a sale against the deployment at ``url``; print the summary; 1 if an invariant broke."""
-    event = demo_event(options.rows, 30, hold_seconds=options.hold_seconds)
-    print(f"Sale: {options.clients} buyers for {options.rows * 30} seats at {url}", file=sys.stderr)
-    report = await run_sale(
-        url,
-        admin_key,
-        event,
-        SalePlan(clients=options.clients, pay_ratio=options.pay_ratio, arrival_s=options.arrival_s),
+    """Run a scenario against the deployment at ``url``; print the summary; 1 if an invariant broke."""
+    print(
+        f"Bench {options.scenario}: {options.clients} buyers for {options.rows * 30} seats at {url}",
+        file=sys.stderr,
     )
+    report = await run_bench(url, admin_key, options.bench_options())
     print(f"Event {report.event_id}: {url}/v1/events/{report.event_id}", file=sys.stderr)
     print(report.summary())
-    if options.json_path is not None:
-        options.json_path.write_bytes(report.to_json())
-    return 0 if not report.problems else 1
+    write_outputs(report, options.json_path, options.plots_dir)
+    if report.problems:
+        print("\033[1;31mINVARIANTS BROKEN\033[0m", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def demo(settings: Settings, options: SaleOptions) -> int:
