@@ -7,6 +7,7 @@ import secrets
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -15,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.ws import WsConnection, connect_ws
 from realtime import protocol as p
 
-__all__ = ["Behaviour", "ClientResult", "RestClient", "run_client"]
+__all__ = ["Behaviour", "ClientResult", "PaymentClient", "RestClient", "run_client"]
 
 
 class Behaviour(enum.Enum):
@@ -63,6 +64,34 @@ class ClientResult:
         return self.prompted_at - self.admitted_at if self.prompted_at else None
 
 
+class PaymentResponse(Protocol):
+    """What a buyer reads of a payment's answer."""
+
+    @property
+    def status_code(self) -> int:
+        """HTTP status."""
+        ...
+
+    @property
+    def text(self) -> str:
+        """The body."""
+        ...
+
+    def json(self) -> Any:
+        """The body, decoded."""
+        ...
+
+
+class PaymentClient(Protocol):
+    """Pays holds over REST (``RestClient`` on httpx, or the bench's lean client)."""
+
+    async def pay(
+        self, prompt: p.Prompt, card: str, key: str, *, attempts: int = 3
+    ) -> PaymentResponse:
+        """POST a payment for ``prompt``'s hold with idempotency key ``key``."""
+        ...
+
+
 class RestClient:
     """An HTTP client whose in-flight requests never exceed its pool.
 
@@ -99,7 +128,7 @@ class RestClient:
 
 async def run_client(
     waitroom_url: str,
-    http: RestClient,
+    http: PaymentClient,
     result: ClientResult,
     *,
     hold_seconds: float,
@@ -135,7 +164,7 @@ async def run_client(
 
 async def _run(
     url: str,
-    http: RestClient,
+    http: PaymentClient,
     r: ClientResult,
     hold_seconds: float,
     think_s: float,
@@ -190,7 +219,7 @@ class _Conversation:
 
 async def _converse(
     ws: WsConnection,
-    http: RestClient,
+    http: PaymentClient,
     r: ClientResult,
     hold_seconds: float,
     think_s: float,

@@ -13,10 +13,10 @@ import time
 from collections import Counter
 
 import anyio
-import httpx
 import msgspec
 
-from bench.client import Behaviour, ClientResult, RestClient, run_client
+from bench.client import Behaviour, ClientResult, run_client
+from bench.http import LeanRestClient
 from bench.scenarios import ClientSpec
 from storage.runtime import run
 
@@ -68,14 +68,9 @@ async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done
     ]
     storm = anyio.Event()
     finished = anyio.Event()
-    limits = httpx.Limits(
-        max_connections=job.http_connections, max_keepalive_connections=job.http_connections
-    )
     stopped_early = True
-    async with httpx.AsyncClient(
-        base_url=job.http_url, limits=limits, timeout=60, trust_env=False
-    ) as http:
-        rest = RestClient(http, max_in_flight=job.http_connections)
+    rest = LeanRestClient(job.http_url, job.http_connections)
+    try:
         limiter = anyio.CapacityLimiter(job.connect_concurrency)
         started = time.time()
 
@@ -119,6 +114,9 @@ async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done
                 stopped_early = False
                 finished.set()
                 tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await rest.aclose()
     return Done(job.worker, results, stopped_early)
 
 
