@@ -107,10 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     sale.add_argument(
         "--bench-runtime", choices=RUNTIMES, default="trio", help="runtime of the bench processes"
     )
-    sub.add_parser(
+    demo = sub.add_parser(
         "demo",
         parents=[common, serving, sale],
         help="everything on embedded servers: seed an event, simulate a sale, print a summary",
+    )
+    demo.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="run admission and expiry in their own process, as a deployment would",
     )
     bench = sub.add_parser(
         "bench",
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130 if outcome is None else outcome
 
         async def command(s: Settings) -> int:
-            return await demo(s, options)
+            return await demo(s, options, worker_process=args.worker_process)
 
     else:
         from api.commands import create_event

@@ -6,9 +6,11 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
+import httpx
 import msgspec
 
 from api.services import Roles, open_services
@@ -138,7 +140,15 @@ async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
         f"Bench {options.scenario}: {options.clients} buyers for {options.rows * 30} seats at {url}",
         file=sys.stderr,
     )
-    report = await run_bench(url, admin_key, options.bench_options())
+    try:
+        report = await run_bench(url, admin_key, options.bench_options())
+    except httpx.HTTPStatusError as exc:
+        print(
+            f"booking bench: {exc.request.method} {exc.request.url.path} answered "
+            f"{exc.response.status_code}: {exc.response.text}",
+            file=sys.stderr,
+        )
+        return 2
     print(f"Event {report.event_id}: {url}/v1/events/{report.event_id}", file=sys.stderr)
     print(report.summary())
     write_outputs(report, options.json_path, options.plots_dir)
@@ -148,19 +158,43 @@ async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
     return 0
 
 
-async def demo(settings: Settings, options: SaleOptions) -> int:
-    """Everything on embedded servers; the buyers run in a second process, as they would."""
-    async with open_services(settings) as services:
+async def demo(settings: Settings, options: SaleOptions, *, worker_process: bool = False) -> int:
+    """Everything on embedded servers; the buyers run in a second process, as they would.
+
+    ``worker_process``: run admission and the expiry sweep in a third process, as a
+    deployment would, so that WebSocket fan-out cannot starve them of the loop.
+    """
+    env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
+    async with (
+        open_services(settings, Roles(api=True, worker=not worker_process)) as services,
+        anyio.create_task_group() as tg,
+    ):
         print(
             f"HTTP API {services.http_url}, WebSocket {settings.ws_url(services.ws_port)}",
             file=sys.stderr,
         )
+        if worker_process:
+            assert settings.redis_url and settings.database_url
+            worker_argv = [sys.executable, "-m", "api.cli", "worker", "--runtime", settings.runtime]
+            worker_argv += [
+                "--redis-url",
+                settings.redis_url,
+                "--database-url",
+                settings.database_url,
+            ]
+            worker_argv += ["--metrics-port", "0"]
+            tg.start_soon(
+                partial(
+                    anyio.run_process, worker_argv, check=False, env=env, stdout=None, stderr=None
+                )
+            )
         process = await anyio.run_process(
             [sys.executable, "-m", "api.cli", "bench", "--url", services.http_url, *options.argv()],
             stdin=None,
             stdout=None,
             stderr=None,
             check=False,
-            env={**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key},
+            env=env,
         )
+        tg.cancel_scope.cancel()  # stops the worker process
     return process.returncode

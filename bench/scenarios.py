@@ -126,8 +126,12 @@ def plan_clients(
 def event_body(
     seats: int, *, hold_seconds: int, max_active_holds: int, name: str = "Bench night"
 ) -> dict[str, Any]:
-    """An event of about ``seats`` seats in rows of 30, in two priced sections."""
-    rows = max(2, -(-seats // 30))
-    body = demo_event(rows, 30, hold_seconds=hold_seconds, max_active_holds=max_active_holds)
+    """An event of about ``seats`` seats in two priced sections, rows of 30 or longer.
+
+    At most ~300 rows, so the body stays within the API's request size limit.
+    """
+    per_row = max(30, -(-seats // 300))
+    rows = max(2, -(-seats // per_row))
+    body = demo_event(rows, per_row, hold_seconds=hold_seconds, max_active_holds=max_active_holds)
     body["name"] = name
     return body
