@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
@@ -125,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--url", required=True, help="base URL of the HTTP API, e.g. http://127.0.0.1:8000"
     )
+    bench.add_argument(
+        "--ws-server",
+        action="append",
+        default=[],
+        help="a WebSocket server (ws://127.0.0.1:8001) to spread clients over; repeat for several",
+    )
     event = sub.add_parser("event", help="manage events")
     event_sub = event.add_subparsers(dest="event_command", required=True, metavar="ACTION")
     create = event_sub.add_parser(
@@ -206,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             args.bench_runtime,
         )
         if args.command == "bench":
+            options = replace(options, ws_servers=tuple(args.ws_server))
             try:
-                require_loopback(args.url)
+                for url in (args.url, *options.ws_servers):
+                    require_loopback(url)
             except ValueError as exc:
                 print(f"booking: {exc}", file=sys.stderr)
                 return 2

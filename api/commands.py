@@ -90,6 +90,7 @@ class SaleOptions:
     max_active_holds: int = 300
     plots_dir: Path | None = None
     bench_runtime: str = "trio"
+    ws_servers: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         """These options as ``booking bench`` flags."""
@@ -131,6 +132,7 @@ class SaleOptions:
             pay_ratio=self.pay_ratio,
             arrival_s=self.arrival_s,
             runtime=self.bench_runtime,
+            ws_servers=self.ws_servers,
         )
 
 

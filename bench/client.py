@@ -57,6 +57,7 @@ class ClientResult:
     errors: list[str] = field(default_factory=list)
     reconnects: int = 0  # times the socket was dropped and the place resumed
     worker: int = 0  # the bench process that ran this client
+    late_prompt: bool = False  # paid after the hold's deadline (its token had expired)
 
     @property
     def admission_to_prompt_s(self) -> float | None:
@@ -264,6 +265,8 @@ async def _converse(
                 r.payment_status = response.status_code
                 if response.status_code == 200:
                     r.booking_id, r.payment_key = response.json()["id"], key
+                elif response.status_code == 401 and time.time() * 1000 >= msg.expires_ms:
+                    r.late_prompt = True  # the prompt came after the hold's deadline
                 elif response.status_code != 409:  # 409: the hold expired meanwhile
                     r.errors.append(f"payment answered {response.status_code}: {response.text}")
             case p.Confirmed():

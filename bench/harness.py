@@ -38,6 +38,7 @@ __all__ = [
     "check_invariants",
     "require_loopback",
     "run_bench",
+    "write_outputs",
 ]
 
 #: The most clients one run may simulate.
@@ -65,6 +66,10 @@ class BenchOptions:
     runtime: str = "trio"  # of the bench processes
     connect_concurrency: int = 200  # per process
     http_connections: int = 64  # per process
+    #: WebSocket servers (``ws://host:port``) to spread the clients over, one per bench
+    #: process in turn; empty: the one the event names. Past ~19,000 clients a server
+    #: process runs out of open files, so bigger runs need several.
+    ws_servers: tuple[str, ...] = ()
 
     def scenario_spec(self) -> Scenario:
         """The scenario with this run's overrides."""
@@ -136,6 +141,7 @@ class BenchReport(SaleReport):
             f"  bookings/s (first..last)       {self.bookings_per_s():.0f}",
             f"  payment p99 (buyer)            {self.percentile(pay, 0.99) * 1000:.1f} ms",
             f"  most waiting at once           {max((s.queue_length for s in self.samples), default=0)}",
+            f"  prompts after their deadline   {sum(1 for r in self.results if r.late_prompt)}",
         ]
         base = super().summary().split("\n")
         return "\n".join([base[0], *extra, *base[1:]])
@@ -239,9 +245,13 @@ def _jobs(
         seed=options.seed,
     )
     n = options.process_count()
+    path = urlsplit(waitroom_url).path
     jobs = []
     for k in range(n):
         share = specs[k::n]
+        url = waitroom_url
+        if options.ws_servers:
+            url = options.ws_servers[k % len(options.ws_servers)].rstrip("/") + path
         addresses = [
             f"127.0.{k + 1}.{a + 1}" for a in range(max(1, -(-len(share) // CLIENTS_PER_ADDRESS)))
         ]
@@ -249,7 +259,7 @@ def _jobs(
             Job(
                 worker=k,
                 http_url=http_url,
-                waitroom_url=waitroom_url,
+                waitroom_url=url,
                 hold_seconds=options.hold_seconds,
                 clients=share,
                 local_addresses=addresses,
@@ -267,6 +277,8 @@ async def run_bench(
 ) -> BenchReport:
     """Run ``options``' scenario against the deployment at ``http_url``."""
     require_loopback(http_url)
+    for server in options.ws_servers:
+        require_loopback(server)
     if not 1 <= options.clients <= MAX_CLIENTS:
         raise ValueError(f"clients must be between 1 and {MAX_CLIENTS}")
     scenario = options.scenario_spec()

@@ -69,6 +69,7 @@ def _legend(ax: Any) -> None:
 def _save(fig: object, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
+    fig.tight_layout()  # type: ignore[attr-defined]
     fig.savefig(path, dpi=90)  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
     return path
