@@ -73,6 +73,15 @@ async def test_reconnect_storm_resumes_places(services: Services) -> None:
     assert sum(r.reconnects for r in report.results) > 0
 
 
+async def test_clients_spread_over_named_websocket_servers(services: Services) -> None:
+    """Clients connect to the WebSocket servers given, and a non-loopback one is refused."""
+    server = f"ws://127.0.0.1:{services.ws_port}"
+    report = await _run(services, _options("steady", clients=40, seats=60, ws_servers=(server,)))
+    assert report.problems == []
+    with pytest.raises(ValueError, match="loopback"):
+        await _run(services, _options("steady", ws_servers=("ws://10.1.2.3:8001",)))
+
+
 async def test_check_fails_on_doctored_results(services: Services) -> None:
     """The invariant check catches out-of-order admission, oversell and a lost confirmation."""
     report = await _run(services, _options("steady", clients=60, seats=60))
