@@ -76,11 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     sale.add_argument(
         "--arrival-seconds",
         type=float,
-        default=10.0,
-        help="joins spread over this long (default 10)",
+        help="joins spread over this long (default: the scenario's, 10 for steady)",
     )
     sale.add_argument(
-        "--pay-ratio", type=float, default=0.6, help="share of buyers who pay (default 0.6)"
+        "--pay-ratio",
+        type=float,
+        help="share of buyers who pay (default: the scenario's, 0.6 for steady)",
     )
     sale.add_argument("--json", type=Path, help="also write the results as JSON here")
     sale.add_argument(

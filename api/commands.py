@@ -81,8 +81,8 @@ class SaleOptions:
     clients: int = 3000
     rows: int = 40
     hold_seconds: int = 10
-    pay_ratio: float = 0.6
-    arrival_s: float = 10.0
+    pay_ratio: float | None = None  # None: the scenario's
+    arrival_s: float | None = None  # None: the scenario's
     json_path: Path | None = None
     scenario: str = "steady"
     max_seconds: float = 300.0
@@ -101,10 +101,6 @@ class SaleOptions:
             str(self.rows),
             "--hold-seconds",
             str(self.hold_seconds),
-            "--pay-ratio",
-            str(self.pay_ratio),
-            "--arrival-seconds",
-            str(self.arrival_s),
             "--scenario",
             self.scenario,
             "--max-seconds",
@@ -116,6 +112,8 @@ class SaleOptions:
             "--bench-runtime",
             self.bench_runtime,
         ]
+        out += ["--pay-ratio", str(self.pay_ratio)] if self.pay_ratio is not None else []
+        out += ["--arrival-seconds", str(self.arrival_s)] if self.arrival_s is not None else []
         out += ["--json", str(self.json_path)] if self.json_path else []
         return out + (["--plots", str(self.plots_dir)] if self.plots_dir else [])
 

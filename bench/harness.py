@@ -74,8 +74,13 @@ class BenchOptions:
     def scenario_spec(self) -> Scenario:
         """The scenario with this run's overrides."""
         spec = SCENARIOS[self.scenario]
-        if self.pay_ratio is not None:
-            spec = msgspec.structs.replace(spec, pay=self.pay_ratio * (1 - spec.decline_then_pay))
+        if self.pay_ratio is not None:  # the share who pay, some after a declined card
+            payers = spec.pay + spec.decline_then_pay
+            spec = msgspec.structs.replace(
+                spec,
+                pay=self.pay_ratio * spec.pay / payers,
+                decline_then_pay=self.pay_ratio * spec.decline_then_pay / payers,
+            )
         if self.arrival_s is not None:
             spec = msgspec.structs.replace(spec, arrival_s=self.arrival_s)
         return spec

@@ -54,7 +54,13 @@ SCENARIOS: dict[str, Scenario] = {
             "everyone connected before the sale opens, then admission starts at once",
             flash=True,
         ),
-        Scenario("steady", "buyers arrive steadily while the sale is open", arrival_s=10.0),
+        Scenario(
+            "steady",
+            "buyers arrive steadily while the sale is open; 60 % pay",
+            arrival_s=10.0,
+            pay=0.54,
+            decline_then_pay=0.06,
+        ),
         Scenario(
             "abandon",
             "a fifth close the page while waiting, a fifth let their hold expire",

@@ -155,3 +155,12 @@ def test_results_travel_between_processes() -> None:
     result = ClientResult("c1", Behaviour.DECLINE, 2, ticket=5, outcome="expired", worker=1)
     result.errors.append("x")
     assert msgspec.json.decode(msgspec.json.encode(result), type=ClientResult) == result
+
+
+@pytest.mark.once
+def test_pay_ratio_overrides_the_share_who_pay() -> None:
+    """--pay-ratio sets the share of payers, those after a declined card included."""
+    for ratio in (0.0, 0.6, 1.0):
+        for name in SCENARIOS:
+            spec = BenchOptions(scenario=name, pay_ratio=ratio).scenario_spec()
+            assert spec.pay + spec.decline_then_pay == pytest.approx(ratio)
