@@ -38,20 +38,33 @@ def _script(name: str) -> str:
     return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
-def lua_ceiling(redis_url: str, clients: int = 20_000, batch: int = 100) -> dict[str, Any]:
-    """Join ``clients`` then admit them all, ``batch`` per script call; rates per second."""
+def lua_ceiling(
+    redis_url: str,
+    clients: int = 20_000,
+    batch: int = 100,
+    *,
+    seats: int | None = None,
+    admit: int | None = None,
+) -> dict[str, Any]:
+    """Join ``clients``, then admit ``admit`` of them (all), ``batch`` per script call.
+
+    ``seats`` (default: one per client) sets the section size, so the queue's length
+    and the seat map's size can be varied apart. Rates are per second.
+    """
+    seats = seats or clients
+    admit = min(admit or clients, clients, seats)
     import redis
 
     from storage.keys import event_keys
 
     r = redis.Redis.from_url(redis_url)
     join = r.register_script(_script("join_queue"))
-    admit = r.register_script(_script("admit_next"))
+    admit_next = r.register_script(_script("admit_next"))
     init = r.register_script(_script("init_event"))
     event_id = "bl" + secrets.token_hex(5)
     k = event_keys(event_id)
     keys = [k.meta, k.stats, k.queue, k.tickets, k.clients, k.expiry, k.notify, k.seat_map("s")]
-    rows = -(-clients // 50)
+    rows = -(-seats // 50)
     config = {
         "opens_at_ms": 0,
         "hold_ms": 600_000,
@@ -70,8 +83,9 @@ def lua_ceiling(redis_url: str, clients: int = 20_000, batch: int = 100) -> dict
         joined_s = time.perf_counter() - started
         admitted, calls = 0, 0
         started = time.perf_counter()
-        while admitted < clients:
-            out = json.loads(admit(keys=keys, args=[int(time.time() * 1000), batch]))
+        while admitted < admit:
+            count = min(batch, admit - admitted)
+            out = json.loads(admit_next(keys=keys, args=[int(time.time() * 1000), count]))
             admitted += out["admitted"]
             calls += 1
             if out["admitted"] == 0 and out["reason"] != "budget":
@@ -83,6 +97,8 @@ def lua_ceiling(redis_url: str, clients: int = 20_000, batch: int = 100) -> dict
     return {
         "baseline": "lua",
         "clients": clients,
+        "seats": seats,
+        "admitted": admitted,
         "batch": batch,
         "joins_per_s": clients / joined_s,
         "admissions_per_s": admitted / admit_s,
@@ -231,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("which", choices=("lua", "rowlock", "all"))
     parser.add_argument("--clients", type=int, default=20_000, help="lua: clients (default 20000)")
     parser.add_argument("--batch", type=int, default=100, help="lua: per script call (default 100)")
+    parser.add_argument("--lua-seats", type=int, help="lua: seats (default: one per client)")
+    parser.add_argument("--admit", type=int, help="lua: clients to admit (default: all)")
     parser.add_argument("--buyers", type=int, default=2000, help="rowlock: buyers (default 2000)")
     parser.add_argument("--seats", type=int, default=4000, help="rowlock: seats (default 4000)")
     parser.add_argument("--concurrency", type=int, default=64, help="rowlock: buyers at once")
@@ -239,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with _servers(args) as (redis_url, database_url):
         if args.which in ("lua", "all"):
-            print(json.dumps(lua_ceiling(redis_url, args.clients, args.batch)), flush=True)
+            result = lua_ceiling(
+                redis_url, args.clients, args.batch, seats=args.lua_seats, admit=args.admit
+            )
+            print(json.dumps(result), flush=True)
         if args.which in ("rowlock", "all"):
             result = rowlock_baseline(
                 database_url, buyers=args.buyers, seats=args.seats, concurrency=args.concurrency
