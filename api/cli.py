@@ -7,12 +7,15 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import msgspec
 
 from api.logs import configure_logging
 from api.settings import Settings
+from bench.harness import require_loopback
+from bench.scenarios import SCENARIOS
 from engine.errors import BookingError
 from storage.embedded import embedded_servers
 from storage.runtime import RUNTIMES, run
@@ -78,17 +81,48 @@ def _parser() -> argparse.ArgumentParser:
     sale.add_argument(
         "--arrival-seconds",
         type=float,
-        default=10.0,
-        help="joins spread over this long (default 10)",
+        help="joins spread over this long (default: the scenario's, 10 for steady)",
     )
     sale.add_argument(
-        "--pay-ratio", type=float, default=0.6, help="share of buyers who pay (default 0.6)"
+        "--pay-ratio",
+        type=float,
+        help="share of buyers who pay (default: the scenario's, 0.6 for steady)",
     )
     sale.add_argument("--json", type=Path, help="also write the results as JSON here")
-    sub.add_parser(
+    sale.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="steady",
+        help="; ".join(f"{s.name}: {s.about}" for s in SCENARIOS.values()),
+    )
+    sale.add_argument(
+        "--max-seconds",
+        type=float,
+        default=300.0,
+        help="stop everything after this long (default 300)",
+    )
+    sale.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="bench processes (default: one per 19,000 clients, 2 from 2,000)",
+    )
+    sale.add_argument(
+        "--max-active-holds", type=_positive, default=300, help="holds open at once (default 300)"
+    )
+    sale.add_argument("--plots", type=Path, help="write PNG plots into this directory")
+    sale.add_argument(
+        "--bench-runtime", choices=RUNTIMES, default="trio", help="runtime of the bench processes"
+    )
+    demo = sub.add_parser(
         "demo",
         parents=[common, serving, sale],
         help="everything on embedded servers: seed an event, simulate a sale, print a summary",
+    )
+    demo.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="run admission and expiry in their own process, as a deployment would",
     )
     bench = sub.add_parser(
         "bench",
@@ -97,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--url", required=True, help="base URL of the HTTP API, e.g. http://127.0.0.1:8000"
+    )
+    bench.add_argument(
+        "--ws-server",
+        action="append",
+        default=[],
+        help="a WebSocket server (ws://127.0.0.1:8001) to spread clients over; repeat for several",
     )
     chaos = sub.add_parser(
         "chaos",
@@ -180,16 +220,18 @@ def main(argv: list[str] | None = None) -> int:
         from api.commands import chaos
         from bench.chaos import ChaosPlan
 
+        defaults = ChaosPlan()
+        arrival_s = defaults.arrival_s if args.arrival_seconds is None else args.arrival_seconds
         plan = ChaosPlan(
             clients=args.clients,
             rows=args.rows,
             hold_seconds=args.hold_seconds,
-            arrival_s=args.arrival_seconds,
-            pay_ratio=args.pay_ratio,
+            arrival_s=arrival_s,
+            pay_ratio=defaults.pay_ratio if args.pay_ratio is None else args.pay_ratio,
             workers=args.workers,
             kill_every_s=args.kill_every,
-            redis_restart_at_s=args.arrival_seconds * 0.5,
-            postgres_restart_at_s=args.arrival_seconds * 0.8,
+            redis_restart_at_s=arrival_s * 0.5,
+            postgres_restart_at_s=arrival_s * 0.8,
             time_limit_s=args.time_limit,
         )
         outcome = run(lambda: chaos(plan), settings.runtime)
@@ -204,13 +246,26 @@ def main(argv: list[str] | None = None) -> int:
             args.pay_ratio,
             args.arrival_seconds,
             args.json,
+            args.scenario,
+            args.max_seconds,
+            args.processes,
+            args.max_active_holds,
+            args.plots,
+            args.bench_runtime,
         )
         if args.command == "bench":
+            options = replace(options, ws_servers=tuple(args.ws_server))
+            try:
+                for url in (args.url, *options.ws_servers):
+                    require_loopback(url)
+            except ValueError as exc:
+                print(f"booking: {exc}", file=sys.stderr)
+                return 2
             outcome = run(lambda: bench(args.url, settings.admin_key, options), settings.runtime)
             return 130 if outcome is None else outcome
 
         async def command(s: Settings) -> int:
-            return await demo(s, options)
+            return await demo(s, options, worker_process=args.worker_process)
 
     else:
         from api.commands import create_event

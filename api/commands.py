@@ -6,15 +6,17 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
+import httpx
 import msgspec
 
 from api.services import Roles, open_services
 from api.settings import Settings
 from bench.chaos import ChaosPlan, run_chaos
-from bench.sale import SalePlan, demo_event, run_sale
+from bench.harness import BenchOptions, run_bench, write_outputs
 from engine.catalog import EventCatalog
 from engine.clock import WallClock
 from engine.events import EventSpec, validate_event
@@ -112,9 +114,16 @@ class SaleOptions:
     clients: int = 3000
     rows: int = 40
     hold_seconds: int = 10
-    pay_ratio: float = 0.6
-    arrival_s: float = 10.0
+    pay_ratio: float | None = None  # None: the scenario's
+    arrival_s: float | None = None  # None: the scenario's
     json_path: Path | None = None
+    scenario: str = "steady"
+    max_seconds: float = 300.0
+    processes: int = 0
+    max_active_holds: int = 300
+    plots_dir: Path | None = None
+    bench_runtime: str = "trio"
+    ws_servers: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         """These options as ``booking bench`` flags."""
@@ -125,30 +134,62 @@ class SaleOptions:
             str(self.rows),
             "--hold-seconds",
             str(self.hold_seconds),
-            "--pay-ratio",
-            str(self.pay_ratio),
-            "--arrival-seconds",
-            str(self.arrival_s),
+            "--scenario",
+            self.scenario,
+            "--max-seconds",
+            str(self.max_seconds),
+            "--processes",
+            str(self.processes),
+            "--max-active-holds",
+            str(self.max_active_holds),
+            "--bench-runtime",
+            self.bench_runtime,
         ]
-        return out + (["--json", str(self.json_path)] if self.json_path else [])
+        out += ["--pay-ratio", str(self.pay_ratio)] if self.pay_ratio is not None else []
+        out += ["--arrival-seconds", str(self.arrival_s)] if self.arrival_s is not None else []
+        out += ["--json", str(self.json_path)] if self.json_path else []
+        return out + (["--plots", str(self.plots_dir)] if self.plots_dir else [])
+
+    def bench_options(self) -> BenchOptions:
+        """The harness's options for this sale."""
+        return BenchOptions(
+            scenario=self.scenario,
+            clients=self.clients,
+            seats=self.rows * 30,
+            hold_seconds=self.hold_seconds,
+            max_active_holds=self.max_active_holds,
+            processes=self.processes,
+            max_seconds=self.max_seconds,
+            pay_ratio=self.pay_ratio,
+            arrival_s=self.arrival_s,
+            runtime=self.bench_runtime,
+            ws_servers=self.ws_servers,
+        )
 
 
 async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
-    """Simulate a sale against the deployment at ``url``; print the summary; 1 if an invariant broke."""
-    event = demo_event(options.rows, 30, hold_seconds=options.hold_seconds)
-    print(f"Sale: {options.clients} buyers for {options.rows * 30} seats at {url}", file=sys.stderr)
-    report = await run_sale(
-        url,
-        admin_key,
-        event,
-        SalePlan(clients=options.clients, pay_ratio=options.pay_ratio, arrival_s=options.arrival_s),
+    """Run a scenario against the deployment at ``url``; print the summary; 1 if an invariant broke."""
+    print(
+        f"Bench {options.scenario}: {options.clients} buyers for {options.rows * 30} seats at {url}",
+        file=sys.stderr,
     )
+    try:
+        report = await run_bench(url, admin_key, options.bench_options())
+    except httpx.HTTPStatusError as exc:
+        print(
+            f"booking bench: {exc.request.method} {exc.request.url.path} answered "
+            f"{exc.response.status_code}: {exc.response.text}",
+            file=sys.stderr,
+        )
+        return 2
     print(f"Event {report.event_id}: {url}/v1/events/{report.event_id}", file=sys.stderr)
     print(f"Waiting-room page: {url}/events/{report.event_id}", file=sys.stderr)
     print(report.summary())
-    if options.json_path is not None:
-        options.json_path.write_bytes(report.to_json())
-    return 0 if not report.problems else 1
+    write_outputs(report, options.json_path, options.plots_dir)
+    if report.problems:
+        print("\033[1;31mINVARIANTS BROKEN\033[0m", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def chaos(plan: ChaosPlan) -> int:
@@ -163,19 +204,43 @@ async def chaos(plan: ChaosPlan) -> int:
     return 0 if not report.problems else 1
 
 
-async def demo(settings: Settings, options: SaleOptions) -> int:
-    """Everything on embedded servers; the buyers run in a second process, as they would."""
-    async with open_services(settings) as services:
+async def demo(settings: Settings, options: SaleOptions, *, worker_process: bool = False) -> int:
+    """Everything on embedded servers; the buyers run in a second process, as they would.
+
+    ``worker_process``: run admission and the expiry sweep in a third process, as a
+    deployment would, so that WebSocket fan-out cannot starve them of the loop.
+    """
+    env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
+    async with (
+        open_services(settings, Roles(api=True, worker=not worker_process)) as services,
+        anyio.create_task_group() as tg,
+    ):
         print(
             f"HTTP API {services.http_url}, WebSocket {settings.ws_url(services.ws_port)}",
             file=sys.stderr,
         )
+        if worker_process:
+            assert settings.redis_url and settings.database_url
+            worker_argv = [sys.executable, "-m", "api.cli", "worker", "--runtime", settings.runtime]
+            worker_argv += [
+                "--redis-url",
+                settings.redis_url,
+                "--database-url",
+                settings.database_url,
+            ]
+            worker_argv += ["--metrics-port", "0"]
+            tg.start_soon(
+                partial(
+                    anyio.run_process, worker_argv, check=False, env=env, stdout=None, stderr=None
+                )
+            )
         process = await anyio.run_process(
             [sys.executable, "-m", "api.cli", "bench", "--url", services.http_url, *options.argv()],
             stdin=None,
             stdout=None,
             stderr=None,
             check=False,
-            env={**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key},
+            env=env,
         )
+        tg.cancel_scope.cancel()  # stops the worker process
     return process.returncode

@@ -7,6 +7,7 @@ import secrets
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -15,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from bench.ws import WsConnection, connect_ws
 from realtime import protocol as p
 
-__all__ = ["Behaviour", "ClientResult", "RestClient", "run_client"]
+__all__ = ["Behaviour", "ClientResult", "PaymentClient", "RestClient", "run_client"]
 
 
 class Behaviour(enum.Enum):
@@ -24,6 +25,8 @@ class Behaviour(enum.Enum):
     PAY = "pay"  # pays with a good card
     DECLINE_THEN_PAY = "decline_then_pay"  # a declined card first, then a good one
     ABANDON = "abandon"  # lets the hold expire
+    DECLINE = "decline"  # only a declined card, then lets the hold expire
+    LEAVE = "leave"  # closes the page while waiting and never comes back
 
 
 @dataclass
@@ -52,11 +55,42 @@ class ClientResult:
     payment_s: float = 0.0  # pay request -> answer, s
     confirmed_s: float = 0.0  # pay request -> confirmed message, s
     errors: list[str] = field(default_factory=list)
+    reconnects: int = 0  # times the socket was dropped and the place resumed
+    worker: int = 0  # the bench process that ran this client
+    late_prompt: bool = False  # paid after the hold's deadline (its token had expired)
 
     @property
     def admission_to_prompt_s(self) -> float | None:
         """Seats held on the server -> prompt received by the client."""
         return self.prompted_at - self.admitted_at if self.prompted_at else None
+
+
+class PaymentResponse(Protocol):
+    """What a buyer reads of a payment's answer."""
+
+    @property
+    def status_code(self) -> int:
+        """HTTP status."""
+        ...
+
+    @property
+    def text(self) -> str:
+        """The body."""
+        ...
+
+    def json(self) -> Any:
+        """The body, decoded."""
+        ...
+
+
+class PaymentClient(Protocol):
+    """Pays holds over REST (``RestClient`` on httpx, or the bench's lean client)."""
+
+    async def pay(
+        self, prompt: p.Prompt, card: str, key: str, *, attempts: int = 3
+    ) -> PaymentResponse:
+        """POST a payment for ``prompt``'s hold with idempotency key ``key``."""
+        ...
 
 
 class RestClient:
@@ -103,18 +137,33 @@ class RestClient:
 
 async def run_client(
     waitroom_url: str,
-    http: RestClient,
+    http: PaymentClient,
     result: ClientResult,
     *,
     hold_seconds: float,
     think_s: float = 0.0,
     connect_limiter: anyio.CapacityLimiter | None = None,
     local_address: tuple[str, int] | None = None,
+    leave_after_s: float | None = None,
+    reconnect_at: anyio.Event | None = None,
 ) -> ClientResult:
-    """Run one buyer to its outcome, filling in ``result`` as it goes."""
+    """Run one buyer to its outcome, filling in ``result`` as it goes.
+
+    ``leave_after_s``: with ``Behaviour.LEAVE``, close the socket this long after
+    ``queued`` (outcome ``left``). ``reconnect_at``: once set, drop the socket
+    and resume the place with the queue token on a new one (a reconnect storm).
+    """
     try:
         await _run(
-            waitroom_url, http, result, hold_seconds, think_s, connect_limiter, local_address
+            waitroom_url,
+            http,
+            result,
+            hold_seconds,
+            think_s,
+            connect_limiter,
+            local_address,
+            leave_after_s,
+            reconnect_at,
         )
     except (OSError, ConnectionClosed, httpx.HTTPError) as exc:
         result.errors.append(f"{type(exc).__name__}: {exc}")
@@ -124,58 +173,114 @@ async def run_client(
 
 async def _run(
     url: str,
-    http: RestClient,
+    http: PaymentClient,
     r: ClientResult,
     hold_seconds: float,
     think_s: float,
     limiter: anyio.CapacityLimiter | None,
     local_address: tuple[str, int] | None,
+    leave_after_s: float | None,
+    reconnect_at: anyio.Event | None,
 ) -> None:
-    async with AsyncExitStack() as stack:
-        async with limiter or anyio.CapacityLimiter(1):
-            ws = await stack.enter_async_context(connect_ws(url, local_address=local_address))
-        await _converse(ws, http, r, hold_seconds, think_s)
+    first: p.ClientMessage = p.Join(quantity=r.quantity, client_id=r.client_id)
+    state = _Conversation()
+    while True:
+        async with AsyncExitStack() as stack:
+            async with limiter or anyio.CapacityLimiter(1):
+                ws = await stack.enter_async_context(connect_ws(url, local_address=local_address))
+            async with anyio.create_task_group() as tg:
+                dropped = False
+
+                async def drop_when_told(event: anyio.Event) -> None:
+                    nonlocal dropped
+                    await event.wait()
+                    if r.ticket and not r.prompted_at:  # a place in line, not a payment under way
+                        dropped = True
+                        tg.cancel_scope.cancel()
+
+                async def leave_later(delay: float) -> None:
+                    await state.queued.wait()
+                    await anyio.sleep(delay)
+                    if not r.prompted_at:
+                        r.outcome, r.ended_at = "left", time.time()
+                        tg.cancel_scope.cancel()
+
+                if reconnect_at is not None and not r.reconnects:
+                    tg.start_soon(drop_when_told, reconnect_at)
+                if r.behaviour is Behaviour.LEAVE and leave_after_s is not None:
+                    tg.start_soon(leave_later, leave_after_s)
+                await _converse(ws, http, r, hold_seconds, think_s, first, state)
+                tg.cancel_scope.cancel()
+        if not dropped:
+            return
+        r.reconnects += 1
+        first = p.Resume(token=state.token)
+
+
+class _Conversation:
+    """What a buyer remembers across reconnects."""
+
+    def __init__(self) -> None:
+        self.token = ""  # the queue token, to resume with
+        self.queued = anyio.Event()  # set once the place in line is known
+        self.paid_at = 0.0  # wall time of the accepted payment request, s
 
 
 async def _converse(
-    ws: WsConnection, http: RestClient, r: ClientResult, hold_seconds: float, think_s: float
+    ws: WsConnection,
+    http: PaymentClient,
+    r: ClientResult,
+    hold_seconds: float,
+    think_s: float,
+    first: p.ClientMessage,
+    state: _Conversation,
 ) -> None:
-    r.joined_at = time.time()
-    join = p.encode(p.Join(quantity=r.quantity, client_id=r.client_id))
-    await ws.send(join, text=True)
-    paid_at, rejoins = 0.0, 0
+    if isinstance(first, p.Join):
+        r.joined_at = time.time()
+    await ws.send(p.encode(first), text=True)
+    rejoins = 0
     while True:
         msg = p.server_decoder.decode(await ws.recv(decode=False))
         match msg:
             case p.Queued():
-                r.ticket, r.queued_at, r.first_eta_s = msg.ticket, time.time(), msg.eta_s
+                if not r.ticket:
+                    r.ticket, r.queued_at, r.first_eta_s = msg.ticket, time.time(), msg.eta_s
+                state.token = msg.token
+                state.queued.set()
             case p.Position():
                 r.positions += 1
             case p.Prompt():
+                if r.prompted_at:  # the same hold again, after a resume
+                    continue
                 r.prompted_at = time.time()
                 r.admitted_at = msg.expires_ms / 1000 - hold_seconds
                 r.expires_ms, r.hold_id, r.hold_token = msg.expires_ms, msg.hold_id, msg.hold_token
                 r.seats = len(msg.seats)
-                if r.behaviour is Behaviour.ABANDON:
+                if r.behaviour in (Behaviour.ABANDON, Behaviour.LEAVE):
                     continue  # wait for ``expired``
                 if think_s:
                     await anyio.sleep(think_s)
-                paid_at = time.time()
-                if r.behaviour is Behaviour.DECLINE_THEN_PAY:
+                state.paid_at = time.time()
+                if r.behaviour in (Behaviour.DECLINE_THEN_PAY, Behaviour.DECLINE):
                     declined = await http.pay(msg, "tok_declined", secrets.token_hex(8))
                     if declined.status_code not in (402, 409):  # 409: the hold expired meanwhile
                         r.errors.append(f"declined card answered {declined.status_code}")
+                    if r.behaviour is Behaviour.DECLINE:
+                        r.payment_status = declined.status_code
+                        continue  # gives up; the hold runs out
                 key = secrets.token_hex(8)
                 response = await http.pay(msg, "tok_visa", key)
-                r.payment_s = time.time() - paid_at
+                r.payment_s = time.time() - state.paid_at
                 r.payment_status = response.status_code
                 if response.status_code == 200:
                     r.booking_id, r.payment_key = response.json()["id"], key
+                elif response.status_code == 401 and time.time() * 1000 >= msg.expires_ms:
+                    r.late_prompt = True  # the prompt came after the hold's deadline
                 elif response.status_code != 409:  # 409: the hold expired meanwhile
                     r.errors.append(f"payment answered {response.status_code}: {response.text}")
             case p.Confirmed():
                 r.outcome, r.booking_id, r.ended_at = "confirmed", msg.booking_id, time.time()
-                r.confirmed_s = time.time() - paid_at if paid_at else 0.0
+                r.confirmed_s = time.time() - state.paid_at if state.paid_at else 0.0
                 return
             case p.Expired():
                 r.outcome, r.ended_at = "expired", time.time()
@@ -184,9 +289,9 @@ async def _converse(
                 r.outcome, r.ended_at = "sold_out", time.time()
                 return
             case p.Error() if msg.code == "unavailable" and rejoins < 30:
-                rejoins += 1  # the join did not happen (storage restarting): joining is idempotent
+                rejoins += 1  # not done (storage restarting): joining and resuming are idempotent
                 await anyio.sleep(0.5)
-                await ws.send(join, text=True)
+                await ws.send(p.encode(first), text=True)
             case p.Left():
                 r.outcome, r.ended_at = "left", time.time()
                 return

@@ -37,8 +37,8 @@ async def connect_ws(
     if sniffio.current_async_library() == "trio":
         from websockets.trio.client import connect
 
-        if local_address is not None:
-            options["local_address"] = local_address
+        if local_address is not None:  # trio binds a host; the kernel picks the port
+            options["local_address"] = local_address[0]
         async with connect(url, **options) as trio_ws:
             yield trio_ws
     else:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 import msgspec
 
 from storage.pg_store import PgStore
+from storage.records import TicketRecord
 from storage.redis_store import RedisStore
 
 __all__ = ["Audit", "audit_event"]
@@ -30,6 +32,8 @@ class Audit(msgspec.Struct, frozen=True):
     #: Worst delay between a hold's deadline and its release by the sweep, ms.
     release_lateness_ms: int
     problems: list[str]
+    #: Tickets held before an earlier ticket was (admission must follow join order).
+    admitted_out_of_order: int = 0
 
     @property
     def ok(self) -> bool:
@@ -85,6 +89,9 @@ async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled:
     )
     if lateness > 1000:
         problems.append(f"a hold was released {lateness} ms after its deadline (limit 1000)")
+    out_of_order = _admitted_out_of_order(tickets)
+    if out_of_order:
+        problems.append(f"{out_of_order} tickets were held before an earlier ticket")
     return Audit(
         capacity=st["capacity"],
         free=st["free"],
@@ -98,4 +105,18 @@ async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled:
         tickets_by_state=dict(by_state),
         release_lateness_ms=lateness,
         problems=problems,
+        admitted_out_of_order=out_of_order,
     )
+
+
+def _admitted_out_of_order(tickets: Mapping[int, TicketRecord]) -> int:
+    """Held tickets whose hold deadline is earlier than an earlier ticket's (same hold time)."""
+    latest = 0
+    late = 0
+    for _, rec in sorted(tickets.items()):
+        if not rec.exp:
+            continue
+        if rec.exp < latest:
+            late += 1
+        latest = max(latest, rec.exp)
+    return late

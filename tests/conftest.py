@@ -7,6 +7,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,10 +34,23 @@ def servers() -> Iterator[EmbeddedServers]:
         remove_data_dir(data_dir)
 
 
+RUNTIME = os.environ.get("BOOKING_TEST_RUNTIME", "trio")
+
+
 @pytest.fixture
-def anyio_backend() -> str:
-    """The runtime under test: trio, or asyncio when BOOKING_TEST_RUNTIME=asyncio."""
-    return os.environ.get("BOOKING_TEST_RUNTIME", "trio")
+def anyio_backend() -> str | tuple[str, dict[str, Any]]:
+    """The runtime under test: trio, or asyncio + uvloop when BOOKING_TEST_RUNTIME=asyncio."""
+    return ("asyncio", {"use_uvloop": True}) if RUNTIME == "asyncio" else RUNTIME
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On asyncio, leave out tests marked ``once``: the trio pass runs them."""
+    if RUNTIME == "trio":
+        return
+    once = [item for item in items if item.get_closest_marker("once")]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [item for item in items if not item.get_closest_marker("once")]
 
 
 @pytest.fixture

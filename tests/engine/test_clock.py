@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from engine.clock import LoopAnchoredClock, WallClock
 
+pytestmark = pytest.mark.once
+
 
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:

@@ -23,6 +23,8 @@ from engine.events import (
     validate_event,
 )
 
+pytestmark = pytest.mark.once
+
 OPENS = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 row_layouts = st.lists(

@@ -17,6 +17,8 @@ from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
 from engine.clock import LoopAnchoredClock
 from storage.redis_store import HoldRef, JoinRequest, Presence, RedisStore
 
+pytestmark = pytest.mark.once
+
 HOLD_S = 10
 
 

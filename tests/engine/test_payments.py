@@ -11,7 +11,7 @@ import trio.testing
 
 from engine.payments import SANDBOX_CARDS, Charge, ChargeStatus, SandboxGateway
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.once]
 
 
 @pytest.fixture

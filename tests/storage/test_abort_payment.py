@@ -8,6 +8,8 @@ from storage.records import ExpireSummary
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, new_event
 
+pytestmark = pytest.mark.once
+
 EXP = T0 + HOLD_MS
 
 

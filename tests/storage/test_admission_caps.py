@@ -8,6 +8,8 @@ from storage.records import AdmissionCaps
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, new_event
 
+pytestmark = pytest.mark.once
+
 HOLD = 2_000
 
 

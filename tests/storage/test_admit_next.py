@@ -8,6 +8,8 @@ from storage.records import AdmitSummary, Prompted, SoldOut
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, hold_pattern, new_event
 
+pytestmark = pytest.mark.once
+
 
 @pytest.mark.anyio
 async def test_not_open_before_opens_at(redis_store: RedisStore, event_id: str) -> None:

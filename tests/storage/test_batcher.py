@@ -13,7 +13,7 @@ import trio.testing
 
 from storage.batcher import Batcher
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.once]
 
 #: A guard against hangs; with the autojumping mock clock it fires at once in real time.
 GUARD_S = 60

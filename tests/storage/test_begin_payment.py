@@ -8,6 +8,8 @@ from storage.records import BeginPaymentResult, ExpireSummary
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, WINDOW_MS, new_event
 
+pytestmark = pytest.mark.once
+
 EXP = T0 + HOLD_MS
 SECTIONS = (("A", 1_500, "000|000|"),)
 

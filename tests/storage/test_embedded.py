@@ -9,6 +9,8 @@ import pytest
 
 from storage.embedded import embedded_redis
 
+pytestmark = pytest.mark.once
+
 
 def test_embedded_redis_starts_from_a_relative_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

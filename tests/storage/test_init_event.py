@@ -7,6 +7,8 @@ import pytest
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, Event, assert_conserved, config_json, new_event
 
+pytestmark = pytest.mark.once
+
 SECTIONS = (("A", 1_500, "000|00|"), ("B", 900, "0000|"))
 
 

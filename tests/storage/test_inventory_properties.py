@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 import trio
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,9 @@ from storage.embedded import EmbeddedServers
 from storage.records import AdmitSummary, TicketRecord
 from storage.redis_store import RedisStore, open_redis_store
 from tests.storage.helpers import T0, TERMINAL, Event, new_event
+
+pytestmark = pytest.mark.once
+
 
 SECTIONS = (("A", 300, "000|00|"), ("B", 100, "0000|"))
 ORDER = [s for s, _, _ in SECTIONS]

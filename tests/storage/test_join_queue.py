@@ -8,6 +8,8 @@ from storage.records import JoinResult, TicketRecord
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, new_event
 
+pytestmark = pytest.mark.once
+
 
 @pytest.mark.anyio
 async def test_joins_get_consecutive_seqs_in_request_order(

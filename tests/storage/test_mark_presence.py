@@ -8,6 +8,8 @@ from storage.records import JoinResult, Left, Prompted
 from storage.redis_store import Presence, RedisStore
 from tests.storage.helpers import T0, new_event
 
+pytestmark = pytest.mark.once
+
 GRACE = 60_000
 
 

@@ -12,6 +12,8 @@ from storage.records import Prompted
 from storage.redis_store import JoinRequest, RedisStore
 from tests.storage.helpers import T0, config_json, new_event
 
+pytestmark = pytest.mark.once
+
 OPENS = T0 + 60_000
 
 

@@ -8,6 +8,8 @@ from storage.records import Confirmed
 from storage.redis_store import BookedSeats, RedisStore
 from tests.storage.helpers import HOLD_MS, T0, WINDOW_MS, Event, new_event
 
+pytestmark = pytest.mark.once
+
 EXP = T0 + HOLD_MS
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from storage.runtime import RUNTIMES, run
 
+pytestmark = pytest.mark.once
+
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

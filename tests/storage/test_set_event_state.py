@@ -8,6 +8,8 @@ from storage.records import StateChange
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, Event, new_event
 
+pytestmark = pytest.mark.once
+
 OPENS = T0 + 10_000
 
 

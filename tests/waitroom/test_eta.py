@@ -18,6 +18,8 @@ from waitroom.eta import (
     wire_eta,
 )
 
+pytestmark = pytest.mark.once
+
 counters = st.integers(min_value=0, max_value=10**12)
 
 

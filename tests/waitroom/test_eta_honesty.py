@@ -10,6 +10,8 @@ from storage.redis_store import JoinRequest, RedisStore
 from tests.storage.helpers import T0, config_json
 from waitroom.eta import OutflowEstimator, admission_prior, position
 
+pytestmark = pytest.mark.once
+
 RATE_PER_MIN = 600  # 10 admissions per second
 ARRIVALS_PER_S = 12  # a little faster than admission: the line grows
 STEP_MS = 100  # admission calls and arrivals, every 100 ms

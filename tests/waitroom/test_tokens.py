@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from waitroom.tokens import Claims, InvalidToken, TokenKind, TokenSigner
 
+pytestmark = pytest.mark.once
+
 SECRET = b"0123456789abcdef-test-secret"
 OTHER_SECRET = b"fedcba9876543210-other-secret"
 EXPIRES = 1_700_000_600

@@ -1,0 +1,433 @@
+"""``booking bench``: a scenario run over several bench processes, checked and reported.
+
+The harness creates an event over the admin REST API, splits the scenario's
+clients over bench processes (``bench.procs``, each holding its share of
+WebSockets from its own 127.0.x.y source addresses), samples the event's queue
+while they run, then audits the event and checks the invariants. Loopback
+only; bounded in clients and in time (``max_seconds`` stops everything).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import httpx
+import msgspec
+
+from bench.client import ClientResult
+from bench.procs import Done, Job, Progress, Report
+from bench.sale import SaleReport, scrape_counters
+from bench.scenarios import SCENARIOS, Scenario, event_body, plan_clients
+
+__all__ = [
+    "MAX_CLIENTS",
+    "BenchOptions",
+    "BenchReport",
+    "Sample",
+    "check_invariants",
+    "require_loopback",
+    "run_bench",
+    "write_outputs",
+]
+
+#: The most clients one run may simulate.
+MAX_CLIENTS = 200_000
+#: Clients per bench process: each socket is an open file, 20,000 per process.
+CLIENTS_PER_PROCESS = 19_000
+#: Clients per source address (ephemeral ports run out near 28,000).
+CLIENTS_PER_ADDRESS = 20_000
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """One run: the scenario, its size, and its bounds."""
+
+    scenario: str = "steady"
+    clients: int = 3000
+    seats: int = 1200
+    hold_seconds: int = 10
+    max_active_holds: int = 300
+    processes: int = 0  # 0: one per CLIENTS_PER_PROCESS clients, at least 2 from 2,000 clients
+    max_seconds: float = 300.0
+    pay_ratio: float | None = None  # overrides the scenario's
+    arrival_s: float | None = None  # overrides the scenario's
+    seed: int = 1
+    runtime: str = "trio"  # of the bench processes
+    connect_concurrency: int = 200  # per process
+    http_connections: int = 64  # per process
+    #: WebSocket servers (``ws://host:port``) to spread the clients over, one per bench
+    #: process in turn; empty: the one the event names. Past ~19,000 clients a server
+    #: process runs out of open files, so bigger runs need several.
+    ws_servers: tuple[str, ...] = ()
+
+    def scenario_spec(self) -> Scenario:
+        """The scenario with this run's overrides."""
+        spec = SCENARIOS[self.scenario]
+        if self.pay_ratio is not None:  # the share who pay, some after a declined card
+            payers = spec.pay + spec.decline_then_pay
+            spec = msgspec.structs.replace(
+                spec,
+                pay=self.pay_ratio * spec.pay / payers,
+                decline_then_pay=self.pay_ratio * spec.decline_then_pay / payers,
+            )
+        if self.arrival_s is not None:
+            spec = msgspec.structs.replace(spec, arrival_s=self.arrival_s)
+        return spec
+
+    def process_count(self) -> int:
+        """Bench processes for this many clients."""
+        if self.processes:
+            return self.processes
+        return max(math.ceil(self.clients / CLIENTS_PER_PROCESS), 2 if self.clients >= 2000 else 1)
+
+
+class Sample(msgspec.Struct, frozen=True, array_like=True):
+    """The event seen from outside at one moment."""
+
+    t: float  # since the start, s
+    queue_length: int
+    active_holds: int
+    state: str
+
+
+@dataclass
+class BenchReport(SaleReport):
+    """A sale report with the scenario's context and the queue over time."""
+
+    scenario: str = ""
+    started_at: float = 0.0  # wall time the clients were started, s
+    opened_at: float = 0.0  # wall time admission started, s
+    samples: list[Sample] = field(default_factory=list)
+    stopped_early: bool = False
+    processes: int = 1
+
+    @property
+    def problems(self) -> list[str]:
+        """Broken invariants (and an early stop, which proves nothing)."""
+        out = check_invariants(self.results, self.audit)
+        if self.stopped_early:
+            out.append("stopped by --max-seconds before every client finished")
+        return out
+
+    def admissions_per_s(self) -> float:
+        """Admissions over the span from the first to the last, per second."""
+        times = sorted(r.admitted_at for r in self.results if r.prompted_at)
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def bookings_per_s(self) -> float:
+        """Confirmations over the span from the first admission to the last confirmation."""
+        confirmed = sorted(r.ended_at for r in self.results if r.outcome == "confirmed")
+        first = min((r.admitted_at for r in self.results if r.prompted_at), default=0.0)
+        if not confirmed or confirmed[-1] <= first:
+            return 0.0
+        return len(confirmed) / (confirmed[-1] - first)
+
+    def summary(self) -> str:
+        """The sale summary with the scenario's rows."""
+        pay = [r.payment_s for r in self.results if r.payment_status == 200]
+        extra = [
+            f"  scenario                       {self.scenario} ({self.processes} bench processes)",
+            f"  left while waiting             {self.outcomes['left']}",
+            f"  reconnects (resumed)           {sum(r.reconnects for r in self.results)}",
+            f"  admissions/s (first..last)     {self.admissions_per_s():.0f}",
+            f"  bookings/s (first..last)       {self.bookings_per_s():.0f}",
+            f"  payment p99 (buyer)            {self.percentile(pay, 0.99) * 1000:.1f} ms",
+            f"  most waiting at once           {max((s.queue_length for s in self.samples), default=0)}",
+            f"  prompts after their deadline   {sum(1 for r in self.results if r.late_prompt)}",
+        ]
+        base = super().summary().split("\n")
+        return "\n".join([base[0], *extra, *base[1:]])
+
+    def to_json(self) -> bytes:
+        """Machine-readable results, with every client and the queue samples."""
+        summary = msgspec.json.decode(super().to_json())
+        summary.update(
+            {
+                "scenario": self.scenario,
+                "processes": self.processes,
+                "stopped_early": self.stopped_early,
+                "admissions_per_s": self.admissions_per_s(),
+                "bookings_per_s": self.bookings_per_s(),
+                "samples": self.samples,
+                "results": self.results,
+            }
+        )
+        return msgspec.json.encode(summary)
+
+
+TERMINAL = ("confirmed", "expired", "sold_out", "left")
+
+
+def check_invariants(results: list[ClientResult], audit: dict[str, Any]) -> list[str]:
+    """Every invariant the run can see broken, from the clients' results and the server's audit."""
+    out = [f"audit: {p}" for p in audit.get("problems", [])]
+    if audit.get("oversold", 0):
+        out.append(f"oversold: {audit['oversold']} seats sold more than once")
+    if not audit.get("conserved", False):
+        out.append("free + held + sold != capacity")
+    if audit.get("sold_in_postgres", 0) > audit.get("capacity", 0):
+        out.append(f"PostgreSQL sold {audit['sold_in_postgres']} of {audit['capacity']} seats")
+    unfinished = [r.client_id for r in results if r.outcome not in TERMINAL]
+    if unfinished:
+        out.append(
+            f"{len(unfinished)} clients without one terminal outcome (e.g. {unfinished[:3]})"
+        )
+    errors = [e for r in results for e in r.errors]
+    if errors:
+        out.append(f"{len(errors)} client errors (e.g. {errors[:3]})")
+    confirmed = [r for r in results if r.outcome == "confirmed"]
+    by_state = audit.get("tickets_by_state", {})
+    if by_state.get("confirmed", 0) != len(confirmed):
+        out.append(f"{len(confirmed)} clients confirmed, the server has {by_state}")
+    seats = sum(r.seats for r in confirmed)
+    if seats != audit.get("sold_in_postgres"):
+        out.append(
+            f"confirmed clients hold {seats} seats, PostgreSQL has {audit.get('sold_in_postgres')}"
+        )
+    bookings = [r.booking_id for r in confirmed]
+    if len(set(bookings)) != len(bookings):
+        out.append("two clients were confirmed with the same booking")
+    joined = sum(1 for r in results if r.ticket)
+    tickets = sum(by_state.values())
+    if tickets != joined:
+        out.append(f"{joined} clients joined, the server has {tickets} tickets")
+    open_tickets = tickets - sum(by_state.get(s, 0) for s in TERMINAL)
+    left = sum(1 for r in results if r.outcome == "left")
+    if open_tickets > left:  # only a client that left can still have a ticket in play
+        out.append(f"{open_tickets} tickets not decided, only {left} clients left")
+    out.extend(_admission_order(results))
+    if audit.get("admitted_out_of_order", 0):
+        out.append(f"audit: {audit['admitted_out_of_order']} tickets admitted out of join order")
+    return out
+
+
+def _admission_order(results: list[ClientResult]) -> list[str]:
+    """Clients admitted in ticket (join) order: hold deadlines never go down as tickets go up."""
+    admitted = sorted((r.ticket, r.expires_ms, r.client_id) for r in results if r.prompted_at)
+    late = [
+        (a[2], b[2])
+        for a, b in itertools.pairwise(admitted)
+        if b[1] < a[1]  # a later ticket held earlier
+    ]
+    if late:
+        return [f"{len(late)} clients admitted before an earlier ticket (e.g. {late[:2]})"]
+    return []
+
+
+def require_loopback(url: str) -> None:
+    """Refuse to load anything but this machine."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the bench loads loopback addresses only, not {host!r}")
+
+
+def _jobs(
+    options: BenchOptions, http_url: str, waitroom_url: str, deadline: float, storm: bool
+) -> list[Job]:
+    specs = plan_clients(
+        options.scenario_spec(),
+        options.clients,
+        hold_seconds=options.hold_seconds,
+        seed=options.seed,
+    )
+    n = options.process_count()
+    path = urlsplit(waitroom_url).path
+    jobs = []
+    for k in range(n):
+        share = specs[k::n]
+        url = waitroom_url
+        if options.ws_servers:
+            url = options.ws_servers[k % len(options.ws_servers)].rstrip("/") + path
+        addresses = [
+            f"127.0.{k + 1}.{a + 1}" for a in range(max(1, -(-len(share) // CLIENTS_PER_ADDRESS)))
+        ]
+        jobs.append(
+            Job(
+                worker=k,
+                http_url=http_url,
+                waitroom_url=url,
+                hold_seconds=options.hold_seconds,
+                clients=share,
+                local_addresses=addresses,
+                deadline=deadline,
+                connect_concurrency=options.connect_concurrency,
+                http_connections=options.http_connections,
+                storm_after_joined_s=1.0 if storm else 0.0,
+            )
+        )
+    return jobs
+
+
+async def run_bench(
+    http_url: str, admin_key: str, options: BenchOptions, *, progress: TextIO | None = sys.stderr
+) -> BenchReport:
+    """Run ``options``' scenario against the deployment at ``http_url``."""
+    require_loopback(http_url)
+    for server in options.ws_servers:
+        require_loopback(server)
+    if not 1 <= options.clients <= MAX_CLIENTS:
+        raise ValueError(f"clients must be between 1 and {MAX_CLIENTS}")
+    scenario = options.scenario_spec()
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    deadline = time.time() + options.max_seconds
+    async with httpx.AsyncClient(base_url=http_url, timeout=60, trust_env=False) as http:
+        before = await scrape_counters(http)
+        body = event_body(
+            options.seats,
+            hold_seconds=options.hold_seconds,
+            max_active_holds=options.max_active_holds,
+            name=f"Bench: {options.scenario}",
+        )
+        created = await http.post("/v1/events", json=body, headers=admin)
+        created.raise_for_status()
+        event_id, waitroom_url = created.json()["id"], created.json()["waitroom_url"]
+        require_loopback(waitroom_url)
+        capacity = sum(sum(r["seats"] for r in s["rows"]) for s in body["sections"])
+        if scenario.flash:  # nobody is admitted until everyone is in line
+            paused = await http.post(f"/v1/events/{event_id}/pause", headers=admin)
+            paused.raise_for_status()
+        jobs = _jobs(options, http_url, waitroom_url, deadline, scenario.reconnect > 0)
+        latest: dict[int, Progress] = {}
+        done: dict[int, Done] = {}
+        samples: list[Sample] = []
+        started = time.time()
+        opened_at = 0.0 if scenario.flash else started
+        all_done = anyio.Event()
+
+        async def run_process(job: Job) -> None:
+            command = [sys.executable, "-m", "bench.procs", options.runtime]
+            async with await anyio.open_process(command, stderr=None) as process:
+                assert process.stdin is not None and process.stdout is not None
+                await process.stdin.send(msgspec.json.encode(job))
+                await process.stdin.aclose()
+                decoder = msgspec.json.Decoder(Report)
+                buffer = b""
+                try:
+                    with anyio.fail_after(max(1.0, deadline - time.time()) + 30):
+                        async for chunk in process.stdout:
+                            buffer += chunk
+                            *lines, buffer = buffer.split(b"\n")
+                            for line in lines:
+                                match decoder.decode(line):
+                                    case Progress() as p:
+                                        latest[job.worker] = p
+                                    case Done() as d:
+                                        done[job.worker] = d
+                        await process.wait()
+                except TimeoutError:
+                    process.kill()
+                    raise
+
+        async def open_when_joined() -> None:
+            nonlocal opened_at
+            while sum(p.joined for p in latest.values()) < options.clients:
+                if all_done.is_set() or time.time() > deadline:
+                    break
+                await anyio.sleep(0.1)
+            resumed = await http.post(f"/v1/events/{event_id}/resume", headers=admin)
+            resumed.raise_for_status()
+            opened_at = time.time()
+
+        async def sample() -> None:
+            while not all_done.is_set():
+                try:  # a server too busy to answer in time misses a sample, not the run
+                    view: httpx.Response | None = await http.get(
+                        f"/v1/events/{event_id}", timeout=5
+                    )
+                except httpx.TransportError:
+                    view = None
+                if view is not None and view.status_code == 200:
+                    v = view.json()
+                    samples.append(
+                        Sample(
+                            time.time() - started, v["queue_length"], v["active_holds"], v["state"]
+                        )
+                    )
+                with anyio.move_on_after(0.5):
+                    await all_done.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sample)
+            if progress is not None:
+                tg.start_soon(_show_progress, latest, options.clients, started, progress, all_done)
+            if scenario.flash:
+                tg.start_soon(open_when_joined)
+            async with anyio.create_task_group() as procs:
+                for job in jobs:
+                    procs.start_soon(run_process, job)
+            all_done.set()
+        elapsed = time.time() - started
+        results = [r for k in sorted(done) for r in done[k].results]
+        stopped_early = len(done) < len(jobs) or any(d.stopped_early for d in done.values())
+        after = await scrape_counters(http)
+        audit = await http.get(
+            f"/v1/events/{event_id}/audit", params={"settled": "1"}, headers=admin
+        )
+        audit.raise_for_status()
+        trips = {k: after[k] - before.get(k, 0.0) for k in after}
+        return BenchReport(
+            event_id,
+            capacity,
+            results,
+            elapsed,
+            audit.json(),
+            trips,
+            scenario=options.scenario,
+            started_at=started,
+            opened_at=opened_at,
+            samples=samples,
+            stopped_early=stopped_early,
+            processes=len(jobs),
+        )
+
+
+async def _show_progress(
+    latest: dict[int, Progress], total: int, started: float, out: TextIO, done: anyio.Event
+) -> None:
+    while not done.is_set():
+        with anyio.move_on_after(0.5):
+            await done.wait()
+        c: Counter[str] = Counter()
+        for p in latest.values():
+            c.update(p.outcomes)
+        joined = sum(p.joined for p in latest.values())
+        prompted = sum(p.prompted for p in latest.values())
+        finished = sum(c.values())
+        filled = int(30 * finished / total)
+        out.write(
+            f"\r  [{'#' * filled}{'.' * (30 - filled)}] {time.time() - started:5.1f}s "
+            f"joined {joined:>6} prompted {prompted:>6} confirmed {c['confirmed']:>6} "
+            f"expired {c['expired']:>5} sold out {c['sold_out']:>6} left {c['left']:>5} "
+            f"errors {c['error']:>3}"
+        )
+        out.flush()
+    out.write("\n")
+
+
+def write_outputs(report: BenchReport, json_path: Path | None, plots_dir: Path | None) -> None:
+    """The JSON results and the plots, where asked."""
+    if json_path is not None:
+        json_path.write_bytes(report.to_json())
+    if plots_dir is not None:
+        from bench.plots import write_plots
+
+        write_plots(report, plots_dir)

@@ -1,0 +1,164 @@
+"""A bench process: runs its share of the simulated clients and reports over stdout.
+
+The parent (``bench.harness``) writes one ``Job`` as JSON to stdin; this
+process answers with JSON lines on stdout: ``Progress`` every half second,
+then one ``Done`` with every client's result. It stops by itself at the job's
+deadline. One process holds at most ~19,000 sockets (20,000 open files).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+
+import anyio
+import msgspec
+
+from bench.client import Behaviour, ClientResult, run_client
+from bench.http import LeanRestClient
+from bench.scenarios import ClientSpec
+from storage.runtime import run
+
+__all__ = ["Done", "Job", "Progress", "main", "run_job"]
+
+
+class Job(msgspec.Struct, frozen=True):
+    """What one bench process is asked to do."""
+
+    worker: int
+    http_url: str
+    waitroom_url: str
+    hold_seconds: float
+    clients: list[ClientSpec]
+    local_addresses: list[str]  # source addresses, used round-robin
+    deadline: float  # wall time at which everything stops, s since the epoch
+    connect_concurrency: int = 200
+    http_connections: int = 64
+    storm_after_joined_s: float = 0.0  # this long after all joined, the storm (0: none)
+
+
+class Progress(msgspec.Struct, frozen=True, tag=True):
+    """Counts so far."""
+
+    worker: int
+    connected: int
+    joined: int
+    prompted: int
+    outcomes: dict[str, int]
+
+
+class Done(msgspec.Struct, frozen=True, tag=True):
+    """Every client's result."""
+
+    worker: int
+    results: list[ClientResult]
+    stopped_early: bool
+
+
+Report = Progress | Done
+
+
+async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done:
+    """Run the job's clients to their outcomes (or the deadline); stream progress to ``out``."""
+    encoder = msgspec.json.Encoder()
+    results = [
+        ClientResult(c.client_id, Behaviour(c.behaviour), c.quantity, worker=job.worker)
+        for c in job.clients
+    ]
+    storm = anyio.Event()
+    finished = anyio.Event()
+    stopped_early = True
+    rest = LeanRestClient(job.http_url, job.http_connections)
+    try:
+        limiter = anyio.CapacityLimiter(job.connect_concurrency)
+        started = time.time()
+
+        async def one(i: int, spec: ClientSpec) -> None:
+            await anyio.sleep(spec.arrival_s)
+            address = job.local_addresses[i % len(job.local_addresses)]
+            await run_client(
+                job.waitroom_url,
+                rest,
+                results[i],
+                hold_seconds=job.hold_seconds,
+                think_s=spec.think_s,
+                connect_limiter=limiter,
+                local_address=(address, 0),
+                leave_after_s=spec.leave_after_s,
+                reconnect_at=storm if spec.reconnects else None,
+            )
+
+        async def report() -> None:
+            while not finished.is_set():
+                with anyio.move_on_after(0.5):
+                    await finished.wait()
+                if out is not None:
+                    await out.send(encoder.encode(_progress(job.worker, results)) + b"\n")
+
+        async def storm_after_joined(delay: float) -> None:
+            # Polls: thousands of clients fill in their results; one waiter checks them.
+            while sum(1 for r in results if r.ticket or r.outcome) < len(results):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+            await anyio.sleep(delay)
+            storm.set()
+
+        with anyio.move_on_after(max(0.0, job.deadline - started)):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(report)
+                if job.storm_after_joined_s:
+                    tg.start_soon(storm_after_joined, job.storm_after_joined_s)
+                async with anyio.create_task_group() as clients:
+                    for i, spec in enumerate(job.clients):
+                        clients.start_soon(one, i, spec)
+                stopped_early = False
+                finished.set()
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await rest.aclose()
+    return Done(job.worker, results, stopped_early)
+
+
+def _progress(worker: int, results: list[ClientResult]) -> Progress:
+    outcomes = Counter(r.outcome for r in results if r.outcome)
+    return Progress(
+        worker=worker,
+        connected=sum(1 for r in results if r.joined_at),
+        joined=sum(1 for r in results if r.ticket),
+        prompted=sum(1 for r in results if r.prompted_at),
+        outcomes=dict(outcomes),
+    )
+
+
+async def _main(runtime_input: bytes) -> int:
+    job = msgspec.json.decode(runtime_input, type=Job)
+    stdout = anyio.wrap_file(sys.stdout.buffer)
+
+    class _Out(anyio.abc.ByteSendStream):
+        async def send(self, item: bytes) -> None:
+            await stdout.write(item)
+            await stdout.flush()
+
+        async def send_eof(self) -> None:
+            pass
+
+        async def aclose(self) -> None:
+            pass
+
+    out = _Out()
+    done = await run_job(job, out)
+    await out.send(msgspec.json.encode(done) + b"\n")
+    return 0
+
+
+def main() -> int:
+    """Entry point: ``python -m bench.procs [runtime] < job.json``."""
+    runtime = sys.argv[1] if len(sys.argv) > 1 else "trio"
+    data = sys.stdin.buffer.read()
+    result = run(lambda: _main(data), runtime)
+    return 130 if result is None else result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""``booking bench`` at small scale: every scenario keeps the invariants, and the check can fail."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgspec
+import pytest
+
+from api.commands import SaleOptions, bench
+from api.services import Services
+from bench.client import Behaviour, ClientResult
+from bench.harness import BenchOptions, BenchReport, check_invariants, require_loopback, run_bench
+from bench.scenarios import SCENARIOS, plan_clients
+from tests.conftest import ADMIN_KEY, RUNTIME
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+HOLD_SECONDS = 2
+
+
+def _options(scenario: str, **overrides: Any) -> BenchOptions:
+    base: dict[str, Any] = {
+        "scenario": scenario,
+        "clients": 120,
+        "seats": 90,
+        "hold_seconds": HOLD_SECONDS,
+        "max_active_holds": 40,
+        "max_seconds": 60,
+        "arrival_s": 1.0,
+        "runtime": RUNTIME,
+        "connect_concurrency": 50,
+        "http_connections": 16,
+    }
+    return BenchOptions(**{**base, **overrides})
+
+
+async def _run(services: Services, options: BenchOptions) -> BenchReport:
+    return await run_bench(services.http_url, ADMIN_KEY, options, progress=None)
+
+
+@pytest.mark.parametrize("scenario", ["steady", "abandon", "slow-pay", "decline"])
+async def test_scenario_keeps_every_invariant(services: Services, scenario: str) -> None:
+    """Each scenario runs to the end in two bench processes with every invariant holding."""
+    report = await _run(services, _options(scenario, processes=2))
+    assert report.problems == []
+    assert report.processes == 2 and {r.worker for r in report.results} == {0, 1}
+    assert report.audit["sold_in_postgres"] == report.seats_sold > 0
+    assert report.samples, "the queue was sampled while the clients ran"
+    if scenario == "abandon":
+        assert report.outcomes["left"] > 0
+    if scenario == "decline":
+        assert report.outcomes["expired"] > 0
+
+
+async def test_flash_sale_admits_in_join_order_once_everyone_is_in_line(
+    services: Services,
+) -> None:
+    """A flash sale opens only once every client joined; admissions follow tickets."""
+    report = await _run(services, _options("flash"))
+    assert report.problems == []
+    assert report.opened_at >= max(r.queued_at for r in report.results)
+    prompted = sorted((r.ticket, r.expires_ms) for r in report.results if r.prompted_at)
+    assert [e for _, e in prompted] == sorted(e for _, e in prompted)
+    assert report.audit["admitted_out_of_order"] == 0
+
+
+async def test_reconnect_storm_resumes_places(services: Services) -> None:
+    """Clients that drop their socket mid-sale resume with their token and still get one outcome."""
+    report = await _run(services, _options("reconnect", clients=150))
+    assert report.problems == []
+    assert sum(r.reconnects for r in report.results) > 0
+
+
+async def test_clients_spread_over_named_websocket_servers(services: Services) -> None:
+    """Clients connect to the WebSocket servers given, and a non-loopback one is refused."""
+    server = f"ws://127.0.0.1:{services.ws_port}"
+    report = await _run(services, _options("steady", clients=40, seats=60, ws_servers=(server,)))
+    assert report.problems == []
+    with pytest.raises(ValueError, match="loopback"):
+        await _run(services, _options("steady", ws_servers=("ws://10.1.2.3:8001",)))
+
+
+async def test_check_fails_on_doctored_results(services: Services) -> None:
+    """The invariant check catches out-of-order admission, oversell and a lost confirmation."""
+    report = await _run(services, _options("steady", clients=60, seats=60))
+    assert check_invariants(report.results, report.audit) == []
+
+    results = copy.deepcopy(report.results)
+    admitted = sorted((r for r in results if r.prompted_at), key=lambda r: r.ticket)
+    admitted[-1].expires_ms = admitted[0].expires_ms - 1000  # the last ticket held first
+    assert any(
+        "admitted before an earlier ticket" in p for p in check_invariants(results, report.audit)
+    )
+
+    audit = {**report.audit, "oversold": 1, "sold_in_postgres": report.audit["capacity"] + 1}
+    problems = check_invariants(report.results, audit)
+    assert any("oversold" in p for p in problems)
+
+    results = copy.deepcopy(report.results)
+    confirmed = next(r for r in results if r.outcome == "confirmed")
+    confirmed.outcome = ""  # a client that never heard its outcome
+    problems = check_invariants(results, report.audit)
+    assert any("without one terminal outcome" in p for p in problems)
+    assert any("clients confirmed, the server has" in p for p in problems)
+
+
+async def test_bench_command_fails_loudly(
+    services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stopped before its clients finish exits 1 and says INVARIANTS BROKEN."""
+    options = SaleOptions(
+        clients=200, rows=2, hold_seconds=5, arrival_s=0.5, max_seconds=0.3,
+        bench_runtime=RUNTIME,
+    )  # fmt: skip
+    assert await bench(services.http_url, ADMIN_KEY, options) == 1
+    captured = capsys.readouterr()
+    assert "INVARIANTS BROKEN" in captured.err and "INVARIANTS BROKEN" in captured.out
+    assert "stopped by --max-seconds" in captured.out
+
+
+@pytest.mark.once
+def test_scenarios_are_repeatable_and_mixed() -> None:
+    """The same seed gives the same buyers; each scenario has the behaviours it promises."""
+    for name, scenario in SCENARIOS.items():
+        a = plan_clients(scenario, 500, hold_seconds=10, seed=3)
+        assert a == plan_clients(scenario, 500, hold_seconds=10, seed=3), name
+        kinds = {Behaviour(c.behaviour) for c in a}
+        assert Behaviour.PAY in kinds
+        if scenario.leave:
+            assert Behaviour.LEAVE in kinds
+        if scenario.decline:
+            assert Behaviour.DECLINE in kinds
+        if scenario.flash:
+            assert all(c.arrival_s == 0 for c in a)
+        if scenario.reconnect:
+            assert any(c.reconnects for c in a)
+
+
+@pytest.mark.once
+def test_only_loopback_is_loaded() -> None:
+    """The bench refuses any URL that is not this machine."""
+    require_loopback("http://127.0.0.1:8000")
+    require_loopback("http://localhost:8000")
+    require_loopback("ws://127.0.3.7:8001/v1/events/e/waitroom")
+    for url in ("http://10.0.0.1:8000", "http://example.com", "http://0.0.0.0:8000"):
+        with pytest.raises(ValueError, match="loopback"):
+            require_loopback(url)
+
+
+@pytest.mark.once
+def test_results_travel_between_processes() -> None:
+    """A client's result survives the JSON hop from a bench process to the harness."""
+    result = ClientResult("c1", Behaviour.DECLINE, 2, ticket=5, outcome="expired", worker=1)
+    result.errors.append("x")
+    assert msgspec.json.decode(msgspec.json.encode(result), type=ClientResult) == result
+
+
+@pytest.mark.once
+def test_pay_ratio_overrides_the_share_who_pay() -> None:
+    """--pay-ratio sets the share of payers, those after a declined card included."""
+    for ratio in (0.0, 0.6, 1.0):
+        for name in SCENARIOS:
+            spec = BenchOptions(scenario=name, pay_ratio=ratio).scenario_spec()
+            assert spec.pay + spec.decline_then_pay == pytest.approx(ratio)
