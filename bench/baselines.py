@@ -38,6 +38,11 @@ def _script(name: str) -> str:
     return (lua / "_prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
+def _seeds() -> list[int]:
+    """The two seeds the scripts take for the opening shuffle of a pre-queue."""
+    return [secrets.randbelow(2**31), secrets.randbelow(2**31)]
+
+
 def lua_ceiling(
     redis_url: str,
     clients: int = 20_000,
@@ -76,7 +81,7 @@ def lua_ceiling(
         init(keys=keys, args=[0, json.dumps(config)])
         started = time.perf_counter()
         for first in range(0, clients, 500):
-            args: list[Any] = [int(time.time() * 1000)]
+            args: list[Any] = [int(time.time() * 1000), *_seeds()]
             for i in range(first, min(first + 500, clients)):
                 args += [f"c{i}", 1, ""]
             join(keys=keys, args=args)
@@ -85,7 +90,8 @@ def lua_ceiling(
         started = time.perf_counter()
         while admitted < admit:
             count = min(batch, admit - admitted)
-            out = json.loads(admit_next(keys=keys, args=[int(time.time() * 1000), count]))
+            now = int(time.time() * 1000)
+            out = json.loads(admit_next(keys=keys, args=[now, count, *_seeds()]))
             admitted += out["admitted"]
             calls += 1
             if out["admitted"] == 0 and out["reason"] != "budget":
