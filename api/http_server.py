@@ -58,8 +58,23 @@ async def serve_http(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
+            await _wait_until_listening(host, port)  # serve() has no started signal
             task_status.started(port)
             try:
                 await anyio.sleep_forever()
             finally:
                 shutdown.set()
+
+
+async def _wait_until_listening(host: str, port: int, timeout_s: float = 10.0) -> None:
+    """Return once ``host:port`` accepts connections (a probe connection, closed at once)."""
+    probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    with anyio.fail_after(timeout_s):
+        while True:
+            try:
+                stream = await anyio.connect_tcp(probe_host, port)
+            except OSError:
+                await anyio.sleep(0.01)
+            else:
+                await stream.aclose()
+                return

@@ -110,13 +110,16 @@ async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled:
 
 
 def _admitted_out_of_order(tickets: Mapping[int, TicketRecord]) -> int:
-    """Held tickets whose hold deadline is earlier than an earlier ticket's (same hold time)."""
-    latest = 0
-    late = 0
-    for _, rec in sorted(tickets.items()):
-        if not rec.exp:
-            continue
-        if rec.exp < latest:
+    """Held tickets whose hold was made after a hold of a ticket later in line.
+
+    Holds are numbered by the script in the order it makes them (``an``), so this
+    holds across calls and workers whatever their clocks; a ticket's place in line is
+    its drawn place (pre-queue) or its seq.
+    """
+    numbered = sorted((rec.pl or seq, rec.an) for seq, rec in tickets.items() if rec.an)
+    latest, late = 0, 0
+    for _, number in numbered:
+        if number < latest:
             late += 1
-        latest = max(latest, rec.exp)
+        latest = max(latest, number)
     return late

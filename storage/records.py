@@ -110,6 +110,7 @@ class TicketRecord(msgspec.Struct, frozen=True):
     rt: int | None = None
     pl: int | None = None  # place in line of a shuffled pre-queue ticket (else: seq)
     gone: int | None = None  # while queued: when the client's connection was lost (ms)
+    an: int | None = None  # the hold's number, in the order holds were made
 
 
 class EventSnapshot(msgspec.Struct, frozen=True):

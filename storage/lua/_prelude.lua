@@ -25,6 +25,7 @@
 -- pl (place in line of a pre-queue ticket, set when the line opens; any other
 -- ticket's place is its seq),
 -- hs (held section), seats (positions), amt (cents), exp (hold ends, ms),
+-- an (the hold's number: 1 for the event's first hold, then in the order made),
 -- pu (payment window ends, ms), k (idempotency key), bk (booking id),
 -- rt (released by the expiry sweep, ms).
 

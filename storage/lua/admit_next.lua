@@ -202,6 +202,8 @@ local hold_ms = num(redis.call('HGET', K_META, 'hold_ms'))
 -- Skipped and left entries use no budget: read some extra so they stall nobody.
 local fetch = budget + 100
 local entries = redis.call('XRANGE', K_QUEUE, (serving + 1) .. '-0', '+', 'COUNT', fetch)
+-- Holds are numbered in the order they are made (rec.an), across calls and workers.
+local admissions_before = stat('admitted')
 local items, admitted, sold_out, skipped, reason = {}, 0, 0, 0, 'budget'
 local full = false
 for _, entry in ipairs(entries) do
@@ -236,6 +238,7 @@ for _, entry in ipairs(entries) do
       rec.st, rec.hs, rec.seats = 'held', section, seats
       rec.amt = rec.q * num(redis.call('HGET', K_META, 'price:' .. section))
       rec.exp = now + hold_ms
+      rec.an = admissions_before + admitted + 1
       put_ticket(seq, rec)
       redis.call('ZADD', K_EXPIRY, rec.exp, seq)
       admitted = admitted + 1

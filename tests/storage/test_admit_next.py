@@ -384,3 +384,18 @@ async def test_seats_that_cannot_sit_together_take_the_fewest_rows(
     # Left: rows 1 and 3 with 3 free each: two rows, the better first.
     assert (await ev.ticket(five.seq)).seats == [1, 3, 5, 13, 15]
     await ev.check()
+
+
+@pytest.mark.anyio
+async def test_holds_are_numbered_in_the_order_made_across_calls(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Each hold records its number (an): 1, 2, 3... in line order, continuing across calls,
+    whatever now_ms each call was given; a ticket not yet held has none."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "0000|")])
+    await ev.join_many([("c1", 1, ""), ("c2", 1, ""), ("c3", 2, ""), ("c4", 4, "")])
+    assert (await ev.admit(now=T0 + 500, max_count=2)).admitted == 2
+    assert (await ev.admit(now=T0, max_count=2)).admitted == 1  # an earlier clock: order stands
+    tickets = await redis_store.tickets(event_id)
+    assert [tickets[s].an for s in (1, 2, 3, 4)] == [1, 2, 3, None]
+    assert tickets[4].st == "queued"  # four seats may come back: it waits at the head

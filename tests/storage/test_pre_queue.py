@@ -105,6 +105,8 @@ async def test_opening_is_idempotent_and_later_joins_keep_join_order(
     admitted = [o.seq for o in note.outcomes if isinstance(o, Prompted)]
     pre_order = sorted(drawn, key=lambda seq: drawn[seq])
     assert admitted == [*pre_order, 5, 6, 7]
+    tickets = await redis_store.tickets(event_id)
+    assert [tickets[seq].an for seq in [*pre_order, 5, 6, 7]] == [1, 2, 3, 4, 5, 6, 7]
 
 
 @pytest.mark.anyio
