@@ -73,18 +73,23 @@ ADMIN_KEY = "test-admin-key-0123456789"
 SECRET = "test-secret-0123456789abcdef"
 
 
-@pytest.fixture
-async def services(servers: EmbeddedServers) -> AsyncIterator[Services]:
-    """The whole system in this process (API, WebSocket, worker) on free loopback ports."""
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=servers.database_url,
+def make_settings(redis_url: str | None, database_url: str | None, **overrides: Any) -> Settings:
+    """Settings of a system under test: the test secret and admin key, free loopback ports."""
+    return Settings(
+        redis_url=redis_url,
+        database_url=database_url,
         secret=SECRET,
         admin_key=ADMIN_KEY,
         http_port=0,
         ws_port=0,
-        position_interval_s=1.0,
+        **overrides,
     )
+
+
+@pytest.fixture
+async def services(servers: EmbeddedServers) -> AsyncIterator[Services]:
+    """The whole system in this process (API, WebSocket, worker) on free loopback ports."""
+    settings = make_settings(servers.redis_url, servers.database_url, position_interval_s=1.0)
     async with open_services(settings) as running:
         yield running
 

@@ -12,11 +12,10 @@ import httpx
 import pytest
 
 from api.services import open_services
-from api.settings import Settings
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers, PostgresServer
 from tests.api.helpers import assert_error, create_event, expect, join, new_key, pay, ws_connect
-from tests.conftest import ADMIN_KEY, SECRET, admin_headers
+from tests.conftest import admin_headers, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -37,13 +36,9 @@ async def test_payment_while_postgres_is_down_is_503_then_succeeds(
     servers: EmbeddedServers, own_postgres: PostgresServer
 ) -> None:
     """503 with Retry-After and the hold payable again while PostgreSQL is down; the same key pays once it is back."""
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=own_postgres.url,
-        secret=SECRET,
-        admin_key=ADMIN_KEY,
-        http_port=0,
-        ws_port=0,
+    settings = make_settings(
+        servers.redis_url,
+        own_postgres.url,
     )
     async with (
         open_services(settings) as services,

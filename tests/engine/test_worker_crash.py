@@ -10,13 +10,12 @@ import httpx
 import pytest
 
 from api.services import Roles, Services, open_services
-from api.settings import Settings
 from bench.chaos import WorkerPool
 from bench.sale import SalePlan, demo_event, run_sale
 from storage.embedded import EmbeddedServers
 from storage.redis_store import RedisStore
 from tests.api.helpers import create_event
-from tests.conftest import ADMIN_KEY, SECRET
+from tests.conftest import ADMIN_KEY, make_settings
 from tests.storage.helpers import HOLD_MS, T0, new_event
 
 pytestmark = pytest.mark.anyio
@@ -25,13 +24,9 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def api_only(servers: EmbeddedServers) -> AsyncIterator[Services]:
     """The HTTP API and WebSocket in this process, with no worker: workers are subprocesses."""
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=servers.database_url,
-        secret=SECRET,
-        admin_key=ADMIN_KEY,
-        http_port=0,
-        ws_port=0,
+    settings = make_settings(
+        servers.redis_url,
+        servers.database_url,
     )
     async with open_services(settings, Roles(api=True, worker=False)) as running:
         yield running

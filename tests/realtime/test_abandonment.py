@@ -9,11 +9,10 @@ import httpx
 import pytest
 
 from api.services import Services, open_services
-from api.settings import Settings
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers
 from tests.api.helpers import create_event, expect, join, recv, send, ws_connect
-from tests.conftest import ADMIN_KEY, SECRET, admin_headers
+from tests.conftest import admin_headers, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -23,13 +22,9 @@ GRACE_S = 0.5
 @pytest.fixture
 async def quick(servers: EmbeddedServers) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
     """The whole system with a short abandonment grace and a fast heartbeat."""
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=servers.database_url,
-        secret=SECRET,
-        admin_key=ADMIN_KEY,
-        http_port=0,
-        ws_port=0,
+    settings = make_settings(
+        servers.redis_url,
+        servers.database_url,
         abandon_grace_s=GRACE_S,
         heartbeat_interval_s=0.2,
     )

@@ -8,11 +8,10 @@ import httpx
 import pytest
 
 from api.services import Services, open_services
-from api.settings import Settings
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers
 from tests.api.helpers import FUTURE, create_event, expect_error, get_event, join, send, ws_connect
-from tests.conftest import ADMIN_KEY, SECRET
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -20,13 +19,9 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def limited(servers: EmbeddedServers) -> AsyncIterator[Services]:
     """The system with tight join limits: 2 per client id, 4 per IP, no refill within a test."""
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=servers.database_url,
-        secret=SECRET,
-        admin_key=ADMIN_KEY,
-        http_port=0,
-        ws_port=0,
+    settings = make_settings(
+        servers.redis_url,
+        servers.database_url,
         join_client_rate_per_s=0.001,
         join_client_burst=2,
         join_ip_rate_per_s=0.001,

@@ -12,11 +12,10 @@ import httpx
 import pytest
 
 from api.services import Roles, Services, open_services
-from api.settings import Settings
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers, RedisServer
 from tests.api.helpers import create_event, expect, join, send, ws_connect
-from tests.conftest import ADMIN_KEY, SECRET
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -29,13 +28,9 @@ async def own_redis_services(
     data_dir = Path(tempfile.mkdtemp(prefix="booking-redis-"))
     redis_server = RedisServer(data_dir)
     try:
-        settings = Settings(
-            redis_url=redis_server.start(),
-            database_url=servers.database_url,
-            secret=SECRET,
-            admin_key=ADMIN_KEY,
-            http_port=0,
-            ws_port=0,
+        settings = make_settings(
+            redis_server.start(),
+            servers.database_url,
         )
         async with open_services(settings, Roles(api=True, worker=True)) as running:
             yield running, redis_server
