@@ -25,7 +25,7 @@ from typing import TextIO
 import anyio
 import httpx
 
-from bench.sale import SalePlan, SaleReport, demo_event, run_sale
+from bench.sale import SalePlan, SaleReport, demo_event, render_summary, run_sale
 from storage.embedded import PostgresServer, RedisServer
 
 __all__ = ["ChaosPlan", "ChaosReport", "WorkerPool", "free_port", "run_chaos"]
@@ -209,14 +209,7 @@ class ChaosReport:
             ("errors seen by buyers (e.g. paid too late)", f"{self.client_errors}"),
             ("elapsed", f"{s.elapsed_s:.1f} s"),
         ]
-        width = max(len(k) for k, _ in rows)
-        lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
-        verdict = (
-            "all invariants hold"
-            if not self.problems
-            else "INVARIANTS BROKEN:\n    " + "\n    ".join(self.problems)
-        )
-        return "\n".join(["Chaos summary", *lines, f"  {verdict}"])
+        return render_summary("Chaos summary", rows, self.problems)
 
 
 def _paid_too_late(error: str) -> bool:

@@ -22,7 +22,7 @@ import msgspec
 
 from bench.client import Behaviour, ClientResult, RestClient, run_client
 
-__all__ = ["SalePlan", "SaleReport", "demo_event", "run_sale"]
+__all__ = ["SalePlan", "SaleReport", "demo_event", "render_summary", "run_sale"]
 
 
 @dataclass(frozen=True)
@@ -179,14 +179,7 @@ class SaleReport:
             ),
             ("per booking: bridge crossings", self._per_booking("bridge")),
         ]
-        width = max(len(k) for k, _ in rows)
-        lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
-        verdict = (
-            "all invariants hold"
-            if not self.problems
-            else "INVARIANTS BROKEN:\n    " + "\n    ".join(self.problems)
-        )
-        return "\n".join(["Sale summary", *lines, f"  {verdict}"])
+        return render_summary("Sale summary", rows, self.problems)
 
     def _per_booking(self, key: str) -> str:
         confirmed = self.outcomes["confirmed"]
@@ -219,6 +212,18 @@ class SaleReport:
                 "problems": self.problems,
             }
         )
+
+
+def render_summary(title: str, rows: list[tuple[str, str]], problems: list[str]) -> str:
+    """A report for people: aligned rows, then whether every invariant held."""
+    width = max(len(k) for k, _ in rows)
+    lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    verdict = (
+        "all invariants hold"
+        if not problems
+        else "INVARIANTS BROKEN:\n    " + "\n    ".join(problems)
+    )
+    return "\n".join([title, *lines, f"  {verdict}"])
 
 
 async def _progress(
