@@ -134,6 +134,7 @@ async def open_services(
                         pg,
                         clock,
                         interval_s=settings.reconcile_interval_s,
+                        window_s=settings.reconcile_window_s,
                     )
                 )
                 await tg.start(partial(run_worker, redis, clock, policy))

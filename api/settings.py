@@ -79,6 +79,9 @@ class Settings:
     join_ip_burst: int = 5_000
     #: Pause between a worker's reconciliation passes (one runs at its start), seconds.
     reconcile_interval_s: float = 5.0
+    #: How far back the periodic passes look, seconds (the pass at start reads every
+    #: booking). A booking reaches Redis seconds after PostgreSQL, so minutes are ample.
+    reconcile_window_s: float = 600.0
     #: How long a waiting client may be disconnected and keep its place, seconds.
     abandon_grace_s: float = 60.0
     #: Interval of the waiting room's heartbeat message, seconds.

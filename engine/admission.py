@@ -36,7 +36,10 @@ class AdmissionPolicy:
     blocked_wait_s: float = 0.5
     #: Pause while the event is not open, seconds.
     closed_wait_s: float = 0.1
-    #: Longest pause between sweeps, seconds (bounds how late a hold is released).
+    #: Longest pause between sweeps while a hold is open, seconds (bounds how late a
+    #: hold is released when a payment is given up and its hold falls due at once).
+    #: With no hold open the sweep waits one hold duration: no hold made meanwhile
+    #: can fall due sooner.
     sweep_interval_s: float = 0.25
     #: Most holds released by one sweep call.
     sweep_batch: int = 1000
@@ -109,7 +112,8 @@ async def run_expiry_sweep(
         QUEUE_LENGTH.labels(event_id).set(swept.waiting)
         if swept.released >= policy.sweep_batch:
             continue
-        wait = policy.sweep_interval_s
         if swept.next_ms >= 0:
-            wait = min(wait, max(swept.next_ms - now, 0) / 1000)
+            wait = min(policy.sweep_interval_s, max(swept.next_ms - now, 0) / 1000)
+        else:
+            wait = max(swept.hold_ms / 1000, policy.sweep_interval_s)
         await anyio.sleep(wait)

@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import anyio
 
@@ -118,12 +118,17 @@ async def run_reconciler(
     clock: Clock,
     *,
     interval_s: float,
+    window_s: float,
     task_status: anyio.abc.TaskStatus[ReconcileReport | None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Reconcile every booking once (reported through ``started``), then every ``interval_s``.
+    """Reconcile every booking once (reported through ``started``), then every ``interval_s``
+    the bookings of the last ``window_s``.
 
-    A pass that finds a store unreachable is retried at the next interval; the
-    worker starts either way, since admission does not depend on it.
+    A booking is in PostgreSQL seconds before Redis shows it sold, so once the
+    first pass is done only recent bookings can still need repair; the periodic
+    passes cost what the recent sales cost, not what every past sale does. A pass
+    that finds a store unreachable is retried at the next interval; the worker
+    starts either way, since admission does not depend on it.
     """
     first: ReconcileReport | None = None
     try:
@@ -132,12 +137,17 @@ async def run_reconciler(
     except StorageError as exc:
         logger.warning("reconciliation at start skipped: %s", exc)
     task_status.started(first)
+    whole_done = first is not None
     while True:
         await anyio.sleep(interval_s)
+        since = None  # every booking, until one such pass has succeeded
+        if whole_done:
+            since = datetime.fromtimestamp(clock.now_ms() / 1000 - window_s, UTC)
         try:
-            report = await reconcile(redis, pg, clock)
+            report = await reconcile(redis, pg, clock, since=since)
         except StorageError as exc:  # unreachable or failing: the next pass tries again
             logger.warning("reconciliation skipped: %s", exc)
             continue
+        whole_done = True
         if report.repaired or report.conflicts:
             logger.warning("reconciliation: %s", report.summary())

@@ -1,9 +1,13 @@
 """The engine worker: finds live events and runs admission and the expiry sweep for each.
 
-An event needs no loops once it is closed, or sold out with nobody left in line
-and no hold open (later joins are answered "sold out" by the join script
-itself). Each discovery round reads every event's activity in one round trip and
-starts loops for live events that have none; loops end when their event is done.
+An event needs loops only while somebody waits (in line or in the pre-queue) or
+a hold is open; a closed event only until its holds are gone (later joins are
+answered by the join script itself). Each discovery round reads every event's
+activity in one round trip, starts loops for live events that have none and
+ends the loops of events that need them no more. Between rounds the worker
+blocks on the lines of the events taking joins that it does not serve, so the first join
+into a quiet event starts its loops at once rather than at the next round.
+
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import anyio
 from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
 from engine.clock import Clock
 from storage.errors import StorageUnavailable
+from storage.records import EventActivity
 from storage.redis_store import RedisStore
 
 __all__ = ["is_live", "run_worker"]
@@ -23,13 +28,11 @@ __all__ = ["is_live", "run_worker"]
 logger = logging.getLogger(__name__)
 
 
-def is_live(state: str, waiting: int, holds: int) -> bool:
-    """Whether an event in ``state`` with these counts needs admission or sweeping."""
-    if state == "closed":
-        return holds > 0
-    if state == "sold_out":
-        return waiting > 0 or holds > 0
-    return True
+def is_live(activity: EventActivity) -> bool:
+    """Whether an event needs admission or sweeping now."""
+    if activity.holds > 0:
+        return True
+    return activity.waiting > 0 and activity.state != "closed"
 
 
 async def _serve_event(
@@ -65,16 +68,30 @@ async def run_worker(
             except StorageUnavailable:
                 logger.warning("worker: Redis unreachable while listing events")
                 activity = {}
-            for event_id, (state, waiting, holds) in activity.items():
-                live = is_live(state, waiting, holds)
+            quiet: dict[str, int] = {}  # events taking joins, nobody waiting: seq to wait after
+            for event_id, act in activity.items():
+                live = is_live(act)
                 if live and event_id not in running:
-                    logger.info("worker: serving event %s (%s)", event_id, state)
+                    logger.info("worker: serving event %s (%s)", event_id, act.state)
                     running[event_id] = anyio.CancelScope()
                     tg.start_soon(serve, event_id, running[event_id])
                 elif not live and event_id in running:
-                    logger.info("worker: event %s is done (%s)", event_id, state)
+                    logger.info("worker: event %s needs no loops now (%s)", event_id, act.state)
                     running.pop(event_id).cancel()
+                if not live and act.state not in ("closed", "sold_out"):
+                    quiet[event_id] = act.seq
             if not started:
                 task_status.started()
                 started = True
-            await anyio.sleep(discover_interval_s)
+            await _until_next_round(redis, quiet, discover_interval_s)
+
+
+async def _until_next_round(redis: RedisStore, quiet: dict[str, int], interval_s: float) -> None:
+    """Wait ``interval_s``, or less when a join arrives in one of the ``quiet`` events."""
+    if not quiet:
+        await anyio.sleep(interval_s)
+        return
+    try:
+        await redis.wait_for_joins(quiet, int(interval_s * 1000))
+    except StorageUnavailable:
+        await anyio.sleep(interval_s)

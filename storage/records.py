@@ -9,6 +9,7 @@ __all__ = [
     "AdmitSummary",
     "BeginPaymentResult",
     "Confirmed",
+    "EventActivity",
     "EventSnapshot",
     "ExpireSummary",
     "Expired",
@@ -62,6 +63,23 @@ class AdmissionCaps(msgspec.Struct, frozen=True):
     rate_per_min: int
 
 
+class EventActivity(msgspec.Struct, frozen=True):
+    """What a worker needs to know to decide whether an event needs it."""
+
+    state: str
+    #: Tickets handed out so far (the line's newest entry, pre-queue included).
+    seq: int
+    #: Tickets decided so far.
+    serving: int
+    #: Holds open (held or paying).
+    holds: int
+
+    @property
+    def waiting(self) -> int:
+        """Clients still waiting, in line or in the pre-queue."""
+        return self.seq - self.serving
+
+
 class ExpireSummary(msgspec.Struct, frozen=True):
     """Holds released by one sweep, when the next is due (-1: none open), holds open, clients waiting."""
 
@@ -69,6 +87,8 @@ class ExpireSummary(msgspec.Struct, frozen=True):
     next_ms: int
     active: int = 0
     waiting: int = 0
+    #: How long a hold lasts in this event (no new hold falls due sooner), ms.
+    hold_ms: int = 0
 
 
 class StateChange(msgspec.Struct, frozen=True):

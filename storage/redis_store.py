@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +29,7 @@ from storage.records import (
     AdmitSummary,
     BeginPaymentResult,
     Confirmed,
+    EventActivity,
     EventSnapshot,
     Expired,
     ExpireSummary,
@@ -310,8 +311,8 @@ class RedisStore:
 
         return sorted(e.decode() for e in await self._call("event_ids", fetch))
 
-    async def activity(self, event_ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:
-        """(state, clients waiting, holds open) of each event, in one round trip."""
+    async def activity(self, event_ids: Sequence[str]) -> dict[str, EventActivity]:
+        """Each event's state, line and open holds, in one round trip."""
         keys = [event_keys(e) for e in event_ids]
 
         async def fetch() -> Any:
@@ -325,12 +326,25 @@ class RedisStore:
         if not keys:
             return {}
         replies = await self._call("activity", fetch)
-        out: dict[str, tuple[str, int, int]] = {}
+        out: dict[str, EventActivity] = {}
         for i, event_id in enumerate(event_ids):
             state, (seq, serving), holds = replies[3 * i : 3 * i + 3]
             if state is not None:
-                out[event_id] = (state.decode(), int(seq or 0) - int(serving or 0), int(holds))
+                out[event_id] = EventActivity(
+                    state.decode(), int(seq or 0), int(serving or 0), int(holds)
+                )
         return out
+
+    async def wait_for_joins(self, after_seq: Mapping[str, int], block_ms: int) -> None:
+        """Block until any of these events' lines has an entry after its seq (or time runs out)."""
+        streams: dict[Any, Any] = {event_keys(e).queue: f"{seq}-0" for e, seq in after_seq.items()}
+
+        async def block() -> Any:
+            return await self._client.xread(streams, count=1, block=block_ms)
+
+        if not streams:
+            raise ValueError("wait_for_joins needs at least one event")
+        await self._call("wait_for_joins", block)
 
     async def snapshot(self, event_id: str) -> EventSnapshot | None:
         """An event's configuration/state and counters, or None if unknown."""

@@ -4,9 +4,10 @@
 -- KEYS: the event layout of _prelude.lua.
 -- ARGV[1] now_ms  current time, ms since epoch
 -- ARGV[2] limit   most holds to release in this call
--- Returns JSON {released, next_ms, active, waiting}: holds released, when the
--- next one is due (ms since epoch, -1 when no hold is open), holds still open,
--- and clients still waiting in line.
+-- Returns JSON {released, next_ms, active, waiting, hold_ms}: holds released,
+-- when the next one is due (ms since epoch, -1 when no hold is open), holds still
+-- open, clients still waiting in line, and how long a hold lasts (no hold made
+-- from now on falls due sooner than now + hold_ms).
 -- A hold being paid for ("paying") is kept until its payment window ends.
 -- Each released ticket records rt, the release time (ms), for audits.
 
@@ -38,4 +39,4 @@ if #next_due > 0 then
   next_ms = tonumber(next_due[2])
 end
 return cjson.encode({released = #items, next_ms = next_ms, active = redis.call('ZCARD', K_EXPIRY),
-  waiting = stat('seq') - stat('serving')})
+  waiting = stat('seq') - stat('serving'), hold_ms = num(redis.call('HGET', K_META, 'hold_ms'))})

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -21,7 +22,7 @@ from engine.catalog import EventCatalog
 from engine.checkout import Checkout, PaymentRequest
 from engine.events import EventSpec, RowSpec, SectionSpec
 from engine.payments import SandboxGateway
-from engine.reconcile import reconcile
+from engine.reconcile import reconcile, run_reconciler
 from storage.batcher import Batcher
 from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers, RedisServer
@@ -205,6 +206,26 @@ async def test_worker_reconciles_when_it_starts(servers: EmbeddedServers, engine
         ticket = await engine.redis.ticket(event_id, seq)
         assert ticket is not None and ticket.st == "confirmed"
     await assert_settled(engine, event_id, 2)
+
+
+@pytest.mark.parametrize(("age_s", "repaired"), [(0, True), (1_200, False)])
+async def test_periodic_passes_read_recent_bookings(
+    engine: Engine, age_s: int, repaired: bool
+) -> None:
+    """After the pass at start, each pass reads the bookings of the last window only."""
+    later = ManualClock()  # the reconciler's clock: the booking is ``age_s`` old to it
+    later.now += age_s * 1000
+    async with anyio.create_task_group() as tg:
+        await tg.start(
+            partial(run_reconciler, engine.redis, engine.pg, later, interval_s=0.05, window_s=600)
+        )
+        event_id, seq = await engine.sale_with_one_hold()
+        await engine.pay_but_crash_before_confirm(event_id, seq)
+        await anyio.sleep(0.5)  # ten passes
+        tg.cancel_scope.cancel()
+    ticket = await engine.redis.ticket(event_id, seq)
+    assert ticket is not None
+    assert ticket.st == ("confirmed" if repaired else "paying")  # as the crash left it
 
 
 async def test_redis_restart_that_lost_the_confirmation(servers: EmbeddedServers) -> None:

@@ -1,0 +1,78 @@
+"""The worker serves an event while somebody waits or a hold is open, and wakes on a join."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+
+import anyio
+import msgspec
+import pytest
+
+from engine.admission import AdmissionPolicy
+from engine.clock import WallClock
+from engine.worker import is_live, run_worker
+from storage.records import EventActivity
+from storage.redis_store import JoinRequest, RedisStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    ("state", "seq", "serving", "holds", "live"),
+    [
+        ("scheduled", 0, 0, 0, False),  # nobody yet: parked until a join
+        ("open", 5, 5, 0, False),  # everyone decided, no hold open
+        ("open", 5, 4, 0, True),  # somebody waits
+        ("open", 5, 5, 1, True),  # a hold to sweep
+        ("paused", 5, 3, 0, True),  # waiting for resume
+        ("sold_out", 5, 3, 0, True),  # the rest must hear "sold out"
+        ("sold_out", 5, 5, 0, False),
+        ("closed", 5, 3, 0, False),  # nobody is admitted any more
+        ("closed", 5, 3, 2, True),  # but its holds still end
+    ],
+)
+@pytest.mark.once
+def test_is_live(state: str, seq: int, serving: int, holds: int, live: bool) -> None:
+    """Loops run while somebody waits for a decision or a hold is open."""
+    assert is_live(EventActivity(state, seq, serving, holds)) is live
+
+
+async def _state(store: RedisStore, event_id: str, seq: int) -> str:
+    ticket = await store.ticket(event_id, seq)
+    assert ticket is not None
+    return ticket.st
+
+
+@pytest.fixture
+async def quiet_event(redis_store: RedisStore, event_id: str) -> AsyncIterator[str]:
+    """An open event of 10 seats nobody has joined yet."""
+    config = {
+        "opens_at_ms": 0,
+        "hold_ms": 60_000,
+        "max_active": 10,
+        "max_per_order": 4,
+        "sections": [{"id": "a", "price_cents": 100, "map": "0" * 10 + "|"}],
+    }
+    await redis_store.create_event(event_id, msgspec.json.encode(config), ["a"])
+    yield event_id
+
+
+async def test_first_join_into_a_quiet_event_is_admitted_at_once(
+    redis_store: RedisStore, quiet_event: str
+) -> None:
+    """A join wakes the worker: admission does not wait for the next discovery round."""
+    clock = WallClock()
+    async with anyio.create_task_group() as tg:
+        await tg.start(
+            partial(run_worker, redis_store, clock, AdmissionPolicy(), discover_interval_s=60)
+        )
+        started = time.monotonic()  # the worker found nobody waiting and blocks on the line
+        [joined] = await redis_store.join([JoinRequest(quiet_event, "c1", 1, "")], clock.now_ms())
+        with anyio.fail_after(10):
+            while await _state(redis_store, quiet_event, joined.seq) != "held":  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        waited = time.monotonic() - started
+        tg.cancel_scope.cancel()
+    assert waited < 5, f"admitted {waited:.1f} s after joining: the worker slept through the join"
