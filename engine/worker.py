@@ -1,7 +1,8 @@
 """The engine worker: finds live events and runs admission and the expiry sweep for each.
 
 An event needs loops only while somebody waits (in line or in the pre-queue) or
-a hold is open; a closed event only until its holds are gone (later joins are
+a hold is open, and at its opening time (the first admission call opens it);
+a closed event only until its holds are gone (later joins are
 answered by the join script itself). Each discovery round reads every event's
 activity in one round trip, starts loops for live events that have none and
 ends the loops of events that need them no more. Between rounds the worker
@@ -28,9 +29,15 @@ __all__ = ["is_live", "run_worker"]
 logger = logging.getLogger(__name__)
 
 
-def is_live(activity: EventActivity) -> bool:
-    """Whether an event needs admission or sweeping now."""
+def is_live(activity: EventActivity, now_ms: int) -> bool:
+    """Whether an event needs admission or sweeping now.
+
+    A scheduled event past its opening time needs one admission call, which opens
+    it (state "open") whether or not anybody joined.
+    """
     if activity.holds > 0:
+        return True
+    if activity.state == "scheduled" and activity.opens_at_ms <= now_ms:
         return True
     return activity.waiting > 0 and activity.state != "closed"
 
@@ -70,7 +77,7 @@ async def run_worker(
                 activity = {}
             quiet: dict[str, int] = {}  # events taking joins, nobody waiting: seq to wait after
             for event_id, act in activity.items():
-                live = is_live(act)
+                live = is_live(act, clock.now_ms())
                 if live and event_id not in running:
                     logger.info("worker: serving event %s (%s)", event_id, act.state)
                     running[event_id] = anyio.CancelScope()

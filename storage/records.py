@@ -73,6 +73,8 @@ class EventActivity(msgspec.Struct, frozen=True):
     serving: int
     #: Holds open (held or paying).
     holds: int
+    #: When the sale opens, ms since the epoch.
+    opens_at_ms: int = 0
 
     @property
     def waiting(self) -> int:

@@ -318,7 +318,7 @@ class RedisStore:
         async def fetch() -> Any:
             pipe = self._client.pipeline(transaction=False)
             for k in keys:
-                pipe.hget(k.meta, "state")
+                pipe.hmget(k.meta, ["state", "opens_at_ms"])
                 pipe.hmget(k.stats, ["seq", "serving"])
                 pipe.zcard(k.expiry)
             return await pipe.execute()
@@ -328,10 +328,10 @@ class RedisStore:
         replies = await self._call("activity", fetch)
         out: dict[str, EventActivity] = {}
         for i, event_id in enumerate(event_ids):
-            state, (seq, serving), holds = replies[3 * i : 3 * i + 3]
+            (state, opens_at), (seq, serving), holds = replies[3 * i : 3 * i + 3]
             if state is not None:
                 out[event_id] = EventActivity(
-                    state.decode(), int(seq or 0), int(serving or 0), int(holds)
+                    state.decode(), int(seq or 0), int(serving or 0), int(holds), int(opens_at or 0)
                 )
         return out
 

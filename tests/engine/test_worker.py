@@ -19,10 +19,13 @@ from storage.redis_store import JoinRequest, RedisStore
 pytestmark = pytest.mark.anyio
 
 
+NOW = 1_000_000
+
+
 @pytest.mark.parametrize(
     ("state", "seq", "serving", "holds", "live"),
     [
-        ("scheduled", 0, 0, 0, False),  # nobody yet: parked until a join
+        ("scheduled", 0, 0, 0, False),  # not open yet, nobody in the pre-queue
         ("open", 5, 5, 0, False),  # everyone decided, no hold open
         ("open", 5, 4, 0, True),  # somebody waits
         ("open", 5, 5, 1, True),  # a hold to sweep
@@ -36,7 +39,33 @@ pytestmark = pytest.mark.anyio
 @pytest.mark.once
 def test_is_live(state: str, seq: int, serving: int, holds: int, live: bool) -> None:
     """Loops run while somebody waits for a decision or a hold is open."""
-    assert is_live(EventActivity(state, seq, serving, holds)) is live
+    assert is_live(EventActivity(state, seq, serving, holds, NOW + 1), NOW) is live
+
+
+@pytest.mark.once
+def test_a_scheduled_event_is_live_once_it_may_open() -> None:
+    """At its opening time an event gets an admission call (which opens it), joined or not."""
+    assert is_live(EventActivity("scheduled", 0, 0, 0, opens_at_ms=NOW), NOW)
+    assert not is_live(EventActivity("scheduled", 0, 0, 0, opens_at_ms=NOW + 1), NOW)
+
+
+def _config(opens_at_ms: int) -> bytes:
+    """An event of one 10-seat row opening at ``opens_at_ms``."""
+    return msgspec.json.encode(
+        {
+            "opens_at_ms": opens_at_ms,
+            "hold_ms": 60_000,
+            "max_active": 10,
+            "max_per_order": 4,
+            "sections": [{"id": "a", "price_cents": 100, "map": "0" * 10 + "|"}],
+        }
+    )
+
+
+async def _event_state(store: RedisStore, event_id: str) -> str:
+    snapshot = await store.snapshot(event_id)
+    assert snapshot is not None
+    return snapshot.state
 
 
 async def _state(store: RedisStore, event_id: str, seq: int) -> str:
@@ -47,15 +76,10 @@ async def _state(store: RedisStore, event_id: str, seq: int) -> str:
 
 @pytest.fixture
 async def quiet_event(redis_store: RedisStore, event_id: str) -> AsyncIterator[str]:
-    """An open event of 10 seats nobody has joined yet."""
-    config = {
-        "opens_at_ms": 0,
-        "hold_ms": 60_000,
-        "max_active": 10,
-        "max_per_order": 4,
-        "sections": [{"id": "a", "price_cents": 100, "map": "0" * 10 + "|"}],
-    }
-    await redis_store.create_event(event_id, msgspec.json.encode(config), ["a"])
+    """An open event of 10 seats nobody has joined yet (opened by an admission call)."""
+    await redis_store.create_event(event_id, _config(opens_at_ms=0), ["a"])
+    opened = await redis_store.admit(event_id, WallClock().now_ms(), 10)
+    assert (opened.state, opened.reason) == ("open", "empty")
     yield event_id
 
 
@@ -76,3 +100,19 @@ async def test_first_join_into_a_quiet_event_is_admitted_at_once(
         waited = time.monotonic() - started
         tg.cancel_scope.cancel()
     assert waited < 5, f"admitted {waited:.1f} s after joining: the worker slept through the join"
+
+
+async def test_worker_opens_a_scheduled_event_nobody_joined(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """At its opening time the event's state turns "open" though no join called a script."""
+    await redis_store.create_event(event_id, _config(WallClock().now_ms() + 300), ["a"])
+    async with anyio.create_task_group() as tg:
+        policy = AdmissionPolicy()
+        await tg.start(
+            partial(run_worker, redis_store, WallClock(), policy, discover_interval_s=0.1)
+        )
+        with anyio.fail_after(10):
+            while await _event_state(redis_store, event_id) != "open":  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
