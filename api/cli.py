@@ -53,8 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser(
+    serve = sub.add_parser(
         "serve", parents=[common, serving], help="run the HTTP API and the waiting-room WebSocket"
+    )
+    serve.add_argument(
+        "--processes",
+        type=_positive,
+        default=1,
+        help="server processes sharing the ports (SO_REUSEPORT; default 1)",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="let other processes serve the same ports (set by --processes in each)",
     )
     worker = sub.add_parser(
         "worker", parents=[common], help="run an engine worker (admission, hold expiry)"
@@ -123,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
         "--worker-process",
         action="store_true",
         help="run admission and expiry in their own process, as a deployment would",
+    )
+    demo.add_argument(
+        "--server-processes",
+        type=_positive,
+        default=1,
+        help="API + WebSocket processes sharing the ports (default 1: in this process)",
     )
     bench = sub.add_parser(
         "bench",
@@ -195,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "http_port",
             "ws_port",
             "metrics_port",
+            "reuse_port",
         )
     }
     if args.command == "demo":
@@ -209,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_format)
     command: Callable[[Settings], Awaitable[int]]
     if args.command == "serve":
-        from api.commands import serve as command
+        from api.commands import serve
+
+        def command(s: Settings) -> Awaitable[int]:
+            return serve(s, args.processes)
     elif args.command == "worker":
         from api.commands import worker as command
     elif args.command == "migrate":
@@ -265,7 +286,12 @@ def main(argv: list[str] | None = None) -> int:
             return 130 if outcome is None else outcome
 
         async def command(s: Settings) -> int:
-            return await demo(s, options, worker_process=args.worker_process)
+            return await demo(
+                s,
+                options,
+                worker_process=args.worker_process,
+                server_processes=args.server_processes,
+            )
 
     else:
         from api.commands import create_event

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import anyio
 import httpx
 import msgspec
 
+from api.processes import READY, serving_processes
 from api.services import Roles, open_services
 from api.settings import Settings
 from bench.chaos import ChaosPlan, run_chaos
@@ -39,18 +41,40 @@ __all__ = [
 logger = logging.getLogger("booking")
 
 
-async def serve(settings: Settings) -> int:
-    """Run the HTTP API and the waiting-room WebSocket until interrupted."""
+async def serve(settings: Settings, processes: int = 1) -> int:
+    """Run the HTTP API and the waiting-room WebSocket until interrupted.
+
+    ``processes`` > 1 runs that many server processes on the same ports and
+    supervises them: if one exits, the others are stopped and this returns 1.
+    """
+    if processes > 1:
+        failed = False
+        try:
+            async with serving_processes(settings, processes) as running:
+                _print_serving(settings, running.http_url, running.ws_url, processes)
+                await anyio.sleep_forever()
+        except* RuntimeError as group:
+            for exc in group.exceptions:
+                print(f"booking serve: {exc}", file=sys.stderr)
+            failed = True
+        return 1 if failed else 0
     async with open_services(settings, Roles(api=True, worker=False)) as services:
-        print(f"HTTP API:  {services.http_url}", file=sys.stderr)
-        print(f"WebSocket: {settings.ws_url(services.ws_port)}", file=sys.stderr)
-        if settings.admin_key_generated:
-            print(
-                f"admin key (generated; set BOOKING_ADMIN_KEY to choose one): {settings.admin_key}",
-                file=sys.stderr,
-            )
+        _print_serving(settings, services.http_url, settings.ws_url(services.ws_port), 1)
+        if settings.reuse_port:  # tells a supervising ``serve --processes`` it listens
+            print(READY.decode(), flush=True)
         await anyio.sleep_forever()
     return 0
+
+
+def _print_serving(settings: Settings, http_url: str, ws_url: str, processes: int) -> None:
+    each = f" ({processes} processes)" if processes > 1 else ""
+    print(f"HTTP API:  {http_url}{each}", file=sys.stderr)
+    print(f"WebSocket: {ws_url}{each}", file=sys.stderr)
+    if settings.admin_key_generated:
+        print(
+            f"admin key (generated; set BOOKING_ADMIN_KEY to choose one): {settings.admin_key}",
+            file=sys.stderr,
+        )
 
 
 async def worker(settings: Settings) -> int:
@@ -204,21 +228,34 @@ async def chaos(plan: ChaosPlan) -> int:
     return 0 if not report.problems else 1
 
 
-async def demo(settings: Settings, options: SaleOptions, *, worker_process: bool = False) -> int:
+async def demo(
+    settings: Settings,
+    options: SaleOptions,
+    *,
+    worker_process: bool = False,
+    server_processes: int = 1,
+) -> int:
     """Everything on embedded servers; the buyers run in a second process, as they would.
 
-    ``worker_process``: run admission and the expiry sweep in a third process, as a
-    deployment would, so that WebSocket fan-out cannot starve them of the loop.
+    ``worker_process``: run admission and the expiry sweep in a process of their
+    own, as a deployment would, so that WebSocket fan-out cannot starve them of
+    the loop. ``server_processes`` > 1: serve the API and WebSocket from that many
+    processes on shared ports (``booking serve --processes``).
     """
     env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
-    async with (
-        open_services(settings, Roles(api=True, worker=not worker_process)) as services,
-        anyio.create_task_group() as tg,
-    ):
-        print(
-            f"HTTP API {services.http_url}, WebSocket {settings.ws_url(services.ws_port)}",
-            file=sys.stderr,
-        )
+    roles = Roles(api=server_processes <= 1, worker=not worker_process)
+    async with AsyncExitStack() as stack:
+        if server_processes > 1:
+            running = await stack.enter_async_context(serving_processes(settings, server_processes))
+            http_url, ws_url = running.http_url, running.ws_url
+        if roles.api or roles.worker:
+            in_process = settings if roles.api else replace(settings, metrics_port=0)
+            services = await stack.enter_async_context(open_services(in_process, roles))
+            if roles.api:
+                http_url, ws_url = services.http_url, settings.ws_url(services.ws_port)
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        where = f" ({server_processes} processes)" if server_processes > 1 else ""
+        print(f"HTTP API {http_url}, WebSocket {ws_url}{where}", file=sys.stderr)
         if worker_process:
             assert settings.redis_url and settings.database_url
             worker_argv = [sys.executable, "-m", "api.cli", "worker", "--runtime", settings.runtime]
@@ -235,7 +272,7 @@ async def demo(settings: Settings, options: SaleOptions, *, worker_process: bool
                 )
             )
         process = await anyio.run_process(
-            [sys.executable, "-m", "api.cli", "bench", "--url", services.http_url, *options.argv()],
+            [sys.executable, "-m", "api.cli", "bench", "--url", http_url, *options.argv()],
             stdin=None,
             stdout=None,
             stderr=None,

@@ -9,6 +9,8 @@ import anyio
 import sniffio
 from hypercorn.config import Config
 
+from realtime.listen import BACKLOG, listening_socket
+
 __all__ = ["serve_http"]
 
 
@@ -17,12 +19,20 @@ async def serve_http(
     host: str,
     port: int,
     *,
+    reuse_port: bool = False,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` until cancelled; ``task_status.started`` gets the bound port."""
+    """Serve ``app`` until cancelled; ``task_status.started`` gets the bound port.
+
+    The socket is bound and listening before hypercorn starts (handed over by file
+    descriptor), so the port is known and accepting at once; ``reuse_port`` lets
+    other processes serve the same port (realtime/listen.py).
+    """
+    sock = listening_socket(host, port, reuse_port=reuse_port)
+    port = sock.getsockname()[1]
     config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.backlog = 4096  # the default 100 drops connections under a burst
+    config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) it from here
+    config.backlog = BACKLOG
     config.keep_alive_max_requests = 1_000_000  # don't recycle busy keep-alive connections
     config.keep_alive_timeout = 75  # longer than clients' idle pools keep connections
     config.accesslog = None
@@ -32,21 +42,12 @@ async def serve_http(
         from hypercorn.trio import serve
 
         async with trio.open_nursery() as nursery:
-            binds: list[str] = await nursery.start(
-                lambda task_status: serve(app, config, task_status=task_status)
-            )
-            task_status.started(int(binds[0].rsplit(":", 1)[1]))
+            await nursery.start(lambda task_status: serve(app, config, task_status=task_status))
+            task_status.started(port)
             await anyio.sleep_forever()
     else:
-        import socket
-
         from hypercorn.asyncio import serve as aserve
 
-        if port == 0:  # pick the port now so it can be reported
-            with socket.socket() as probe:
-                probe.bind((host, 0))
-                port = probe.getsockname()[1]
-            config.bind = [f"{host}:{port}"]
         # hypercorn's asyncio server must be stopped through its shutdown trigger, not
         # cancelled: it runs shielded and stops gracefully once this task is cancelled.
         config.graceful_timeout = 1
@@ -58,23 +59,8 @@ async def serve_http(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
-            await _wait_until_listening(host, port)  # serve() has no started signal
-            task_status.started(port)
+            task_status.started(port)  # listening already: connections wait in the backlog
             try:
                 await anyio.sleep_forever()
             finally:
                 shutdown.set()
-
-
-async def _wait_until_listening(host: str, port: int, timeout_s: float = 10.0) -> None:
-    """Return once ``host:port`` accepts connections (a probe connection, closed at once)."""
-    probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    with anyio.fail_after(timeout_s):
-        while True:
-            try:
-                stream = await anyio.connect_tcp(probe_host, port)
-            except OSError:
-                await anyio.sleep(0.01)
-            else:
-                await stream.aclose()
-                return

@@ -168,10 +168,17 @@ async def open_services(
                         settings.host,
                         settings.ws_port,
                         max_message_bytes=settings.max_frame_bytes,
+                        reuse_port=settings.reuse_port,
                     )
                 )
                 services.http_port = await tg.start(
-                    partial(serve_http, create_app(services), settings.host, settings.http_port)
+                    partial(
+                        serve_http,
+                        create_app(services),
+                        settings.host,
+                        settings.http_port,
+                        reuse_port=settings.reuse_port,
+                    )
                 )
             try:
                 yield services

@@ -52,6 +52,9 @@ class Settings:
     http_port: int = 8000
     #: Waiting-room WebSocket port (0 picks a free one).
     ws_port: int = 8001
+    #: Let other processes serve the same HTTP and WebSocket ports (SO_REUSEPORT):
+    #: ``booking serve --processes N`` sets it in each of its N processes.
+    reuse_port: bool = False
     #: Port of /metrics, /healthz and /readyz on a worker (serve has them on http_port).
     metrics_port: int = 9100
     #: WebSocket base URL told to clients (default: ws://host:ws_port).

@@ -8,6 +8,8 @@ from typing import Any
 import anyio
 import sniffio
 
+from realtime.listen import listening_socket
+
 __all__ = ["close_websocket", "serve_websockets"]
 
 
@@ -17,12 +19,14 @@ async def serve_websockets(
     port: int,
     *,
     max_message_bytes: int = 4096,
+    reuse_port: bool = False,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; ``task_status.started`` gets the bound port.
 
     Compression is off (small frames; ~3x less memory per connection) and the
     library's keepalive pings are off (they cost a core at 15k idle clients).
+    ``reuse_port`` lets other processes serve the same port (realtime/listen.py).
     """
     options: dict[str, Any] = {
         "compression": None,
@@ -31,23 +35,26 @@ async def serve_websockets(
         "max_queue": 4,
         "server_header": None,
     }
+    sock = listening_socket(host, port, reuse_port=reuse_port)
+    bound = sock.getsockname()[1]
     if sniffio.current_async_library() == "trio":
         import trio
         from websockets.trio.server import serve
 
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(
+            await nursery.start(
                 lambda task_status: serve(
-                    handler, port, host=host, backlog=4096, task_status=task_status, **options
+                    handler, listeners=[listener], task_status=task_status, **options
                 )
             )
-            task_status.started(server.listeners[0].socket.getsockname()[1])
+            task_status.started(bound)
             await anyio.sleep_forever()
     else:
         from websockets.asyncio.server import serve as aserve
 
-        async with aserve(handler, host, port, backlog=4096, **options) as aserver:
-            task_status.started(next(iter(aserver.sockets)).getsockname()[1])
+        async with aserve(handler, sock=sock, **options):
+            task_status.started(bound)
             await anyio.sleep_forever()
 
 
