@@ -108,61 +108,165 @@ local function candidates(section)
   return {section}
 end
 
--- Positions of q free seats in section i, or nil.
+-- together_from[i][q]: where the last search for q seats together in section i
+-- stopped; no q free seats together start before it. A call only takes seats, so
+-- that stays true for the rest of the call.
+local together_from = {}
+
+-- Positions of q free seats together in section i, the first run in map order, or nil.
+-- string.find skips full rows in C from where the last search for q stopped; a run in
+-- the map as read that holds made in this call broke is stepped over. Rows end with
+-- "|", so a run never spans two rows.
 local function find_together(i, q)
-  local at = string.find(seat_map(i), string.rep('0', q), 1, true)
-  if not at then
-    return nil
+  local map, marks = searchable_map(i)
+  together_from[i] = together_from[i] or {}
+  local searched = together_from[i]
+  local run, from = string.rep('0', q), searched[q] or 1
+  while true do
+    local at = string.find(map, run, from, true)
+    if at == nil then
+      searched[q] = #map + 1
+      return nil
+    end
+    local taken = nil
+    for p = at + q - 1, at, -1 do
+      if marks[p] ~= nil then
+        taken = p
+        break
+      end
+    end
+    if taken == nil then
+      searched[q] = at
+      local seats = {}
+      for p = at, at + q - 1 do
+        seats[#seats + 1] = p
+      end
+      return seats
+    end
+    from = taken + 1
   end
-  local seats = {}
-  for p = at, at + q - 1 do
-    seats[#seats + 1] = p
+end
+
+-- Rows of the sections where this call fell back to find_fewest_rows: for row r, its
+-- first and last positions and free seats, and by_free[n], the rows with n free seats
+-- in row order. Built with one pass over the map the first time a call needs it, then
+-- kept current by hold_seats, so each fallback looks at the counts and the few rows
+-- it takes rather than at every seat.
+local row_indexes = {}
+
+-- The row of position p.
+local function row_at(idx, p)
+  local lo, hi = 1, #idx.first
+  while lo < hi do
+    local mid = math.floor((lo + hi + 1) / 2)
+    if idx.first[mid] <= p then
+      lo = mid
+    else
+      hi = mid - 1
+    end
   end
-  return seats
+  return lo
+end
+
+-- Where row r goes in by_free list (row numbers, ascending).
+local function slot_of(list, r)
+  local lo, hi = 1, #list + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if list[mid] < r then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo
+end
+
+-- Set row r's free count to n, moving it to its by_free list.
+local function set_row_free(idx, r, n)
+  local old = idx.free[r]
+  if old > 0 then
+    table.remove(idx.by_free[old], slot_of(idx.by_free[old], r))
+  end
+  if n > 0 then
+    idx.by_free[n] = idx.by_free[n] or {}
+    table.insert(idx.by_free[n], slot_of(idx.by_free[n], r), r)
+  end
+  idx.free[r] = n
+end
+
+local function row_index(i)
+  if row_indexes[i] then
+    return row_indexes[i]
+  end
+  local map, marks = searchable_map(i)
+  local idx = {first = {}, last = {}, free = {}, by_free = {}, widest = 0}
+  local counts, start = {}, 1
+  while start <= #map do
+    local bar = string.find(map, '|', start, true) or (#map + 1)
+    local r = #idx.first + 1
+    local _, free = string.gsub(string.sub(map, start, bar - 1), '0', '')
+    idx.first[r], idx.last[r], idx.free[r], counts[r] = start, bar - 1, 0, free
+    idx.widest = math.max(idx.widest, bar - start)
+    start = bar + 1
+  end
+  -- Seats held earlier in this call are still "0" in the map.
+  for p, _ in pairs(marks) do
+    if string.sub(map, p, p) == '0' then
+      local r = row_at(idx, p)
+      counts[r] = counts[r] - 1
+    end
+  end
+  for r, n in ipairs(counts) do
+    set_row_free(idx, r, n)
+  end
+  row_indexes[i] = idx
+  return idx
+end
+
+-- Runs of free seats between positions first and last of section i (one row): the
+-- longest first, then the earlier. Runs of the map as read, split where this call held.
+local function free_runs(i, first, last)
+  local map, marks = searchable_map(i)
+  local runs, from = {}, first
+  while true do
+    local a, b = string.find(map, '0+', from)
+    if a == nil or a > last then
+      break
+    end
+    local start = nil
+    for p = a, b + 1 do
+      if p <= b and marks[p] == nil then
+        start = start or p
+      elseif start then
+        runs[#runs + 1] = {start, p - 1}
+        start = nil
+      end
+    end
+    from = b + 1
+  end
+  table.sort(runs, function(x, y)
+    if x[2] - x[1] ~= y[2] - y[1] then
+      return x[2] - x[1] > y[2] - y[1]
+    end
+    return x[1] < y[1]
+  end)
+  return runs
 end
 
 -- Positions of q free seats spread over the fewest rows: rows with the most free
 -- seats first (the better row on a tie); in each, its longest runs first.
 local function find_fewest_rows(i, q)
-  local map, rows, start = seat_map(i), {}, 1
-  while start <= #map do
-    local bar = string.find(map, '|', start, true) or (#map + 1)
-    local runs, free, from = {}, 0, start
-    while true do
-      local a, b = string.find(map, '0+', from)
-      if not a or a >= bar then
-        break
-      end
-      b = math.min(b, bar - 1)
-      runs[#runs + 1] = {a, b}
-      free = free + (b - a + 1)
-      from = b + 1
-    end
-    if free > 0 then
-      table.sort(runs, function(x, y)
-        if x[2] - x[1] ~= y[2] - y[1] then
-          return x[2] - x[1] > y[2] - y[1]
+  local idx, seats = row_index(i), {}
+  for n = idx.widest, 1, -1 do
+    for _, r in ipairs(idx.by_free[n] or {}) do
+      for _, run in ipairs(free_runs(i, idx.first[r], idx.last[r])) do
+        for p = run[1], run[2] do
+          if #seats == q then
+            return seats
+          end
+          seats[#seats + 1] = p
         end
-        return x[1] < y[1]
-      end)
-      rows[#rows + 1] = {free = free, runs = runs, at = start}
-    end
-    start = bar + 1
-  end
-  table.sort(rows, function(x, y)
-    if x.free ~= y.free then
-      return x.free > y.free
-    end
-    return x.at < y.at
-  end)
-  local seats = {}
-  for _, row in ipairs(rows) do
-    for _, run in ipairs(row.runs) do
-      for p = run[1], run[2] do
-        if #seats == q then
-          return seats
-        end
-        seats[#seats + 1] = p
       end
     end
   end
@@ -170,6 +274,18 @@ local function find_fewest_rows(i, q)
     return seats
   end
   return nil
+end
+
+-- Hold seats in section i, keeping the fallback's row counts current.
+local function hold_seats(i, seats)
+  mark_seats(i, seats, 'h')
+  local idx = row_indexes[i]
+  if idx then
+    for _, p in ipairs(seats) do
+      local r = row_at(idx, p)
+      set_row_free(idx, r, idx.free[r] - 1)
+    end
+  end
 end
 
 local function choose(section, q)
@@ -233,7 +349,7 @@ for _, entry in ipairs(entries) do
     if seats then
       local i = SECTION_INDEX[section]
       table.sort(seats)
-      mark_seats(i, seats, 'h')
+      hold_seats(i, seats)
       move_count(section, rec.q, 'free', 'held')
       rec.st, rec.hs, rec.seats = 'held', section, seats
       rec.amt = rec.q * num(redis.call('HGET', K_META, 'price:' .. section))

@@ -43,9 +43,8 @@ local function same_seats(a, b)
 end
 
 local function all_free(i, seats)
-  local map = seat_map(i)
   for _, p in ipairs(seats) do
-    if string.sub(map, p, p) ~= '0' then
+    if seat_at(i, p) ~= '0' then
       return false
     end
   end

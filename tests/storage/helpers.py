@@ -283,3 +283,38 @@ async def hold_pattern(ev: Event, section: str, pattern: str, now: int = T0) -> 
     await ev.expire(now + HOLD_MS, 1_000)
     assert (await ev.maps())[section] == pattern
     return keep
+
+
+# -- the seat rules of admit_next, as a reference --------------------------------------
+
+
+def seats_together(seat_map: Sequence[str], q: int) -> list[int] | None:
+    """The first q free positions side by side in map order (rows end with "|"), or None."""
+    at = "".join(seat_map).find("0" * q)
+    return None if at < 0 else list(range(at + 1, at + q + 1))
+
+
+def fewest_rows(seat_map: Sequence[str], q: int) -> list[int]:
+    """q free positions over the fewest rows: fullest rows first (better on a tie), longest runs."""
+    rows: list[tuple[int, int, list[list[int]]]] = []
+    start, run, runs = 1, list[int](), list[list[int]]()
+    for pos, ch in enumerate(seat_map, start=1):
+        if ch == "0":
+            run.append(pos)
+            continue
+        if run:
+            runs.append(run)
+            run = []
+        if ch == "|":
+            if runs:
+                runs.sort(key=lambda r: (-len(r), r[0]))
+                rows.append((-sum(len(r) for r in runs), start, runs))
+            start, runs = pos + 1, []
+    rows.sort(key=lambda r: (r[0], r[1]))
+    picked = [p for _, _, rs in rows for r in rs for p in r]
+    return picked[:q]
+
+
+def policy_seats(seat_map: Sequence[str], q: int) -> list[int]:
+    """The positions admit_next holds for q seats of one section with at least q free."""
+    return seats_together(seat_map, q) or sorted(fewest_rows(seat_map, q))

@@ -399,3 +399,80 @@ async def test_holds_are_numbered_in_the_order_made_across_calls(
     tickets = await redis_store.tickets(event_id)
     assert [tickets[s].an for s in (1, 2, 3, 4)] == [1, 2, 3, None]
     assert tickets[4].st == "queued"  # four seats may come back: it waits at the head
+
+
+@pytest.mark.anyio
+async def test_one_call_steps_over_seats_it_held_itself(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Within one call each request sees the holds made before it: a later, larger request
+    skips the row they filled up and a later, smaller one goes back to a gap they left."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "00000|00000|")])
+    joined = await ev.join_many([(f"c{q}{k}", q, "A") for k, q in enumerate([2, 1, 3, 1, 2])])
+    assert (await ev.admit()).admitted == 5
+    seats = [(await ev.ticket(res.seq)).seats for res in joined]
+    assert seats == [[1, 2], [3], [7, 8, 9], [4], [10, 11]]
+    assert (await ev.maps())["A"] == "hhhh0|hhhhh|"
+
+
+@pytest.mark.anyio
+async def test_seats_given_back_in_an_earlier_row_are_found_by_the_next_call(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Seats the expiry sweep frees in a row the sale had already filled are the first
+    ones the next call hands out."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "0000|0000|")])
+    await ev.join_many([("c1", 2, "A"), ("c2", 2, "A"), ("c3", 1, "A")])
+    assert (await ev.admit()).admitted == 3
+    assert (await ev.begin(1, "k1", window=10 * HOLD_MS)).r == "ok"
+    assert (await ev.expire(T0 + HOLD_MS)).released == 2
+    assert (await ev.maps())["A"] == "hh00|0000|"
+    now = T0 + HOLD_MS
+    one, two = await ev.join_many([("c4", 1, "A"), ("c5", 2, "A")], now)
+    assert (await ev.admit(now)).admitted == 2
+    assert (await ev.ticket(one.seq)).seats == [3]
+    assert (await ev.ticket(two.seq)).seats == [6, 7]
+
+
+@pytest.mark.anyio
+async def test_fewest_rows_twice_in_one_call_sees_the_holds_between(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Falling back to the fewest rows, holding seats together, then falling back again in
+    the same call: each choice counts the seats the earlier holds took."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "00000|00000|00000|")])
+    await hold_pattern(ev, "A", "0h0h0|00h0h|0h0h0|")
+    now = T0 + HOLD_MS
+    joined = await ev.join_many([(f"c{k}", q, "A") for k, q in enumerate([4, 2, 1, 2])], now)
+    assert (await ev.admit(now)).admitted == 4
+    seats = [(await ev.ticket(res.seq)).seats for res in joined]
+    assert seats == [[1, 3, 5, 7], [13, 15], [8], [10, 17]]
+
+
+@pytest.mark.anyio
+async def test_a_section_of_one_row(redis_store: RedisStore, event_id: str) -> None:
+    """A section that is one row: seats apart go to its longest runs first."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "0000000|")])
+    await hold_pattern(ev, "A", "0h00h00|")
+    now = T0 + HOLD_MS
+    three, two = await ev.join_many([("c3", 3, "A"), ("c2", 2, "A")], now)
+    assert (await ev.admit(now)).admitted == 2
+    assert (await ev.ticket(three.seq)).seats == [3, 4, 6]
+    assert (await ev.ticket(two.seq)).seats == [1, 7]
+    assert (await ev.maps())["A"] == "hhhhhhh|"
+
+
+@pytest.mark.anyio
+async def test_holds_scattered_over_many_rows_are_all_written(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """One call holding seats in 40 places (more than are written one by one), then one
+    sweep giving every other one back, leave the map exactly as the tickets say."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "0|" * 40)])
+    joined = await ev.join_many([(f"c{k}", 1, "A") for k in range(40)])
+    assert (await ev.admit()).admitted == 40
+    assert (await ev.maps())["A"] == "h|" * 40
+    for res in joined[::2]:
+        assert (await ev.begin(res.seq, f"k{res.seq}", window=10 * HOLD_MS)).r == "ok"
+    assert (await ev.expire(T0 + HOLD_MS)).released == 20
+    assert (await ev.maps())["A"] == "h|0|" * 20

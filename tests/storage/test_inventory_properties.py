@@ -15,7 +15,7 @@ from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers
 from storage.records import AdmitSummary, TicketRecord
 from storage.redis_store import RedisStore, open_redis_store
-from tests.storage.helpers import T0, TERMINAL, Event, new_event
+from tests.storage.helpers import T0, TERMINAL, Event, fewest_rows, new_event
 
 pytestmark = pytest.mark.once
 
@@ -261,27 +261,6 @@ def check_transitions(
 def line_order(tickets: dict[int, TicketRecord]) -> list[int]:
     """Ticket seqs in line order: by place (a shuffled pre-queue ticket's pl, else its seq)."""
     return sorted(tickets, key=lambda q: tickets[q].pl or q)
-
-
-def fewest_rows(seat_map: list[str], q: int) -> list[int]:
-    """q free positions over the fewest rows: fullest rows first (better on a tie), longest runs."""
-    rows: list[tuple[int, int, list[list[int]]]] = []
-    start, run, runs = 1, list[int](), list[list[int]]()
-    for pos, ch in enumerate(seat_map, start=1):
-        if ch == "0":
-            run.append(pos)
-            continue
-        if run:
-            runs.append(run)
-            run = []
-        if ch == "|":
-            if runs:
-                runs.sort(key=lambda r: (-len(r), r[0]))
-                rows.append((-sum(len(r) for r in runs), start, runs))
-            start, runs = pos + 1, []
-    rows.sort(key=lambda r: (r[0], r[1]))
-    picked = [p for _, _, rs in rows for r in rs for p in r]
-    return picked[:q]
 
 
 def model_admit(
