@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scenario",
         choices=sorted(SCENARIOS),
         default="steady",
-        help="; ".join(f"{s.name}: {s.about}" for s in SCENARIOS.values()),
+        help="; ".join(f"{s.name}: {s.about}" for s in SCENARIOS.values()).replace("%", "%%"),
     )
     sale.add_argument(
         "--max-seconds",

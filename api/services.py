@@ -110,6 +110,7 @@ async def open_services(
             catalog,
             signer,
             position_interval_s=settings.position_interval_s,
+            position_frames_per_s=settings.position_frames_per_s,
             payment_window_s=settings.payment_window_s,
         )
         services = Services(

@@ -27,6 +27,7 @@ ENVIRONMENT = {
     "BOOKING_LOG_FORMAT": "log_format",
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
+    "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
 }
 
 
@@ -67,8 +68,12 @@ class Settings:
     payment_window_s: float = 30.0
     #: How long the payment gateway may take, seconds.
     gateway_timeout_s: float = 10.0
-    #: Cadence of position updates, seconds.
+    #: Cadence of position updates, seconds: the clients nearest the head get every change
+    #: this often; those further back less often (see position_frames_per_s).
     position_interval_s: float = 1.0
+    #: Position frames one WebSocket server sends per second at most, over all its events
+    #: and clients; spent nearest the head first.
+    position_frames_per_s: float = 1_000.0
     #: Largest accepted request body / WebSocket frame, bytes.
     max_body_bytes: int = 16_384
     max_frame_bytes: int = 4_096
@@ -103,7 +108,7 @@ class Settings:
         for name in ("http_port", "ws_port", "metrics_port"):
             if name in values:
                 values[name] = int(values[name])
-        for name in ("abandon_grace_s", "heartbeat_interval_s"):
+        for name in ("abandon_grace_s", "heartbeat_interval_s", "position_frames_per_s"):
             if name in values:
                 values[name] = float(values[name])
         if "data_dir" in values:
@@ -111,6 +116,8 @@ class Settings:
         settings = cls(**values)
         if settings.runtime not in ("trio", "asyncio"):
             raise ValueError(f"runtime must be trio or asyncio, not {settings.runtime!r}")
+        if not settings.position_frames_per_s > 0:
+            raise ValueError("position_frames_per_s must be positive")
         return settings
 
     def with_urls(self, redis_url: str | None, database_url: str | None) -> Settings:

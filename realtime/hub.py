@@ -5,6 +5,11 @@ blocking read serves every outcome of a script call: prompts, expiries,
 confirmations) and one position ticker (one small read of the serving counter
 per tick, from which each client's position follows). Prompts go to their
 client's outbox at once; they never wait behind a position round.
+
+Position frames are the bulk of what a server sends, so they have a budget per
+server (frames per second), shared by its events and spent nearest the head
+first (see ``waitroom/cadence.py``): the frames per second stay bounded however
+many clients wait here.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from engine.catalog import EventCatalog
 from engine.checkout import hold_id
 from engine.events import seat_label
 from realtime import protocol as p
-from realtime.metrics import CONNECTIONS, MESSAGES_SENT
+from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT
 from realtime.session import ClientSession
 from storage.errors import StorageUnavailable
 from storage.records import Confirmed, Expired, Left, NotifyBatch, Outcome, Prompted, SoldOut
 from storage.redis_store import RedisStore
+from waitroom.cadence import Cadence, plan_cadence, share_budget
 from waitroom.eta import (
     OutflowEstimator,
     admission_prior,
@@ -52,6 +58,10 @@ class EventChannel:
     state: str = "scheduled"  # the event's admission state as last seen
     last_notify_id: str = "0-0"  # the notify entry read last
     ready: anyio.Event = field(default_factory=anyio.Event)  # set once the reader is positioned
+    ranked: list[ClientSession] = field(default_factory=list)  # placed sessions by place
+    ranked_unsorted: bool = False  # a session joined ``ranked`` out of place order
+    ranked_stale: bool = False  # a session in ``ranked`` was detached or decided
+    allowance: float = 0.0  # position frames this event may still send (carried between ticks)
 
 
 class Hub:
@@ -64,6 +74,7 @@ class Hub:
         signer: TokenSigner,
         *,
         position_interval_s: float,
+        position_frames_per_s: float,
         payment_window_s: float,
         now_s: Callable[[], float] = time.time,
     ) -> None:
@@ -71,6 +82,7 @@ class Hub:
         self._catalog = catalog  # seat labels for prompts
         self._signer = signer  # hold tokens
         self._position_interval_s = position_interval_s  # cadence of position pushes
+        self._position_frames_per_s = position_frames_per_s  # budget of position frames, all events
         self._payment_window_s = payment_window_s  # hold tokens outlive the hold by this
         self._now_s = now_s  # wall clock, seconds
         self._channels: dict[str, EventChannel] = {}  # event id -> channel
@@ -114,7 +126,12 @@ class Hub:
             CONNECTIONS.inc()
         elif old is not session:
             old.waiting = False  # a newer connection of the same ticket takes over
+            ch.ranked_stale = True
         ch.sessions[session.seq] = session
+        if session.place:
+            # The ``queued`` message tells this position; the ticker sends changes.
+            session.last_position = position(session.place, ch.serving)
+            self._rank(ch, session)
         if ch.state == "sold_out":
             return False
         return session.place == 0 or ch.serving < session.place
@@ -124,9 +141,17 @@ class Hub:
         ch = self._channels.get(session.event_id or "")
         if ch is not None and ch.sessions.get(session.seq) is session:
             del ch.sessions[session.seq]
+            ch.ranked_stale = True
             CONNECTIONS.dec()
             return True
         return False
+
+    @staticmethod
+    def _rank(ch: EventChannel, session: ClientSession) -> None:
+        """Add a placed session to the ranking (joins come in place order: no sort needed)."""
+        if ch.ranked and session.place < ch.ranked[-1].place:
+            ch.ranked_unsorted = True
+        ch.ranked.append(session)
 
     def queued_message(self, ch: EventChannel, seq: int, place: int, token: str) -> p.Queued:
         """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
@@ -206,6 +231,7 @@ class Hub:
             case Left():
                 message = p.Left()
         session.waiting = False
+        ch.ranked_stale = True
         session.send(p.encode(message))
         MESSAGES_SENT.labels(message.__struct_config__.tag).inc()
 
@@ -216,6 +242,7 @@ class Hub:
                 session.waiting = False
                 session.send(frame)
                 MESSAGES_SENT.labels("sold_out").inc()
+        ch.ranked_stale = True
 
     async def _supervise(
         self, task: Callable[[EventChannel], Awaitable[None]], ch: EventChannel
@@ -269,11 +296,13 @@ class Hub:
             session = ch.sessions.get(seq)
             if session is not None and session.place == 0:
                 session.place = place
+                self._rank(ch, session)
 
     async def _tick_positions(self, ch: EventChannel) -> None:
         await ch.ready.wait()
+        base = self._position_interval_s
         while True:
-            await anyio.sleep(self._position_interval_s)
+            await anyio.sleep(base)
             snapshot = await self._redis.snapshot(ch.event_id)
             if snapshot is None:
                 continue
@@ -286,28 +315,88 @@ class Hub:
                 await self._place_pre_queue(ch)
             stats = snapshot.stats
             may_return = stats.get("free", 0) == 0 and stats.get("held", 0) > 0
-            sent = 0
-            now = anyio.current_time()
-            for session in ch.sessions.values():
-                if not session.waiting or session.place == 0:
-                    continue
-                pos = position(session.place, ch.serving)
-                flag_changed = may_return != session.seats_may_return
-                if now < session.next_position_at and not flag_changed:
-                    continue
-                if pos != session.last_position or flag_changed:
-                    session.seats_may_return = may_return
-                    eta = ch.estimator.eta_s(pos)
-                    low, high = ch.estimator.eta_range_s(pos)
-                    message = p.Position(
-                        position=pos,
-                        eta_s=wire_eta(eta),
-                        eta_low_s=wire_eta(low),
-                        eta_high_s=wire_eta(high),
-                        seats_may_return=may_return,
-                    )
-                    session.send_position(pos, p.encode(message))
-                    session.next_position_at = now + update_interval(eta, self._position_interval_s)
-                    sent += 1
+            # From here to the end of the round nothing yields: the ranking stays true.
+            self._refresh_ranking(ch)
+            share = self._budget_share(ch)
+            # Unspent frames carry over, up to one tick's worth (and at least one frame).
+            ch.allowance = min(ch.allowance + share * base, max(share * base, 1.0))
+            if share <= 0:  # no client of this event is in line here
+                continue
+            cadence = plan_cadence(share, len(ch.ranked), base)
+            sent = self._push_positions(ch, cadence, may_return, int(ch.allowance))
             if sent:
-                MESSAGES_SENT.labels("position").inc(sent)
+                ch.allowance -= sent
+                POSITIONS_SENT.inc(sent)
+
+    @staticmethod
+    def _refresh_ranking(ch: EventChannel) -> None:
+        """Drop detached and decided sessions from the ranking; sort it only if one joined
+        out of place order (places never change once drawn)."""
+        if ch.ranked_stale or ch.ranked_unsorted:
+            sessions = ch.sessions
+            ch.ranked = [s for s in ch.ranked if s.waiting and sessions.get(s.seq) is s]
+            ch.ranked_stale = False
+        if ch.ranked_unsorted:
+            ch.ranked.sort(key=_place)
+            ch.ranked_unsorted = False
+
+    def _budget_share(self, ch: EventChannel) -> float:
+        """This event's part of the server's position frames per second."""
+        if len(self._channels) == 1:
+            return self._position_frames_per_s
+        channels = list(self._channels.values())
+        shares = share_budget(
+            self._position_frames_per_s,
+            [len(c.ranked) for c in channels],
+            self._position_interval_s,
+        )
+        return shares[channels.index(ch)]
+
+    def _push_positions(
+        self, ch: EventChannel, cadence: Cadence, may_return: bool, allowance: int
+    ) -> int:
+        """Send due position updates nearest the head first, at most ``allowance``; the count sent.
+
+        A client is due once its interval has passed since its last update: its rank's
+        interval under ``cadence`` (whole ticks), or a tenth of its wait if longer. It is
+        sent a frame when its position or ``seats_may_return`` changed; otherwise it stays
+        due. Due times are rounded to the nearest tick, so a rank's interval of n ticks
+        is n ticks whatever the jitter of the tick itself.
+        """
+        now = anyio.current_time()
+        base = self._position_interval_s
+        horizon = now + base / 2
+        serving = ch.serving
+        estimator = ch.estimator
+        rank = sent = 0
+        for session in ch.ranked:
+            if not session.waiting:  # decided since the ranking was refreshed
+                continue
+            rank += 1
+            if session.next_position_at > horizon:
+                continue
+            pos = position(session.place, serving)
+            if pos == session.last_position and may_return == session.seats_may_return:
+                continue
+            if sent >= allowance:
+                break
+            session.seats_may_return = may_return
+            eta = estimator.eta_s(pos)
+            low, high = estimator.eta_range_s(pos)
+            message = p.Position(
+                position=pos,
+                eta_s=wire_eta(eta),
+                eta_low_s=wire_eta(low),
+                eta_high_s=wire_eta(high),
+                seats_may_return=may_return,
+            )
+            session.send_position(pos, p.encode(message))
+            session.next_position_at = now + max(
+                cadence.interval_s(rank), update_interval(eta, base)
+            )
+            sent += 1
+        return sent
+
+
+def _place(session: ClientSession) -> int:
+    return session.place

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["CONNECTIONS", "MESSAGES_SENT", "OPEN_SOCKETS"]
+__all__ = ["CONNECTIONS", "MESSAGES_SENT", "OPEN_SOCKETS", "POSITIONS_SENT"]
 
 OPEN_SOCKETS = Gauge("booking_ws_connections", "WebSocket connections open on this server.")
 CONNECTIONS = Gauge("booking_ws_clients_in_line", "Connected clients attached to a ticket.")
 MESSAGES_SENT = Counter(
     "booking_ws_messages_total", "Messages queued to clients by type.", ["type"]
 )
+#: Position updates (the bulk of the frames; bounded by the server's budget).
+POSITIONS_SENT = MESSAGES_SENT.labels("position")
