@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _PATH = re.compile(r"^/v1/events/([A-Za-z0-9_-]{1,64})/waitroom/?$")
 QUEUE_TOKEN_TTL_S = 24 * 3600
+HEARTBEAT = p.encode(p.Heartbeat())
 
 
 class WaitroomHandler:
@@ -95,11 +96,8 @@ class WaitroomHandler:
                 logger.warning("waitroom: could not mark ticket %s of %s as gone", seq, event_id)
 
     async def _heartbeat(self, session: ClientSession, scope: anyio.CancelScope) -> None:
-        frame = p.encode(p.Heartbeat())
         with scope:
-            while True:
-                await anyio.sleep(self._heartbeat_interval_s)
-                session.send(frame)
+            await session.run_heartbeat(HEARTBEAT, self._heartbeat_interval_s)
 
     async def _read(self, ws: Any, session: ClientSession) -> None:
         match = _PATH.match(ws.request.path.split("?", 1)[0])

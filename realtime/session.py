@@ -43,6 +43,7 @@ class ClientSession:
         self._wake = anyio.Event()  # set when there is something to send
         self.dropped = False  # disconnected for falling behind
         self._finishing = False  # the reader is done: send what is queued, then stop
+        self.last_sent_at = anyio.current_time()  # loop time of the last frame sent
 
     def send(self, frame: bytes) -> None:
         """Queue a message; disconnect the client if it is too far behind."""
@@ -57,6 +58,23 @@ class ClientSession:
         self.last_position = position
         self._position = frame
         self._wake.set()
+
+    async def run_heartbeat(self, frame: bytes, interval_s: float) -> None:
+        """Send ``frame`` whenever nothing was sent for ``interval_s``, until cancelled.
+
+        A client hearing positions or outcomes knows the connection is alive, so only
+        quiet connections get heartbeats: at the back of a long line (positions every
+        minute or so) that is most of them, near the head none.
+        """
+        due = anyio.current_time() + interval_s
+        while True:
+            await anyio.sleep_until(due)
+            now = anyio.current_time()
+            if now - self.last_sent_at >= interval_s:
+                self.send(frame)
+                due = now + interval_s
+            else:
+                due = self.last_sent_at + interval_s
 
     def finish(self) -> None:
         """Stop the writer once everything queued is sent."""
@@ -73,9 +91,11 @@ class ClientSession:
                 return
             while self._outbox:
                 await self.transport.send(self._outbox.popleft(), text=True)
+                self.last_sent_at = anyio.current_time()
             if self._position is not None:
                 frame, self._position = self._position, None
                 if self.waiting:  # a prompt or outcome makes positions moot
                     await self.transport.send(frame, text=True)
+                    self.last_sent_at = anyio.current_time()
             if self._finishing:
                 return
