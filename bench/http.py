@@ -74,7 +74,9 @@ class LeanRestClient:
         self._all: list[_Connection] = []  # every open connection, to close
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> LeanResponse:
-        """POST ``body`` (JSON) to ``path``; retry once on a connection the server closed."""
+        """POST ``body`` (JSON) to ``path``; retried once, on a new connection, when the
+        server had closed the pooled one (idle keep-alive connections time out while a
+        flash sale's line waits). Raises ConnectionError when the new one fails too."""
         head = (
             f"POST {path} HTTP/1.1\r\n".encode()
             + b"Host: "
@@ -85,14 +87,14 @@ class LeanRestClient:
         )
         async with self._limiter:
             for attempt in (1, 2):
-                conn = self._idle.pop() if self._idle else await self._connect()
+                conn = self._idle.pop() if self._idle and attempt == 1 else await self._connect()
                 try:
                     response = await conn.request(head, body)
-                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
                     await conn.stream.aclose()
                     self._all.remove(conn)
                     if attempt == 2:
-                        raise
+                        raise ConnectionError(f"POST {path}: {exc!r}") from exc
                     continue
                 self._idle.append(conn)
                 return response
