@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import anyio
 import httpx
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import WebSocketException
 
 from bench.ws import WsConnection, connect_ws
 from realtime import protocol as p
@@ -165,7 +165,9 @@ async def run_client(
             leave_after_s,
             reconnect_at,
         )
-    except (OSError, ConnectionClosed, httpx.HTTPError) as exc:
+    # A failed handshake (InvalidMessage when the server drops the connection under a
+    # storm) or a closed socket ends this client with an error, never its process.
+    except (OSError, WebSocketException, httpx.HTTPError) as exc:
         result.errors.append(f"{type(exc).__name__}: {exc}")
         result.outcome = result.outcome or "error"
     return result

@@ -623,14 +623,22 @@ class RedisStore:
         await self._bridge.call(self._client.aclose)
 
 
+#: Longest wait for one reply from Redis before it counts as unreachable, seconds.
+SOCKET_TIMEOUT_S = 20.0
+
+
 @asynccontextmanager
 async def open_redis_store(url: str, bridge: Bridge) -> AsyncIterator[RedisStore]:
     """Connect to Redis at ``url``, load the scripts, and close on exit."""
 
     async def connect() -> aioredis.Redis:
         # A blocking pool waits for a free connection instead of failing when many
-        # tasks hold one in a blocking read at once.
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=512, timeout=10)
+        # tasks hold one in a blocking read at once. redis-py's 5 s read timeout
+        # declared Redis unreachable when a loaded process's loop came back late to
+        # an answer Redis gave in milliseconds; a dead Redis still fails at connect.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=512, timeout=10, socket_timeout=SOCKET_TIMEOUT_S
+        )
         return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
 
     client = await bridge.call(connect)
