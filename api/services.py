@@ -19,7 +19,9 @@ from engine.payments import PaymentGateway, SandboxGateway
 from engine.reconcile import run_reconciler
 from engine.worker import run_worker
 from realtime.hub import Hub
+from realtime.protocol import Heartbeat, encode
 from realtime.server import WaitroomHandler
+from realtime.session import Heartbeats
 from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
 from storage.pg_store import PgStore, open_pg_store
@@ -153,6 +155,8 @@ async def open_services(
                 from api.http_server import serve_http
 
                 await tg.start(hub.run)
+                heartbeats = Heartbeats(encode(Heartbeat()), settings.heartbeat_interval_s)
+                tg.start_soon(heartbeats.run)
                 handler = WaitroomHandler(
                     hub,
                     line,
@@ -160,7 +164,7 @@ async def open_services(
                     signer,
                     clock,
                     max_pending=settings.max_pending_messages,
-                    heartbeat_interval_s=settings.heartbeat_interval_s,
+                    heartbeats=heartbeats,
                 )
                 services.ws_port = await tg.start(
                     partial(

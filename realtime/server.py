@@ -21,7 +21,7 @@ from engine.errors import NotFound
 from realtime import protocol as p
 from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS
-from realtime.session import ClientSession
+from realtime.session import ClientSession, Heartbeats
 from storage.errors import StorageError, StorageUnavailable
 from waitroom.line import RATE_LIMITED, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 _PATH = re.compile(r"^/v1/events/([A-Za-z0-9_-]{1,64})/waitroom/?$")
 QUEUE_TOKEN_TTL_S = 24 * 3600
-HEARTBEAT = p.encode(p.Heartbeat())
 
 
 class WaitroomHandler:
@@ -52,7 +51,7 @@ class WaitroomHandler:
         clock: Clock,
         *,
         max_pending: int = 32,
-        heartbeat_interval_s: float = 15.0,
+        heartbeats: Heartbeats,
     ) -> None:
         self._hub = hub  # routing of outcomes and positions
         self._line = line  # joins
@@ -60,7 +59,7 @@ class WaitroomHandler:
         self._signer = signer  # queue tokens
         self._clock = clock  # token expiry
         self._max_pending = max_pending  # per-client outbox bound
-        self._heartbeat_interval_s = heartbeat_interval_s  # cadence of heartbeat messages
+        self._heartbeats = heartbeats  # keeps quiet connections alive
 
     async def __call__(self, ws: Any) -> None:
         """Serve ``ws`` until it closes."""
@@ -69,12 +68,11 @@ class WaitroomHandler:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(session.run_writer)
-                heartbeat = anyio.CancelScope()
-                tg.start_soon(self._heartbeat, session, heartbeat)
+                self._heartbeats.add(session)
                 try:
                     await self._read(ws, session)
                 finally:
-                    heartbeat.cancel()
+                    self._heartbeats.discard(session)
                     # Let the writer send what is queued (an error, say), briefly.
                     session.finish()
                     tg.cancel_scope.deadline = anyio.current_time() + 2
@@ -94,10 +92,6 @@ class WaitroomHandler:
                 await self._line.mark_presence(event_id, seq, gone=True)
             except StorageError:
                 logger.warning("waitroom: could not mark ticket %s of %s as gone", seq, event_id)
-
-    async def _heartbeat(self, session: ClientSession, scope: anyio.CancelScope) -> None:
-        with scope:
-            await session.run_heartbeat(HEARTBEAT, self._heartbeat_interval_s)
 
     async def _read(self, ws: Any, session: ClientSession) -> None:
         match = _PATH.match(ws.request.path.split("?", 1)[0])

@@ -14,7 +14,7 @@ import anyio
 
 from realtime.transport import close_websocket
 
-__all__ = ["ClientSession", "Transport"]
+__all__ = ["ClientSession", "Heartbeats", "Transport"]
 
 
 class Transport(Protocol):
@@ -59,23 +59,6 @@ class ClientSession:
         self._position = frame
         self._wake.set()
 
-    async def run_heartbeat(self, frame: bytes, interval_s: float) -> None:
-        """Send ``frame`` whenever nothing was sent for ``interval_s``, until cancelled.
-
-        A client hearing positions or outcomes knows the connection is alive, so only
-        quiet connections get heartbeats: at the back of a long line (positions every
-        minute or so) that is most of them, near the head none.
-        """
-        due = anyio.current_time() + interval_s
-        while True:
-            await anyio.sleep_until(due)
-            now = anyio.current_time()
-            if now - self.last_sent_at >= interval_s:
-                self.send(frame)
-                due = now + interval_s
-            else:
-                due = self.last_sent_at + interval_s
-
     def finish(self) -> None:
         """Stop the writer once everything queued is sent."""
         self._finishing = True
@@ -99,3 +82,38 @@ class ClientSession:
                     self.last_sent_at = anyio.current_time()
             if self._finishing:
                 return
+
+
+class Heartbeats:
+    """Sends a heartbeat to every connection that was quiet for a whole interval.
+
+    Any frame proves a connection alive, so clients hearing positions or outcomes
+    get none. One task scans every connection once per ``tick_s`` (a few
+    microseconds each) rather than one sleeping task per connection: in trio each
+    timed wake-up costs ~100 µs, which at 10,000 connections and 15 s is 7 % of a
+    core spent waking up.
+    """
+
+    def __init__(self, frame: bytes, interval_s: float, *, tick_s: float = 1.0) -> None:
+        self._frame = frame  # the heartbeat message
+        self._interval_s = interval_s  # quiet time before a heartbeat
+        self._tick_s = min(tick_s, interval_s)  # scan period (heartbeats are up to this late)
+        self._sessions: set[ClientSession] = set()  # connections served here
+
+    def add(self, session: ClientSession) -> None:
+        """Start keeping ``session`` alive."""
+        self._sessions.add(session)
+
+    def discard(self, session: ClientSession) -> None:
+        """Stop: the connection is closing."""
+        self._sessions.discard(session)
+
+    async def run(self) -> None:
+        """Scan every ``tick_s`` until cancelled."""
+        while True:
+            await anyio.sleep(self._tick_s)
+            quiet_since = anyio.current_time() - self._interval_s
+            for session in self._sessions:
+                if session.last_sent_at <= quiet_since:
+                    session.send(self._frame)
+                    session.last_sent_at = quiet_since + self._interval_s  # queued: counts as sent
