@@ -339,7 +339,8 @@ async def run_bench(
 
         async def open_when_joined() -> None:
             nonlocal opened_at
-            while sum(p.joined for p in latest.values()) < options.clients:
+            # Everyone who will join has: clients that failed to connect are not waited for.
+            while sum(p.joined + p.never_joined for p in latest.values()) < options.clients:
                 if all_done.is_set() or time.time() > deadline:
                     break
                 await anyio.sleep(0.1)

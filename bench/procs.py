@@ -20,7 +20,7 @@ from bench.http import LeanRestClient
 from bench.scenarios import ClientSpec
 from storage.runtime import run
 
-__all__ = ["Done", "Job", "Progress", "main", "run_job"]
+__all__ = ["Done", "Job", "Progress", "main", "progress_of", "run_job"]
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -46,6 +46,8 @@ class Progress(msgspec.Struct, frozen=True, tag=True):
     joined: int
     prompted: int
     outcomes: dict[str, int]
+    #: Clients that ended without a place in line (a failed connection or join).
+    never_joined: int = 0
 
 
 class Done(msgspec.Struct, frozen=True, tag=True):
@@ -94,7 +96,7 @@ async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done
                 with anyio.move_on_after(0.5):
                     await finished.wait()
                 if out is not None:
-                    await out.send(encoder.encode(_progress(job.worker, results)) + b"\n")
+                    await out.send(encoder.encode(progress_of(job.worker, results)) + b"\n")
 
         async def storm_after_joined(delay: float) -> None:
             # Polls: thousands of clients fill in their results; one waiter checks them.
@@ -120,7 +122,8 @@ async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done
     return Done(job.worker, results, stopped_early)
 
 
-def _progress(worker: int, results: list[ClientResult]) -> Progress:
+def progress_of(worker: int, results: list[ClientResult]) -> Progress:
+    """The counts a bench process reports while its clients run."""
     outcomes = Counter(r.outcome for r in results if r.outcome)
     return Progress(
         worker=worker,
@@ -128,6 +131,7 @@ def _progress(worker: int, results: list[ClientResult]) -> Progress:
         joined=sum(1 for r in results if r.ticket),
         prompted=sum(1 for r in results if r.prompted_at),
         outcomes=dict(outcomes),
+        never_joined=sum(1 for r in results if r.outcome and not r.ticket),
     )
 
 

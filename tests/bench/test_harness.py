@@ -12,6 +12,7 @@ from api.commands import SaleOptions, bench
 from api.services import Services
 from bench.client import Behaviour, ClientResult
 from bench.harness import BenchOptions, BenchReport, check_invariants, require_loopback, run_bench
+from bench.procs import progress_of
 from bench.scenarios import SCENARIOS, plan_clients
 from tests.conftest import ADMIN_KEY, RUNTIME
 
@@ -155,6 +156,19 @@ def test_results_travel_between_processes() -> None:
     result = ClientResult("c1", Behaviour.DECLINE, 2, ticket=5, outcome="expired", worker=1)
     result.errors.append("x")
     assert msgspec.json.decode(msgspec.json.encode(result), type=ClientResult) == result
+
+
+@pytest.mark.once
+def test_progress_counts_clients_that_will_never_join() -> None:
+    """A flash sale opens once every client joined or failed: failures are counted apart."""
+    results = [
+        ClientResult("in", Behaviour.PAY, 1, ticket=1),
+        ClientResult("failed", Behaviour.PAY, 1, outcome="error"),
+        ClientResult("in-then-failed", Behaviour.PAY, 1, ticket=2, outcome="error"),
+        ClientResult("connecting", Behaviour.PAY, 1),
+    ]
+    progress = progress_of(0, results)
+    assert (progress.joined, progress.never_joined) == (2, 1)
 
 
 @pytest.mark.once
