@@ -65,7 +65,8 @@ async def run_worker(
     async def serve(event_id: str, scope: anyio.CancelScope) -> None:
         with scope:
             await _serve_event(redis, event_id, clock, policy)
-        running.pop(event_id, None)
+        if running.get(event_id) is scope:  # not a newer round's loops for the same event
+            del running[event_id]
 
     async with anyio.create_task_group() as tg:
         started = False
