@@ -68,8 +68,12 @@ async def test_flash_sale_admits_in_join_order_once_everyone_is_in_line(
 
 
 async def test_reconnect_storm_resumes_places(services: Services) -> None:
-    """Clients that drop their socket mid-sale resume with their token and still get one outcome."""
-    report = await _run(services, _options("reconnect", clients=150))
+    """Clients that drop their socket mid-sale resume with their token and still get one outcome.
+
+    Nobody pays, so the line still waits behind the first holds when the storm comes a
+    second after everyone joined (with payments, 90 seats can sell out before it).
+    """
+    report = await _run(services, _options("reconnect", clients=150, pay_ratio=0.0))
     assert report.problems == []
     assert sum(r.reconnects for r in report.results) > 0
 
