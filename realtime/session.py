@@ -112,8 +112,8 @@ class Heartbeats:
         """Scan every ``tick_s`` until cancelled."""
         while True:
             await anyio.sleep(self._tick_s)
-            quiet_since = anyio.current_time() - self._interval_s
+            now = anyio.current_time()
             for session in self._sessions:
-                if session.last_sent_at <= quiet_since:
+                if now - session.last_sent_at >= self._interval_s:
                     session.send(self._frame)
-                    session.last_sent_at = quiet_since + self._interval_s  # queued: counts as sent
+                    session.last_sent_at = now  # queued: counts as sent

@@ -335,16 +335,22 @@ class RedisStore:
                 )
         return out
 
-    async def wait_for_joins(self, after_seq: Mapping[str, int], block_ms: int) -> None:
+    async def wait_for_joins(self, after_seq: Mapping[str, int], block_ms: int) -> bool:
         """Block until any of these events' lines has an entry after its seq (or time runs out)."""
-        streams: dict[Any, Any] = {event_keys(e).queue: f"{seq}-0" for e, seq in after_seq.items()}
+        if not after_seq:
+            raise ValueError("wait_for_joins needs at least one event")
+        streams = {event_keys(e).queue: f"{seq}-0" for e, seq in after_seq.items()}
+        return await self._block_on("wait_for_joins", streams, block_ms)
+
+    async def _block_on(self, op: str, streams: dict[str, str], block_ms: int) -> bool:
+        """One blocking XREAD: whether any stream has an entry after its id within block_ms."""
+
+        request: dict[Any, Any] = dict(streams)  # redis-py's stub wants bytes-or-str keys
 
         async def block() -> Any:
-            return await self._client.xread(streams, count=1, block=block_ms)
+            return await self._client.xread(request, count=1, block=block_ms)
 
-        if not streams:
-            raise ValueError("wait_for_joins needs at least one event")
-        await self._call("wait_for_joins", block)
+        return bool(await self._call(op, block))
 
     async def snapshot(self, event_id: str) -> EventSnapshot | None:
         """An event's configuration/state and counters, or None if unknown."""
@@ -454,20 +460,12 @@ class RedisStore:
     async def wait_for_line(self, event_id: str, after_seq: int, block_ms: int) -> bool:
         """Block until the line has an entry after ``after_seq`` (or time runs out)."""
         queue = event_keys(event_id).queue
-
-        async def block() -> Any:
-            return await self._client.xread({queue: f"{after_seq}-0"}, count=1, block=block_ms)
-
-        return bool(await self._call("wait_for_line", block))
+        return await self._block_on("wait_for_line", {queue: f"{after_seq}-0"}, block_ms)
 
     async def wait_for_notify(self, event_id: str, after_id: str, block_ms: int) -> bool:
         """Block until the notify stream has an entry after ``after_id`` (or time runs out)."""
         stream = event_keys(event_id).notify
-
-        async def block() -> Any:
-            return await self._client.xread({stream: after_id}, count=1, block=block_ms)
-
-        return bool(await self._call("wait_for_notify", block))
+        return await self._block_on("wait_for_notify", {stream: after_id}, block_ms)
 
     async def read_notify(
         self, event_id: str, last_id: str, block_ms: int, count: int = 1000
