@@ -35,6 +35,7 @@ from engine.checkout import PaymentRequest, parse_hold_id
 from engine.errors import (
     BookingError,
     Forbidden,
+    HoldExpired,
     InvalidRequest,
     NotFound,
     Unauthorized,
@@ -43,7 +44,7 @@ from engine.errors import (
 from engine.events import EventSpec
 from storage.errors import StorageError, StorageUnavailable
 from storage.pg_records import BookingRow
-from waitroom.tokens import Claims, InvalidToken, TokenKind
+from waitroom.tokens import Claims, InvalidToken, TokenExpired, TokenKind
 
 __all__ = ["create_app", "create_ops_app"]
 
@@ -92,11 +93,20 @@ async def _body(request: Request, kind: type[T], limit: int) -> T:
         raise InvalidRequest(f"invalid body: {exc}") from None
 
 
-def _hold_claims(services: Services, request: Request) -> Claims:
+def _hold_claims(services: Services, request: Request, *, expired_ok: bool = False) -> Claims:
+    """The claims of the request's genuine hold token; else 401.
+
+    An expired token is refused too unless ``expired_ok``: a payment asks for it,
+    to answer 409 ``hold_expired`` (the token outlives its hold by the payment window).
+    """
     try:
         return services.signer.verify(
             _bearer(request), TokenKind.HOLD, services.clock.now_ms() / 1000
         )
+    except TokenExpired as exc:
+        if expired_ok:
+            return exc.claims
+        raise Unauthorized(f"hold token refused: {exc}") from None
     except InvalidToken as exc:
         raise Unauthorized(f"hold token refused: {exc}") from None
 
@@ -185,10 +195,12 @@ def create_app(services: Services) -> Starlette:
         return json_response(AdmissionView(event_id, caps.max_active, caps.rate_per_min))
 
     async def pay(request: Request) -> Response:
-        claims = _hold_claims(services, request)
+        claims = _hold_claims(services, request, expired_ok=True)
         event_id, seq = parse_hold_id(request.path_params["hold_id"])
         if (claims.event_id, claims.seq) != (event_id, seq):
             raise Forbidden("this token is for another hold")
+        if claims.expires_s < services.clock.now_ms() / 1000:
+            raise HoldExpired("the hold expired; its seats went back on sale")
         key = request.headers.get("idempotency-key", "")
         if not 1 <= len(key) <= 128 or not key.isprintable():
             raise InvalidRequest("send an Idempotency-Key header (1-128 printable characters)")

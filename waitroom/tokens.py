@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["Claims", "InvalidToken", "TokenKind", "TokenSigner"]
+__all__ = ["Claims", "InvalidToken", "TokenExpired", "TokenKind", "TokenSigner"]
 
 
 class TokenKind(Enum):
@@ -35,6 +35,14 @@ class Claims:
     event_id: str
     seq: int
     expires_s: int
+
+
+class TokenExpired(InvalidToken):
+    """A genuine token of the right kind whose time has passed; ``claims`` are what it says."""
+
+    def __init__(self, claims: Claims) -> None:
+        super().__init__("token expired")
+        self.claims = claims
 
 
 class TokenSigner:
@@ -70,5 +78,5 @@ class TokenSigner:
         except ValueError as exc:
             raise InvalidToken("malformed token") from exc
         if claims.expires_s < now_s:
-            raise InvalidToken("token expired")
+            raise TokenExpired(claims)
         return claims
