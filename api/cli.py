@@ -18,6 +18,7 @@ from bench.harness import require_loopback
 from bench.scenarios import SCENARIOS
 from engine.errors import BookingError
 from storage.embedded import embedded_servers
+from storage.gc_tuning import tune_collector
 from storage.runtime import RUNTIMES, run
 
 __all__ = ["main"]
@@ -305,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         async def command(s: Settings) -> int:
             return await create_event(s, body)
 
+    tune_collector()
     try:
         with _servers(settings) as resolved:
             result = run(lambda: command(resolved), settings.runtime)

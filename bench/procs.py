@@ -18,6 +18,7 @@ import msgspec
 from bench.client import Behaviour, ClientResult, run_client
 from bench.http import LeanRestClient
 from bench.scenarios import ClientSpec
+from storage.gc_tuning import tune_collector
 from storage.runtime import run
 
 __all__ = ["Done", "Job", "Progress", "main", "progress_of", "run_job"]
@@ -160,6 +161,7 @@ def main() -> int:
     """Entry point: ``python -m bench.procs [runtime] < job.json``."""
     runtime = sys.argv[1] if len(sys.argv) > 1 else "trio"
     data = sys.stdin.buffer.read()
+    tune_collector()
     result = run(lambda: _main(data), runtime)
     return 130 if result is None else result
 
