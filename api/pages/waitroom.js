@@ -93,9 +93,10 @@ function connect(first) {
   };
 }
 
-// No message (not even a heartbeat) for a while: the connection is dead; start again.
+// No message (not even a heartbeat, every 30 s by default) for 75 s: the connection is
+// dead; start again.
 setInterval(() => {
-  if (socket && !done && socket.readyState === WebSocket.OPEN && Date.now() - lastHeard > 45000) {
+  if (socket && !done && socket.readyState === WebSocket.OPEN && Date.now() - lastHeard > 75000) {
     socket.close();
   }
 }, 5000);
