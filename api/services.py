@@ -84,8 +84,8 @@ async def open_services(
     policy = policy or AdmissionPolicy(abandon_grace_s=settings.abandon_grace_s)
     async with (
         open_bridge() as bridge,
-        open_redis_store(settings.redis_url, bridge) as redis,
-        open_pg_store(settings.database_url, bridge) as pg,
+        open_redis_store(settings.redis_url, bridge, wait_s=settings.startup_wait_s) as redis,
+        open_pg_store(settings.database_url, bridge, wait_s=settings.startup_wait_s) as pg,
     ):
         await pg.migrate()
         catalog = EventCatalog(redis, pg)

@@ -18,6 +18,7 @@ ENVIRONMENT = {
     "BOOKING_SECRET": "secret",
     "BOOKING_ADMIN_KEY": "admin_key",
     "BOOKING_DATA_DIR": "data_dir",
+    "BOOKING_STARTUP_WAIT_S": "startup_wait_s",
     "BOOKING_HOST": "host",
     "BOOKING_HTTP_PORT": "http_port",
     "BOOKING_WS_PORT": "ws_port",
@@ -41,6 +42,9 @@ class Settings:
     database_url: str | None = None
     #: Where embedded servers keep their data.
     data_dir: Path = Path(".booking")
+    #: How long a starting process waits for Redis and PostgreSQL to answer, seconds
+    #: (they may be starting alongside it); then it exits.
+    startup_wait_s: float = 60.0
     #: HMAC key for tokens; a random one (tokens die with the process) when unset.
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     #: Bearer key of admin routes; a random one (printed at start) when unset.
@@ -111,7 +115,12 @@ class Settings:
         for name in ("http_port", "ws_port", "metrics_port"):
             if name in values:
                 values[name] = int(values[name])
-        for name in ("abandon_grace_s", "heartbeat_interval_s", "position_frames_per_s"):
+        for name in (
+            "startup_wait_s",
+            "abandon_grace_s",
+            "heartbeat_interval_s",
+            "position_frames_per_s",
+        ):
             if name in values:
                 values[name] = float(values[name])
         if "data_dir" in values:
@@ -121,6 +130,8 @@ class Settings:
             raise ValueError(f"runtime must be trio or asyncio, not {settings.runtime!r}")
         if not settings.position_frames_per_s > 0:
             raise ValueError("position_frames_per_s must be positive")
+        if not settings.startup_wait_s >= 0:
+            raise ValueError("startup_wait_s must not be negative")
         return settings
 
     def with_urls(self, redis_url: str | None, database_url: str | None) -> Settings:

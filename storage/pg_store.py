@@ -29,6 +29,7 @@ from storage.pg_records import (
     SeatRow,
     TicketRow,
 )
+from storage.startup import retry_until_reachable
 
 __all__ = ["PgStore", "open_pg_store"]
 
@@ -364,16 +365,30 @@ class PgStore:
 
 
 @asynccontextmanager
-async def open_pg_store(url: str, bridge: Bridge, *, max_size: int = 8) -> AsyncIterator[PgStore]:
-    """Connect a pool to PostgreSQL at ``url`` and close it on exit."""
+async def open_pg_store(
+    url: str, bridge: Bridge, *, max_size: int = 8, wait_s: float = 0.0
+) -> AsyncIterator[PgStore]:
+    """Connect a pool to PostgreSQL at ``url`` and close it on exit.
 
-    async def connect() -> asyncpg.Pool:
+    A PostgreSQL not reachable yet (or still starting up) is tried again for up to
+    ``wait_s`` seconds.
+    """
+
+    async def create_pool() -> asyncpg.Pool:
         return await asyncpg.create_pool(url, min_size=1, max_size=max_size)
 
-    try:
-        pool = await bridge.call(connect)
-    except OSError as exc:
-        raise StorageUnavailable(f"PostgreSQL unreachable at start-up: {exc}") from exc
+    async def connect() -> asyncpg.Pool:
+        try:
+            return await bridge.call(create_pool)
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.exceptions.PostgresConnectionError,
+            asyncpg.exceptions.CannotConnectNowError,  # starting up or shutting down
+        ) as exc:
+            raise StorageUnavailable(f"PostgreSQL unreachable at start-up: {exc}") from exc
+
+    pool = await retry_until_reachable("PostgreSQL", connect, wait_s)
     try:
         yield PgStore(pool, bridge)
     finally:

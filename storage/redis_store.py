@@ -42,6 +42,7 @@ from storage.records import (
     StateChange,
     TicketRecord,
 )
+from storage.startup import retry_until_reachable
 
 __all__ = [
     "SCRIPT_NAMES",
@@ -626,8 +627,13 @@ SOCKET_TIMEOUT_S = 20.0
 
 
 @asynccontextmanager
-async def open_redis_store(url: str, bridge: Bridge) -> AsyncIterator[RedisStore]:
-    """Connect to Redis at ``url``, load the scripts, and close on exit."""
+async def open_redis_store(
+    url: str, bridge: Bridge, *, wait_s: float = 0.0
+) -> AsyncIterator[RedisStore]:
+    """Connect to Redis at ``url``, load the scripts, and close on exit.
+
+    A Redis not reachable yet is tried again for up to ``wait_s`` seconds.
+    """
 
     async def connect() -> aioredis.Redis:
         # A blocking pool waits for a free connection instead of failing when many
@@ -642,7 +648,7 @@ async def open_redis_store(url: str, bridge: Bridge) -> AsyncIterator[RedisStore
     client = await bridge.call(connect)
     store = RedisStore(client, bridge)
     try:
-        await store.load_scripts()
+        await retry_until_reachable("Redis", store.load_scripts, wait_s)
         yield store
     finally:
         await store.aclose()
