@@ -8,6 +8,7 @@ These functions translate between that layout and rows and seat numbers.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -133,14 +134,35 @@ def seat_label(section: SectionSpec, position: int) -> SeatLabel:
         if not 1 <= position <= section.capacity:
             raise ValueError(f"position {position} outside section {section.id}")
         return SeatLabel("", position)
+    starts = _row_starts(section)
+    i = bisect_right(starts, position) - 1
+    if i >= 0:
+        row = section.rows[i]
+        offset = position - starts[i]
+        if offset < row.seats:
+            return SeatLabel(row.label, offset + 1)
+    raise ValueError(f"position {position} outside section {section.id}")
+
+
+#: Row start positions by section; the section is kept so that its id is not reused.
+_ROW_STARTS: dict[int, tuple[SectionSpec, list[int]]] = {}
+_ROW_STARTS_KEPT = 1_024
+
+
+def _row_starts(section: SectionSpec) -> list[int]:
+    """The seat-map position of each row's first seat (rows are followed by a "|")."""
+    hit = _ROW_STARTS.get(id(section))
+    if hit is not None and hit[0] is section:
+        return hit[1]
+    starts = []
     start = 1
     for row in section.rows:
-        if position < start + row.seats:
-            if position < start:
-                break
-            return SeatLabel(row.label, position - start + 1)
-        start += row.seats + 1  # the row's seats and its "|"
-    raise ValueError(f"position {position} outside section {section.id}")
+        starts.append(start)
+        start += row.seats + 1
+    if len(_ROW_STARTS) >= _ROW_STARTS_KEPT:
+        _ROW_STARTS.clear()
+    _ROW_STARTS[id(section)] = (section, starts)
+    return starts
 
 
 def seat_positions(section: SectionSpec) -> list[tuple[int, SeatLabel]]:
