@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--log-format", choices=("text", "json"), help="log format (env BOOKING_LOG_FORMAT)"
     )
+    priority = argparse.ArgumentParser(add_help=False)
+    priority.add_argument(
+        "--nice",
+        type=_niceness,
+        default=0,
+        help="run at this much lower CPU priority (0-19), so that a worker on the same "
+        "machine gets the CPU first when it needs it (default 0)",
+    )
     serving = argparse.ArgumentParser(add_help=False)
     serving.add_argument("--host", help="interface to bind (env BOOKING_HOST, default 127.0.0.1)")
     serving.add_argument(
@@ -55,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser(
-        "serve", parents=[common, serving], help="run the HTTP API and the waiting-room WebSocket"
+        "serve",
+        parents=[common, serving, priority],
+        help="run the HTTP API and the waiting-room WebSocket",
     )
     serve.add_argument(
         "--processes",
@@ -144,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench = sub.add_parser(
         "bench",
-        parents=[sale],
+        parents=[sale, priority],
         help="simulate a sale against a running deployment (admin key: BOOKING_ADMIN_KEY)",
     )
     bench.add_argument(
@@ -175,6 +186,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("spec", type=Path, help="JSON file: name, opens_at, sections, ...")
     return parser
+
+
+def _niceness(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 19:
+        raise argparse.ArgumentTypeError(f"must be 0-19, not {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -306,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         async def command(s: Settings) -> int:
             return await create_event(s, body)
 
+    if getattr(args, "nice", 0):
+        os.nice(args.nice)  # children (server processes, bench processes) inherit it
     tune_collector()
     try:
         with _servers(settings) as resolved:

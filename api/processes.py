@@ -44,7 +44,7 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def _argv(settings: Settings, http_port: int, ws_port: int) -> list[str]:
+def _argv(settings: Settings, http_port: int, ws_port: int, niceness: int) -> list[str]:
     assert settings.redis_url and settings.database_url, "servers are resolved by the parent"
     return [
         sys.executable,
@@ -66,6 +66,8 @@ def _argv(settings: Settings, http_port: int, ws_port: int) -> list[str]:
         settings.redis_url,
         "--database-url",
         settings.database_url,
+        "--nice",
+        str(niceness),
     ]
 
 
@@ -88,9 +90,13 @@ async def _drain(proc: anyio.abc.Process) -> None:
 
 
 @asynccontextmanager
-async def serving_processes(settings: Settings, count: int) -> AsyncIterator[ServerProcesses]:
+async def serving_processes(
+    settings: Settings, count: int, *, niceness: int = 0
+) -> AsyncIterator[ServerProcesses]:
     """Start ``count`` API processes on ``settings``' ports (free ones for 0); yield once all
     listen; stop them (SIGTERM, then SIGKILL after 10 s) on exit.
+
+    ``niceness``: how much lower than this process they run (``booking serve --nice``).
 
     A process that exits while the others serve fails the block with RuntimeError.
     """
@@ -99,7 +105,7 @@ async def serving_processes(settings: Settings, count: int) -> AsyncIterator[Ser
     env = {**os.environ, "BOOKING_SECRET": settings.secret, "BOOKING_ADMIN_KEY": settings.admin_key}
     if settings.public_ws_url:
         env["BOOKING_PUBLIC_WS_URL"] = settings.public_ws_url
-    argv = _argv(settings, http_port, ws_port)
+    argv = _argv(settings, http_port, ws_port, niceness)
     procs: list[anyio.abc.Process] = []
     stopping = False
 
