@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["listening_socket"]
+__all__ = ["BACKLOG", "listening_socket"]
 
 BACKLOG = 4096  # the default 100 drops connections under a burst
 

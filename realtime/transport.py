@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import sniffio
 
-from realtime.listen import listening_socket
+from realtime.listen import BACKLOG, listening_socket
 
 __all__ = ["close_websocket", "serve_websockets"]
 
@@ -53,7 +53,8 @@ async def serve_websockets(
     else:
         from websockets.asyncio.server import serve as aserve
 
-        async with aserve(handler, sock=sock, **options):
+        # asyncio listens again on a given socket, with a backlog of 100 unless told.
+        async with aserve(handler, sock=sock, backlog=BACKLOG, **options):
             task_status.started(bound)
             await anyio.sleep_forever()
 
