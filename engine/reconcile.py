@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 #: Bookings per script call: bounds the time one call keeps Redis busy.
 BATCH = 500
+#: Periodic passes leave bookings younger than this to their own checkout, seconds: it
+#: confirms them in Redis milliseconds after the commit, seconds under load.
+SETTLE_S = 5.0
 
 
 @dataclass
@@ -78,8 +81,10 @@ async def reconcile(
     *,
     event_ids: Sequence[str] | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
 ) -> ReconcileReport:
-    """Make Redis show every confirmed booking (created since ``since``) of these events sold.
+    """Make Redis show every confirmed booking (created in [``since``, ``until``)) of these
+    events sold.
 
     ``event_ids`` defaults to every event Redis knows. Raises StorageError when
     either store fails; a later pass picks up where this one stopped.
@@ -87,7 +92,7 @@ async def reconcile(
     if event_ids is None:
         event_ids = await redis.event_ids()
     report = ReconcileReport()
-    bookings = await pg.live_bookings(event_ids, since)
+    bookings = await pg.live_bookings(event_ids, since, until)
     for start in range(0, len(bookings), BATCH):
         chunk = bookings[start : start + BATCH]
         results = await redis.reconcile_bookings([_booked(b) for b in chunk], clock.now_ms())
@@ -119,6 +124,7 @@ async def run_reconciler(
     *,
     interval_s: float,
     window_s: float,
+    settle_s: float = SETTLE_S,
     task_status: anyio.abc.TaskStatus[ReconcileReport | None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Reconcile every booking once (reported through ``started``), then every ``interval_s``
@@ -126,7 +132,9 @@ async def run_reconciler(
 
     A booking is in PostgreSQL seconds before Redis shows it sold, so once the
     first pass is done only recent bookings can still need repair; the periodic
-    passes cost what the recent sales cost, not what every past sale does. A pass
+    passes cost what the recent sales cost, not what every past sale does. They
+    leave bookings younger than ``settle_s`` to the checkout that is confirming
+    them (the next pass takes them if it died). A pass
     that finds a store unreachable is retried at the next interval; the worker
     starts either way, since admission does not depend on it.
     """
@@ -140,11 +148,13 @@ async def run_reconciler(
     whole_done = first is not None
     while True:
         await anyio.sleep(interval_s)
+        now_s = clock.now_ms() / 1000
         since = None  # every booking, until one such pass has succeeded
         if whole_done:
-            since = datetime.fromtimestamp(clock.now_ms() / 1000 - window_s, UTC)
+            since = datetime.fromtimestamp(now_s - window_s, UTC)
+        until = datetime.fromtimestamp(now_s - settle_s, UTC)
         try:
-            report = await reconcile(redis, pg, clock, since=since)
+            report = await reconcile(redis, pg, clock, since=since, until=until)
         except StorageError as exc:  # unreachable or failing: the next pass tries again
             logger.warning("reconciliation skipped: %s", exc)
             continue

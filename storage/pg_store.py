@@ -87,6 +87,7 @@ JOIN payments p ON p.booking_id = b.id
 JOIN tickets t ON t.booking_id = b.id AND t.live
 WHERE b.status = 'confirmed' AND b.event_id = ANY($1::text[])
   AND ($2::timestamptz IS NULL OR b.created_at >= $2)
+  AND ($3::timestamptz IS NULL OR b.created_at < $3)
 GROUP BY b.id, p.idempotency_key, t.section
 ORDER BY b.event_id, b.ticket_seq
 """
@@ -310,12 +311,15 @@ class PgStore:
         return result
 
     async def live_bookings(
-        self, event_ids: Sequence[str], since: datetime | None = None
+        self,
+        event_ids: Sequence[str],
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[LiveBooking]:
-        """Confirmed bookings of these events (created at or after ``since``) with their seats."""
+        """Confirmed bookings of these events (created in [``since``, ``until``)) with their seats."""
 
         async def fetch() -> Any:
-            return await self._pool.fetch(_LIVE_BOOKINGS, list(event_ids), since)
+            return await self._pool.fetch(_LIVE_BOOKINGS, list(event_ids), since, until)
 
         return [LiveBooking(**dict(r)) for r in await self._call("live_bookings", fetch)]
 
