@@ -121,11 +121,21 @@ class BenchReport(SaleReport):
         return out
 
     def admissions_per_s(self) -> float:
-        """Admissions over the span from the first to the last, per second."""
+        """Holds made per second, from the first to the last (of clients who got a prompt)."""
         times = sorted(r.admitted_at for r in self.results if r.prompted_at)
         if len(times) < 2 or times[-1] <= times[0]:
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])
+
+    def prompts_per_s(self) -> float:
+        """Prompts received per second, from the first hold made to the last prompt received:
+        queue -> hold -> prompt end to end."""
+        prompted = [r for r in self.results if r.prompted_at]
+        if not prompted:
+            return 0.0
+        first = min(r.admitted_at for r in prompted)
+        last = max(r.prompted_at for r in prompted)
+        return len(prompted) / (last - first) if last > first else 0.0
 
     def bookings_per_s(self) -> float:
         """Confirmations over the span from the first admission to the last confirmation."""
@@ -143,6 +153,7 @@ class BenchReport(SaleReport):
             f"  left while waiting             {self.outcomes['left']}",
             f"  reconnects (resumed)           {sum(r.reconnects for r in self.results)}",
             f"  admissions/s (first..last)     {self.admissions_per_s():.0f}",
+            f"  prompts received/s             {self.prompts_per_s():.0f}",
             f"  bookings/s (first..last)       {self.bookings_per_s():.0f}",
             f"  payment p99 (buyer)            {self.percentile(pay, 0.99) * 1000:.1f} ms",
             f"  most waiting at once           {max((s.queue_length for s in self.samples), default=0)}",
@@ -160,6 +171,7 @@ class BenchReport(SaleReport):
                 "processes": self.processes,
                 "stopped_early": self.stopped_early,
                 "admissions_per_s": self.admissions_per_s(),
+                "prompts_per_s": self.prompts_per_s(),
                 "bookings_per_s": self.bookings_per_s(),
                 "samples": self.samples,
                 "results": self.results,

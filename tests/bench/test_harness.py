@@ -182,3 +182,16 @@ def test_pay_ratio_overrides_the_share_who_pay() -> None:
         for name in SCENARIOS:
             spec = BenchOptions(scenario=name, pay_ratio=ratio).scenario_spec()
             assert spec.pay + spec.decline_then_pay == pytest.approx(ratio)
+
+
+def test_rates_count_holds_made_and_prompts_received() -> None:
+    """Holds made per second is the engine's pace; prompts received per second also
+    counts delivery, from the first hold to the last prompt."""
+    results = [
+        ClientResult(f"c{i}", Behaviour.PAY, 1, admitted_at=100.0 + i, prompted_at=100.5 + 2 * i)
+        for i in range(5)  # holds at 100..104, prompts at 100.5..108.5
+    ]
+    results.append(ClientResult("waiting", Behaviour.PAY, 1, admitted_at=0.0))  # no prompt
+    report = BenchReport("ev", 10, results, 10.0, {}, scenario="flash", processes=1)
+    assert report.admissions_per_s() == pytest.approx(4 / 4.0)
+    assert report.prompts_per_s() == pytest.approx(5 / 8.5)
