@@ -30,7 +30,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from engine.admission import AdmissionPolicy
+
 __all__ = ["lua_ceiling", "main", "rowlock_baseline"]
+
+#: Holds one expiry sweep call releases, as the engine's worker asks.
+SWEEP_BATCH = AdmissionPolicy().sweep_batch
 
 
 def _script(name: str) -> str:
@@ -65,6 +70,7 @@ def lua_ceiling(
     r = redis.Redis.from_url(redis_url)
     join = r.register_script(_script("join_queue"))
     admit_next = r.register_script(_script("admit_next"))
+    expire = r.register_script(_script("expire_holds"))
     init = r.register_script(_script("init_event"))
     event_id = "bl" + secrets.token_hex(5)
     k = event_keys(event_id)
@@ -97,6 +103,16 @@ def lua_ceiling(
             if out["admitted"] == 0 and out["reason"] != "budget":
                 raise RuntimeError(f"admission stopped: {out}")
         admit_s = time.perf_counter() - started
+        released, release_calls = 0, 0
+        started = time.perf_counter()
+        while released < admitted:  # every hold falls due at once: the sweep's ceiling
+            due = int(time.time() * 1000) + 3_600_000
+            out = json.loads(expire(keys=keys, args=[due, SWEEP_BATCH]))
+            released += out["released"]
+            release_calls += 1
+            if out["released"] == 0:
+                raise RuntimeError(f"release stopped: {out}")
+        release_s = time.perf_counter() - started
     finally:
         r.delete(*keys)
         r.close()
@@ -109,6 +125,9 @@ def lua_ceiling(
         "joins_per_s": clients / joined_s,
         "admissions_per_s": admitted / admit_s,
         "script_calls": calls,
+        "releases_per_s": released / release_s,
+        "release_calls": release_calls,
+        "sweep_batch": SWEEP_BATCH,
     }
 
 
