@@ -230,10 +230,10 @@ async def chaos(plan: ChaosPlan) -> int:
 
 #: How much lower the demo runs its server and bench processes than its worker, Redis
 #: and PostgreSQL. A deployment gives the worker a core of its own; here everything
-#: shares two, and at 50,000 clients the fan-out processes kept the worker from its
-#: expiry sweep long enough to release a hold 1.3 s late (limit 1 s). Niced, they
-#: still get every cycle the worker does not want.
-FANOUT_NICENESS = 5
+#: shares two, and at 50,000 clients the fan-out processes kept the worker's expiry
+#: sweep behind by 1.3 s (trio) and 2.1 s (asyncio; limit 1 s) at nice 0 and 5. At 10
+#: it kept up on both. They still get every cycle the worker does not want.
+FANOUT_NICENESS = 10
 
 
 async def demo(
