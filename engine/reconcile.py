@@ -134,9 +134,9 @@ async def run_reconciler(
     first pass is done only recent bookings can still need repair; the periodic
     passes cost what the recent sales cost, not what every past sale does. They
     leave bookings younger than ``settle_s`` to the checkout that is confirming
-    them (the next pass takes them if it died). A pass
-    that finds a store unreachable is retried at the next interval; the worker
-    starts either way, since admission does not depend on it.
+    them (the next pass takes them if it died). A pass that finds a store
+    unreachable is retried at the next interval; the worker starts either way,
+    since admission does not depend on it.
     """
     first: ReconcileReport | None = None
     try:
