@@ -57,7 +57,7 @@ class ClientResult:
     errors: list[str] = field(default_factory=list)
     reconnects: int = 0  # times the socket was dropped and the place resumed
     worker: int = 0  # the bench process that ran this client
-    late_prompt: bool = False  # paid after the hold's deadline (its token had expired)
+    late_prompt: bool = False  # the prompt arrived after its hold's deadline
 
     @property
     def admission_to_prompt_s(self) -> float | None:
@@ -255,6 +255,7 @@ async def _converse(
                 if r.prompted_at:  # the same hold again, after a resume
                     continue
                 r.prompted_at = time.time()
+                r.late_prompt = r.prompted_at * 1000 >= msg.expires_ms
                 r.admitted_at = msg.expires_ms / 1000 - hold_seconds
                 r.expires_ms, r.hold_id, r.hold_token = msg.expires_ms, msg.hold_id, msg.hold_token
                 r.seats = len(msg.seats)
@@ -276,8 +277,6 @@ async def _converse(
                 r.payment_status = response.status_code
                 if response.status_code == 200:
                     r.booking_id, r.payment_key = response.json()["id"], key
-                elif response.status_code == 401 and time.time() * 1000 >= msg.expires_ms:
-                    r.late_prompt = True  # the prompt came after the hold's deadline
                 elif response.status_code != 409:  # 409: the hold expired meanwhile
                     r.errors.append(f"payment answered {response.status_code}: {response.text}")
             case p.Confirmed():
