@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import anyio
 
 from engine.clock import Clock
-from engine.metrics import ACTIVE_HOLDS, ADMISSIONS, HOLDS_EXPIRED, QUEUE_LENGTH, SOLD_OUT
+from engine.metrics import (
+    ACTIVE_HOLDS,
+    ADMISSIONS,
+    HOLDS_EXPIRED,
+    QUEUE_LENGTH,
+    SOLD_OUT,
+    SWEEP_LAG,
+)
 from storage.errors import StorageUnavailable
 from storage.records import AdmitSummary
 from storage.redis_store import RedisStore
@@ -97,7 +104,12 @@ async def _wait_for_work(
 async def run_expiry_sweep(
     redis: RedisStore, event_id: str, clock: Clock, policy: AdmissionPolicy
 ) -> None:
-    """Release the holds of ``event_id`` that are due, until cancelled."""
+    """Release the holds of ``event_id`` that are due, until cancelled.
+
+    Each call's lateness, from when it was due to when it returned, goes to
+    ``booking_sweep_lag_seconds``: a busy process or Redis shows there first.
+    """
+    due_at = anyio.current_time()
     while True:
         now = clock.now_ms()
         try:
@@ -105,15 +117,19 @@ async def run_expiry_sweep(
         except StorageUnavailable:
             logger.warning("expiry sweep for %s: Redis unreachable, retrying", event_id)
             await anyio.sleep(policy.retry_wait_s)
+            due_at = anyio.current_time()
             continue
+        SWEEP_LAG.observe(anyio.current_time() - due_at)
         if swept.released:
             HOLDS_EXPIRED.labels(event_id).inc(swept.released)
         ACTIVE_HOLDS.labels(event_id).set(swept.active)
         QUEUE_LENGTH.labels(event_id).set(swept.waiting)
         if swept.released >= policy.sweep_batch:
+            due_at = anyio.current_time()
             continue
         if swept.next_ms >= 0:
             wait = min(policy.sweep_interval_s, max(swept.next_ms - now, 0) / 1000)
         else:
             wait = max(swept.hold_ms / 1000, policy.sweep_interval_s)
+        due_at = anyio.current_time() + wait
         await anyio.sleep(wait)

@@ -13,6 +13,7 @@ __all__ = [
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
     "SOLD_OUT",
+    "SWEEP_LAG",
 ]
 
 QUEUE_LENGTH = Gauge("booking_queue_length", "Clients waiting in line.", ["event"])
@@ -30,4 +31,10 @@ PAYMENT_LATENCY = Histogram(
     "booking_payment_seconds",
     "Time to answer a payment request.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+#: A hold is released late when its sweep runs late: the process or Redis kept it waiting.
+SWEEP_LAG = Histogram(
+    "booking_sweep_lag_seconds",
+    "How long after it was due each expiry sweep call returned.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
