@@ -103,11 +103,9 @@ def _hold_claims(services: Services, request: Request, *, expired_ok: bool = Fal
         return services.signer.verify(
             _bearer(request), TokenKind.HOLD, services.clock.now_ms() / 1000
         )
-    except TokenExpired as exc:
-        if expired_ok:
-            return exc.claims
-        raise Unauthorized(f"hold token refused: {exc}") from None
     except InvalidToken as exc:
+        if expired_ok and isinstance(exc, TokenExpired):
+            return exc.claims
         raise Unauthorized(f"hold token refused: {exc}") from None
 
 

@@ -33,6 +33,17 @@ from storage.startup import retry_until_reachable
 
 __all__ = ["PgStore", "open_pg_store"]
 
+#: Errors that mean PostgreSQL could not be reached (or is shutting down, crashed, or
+#: starting up: CannotConnectNowError is an OperatorInterventionError).
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
+)
+
 T = TypeVar("T")
 
 _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
@@ -146,15 +157,7 @@ class PgStore:
         ROUND_TRIPS.labels("postgres", op).inc()
         try:
             return await self._bridge.call(fn)
-        except (
-            OSError,
-            TimeoutError,
-            asyncpg.exceptions.ConnectionDoesNotExistError,
-            asyncpg.exceptions.PostgresConnectionError,
-            # shutting down, crashed, or starting up: nothing was committed by this call
-            asyncpg.exceptions.OperatorInterventionError,
-            asyncpg.exceptions.InterfaceError,
-        ) as exc:
+        except _UNREACHABLE as exc:  # nothing was committed by this call
             raise StorageUnavailable(f"PostgreSQL unreachable during {op}: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise StorageError(f"PostgreSQL error during {op}: {exc}") from exc
@@ -384,12 +387,7 @@ async def open_pg_store(
     async def connect() -> asyncpg.Pool:
         try:
             return await bridge.call(create_pool)
-        except (
-            OSError,
-            TimeoutError,
-            asyncpg.exceptions.PostgresConnectionError,
-            asyncpg.exceptions.CannotConnectNowError,  # starting up or shutting down
-        ) as exc:
+        except _UNREACHABLE as exc:
             raise StorageUnavailable(f"PostgreSQL unreachable at start-up: {exc}") from exc
 
     pool = await retry_until_reachable("PostgreSQL", connect, wait_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +16,7 @@ import pytest
 from api.services import Services, open_services
 from api.settings import Settings
 from storage.bridge import open_bridge
-from storage.embedded import EmbeddedServers, embedded_servers, remove_data_dir
+from storage.embedded import EmbeddedServers, RedisServer, embedded_servers, remove_data_dir
 from storage.redis_store import RedisStore, open_redis_store
 
 
@@ -51,6 +52,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if once:
         config.hook.pytest_deselected(items=once)
         items[:] = [item for item in items if not item.get_closest_marker("once")]
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data directory of this test alone (short: unix socket paths are limited)."""
+    path = Path(tempfile.mkdtemp(prefix="booking-own-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server(data_dir: Path) -> Iterator[RedisServer]:
+    """A Redis of this test alone, not started yet."""
+    server = RedisServer(data_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
 import anyio
 import httpx
 import pytest
@@ -16,18 +11,6 @@ from storage.embedded import EmbeddedServers, RedisServer
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A Redis of this test alone, not started yet."""
-    data_dir = Path(tempfile.mkdtemp(prefix="booking-startup-"))
-    server = RedisServer(data_dir)
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def test_services_wait_for_a_redis_started_after_them(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,26 +20,6 @@ pytestmark = pytest.mark.anyio
 
 #: Put in the URLs: it must never reach the logs.
 PASSWORD = "pw-never-logged-0123456789"
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A data directory of this test alone (short: unix socket paths are limited)."""
-    path = Path(tempfile.mkdtemp(prefix="booking-startup-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def redis_server(data_dir: Path) -> Iterator[RedisServer]:
-    """A Redis of this test alone, not started yet."""
-    server = RedisServer(data_dir)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -85,20 +63,26 @@ async def test_redis_store_opens_once_redis_starts(
     assert len(retry_warnings(caplog, "Redis")) >= 2
 
 
-async def test_redis_store_gives_up_after_wait_s(
-    data_dir: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("store", ["Redis", "PostgreSQL"])
+async def test_store_gives_up_after_wait_s(
+    store: str, data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With no Redis, StorageUnavailable after about wait_s and several attempts, no URL logged."""
+    """With no server, StorageUnavailable after about wait_s and several attempts, no URL logged."""
     caplog.set_level(logging.WARNING, logger="storage.startup")
-    url = f"unix://:{PASSWORD}@{data_dir / 'redis.sock'}"
+    if store == "Redis":
+        url = f"unix://:{PASSWORD}@{data_dir / 'redis.sock'}"
+        opening = open_redis_store
+    else:  # no server listens in the socket directory
+        url = f"postgresql://booking:{PASSWORD}@/booking?host={data_dir}"
+        opening = open_pg_store
     async with open_bridge() as bridge:
         started = anyio.current_time()
         with pytest.raises(StorageUnavailable):
-            async with open_redis_store(url, bridge, wait_s=1.5):
+            async with opening(url, bridge, wait_s=1.5):
                 pass
         elapsed = anyio.current_time() - started
     assert 1.5 <= elapsed < 5
-    assert len(retry_warnings(caplog, "Redis")) >= 2
+    assert len(retry_warnings(caplog, store)) >= 2
     assert PASSWORD not in caplog.text and url not in caplog.text
 
 
@@ -130,20 +114,3 @@ async def test_pg_store_opens_once_postgres_starts(
             await pg.ping()
     assert len(retry_warnings(caplog, "PostgreSQL")) >= 2
     assert PASSWORD not in caplog.text
-
-
-async def test_pg_store_gives_up_after_wait_s(
-    data_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """With no PostgreSQL, StorageUnavailable after about wait_s and several attempts, no URL logged."""
-    caplog.set_level(logging.WARNING, logger="storage.startup")
-    url = f"postgresql://booking:{PASSWORD}@/booking?host={data_dir}"  # no server listens there
-    async with open_bridge() as bridge:
-        started = anyio.current_time()
-        with pytest.raises(StorageUnavailable):
-            async with open_pg_store(url, bridge, wait_s=1.5):
-                pass
-        elapsed = anyio.current_time() - started
-    assert 1.5 <= elapsed < 5
-    assert len(retry_warnings(caplog, "PostgreSQL")) >= 2
-    assert PASSWORD not in caplog.text and url not in caplog.text
