@@ -9,6 +9,7 @@ COPY api api
 COPY realtime realtime
 COPY storage storage
 COPY bench bench
+COPY plumbing plumbing
 RUN pip install --no-cache-dir --no-deps .
 RUN useradd --create-home booking
 USER booking

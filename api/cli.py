@@ -18,9 +18,9 @@ from api.settings import Settings
 from bench.harness import require_loopback
 from bench.scenarios import SCENARIOS
 from engine.errors import BookingError
+from plumbing.gc_tuning import tune_collector
+from plumbing.runtime import RUNTIMES, run
 from storage.embedded import embedded_servers
-from storage.gc_tuning import tune_collector
-from storage.runtime import RUNTIMES, run
 
 __all__ = ["main"]
 

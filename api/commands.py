@@ -20,8 +20,8 @@ from api.settings import Settings
 from bench.chaos import ChaosPlan, run_chaos
 from bench.harness import BenchOptions, run_bench, write_outputs
 from engine.catalog import EventCatalog
-from engine.clock import WallClock
 from engine.events import EventSpec, validate_event
+from plumbing.clock import WallClock
 from storage.bridge import open_bridge
 from storage.pg_store import open_pg_store
 from storage.redis_store import open_redis_store

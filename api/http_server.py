@@ -9,7 +9,7 @@ import anyio
 import sniffio
 from hypercorn.config import Config
 
-from realtime.listen import BACKLOG, listening_socket
+from plumbing.listen import BACKLOG, listening_socket
 
 __all__ = ["serve_http"]
 
@@ -26,7 +26,7 @@ async def serve_http(
 
     The socket is bound and listening before hypercorn starts (handed over by file
     descriptor), so the port is known and accepting at once; ``reuse_port`` lets
-    other processes serve the same port (realtime/listen.py).
+    other processes serve the same port (plumbing/listen.py).
     """
     sock = listening_socket(host, port, reuse_port=reuse_port)
     port = sock.getsockname()[1]

@@ -1,6 +1,6 @@
 """Several ``booking serve`` processes behind one HTTP port and one WebSocket port.
 
-Each process binds the same ports with SO_REUSEPORT (realtime/listen.py) and the
+Each process binds the same ports with SO_REUSEPORT (plumbing/listen.py) and the
 kernel spreads connections over them. Nothing is shared in memory: every process
 reads the notify stream of the events its clients wait in, and payments,
 joins and admin calls go through Redis and PostgreSQL, so any process can answer

@@ -14,10 +14,10 @@ from api.settings import Settings
 from engine.admission import AdmissionPolicy
 from engine.catalog import EventCatalog
 from engine.checkout import Checkout
-from engine.clock import Clock, WallClock
 from engine.payments import PaymentGateway, SandboxGateway
 from engine.reconcile import run_reconciler
 from engine.worker import run_worker
+from plumbing.clock import Clock, WallClock
 from realtime.hub import Hub
 from realtime.protocol import Heartbeat, encode
 from realtime.server import WaitroomHandler

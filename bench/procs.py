@@ -18,8 +18,8 @@ import msgspec
 from bench.client import Behaviour, ClientResult, run_client
 from bench.http import LeanRestClient
 from bench.scenarios import ClientSpec
-from storage.gc_tuning import tune_collector
-from storage.runtime import run
+from plumbing.gc_tuning import tune_collector
+from plumbing.runtime import run
 
 __all__ = ["Done", "Job", "Progress", "main", "progress_of", "run_job"]
 

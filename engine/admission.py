@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import anyio
 
-from engine.clock import Clock
 from engine.metrics import (
     ACTIVE_HOLDS,
     ADMISSIONS,
@@ -21,6 +20,7 @@ from engine.metrics import (
     SOLD_OUT,
     SWEEP_LAG,
 )
+from plumbing.clock import Clock
 from storage.errors import StorageUnavailable
 from storage.records import AdmitSummary
 from storage.redis_store import RedisStore

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 import anyio
 
 from engine.catalog import EventCatalog
-from engine.clock import Clock
 from engine.errors import (
     AlreadyPaid,
     Conflict,
@@ -36,7 +35,8 @@ from engine.events import seat_label
 from engine.ids import is_valid_id
 from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS
 from engine.payments import ChargeStatus, PaymentGateway
-from storage.batcher import Batcher
+from plumbing.batcher import Batcher
+from plumbing.clock import Clock
 from storage.errors import StorageError, StorageUnavailable
 from storage.pg_records import BookingRow, CommitResult, NewBooking, TicketRow
 from storage.pg_store import PgStore

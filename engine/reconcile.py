@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-from engine.clock import Clock
+from plumbing.clock import Clock
 from storage.errors import StorageError
 from storage.pg_records import BookingConflict, LiveBooking
 from storage.pg_store import PgStore

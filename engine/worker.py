@@ -19,7 +19,7 @@ from functools import partial
 import anyio
 
 from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
-from engine.clock import Clock
+from plumbing.clock import Clock
 from storage.errors import StorageUnavailable
 from storage.records import EventActivity
 from storage.redis_store import RedisStore

@@ -16,8 +16,8 @@ import msgspec
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from engine.catalog import EventCatalog
-from engine.clock import Clock
 from engine.errors import NotFound
+from plumbing.clock import Clock
 from realtime import protocol as p
 from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS

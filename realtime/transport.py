@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import sniffio
 
-from realtime.listen import BACKLOG, listening_socket
+from plumbing.listen import BACKLOG, listening_socket
 
 __all__ = ["close_websocket", "serve_websockets"]
 
@@ -26,7 +26,7 @@ async def serve_websockets(
 
     Compression is off (small frames; ~3x less memory per connection) and the
     library's keepalive pings are off (they cost a core at 15k idle clients).
-    ``reuse_port`` lets other processes serve the same port (realtime/listen.py).
+    ``reuse_port`` lets other processes serve the same port (plumbing/listen.py).
     """
     options: dict[str, Any] = {
         "compression": None,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.clock import Clock
-from storage.batcher import Batcher
+from plumbing.batcher import Batcher
+from plumbing.clock import Clock
 from storage.records import JoinResult, TicketRecord
 from storage.redis_store import BucketLimit, JoinRequest, Presence, RedisStore, TokenRequest
 

@@ -14,7 +14,7 @@ import pytest
 from api.processes import serving_processes
 from api.services import Roles, open_services
 from bench.harness import BenchOptions, run_bench
-from realtime.listen import listening_socket
+from plumbing.listen import listening_socket
 from storage.embedded import EmbeddedServers
 from tests.conftest import ADMIN_KEY, RUNTIME, make_settings
 

@@ -14,7 +14,7 @@ import pytest
 import trio.testing
 
 from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
-from engine.clock import LoopAnchoredClock
+from plumbing.clock import LoopAnchoredClock
 from storage.redis_store import HoldRef, JoinRequest, Presence, RedisStore
 
 pytestmark = pytest.mark.once

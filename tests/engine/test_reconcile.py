@@ -23,7 +23,7 @@ from engine.checkout import Checkout, PaymentRequest
 from engine.events import EventSpec, RowSpec, SectionSpec
 from engine.payments import SandboxGateway
 from engine.reconcile import reconcile, run_reconciler
-from storage.batcher import Batcher
+from plumbing.batcher import Batcher
 from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers, RedisServer
 from storage.pg_store import PgStore, open_pg_store

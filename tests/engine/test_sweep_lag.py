@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
-from engine.clock import WallClock
 from engine.metrics import SWEEP_LAG
+from plumbing.clock import WallClock
 from storage.redis_store import JoinRequest, RedisStore
 
 pytestmark = pytest.mark.anyio

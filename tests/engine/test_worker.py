@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from engine.admission import AdmissionPolicy
-from engine.clock import WallClock
 from engine.worker import is_live, run_worker
+from plumbing.clock import WallClock
 from storage.records import EventActivity
 from storage.redis_store import JoinRequest, RedisStore
 

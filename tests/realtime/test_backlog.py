@@ -14,7 +14,7 @@ from contextlib import ExitStack
 import anyio
 import pytest
 
-from realtime.listen import BACKLOG
+from plumbing.listen import BACKLOG
 from realtime.transport import serve_websockets
 
 pytestmark = pytest.mark.anyio

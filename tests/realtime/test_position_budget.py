@@ -19,8 +19,8 @@ import pytest
 import trio.testing
 
 from engine.admission import AdmissionPolicy, run_admission
-from engine.clock import LoopAnchoredClock
 from engine.events import EventSpec, SectionSpec, seat_map
+from plumbing.clock import LoopAnchoredClock
 from realtime import protocol as p
 from realtime.hub import Hub
 from realtime.session import ClientSession

@@ -12,7 +12,7 @@ import trio.testing
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from engine.clock import LoopAnchoredClock, WallClock
+from plumbing.clock import LoopAnchoredClock, WallClock
 
 pytestmark = pytest.mark.once
 

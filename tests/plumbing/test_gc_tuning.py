@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from storage.gc_tuning import GC_PAUSES, CollectorTuning, tune_collector
+from plumbing.gc_tuning import GC_PAUSES, CollectorTuning, tune_collector
 
 
 class Node:

@@ -11,7 +11,7 @@ import anyio.abc
 import pytest
 import trio.testing
 
-from storage.batcher import Batcher
+from plumbing.batcher import Batcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.once]
 

@@ -9,7 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from storage.runtime import RUNTIMES, run
+from plumbing.runtime import RUNTIMES, run
 
 pytestmark = pytest.mark.once
 
