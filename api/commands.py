@@ -15,16 +15,15 @@ import httpx
 import msgspec
 
 from api.processes import READY, serving_processes
-from api.services import Roles, open_services
 from api.settings import Settings
+from api.wiring import Roles, open_database, open_services, open_stores
 from bench.chaos import ChaosPlan, run_chaos
-from bench.harness import BenchOptions, run_bench, write_outputs
+from bench.harness import BenchOptions, run_bench
+from bench.outputs import write_outputs
 from engine.catalog import EventCatalog
 from engine.events import EventSpec, validate_event
+from engine.reconcile import reconcile as reconcile_all
 from plumbing.clock import WallClock
-from storage.bridge import open_bridge
-from storage.pg_store import open_pg_store
-from storage.redis_store import open_redis_store
 
 __all__ = [
     "SaleOptions",
@@ -87,8 +86,7 @@ async def worker(settings: Settings) -> int:
 
 async def migrate(settings: Settings) -> int:
     """Apply pending migrations."""
-    assert settings.database_url
-    async with open_bridge() as bridge, open_pg_store(settings.database_url, bridge) as pg:
+    async with open_database(settings, migrate=False) as pg:
         applied = await pg.migrate()
     print("applied: " + (", ".join(applied) or "nothing (up to date)"))
     return 0
@@ -96,15 +94,7 @@ async def migrate(settings: Settings) -> int:
 
 async def reconcile(settings: Settings) -> int:
     """Make Redis agree with the bookings in PostgreSQL; print what was done; 1 on conflicts."""
-    assert settings.redis_url and settings.database_url
-    from engine.reconcile import reconcile as reconcile_all
-
-    async with (
-        open_bridge() as bridge,
-        open_redis_store(settings.redis_url, bridge) as redis,
-        open_pg_store(settings.database_url, bridge) as pg,
-    ):
-        await pg.migrate()
+    async with open_stores(settings) as (redis, pg):
         report = await reconcile_all(redis, pg, WallClock())
     print(report.summary())
     if report.conflicts:
@@ -117,15 +107,9 @@ async def reconcile(settings: Settings) -> int:
 
 async def create_event(settings: Settings, body: bytes) -> int:
     """Create an event from a JSON spec; print its id."""
-    assert settings.redis_url and settings.database_url
     spec = msgspec.json.decode(body, type=EventSpec)
     validate_event(spec)  # before any connection, so a bad spec is a plain error
-    async with (
-        open_bridge() as bridge,
-        open_redis_store(settings.redis_url, bridge) as redis,
-        open_pg_store(settings.database_url, bridge) as pg,
-    ):
-        await pg.migrate()
+    async with open_stores(settings) as (redis, pg):
         event_id = await EventCatalog(redis, pg).create(spec)
     print(event_id)
     return 0

@@ -16,7 +16,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -38,7 +37,6 @@ __all__ = [
     "check_invariants",
     "require_loopback",
     "run_bench",
-    "write_outputs",
 ]
 
 #: The most clients one run may simulate.
@@ -95,7 +93,7 @@ class BenchOptions:
 class Sample(msgspec.Struct, frozen=True, array_like=True):
     """The event seen from outside at one moment."""
 
-    t: float  # since the start, s
+    elapsed_s: float  # since the start
     queue_length: int
     active_holds: int
     state: str
@@ -438,13 +436,3 @@ async def _show_progress(
         )
         out.flush()
     out.write("\n")
-
-
-def write_outputs(report: BenchReport, json_path: Path | None, plots_dir: Path | None) -> None:
-    """The JSON results and the plots, where asked."""
-    if json_path is not None:
-        json_path.write_bytes(report.to_json())
-    if plots_dir is not None:
-        from bench.plots import write_plots
-
-        write_plots(report, plots_dir)

@@ -37,10 +37,14 @@ def write_plots(report: BenchReport, directory: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(
-        [s.t for s in report.samples], [s.queue_length for s in report.samples], label="in line"
+        [s.elapsed_s for s in report.samples],
+        [s.queue_length for s in report.samples],
+        label="in line",
     )
     ax.plot(
-        [s.t for s in report.samples], [s.active_holds for s in report.samples], label="holds open"
+        [s.elapsed_s for s in report.samples],
+        [s.active_holds for s in report.samples],
+        label="holds open",
     )
     ax.set(xlabel="time since start (s)", ylabel="clients", title="Queue length")
     ax.legend()

@@ -8,12 +8,10 @@ from collections.abc import Mapping
 import msgspec
 
 from storage.pg_store import PgStore
-from storage.records import TicketRecord
+from storage.records import SectionCounts, TicketRecord, TicketStatus
 from storage.redis_store import RedisStore
 
 __all__ = ["Audit", "audit_event"]
-
-TERMINAL = ("confirmed", "expired", "sold_out", "left")
 
 
 class Audit(msgspec.Struct, frozen=True):
@@ -43,34 +41,37 @@ class Audit(msgspec.Struct, frozen=True):
 
 async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled: bool) -> Audit:
     """Audit ``event_id``; ``settled`` (no payment in flight) also requires PostgreSQL == Redis."""
-    snap = await redis.snapshot(event_id)
-    if snap is None:
+    status = await redis.status(event_id)
+    if status is None:
         raise LookupError(event_id)
     maps = await redis.seat_maps(event_id)
     sold_pg = await pg.sold_positions(event_id)
     tickets = await redis.tickets(event_id)
-    st = snap.stats
+    seats = status.seats
     problems: list[str] = []
 
-    counted = Counter[str]()
     for section, seat_map in maps.items():
-        for state, char in (("free", "0"), ("held", "h"), ("sold", "s")):
+        counts = status.sections.get(section, SectionCounts())
+        for state, char, counted in (
+            ("free", "0", counts.free),
+            ("held", "h", counts.held),
+            ("sold", "s", counts.sold),
+        ):
             n = seat_map.count(char)
-            counted[state] += n
-            if n != st.get(f"{state}:{section}", -1):
+            if n != counted:
                 problems.append(
-                    f"section {section}: {n} seats {state} in the map, counter says {st.get(f'{state}:{section}')}"
+                    f"section {section}: {n} seats {state} in the map, counter says {counted}"
                 )
     counters_match = not problems
-    conserved = st["free"] + st["held"] + st["sold"] == st["capacity"]
+    conserved = seats.free + seats.held + seats.sold == seats.capacity
     if not conserved:
         problems.append(
-            f"free {st['free']} + held {st['held']} + sold {st['sold']} != capacity {st['capacity']}"
+            f"free {seats.free} + held {seats.held} + sold {seats.sold} != capacity {seats.capacity}"
         )
 
     duplicates = len(sold_pg) - len(set(sold_pg))
     sold_redis = {(s, i + 1) for s, m in maps.items() for i, c in enumerate(m) if c == "s"}
-    oversold = duplicates + max(len(set(sold_pg)) - st["capacity"], 0)
+    oversold = duplicates + max(len(set(sold_pg)) - seats.capacity, 0)
     if oversold:
         problems.append(f"{oversold} seats sold more than once")
     missing_in_redis = set(sold_pg) - sold_redis
@@ -80,12 +81,15 @@ async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled:
     if settled and len(sold_redis) != len(set(sold_pg)):
         problems.append(f"Redis has {len(sold_redis)} seats sold, PostgreSQL {len(set(sold_pg))}")
 
-    by_state = Counter(t.st for t in tickets.values())
-    booked = sum(1 for t in tickets.values() if t.st == "confirmed" and not t.bk)
+    by_state = Counter(str(t.status) for t in tickets.values())
+    booked = sum(
+        1 for t in tickets.values() if t.status == TicketStatus.CONFIRMED and not t.booking_id
+    )
     if booked:
         problems.append(f"{booked} confirmed tickets name no booking")
     lateness = max(
-        (t.rt - (t.pu if t.pu else t.exp) for t in tickets.values() if t.rt is not None), default=0
+        (t.released_ms - t.deadline_ms for t in tickets.values() if t.released_ms is not None),
+        default=0,
     )
     if lateness > 1000:
         problems.append(f"a hold was released {lateness} ms after its deadline (limit 1000)")
@@ -93,10 +97,10 @@ async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled:
     if out_of_order:
         problems.append(f"{out_of_order} tickets were held before an earlier ticket")
     return Audit(
-        capacity=st["capacity"],
-        free=st["free"],
-        held=st["held"],
-        sold=st["sold"],
+        capacity=seats.capacity,
+        free=seats.free,
+        held=seats.held,
+        sold=seats.sold,
         sold_in_postgres=len(sold_pg),
         oversold=oversold,
         counters_match_maps=counters_match,
@@ -112,11 +116,13 @@ async def audit_event(redis: RedisStore, pg: PgStore, event_id: str, *, settled:
 def _admitted_out_of_order(tickets: Mapping[int, TicketRecord]) -> int:
     """Held tickets whose hold was made after a hold of a ticket later in line.
 
-    Holds are numbered by the script in the order it makes them (``an``), so this
+    Holds are numbered by the script in the order it makes them (``hold_number``), so this
     holds across calls and workers whatever their clocks; a ticket's place in line is
     its drawn place (pre-queue) or its seq.
     """
-    numbered = sorted((rec.pl or seq, rec.an) for seq, rec in tickets.items() if rec.an)
+    numbered = sorted(
+        (rec.drawn_place or seq, rec.hold_number) for seq, rec in tickets.items() if rec.hold_number
+    )
     latest, late = 0, 0
     for _, number in numbered:
         if number < latest:

@@ -10,16 +10,14 @@ across concurrent payments.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio
 
+from engine.bookings import Booking, Bookings, BookingStatus, ticket_from_row
 from engine.catalog import EventCatalog
 from engine.errors import (
     AlreadyPaid,
@@ -32,18 +30,18 @@ from engine.errors import (
     Unavailable,
 )
 from engine.events import seat_label
-from engine.ids import is_valid_id
+from engine.holds import hold_id
 from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS
 from engine.payments import ChargeStatus, PaymentGateway
 from plumbing.batcher import Batcher
 from plumbing.clock import Clock
 from storage.errors import StorageError, StorageUnavailable
-from storage.pg_records import BookingRow, CommitResult, NewBooking, TicketRow
+from storage.pg_records import CommitResult, NewBooking, TicketRow
 from storage.pg_store import PgStore
-from storage.records import BeginPaymentResult
+from storage.records import BeginPaymentResult, BeginResult
 from storage.redis_store import HoldRef, PaidHold, RedisStore
 
-__all__ = ["Checkout", "PaymentRequest", "open_checkout"]
+__all__ = ["Checkout", "PaymentRequest"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +66,6 @@ class PaymentRequest:
         return f"{self.hold_id}/{self.idempotency_key}"
 
 
-def hold_id(event_id: str, seq: int) -> str:
-    """The public name of ticket ``seq``'s hold in ``event_id``."""
-    return f"{event_id}.{seq}"
-
-
-_HOLD_ID = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})$", re.ASCII)
-
-
-def parse_hold_id(value: str) -> tuple[str, int]:
-    """(event id, ticket seq) of a hold id; NotFound if it is not one."""
-    match = _HOLD_ID.match(value)
-    if match is None:
-        raise NotFound("no such hold")
-    return match.group(1), int(match.group(2))
-
-
 def _new_code() -> str:
     return secrets.token_urlsafe(12)
 
@@ -96,6 +78,7 @@ class Checkout:
         redis: RedisStore,
         pg: PgStore,
         catalog: EventCatalog,
+        bookings: Bookings,
         gateway: PaymentGateway,
         clock: Clock,
         *,
@@ -107,6 +90,7 @@ class Checkout:
         self._redis = redis  # holds
         self._pg = pg  # the record
         self._catalog = catalog  # seat labels
+        self._bookings = bookings  # bookings already made (replayed payments)
         self._gateway = gateway  # charges cards
         self._clock = clock  # hold deadlines
         self._window_ms = int(payment_window_s * 1000)  # how long a started payment keeps its hold
@@ -125,7 +109,7 @@ class Checkout:
     async def _confirm_batch(self, paid: list[PaidHold]) -> list[str]:
         return await self._redis.confirm_paid(paid, self._clock.now_ms())
 
-    async def pay(self, req: PaymentRequest) -> BookingRow:
+    async def pay(self, req: PaymentRequest) -> Booking:
         """Pay for a hold; the booking is durable when this returns."""
         started = time.perf_counter()
         try:
@@ -138,31 +122,31 @@ class Checkout:
         PAYMENTS.labels("confirmed").inc()
         return booking
 
-    async def _pay(self, req: PaymentRequest) -> BookingRow:
+    async def _pay(self, req: PaymentRequest) -> Booking:
         key = req.scoped_key
         ref = HoldRef(req.event_id, req.seq, key)
         claim = await self.begin.submit(ref)
-        if claim.r == "paid":
-            if claim.k == key and claim.bk:
-                return await self.booking(claim.bk)
-            raise AlreadyPaid("this hold was already paid", claim.bk)
-        if claim.r == "in_progress":
+        if claim.result == BeginResult.PAID:
+            if claim.idempotency_key == key and claim.booking_id:
+                return await self._bookings.get(claim.booking_id)
+            raise AlreadyPaid("this hold was already paid", claim.booking_id)
+        if claim.result == BeginResult.IN_PROGRESS:
             # A crash after the commit leaves the hold "paying": the record decides.
-            if claim.k == key:
+            if claim.idempotency_key == key:
                 recorded = await self._pg.booking_for_key(key)
                 if recorded is not None:
                     await self.confirm.submit(PaidHold(req.event_id, req.seq, key, recorded))
-                    return await self.booking(recorded)
+                    return await self._bookings.get(recorded)
             raise PaymentInProgress("a payment for this hold is already running")
-        if claim.r == "expired":
+        if claim.result == BeginResult.EXPIRED:
             raise HoldExpired("the hold expired; its seats went back on sale")
-        if claim.r != "ok":
+        if claim.result != BeginResult.OK:
             raise NotFound("no such hold")
 
         try:
             with anyio.fail_after(self._gateway_timeout_s):
                 charge = await self._gateway.charge(
-                    amount_cents=claim.amt,
+                    amount_cents=claim.amount_cents,
                     card_token=req.card_token,
                     idempotency_key=key,
                 )
@@ -193,7 +177,7 @@ class Checkout:
 
     async def _record(
         self, req: PaymentRequest, ref: HoldRef, claim: BeginPaymentResult, gateway_ref: str
-    ) -> BookingRow:
+    ) -> Booking:
         """Write the booking of a charged hold, then mark its seats sold."""
         key = ref.key
         spec = await self._catalog.get(req.event_id)
@@ -208,8 +192,8 @@ class Checkout:
             event_id=req.event_id,
             hold_id=req.hold_id,
             ticket_seq=req.seq,
-            client_id=claim.c,
-            amount_cents=claim.amt,
+            client_id=claim.client_id,
+            amount_cents=claim.amount_cents,
             idempotency_key=key,
             gateway_ref=gateway_ref,
             tickets=tickets,
@@ -226,36 +210,14 @@ class Checkout:
                 "booking %s recorded but not yet confirmed in Redis", result.booking_id
             )
         if result.replayed:
-            return await self.booking(result.booking_id)
+            return await self._bookings.get(result.booking_id)
         BOOKINGS.labels(req.event_id).inc()
-        return BookingRow(
+        return Booking(
             id=new.booking_id,
             event_id=new.event_id,
             hold_id=new.hold_id,
-            ticket_seq=new.ticket_seq,
+            status=BookingStatus.CONFIRMED,
             amount_cents=new.amount_cents,
-            status="confirmed",
             created_at=datetime.now(UTC),
-            tickets=tickets,
+            tickets=[ticket_from_row(t) for t in tickets],
         )
-
-    async def booking(self, booking_id: str) -> BookingRow:
-        """A booking by id; NotFound if there is none."""
-        if not is_valid_id(booking_id):
-            raise NotFound(f"no booking {booking_id!r}")
-        row = await self._pg.booking(booking_id)
-        if row is None:
-            raise NotFound(f"no booking {booking_id!r}")
-        return row
-
-
-@asynccontextmanager
-async def open_checkout(checkout: Checkout) -> AsyncIterator[Checkout]:
-    """Run the checkout's batchers for the duration of the block."""
-    async with anyio.create_task_group() as tg:
-        for batcher in (checkout.begin, checkout.commit, checkout.confirm):
-            await tg.start(batcher.run)
-        try:
-            yield checkout
-        finally:
-            tg.cancel_scope.cancel()

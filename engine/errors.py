@@ -8,15 +8,22 @@ Exception tree::
     ├── Forbidden            valid credentials, not yours (403)
     ├── NotFound             no such event, hold or booking (404)
     ├── Conflict             the state forbids it (409)
+    │   ├── InvalidState     an event's state forbids the change
     │   ├── HoldExpired
     │   ├── PaymentInProgress
     │   └── AlreadyPaid
     ├── PaymentDeclined      the gateway refused the card (402)
     ├── PaymentTimeout       the gateway did not answer in time (504)
     └── Unavailable          a backing service is down; retry later (503)
+        └── NotReady         this process cannot serve yet (readiness)
+
+    StorageError             a store failed (from ``storage/``, re-exported here so that
+    └── StorageUnavailable   the edges catch them without importing a store): mapped to 503
 """
 
 from __future__ import annotations
+
+from storage.errors import StorageError, StorageUnavailable
 
 __all__ = [
     "AlreadyPaid",
@@ -25,10 +32,14 @@ __all__ = [
     "Forbidden",
     "HoldExpired",
     "InvalidRequest",
+    "InvalidState",
     "NotFound",
+    "NotReady",
     "PaymentDeclined",
     "PaymentInProgress",
     "PaymentTimeout",
+    "StorageError",
+    "StorageUnavailable",
     "Unauthorized",
     "Unavailable",
 ]
@@ -74,6 +85,12 @@ class Conflict(BookingError):
     code = "conflict"
 
 
+class InvalidState(Conflict):
+    """The event's state does not allow this change (e.g. pausing a closed event)."""
+
+    code = "invalid_state"
+
+
 class HoldExpired(Conflict):
     """The hold ran out before payment began."""
 
@@ -116,3 +133,9 @@ class Unavailable(BookingError):
     def __init__(self, message: str, retry_after_s: int = 2) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s  # what the client should wait before retrying
+
+
+class NotReady(Unavailable):
+    """Redis or PostgreSQL does not answer: this process cannot serve requests yet."""
+
+    code = "not_ready"

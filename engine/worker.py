@@ -21,7 +21,7 @@ import anyio
 from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
 from plumbing.clock import Clock
 from storage.errors import StorageUnavailable
-from storage.records import EventActivity
+from storage.records import EventActivity, EventState
 from storage.redis_store import RedisStore
 
 __all__ = ["is_live", "run_worker"]
@@ -37,9 +37,9 @@ def is_live(activity: EventActivity, now_ms: int) -> bool:
     """
     if activity.holds > 0:
         return True
-    if activity.state == "scheduled" and activity.opens_at_ms <= now_ms:
+    if activity.state == EventState.SCHEDULED and activity.opens_at_ms <= now_ms:
         return True
-    return activity.waiting > 0 and activity.state != "closed"
+    return activity.waiting > 0 and activity.state != EventState.CLOSED
 
 
 async def _serve_event(
@@ -86,7 +86,7 @@ async def run_worker(
                 elif not live and event_id in running:
                     logger.info("worker: event %s needs no loops now (%s)", event_id, act.state)
                     running.pop(event_id).cancel()
-                if not live and act.state not in ("closed", "sold_out"):
+                if not live and act.state not in (EventState.CLOSED, EventState.SOLD_OUT):
                     quiet[event_id] = act.seq
             if not started:
                 task_status.started()

@@ -16,14 +16,13 @@ import msgspec
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from engine.catalog import EventCatalog
-from engine.errors import NotFound
+from engine.errors import NotFound, StorageError, StorageUnavailable
 from plumbing.clock import Clock
 from realtime import protocol as p
 from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS
 from realtime.session import ClientSession, Heartbeats
-from storage.errors import StorageError, StorageUnavailable
-from waitroom.line import RATE_LIMITED, WaitingLine
+from waitroom.line import RATE_LIMITED, UnknownTicket, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
 
 __all__ = ["WaitroomHandler"]
@@ -141,7 +140,7 @@ class WaitroomHandler:
         result = await self._line.join(
             event_id, msg.client_id, msg.quantity, msg.section or "", ip=ip
         )
-        if result.st == RATE_LIMITED:
+        if result.status == RATE_LIMITED:
             _refuse(session, "rate_limited", "too many joins; wait a moment and try again")
             return
         if result.seq == 0:
@@ -183,8 +182,13 @@ class WaitroomHandler:
         # Decided before this connection was routed: tell it where it stands. It is in
         # line already, so a Redis restart here is waited out rather than reported.
         async def where_it_stands() -> p.ServerMessage | None:
-            state = await self._line.state(ch.event_id, seq)
-            return await self._hub.current_message(ch.event_id, seq, state)
+            try:
+                outcome = await self._line.outcome(ch.event_id, seq)
+            except UnknownTicket:
+                return p.Error(code="not_found", message="no such ticket")
+            if outcome is None:
+                return None
+            return await self._hub.outcome_message(ch.event_id, outcome)
 
         message = await _wait_out_restart(where_it_stands)
         if message is not None and session.waiting:

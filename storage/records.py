@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import msgspec
 
 __all__ = [
     "AdmissionCaps",
     "AdmitSummary",
     "BeginPaymentResult",
+    "BeginResult",
     "Confirmed",
     "EventActivity",
     "EventSnapshot",
+    "EventState",
+    "EventStatus",
     "ExpireSummary",
     "Expired",
     "JoinResult",
@@ -18,21 +23,61 @@ __all__ = [
     "NotifyBatch",
     "Outcome",
     "Prompted",
+    "SectionCounts",
     "SoldOut",
     "StateChange",
     "TicketRecord",
+    "TicketStatus",
 ]
+
+
+class EventState(StrEnum):
+    """An event's admission state, as the scripts keep it in its meta hash."""
+
+    SCHEDULED = "scheduled"
+    OPEN = "open"
+    PAUSED = "paused"
+    SOLD_OUT = "sold_out"
+    CLOSED = "closed"
+
+
+class TicketStatus(StrEnum):
+    """Where a ticket stands: waiting, holding seats, or one of its terminal outcomes."""
+
+    QUEUED = "queued"
+    HELD = "held"
+    PAYING = "paying"
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"
+    SOLD_OUT = "sold_out"
+    LEFT = "left"
+
+    @property
+    def holds_seats(self) -> bool:
+        """Whether seats are held for the ticket (it may pay)."""
+        return self in (TicketStatus.HELD, TicketStatus.PAYING)
+
+    @property
+    def terminal(self) -> bool:
+        """Whether nothing can change the ticket any more."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {TicketStatus.CONFIRMED, TicketStatus.EXPIRED, TicketStatus.SOLD_OUT, TicketStatus.LEFT}
+)
 
 
 class JoinResult(msgspec.Struct, frozen=True):
     """A client's ticket seq (0 when refused), status, the serving counter, and its place.
 
-    ``place`` is the ticket's place in line (its position is place - serving); 0
-    while it waits in the pre-queue for the opening shuffle.
+    ``status`` is the ticket's :class:`TicketStatus` value, or ``closed`` / ``rate_limited``
+    when the join was refused. ``place`` is the ticket's place in line (its position is
+    place - serving); 0 while it waits in the pre-queue for the opening shuffle.
     """
 
     seq: int
-    st: str
+    status: str = msgspec.field(name="st")
     serving: int = 0
     place: int = 0
 
@@ -40,7 +85,7 @@ class JoinResult(msgspec.Struct, frozen=True):
 class AdmitSummary(msgspec.Struct, frozen=True):
     """What one admission call decided and the event's counters after it."""
 
-    state: str
+    state: EventState
     admitted: int
     sold_out: int
     skipped: int
@@ -66,7 +111,7 @@ class AdmissionCaps(msgspec.Struct, frozen=True):
 class EventActivity(msgspec.Struct, frozen=True):
     """What a worker needs to know to decide whether an event needs it."""
 
-    state: str
+    state: EventState
     #: Tickets handed out so far (the line's newest entry, pre-queue included).
     seq: int
     #: Tickets decided so far.
@@ -94,57 +139,125 @@ class ExpireSummary(msgspec.Struct, frozen=True):
 
 
 class StateChange(msgspec.Struct, frozen=True):
-    """The result of pause/resume/close."""
+    """The result of pause/resume/close: whether it applied, and the state now."""
 
     ok: bool
-    state: str
+    state: EventState
+
+
+class BeginResult(StrEnum):
+    """What begin_payment found for a hold."""
+
+    OK = "ok"  # claimed for this payment
+    PAID = "paid"  # paid already (by this key or another)
+    IN_PROGRESS = "in_progress"  # another payment (or this one, before a crash) is running
+    EXPIRED = "expired"  # the hold ran out
+    UNKNOWN = "unknown"  # no such hold
+
+
+# Records decoded from the scripts' JSON keep the scripts' short names on the wire
+# (``field(name=...)``): they are written once per hold inside Redis, where every byte
+# of a ticket record is kept for the whole sale.
 
 
 class BeginPaymentResult(msgspec.Struct, frozen=True):
-    """The answer of begin_payment for one hold (``r``: ok, paid, in_progress, expired, unknown)."""
+    """The answer of begin_payment for one hold."""
 
-    r: str
+    result: BeginResult = msgspec.field(name="r")
     section: str = ""
     seats: list[int] = []
-    amt: int = 0
-    c: str = ""
-    exp: int = 0
-    pu: int = 0
-    k: str | None = None
-    bk: str | None = None
+    amount_cents: int = msgspec.field(default=0, name="amt")
+    client_id: str = msgspec.field(default="", name="c")
+    expires_ms: int = msgspec.field(default=0, name="exp")
+    paying_until_ms: int = msgspec.field(default=0, name="pu")
+    idempotency_key: str | None = msgspec.field(default=None, name="k")
+    booking_id: str | None = msgspec.field(default=None, name="bk")
 
 
 class TicketRecord(msgspec.Struct, frozen=True):
-    """A ticket's state as the scripts keep it (field names as in the scripts)."""
+    """A ticket's state as the scripts keep it (one JSON record per ticket)."""
 
-    st: str
-    q: int
-    s: str
-    c: str
-    j: int
-    hs: str | None = None
+    status: TicketStatus = msgspec.field(name="st")
+    quantity: int = msgspec.field(name="q")
+    #: The section asked for at join ("" for any).
+    requested_section: str = msgspec.field(name="s")
+    client_id: str = msgspec.field(name="c")
+    joined_ms: int = msgspec.field(name="j")
+    #: The section of the held (or sold) seats, once admitted.
+    held_section: str | None = msgspec.field(default=None, name="hs")
     seats: list[int] = []
-    amt: int = 0
-    exp: int = 0
-    pu: int | None = None
-    k: str | None = None
-    bk: str | None = None
-    rt: int | None = None
-    pl: int | None = None  # place in line of a shuffled pre-queue ticket (else: seq)
-    gone: int | None = None  # while queued: when the client's connection was lost (ms)
-    an: int | None = None  # the hold's number, in the order holds were made
+    amount_cents: int = msgspec.field(default=0, name="amt")
+    expires_ms: int = msgspec.field(default=0, name="exp")
+    #: While paying: the end of the payment window (the sweep keeps the hold until then).
+    paying_until_ms: int | None = msgspec.field(default=None, name="pu")
+    idempotency_key: str | None = msgspec.field(default=None, name="k")
+    booking_id: str | None = msgspec.field(default=None, name="bk")
+    #: When the sweep released the hold (ms).
+    released_ms: int | None = msgspec.field(default=None, name="rt")
+    #: Place in line of a shuffled pre-queue ticket (else: its seq).
+    drawn_place: int | None = msgspec.field(default=None, name="pl")
+    #: While queued: when the client's connection was lost (ms).
+    gone_ms: int | None = msgspec.field(default=None, name="gone")
+    #: The hold's number, in the order holds were made.
+    hold_number: int | None = msgspec.field(default=None, name="an")
+
+    @property
+    def deadline_ms(self) -> int:
+        """When the hold was due for release: the payment window's end while paying."""
+        return self.paying_until_ms or self.expires_ms
 
 
 class EventSnapshot(msgspec.Struct, frozen=True):
-    """An event's configuration/state hash and its counters."""
+    """An event's meta and stats hashes as the scripts keep them (for the scripts' tests)."""
 
     meta: dict[str, str]
     stats: dict[str, int]
 
+
+class SectionCounts(msgspec.Struct, frozen=True):
+    """Seats of one section by state."""
+
+    capacity: int = 0
+    free: int = 0
+    held: int = 0
+    sold: int = 0
+
+
+class EventStatus(msgspec.Struct, frozen=True):
+    """An event's state, admission caps and counters, read in one round trip."""
+
+    state: EventState
+    #: Whether the opening shuffle has drawn the pre-queue's places.
+    opened: bool
+    opens_at_ms: int
+    hold_ms: int
+    max_active: int
+    rate_per_min: int
+    #: Tickets handed out (the newest place in line, pre-queue included).
+    issued: int
+    #: Tickets decided (admitted, sold out or skipped): the serving counter.
+    serving: int
+    admitted: int
+    expired: int
+    confirmed: int
+    #: All sections together.
+    seats: SectionCounts
+    sections: dict[str, SectionCounts]
+
     @property
-    def state(self) -> str:
-        """The event's admission state."""
-        return self.meta.get("state", "unknown")
+    def waiting(self) -> int:
+        """Clients still waiting, in line or in the pre-queue."""
+        return self.issued - self.serving
+
+    @property
+    def active_holds(self) -> int:
+        """Holds open now (admitted, neither paid nor expired)."""
+        return self.admitted - self.expired - self.confirmed
+
+    @property
+    def seats_may_return(self) -> bool:
+        """No seat is free, but open holds may still give some back."""
+        return self.seats.free == 0 and self.seats.held > 0
 
 
 class Prompted(msgspec.Struct, frozen=True, tag="prompt"):

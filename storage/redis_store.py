@@ -13,17 +13,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
 
 from storage.bridge import Bridge
-from storage.errors import StorageError, StorageUnavailable
+from storage.errors import StorageError
 from storage.keys import EVENTS_KEY, event_keys
-from storage.metrics import BATCH_SIZE, ROUND_TRIPS
 from storage.records import (
     AdmissionCaps,
     AdmitSummary,
@@ -31,6 +28,8 @@ from storage.records import (
     Confirmed,
     EventActivity,
     EventSnapshot,
+    EventState,
+    EventStatus,
     Expired,
     ExpireSummary,
     JoinResult,
@@ -38,14 +37,15 @@ from storage.records import (
     NotifyBatch,
     Outcome,
     Prompted,
+    SectionCounts,
     SoldOut,
     StateChange,
     TicketRecord,
 )
+from storage.scripts import ScriptCall, ScriptRunner
 from storage.startup import retry_until_reachable
 
 __all__ = [
-    "SCRIPT_NAMES",
     "BookedSeats",
     "BucketLimit",
     "Presence",
@@ -55,45 +55,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-R = TypeVar("R")
-
-#: Scripts under ``storage/lua`` (each is run with ``_prelude.lua`` in front).
-SCRIPT_NAMES = (
-    "init_event",
-    "join_queue",
-    "admit_next",
-    "expire_holds",
-    "begin_payment",
-    "abort_payment",
-    "confirm_paid",
-    "set_event_state",
-    "reconcile_bookings",
-    "take_tokens",
-    "set_admission",
-    "mark_presence",
-)
-
-#: Scripts that do not work on an event's key layout, loaded without the prelude.
-_STANDALONE = frozenset({"take_tokens"})
-
-
-def _load_script_sources() -> dict[str, str]:
-    lua = resources.files("storage") / "lua"
-    prelude = (lua / "_prelude.lua").read_text()
-    return {
-        name: (lua / f"{name}.lua").read_text()
-        if name in _STANDALONE
-        else prelude + "\n" + (lua / f"{name}.lua").read_text()
-        for name in SCRIPT_NAMES
-    }
-
-
-_SOURCES = _load_script_sources()
-
-
-class _EventItem(Protocol):
-    @property
-    def event_id(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,79 +174,50 @@ def _notify_batch(entry_id: bytes, fields: dict[bytes, bytes]) -> NotifyBatch:
     )
 
 
+def _status(snap: EventSnapshot) -> EventStatus:
+    """The typed reading of an event's hashes (the one place their field names are read)."""
+    meta, stats = snap.meta, snap.stats
+
+    def counts(suffix: str) -> SectionCounts:
+        return SectionCounts(
+            capacity=stats.get("capacity" + suffix, 0),
+            free=stats.get("free" + suffix, 0),
+            held=stats.get("held" + suffix, 0),
+            sold=stats.get("sold" + suffix, 0),
+        )
+
+    sections = [s for s in meta.get("sections", "").split(",") if s]
+    return EventStatus(
+        state=EventState(meta["state"]),
+        opened=meta.get("opened") == "1",
+        opens_at_ms=int(meta.get("opens_at_ms", 0)),
+        hold_ms=int(meta.get("hold_ms", 0)),
+        max_active=int(meta.get("max_active", 0)),
+        rate_per_min=int(meta.get("rate_per_min", 0)),
+        issued=stats.get("seq", 0),
+        serving=stats.get("serving", 0),
+        admitted=stats.get("admitted", 0),
+        expired=stats.get("expired", 0),
+        confirmed=stats.get("confirmed", 0),
+        seats=counts(""),
+        sections={s: counts(":" + s) for s in sections},
+    )
+
+
 class RedisStore:
     """Typed, batch-oriented access to the event scripts and streams."""
 
     def __init__(self, client: aioredis.Redis, bridge: Bridge) -> None:
         self._client = client  # the redis.asyncio client, used only on the drivers' loop
         self._bridge = bridge  # crosses into the drivers' loop
-        self._shas: dict[str, str] = {}  # script name -> SHA1 once loaded
-        self._sections: dict[str, list[str]] = {}  # event id -> its section ids, immutable
+        self._scripts = ScriptRunner(client, bridge)  # loads and runs the Lua scripts
 
-    # -- plumbing ---------------------------------------------------------------
-
-    async def _call(self, op: str, fn: Callable[[], Awaitable[T]], *, trips: int = 1) -> T:
-        ROUND_TRIPS.labels("redis", op).inc(trips)
-        try:
-            return await self._bridge.call(fn)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            raise StorageUnavailable(f"Redis unreachable during {op}: {exc}") from exc
-        except redis_errors.RedisError as exc:
-            raise StorageError(f"Redis error during {op}: {exc}") from exc
+    async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        return await self._scripts.call(op, fn)
 
     async def load_scripts(self) -> None:
         """Load every script into Redis (again after a restart or SCRIPT FLUSH)."""
-
-        async def load() -> dict[str, str]:
-            pipe = self._client.pipeline(transaction=False)
-            for name in SCRIPT_NAMES:
-                pipe.script_load(_SOURCES[name])
-            shas = await pipe.execute()
-            return {
-                n: s.decode() if isinstance(s, bytes) else s
-                for n, s in zip(SCRIPT_NAMES, shas, strict=True)
-            }
-
-        self._shas = await self._call("script_load", load)
-
-    async def _keys(self, event_id: str) -> list[str]:
-        sections = self._sections.get(event_id)
-        if sections is None:
-
-            async def fetch() -> Any:
-                return await self._client.hget(event_keys(event_id).meta, "sections")
-
-            raw = await self._call("sections", fetch)
-            sections = raw.decode().split(",") if raw else []
-            if sections:
-                self._sections[event_id] = sections
-        return self._layout(event_id, sections)
-
-    @staticmethod
-    def _layout(event_id: str, sections: Sequence[str]) -> list[str]:
-        k = event_keys(event_id)
-        fixed = [k.meta, k.stats, k.queue, k.tickets, k.clients, k.expiry, k.notify]
-        return fixed + [k.seat_map(s) for s in sections]
-
-    async def _run_scripts(
-        self, op: str, calls: list[tuple[str, list[str], list[Any]]]
-    ) -> list[bytes]:
-        """Run script calls in one pipelined round trip; reload scripts once on NOSCRIPT."""
-        BATCH_SIZE.labels(op).observe(len(calls))
-
-        async def run() -> Any:
-            pipe = self._client.pipeline(transaction=False)
-            for name, keys, args in calls:
-                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
-            return await pipe.execute()
-
-        try:
-            return await self._call(op, run)
-        except StorageError as exc:
-            if not isinstance(exc.__cause__, redis_errors.NoScriptError):
-                raise
-        await self.load_scripts()
-        return await self._call(op, run)
+        await self._scripts.load()
 
     # -- events -----------------------------------------------------------------
 
@@ -293,8 +225,8 @@ class RedisStore:
         self, event_id: str, config_json: bytes, section_ids: Sequence[str]
     ) -> bool:
         """Create an event's inventory from its config; False if it existed already."""
-        keys = self._layout(event_id, section_ids)
-        [created] = await self._run_scripts(
+        keys = self._scripts.layout(event_id, section_ids)
+        [created] = await self._scripts.run(
             "init_event", [("init_event", keys, [now_ms(), config_json])]
         )
 
@@ -332,7 +264,11 @@ class RedisStore:
             (state, opens_at), (seq, serving), holds = replies[3 * i : 3 * i + 3]
             if state is not None:
                 out[event_id] = EventActivity(
-                    state.decode(), int(seq or 0), int(serving or 0), int(holds), int(opens_at or 0)
+                    EventState(state.decode()),
+                    int(seq or 0),
+                    int(serving or 0),
+                    int(holds),
+                    int(opens_at or 0),
                 )
         return out
 
@@ -354,7 +290,10 @@ class RedisStore:
         return bool(await self._call(op, block))
 
     async def snapshot(self, event_id: str) -> EventSnapshot | None:
-        """An event's configuration/state and counters, or None if unknown."""
+        """An event's meta and stats hashes as the scripts keep them, or None if unknown.
+
+        For the scripts' own tests; everything else reads :meth:`status`.
+        """
         k = event_keys(event_id)
 
         async def fetch() -> Any:
@@ -371,10 +310,15 @@ class RedisStore:
             stats={a.decode(): int(b) for a, b in stats.items()},
         )
 
+    async def status(self, event_id: str) -> EventStatus | None:
+        """An event's state, caps and counters (one round trip), or None if unknown."""
+        snap = await self.snapshot(event_id)
+        return None if snap is None else _status(snap)
+
     async def set_event_state(self, event_id: str, action: str, now: int) -> StateChange:
         """Pause, resume or close admission."""
-        keys = await self._keys(event_id)
-        [raw] = await self._run_scripts(
+        keys = await self._scripts.keys(event_id)
+        [raw] = await self._scripts.run(
             "set_event_state", [("set_event_state", keys, [now, action])]
         )
         return _state_decoder.decode(raw)
@@ -383,10 +327,10 @@ class RedisStore:
         self, event_id: str, now: int, max_active: int | None, rate_per_min: int | None
     ) -> AdmissionCaps:
         """Change the admission caps (None keeps one); wakes workers waiting on the caps."""
-        keys = await self._keys(event_id)
+        keys = await self._scripts.keys(event_id)
         args = [now, "" if max_active is None else max_active]
         args.append("" if rate_per_min is None else rate_per_min)
-        [raw] = await self._run_scripts("set_admission", [("set_admission", keys, args)])
+        [raw] = await self._scripts.run("set_admission", [("set_admission", keys, args)])
         return _caps_decoder.decode(raw)
 
     async def places(self, event_id: str, seqs: Sequence[int]) -> dict[int, int]:
@@ -406,13 +350,13 @@ class RedisStore:
         for seq, raw in zip(seqs, raws, strict=True):
             if raw is not None:
                 rec = _ticket_decoder.decode(raw)
-                out[seq] = rec.pl or (seq if opened == b"1" else 0)
+                out[seq] = rec.drawn_place or (seq if opened == b"1" else 0)
         return out
 
     async def seat_maps(self, event_id: str) -> dict[str, str]:
         """The seat map of each section (for audits and tests)."""
-        keys = await self._keys(event_id)
-        sections = self._sections[event_id]
+        keys = await self._scripts.keys(event_id)
+        sections = await self._scripts.sections(event_id)
 
         async def fetch() -> Any:
             return await self._client.mget(keys[7:])
@@ -445,17 +389,17 @@ class RedisStore:
     ) -> AdmitSummary:
         """Decide up to ``max_count`` clients at the head of the line; clients gone for
         ``grace_ms`` or longer are skipped as left (None: never)."""
-        keys = await self._keys(event_id)
+        keys = await self._scripts.keys(event_id)
         args: list[Any] = [now, max_count, *_shuffle_seeds()]
         if grace_ms is not None:
             args.append(grace_ms)
-        [raw] = await self._run_scripts("admit_next", [("admit_next", keys, args)])
+        [raw] = await self._scripts.run("admit_next", [("admit_next", keys, args)])
         return _admit_decoder.decode(raw)
 
     async def expire(self, event_id: str, now: int, limit: int) -> ExpireSummary:
         """Release up to ``limit`` holds that are due."""
-        keys = await self._keys(event_id)
-        [raw] = await self._run_scripts("expire_holds", [("expire_holds", keys, [now, limit])])
+        keys = await self._scripts.keys(event_id)
+        [raw] = await self._scripts.run("expire_holds", [("expire_holds", keys, [now, limit])])
         return _expire_decoder.decode(raw)
 
     async def wait_for_line(self, event_id: str, after_seq: int, block_ms: int) -> bool:
@@ -497,37 +441,9 @@ class RedisStore:
 
     # -- batched script calls ---------------------------------------------------
 
-    async def _per_event(
-        self,
-        op: str,
-        now: int,
-        head: list[Any] | Callable[[], list[Any]],
-        items: Sequence[_EventItem],
-        fields: Callable[[Any], list[Any]],
-        decoder: msgspec.json.Decoder[list[R]],
-    ) -> list[R]:
-        """One script call per event, all in one round trip; results in ``items`` order.
-
-        ``head``: arguments after now_ms, or a function drawing them afresh per call.
-        """
-        by_event: dict[str, list[int]] = defaultdict(list)
-        for i, item in enumerate(items):
-            by_event[item.event_id].append(i)
-        calls = []
-        for event_id, idx in by_event.items():
-            args: list[Any] = [now, *(head() if callable(head) else head)]
-            for i in idx:
-                args += fields(items[i])
-            calls.append((op, await self._keys(event_id), args))
-        raws = await self._run_scripts(op, calls)
-        answered: dict[int, R] = {}
-        for idx, raw in zip(by_event.values(), raws, strict=True):
-            answered.update(zip(idx, decoder.decode(raw), strict=True))
-        return [answered[i] for i in range(len(items))]
-
     async def join(self, requests: Sequence[JoinRequest], now: int) -> list[JoinResult]:
         """Give each client a place in its event's line (one round trip for all)."""
-        return await self._per_event(
+        return await self._scripts.per_event(
             "join_queue",
             now,
             _shuffle_seeds,
@@ -548,12 +464,12 @@ class RedisStore:
         head: list[Any] = [now, len(limits)]
         for limit in limits:
             head += [limit.rate_per_s, limit.burst]
-        calls = []
+        calls: list[ScriptCall] = []
         for event_id, idx in by_event.items():
             k = event_keys(event_id)
             keys = [k.join_bucket(kind, name) for i in idx for kind, name in requests[i].buckets]
             calls.append(("take_tokens", keys, head))
-        raws = await self._run_scripts("take_tokens", calls)
+        raws = await self._scripts.run("take_tokens", calls)
         answered: dict[int, bool] = {}
         for idx, raw in zip(by_event.values(), raws, strict=True):
             answered.update(zip(idx, (bool(x) for x in _ints_decoder.decode(raw)), strict=True))
@@ -561,7 +477,7 @@ class RedisStore:
 
     async def mark_presence(self, marks: Sequence[Presence], now: int) -> list[str]:
         """Note lost and regained connections of waiting clients (one round trip for all)."""
-        return await self._per_event(
+        return await self._scripts.per_event(
             "mark_presence",
             now,
             [],
@@ -574,25 +490,25 @@ class RedisStore:
         self, holds: Sequence[HoldRef], now: int, window_ms: int
     ) -> list[BeginPaymentResult]:
         """Claim holds for payment (one round trip for all)."""
-        return await self._per_event(
+        return await self._scripts.per_event(
             "begin_payment", now, [window_ms], holds, lambda h: [h.seq, h.key], _begin_decoder
         )
 
     async def abort_payments(self, holds: Sequence[HoldRef], now: int) -> list[str]:
         """Make holds payable again after their payments failed."""
-        return await self._per_event(
+        return await self._scripts.per_event(
             "abort_payment", now, [], holds, lambda h: [h.seq, h.key], _strings_decoder
         )
 
     async def confirm_paid(self, paid: Sequence[PaidHold], now: int) -> list[str]:
         """Mark paid holds sold and tell their clients."""
-        return await self._per_event(
+        return await self._scripts.per_event(
             "confirm_paid", now, [], paid, lambda p: [p.seq, p.key, p.booking_id], _strings_decoder
         )
 
     async def reconcile_bookings(self, booked: Sequence[BookedSeats], now: int) -> list[str]:
         """Sell the seats of durable bookings in Redis, or report each conflict."""
-        return await self._per_event(
+        return await self._scripts.per_event(
             "reconcile_bookings",
             now,
             [],

@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+import trio.testing
 
-from api.services import Services, open_services
 from api.settings import Settings
+from api.wiring import Services, open_services
 from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers, RedisServer, embedded_servers, remove_data_dir
 from storage.redis_store import RedisStore, open_redis_store
@@ -39,8 +40,16 @@ RUNTIME = os.environ.get("BOOKING_TEST_RUNTIME", "trio")
 
 
 @pytest.fixture
-def anyio_backend() -> str | tuple[str, dict[str, Any]]:
-    """The runtime under test: trio, or asyncio + uvloop when BOOKING_TEST_RUNTIME=asyncio."""
+def anyio_backend(request: pytest.FixtureRequest) -> str | tuple[str, dict[str, Any]]:
+    """The runtime under test: trio, or asyncio + uvloop when BOOKING_TEST_RUNTIME=asyncio.
+
+    A test marked ``mock_clock(autojump_threshold=S)`` runs on trio with a ``MockClock``
+    that jumps ahead once every task has waited ``S`` real seconds (0: at once).
+    """
+    marker = request.node.get_closest_marker("mock_clock")
+    if marker is not None:
+        clock = trio.testing.MockClock(autojump_threshold=marker.kwargs["autojump_threshold"])
+        return "trio", {"clock": clock}
     return ("asyncio", {"use_uvloop": True}) if RUNTIME == "asyncio" else RUNTIME
 
 
@@ -125,3 +134,9 @@ async def http(services: Services) -> AsyncIterator[httpx.AsyncClient]:
 def admin_headers() -> dict[str, str]:
     """Authorization of admin routes."""
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+async def ticket_status(store: RedisStore, event_id: str, seq: int) -> str | None:
+    """The status of ticket ``seq`` (None when there is no such ticket)."""
+    record = await store.ticket(event_id, seq)
+    return None if record is None else record.status

@@ -1,15 +1,28 @@
-"""Joining the line (batched) and telling a ticket's current state."""
+"""The waiting line: joining (batched), presence, places, its status and its outcomes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from plumbing.batcher import Batcher
 from plumbing.clock import Clock
-from storage.records import JoinResult, TicketRecord
+from storage.records import (
+    Confirmed,
+    EventState,
+    EventStatus,
+    Expired,
+    JoinResult,
+    Left,
+    NotifyBatch,
+    Outcome,
+    Prompted,
+    SoldOut,
+    TicketStatus,
+)
 from storage.redis_store import BucketLimit, JoinRequest, Presence, RedisStore, TokenRequest
 
-__all__ = ["RATE_LIMITED", "JoinLimits", "TicketState", "WaitingLine"]
+__all__ = ["RATE_LIMITED", "JoinLimits", "UnknownTicket", "WaitingLine"]
 
 #: The status of a join refused by the rate limit (nothing was written to the line).
 RATE_LIMITED = "rate_limited"
@@ -23,13 +36,8 @@ class JoinLimits:
     per_ip: BucketLimit
 
 
-@dataclass(frozen=True, slots=True)
-class TicketState:
-    """A ticket's record, the event's state and the serving counter, read together."""
-
-    record: TicketRecord | None
-    event_state: str
-    serving: int
+class UnknownTicket(LookupError):
+    """No such ticket in the event's line."""
 
 
 class WaitingLine:
@@ -66,7 +74,7 @@ class WaitingLine:
     ) -> JoinResult:
         """A place in line for ``client_id`` (the same place again if it has one).
 
-        ``st`` is ``rate_limited`` (seq 0) when the client id or ``ip`` joined too often.
+        ``status`` is ``rate_limited`` (seq 0) when the client id or ``ip`` joined too often.
         """
         return await self.joins.submit((JoinRequest(event_id, client_id, quantity, section), ip))
 
@@ -81,10 +89,46 @@ class WaitingLine:
         """Ticket ``seq``'s place in line (0 while in the pre-queue or unknown)."""
         return (await self._redis.places(event_id, [seq])).get(seq, 0)
 
-    async def state(self, event_id: str, seq: int) -> TicketState:
-        """The current state of ticket ``seq``."""
+    async def places(self, event_id: str, seqs: Sequence[int]) -> dict[int, int]:
+        """The place in line of each ticket (0 while in the pre-queue), one round trip."""
+        return await self._redis.places(event_id, seqs)
+
+    async def status(self, event_id: str) -> EventStatus | None:
+        """The event's state, caps and counters (None: no such event)."""
+        return await self._redis.status(event_id)
+
+    async def outcome(self, event_id: str, seq: int) -> Outcome | None:
+        """What has become of ticket ``seq`` (None: it still waits); UnknownTicket if none.
+
+        The same outcomes the notify stream carries, so a client that comes back is
+        told what it would have been told had it stayed.
+        """
         record = await self._redis.ticket(event_id, seq)
-        snapshot = await self._redis.snapshot(event_id)
-        if snapshot is None:
-            return TicketState(record, "unknown", 0)
-        return TicketState(record, snapshot.state, snapshot.stats.get("serving", 0))
+        if record is None:
+            raise UnknownTicket(f"no ticket {seq} in {event_id}")
+        if record.status.holds_seats:
+            assert record.held_section is not None, "a hold names its section"
+            return Prompted(
+                seq, record.held_section, list(record.seats), record.amount_cents, record.expires_ms
+            )
+        match record.status:
+            case TicketStatus.CONFIRMED:
+                return Confirmed(seq, record.booking_id or "")
+            case TicketStatus.EXPIRED:
+                return Expired(seq)
+            case TicketStatus.LEFT:
+                return Left(seq)
+            case TicketStatus.SOLD_OUT:
+                return SoldOut(seq)
+        status = await self._redis.status(event_id)
+        if status is not None and status.state in (EventState.SOLD_OUT, EventState.CLOSED):
+            return SoldOut(seq)
+        return None
+
+    async def last_outcome_id(self, event_id: str) -> str:
+        """The id of the newest entry of the event's outcome stream ("0-0" when none)."""
+        return await self._redis.last_notify_id(event_id)
+
+    async def read_outcomes(self, event_id: str, after_id: str, block_ms: int) -> list[NotifyBatch]:
+        """Outcome batches after ``after_id``, waiting up to ``block_ms`` (> 0) for the first."""
+        return await self._redis.read_notify(event_id, after_id, block_ms)

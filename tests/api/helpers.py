@@ -13,7 +13,7 @@ import anyio
 import asyncpg
 import httpx
 
-from api.services import Services
+from api.wiring import Services
 from bench.ws import WsConnection, connect_ws
 from realtime import protocol as p
 from storage.bridge import open_bridge
@@ -64,6 +64,12 @@ async def get_event(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
     assert resp.status_code == 200, resp.text
     view: dict[str, Any] = resp.json()
     return view
+
+
+async def event_state(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
+    """What bad input must leave unchanged: the event's state, line, holds and seats."""
+    view = await get_event(http, event_id)
+    return {k: view[k] for k in ("state", "queue_length", "active_holds", "sections")}
 
 
 def sections_by_id(view: dict[str, Any]) -> dict[str, dict[str, Any]]:

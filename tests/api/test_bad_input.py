@@ -27,7 +27,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from api.services import Services
+from api.wiring import Services
 from bench.ws import WsConnection
 from realtime import protocol as p
 from tests.api.helpers import (
@@ -36,6 +36,7 @@ from tests.api.helpers import (
     count_events,
     create_event,
     event_body,
+    event_state,
     expect,
     get_event,
     join,
@@ -408,11 +409,6 @@ def _response_problem(resp: httpx.Response, status: int | set[int] | None) -> st
     return None
 
 
-async def _state(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
-    view = await get_event(http, event_id)
-    return {k: view[k] for k in ("state", "queue_length", "active_holds", "sections")}
-
-
 # -- REST -----------------------------------------------------------------------------
 
 
@@ -463,7 +459,7 @@ async def test_fuzzed_payment_requests_are_refused_without_side_effects(
         queued = await join(ws, "fuzz-buyer", 2, "A")
         prompt = await expect(ws, p.Prompt)
         token, hold_id, seq = prompt.hold_token, prompt.hold_id, queued.ticket
-        before = await _state(http, event_id)
+        before = await event_state(http, event_id)
         url = f"/v1/holds/{hold_id}/payment"
 
         def auth(value: str = token) -> dict[str, str]:
@@ -565,7 +561,7 @@ async def test_fuzzed_payment_requests_are_refused_without_side_effects(
             category = "hold-path-unicode-digit-seq" if choice == 1 else "hold-path"
             tally.check(category, resp, path_id, {403, 404})
 
-        after = await _state(http, event_id)
+        after = await event_state(http, event_id)
         assert after == before, "bad payment requests changed the event"
         assert await count_bookings(services, event_id) == 0
         assert tally.sent >= PAYMENT_INPUTS_MIN, tally.sent
@@ -769,13 +765,13 @@ async def test_fuzzed_ws_frames_get_errors_and_leave_the_socket_usable(
         sent += len(frames)
         for frame in frames:
             categories[frame.category] += 1
-        before = await _state(http, event_id)
+        before = await event_state(http, event_id)
         while True:  # a socket the server dropped is reopened for the frames left
             async with ws_connect(event["waitroom_url"]) as ws:
                 frames = await _send_bad_frames(ws, frames, problems)
                 if frames:
                     continue
-                assert await _state(http, event_id) == before, "bad frames changed the event"
+                assert await event_state(http, event_id) == before, "bad frames changed the event"
                 queued = await join(ws, f"fuzz-client-{n}")  # the socket still works
                 assert queued.ticket == n + 1
                 break

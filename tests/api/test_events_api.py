@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.services import Services
+from api.wiring import Services
 from realtime import protocol as p
 from tests.api.helpers import (
     FUTURE,

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.services import Services
+from api.wiring import Services
 from bench.sale import SalePlan, run_sale
 from tests.conftest import ADMIN_KEY
 

@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from api.services import Services
+from api.wiring import Services
 from bench.ws import WsConnection
 from realtime import protocol as p
 from tests.api.helpers import (

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from api.services import open_services
+from api.wiring import open_services
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers, PostgresServer
 from tests.api.helpers import assert_error, create_event, expect, join, new_key, pay, ws_connect
@@ -57,7 +57,7 @@ async def test_payment_while_postgres_is_down_is_503_then_succeeds(
             assert body["message"]
             assert int(resp.headers["Retry-After"]) >= 1
             ticket = await services.redis.ticket(event_id, queued.ticket)
-            assert ticket is not None and ticket.st == "held"  # payable again, not stuck paying
+            assert ticket is not None and ticket.status == "held"  # payable again, not stuck paying
             assert (await http.get("/readyz")).status_code == 503
 
             await anyio.to_thread.run_sync(own_postgres.start)

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from api.processes import serving_processes
-from api.services import Roles, open_services
+from api.wiring import Roles, open_services
 from bench.harness import BenchOptions, run_bench
 from plumbing.listen import listening_socket
 from storage.embedded import EmbeddedServers

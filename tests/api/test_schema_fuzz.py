@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from api.schemas import PaymentBody
-from api.services import Services
+from api.http.schemas import PaymentBody
+from api.wiring import Services
 from engine.errors import BookingError
 from engine.events import EventSpec, validate_event
 from realtime import protocol as p
@@ -36,6 +36,7 @@ from tests.api.helpers import (
     count_events,
     create_event,
     event_body,
+    event_state,
     get_event,
     recv,
     sign,
@@ -193,11 +194,6 @@ async def _send_all(
     return problems
 
 
-async def _state(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
-    view = await get_event(http, event_id)
-    return {k: view[k] for k in ("state", "queue_length", "active_holds", "sections")}
-
-
 async def test_generated_event_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -221,7 +217,7 @@ async def test_generated_payment_bodies_are_refused(
     event = await create_event(http, opens_at=FUTURE)
     event_id = event["id"]
     cases = bodies({"card_token": "tok_visa"}, _payment_is_invalid, PAYMENT_BODIES)
-    before = await _state(http, event_id)
+    before = await event_state(http, event_id)
     requests = [
         (
             "POST",
@@ -238,7 +234,7 @@ async def test_generated_payment_bodies_are_refused(
     problems = await _send_all(http, requests)
     assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
     assert len(cases) >= PAYMENT_BODIES
-    assert await _state(http, event_id) == before
+    assert await event_state(http, event_id) == before
     assert await count_bookings(services, event_id) == 0
 
 
@@ -279,7 +275,7 @@ async def test_generated_ws_messages_get_error_answers(
     resume = {"type": "resume", "token": "t" * 40}
     one = st.one_of(mutated(join), mutated(resume)).map(_encode).filter(_frame_is_bad)
     frames = draw_many(st.lists(one, min_size=25, max_size=25), WS_FRAMES // 25)
-    before = await _state(http, event["id"])
+    before = await event_state(http, event["id"])
     problems: list[str] = []
 
     async def talk(chunk: list[bytes]) -> None:
@@ -295,4 +291,4 @@ async def test_generated_ws_messages_get_error_answers(
             tg.start_soon(talk, frames[k::CONCURRENCY])
     assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
     assert len(frames) >= WS_FRAMES
-    assert await _state(http, event["id"]) == before
+    assert await event_state(http, event["id"]) == before

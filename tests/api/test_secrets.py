@@ -7,8 +7,8 @@ import logging
 import httpx
 import pytest
 
-from api.services import Services
 from api.settings import Settings
+from api.wiring import Services
 from realtime import protocol as p
 from tests.api.helpers import assert_error, create_event, expect, join, new_key, pay, ws_connect
 from tests.conftest import ADMIN_KEY, SECRET, admin_headers

@@ -6,7 +6,7 @@ import anyio
 import httpx
 import pytest
 
-from api.services import Roles, open_services
+from api.wiring import Roles, open_services
 from storage.embedded import EmbeddedServers, RedisServer
 from tests.conftest import make_settings
 

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from api.commands import SaleOptions, bench
-from api.services import Services
+from api.wiring import Services
 from bench.client import Behaviour, ClientResult
 from bench.harness import BenchOptions, BenchReport, check_invariants, require_loopback, run_bench
 from bench.procs import progress_of

@@ -6,26 +6,19 @@ import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
 
 import anyio
 import msgspec
 import pytest
-import trio.testing
 
 from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
 from plumbing.clock import LoopAnchoredClock
 from storage.redis_store import HoldRef, JoinRequest, Presence, RedisStore
+from tests.conftest import ticket_status
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0.02)]
 
 HOLD_S = 10
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """Trio with a mock clock that jumps ahead whenever every task waits (20 ms of real idleness)."""
-    return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0.02)}
 
 
 def _config(seats: int, max_active: int, hold_s: float = HOLD_S) -> bytes:
@@ -40,16 +33,10 @@ def _config(seats: int, max_active: int, hold_s: float = HOLD_S) -> bytes:
     )
 
 
-async def _state_at(store: RedisStore, event_id: str, seq: int) -> str:
-    record = await store.ticket(event_id, seq)
-    assert record is not None
-    return record.st
-
-
 async def _wait_for(store: RedisStore, event_id: str, seq: int, state: str) -> float:
     """Poll (in virtual time) until ticket ``seq`` reaches ``state``; return the virtual time."""
     with anyio.fail_after(3 * HOLD_S):  # virtual seconds: a missing sweep fails fast
-        while await _state_at(store, event_id, seq) != state:  # noqa: ASYNC110 (state is in Redis)
+        while await ticket_status(store, event_id, seq) != state:  # noqa: ASYNC110 (state is in Redis)
             await anyio.sleep(0.1)
     return anyio.current_time()
 
@@ -93,25 +80,25 @@ async def test_unpaid_holds_end_on_time_and_seats_pass_in_order(
     async with _engine_running(redis_store, event_id, seats=2, clients=4) as (_, start):
         held_at = await _wait_for(redis_store, event_id, 2, "held")
         assert held_at - start < 1.0
-        assert await _state_at(redis_store, event_id, 3) == "queued"  # checkout is full
+        assert await ticket_status(redis_store, event_id, 3) == "queued"  # checkout is full
 
         await anyio.sleep(HOLD_S - 1 - (anyio.current_time() - start))
-        assert await _state_at(redis_store, event_id, 1) == "held"  # not a moment early
+        assert await ticket_status(redis_store, event_id, 1) == "held"  # not a moment early
 
         expired_at = await _wait_for(redis_store, event_id, 1, "expired")
         assert HOLD_S <= expired_at - start < HOLD_S + 1  # released within hold_seconds + 1 s
-        assert await _state_at(redis_store, event_id, 2) == "expired"
+        assert await ticket_status(redis_store, event_id, 2) == "expired"
         admitted_at = await _wait_for(redis_store, event_id, 4, "held")
         assert admitted_at - start < HOLD_S + 1  # freed seats went straight to the line
 
     tickets = await redis_store.tickets(event_id)
-    assert [tickets[s].st for s in (1, 2, 3, 4)] == ["expired", "expired", "held", "held"]
-    assert tickets[3].exp <= tickets[4].exp  # admitted in join order
+    assert [tickets[s].status for s in (1, 2, 3, 4)] == ["expired", "expired", "held", "held"]
+    assert tickets[3].expires_ms <= tickets[4].expires_ms  # admitted in join order
     record = tickets[1]
-    assert record.rt is not None and 0 <= record.rt - record.exp < 1000
-    snap = await redis_store.snapshot(event_id)
-    assert snap is not None
-    assert snap.stats["free"] + snap.stats["held"] + snap.stats["sold"] == 2
+    assert record.released_ms is not None and 0 <= record.released_ms - record.expires_ms < 1000
+    status = await redis_store.status(event_id)
+    assert status is not None
+    assert status.seats.free + status.seats.held + status.seats.sold == 2
 
 
 @pytest.mark.anyio
@@ -125,9 +112,9 @@ async def test_paying_hold_outlives_its_deadline_until_the_window_ends(
         [claim] = await redis_store.begin_payments(
             [HoldRef(event_id, 1, "k")], clock.now_ms(), 20_000
         )
-        assert claim.r == "ok"
+        assert claim.result == "ok"
         await anyio.sleep(8)  # past the hold's own deadline
-        assert await _state_at(redis_store, event_id, 1) == "paying"
+        assert await ticket_status(redis_store, event_id, 1) == "paying"
         released_at = await _wait_for(redis_store, event_id, 1, "expired")
         assert HOLD_S - 5 + 20 <= released_at - start < HOLD_S - 5 + 21
 
@@ -151,14 +138,14 @@ async def test_client_away_past_the_grace_is_skipped_when_its_turn_comes(
         assert fifth_at - left_at < 0.5  # decided in the same step: the line did not stall
 
     tickets = await redis_store.tickets(event_id)
-    assert [tickets[s].st for s in (1, 2, 3, 4, 5)] == [
+    assert [tickets[s].status for s in (1, 2, 3, 4, 5)] == [
         "expired",
         "expired",
         "expired",
         "left",
         "held",
     ]
-    assert tickets[4].hs is None  # no seat was ever held for the client who left
+    assert tickets[4].held_section is None  # no seat was ever held for the client who left
 
 
 @pytest.mark.anyio
@@ -170,7 +157,7 @@ async def test_worker_paces_admissions_by_the_rate_cap(
     async with _engine_running(redis_store, event_id, seats=10, clients=5, rate_per_min=60):
         await _wait_for(redis_store, event_id, 5, "held")
     tickets = await redis_store.tickets(event_id)
-    admitted = sorted(t.exp - HOLD_S * 1000 for t in tickets.values())
+    admitted = sorted(t.expires_ms - HOLD_S * 1000 for t in tickets.values())
     gaps = [b - a for a, b in itertools.pairwise(admitted)]
     assert len(gaps) == 4
     assert all(1_000 <= g < 1_300 for g in gaps), gaps

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 import pytest
 import trio
@@ -11,13 +9,7 @@ import trio.testing
 
 from engine.payments import SANDBOX_CARDS, Charge, ChargeStatus, SandboxGateway
 
-pytestmark = [pytest.mark.anyio, pytest.mark.once]
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """Trio with a mock clock that jumps whenever all tasks are blocked: no real waiting."""
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0)]
 
 
 @pytest.mark.parametrize("card", ["tok_visa", "tok_mastercard"])

@@ -15,9 +15,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from api.services import Roles, open_services
 from api.settings import Settings
+from api.wiring import Roles, open_services
 from engine.audit import audit_event
+from engine.bookings import Bookings
 from engine.catalog import EventCatalog
 from engine.checkout import Checkout, PaymentRequest
 from engine.events import EventSpec, RowSpec, SectionSpec
@@ -119,6 +120,7 @@ async def open_engine(redis_url: str, database_url: str) -> AsyncIterator[Engine
             redis,
             pg,
             catalog,
+            Bookings(pg),
             SandboxGateway(),
             clock,
             payment_window_s=WINDOW_S,
@@ -146,12 +148,12 @@ async def test_crash_between_commit_and_confirm_is_sold(engine: Engine) -> None:
     event_id, seq = await engine.sale_with_one_hold()
     await engine.pay_but_crash_before_confirm(event_id, seq)
     ticket = await engine.redis.ticket(event_id, seq)
-    assert ticket is not None and ticket.st == "paying"
+    assert ticket is not None and ticket.status == "paying"
 
     report = await reconcile(engine.redis, engine.pg, engine.clock, event_ids=[event_id])
     assert report.results["sold"] == 1
     ticket = await engine.redis.ticket(event_id, seq)
-    assert ticket is not None and ticket.st == "confirmed"
+    assert ticket is not None and ticket.status == "confirmed"
     # The sweep, long after the payment window, has nothing to release.
     engine.clock.now += int(10 * WINDOW_S * 1000)
     assert (await engine.redis.expire(event_id, engine.clock.now, 100)).released == 0
@@ -204,7 +206,7 @@ async def test_worker_reconciles_when_it_starts(servers: EmbeddedServers, engine
     )
     async with open_services(settings, Roles(api=False, worker=True)):
         ticket = await engine.redis.ticket(event_id, seq)
-        assert ticket is not None and ticket.st == "confirmed"
+        assert ticket is not None and ticket.status == "confirmed"
     await assert_settled(engine, event_id, 2)
 
 
@@ -233,7 +235,7 @@ async def test_periodic_passes_read_recent_bookings(
         tg.cancel_scope.cancel()
     ticket = await engine.redis.ticket(event_id, seq)
     assert ticket is not None
-    assert ticket.st == ("confirmed" if repaired else "paying")  # as the crash left it
+    assert ticket.status == ("confirmed" if repaired else "paying")  # as the crash left it
 
 
 async def test_redis_restart_that_lost_the_confirmation(servers: EmbeddedServers) -> None:
@@ -254,7 +256,7 @@ async def test_redis_restart_that_lost_the_confirmation(servers: EmbeddedServers
         redis_server.start()
         async with open_engine(url, servers.database_url) as engine:
             ticket = await engine.redis.ticket(event_id, seq)
-            assert ticket is not None and ticket.st == "held"
+            assert ticket is not None and ticket.status == "held"
             report = await reconcile(engine.redis, engine.pg, engine.clock, event_ids=[event_id])
             assert report.results["sold"] == 1
             await assert_settled(engine, event_id, 2)
@@ -286,5 +288,5 @@ async def test_reconcile_command_sells_booked_seats(
     assert done.returncode in (0, 1), done.stderr.decode()
     assert b"bookings checked" in done.stdout
     ticket = await engine.redis.ticket(event_id, seq)
-    assert ticket is not None and ticket.st == "confirmed"
+    assert ticket is not None and ticket.status == "confirmed"
     await assert_settled(engine, event_id, 2)

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.services import Services
+from api.wiring import Services
 from bench.client import RestClient
 from bench.sale import SalePlan, SaleReport, run_sale
 from realtime import protocol as p

@@ -13,6 +13,7 @@ from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
 from engine.metrics import SWEEP_LAG
 from plumbing.clock import WallClock
 from storage.redis_store import JoinRequest, RedisStore
+from tests.conftest import ticket_status
 
 pytestmark = pytest.mark.anyio
 
@@ -27,11 +28,6 @@ def _observations(above_s: float | None = None) -> float:
             elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == above_s:
                 bucket = sample.value
     return total if above_s is None else total - bucket
-
-
-async def _state(store: RedisStore, event_id: str, seq: int) -> str | None:
-    record = await store.ticket(event_id, seq)
-    return None if record is None else record.st
 
 
 async def test_a_sweep_kept_waiting_is_measured(redis_store: RedisStore, event_id: str) -> None:
@@ -49,7 +45,7 @@ async def test_a_sweep_kept_waiting_is_measured(redis_store: RedisStore, event_i
     async with anyio.create_task_group() as tg:
         tg.start_soon(partial(run_admission, redis_store, event_id, clock, policy))
         with anyio.fail_after(10):
-            while await _state(redis_store, event_id, 1) != "held":  # noqa: ASYNC110 (in Redis)
+            while await ticket_status(redis_store, event_id, 1) != "held":  # noqa: ASYNC110 (in Redis)
                 await anyio.sleep(0.05)
         swept, late = _observations(), _observations(above_s=0.5)
         tg.start_soon(partial(run_expiry_sweep, redis_store, event_id, clock, policy))

@@ -13,8 +13,9 @@ import pytest
 from engine.admission import AdmissionPolicy
 from engine.worker import is_live, run_worker
 from plumbing.clock import WallClock
-from storage.records import EventActivity
+from storage.records import EventActivity, EventState
 from storage.redis_store import JoinRequest, RedisStore
+from tests.conftest import ticket_status
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +40,8 @@ NOW = 1_000_000
 @pytest.mark.once
 def test_is_live(state: str, seq: int, serving: int, holds: int, live: bool) -> None:
     """Loops run while somebody waits for a decision or a hold is open."""
-    assert is_live(EventActivity(state, seq, serving, holds, NOW + 1), NOW) is live
+    activity = EventActivity(EventState(state), seq, serving, holds, NOW + 1)
+    assert is_live(activity, NOW) is live
 
 
 @pytest.mark.once
@@ -63,15 +65,9 @@ def _config(opens_at_ms: int) -> bytes:
 
 
 async def _event_state(store: RedisStore, event_id: str) -> str:
-    snapshot = await store.snapshot(event_id)
-    assert snapshot is not None
-    return snapshot.state
-
-
-async def _state(store: RedisStore, event_id: str, seq: int) -> str:
-    ticket = await store.ticket(event_id, seq)
-    assert ticket is not None
-    return ticket.st
+    status = await store.status(event_id)
+    assert status is not None
+    return status.state
 
 
 @pytest.fixture
@@ -95,7 +91,7 @@ async def test_first_join_into_a_quiet_event_is_admitted_at_once(
         started = time.monotonic()  # the worker found nobody waiting and blocks on the line
         [joined] = await redis_store.join([JoinRequest(quiet_event, "c1", 1, "")], clock.now_ms())
         with anyio.fail_after(10):
-            while await _state(redis_store, quiet_event, joined.seq) != "held":  # noqa: ASYNC110
+            while await ticket_status(redis_store, quiet_event, joined.seq) != "held":  # noqa: ASYNC110
                 await anyio.sleep(0.02)
         waited = time.monotonic() - started
         tg.cancel_scope.cancel()

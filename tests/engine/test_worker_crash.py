@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from api.services import Roles, Services, open_services
+from api.wiring import Roles, Services, open_services
 from bench.chaos import WorkerPool
 from bench.sale import SalePlan, demo_event, run_sale
 from storage.embedded import EmbeddedServers

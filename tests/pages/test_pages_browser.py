@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from api.services import Services
+from api.wiring import Services
 from tests.api.helpers import FUTURE, create_event, get_event
 from tests.conftest import admin_headers
 

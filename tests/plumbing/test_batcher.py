@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
-import trio.testing
 
 from plumbing.batcher import Batcher
 
-pytestmark = [pytest.mark.anyio, pytest.mark.once]
+pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0)]
 
 #: A guard against hangs; with the autojumping mock clock it fires at once in real time.
 GUARD_S = 60
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """Trio with a mock clock that jumps whenever all tasks are blocked: no real waiting."""
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
 class GatedHandler:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import anyio
 import pytest
@@ -14,13 +13,7 @@ from hypothesis import strategies as st
 
 from plumbing.clock import LoopAnchoredClock, WallClock
 
-pytestmark = pytest.mark.once
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """Trio with a mock clock that jumps whenever all tasks are blocked: no real waiting."""
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+pytestmark = [pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0)]
 
 
 @pytest.mark.anyio

@@ -8,7 +8,7 @@ import anyio
 import httpx
 import pytest
 
-from api.services import Services, open_services
+from api.wiring import Services, open_services
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers
 from tests.api.helpers import create_event, expect, join, recv, send, ws_connect
@@ -70,7 +70,7 @@ async def test_client_away_past_grace_is_skipped_and_told_left_on_return(
         await join(stay, "stay", 2, "A")
         with anyio.fail_after(10):  # the server noted both disconnects
             for seq in (gone.ticket, brief.ticket):
-                while (await services.redis.ticket(event_id, seq)).gone is None:  # type: ignore[union-attr]  # noqa: ASYNC110
+                while (await services.redis.ticket(event_id, seq)).gone_ms is None:  # type: ignore[union-attr]  # noqa: ASYNC110
                     await anyio.sleep(0.02)
         await anyio.sleep(GRACE_S + 0.3)
         async with ws_connect(url) as ws:  # "brief" is back just before admission resumes

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 import pytest
-import trio.testing
 
 from realtime.session import ClientSession, Heartbeats
 
-pytestmark = [pytest.mark.anyio, pytest.mark.once]
+pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0)]
 
 INTERVAL_S = 15.0
 BEAT = b'{"type":"heartbeat"}'
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """Trio with a mock clock that jumps ahead whenever every task waits."""
-    return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
 
 
 class _Recorder:

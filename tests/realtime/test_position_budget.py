@@ -11,24 +11,24 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 import anyio
 import msgspec
 import pytest
-import trio.testing
 
 from engine.admission import AdmissionPolicy, run_admission
 from engine.events import EventSpec, SectionSpec, seat_map
+from engine.holds import Holds
 from plumbing.clock import LoopAnchoredClock
 from realtime import protocol as p
 from realtime.hub import Hub
 from realtime.session import ClientSession
 from storage.redis_store import JoinRequest, RedisStore
 from waitroom.cadence import plan_cadence
+from waitroom.line import WaitingLine
 from waitroom.tokens import TokenSigner
 
-pytestmark = [pytest.mark.once, pytest.mark.anyio]
+pytestmark = [pytest.mark.once, pytest.mark.anyio, pytest.mark.mock_clock(autojump_threshold=0.005)]
 
 CLIENTS = 3_000
 BUDGET = 250.0  # position frames per second; a tenth of the clients
@@ -36,12 +36,6 @@ BASE_S = 1.0
 RATE_PER_MIN = 600  # the line moves 10 places a second
 SEATS = 2_000
 RUN_S = 90.0
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    """Trio with a mock clock that jumps ahead whenever every task waits (5 ms of real idleness)."""
-    return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0.005)}
 
 
 SECTION = SectionSpec(id="a", price_cents=100, capacity=SEATS)
@@ -95,13 +89,17 @@ async def _line_moving(
     await store.create_event(event_id, msgspec.json.encode(config), ["a"])
     clock = LoopAnchoredClock()
     await store.set_admission(event_id, clock.now_ms(), None, RATE_PER_MIN)
-    hub = Hub(
-        store,
+    holds = Holds(
         _Catalog(),  # type: ignore[arg-type]
         TokenSigner(b"test-secret-0123456789"),
+        clock,
+        payment_window_s=30.0,
+    )
+    hub = Hub(
+        WaitingLine(store, clock),
+        holds,
         position_interval_s=BASE_S,
         position_frames_per_s=BUDGET,
-        payment_window_s=30.0,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(_metronome)

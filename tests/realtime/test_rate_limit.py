@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api.services import Services, open_services
+from api.wiring import Services, open_services
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers
 from tests.api.helpers import FUTURE, create_event, expect_error, get_event, join, send, ws_connect

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from api.services import Roles, Services, open_services
+from api.wiring import Roles, Services, open_services
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers, RedisServer
 from tests.api.helpers import create_event, expect, join, send, ws_connect

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from api.services import Services
+from api.wiring import Services
 from bench.ws import WsConnection
 from realtime import protocol as p
 from tests.api.helpers import (

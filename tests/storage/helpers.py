@@ -17,6 +17,7 @@ from storage.records import (
     NotifyBatch,
     StateChange,
     TicketRecord,
+    TicketStatus,
 )
 from storage.redis_store import HoldRef, JoinRequest, PaidHold, RedisStore
 
@@ -80,27 +81,27 @@ async def assert_conserved(store: RedisStore, event_id: str) -> EventSnapshot:
     # Every held/sold byte belongs to exactly one ticket, in the state the byte says.
     owner: dict[tuple[str, int], int] = {}
     for seq, t in tickets.items():
-        if t.st in ("held", "paying", "confirmed"):
-            assert t.hs in maps, (seq, t)
-            assert len(t.seats) == t.q, (seq, t)
-            want = "s" if t.st == "confirmed" else "h"
+        if t.status in ("held", "paying", "confirmed"):
+            assert t.held_section in maps, (seq, t)
+            assert len(t.seats) == t.quantity, (seq, t)
+            want = "s" if t.status == "confirmed" else "h"
             for p in t.seats:
-                assert (t.hs, p) not in owner, (
-                    f"seat {t.hs}:{p} owned by {owner[(t.hs, p)]} and {seq}"
+                assert (t.held_section, p) not in owner, (
+                    f"seat {t.held_section}:{p} owned by {owner[(t.held_section, p)]} and {seq}"
                 )
-                owner[(t.hs, p)] = seq
-                assert maps[t.hs][p - 1] == want, (seq, t, maps[t.hs])
+                owner[(t.held_section, p)] = seq
+                assert maps[t.held_section][p - 1] == want, (seq, t, maps[t.held_section])
     for sec, seat_map in maps.items():
         for pos, ch in enumerate(seat_map, start=1):
             if ch in "hs":
                 assert (sec, pos) in owner, f"seat {sec}:{pos} is {ch!r} but no ticket has it"
 
     # Counters of outcomes agree with the ticket records.
-    states = Counter(t.st for t in tickets.values())
-    assert stats["confirmed"] == states["confirmed"]
-    assert stats["expired"] == states["expired"]
-    assert stats["sold_out"] == states["sold_out"]
-    assert stats["admitted"] == sum(1 for t in tickets.values() if t.hs is not None)
+    states = Counter(t.status for t in tickets.values())
+    assert stats["confirmed"] == states[TicketStatus.CONFIRMED]
+    assert stats["expired"] == states[TicketStatus.EXPIRED]
+    assert stats["sold_out"] == states[TicketStatus.SOLD_OUT]
+    assert stats["admitted"] == sum(1 for t in tickets.values() if t.held_section is not None)
     assert stats["seq"] == len(tickets)
     assert set(tickets) == set(range(1, stats["seq"] + 1))
     assert 0 <= stats["serving"] <= stats["seq"]
@@ -149,7 +150,7 @@ class Event:
         out = await self.store.expire(self.id, now, limit)
         snap = await self.check()
         tickets = await self.store.tickets(self.id)
-        assert out.active == sum(1 for t in tickets.values() if t.st in ("held", "paying"))
+        assert out.active == sum(1 for t in tickets.values() if t.status in ("held", "paying"))
         assert out.waiting == snap.stats["seq"] - snap.stats["serving"]
         return ExpireSummary(released=out.released, next_ms=out.next_ms)
 
@@ -200,7 +201,7 @@ class Event:
 
     async def pay(self, seq: int, now: int = T0) -> None:
         """Begin and confirm a payment for a hold (key k<seq>, booking bk<seq>)."""
-        assert (await self.begin(seq, f"k{seq}", now)).r == "ok"
+        assert (await self.begin(seq, f"k{seq}", now)).result == "ok"
         assert await self.confirm(seq, f"k{seq}", f"bk{seq}", now) == "confirmed"
 
     # -- reads ----------------------------------------------------------------
@@ -275,7 +276,7 @@ async def hold_pattern(ev: Event, section: str, pattern: str, now: int = T0) -> 
         [pos] = (await ev.ticket(res.seq)).seats
         ch = pattern[pos - 1]
         if ch in "hs":
-            assert (await ev.begin(res.seq, f"k{res.seq}", now, window=10 * HOLD_MS)).r == "ok"
+            assert (await ev.begin(res.seq, f"k{res.seq}", now, window=10 * HOLD_MS)).result == "ok"
         if ch == "s":
             assert await ev.confirm(res.seq, f"k{res.seq}", f"bk{res.seq}", now) == "confirmed"
         if ch == "h":

@@ -19,20 +19,26 @@ async def test_abort_makes_the_hold_payable_again(redis_store: RedisStore, event
     ev = await new_event(redis_store, event_id)
     await ev.join("alice", 2)
     await ev.admit()
-    assert (await ev.begin(1, "key-1", now=T0 + 10)).r == "ok"
+    assert (await ev.begin(1, "key-1", now=T0 + 10)).result == "ok"
     notes_before = await ev.notes()
 
     assert await ev.abort(1, "key-1", now=T0 + 20) == "held"
     t = await ev.ticket(1)
-    assert (t.st, t.k, t.pu, t.exp, t.seats) == ("held", None, None, EXP, [1, 2])
+    assert (t.status, t.idempotency_key, t.paying_until_ms, t.expires_ms, t.seats) == (
+        "held",
+        None,
+        None,
+        EXP,
+        [1, 2],
+    )
     assert await ev.maps() == {"A": "hh00|0000|"}
     stats = await ev.stats()
     assert (stats["held"], stats["free"], stats["expired"]) == (2, 6, 0)
     assert await ev.notes() == notes_before
 
     again = await ev.begin(1, "key-2", now=T0 + 30, window=1_000)
-    assert (again.r, again.pu) == ("ok", T0 + 1_030)
-    assert (await ev.ticket(1)).k == "key-2"
+    assert (again.result, again.paying_until_ms) == ("ok", T0 + 1_030)
+    assert (await ev.ticket(1)).idempotency_key == "key-2"
 
 
 @pytest.mark.anyio
@@ -61,7 +67,7 @@ async def test_abort_with_another_key_is_ignored(redis_store: RedisStore, event_
     assert await ev.abort(1, "key-2") == "ignored"
     assert await ev.state() == before
     t = await ev.ticket(1)
-    assert (t.st, t.k) == ("paying", "key-1")
+    assert (t.status, t.idempotency_key) == ("paying", "key-1")
 
 
 @pytest.mark.anyio
@@ -76,7 +82,7 @@ async def test_abort_without_running_payment_is_ignored(
     await ev.pay(2)
     await ev.begin(3, "k3", now=EXP - 2, window=1)
     await ev.expire(EXP - 1)
-    assert (await ev.ticket(3)).st == "expired"
+    assert (await ev.ticket(3)).status == "expired"
     before = await ev.state()
     out = await ev.abort_many([(99, "k"), (4, "k4"), (1, "k1"), (2, "k2"), (3, "k3")])
     assert out == ["ignored"] * 5
@@ -91,13 +97,15 @@ async def test_aborted_hold_expires_at_its_original_time(
     ev = await new_event(redis_store, event_id)
     await ev.join("alice", 2)
     await ev.admit()
-    assert (await ev.begin(1, "key-1", now=T0 + 10, window=2 * HOLD_MS)).pu == T0 + 10 + 2 * HOLD_MS
+    assert (
+        await ev.begin(1, "key-1", now=T0 + 10, window=2 * HOLD_MS)
+    ).paying_until_ms == T0 + 10 + 2 * HOLD_MS
     assert await ev.abort(1, "key-1", now=T0 + 20) == "held"
 
     assert await ev.expire(EXP - 1) == ExpireSummary(released=0, next_ms=EXP)
-    assert (await ev.ticket(1)).st == "held"
+    assert (await ev.ticket(1)).status == "held"
     assert await ev.expire(EXP) == ExpireSummary(released=1, next_ms=-1)
-    assert (await ev.ticket(1)).st == "expired"
+    assert (await ev.ticket(1)).status == "expired"
     assert await ev.maps() == {"A": "0000|0000|"}
 
 
@@ -111,6 +119,6 @@ async def test_abort_after_exp_lets_the_next_sweep_release(
     await ev.admit()
     await ev.begin(1, "key-1", now=EXP - 5)
     assert await ev.abort(1, "key-1", now=EXP + 5) == "held"
-    assert (await ev.begin(1, "key-2", now=EXP + 6)).r == "expired"
+    assert (await ev.begin(1, "key-2", now=EXP + 6)).result == "expired"
     assert await ev.expire(EXP + 6) == ExpireSummary(released=1, next_ms=-1)
-    assert (await ev.ticket(1)).st == "expired"
+    assert (await ev.ticket(1)).status == "expired"

@@ -78,7 +78,11 @@ async def test_sale_with_caps_changed_midway_never_exceeds_either(
     await ev.check()
 
     tickets = await redis_store.tickets(event_id)
-    held = [(t.exp - HOLD, t.rt or 0) for t in tickets.values() if t.hs is not None]
+    held = [
+        (t.expires_ms - HOLD, t.released_ms or 0)
+        for t in tickets.values()
+        if t.held_section is not None
+    ]
     admitted_at = sorted(a for a, _ in held)
     for start, cap, rate in phases:
         end = next((p[0] for p in phases if p[0] > start), T0 + 30_000)

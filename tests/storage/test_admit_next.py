@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.records import AdmitSummary, Prompted, SoldOut
+from storage.records import AdmitSummary, EventState, Prompted, SoldOut
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, hold_pattern, new_event
 
@@ -19,7 +19,7 @@ async def test_not_open_before_opens_at(redis_store: RedisStore, event_id: str) 
     before = await ev.state()
     summary = await ev.admit(now=T0 + 999)
     assert summary == AdmitSummary(
-        state="scheduled", admitted=0, sold_out=0, skipped=0, serving=0, seq=1, active=0,
+        state=EventState.SCHEDULED, admitted=0, sold_out=0, skipped=0, serving=0, seq=1, active=0,
         free=8, held=0, sold=0, reason="not_open", notify_id="0-0",
     )  # fmt: skip
     assert await ev.state() == before
@@ -35,18 +35,30 @@ async def test_opens_at_opens_at_ms_and_holds_best_row_first(
     now = T0 + 1_000
     summary = await ev.admit(now=now)
     assert summary == AdmitSummary(
-        state="open", admitted=2, sold_out=0, skipped=0, serving=2, seq=2, active=2,
+        state=EventState.OPEN, admitted=2, sold_out=0, skipped=0, serving=2, seq=2, active=2,
         free=2, held=4, sold=0, reason="empty", notify_id=summary.notify_id,
     )  # fmt: skip
     assert summary.notify_id != "0-0"  # the prompts were published
     assert (await ev.meta())["state"] == "open"
     assert await ev.maps() == {"A": "hh0|hh0|"}
     # Both joined before opens_at: the pre-queue was shuffled, so go by place.
-    t1, t2 = sorted([await ev.ticket(1), await ev.ticket(2)], key=lambda t: t.pl or 0)
-    assert (t1.pl, t2.pl) == (1, 2)
-    assert (t1.st, t1.hs, t1.seats, t1.amt, t1.exp) == ("held", "A", [1, 2], 2_500, now + HOLD_MS)
-    assert (t2.st, t2.hs, t2.seats, t2.amt, t2.exp) == ("held", "A", [5, 6], 2_500, now + HOLD_MS)
-    first = 1 if (await ev.ticket(1)).pl == 1 else 2
+    t1, t2 = sorted([await ev.ticket(1), await ev.ticket(2)], key=lambda t: t.drawn_place or 0)
+    assert (t1.drawn_place, t2.drawn_place) == (1, 2)
+    assert (t1.status, t1.held_section, t1.seats, t1.amount_cents, t1.expires_ms) == (
+        "held",
+        "A",
+        [1, 2],
+        2_500,
+        now + HOLD_MS,
+    )
+    assert (t2.status, t2.held_section, t2.seats, t2.amount_cents, t2.expires_ms) == (
+        "held",
+        "A",
+        [5, 6],
+        2_500,
+        now + HOLD_MS,
+    )
+    first = 1 if (await ev.ticket(1)).drawn_place == 1 else 2
     stats = await ev.stats()
     assert (stats["admitted"], stats["held:A"], stats["free:A"]) == (2, 4, 2)
 
@@ -82,7 +94,7 @@ async def test_budget_stops_after_max_count(redis_store: RedisStore, event_id: s
     await ev.join_many([("c1", 1, ""), ("c2", 1, ""), ("c3", 1, "")])
     summary = await ev.admit(max_count=2)
     assert (summary.admitted, summary.serving, summary.reason) == (2, 2, "budget")
-    assert (await ev.ticket(3)).st == "queued"
+    assert (await ev.ticket(3)).status == "queued"
     summary = await ev.admit(max_count=2)
     assert (summary.admitted, summary.serving, summary.reason) == (1, 3, "empty")
 
@@ -100,7 +112,7 @@ async def test_capped_at_max_active_open_holds(redis_store: RedisStore, event_id
     assert await ev.state() == before
 
     # A paying hold still counts; a confirmed one frees a slot.
-    assert (await ev.begin(1, "k1")).r == "ok"
+    assert (await ev.begin(1, "k1")).result == "ok"
     assert (await ev.admit()).reason == "capped"
     assert await ev.confirm(1, "k1", "bk1") == "confirmed"
     summary = await ev.admit()
@@ -119,8 +131,8 @@ async def test_waiting_for_seats_keeps_strict_order(redis_store: RedisStore, eve
     summary = await ev.admit(now=T0 + 1)
     assert (summary.admitted, summary.sold_out, summary.serving) == (0, 0, 1)
     assert summary.reason == "waiting_for_seats"
-    assert (await ev.ticket(2)).st == "queued"
-    assert (await ev.ticket(3)).st == "queued"
+    assert (await ev.ticket(2)).status == "queued"
+    assert (await ev.ticket(3)).status == "queued"
     assert (await ev.maps())["A"] == "hhh0|"
     assert await ev.state() == before
 
@@ -147,10 +159,10 @@ async def test_sold_out_per_ticket_when_nothing_can_come_back(
         "empty",
     )
     assert summary.state == "open"
-    assert (await ev.ticket(2)).st == "sold_out"
-    assert (await ev.ticket(3)).st == "sold_out"
+    assert (await ev.ticket(2)).status == "sold_out"
+    assert (await ev.ticket(3)).status == "sold_out"
     t4 = await ev.ticket(4)
-    assert (t4.st, t4.hs, t4.seats) == ("held", "A", [3])
+    assert (t4.status, t4.held_section, t4.seats) == ("held", "A", [3])
     assert (await ev.stats())["sold_out"] == 2
     [note] = await ev.notes()
     assert note.outcomes == [
@@ -173,9 +185,9 @@ async def test_section_sold_while_others_remain_sells_out_that_ticket(
     await ev.join_many([("wantsA", 1, "A"), ("any", 1, "")])
     summary = await ev.admit()
     assert (summary.admitted, summary.sold_out, summary.state) == (1, 1, "open")
-    assert (await ev.ticket(2)).st == "sold_out"
+    assert (await ev.ticket(2)).status == "sold_out"
     t3 = await ev.ticket(3)
-    assert (t3.hs, t3.seats) == ("B", [1])
+    assert (t3.held_section, t3.seats) == ("B", [1])
 
 
 @pytest.mark.anyio
@@ -210,7 +222,7 @@ async def test_event_sells_out_and_tells_the_rest_of_the_line(
         4,
         "empty",
     )
-    assert [(await ev.ticket(s)).st for s in (2, 3, 4)] == ["sold_out"] * 3
+    assert [(await ev.ticket(s)).status for s in (2, 3, 4)] == ["sold_out"] * 3
     assert len(await ev.notes()) == 4
     before = await ev.state()
     assert (await ev.admit()).reason == "empty"
@@ -297,7 +309,7 @@ async def test_scattered_free_seats_are_not_refused(redis_store: RedisStore, eve
     summary = await ev.admit(now=now)
     assert (summary.admitted, summary.sold_out) == (1, 0)
     t = await ev.ticket(joined.seq)
-    assert (t.st, t.seats) == ("held", [1, 3])
+    assert (t.status, t.seats) == ("held", [1, 3])
 
 
 @pytest.mark.anyio
@@ -312,13 +324,13 @@ async def test_any_section_tries_sections_best_first(
     summary = await ev.admit()
     assert (summary.admitted, summary.reason, summary.serving) == (3, "waiting_for_seats", 3)
     got = [await ev.ticket(s) for s in (1, 2, 3)]
-    assert [(t.hs, t.seats, t.amt) for t in got] == [
+    assert [(t.held_section, t.seats, t.amount_cents) for t in got] == [
         ("A", [1, 2], 600),
         ("B", [1, 2], 200),
         ("B", [3], 100),
     ]
-    assert (await ev.ticket(4)).st == "queued"
-    assert (await ev.ticket(5)).st == "queued"
+    assert (await ev.ticket(4)).status == "queued"
+    assert (await ev.ticket(5)).status == "queued"
 
 
 @pytest.mark.anyio
@@ -333,7 +345,7 @@ async def test_any_section_prefers_together_in_a_later_section(
     summary = await ev.admit(now=now)
     assert (summary.admitted, summary.reason) == (1, "empty")
     t = await ev.ticket(joined.seq)
-    assert (t.hs, t.seats, t.amt) == ("B", [1, 2], 200)
+    assert (t.held_section, t.seats, t.amount_cents) == ("B", [1, 2], 200)
 
 
 @pytest.mark.anyio
@@ -351,7 +363,7 @@ async def test_paused_and_closed_events_admit_nobody(
     await ev.set_state("close")
     summary = await ev.admit()
     assert (summary.state, summary.reason, summary.admitted) == ("closed", "not_open", 0)
-    assert (await ev.ticket(1)).st == "queued"
+    assert (await ev.ticket(1)).status == "queued"
 
 
 @pytest.mark.anyio
@@ -397,8 +409,8 @@ async def test_holds_are_numbered_in_the_order_made_across_calls(
     assert (await ev.admit(now=T0 + 500, max_count=2)).admitted == 2
     assert (await ev.admit(now=T0, max_count=2)).admitted == 1  # an earlier clock: order stands
     tickets = await redis_store.tickets(event_id)
-    assert [tickets[s].an for s in (1, 2, 3, 4)] == [1, 2, 3, None]
-    assert tickets[4].st == "queued"  # four seats may come back: it waits at the head
+    assert [tickets[s].hold_number for s in (1, 2, 3, 4)] == [1, 2, 3, None]
+    assert tickets[4].status == "queued"  # four seats may come back: it waits at the head
 
 
 @pytest.mark.anyio
@@ -424,7 +436,7 @@ async def test_seats_given_back_in_an_earlier_row_are_found_by_the_next_call(
     ev = await new_event(redis_store, event_id, [("A", 100, "0000|0000|")])
     await ev.join_many([("c1", 2, "A"), ("c2", 2, "A"), ("c3", 1, "A")])
     assert (await ev.admit()).admitted == 3
-    assert (await ev.begin(1, "k1", window=10 * HOLD_MS)).r == "ok"
+    assert (await ev.begin(1, "k1", window=10 * HOLD_MS)).result == "ok"
     assert (await ev.expire(T0 + HOLD_MS)).released == 2
     assert (await ev.maps())["A"] == "hh00|0000|"
     now = T0 + HOLD_MS
@@ -473,6 +485,6 @@ async def test_holds_scattered_over_many_rows_are_all_written(
     assert (await ev.admit()).admitted == 40
     assert (await ev.maps())["A"] == "h|" * 40
     for res in joined[::2]:
-        assert (await ev.begin(res.seq, f"k{res.seq}", window=10 * HOLD_MS)).r == "ok"
+        assert (await ev.begin(res.seq, f"k{res.seq}", window=10 * HOLD_MS)).result == "ok"
     assert (await ev.expire(T0 + HOLD_MS)).released == 20
     assert (await ev.maps())["A"] == "h|0|" * 20

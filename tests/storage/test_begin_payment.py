@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.records import BeginPaymentResult, ExpireSummary
+from storage.records import BeginPaymentResult, BeginResult, ExpireSummary
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, WINDOW_MS, new_event
 
@@ -25,10 +25,22 @@ async def test_ok_claims_the_hold(redis_store: RedisStore, event_id: str) -> Non
     now = T0 + 1_000
     res = await ev.begin(1, "key-1", now=now, window=30_000)
     assert res == BeginPaymentResult(
-        r="ok", section="A", seats=[1, 2], amt=3_000, c="alice", exp=EXP, pu=now + 30_000
+        result=BeginResult.OK,
+        section="A",
+        seats=[1, 2],
+        amount_cents=3_000,
+        client_id="alice",
+        expires_ms=EXP,
+        paying_until_ms=now + 30_000,
     )
     t = await ev.ticket(1)
-    assert (t.st, t.k, t.pu, t.exp, t.seats) == ("paying", "key-1", now + 30_000, EXP, [1, 2])
+    assert (t.status, t.idempotency_key, t.paying_until_ms, t.expires_ms, t.seats) == (
+        "paying",
+        "key-1",
+        now + 30_000,
+        EXP,
+        [1, 2],
+    )
     assert await ev.maps() == {"A": "hh0|000|"}
     stats = await ev.stats()
     assert (stats["held"], stats["free"], stats["sold"]) == (2, 4, 0)
@@ -43,15 +55,15 @@ async def test_retry_reports_in_progress_and_keeps_the_first_claim(
     ev = await new_event(redis_store, event_id, SECTIONS)
     await ev.join("alice", 1)
     await ev.admit()
-    assert (await ev.begin(1, "key-1", now=T0 + 1)).r == "ok"
+    assert (await ev.begin(1, "key-1", now=T0 + 1)).result == "ok"
     before = await ev.state()
 
     same = await ev.begin(1, "key-1", now=T0 + 2)
     other = await ev.begin(1, "key-2", now=T0 + 3, window=10 * WINDOW_MS)
-    assert same == BeginPaymentResult(r="in_progress", k="key-1")
-    assert other == BeginPaymentResult(r="in_progress", k="key-1")
+    assert same == BeginPaymentResult(result=BeginResult.IN_PROGRESS, idempotency_key="key-1")
+    assert other == BeginPaymentResult(result=BeginResult.IN_PROGRESS, idempotency_key="key-1")
     assert await ev.state() == before
-    assert (await ev.ticket(1)).pu == T0 + 1 + WINDOW_MS
+    assert (await ev.ticket(1)).paying_until_ms == T0 + 1 + WINDOW_MS
 
 
 @pytest.mark.anyio
@@ -64,7 +76,9 @@ async def test_paid_after_confirmation(redis_store: RedisStore, event_id: str) -
     await ev.confirm(1, "key-1", "bk-1")
     before = await ev.state()
     res = await ev.begin(1, "key-2", now=T0 + 5)
-    assert res == BeginPaymentResult(r="paid", k="key-1", bk="bk-1")
+    assert res == BeginPaymentResult(
+        result=BeginResult.PAID, idempotency_key="key-1", booking_id="bk-1"
+    )
     assert await ev.state() == before
 
 
@@ -75,14 +89,14 @@ async def test_expired_when_hold_ran_out(redis_store: RedisStore, event_id: str)
     await ev.join("alice", 1)
     await ev.admit()
     before = await ev.state()
-    assert await ev.begin(1, "key-1", now=EXP) == BeginPaymentResult(r="expired")
+    assert await ev.begin(1, "key-1", now=EXP) == BeginPaymentResult(result=BeginResult.EXPIRED)
     t = await ev.ticket(1)
-    assert (t.st, t.k, t.pu) == ("held", None, None)
+    assert (t.status, t.idempotency_key, t.paying_until_ms) == ("held", None, None)
     assert await ev.state() == before
 
     assert await ev.expire(EXP) == ExpireSummary(released=1, next_ms=-1)
-    assert await ev.begin(1, "key-1", now=EXP + 1) == BeginPaymentResult(r="expired")
-    assert (await ev.ticket(1)).st == "expired"
+    assert await ev.begin(1, "key-1", now=EXP + 1) == BeginPaymentResult(result=BeginResult.EXPIRED)
+    assert (await ev.ticket(1)).status == "expired"
 
 
 @pytest.mark.anyio
@@ -93,7 +107,7 @@ async def test_last_millisecond_of_a_hold_is_payable(
     ev = await new_event(redis_store, event_id, SECTIONS)
     await ev.join("alice", 1)
     await ev.admit()
-    assert (await ev.begin(1, "key-1", now=EXP - 1)).r == "ok"
+    assert (await ev.begin(1, "key-1", now=EXP - 1)).result == "ok"
 
 
 @pytest.mark.anyio
@@ -102,11 +116,11 @@ async def test_unknown_without_a_hold(redis_store: RedisStore, event_id: str) ->
     ev = await new_event(redis_store, event_id, (("A", 100, "0|"),))
     await ev.join_many([("c1", 1, ""), ("c2", 5, ""), ("c3", 1, "")])
     await ev.admit(max_count=2)
-    assert (await ev.ticket(2)).st == "sold_out"
-    assert (await ev.ticket(3)).st == "queued"
+    assert (await ev.ticket(2)).status == "sold_out"
+    assert (await ev.ticket(3)).status == "queued"
     before = await ev.state()
     out = await ev.begin_many([(99, "x"), (2, "y"), (3, "z")])
-    assert out == [BeginPaymentResult(r="unknown")] * 3
+    assert out == [BeginPaymentResult(result=BeginResult.UNKNOWN)] * 3
     assert await ev.state() == before
 
 
@@ -119,8 +133,8 @@ async def test_batch_answers_in_request_order(redis_store: RedisStore, event_id:
     out = await ev.begin_many(
         [(3, "k3"), (42, "k42"), (1, "k1"), (3, "k3")], now=T0 + 7, window=1_000
     )
-    assert [r.r for r in out] == ["ok", "unknown", "ok", "in_progress"]
-    assert (out[0].c, out[0].seats, out[0].pu) == ("c3", [5], T0 + 1_007)
-    assert (out[2].c, out[2].seats) == ("c1", [1])
-    assert out[3].k == "k3"
-    assert [(await ev.ticket(s)).st for s in (1, 2, 3)] == ["paying", "held", "paying"]
+    assert [r.result for r in out] == ["ok", "unknown", "ok", "in_progress"]
+    assert (out[0].client_id, out[0].seats, out[0].paying_until_ms) == ("c3", [5], T0 + 1_007)
+    assert (out[2].client_id, out[2].seats) == ("c1", [1])
+    assert out[3].idempotency_key == "k3"
+    assert [(await ev.ticket(s)).status for s in (1, 2, 3)] == ["paying", "held", "paying"]

@@ -18,7 +18,7 @@ async def paying(ev: Event, clients: int = 1, qty: int = 2) -> None:
     await ev.join_many([(f"c{i}", qty, "") for i in range(1, clients + 1)])
     await ev.admit()
     for seq in range(1, clients + 1):
-        assert (await ev.begin(seq, f"k{seq}", now=T0 + 1)).r == "ok"
+        assert (await ev.begin(seq, f"k{seq}", now=T0 + 1)).result == "ok"
 
 
 @pytest.mark.anyio
@@ -31,7 +31,12 @@ async def test_confirm_sells_the_seats_and_announces(
     assert await ev.confirm(1, "k1", "bk-1", now=T0 + 2) == "confirmed"
 
     t = await ev.ticket(1)
-    assert (t.st, t.bk, t.k, t.seats) == ("confirmed", "bk-1", "k1", [1, 2])
+    assert (t.status, t.booking_id, t.idempotency_key, t.seats) == (
+        "confirmed",
+        "bk-1",
+        "k1",
+        [1, 2],
+    )
     assert await ev.maps() == {"A": "ss00|0000|"}
     stats = await ev.stats()
     assert (stats["sold"], stats["held"], stats["free"], stats["confirmed"]) == (2, 0, 6, 1)
@@ -128,7 +133,7 @@ async def test_confirm_after_window_but_before_sweep_sells(
     late = T0 + 1 + WINDOW_MS + 5
     assert await ev.confirm(1, "k1", "bk-1", now=late) == "confirmed"
     assert await ev.expire(late) == ExpireSummary(released=0, next_ms=-1)
-    assert (await ev.ticket(1)).st == "confirmed"
+    assert (await ev.ticket(1)).status == "confirmed"
 
 
 @pytest.mark.anyio

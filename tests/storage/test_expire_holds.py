@@ -38,8 +38,8 @@ async def test_due_hold_is_released_and_announced(redis_store: RedisStore, event
     stats = await ev.stats()
     assert (stats["free"], stats["held"], stats["expired"], stats["free:A"]) == (8, 0, 2, 8)
     t1 = await ev.ticket(1)
-    assert (t1.st, t1.seats, t1.hs) == ("expired", [1, 2], "A")
-    assert (await ev.ticket(2)).st == "expired"
+    assert (t1.status, t1.seats, t1.held_section) == ("expired", [1, 2], "A")
+    assert (await ev.ticket(2)).status == "expired"
     notes = await ev.notes()
     assert [n.kind for n in notes] == ["admit", "expire"]
     assert notes[1].outcomes == [Expired(1), Expired(2)]
@@ -70,7 +70,7 @@ async def test_limit_and_next_ms(redis_store: RedisStore, event_id: str) -> None
     await ev.admit(now=T0 + 10, max_count=1)
     await ev.admit(now=T0 + 20, max_count=1)
     assert await ev.expire(EXP + 20, limit=2) == ExpireSummary(released=2, next_ms=EXP + 20)
-    assert [(await ev.ticket(s)).st for s in (1, 2, 3)] == ["expired", "expired", "held"]
+    assert [(await ev.ticket(s)).status for s in (1, 2, 3)] == ["expired", "expired", "held"]
     assert await ev.expire(EXP + 20, limit=2) == ExpireSummary(released=1, next_ms=-1)
 
 
@@ -84,17 +84,17 @@ async def test_paying_hold_kept_until_payment_window_ends(
     await ev.admit()
     started = await ev.begin(1, "k1", now=EXP - 1_000, window=5_000)
     pu = EXP + 4_000
-    assert (started.r, started.pu) == ("ok", pu)
+    assert (started.result, started.paying_until_ms) == ("ok", pu)
 
     before = await ev.state()
     assert await ev.expire(EXP) == ExpireSummary(released=0, next_ms=pu)
     assert await ev.expire(pu - 1) == ExpireSummary(released=0, next_ms=pu)
     assert await ev.state() == before
-    assert (await ev.ticket(1)).st == "paying"
+    assert (await ev.ticket(1)).status == "paying"
 
     assert await ev.expire(pu) == ExpireSummary(released=1, next_ms=-1)
     t = await ev.ticket(1)
-    assert (t.st, t.k) == ("expired", "k1")
+    assert (t.status, t.idempotency_key) == ("expired", "k1")
     assert await ev.maps() == {"A": "0000|0000|"}
     assert (await ev.notes())[-1].outcomes == [Expired(1)]
 
@@ -107,8 +107,8 @@ async def test_confirmed_hold_is_never_released(redis_store: RedisStore, event_i
     await ev.admit()
     await ev.pay(1)
     assert await ev.expire(EXP + 100 * HOLD_MS) == ExpireSummary(released=1, next_ms=-1)
-    assert (await ev.ticket(1)).st == "confirmed"
-    assert (await ev.ticket(2)).st == "expired"
+    assert (await ev.ticket(1)).status == "confirmed"
+    assert (await ev.ticket(2)).status == "expired"
     assert await ev.maps() == {"A": "ss00|0000|"}
     stats = await ev.stats()
     assert (stats["sold"], stats["held"], stats["free"]) == (2, 0, 6)
@@ -126,4 +126,4 @@ async def test_released_seats_go_to_the_next_in_line(
     summary = await ev.admit(now=EXP)
     assert (summary.admitted, summary.serving) == (1, 2)
     t2 = await ev.ticket(2)
-    assert (t2.st, t2.seats, t2.exp) == ("held", [1, 2], EXP + HOLD_MS)
+    assert (t2.status, t2.seats, t2.expires_ms) == ("held", [1, 2], EXP + HOLD_MS)

@@ -97,5 +97,5 @@ async def test_create_again_after_activity_keeps_live_state(
 
     assert await ev.create(config_json(SECTIONS), ["A", "B"]) is False
     assert await ev.state() == before
-    assert (await ev.ticket(a.seq)).st == "held"
+    assert (await ev.ticket(a.seq)).status == "held"
     await assert_conserved(redis_store, event_id)

@@ -120,16 +120,17 @@ class Runner:
             return
         pre = await self.store.tickets(ev.id)
         pre_snap = await ev.check()
+        pre_state = pre_snap.meta["state"]
         pre_maps = await ev.maps()
         if kind == "join":
             [res] = await ev.join_many([(f"c{op[1]}", op[2], op[3])], now)
-            known = {t.c: s for s, t in pre.items()}
+            known = {t.client_id: s for s, t in pre.items()}
             if f"c{op[1]}" in known:
                 assert res.seq == known[f"c{op[1]}"]
-            elif pre_snap.state in ("sold_out", "closed"):
-                assert (res.seq, res.st) == (0, pre_snap.state)
+            elif pre_state in ("sold_out", "closed"):
+                assert (res.seq, res.status) == (0, pre_state)
             else:
-                assert (res.seq, res.st) == (len(pre) + 1, "queued")
+                assert (res.seq, res.status) == (len(pre) + 1, "queued")
         elif kind == "admit":
             summary = await ev.admit(now, op[1])
             post = await self.store.tickets(ev.id)
@@ -144,49 +145,55 @@ class Runner:
                     max_count=op[1],
                     order=line_order(post),
                 )
-                got = {q: (post[q].st, post[q].hs, post[q].seats) for q in changes}
+                got = {q: (post[q].status, post[q].held_section, post[q].seats) for q in changes}
                 assert (summary.state, summary.reason, got) == (state, reason, changes), pre_maps
         elif kind == "begin":
             _, seq, key, window = op
             [res] = await ev.begin_many([(seq, key)], now, window)
             t = pre.get(seq)
-            if t is None or t.hs is None:
-                assert res.r == "unknown"
-            elif t.st == "confirmed":
-                assert (res.r, res.k, res.bk) == ("paid", t.k, t.bk)
-            elif t.st == "paying":
-                assert (res.r, res.k) == ("in_progress", t.k)
-            elif t.st == "held" and now < t.exp:
-                assert (res.r, res.seats, res.pu) == ("ok", t.seats, now + window)
+            if t is None or t.held_section is None:
+                assert res.result == "unknown"
+            elif t.status == "confirmed":
+                assert (res.result, res.idempotency_key, res.booking_id) == (
+                    "paid",
+                    t.idempotency_key,
+                    t.booking_id,
+                )
+            elif t.status == "paying":
+                assert (res.result, res.idempotency_key) == ("in_progress", t.idempotency_key)
+            elif t.status == "held" and now < t.expires_ms:
+                assert (res.result, res.seats, res.paying_until_ms) == ("ok", t.seats, now + window)
             else:
-                assert res.r == "expired"
+                assert res.result == "expired"
         elif kind == "abort":
             _, seq, key = op
             [res] = await ev.abort_many([(seq, key)], now)
             t = pre.get(seq)
-            undo = t is not None and t.st == "paying" and t.k == key
+            undo = t is not None and t.status == "paying" and t.idempotency_key == key
             assert res == ("held" if undo else "ignored")
         elif kind == "confirm":
             _, seq, key, booking = op
             [res] = await ev.confirm_many([(seq, key, booking)], now)
             t = pre.get(seq)
             if t is not None and (
-                (t.st == "paying" and t.k == key) or (t.st == "confirmed" and t.bk == booking)
+                (t.status == "paying" and t.idempotency_key == key)
+                or (t.status == "confirmed" and t.booking_id == booking)
             ):
                 assert res == "confirmed"
             else:
-                assert res == f"conflict:{t.st if t else 'missing'}"
+                assert res == f"conflict:{t.status if t else 'missing'}"
         elif kind == "expire":
             limit = op[1]
             due = sorted(
-                (t.exp if t.st == "held" else t.pu or 0, s)
+                (t.expires_ms if t.status == "held" else t.paying_until_ms or 0, s)
                 for s, t in pre.items()
-                if (t.st == "held" and t.exp <= now) or (t.st == "paying" and (t.pu or 0) <= now)
+                if (t.status == "held" and t.expires_ms <= now)
+                or (t.status == "paying" and (t.paying_until_ms or 0) <= now)
             )
             summary = await ev.expire(now, limit)
             assert summary.released == min(limit, len(due))
             post = await self.store.tickets(ev.id)
-            gone = {q for q in post if post[q].st == "expired" and pre[q].st != "expired"}
+            gone = {q for q in post if post[q].status == "expired" and pre[q].status != "expired"}
             assert len(gone) == summary.released
             score = {q: ms for ms, q in due}
             assert gone <= set(score)
@@ -194,10 +201,10 @@ class Runner:
                 assert max(score[q] for q in gone) <= min(score[q] for q in set(score) - gone)
         elif kind == "pause":
             res = await ev.set_state("pause", now)
-            assert res.ok == (pre_snap.state in ("open", "scheduled"))
+            assert res.ok == (pre_state in ("open", "scheduled"))
         elif kind == "resume":
             res = await ev.set_state("resume", now)
-            assert res.ok == (pre_snap.state == "paused")
+            assert res.ok == (pre_state == "paused")
             if res.ok:
                 assert res.state == ("open" if now >= T0 else "scheduled")
         post = await self.store.tickets(ev.id)
@@ -212,12 +219,12 @@ class Runner:
     ) -> None:
         """Only the entries between the old and new serving counter were decided, in order."""
         order = line_order(post)
-        decided = {q for q in post if post[q].st != pre[q].st}
+        decided = {q for q in post if post[q].status != pre[q].status}
         assert decided <= set(order[serving : s.serving])
         for q in order[serving : s.serving]:
-            assert post[q].st != "queued"
-        assert s.active == sum(t.st in ("held", "paying") for t in post.values())
-        assert s.admitted == sum(post[q].st == "held" for q in decided)
+            assert post[q].status != "queued"
+        assert s.active == sum(t.status in ("held", "paying") for t in post.values())
+        assert s.admitted == sum(post[q].status == "held" for q in decided)
 
     async def drain(self) -> None:
         """Resume, then admit and sweep until nobody waits and nothing is held: all terminal."""
@@ -234,8 +241,8 @@ class Runner:
         stats = (await ev.check()).stats
         assert (stats["serving"], stats["held"]) == (stats["seq"], 0)
         tickets = await self.store.tickets(ev.id)
-        assert all(t.st in TERMINAL for t in tickets.values()), tickets
-        assert stats["sold"] == sum(t.q for t in tickets.values() if t.st == "confirmed")
+        assert all(t.status in TERMINAL for t in tickets.values()), tickets
+        assert stats["sold"] == sum(t.quantity for t in tickets.values() if t.status == "confirmed")
 
 
 def check_transitions(
@@ -249,18 +256,28 @@ def check_transitions(
         if old is None:
             assert kind == "join"
             continue
-        assert (t.q, t.s, t.c, t.j) == (old.q, old.s, old.c, old.j)
-        if old.st in TERMINAL:
+        assert (t.quantity, t.requested_section, t.client_id, t.joined_ms) == (
+            old.quantity,
+            old.requested_section,
+            old.client_id,
+            old.joined_ms,
+        )
+        if old.status in TERMINAL:
             assert t == old, f"terminal ticket {seq} changed by {kind}: {old} -> {t}"
-        elif t.st != old.st:
-            assert (old.st, t.st) in ALLOWED.get(kind, set()), (kind, seq, old, t)
-        if old.hs is not None:
-            assert (t.hs, t.seats, t.amt, t.exp) == (old.hs, old.seats, old.amt, old.exp)
+        elif t.status != old.status:
+            assert (old.status, t.status) in ALLOWED.get(kind, set()), (kind, seq, old, t)
+        if old.held_section is not None:
+            assert (t.held_section, t.seats, t.amount_cents, t.expires_ms) == (
+                old.held_section,
+                old.seats,
+                old.amount_cents,
+                old.expires_ms,
+            )
 
 
 def line_order(tickets: dict[int, TicketRecord]) -> list[int]:
-    """Ticket seqs in line order: by place (a shuffled pre-queue ticket's pl, else its seq)."""
-    return sorted(tickets, key=lambda q: tickets[q].pl or q)
+    """Ticket seqs in line order: by place (a shuffled pre-queue ticket's drawn place, else its seq)."""
+    return sorted(tickets, key=lambda q: tickets[q].drawn_place or q)
 
 
 def model_admit(
@@ -273,7 +290,7 @@ def model_admit(
     max_count: int,
     order: list[int],
 ) -> tuple[str, str, dict[int, tuple[str, str | None, list[int]]]]:
-    """What admit_next should decide, per its header: (state, reason, {seq: (st, hs, seats)})."""
+    """What admit_next should decide, per its header: (state, reason, {seq: (status, held section, seats)})."""
     state = meta["state"]
     if state == "scheduled" and now >= int(meta["opens_at_ms"]):
         state = "open"
@@ -293,7 +310,7 @@ def model_admit(
         return after(state), "empty", {}
     budget = max_count
     if state == "open":
-        room = MAX_ACTIVE - sum(t.st in ("held", "paying") for t in tickets.values())
+        room = MAX_ACTIVE - sum(t.status in ("held", "paying") for t in tickets.values())
         if room <= 0:
             return state, "capped", {}
         budget = min(budget, room)
@@ -307,31 +324,35 @@ def model_admit(
             full = True
             break
         t = tickets[seq]
-        if t.st != "queued":
+        if t.status != "queued":
             continue
         if state == "sold_out":
             changes[seq] = ("sold_out", None, [])
             continue
-        cands = [s for s in (ORDER if t.s == "" else [t.s]) if s in seat_maps]
+        cands = [
+            s
+            for s in (ORDER if t.requested_section == "" else [t.requested_section])
+            if s in seat_maps
+        ]
         pick: tuple[str, list[int]] | None = None
         for s in cands:
-            at = "".join(seat_maps[s]).find("0" * t.q)
-            if free[s] >= t.q and at >= 0:
-                pick = (s, list(range(at + 1, at + t.q + 1)))
+            at = "".join(seat_maps[s]).find("0" * t.quantity)
+            if free[s] >= t.quantity and at >= 0:
+                pick = (s, list(range(at + 1, at + t.quantity + 1)))
                 break
         if pick is None:
             for s in cands:
-                if free[s] >= t.q:
-                    pick = (s, sorted(fewest_rows(seat_maps[s], t.q)))
+                if free[s] >= t.quantity:
+                    pick = (s, sorted(fewest_rows(seat_maps[s], t.quantity)))
                     break
         if pick is not None:
             s, seats = pick
             for p in seats:
                 seat_maps[s][p - 1] = "h"
-            free[s] -= t.q
-            held[s] += t.q
+            free[s] -= t.quantity
+            held[s] += t.quantity
             changes[seq] = ("held", s, seats)
-        elif any(held[s] > 0 and held[s] + free[s] >= t.q for s in cands):
+        elif any(held[s] > 0 and held[s] + free[s] >= t.quantity for s in cands):
             reason = "waiting_for_seats"
             break
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.records import JoinResult, TicketRecord
+from storage.records import JoinResult, TicketRecord, TicketStatus
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, new_event
 
@@ -23,10 +23,17 @@ async def test_joins_get_consecutive_seqs_in_request_order(
         JoinResult(2, "queued", 0),
         JoinResult(3, "queued", 0),
     ]
+    queued = TicketStatus.QUEUED
     assert await redis_store.tickets(event_id) == {
-        1: TicketRecord(st="queued", q=2, s="A", c="c1", j=T0 - 10),
-        2: TicketRecord(st="queued", q=1, s="", c="c2", j=T0 - 10),
-        3: TicketRecord(st="queued", q=4, s="A", c="c3", j=T0 - 10),
+        1: TicketRecord(
+            queued, quantity=2, requested_section="A", client_id="c1", joined_ms=T0 - 10
+        ),
+        2: TicketRecord(
+            queued, quantity=1, requested_section="", client_id="c2", joined_ms=T0 - 10
+        ),
+        3: TicketRecord(
+            queued, quantity=4, requested_section="A", client_id="c3", joined_ms=T0 - 10
+        ),
     }
     stats = await ev.stats()
     assert (stats["seq"], stats["serving"], stats["free"], stats["held"]) == (3, 0, 8, 0)
@@ -46,7 +53,7 @@ async def test_rejoin_returns_same_place_and_changes_nothing(
     again = await ev.join("c1", 3, "", now=T0 + 500)
     assert again == first == JoinResult(1, "queued", 0, 1)
     assert await ev.state() == before
-    assert (await ev.ticket(1)).q == 2
+    assert (await ev.ticket(1)).quantity == 2
 
 
 @pytest.mark.anyio

@@ -25,9 +25,9 @@ async def test_marks_only_queued_tickets_and_repeats_safely(
     before = await ev.state()
     assert await redis_store.mark_presence(marks, T0 + 20) == ["queued", ""]
     assert await ev.state() == before
-    assert (await ev.ticket(1)).gone == T0 + 10
+    assert (await ev.ticket(1)).gone_ms == T0 + 10
     assert await redis_store.mark_presence([Presence(event_id, 1, False)], T0 + 30) == ["queued"]
-    assert (await ev.ticket(1)).gone is None
+    assert (await ev.ticket(1)).gone_ms is None
     await ev.check()
 
 
@@ -49,7 +49,7 @@ async def test_client_gone_past_the_grace_is_skipped_without_stalling_the_line(
     summary = await redis_store.admit(event_id, T0 + GRACE, 3, GRACE)
     assert (summary.admitted, summary.left, summary.serving, summary.reason) == (3, 2, 5, "empty")
     await ev.check()
-    states = {seq: (await ev.ticket(seq)).st for seq in range(1, 6)}
+    states = {seq: (await ev.ticket(seq)).status for seq in range(1, 6)}
     assert states == {1: "held", 2: "left", 3: "held", 4: "left", 5: "held"}
     [note] = await ev.notes()
     assert [type(o) for o in note.outcomes] == [Prompted, Left, Prompted, Left, Prompted]
@@ -57,7 +57,7 @@ async def test_client_gone_past_the_grace_is_skipped_without_stalling_the_line(
 
     # Left is final: coming back gets "left", and a later admission changes nothing.
     assert await ev.join("c2", now=T0 + GRACE + 1) == JoinResult(2, "left", 5, 2)
-    assert (await ev.ticket(2)).st == "left"
+    assert (await ev.ticket(2)).status == "left"
     assert await redis_store.mark_presence([Presence(event_id, 2, False)], T0) == ["left"]
 
 
@@ -71,4 +71,4 @@ async def test_client_gone_less_than_the_grace_keeps_its_turn(
     await redis_store.mark_presence([Presence(event_id, 1, True)], T0)
     summary = await redis_store.admit(event_id, T0 + GRACE - 1, 10, GRACE)
     assert (summary.admitted, summary.left) == (1, 0)
-    assert (await ev.ticket(1)).st == "held"
+    assert (await ev.ticket(1)).status == "held"

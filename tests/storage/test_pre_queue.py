@@ -56,7 +56,7 @@ async def test_pre_queue_places_are_uniform(
         assert await redis_store.create_event(event_id, config, ["A"])
     joins = [JoinRequest(e, f"c{i}", 1, "") for e in events for i in range(clients)]
     before = await redis_store.join(joins, T0)
-    assert all(r.place == 0 and r.st == "queued" for r in before)
+    assert all(r.place == 0 and r.status == "queued" for r in before)
     # One join after opens_at per event opens its line: the shuffle happens in that call.
     after = await redis_store.join([JoinRequest(e, "late", 1, "") for e in events], OPENS)
     assert all(r.place == clients + 1 for r in after)
@@ -88,7 +88,7 @@ async def test_opening_is_idempotent_and_later_joins_keep_join_order(
 
     late = await ev.join_many([("late1", 1, ""), ("late2", 1, "")], now=OPENS)
     assert [(r.seq, r.place) for r in late] == [(5, 5), (6, 6)]
-    drawn = {seq: (await ev.ticket(seq)).pl for seq in range(1, 5)}
+    drawn = {seq: (await ev.ticket(seq)).drawn_place for seq in range(1, 5)}
     assert sorted(drawn.values()) == [1, 2, 3, 4]
     assert (await ev.meta())["opened"] == "1"
 
@@ -106,7 +106,7 @@ async def test_opening_is_idempotent_and_later_joins_keep_join_order(
     pre_order = sorted(drawn, key=lambda seq: drawn[seq])
     assert admitted == [*pre_order, 5, 6, 7]
     tickets = await redis_store.tickets(event_id)
-    assert [tickets[seq].an for seq in [*pre_order, 5, 6, 7]] == [1, 2, 3, 4, 5, 6, 7]
+    assert [tickets[seq].hold_number for seq in [*pre_order, 5, 6, 7]] == [1, 2, 3, 4, 5, 6, 7]
 
 
 @pytest.mark.anyio
@@ -119,6 +119,6 @@ async def test_event_opened_by_admission_shuffles_before_deciding(
     summary = await ev.admit(now=OPENS, max_count=3)
     assert (summary.state, summary.admitted, summary.serving) == ("open", 3, 3)
     tickets = await redis_store.tickets(event_id)
-    assert sorted(t.pl or 0 for t in tickets.values()) == [1, 2, 3, 4, 5, 6]
-    held = {t.pl for t in tickets.values() if t.st == "held"}
+    assert sorted(t.drawn_place or 0 for t in tickets.values()) == [1, 2, 3, 4, 5, 6]
+    held = {t.drawn_place for t in tickets.values() if t.status == "held"}
     assert held == {1, 2, 3}

@@ -36,11 +36,11 @@ async def test_paying_hold_with_a_booking_is_sold(redis_store: RedisStore, event
     """A crash after the commit leaves the hold paying: reconciliation sells it and tells the client."""
     ev = await new_event(redis_store, event_id)
     await admitted(ev, 1)
-    assert (await ev.begin(1, "k1")).r == "ok"
+    assert (await ev.begin(1, "k1")).result == "ok"
 
     assert await reconcile(ev, booked(ev, 1, (1, 2))) == ["sold"]
     t = await ev.ticket(1)
-    assert (t.st, t.bk, t.k) == ("confirmed", "bk1", "k1")
+    assert (t.status, t.booking_id, t.idempotency_key) == ("confirmed", "bk1", "k1")
     assert (await ev.maps())["A"] == "ss00|0000|"
     stats = await ev.stats()
     assert (stats["sold"], stats["held"], stats["confirmed"]) == (2, 0, 1)
@@ -55,7 +55,7 @@ async def test_held_hold_with_a_booking_is_sold(redis_store: RedisStore, event_i
     ev = await new_event(redis_store, event_id)
     await admitted(ev, 1)
     assert await reconcile(ev, booked(ev, 1, (1, 2))) == ["sold"]
-    assert (await ev.ticket(1)).st == "confirmed"
+    assert (await ev.ticket(1)).status == "confirmed"
 
 
 @pytest.mark.anyio
@@ -65,13 +65,13 @@ async def test_released_seats_still_free_are_taken_back(
     """A booking whose hold the sweep released gets its seats back while nobody else has them."""
     ev = await new_event(redis_store, event_id)
     await admitted(ev, 1)
-    assert (await ev.begin(1, "k1", now=EXP - 2, window=1)).r == "ok"
+    assert (await ev.begin(1, "k1", now=EXP - 2, window=1)).result == "ok"
     assert (await ev.expire(EXP)).released == 1
-    assert (await ev.ticket(1)).st == "expired"
+    assert (await ev.ticket(1)).status == "expired"
 
     assert await reconcile(ev, booked(ev, 1, (1, 2)), now=EXP + 5) == ["retaken"]
     t = await ev.ticket(1)
-    assert (t.st, t.bk, t.seats, t.rt) == ("confirmed", "bk1", [1, 2], None)
+    assert (t.status, t.booking_id, t.seats, t.released_ms) == ("confirmed", "bk1", [1, 2], None)
     stats = await ev.stats()
     assert (stats["sold"], stats["free"], stats["expired"], stats["confirmed"]) == (2, 6, 0, 1)
 
@@ -133,7 +133,7 @@ async def test_lost_ticket_record_is_restored(redis_store: RedisStore, event_id:
     await admitted(ev, 1)
     assert await reconcile(ev, booked(ev, 2, (6, 7))) == ["retaken"]
     t = await ev.ticket(2)
-    assert (t.st, t.c, t.seats, t.hs) == ("confirmed", "c2", [6, 7], "A")
+    assert (t.status, t.client_id, t.seats, t.held_section) == ("confirmed", "c2", [6, 7], "A")
     assert (await ev.join("c3")).seq == 3
 
 

@@ -74,7 +74,7 @@ async def play(store: RedisStore, sale: Sale) -> None:
             await ev.expire(now + HOLD_MS, give_back)
             tickets = await store.tickets(ev.id)
             for seq in list(open_holds):
-                if tickets[seq].st == "expired":
+                if tickets[seq].status == "expired":
                     for p in open_holds.pop(seq):
                         expected[p - 1] = "0"
             assert (await ev.maps())["A"] == "".join(expected)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.records import StateChange
+from storage.records import EventState, StateChange
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, Event, new_event
 
@@ -32,17 +32,21 @@ async def test_pause_open_event_then_resume_opens_it(
     await ev.join_many([("c1", 1, ""), ("c2", 1, "")])
     assert (await ev.admit(now=OPENS, max_count=1)).state == "open"
 
-    assert await ev.set_state("pause", now=OPENS + 1) == StateChange(ok=True, state="paused")
+    assert await ev.set_state("pause", now=OPENS + 1) == StateChange(
+        ok=True, state=EventState.PAUSED
+    )
     assert (await ev.meta())["state"] == "paused"
     summary = await ev.admit(now=OPENS + 2)
     assert (summary.reason, summary.admitted) == ("not_open", 0)
     # Both joined before opens_at: the second place went to either ticket.
-    second = 1 if (await ev.ticket(1)).pl == 2 else 2
-    assert (await ev.ticket(second)).st == "queued"
+    second = 1 if (await ev.ticket(1)).drawn_place == 2 else 2
+    assert (await ev.ticket(second)).status == "queued"
 
-    assert await ev.set_state("resume", now=OPENS + 3) == StateChange(ok=True, state="open")
+    assert await ev.set_state("resume", now=OPENS + 3) == StateChange(
+        ok=True, state=EventState.OPEN
+    )
     assert (await ev.admit(now=OPENS + 4)).admitted == 1
-    assert (await ev.ticket(second)).st == "held"
+    assert (await ev.ticket(second)).status == "held"
 
 
 @pytest.mark.anyio
@@ -52,9 +56,11 @@ async def test_resume_before_opens_at_goes_back_to_scheduled(
     """A paused event resumed before opens_at is scheduled and opens on time."""
     ev = await new_event(redis_store, event_id, opens_at_ms=OPENS)
     await ev.join("c1")
-    assert await ev.set_state("pause", now=T0) == StateChange(ok=True, state="paused")
+    assert await ev.set_state("pause", now=T0) == StateChange(ok=True, state=EventState.PAUSED)
     assert (await ev.admit(now=OPENS)).reason == "not_open"
-    assert await ev.set_state("resume", now=OPENS - 1) == StateChange(ok=True, state="scheduled")
+    assert await ev.set_state("resume", now=OPENS - 1) == StateChange(
+        ok=True, state=EventState.SCHEDULED
+    )
     assert (await ev.admit(now=OPENS - 1)).reason == "not_open"
     summary = await ev.admit(now=OPENS)
     assert (summary.state, summary.admitted) == ("open", 1)
@@ -65,7 +71,7 @@ async def test_resume_at_opens_at_opens(redis_store: RedisStore, event_id: str) 
     """Resuming exactly at opens_at goes straight to open."""
     ev = await new_event(redis_store, event_id, opens_at_ms=OPENS)
     await ev.set_state("pause", now=T0)
-    assert await ev.set_state("resume", now=OPENS) == StateChange(ok=True, state="open")
+    assert await ev.set_state("resume", now=OPENS) == StateChange(ok=True, state=EventState.OPEN)
 
 
 @pytest.mark.anyio
@@ -75,13 +81,15 @@ async def test_actions_that_do_not_apply_change_nothing(
     """Resume when not paused and pause when paused answer ok false with the current state."""
     ev = await new_event(redis_store, event_id, opens_at_ms=OPENS)
     before = await ev.state()
-    assert await ev.set_state("resume", now=OPENS) == StateChange(ok=False, state="scheduled")
-    assert await ev.set_state("bogus") == StateChange(ok=False, state="scheduled")
+    assert await ev.set_state("resume", now=OPENS) == StateChange(
+        ok=False, state=EventState.SCHEDULED
+    )
+    assert await ev.set_state("bogus") == StateChange(ok=False, state=EventState.SCHEDULED)
     assert await ev.state() == before
 
     await ev.set_state("pause")
     before = await ev.state()
-    assert await ev.set_state("pause") == StateChange(ok=False, state="paused")
+    assert await ev.set_state("pause") == StateChange(ok=False, state=EventState.PAUSED)
     assert await ev.state() == before
 
 
@@ -90,8 +98,8 @@ async def test_sold_out_cannot_be_paused_or_resumed(redis_store: RedisStore, eve
     """Pause applies only to open or scheduled events; a sold-out event keeps its state."""
     ev = await sold_out_event(redis_store, event_id)
     before = await ev.state()
-    assert await ev.set_state("pause") == StateChange(ok=False, state="sold_out")
-    assert await ev.set_state("resume") == StateChange(ok=False, state="sold_out")
+    assert await ev.set_state("pause") == StateChange(ok=False, state=EventState.SOLD_OUT)
+    assert await ev.set_state("resume") == StateChange(ok=False, state=EventState.SOLD_OUT)
     assert await ev.state() == before
 
 
@@ -111,10 +119,12 @@ async def test_close_from_any_state_once(
             await ev.set_state("pause")
     assert (await ev.meta())["state"] == start
 
-    assert await ev.set_state("close", now=OPENS) == StateChange(ok=True, state="closed")
+    assert await ev.set_state("close", now=OPENS) == StateChange(ok=True, state=EventState.CLOSED)
     before = await ev.state()
     for action in ("close", "pause", "resume"):
-        assert await ev.set_state(action, now=OPENS) == StateChange(ok=False, state="closed")
+        assert await ev.set_state(action, now=OPENS) == StateChange(
+            ok=False, state=EventState.CLOSED
+        )
     assert await ev.state() == before
 
 
@@ -138,7 +148,7 @@ async def test_state_changes_leave_holds_and_payments_alone(
 
     await ev.set_state("close")
     await ev.pay(1)
-    assert (await ev.ticket(1)).st == "confirmed"
+    assert (await ev.ticket(1)).status == "confirmed"
     assert (await ev.expire(T0 + 10**6)).released == 1
     stats = await ev.stats()
     assert (stats["sold"], stats["free"], stats["held"]) == (2, 6, 0)

@@ -36,9 +36,9 @@ async def test_first_eta_is_within_ten_percent_at_a_steady_rate(
     joined = 0
     for now in range(T0, T0 + 40_000, STEP_MS):
         if (now - T0) % TICK_MS == 0:
-            snap = await redis_store.snapshot(event_id)
-            assert snap is not None
-            estimator.observe(snap.stats["serving"], (now - T0) / 1000)
+            status = await redis_store.status(event_id)
+            assert status is not None
+            estimator.observe(status.serving, (now - T0) / 1000)
         arrivals = ARRIVALS_PER_S * (now - T0 + STEP_MS) // 1000 - joined
         requests = [JoinRequest(event_id, f"c{joined + i}", 1, "") for i in range(arrivals)]
         joined += arrivals
@@ -52,9 +52,9 @@ async def test_first_eta_is_within_ten_percent_at_a_steady_rate(
     errors, inside = [], 0
     for seq, (joined_ms, eta, low, high) in shown.items():
         t = tickets[seq]
-        if t.hs is None:
+        if t.held_section is None:
             continue  # still waiting when the simulation ended
-        actual = (t.exp - HOLD_MS - joined_ms) / 1000
+        actual = (t.expires_ms - HOLD_MS - joined_ms) / 1000
         if actual <= 0:
             continue  # admitted in the very call that let it in: nothing to estimate
         errors.append(abs(eta - actual) / actual)

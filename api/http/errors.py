@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.responses import json_response
-from api.schemas import ErrorBody
+from api.http.responses import json_response
+from api.http.schemas import ErrorBody
 from engine.errors import (
     BookingError,
     Conflict,

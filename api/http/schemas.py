@@ -6,7 +6,9 @@ from typing import Annotated
 
 import msgspec
 
+from engine.bookings import Ticket
 from engine.events import EventSpec
+from engine.sales import SectionSale
 
 __all__ = [
     "AdmissionBody",
@@ -35,15 +37,8 @@ class CreatedEvent(msgspec.Struct, frozen=True):
     waitroom_url: str
 
 
-class SectionAvailability(msgspec.Struct, frozen=True):
-    """Seats of one section by state."""
-
-    id: str
-    price_cents: int
-    capacity: int
-    free: int
-    held: int
-    sold: int
+#: Seats of one section by state: the engine's record is the wire shape.
+SectionAvailability = SectionSale
 
 
 class EventView(msgspec.Struct, frozen=True):
@@ -85,13 +80,8 @@ class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     card_token: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
-class TicketView(msgspec.Struct, frozen=True):
-    """One seat of a booking."""
-
-    code: str
-    section: str
-    row: str
-    number: int
+#: One seat of a booking, with the code the door scans: the engine's record is the wire shape.
+TicketView = Ticket
 
 
 class BookingView(msgspec.Struct, frozen=True):

@@ -1,4 +1,4 @@
-"""The waiting-room and admin web pages: static files under ``api/pages``, no build step."""
+"""The waiting-room and admin web pages: static files under ``api/http/pages``, no build step."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _read(name: str) -> str:
-    return (resources.files("api") / "pages" / name).read_text()
+    return (resources.files("api.http") / "pages" / name).read_text()
 
 
 def page_routes() -> list[Route]:

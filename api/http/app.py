@@ -1,0 +1,304 @@
+"""The Starlette application: v1 REST routes, pages, health, metrics.
+
+Routes are a list of plain handlers; each maps HTTP to one engine call and the
+engine's answer to a response body. What every handler needs (the engine, the
+admin key, limits) is the lifespan's state, built once by the wiring point.
+Domain errors become statuses in ``api/http/errors.py``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any, TypeVar
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from api.http.errors import error_response, handle_booking_error
+from api.http.pages import page_routes
+from api.http.responses import json_response
+from api.http.schemas import (
+    AdmissionBody,
+    AdmissionView,
+    BookingView,
+    CreatedEvent,
+    EventView,
+    PaymentBody,
+)
+from engine.bookings import Booking
+from engine.checkout import PaymentRequest
+from engine.errors import (
+    BookingError,
+    InvalidRequest,
+    StorageUnavailable,
+    Unauthorized,
+    Unavailable,
+)
+from engine.events import EventSpec
+from engine.interface import Engine
+from engine.sales import SaleStatus
+
+__all__ = ["HttpState", "create_app", "create_ops_app"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HttpState:
+    """What the routes need: the engine and the edge's own settings."""
+
+    engine: Engine
+    #: Bearer key of admin routes.
+    admin_key: str
+    #: Largest accepted request body, bytes.
+    max_body_bytes: int
+    #: Where clients of an event open their WebSocket.
+    waitroom_url: Callable[[str], str]
+
+
+def _state(request: Request) -> HttpState:
+    state: HttpState = request.state.http
+    return state
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send Authorization: Bearer <token>")
+    return token.strip()
+
+
+def _is_admin(request: Request) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), _state(request).admin_key.encode()
+    )
+
+
+def _require_admin(request: Request) -> None:
+    _bearer(request)
+    if not _is_admin(request):
+        raise Unauthorized("admin key required")
+
+
+async def _body(request: Request, kind: type[T]) -> T:
+    limit = _state(request).max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise InvalidRequest(f"body larger than {limit} bytes")
+    raw = b""
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            raw += chunk
+            if len(raw) > limit:
+                raise InvalidRequest(f"body larger than {limit} bytes")
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"invalid body: {exc}") from None
+
+
+def _booking_view(booking: Booking) -> BookingView:
+    return BookingView(
+        id=booking.id,
+        event_id=booking.event_id,
+        hold_id=booking.hold_id,
+        status=booking.status,
+        amount_cents=booking.amount_cents,
+        created_at=booking.created_at.isoformat(),
+        tickets=booking.tickets,
+    )
+
+
+def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
+    spec = sale.spec
+    return EventView(
+        id=sale.event_id,
+        name=spec.name,
+        state=sale.state,
+        opens_at=spec.opens_at.astimezone(UTC).isoformat(),
+        max_per_order=spec.max_per_order,
+        hold_seconds=spec.hold_seconds,
+        max_active_holds=sale.max_active_holds,
+        admissions_per_minute=sale.admissions_per_minute,
+        admitted=sale.admitted,
+        queue_length=sale.queue_length,
+        active_holds=sale.active_holds,
+        sections=sale.sections,
+        waitroom_url=waitroom_url,
+    )
+
+
+async def create_event(request: Request) -> Response:
+    """``POST /v1/events``: 201 with the new event's id and WebSocket URL."""
+    _require_admin(request)
+    state = _state(request)
+    spec = await _body(request, EventSpec)
+    event_id = await state.engine.sales.create(spec)
+    return json_response(CreatedEvent(event_id, state.waitroom_url(event_id)), status=201)
+
+
+async def get_event(request: Request) -> Response:
+    """``GET /v1/events/{id}``: the sale now."""
+    state = _state(request)
+    event_id = request.path_params["event_id"]
+    sale = await state.engine.sales.status(event_id)
+    return json_response(_event_view(sale, state.waitroom_url(event_id)))
+
+
+async def pause(request: Request) -> Response:
+    """``POST /v1/events/{id}/pause``: 409 unless the event is open."""
+    _require_admin(request)
+    event_id = request.path_params["event_id"]
+    new_state = await _state(request).engine.sales.pause(event_id)
+    return json_response({"id": event_id, "state": new_state})
+
+
+async def resume(request: Request) -> Response:
+    """``POST /v1/events/{id}/resume``: 409 unless the event is paused."""
+    _require_admin(request)
+    event_id = request.path_params["event_id"]
+    new_state = await _state(request).engine.sales.resume(event_id)
+    return json_response({"id": event_id, "state": new_state})
+
+
+async def set_admission(request: Request) -> Response:
+    """``PATCH /v1/events/{id}/admission``: the caps in force after the change."""
+    _require_admin(request)
+    engine = _state(request).engine
+    event_id = request.path_params["event_id"]
+    await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
+    body = await _body(request, AdmissionBody)
+    caps = await engine.sales.set_admission(
+        event_id,
+        max_active_holds=body.max_active_holds,
+        admissions_per_minute=body.admissions_per_minute,
+    )
+    return json_response(AdmissionView(event_id, caps.max_active, caps.rate_per_min))
+
+
+async def audit(request: Request) -> Response:
+    """``GET /v1/events/{id}/audit``: the invariants checked now (``?settled=1``: PG = Redis)."""
+    _require_admin(request)
+    event_id = request.path_params["event_id"]
+    settled = request.query_params.get("settled") == "1"
+    result = await _state(request).engine.sales.audit(event_id, settled=settled)
+    return json_response({"ok": result.ok, **msgspec.structs.asdict(result)})
+
+
+async def pay(request: Request) -> Response:
+    """``POST /v1/holds/{id}/payment``: 200 with the booking, durable before the answer."""
+    engine = _state(request).engine
+    event_id, seq = engine.holds.authorize_payment(_bearer(request), request.path_params["hold_id"])
+    key = request.headers.get("idempotency-key", "")
+    if not 1 <= len(key) <= 128 or not key.isprintable():
+        raise InvalidRequest("send an Idempotency-Key header (1-128 printable characters)")
+    body = await _body(request, PaymentBody)
+    booking = await engine.checkout.pay(PaymentRequest(event_id, seq, key, body.card_token))
+    return json_response(_booking_view(booking))
+
+
+async def get_booking(request: Request) -> Response:
+    """``GET /v1/bookings/{id}``: the booking, to its holder or an admin."""
+    engine = _state(request).engine
+    booking = await engine.bookings.get(request.path_params["booking_id"])
+    if not _is_admin(request):
+        engine.holds.authorize_reading(_bearer(request), booking.hold_id)
+    return json_response(_booking_view(booking))
+
+
+async def healthz(request: Request) -> Response:
+    """``GET /healthz``: the process is alive."""
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    """``GET /readyz``: Redis and PostgreSQL answer (503 ``not_ready`` otherwise)."""
+    await _state(request).engine.sales.check_ready()
+    return PlainTextResponse("ready")
+
+
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: this process's Prometheus metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+OPS_ROUTES = [
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/metrics", metrics),
+]
+
+ROUTES = [
+    Route("/v1/events", create_event, methods=["POST"]),
+    Route("/v1/events/{event_id}", get_event, methods=["GET"]),
+    Route("/v1/events/{event_id}/pause", pause, methods=["POST"]),
+    Route("/v1/events/{event_id}/resume", resume, methods=["POST"]),
+    Route("/v1/events/{event_id}/admission", set_admission, methods=["PATCH"]),
+    Route("/v1/events/{event_id}/audit", audit, methods=["GET"]),
+    Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
+    Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
+    *page_routes(),
+    *OPS_ROUTES,
+]
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    return handle_booking_error(
+        request, Unavailable("a backing service is unreachable; retry shortly")
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    code = getattr(exc, "status_code", 404)
+    return error_response(
+        code, "not_found" if code == 404 else "http_error", str(getattr(exc, "detail", ""))
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "something went wrong on our side")
+
+
+_HANDLERS: dict[Any, Any] = {
+    Exception: _unexpected,
+    BookingError: handle_booking_error,
+    StorageUnavailable: _storage_unavailable,
+    404: _not_found,
+    405: _not_found,
+}
+
+
+def _starlette(routes: list[Route], state: HttpState) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        yield {"http": state}
+
+    app = Starlette(routes=routes, exception_handlers=_HANDLERS, lifespan=lifespan)
+    # A trailing slash (an id ending in an encoded "/") is a 404 JSON error, not a redirect.
+    app.router.redirect_slashes = False
+    return app
+
+
+def create_app(state: HttpState) -> Starlette:
+    """The HTTP application: v1 routes, pages, health and metrics."""
+    return _starlette(ROUTES, state)
+
+
+def create_ops_app(state: HttpState) -> Starlette:
+    """Health and metrics only: what a worker serves."""
+    return _starlette(OPS_ROUTES, state)

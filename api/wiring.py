@@ -1,0 +1,209 @@
+"""The wiring point: every command builds its parts here, and only here.
+
+``open_services`` connects the stores, builds the engine, the waiting line, the
+realtime channel and the HTTP app, and starts the parts a process's roles ask for
+in one task group; ``open_stores`` and ``open_database`` give the one-shot
+commands (migrate, reconcile, event create) the same connected, migrated stores.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+import anyio
+
+from api.http.app import HttpState, create_app, create_ops_app
+from api.http.server import serve_http
+from api.settings import Settings
+from engine.admission import AdmissionPolicy
+from engine.interface import Engine, open_engine
+from engine.payments import PaymentGateway, SandboxGateway
+from engine.reconcile import run_reconciler
+from engine.worker import run_worker
+from plumbing.clock import Clock, WallClock
+from realtime.hub import Hub
+from realtime.protocol import Heartbeat, encode
+from realtime.server import WaitroomHandler
+from realtime.session import Heartbeats
+from realtime.transport import serve_websockets
+from storage.bridge import open_bridge
+from storage.pg_store import PgStore, open_pg_store
+from storage.redis_store import BucketLimit, RedisStore, open_redis_store
+from waitroom.line import JoinLimits, WaitingLine
+from waitroom.tokens import TokenSigner
+
+__all__ = ["Roles", "Services", "open_database", "open_services", "open_stores"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which parts this process runs."""
+
+    api: bool = True  # HTTP API + waiting-room WebSocket
+    worker: bool = True  # admission and expiry sweep
+
+
+@dataclass
+class Services:
+    """Every part of a running process, for the routes and the command line."""
+
+    settings: Settings
+    redis: RedisStore
+    pg: PgStore
+    engine: Engine
+    line: WaitingLine
+    hub: Hub
+    clock: Clock
+    http_port: int = 0
+    ws_port: int = 0
+    policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+
+    def waitroom_url(self, event_id: str) -> str:
+        """Where clients of ``event_id`` open their WebSocket."""
+        return f"{self.settings.ws_url(self.ws_port)}/v1/events/{event_id}/waitroom"
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the HTTP API."""
+        return f"http://{self.settings.host}:{self.http_port}"
+
+
+@asynccontextmanager
+async def open_database(
+    settings: Settings, *, wait_s: float = 0.0, migrate: bool = True
+) -> AsyncIterator[PgStore]:
+    """PostgreSQL, connected (tried for ``wait_s``) and migrated unless ``migrate`` is False."""
+    assert settings.database_url, "resolve embedded servers first"
+    async with (
+        open_bridge() as bridge,
+        open_pg_store(settings.database_url, bridge, wait_s=wait_s) as pg,
+    ):
+        if migrate:
+            await pg.migrate()
+        yield pg
+
+
+@asynccontextmanager
+async def open_stores(
+    settings: Settings, *, wait_s: float = 0.0
+) -> AsyncIterator[tuple[RedisStore, PgStore]]:
+    """Redis (scripts loaded) and PostgreSQL (migrated), each tried for ``wait_s``."""
+    assert settings.redis_url, "resolve embedded servers first"
+    async with (
+        open_bridge() as bridge,
+        open_redis_store(settings.redis_url, bridge, wait_s=wait_s) as redis,
+        open_database(settings, wait_s=wait_s) as pg,
+    ):
+        yield redis, pg
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    roles: Roles = Roles(),
+    *,
+    clock: Clock | None = None,
+    gateway: PaymentGateway | None = None,
+    policy: AdmissionPolicy | None = None,
+) -> AsyncIterator[Services]:
+    """Connect, migrate, start the parts ``roles`` asks for; stop them all on exit."""
+    clock = clock or WallClock()
+    policy = policy or AdmissionPolicy(abandon_grace_s=settings.abandon_grace_s)
+    signer = TokenSigner(settings.secret.encode())
+    async with (
+        open_stores(settings, wait_s=settings.startup_wait_s) as (redis, pg),
+        open_engine(
+            redis,
+            pg,
+            signer,
+            clock,
+            gateway or SandboxGateway(),
+            payment_window_s=settings.payment_window_s,
+            gateway_timeout_s=settings.gateway_timeout_s,
+        ) as engine,
+        anyio.create_task_group() as tg,
+    ):
+        line = WaitingLine(
+            redis,
+            clock,
+            JoinLimits(
+                per_client=BucketLimit(settings.join_client_rate_per_s, settings.join_client_burst),
+                per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
+            ),
+        )
+        hub = Hub(
+            line,
+            engine.holds,
+            position_interval_s=settings.position_interval_s,
+            position_frames_per_s=settings.position_frames_per_s,
+        )
+        services = Services(settings, redis, pg, engine, line, hub, clock, policy=policy)
+        for batcher in (line.joins, line.presence):
+            await tg.start(batcher.run)
+        if roles.worker:
+            # Redis agrees with PostgreSQL before admission hands out any seat.
+            await tg.start(
+                partial(
+                    run_reconciler,
+                    redis,
+                    pg,
+                    clock,
+                    interval_s=settings.reconcile_interval_s,
+                    window_s=settings.reconcile_window_s,
+                )
+            )
+            await tg.start(partial(run_worker, redis, clock, policy))
+        http_state = HttpState(
+            engine=engine,
+            admin_key=settings.admin_key,
+            max_body_bytes=settings.max_body_bytes,
+            waitroom_url=services.waitroom_url,
+        )
+        if roles.worker and not roles.api:
+            services.http_port = await tg.start(
+                partial(
+                    serve_http, create_ops_app(http_state), settings.host, settings.metrics_port
+                )
+            )
+        if roles.api:
+            await tg.start(hub.run)
+            heartbeats = Heartbeats(encode(Heartbeat()), settings.heartbeat_interval_s)
+            tg.start_soon(heartbeats.run)
+            handler = WaitroomHandler(
+                hub,
+                line,
+                engine.catalog,
+                signer,
+                clock,
+                max_pending=settings.max_pending_messages,
+                heartbeats=heartbeats,
+            )
+            services.ws_port = await tg.start(
+                partial(
+                    serve_websockets,
+                    handler,
+                    settings.host,
+                    settings.ws_port,
+                    max_message_bytes=settings.max_frame_bytes,
+                    reuse_port=settings.reuse_port,
+                )
+            )
+            services.http_port = await tg.start(
+                partial(
+                    serve_http,
+                    create_app(http_state),
+                    settings.host,
+                    settings.http_port,
+                    reuse_port=settings.reuse_port,
+                )
+            )
+        try:
+            yield services
+        finally:
+            tg.cancel_scope.cancel()

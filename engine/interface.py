@@ -1,0 +1,87 @@
+"""The engine's one face: what the edges (HTTP, the waiting room's WebSocket) call.
+
+Each domain concept is owned end to end by one module, and this object holds
+one of each, built over the stores and started in the caller's task group by
+:func:`open_engine`:
+
+- ``catalog``   event specs (``engine/catalog.py``)
+- ``sales``     an event's sale: status, pause/resume/close, caps, audit, readiness
+                (``engine/sales.py``)
+- ``holds``     hold ids, the offer a client sees, who may pay (``engine/holds.py``)
+- ``checkout``  paying for a hold (``engine/checkout.py``)
+- ``bookings``  what a paid hold became (``engine/bookings.py``)
+
+The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+from engine.bookings import Bookings
+from engine.catalog import EventCatalog
+from engine.checkout import Checkout
+from engine.holds import Holds
+from engine.payments import PaymentGateway
+from engine.sales import Sales
+from plumbing.clock import Clock
+from storage.pg_store import PgStore
+from storage.redis_store import RedisStore
+from waitroom.tokens import TokenSigner
+
+__all__ = ["Engine", "open_engine"]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The engine's interface, one part per domain concept."""
+
+    catalog: EventCatalog
+    sales: Sales
+    holds: Holds
+    checkout: Checkout
+    bookings: Bookings
+
+
+@asynccontextmanager
+async def open_engine(
+    redis: RedisStore,
+    pg: PgStore,
+    signer: TokenSigner,
+    clock: Clock,
+    gateway: PaymentGateway,
+    *,
+    payment_window_s: float,
+    gateway_timeout_s: float,
+) -> AsyncIterator[Engine]:
+    """The engine over these stores, its batchers running for the duration of the block."""
+    catalog = EventCatalog(redis, pg)
+    bookings = Bookings(pg)
+    checkout = Checkout(
+        redis,
+        pg,
+        catalog,
+        bookings,
+        gateway,
+        clock,
+        payment_window_s=payment_window_s,
+        gateway_timeout_s=gateway_timeout_s,
+    )
+    engine = Engine(
+        catalog=catalog,
+        sales=Sales(redis, pg, catalog, clock),
+        holds=Holds(catalog, signer, clock, payment_window_s=payment_window_s),
+        checkout=checkout,
+        bookings=bookings,
+    )
+    async with anyio.create_task_group() as tg:
+        for batcher in (checkout.begin, checkout.commit, checkout.confirm):
+            await tg.start(batcher.run)
+        try:
+            yield engine
+        finally:
+            tg.cancel_scope.cancel()

@@ -1,0 +1,76 @@
+"""Building the waiting room's server messages from what the line and the engine say.
+
+Pure functions: no I/O, no clock. The one place an outcome of the line becomes a
+wire message, whether it is delivered live or told again to a client that came back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from engine.holds import HoldOffer
+from realtime import protocol as p
+from waitroom.eta import OutflowEstimator, position, wire_eta
+from waitroom.records import Confirmed, Expired, Left, Outcome, Prompted, SoldOut
+
+__all__ = ["outcome_message", "position_message", "prompt_message", "queued_message"]
+
+
+def queued_message(
+    estimator: OutflowEstimator, serving: int, seq: int, place: int, token: str
+) -> p.Queued:
+    """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
+    if place == 0:
+        return p.Queued(ticket=seq, token=token, position=0, eta_s=0.0, pre_queue=True)
+    pos = position(place, serving)
+    low, high = estimator.eta_range_s(pos)
+    return p.Queued(
+        ticket=seq,
+        token=token,
+        position=pos,
+        eta_s=wire_eta(estimator.eta_s(pos)),
+        eta_low_s=wire_eta(low),
+        eta_high_s=wire_eta(high),
+    )
+
+
+def position_message(
+    estimator: OutflowEstimator, pos: int, eta_s: float, *, seats_may_return: bool
+) -> p.Position:
+    """The ``position`` message for a client at ``pos`` whose estimated wait is ``eta_s``."""
+    low, high = estimator.eta_range_s(pos)
+    return p.Position(
+        position=pos,
+        eta_s=wire_eta(eta_s),
+        eta_low_s=wire_eta(low),
+        eta_high_s=wire_eta(high),
+        seats_may_return=seats_may_return,
+    )
+
+
+def prompt_message(offer: HoldOffer) -> p.Prompt:
+    """The ``prompt`` message of a hold's offer."""
+    return p.Prompt(
+        hold_id=offer.hold_id,
+        hold_token=offer.token,
+        seats=[p.Seat(section=s.section, row=s.row, number=s.number) for s in offer.seats],
+        amount_cents=offer.amount_cents,
+        expires_at=datetime.fromtimestamp(offer.expires_ms / 1000, UTC).isoformat(),
+        expires_ms=offer.expires_ms,
+    )
+
+
+def outcome_message(outcome: Outcome, offer: HoldOffer | None = None) -> p.ServerMessage:
+    """The message telling a client its outcome (a prompt needs the hold's ``offer``)."""
+    match outcome:
+        case Prompted():
+            assert offer is not None, "a prompt is made from the hold's offer"
+            return prompt_message(offer)
+        case Confirmed():
+            return p.Confirmed(booking_id=outcome.booking_id)
+        case Expired():
+            return p.Expired()
+        case SoldOut():
+            return p.SoldOut()
+        case Left():
+            return p.Left()

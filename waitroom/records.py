@@ -1,0 +1,37 @@
+"""The line's records as the edges read them: event states, ticket statuses, outcomes.
+
+They are decoded in ``storage/`` (where the scripts' answers are read) and pass
+unchanged through the waiting room to the realtime channel, so there is one
+union of outcomes from the stores to the edge; this module is where the edges
+import them from.
+"""
+
+from __future__ import annotations
+
+from storage.records import (
+    Confirmed,
+    EventState,
+    EventStatus,
+    Expired,
+    Left,
+    NotifyBatch,
+    Outcome,
+    Prompted,
+    SectionCounts,
+    SoldOut,
+    TicketStatus,
+)
+
+__all__ = [
+    "Confirmed",
+    "EventState",
+    "EventStatus",
+    "Expired",
+    "Left",
+    "NotifyBatch",
+    "Outcome",
+    "Prompted",
+    "SectionCounts",
+    "SoldOut",
+    "TicketStatus",
+]
