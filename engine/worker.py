@@ -19,6 +19,7 @@ from functools import partial
 import anyio
 
 from engine.admission import AdmissionPolicy, run_admission, run_expiry_sweep
+from engine.metrics import ACTIVE_HOLDS, QUEUE_LENGTH
 from plumbing.clock import Clock
 from storage.errors import StorageUnavailable
 from storage.records import EventActivity, EventState
@@ -78,6 +79,11 @@ async def run_worker(
                 activity = {}
             quiet: dict[str, int] = {}  # events taking joins, nobody waiting: seq to wait after
             for event_id, act in activity.items():
+                # The loops keep these gauges current while they run; an event whose
+                # loops are stopped (or never started) is shown as this round read it,
+                # not as its loops last saw it before its last hold was paid.
+                QUEUE_LENGTH.labels(event_id).set(act.waiting)
+                ACTIVE_HOLDS.labels(event_id).set(act.holds)
                 live = is_live(act, clock.now_ms())
                 if live and event_id not in running:
                     logger.info("worker: serving event %s (%s)", event_id, act.state)

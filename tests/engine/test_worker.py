@@ -9,12 +9,13 @@ from functools import partial
 import anyio
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from engine.admission import AdmissionPolicy
 from engine.worker import is_live, run_worker
 from plumbing.clock import WallClock
 from storage.records import EventActivity, EventState
-from storage.redis_store import JoinRequest, RedisStore
+from storage.redis_store import HoldRef, JoinRequest, PaidHold, RedisStore
 from tests.conftest import ticket_status
 
 pytestmark = pytest.mark.anyio
@@ -111,4 +112,34 @@ async def test_worker_opens_a_scheduled_event_nobody_joined(
         with anyio.fail_after(10):
             while await _event_state(redis_store, event_id) != "open":  # noqa: ASYNC110
                 await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+
+
+def _gauge(name: str, event_id: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"event": event_id})
+
+
+async def test_gauges_show_no_hold_once_the_last_hold_is_paid(
+    redis_store: RedisStore, quiet_event: str
+) -> None:
+    """When the last hold is paid the event's loops stop, and its gauges read 0, not what
+    the loops last saw."""
+    clock = WallClock()
+    # Loops that look again only after a minute: the discovery round must set the gauges.
+    policy = AdmissionPolicy(idle_wait_s=60, sweep_interval_s=60)
+    async with anyio.create_task_group() as tg:
+        await tg.start(partial(run_worker, redis_store, clock, policy, discover_interval_s=0.1))
+        [joined] = await redis_store.join([JoinRequest(quiet_event, "c1", 1, "")], clock.now_ms())
+        with anyio.fail_after(10):
+            while _gauge("booking_active_holds", quiet_event) != 1:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        hold = HoldRef(quiet_event, joined.seq, "key-1")
+        [claim] = await redis_store.begin_payments([hold], clock.now_ms(), 30_000)
+        assert claim.result == "ok"
+        paid = PaidHold(quiet_event, joined.seq, "key-1", "bk-1")
+        assert await redis_store.confirm_paid([paid], clock.now_ms()) == ["confirmed"]
+        with anyio.fail_after(10):
+            while _gauge("booking_active_holds", quiet_event) != 0:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        assert _gauge("booking_queue_length", quiet_event) == 0
         tg.cancel_scope.cancel()
