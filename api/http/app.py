@@ -14,25 +14,30 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
+from functools import cache
 from typing import Any, TypeVar
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from api.http.docs import docs_page
 from api.http.errors import error_response, handle_booking_error
+from api.http.openapi import TEXT, openapi_document, operation, waitroom_schema
 from api.http.pages import page_routes
 from api.http.responses import json_response
 from api.http.schemas import (
     AdmissionBody,
     AdmissionView,
+    AuditView,
     BookingView,
     CreatedEvent,
     EventView,
     PaymentBody,
+    StateView,
 )
 from engine.bookings import Booking
 from engine.checkout import PaymentRequest
@@ -47,7 +52,10 @@ from engine.events import EventSpec
 from engine.interface import Engine
 from engine.sales import SaleStatus
 
-__all__ = ["HttpState", "create_app", "create_ops_app"]
+__all__ = ["API_VERSION", "OPS_ROUTES", "ROUTES", "HttpState", "create_app", "create_ops_app"]
+
+#: The interface's version, as the OpenAPI document states it.
+API_VERSION = "1.0.0"
 
 T = TypeVar("T")
 
@@ -142,8 +150,40 @@ def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
     )
 
 
+#: What a created event's id leads to (for clients and for stateful testing).
+_EVENT_LINKS = {
+    name: (target, {"event_id": "$response.body#/id"})
+    for name, target in (
+        ("GetEvent", "get_event"),
+        ("Pause", "pause"),
+        ("Resume", "resume"),
+        ("SetAdmission", "set_admission"),
+        ("Audit", "audit"),
+        ("WaitroomPage", "waitroom_page"),
+    )
+}
+
+
+@operation(
+    request=EventSpec,
+    answers={201: CreatedEvent},
+    errors=[400, 401, 503],
+    credentials="admin",
+    links=_EVENT_LINKS,
+    example={
+        "name": "Evening concert",
+        "opens_at": "2030-06-01T18:00:00Z",
+        "max_per_order": 4,
+        "hold_seconds": 120,
+        "max_active_holds": 500,
+        "sections": [
+            {"id": "stalls", "price_cents": 4500, "rows": [{"label": "A", "seats": 20}]},
+            {"id": "standing", "price_cents": 2500, "capacity": 300},
+        ],
+    },
+)
 async def create_event(request: Request) -> Response:
-    """``POST /v1/events``: 201 with the new event's id and WebSocket URL."""
+    """``POST /v1/events``: create an event; its id and WebSocket URL."""
     _require_admin(request)
     state = _state(request)
     spec = await _body(request, EventSpec)
@@ -151,32 +191,42 @@ async def create_event(request: Request) -> Response:
     return json_response(CreatedEvent(event_id, state.waitroom_url(event_id)), status=201)
 
 
+@operation(answers={200: EventView}, errors=[404, 503])
 async def get_event(request: Request) -> Response:
-    """``GET /v1/events/{id}``: the sale now."""
+    """``GET /v1/events/{id}``: the event's sale now: state, caps, line, seats per section."""
     state = _state(request)
     event_id = request.path_params["event_id"]
     sale = await state.engine.sales.status(event_id)
     return json_response(_event_view(sale, state.waitroom_url(event_id)))
 
 
+@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
 async def pause(request: Request) -> Response:
-    """``POST /v1/events/{id}/pause``: 409 unless the event is open."""
+    """``POST /v1/events/{id}/pause``: stop admission (409 unless the event is open)."""
     _require_admin(request)
     event_id = request.path_params["event_id"]
     new_state = await _state(request).engine.sales.pause(event_id)
-    return json_response({"id": event_id, "state": new_state})
+    return json_response(StateView(event_id, new_state))
 
 
+@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
 async def resume(request: Request) -> Response:
-    """``POST /v1/events/{id}/resume``: 409 unless the event is paused."""
+    """``POST /v1/events/{id}/resume``: restart admission (409 unless the event is paused)."""
     _require_admin(request)
     event_id = request.path_params["event_id"]
     new_state = await _state(request).engine.sales.resume(event_id)
-    return json_response({"id": event_id, "state": new_state})
+    return json_response(StateView(event_id, new_state))
 
 
+@operation(
+    request=AdmissionBody,
+    answers={200: AdmissionView},
+    example={"max_active_holds": 300, "admissions_per_minute": 6000},
+    errors=[400, 401, 404, 503],
+    credentials="admin",
+)
 async def set_admission(request: Request) -> Response:
-    """``PATCH /v1/events/{id}/admission``: the caps in force after the change."""
+    """``PATCH /v1/events/{id}/admission``: change the admission caps; the caps in force."""
     _require_admin(request)
     engine = _state(request).engine
     event_id = request.path_params["event_id"]
@@ -190,17 +240,32 @@ async def set_admission(request: Request) -> Response:
     return json_response(AdmissionView(event_id, caps.max_active, caps.rate_per_min))
 
 
+@operation(
+    answers={200: AuditView},
+    errors=[401, 404, 503],
+    credentials="admin",
+    query={"settled": "1: also require PostgreSQL to agree with Redis (no payment in flight)"},
+)
 async def audit(request: Request) -> Response:
-    """``GET /v1/events/{id}/audit``: the invariants checked now (``?settled=1``: PG = Redis)."""
+    """``GET /v1/events/{id}/audit``: the event's invariants checked now."""
     _require_admin(request)
     event_id = request.path_params["event_id"]
     settled = request.query_params.get("settled") == "1"
     result = await _state(request).engine.sales.audit(event_id, settled=settled)
-    return json_response({"ok": result.ok, **msgspec.structs.asdict(result)})
+    return json_response(AuditView(ok=result.ok, **msgspec.structs.asdict(result)))
 
 
+@operation(
+    request=PaymentBody,
+    answers={200: BookingView},
+    example={"card_token": "tok_visa"},
+    links={"GetBooking": ("get_booking", {"booking_id": "$response.body#/id"})},
+    errors=[400, 401, 402, 403, 404, 409, 503, 504],
+    credentials="hold",
+    headers={"Idempotency-Key": "1-128 printable characters; a retry with the same key pays once"},
+)
 async def pay(request: Request) -> Response:
-    """``POST /v1/holds/{id}/payment``: 200 with the booking, durable before the answer."""
+    """``POST /v1/holds/{id}/payment``: pay for a hold; the booking is durable before the answer."""
     engine = _state(request).engine
     event_id, seq = engine.holds.authorize_payment(_bearer(request), request.path_params["hold_id"])
     key = request.headers.get("idempotency-key", "")
@@ -211,8 +276,9 @@ async def pay(request: Request) -> Response:
     return json_response(_booking_view(booking))
 
 
+@operation(answers={200: BookingView}, errors=[401, 403, 404, 503], credentials="admin_or_hold")
 async def get_booking(request: Request) -> Response:
-    """``GET /v1/bookings/{id}``: the booking, to its holder or an admin."""
+    """``GET /v1/bookings/{id}``: a booking and its tickets, to its holder or an admin."""
     engine = _state(request).engine
     booking = await engine.bookings.get(request.path_params["booking_id"])
     if not _is_admin(request):
@@ -220,20 +286,49 @@ async def get_booking(request: Request) -> Response:
     return json_response(_booking_view(booking))
 
 
+@operation(answers={200: TEXT})
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: the process is alive."""
     return PlainTextResponse("ok")
 
 
+@operation(answers={200: TEXT}, errors=[503])
 async def readyz(request: Request) -> Response:
     """``GET /readyz``: Redis and PostgreSQL answer (503 ``not_ready`` otherwise)."""
     await _state(request).engine.sales.check_ready()
     return PlainTextResponse("ready")
 
 
+@operation(answers={200: TEXT})
 async def metrics(request: Request) -> Response:
     """``GET /metrics``: this process's Prometheus metrics."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@operation(answers={200: "application/json"})
+async def openapi_json(request: Request) -> Response:
+    """``GET /openapi.json``: this interface as an OpenAPI 3.1 document."""
+    return json_response(_documents()[0])
+
+
+@operation(answers={200: "application/json"})
+async def waitroom_schema_json(request: Request) -> Response:
+    """``GET /v1/waitroom/schema.json``: the waiting room's WebSocket messages (JSON Schema)."""
+    return json_response(_documents()[1])
+
+
+@operation(answers={200: "text/html"})
+async def docs(request: Request) -> Response:
+    """``GET /docs``: this interface, to read."""
+    return HTMLResponse(_documents()[2])
+
+
+@cache
+def _documents() -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The OpenAPI document, the WebSocket schema and the docs page (made once)."""
+    document = openapi_document(ROUTES, title="Booking engine", version=API_VERSION)
+    schema = waitroom_schema()
+    return document, schema, docs_page(document, schema)
 
 
 OPS_ROUTES = [
@@ -251,6 +346,9 @@ ROUTES = [
     Route("/v1/events/{event_id}/audit", audit, methods=["GET"]),
     Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
+    Route("/v1/waitroom/schema.json", waitroom_schema_json, methods=["GET"]),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
     *page_routes(),
     *OPS_ROUTES,
 ]

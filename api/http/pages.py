@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from api.http.openapi import HTML, operation
 from engine.errors import NotFound
 
 __all__ = ["page_routes"]
@@ -32,7 +33,8 @@ def page_routes() -> list[Route]:
     templates = {name: _read(name) for name in ("waitroom.html", "admin.html")}
     assets = {name: _read(name) for name in _ASSETS}
 
-    def page(template: str) -> Callable[[Request], Awaitable[Response]]:
+    def page(template: str, summary: str) -> Callable[[Request], Awaitable[Response]]:
+        @operation(answers={200: HTML}, errors=[404], summary=summary)
         async def serve(request: Request) -> Response:
             event_id = request.path_params["event_id"]
             if not _EVENT_ID.match(event_id):
@@ -42,14 +44,26 @@ def page_routes() -> list[Route]:
 
         return serve
 
+    @operation(answers={200: "text/css"}, media=["text/javascript"], errors=[404])
     async def asset(request: Request) -> Response:
+        """A stylesheet or script of the pages."""
         name = request.path_params["name"]
         if name not in assets:
             raise NotFound(f"no page asset {name!r}")
         return Response(assets[name], media_type=_ASSETS[name])
 
     return [
-        Route("/events/{event_id}", page("waitroom.html"), methods=["GET"]),
-        Route("/events/{event_id}/admin", page("admin.html"), methods=["GET"]),
-        Route("/pages/{name}", asset, methods=["GET"]),
+        Route(
+            "/events/{event_id}",
+            page("waitroom.html", "The buyer's waiting-room page"),
+            methods=["GET"],
+            name="waitroom_page",
+        ),
+        Route(
+            "/events/{event_id}/admin",
+            page("admin.html", "The event's admin page"),
+            methods=["GET"],
+            name="admin_page",
+        ),
+        Route("/pages/{name}", asset, methods=["GET"], name="page_asset"),
     ]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 
+from engine.audit import Audit
 from engine.bookings import Ticket
 from engine.events import EventSpec
 from engine.sales import SectionSale
@@ -13,12 +14,14 @@ from engine.sales import SectionSale
 __all__ = [
     "AdmissionBody",
     "AdmissionView",
+    "AuditView",
     "BookingView",
     "CreatedEvent",
     "ErrorBody",
     "EventView",
     "PaymentBody",
     "SectionAvailability",
+    "StateView",
     "TicketView",
 ]
 
@@ -97,3 +100,16 @@ class BookingView(msgspec.Struct, frozen=True):
 
 
 __all__ += ["EventSpec"]
+
+
+class StateView(msgspec.Struct, frozen=True):
+    """An event's admission state after pause or resume."""
+
+    id: str
+    state: str
+
+
+class AuditView(Audit, frozen=True, kw_only=True):
+    """The invariants of an event checked now; ``ok`` when every one holds."""
+
+    ok: bool
