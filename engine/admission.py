@@ -13,10 +13,8 @@ from dataclasses import dataclass
 import anyio
 
 from engine.metrics import (
-    ACTIVE_HOLDS,
     ADMISSIONS,
     HOLDS_EXPIRED,
-    QUEUE_LENGTH,
     SOLD_OUT,
     SWEEP_LAG,
 )
@@ -62,8 +60,6 @@ def _record(event_id: str, s: AdmitSummary) -> None:
         ADMISSIONS.labels(event_id).inc(s.admitted)
     if s.sold_out:
         SOLD_OUT.labels(event_id).inc(s.sold_out)
-    QUEUE_LENGTH.labels(event_id).set(s.seq - s.serving)
-    ACTIVE_HOLDS.labels(event_id).set(s.active)
 
 
 async def run_admission(
@@ -122,8 +118,6 @@ async def run_expiry_sweep(
         SWEEP_LAG.observe(anyio.current_time() - due_at)
         if swept.released:
             HOLDS_EXPIRED.labels(event_id).inc(swept.released)
-        ACTIVE_HOLDS.labels(event_id).set(swept.active)
-        QUEUE_LENGTH.labels(event_id).set(swept.waiting)
         if swept.released >= policy.sweep_batch:
             due_at = anyio.current_time()
             continue

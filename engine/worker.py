@@ -79,13 +79,13 @@ async def run_worker(
                 activity = {}
             quiet: dict[str, int] = {}  # events taking joins, nobody waiting: seq to wait after
             for event_id, act in activity.items():
+                # The one writer of these gauges: one task, so a later value always comes
+                # from a later read. The event's loops each see the line at other moments
+                # (and a payment changes the holds without either), so set by them a gauge
+                # could be left at an older reading; here it is never more than a round old.
+                QUEUE_LENGTH.labels(event_id).set(act.waiting)
+                ACTIVE_HOLDS.labels(event_id).set(act.holds)
                 live = is_live(act, clock.now_ms())
-                if not live:
-                    # A live event's loops keep its gauges current (and this read may be
-                    # older than theirs); an idle one's are set here every round, not left
-                    # as its loops last saw them before its last hold was paid.
-                    QUEUE_LENGTH.labels(event_id).set(act.waiting)
-                    ACTIVE_HOLDS.labels(event_id).set(act.holds)
                 if live and event_id not in running:
                     logger.info("worker: serving event %s (%s)", event_id, act.state)
                     running[event_id] = anyio.CancelScope()

@@ -122,8 +122,8 @@ def _gauge(name: str, event_id: str) -> float | None:
 async def test_gauges_show_no_hold_once_the_last_hold_is_paid(
     redis_store: RedisStore, quiet_event: str
 ) -> None:
-    """When the last hold is paid the event's loops stop, and its gauges read 0, not what
-    the loops last saw."""
+    """The discovery round keeps the gauges of an event true: 1 once a hold is made, 0 once
+    it is paid and the event's loops stop."""
     clock = WallClock()
     # Loops that look again only after a minute: the discovery round must set the gauges.
     policy = AdmissionPolicy(idle_wait_s=60, sweep_interval_s=60)
