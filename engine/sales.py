@@ -17,7 +17,7 @@ from engine.events import EventSpec
 from plumbing.clock import Clock
 from storage.errors import StorageError
 from storage.pg_store import PgStore
-from storage.records import AdmissionCaps, EventState
+from storage.records import AdmissionCaps, EventState, SectionCounts
 from storage.redis_store import RedisStore
 
 __all__ = ["SaleStatus", "Sales", "SectionSale"]
@@ -72,10 +72,7 @@ class Sales:
             raise NotFound(f"no event {event_id!r}")
         sections = []
         for s in spec.sections:
-            counts = status.sections.get(s.id)
-            if counts is None:
-                sections.append(SectionSale(s.id, s.price_cents, 0, 0, 0, 0))
-                continue
+            counts = status.sections.get(s.id, SectionCounts())
             sections.append(
                 SectionSale(
                     s.id, s.price_cents, counts.capacity, counts.free, counts.held, counts.sold

@@ -57,16 +57,6 @@ class TicketStatus(StrEnum):
         """Whether seats are held for the ticket (it may pay)."""
         return self in (TicketStatus.HELD, TicketStatus.PAYING)
 
-    @property
-    def terminal(self) -> bool:
-        """Whether nothing can change the ticket any more."""
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset(
-    {TicketStatus.CONFIRMED, TicketStatus.EXPIRED, TicketStatus.SOLD_OUT, TicketStatus.LEFT}
-)
-
 
 class JoinResult(msgspec.Struct, frozen=True):
     """A client's ticket seq (0 when refused), status, the serving counter, and its place.

@@ -87,7 +87,7 @@ class WaitingLine:
 
     async def place(self, event_id: str, seq: int) -> int:
         """Ticket ``seq``'s place in line (0 while in the pre-queue or unknown)."""
-        return (await self._redis.places(event_id, [seq])).get(seq, 0)
+        return (await self.places(event_id, [seq])).get(seq, 0)
 
     async def places(self, event_id: str, seqs: Sequence[int]) -> dict[int, int]:
         """The place in line of each ticket (0 while in the pre-queue), one round trip."""

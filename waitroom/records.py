@@ -1,4 +1,4 @@
-"""The line's records as the edges read them: event states, ticket statuses, outcomes.
+"""The line's records as the edges read them: the event's state and the outcomes.
 
 They are decoded in ``storage/`` (where the scripts' answers are read) and pass
 unchanged through the waiting room to the realtime channel, so there is one
@@ -8,30 +8,6 @@ import them from.
 
 from __future__ import annotations
 
-from storage.records import (
-    Confirmed,
-    EventState,
-    EventStatus,
-    Expired,
-    Left,
-    NotifyBatch,
-    Outcome,
-    Prompted,
-    SectionCounts,
-    SoldOut,
-    TicketStatus,
-)
+from storage.records import Confirmed, EventState, Expired, Left, Outcome, Prompted, SoldOut
 
-__all__ = [
-    "Confirmed",
-    "EventState",
-    "EventStatus",
-    "Expired",
-    "Left",
-    "NotifyBatch",
-    "Outcome",
-    "Prompted",
-    "SectionCounts",
-    "SoldOut",
-    "TicketStatus",
-]
+__all__ = ["Confirmed", "EventState", "Expired", "Left", "Outcome", "Prompted", "SoldOut"]
