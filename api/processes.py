@@ -23,7 +23,7 @@ import anyio.abc
 
 from api.settings import Settings
 
-__all__ = ["ServerProcesses", "serving_processes"]
+__all__ = ["ServerProcesses", "metrics_ports", "serving_processes"]
 
 #: Line a ``booking serve --reuse-port`` process prints on stdout once it listens.
 READY = b"ready"
@@ -36,6 +36,15 @@ class ServerProcesses:
     http_url: str
     ws_url: str
     pids: tuple[int, ...]
+    #: Each process's own /metrics (empty when their ports were left to the kernel).
+    metrics_urls: tuple[str, ...] = ()
+
+
+def metrics_ports(base: int, count: int) -> list[int]:
+    """The /metrics ports of ``count`` server processes when a worker on the same host
+    takes ``base`` (``BOOKING_METRICS_PORT``): the ``count`` ports after it; 0 (free
+    ports) for each when ``base`` is 0."""
+    return [base + 1 + i if base else 0 for i in range(count)]
 
 
 def _free_port(host: str) -> int:
@@ -44,7 +53,9 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def _argv(settings: Settings, http_port: int, ws_port: int, niceness: int) -> list[str]:
+def _argv(
+    settings: Settings, http_port: int, ws_port: int, metrics_port: int, niceness: int
+) -> list[str]:
     assert settings.redis_url and settings.database_url, "servers are resolved by the parent"
     return [
         sys.executable,
@@ -62,6 +73,8 @@ def _argv(settings: Settings, http_port: int, ws_port: int, niceness: int) -> li
         str(http_port),
         "--ws-port",
         str(ws_port),
+        "--metrics-port",
+        str(metrics_port),
         "--redis-url",
         settings.redis_url,
         "--database-url",
@@ -94,7 +107,8 @@ async def serving_processes(
     settings: Settings, count: int, *, niceness: int = 0
 ) -> AsyncIterator[ServerProcesses]:
     """Start ``count`` API processes on ``settings``' ports (free ones for 0); yield once all
-    listen; stop them (SIGTERM, then SIGKILL after 10 s) on exit.
+    listen; stop them (SIGTERM, then SIGKILL after 10 s) on exit. Process ``i`` serves its
+    own /metrics on ``settings.metrics_port + 1 + i`` (see ``metrics_ports``).
 
     ``niceness``: how much lower than this process they run (``booking serve --nice``).
 
@@ -105,7 +119,7 @@ async def serving_processes(
     env = {**os.environ, "BOOKING_SECRET": settings.secret, "BOOKING_ADMIN_KEY": settings.admin_key}
     if settings.public_ws_url:
         env["BOOKING_PUBLIC_WS_URL"] = settings.public_ws_url
-    argv = _argv(settings, http_port, ws_port, niceness)
+    ports = metrics_ports(settings.metrics_port, count)
     procs: list[anyio.abc.Process] = []
     stopping = False
 
@@ -116,7 +130,8 @@ async def serving_processes(
 
     try:
         async with anyio.create_task_group() as tg:
-            for _ in range(count):
+            for port in ports:
+                argv = _argv(settings, http_port, ws_port, port, niceness)
                 procs.append(
                     await anyio.open_process(argv, stdout=subprocess.PIPE, stderr=None, env=env)
                 )
@@ -130,6 +145,7 @@ async def serving_processes(
                 f"http://{settings.host}:{http_port}",
                 settings.ws_url(ws_port),
                 tuple(p.pid for p in procs),
+                tuple(f"http://{settings.host}:{port}/metrics" for port in ports if port),
             )
             stopping = True
             tg.cancel_scope.cancel()

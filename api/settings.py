@@ -60,7 +60,9 @@ class Settings:
     #: Let other processes serve the same HTTP and WebSocket ports (SO_REUSEPORT):
     #: ``booking serve --processes N`` sets it in each of its N processes.
     reuse_port: bool = False
-    #: Port of /metrics, /healthz and /readyz on a worker (serve has them on http_port).
+    #: Port of /metrics, /healthz and /readyz on a worker (a single serve process has them
+    #: on http_port; the N processes of ``serve --processes N``, whose HTTP port is shared,
+    #: each on one of the N ports after this one). 0 picks free ones.
     metrics_port: int = 9100
     #: WebSocket base URL told to clients (default: ws://host:ws_port).
     public_ws_url: str | None = None

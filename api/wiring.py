@@ -20,6 +20,7 @@ from api.http.app import HttpState, create_app, create_ops_app
 from api.http.server import serve_http
 from api.settings import Settings
 from engine.admission import AdmissionPolicy
+from engine.health import run_store_probe
 from engine.interface import Engine, open_engine
 from engine.payments import PaymentGateway, SandboxGateway
 from engine.reconcile import run_reconciler
@@ -62,6 +63,8 @@ class Services:
     clock: Clock
     http_port: int = 0
     ws_port: int = 0
+    #: Port of this process's own /metrics when its HTTP port is shared (0: none).
+    metrics_port: int = 0
     policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
 
     def waitroom_url(self, event_id: str) -> str:
@@ -146,6 +149,7 @@ async def open_services(
         services = Services(settings, redis, pg, engine, line, hub, clock, policy=policy)
         for batcher in (line.joins, line.presence):
             await tg.start(batcher.run)
+        await tg.start(partial(run_store_probe, redis, pg))
         if roles.worker:
             # Redis agrees with PostgreSQL before admission hands out any seat.
             await tg.start(
@@ -203,6 +207,14 @@ async def open_services(
                     reuse_port=settings.reuse_port,
                 )
             )
+            if settings.reuse_port:
+                # The shared HTTP port reaches any one of the processes: each also serves
+                # its own /metrics on a port of its own, so that every one is scraped.
+                services.metrics_port = await tg.start(
+                    partial(
+                        serve_http, create_ops_app(http_state), settings.host, settings.metrics_port
+                    )
+                )
         try:
             yield services
         finally:

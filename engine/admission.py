@@ -66,6 +66,9 @@ async def run_admission(
     redis: RedisStore, event_id: str, clock: Clock, policy: AdmissionPolicy
 ) -> None:
     """Admit clients of ``event_id`` in join order until cancelled."""
+    # The event's series exist from the start, so rates read 0 rather than nothing.
+    ADMISSIONS.labels(event_id)
+    SOLD_OUT.labels(event_id)
     while True:
         try:
             grace = policy.abandon_grace_s
@@ -105,6 +108,7 @@ async def run_expiry_sweep(
     Each call's lateness, from when it was due to when it returned, goes to
     ``booking_sweep_lag_seconds``: a busy process or Redis shows there first.
     """
+    HOLDS_EXPIRED.labels(event_id)  # the series exists before the first release
     due_at = anyio.current_time()
     while True:
         now = clock.now_ms()

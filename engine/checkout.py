@@ -31,7 +31,7 @@ from engine.errors import (
 )
 from engine.events import seat_label
 from engine.holds import hold_id
-from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS
+from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS, REVENUE
 from engine.payments import ChargeStatus, PaymentGateway
 from plumbing.batcher import Batcher
 from plumbing.clock import Clock
@@ -212,6 +212,7 @@ class Checkout:
         if result.replayed:
             return await self._bookings.get(result.booking_id)
         BOOKINGS.labels(req.event_id).inc()
+        REVENUE.labels(req.event_id).inc(new.amount_cents)
         return Booking(
             id=new.booking_id,
             event_id=new.event_id,

@@ -12,7 +12,9 @@ __all__ = [
     "PAYMENTS",
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
+    "REVENUE",
     "SOLD_OUT",
+    "STORE_UP",
     "SWEEP_LAG",
 ]
 
@@ -26,6 +28,12 @@ ADMISSIONS = Counter(
 SOLD_OUT = Counter("booking_sold_out_total", "Clients told nothing is left.", ["event"])
 HOLDS_EXPIRED = Counter("booking_holds_expired_total", "Holds released unpaid.", ["event"])
 BOOKINGS = Counter("booking_bookings_total", "Bookings made durable.", ["event"])
+#: In the engine's money unit (an event has one currency; prices are integer cents).
+REVENUE = Counter(
+    "booking_revenue_cents",
+    "Amount of the bookings made durable, in cents.",
+    ["event"],
+)
 PAYMENTS = Counter("booking_payments_total", "Payment attempts by result.", ["result"])
 PAYMENT_LATENCY = Histogram(
     "booking_payment_seconds",
@@ -37,4 +45,10 @@ SWEEP_LAG = Histogram(
     "booking_sweep_lag_seconds",
     "How long after it was due each expiry sweep call returned.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+#: Set by every process's store probe (engine/health.py): what /readyz would answer, per store.
+STORE_UP = Gauge(
+    "booking_store_up",
+    "1 when the store answered this process's last probe, else 0.",
+    ["store"],
 )

@@ -104,7 +104,8 @@ SECRET = "test-secret-0123456789abcdef"
 
 
 def make_settings(redis_url: str | None, database_url: str | None, **overrides: Any) -> Settings:
-    """Settings of a system under test: the test secret and admin key, free loopback ports."""
+    """Settings of a system under test: the test secret and admin key, free loopback ports
+    (metrics ports included, unless given)."""
     return Settings(
         redis_url=redis_url,
         database_url=database_url,
@@ -112,6 +113,7 @@ def make_settings(redis_url: str | None, database_url: str | None, **overrides: 
         admin_key=ADMIN_KEY,
         http_port=0,
         ws_port=0,
+        metrics_port=overrides.pop("metrics_port", 0),
         **overrides,
     )
 

@@ -9,6 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.wiring import Services
 from bench.sale import SalePlan, run_sale
+from engine.health import probe_stores
+from storage.bridge import open_bridge
+from storage.pg_store import open_pg_store
 from tests.conftest import ADMIN_KEY
 
 REQUIRED = {
@@ -20,6 +23,8 @@ REQUIRED = {
     "booking_ws_connections": "WebSocket connections",
     "booking_storage_round_trips": "storage round trips",
     "booking_bridge_crossings": "bridge crossings",
+    "booking_revenue_cents": "revenue",
+    "booking_store_up": "store readiness",
 }
 
 
@@ -56,6 +61,8 @@ async def test_metrics_cover_the_sale(services: Services, http: httpx.AsyncClien
 
     assert await _gauge(http, "booking_admissions_total", report.event_id) == 8
     assert await _gauge(http, "booking_bookings_total", report.event_id) == 8
+    # Eight one-seat bookings at 100 cents, counted once each when made durable.
+    assert await _gauge(http, "booking_revenue_cents_total", report.event_id) == 800
     assert grew("booking_payment_seconds_count") == 8
     assert grew("booking_storage_round_trips_total") > 0
     # The worker's discovery round (every second) sets both gauges from one read; the
@@ -83,3 +90,25 @@ async def _line_and_holds(http: httpx.AsyncClient, event_id: str) -> tuple[float
         await _gauge(http, "booking_queue_length", event_id),
         await _gauge(http, "booking_active_holds", event_id),
     )
+
+
+@pytest.mark.anyio
+async def test_store_up_follows_the_stores(services: Services, http: httpx.AsyncClient) -> None:
+    """The probe sets booking_store_up to 1 for a store that answers and 0 for one that does not."""
+    values = _values((await http.get("/metrics")).text)
+    assert values["booking_store_up"] == 2  # both stores, 1 each
+    assert services.settings.database_url
+    async with open_bridge() as bridge:
+        async with open_pg_store(services.settings.database_url, bridge) as gone:
+            pass  # its pool is closed: PostgreSQL no longer answers through it
+        answered = await probe_stores(services.redis, gone, timeout_s=2)
+    assert answered == {"redis": True, "postgres": False}
+    families = text_string_to_metric_families((await http.get("/metrics")).text)
+    up = {
+        s.labels["store"]: s.value
+        for f in families
+        for s in f.samples
+        if s.name == "booking_store_up"
+    }
+    assert up == {"redis": 1, "postgres": 0}
+    await probe_stores(services.redis, services.pg)

@@ -9,7 +9,9 @@ import socket
 from dataclasses import replace
 
 import anyio
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.processes import serving_processes
 from api.wiring import Roles, open_services
@@ -55,7 +57,10 @@ def test_reuse_port_sockets_share_a_port_and_its_connections() -> None:
 @pytest.mark.slow
 async def test_a_sale_over_two_server_processes(servers: EmbeddedServers) -> None:
     """A sale whose clients and payments land on two processes keeps every invariant."""
-    settings = make_settings(servers.redis_url, servers.database_url, runtime=RUNTIME)
+    base = free_port_run(3)
+    settings = make_settings(
+        servers.redis_url, servers.database_url, runtime=RUNTIME, metrics_port=base
+    )
     worker_only = replace(settings, metrics_port=0)
     async with (
         open_services(worker_only, Roles(api=False, worker=True)),
@@ -76,8 +81,48 @@ async def test_a_sale_over_two_server_processes(servers: EmbeddedServers) -> Non
             processes=1,
         )
         report = await run_bench(running.http_url, ADMIN_KEY, options, progress=None)
+        # Each process serves its own /metrics on the ports after the base; scraping
+        # them all counts every booking, whichever process took the payment.
+        assert running.metrics_urls == tuple(
+            f"http://127.0.0.1:{port}/metrics" for port in (base + 1, base + 2)
+        )
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
+            counted = [
+                sum(
+                    sample.value
+                    for family in text_string_to_metric_families((await http.get(url)).text)
+                    for sample in family.samples
+                    if sample.name == "booking_bookings_total"
+                    and sample.labels["event"] == report.event_id
+                )
+                for url in running.metrics_urls
+            ]
     assert report.problems == []
     assert report.audit["sold_in_postgres"] == report.seats_sold > 0
+    assert sum(counted) == report.outcomes["confirmed"]
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count > 65535:
+            continue
+        held = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 @pytest.mark.anyio
