@@ -24,7 +24,9 @@ from typing import TextIO
 
 import anyio
 import httpx
+import msgspec
 
+from api.client import ApiError, BookingClient
 from bench.sale import SalePlan, SaleReport, demo_event, render_summary, run_sale
 from storage.embedded import PostgresServer, RedisServer
 
@@ -285,18 +287,15 @@ async def chaos_sale(
         raise TimeoutError(f"the sale did not finish within {plan.time_limit_s} s")
     # PostgreSQL is the record: one last pass makes Redis agree before the final audit.
     await anyio.run_process(list(reconcile_argv), check=False)
-    async with httpx.AsyncClient(base_url=http_url, trust_env=False, timeout=30) as http:
-        admin = {"Authorization": f"Bearer {admin_key}"}
-        audit = await http.get(
-            f"/v1/events/{report.event_id}/audit", params={"settled": "1"}, headers=admin
-        )
-        audit.raise_for_status()
-        report.audit = audit.json()
+    async with BookingClient(http_url, admin_key=admin_key, timeout_s=30) as client:
+        report.audit = msgspec.to_builtins(await client.audit(report.event_id, settled=True))
         missing = 0
         for r in report.results:
             if r.payment_status == 200 and r.booking_id:
-                got = await http.get(f"/v1/bookings/{r.booking_id}", headers=admin)
-                missing += got.status_code != 200
+                try:
+                    await client.booking(r.booking_id)
+                except ApiError:
+                    missing += 1
     return ChaosReport(
         sale=report,
         worker_kills=pool.kills,

@@ -7,16 +7,14 @@ import secrets
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import anyio
-import httpx
 from websockets.exceptions import WebSocketException
 
-from bench.ws import WsConnection, connect_ws
+from api.client import ApiError, BookingClient, WaitingRoom
 from realtime import protocol as p
 
-__all__ = ["Behaviour", "ClientResult", "PaymentClient", "RestClient", "run_client"]
+__all__ = ["Behaviour", "ClientResult", "run_client"]
 
 
 class Behaviour(enum.Enum):
@@ -65,79 +63,9 @@ class ClientResult:
         return self.prompted_at - self.admitted_at if self.prompted_at else None
 
 
-class PaymentResponse(Protocol):
-    """What a buyer reads of a payment's answer."""
-
-    @property
-    def status_code(self) -> int:
-        """HTTP status."""
-        ...
-
-    @property
-    def text(self) -> str:
-        """The body."""
-        ...
-
-    def json(self) -> Any:
-        """The body, decoded."""
-        ...
-
-
-class PaymentClient(Protocol):
-    """Pays holds over REST (``RestClient`` on httpx, or the bench's lean client)."""
-
-    async def pay(
-        self, prompt: p.Prompt, card: str, key: str, *, attempts: int = 3
-    ) -> PaymentResponse:
-        """POST a payment for ``prompt``'s hold with idempotency key ``key``."""
-        ...
-
-
-class RestClient:
-    """An HTTP client whose in-flight requests never exceed its pool.
-
-    httpcore's pool does work proportional to the waiting requests on every
-    change, so thousands of waiters turn quadratic; waiting here is cheap.
-    """
-
-    def __init__(self, http: httpx.AsyncClient, max_in_flight: int) -> None:
-        self.http = http  # the pooled client
-        self._limiter = anyio.CapacityLimiter(
-            max_in_flight
-        )  # at most one request per pooled connection
-
-    async def pay(
-        self, prompt: p.Prompt, card: str, key: str, *, attempts: int = 3
-    ) -> httpx.Response:
-        """POST a payment for ``prompt``'s hold, retrying a lost connection or a 503 with the same key."""
-        unavailable = 0
-        attempt = 0
-        while attempt < attempts:
-            attempt += 1
-            try:
-                async with self._limiter:
-                    response = await self.http.post(
-                        f"/v1/holds/{prompt.hold_id}/payment",
-                        headers={
-                            "Authorization": f"Bearer {prompt.hold_token}",
-                            "Idempotency-Key": key,
-                        },
-                        json={"card_token": card},
-                    )
-                if response.status_code != 503 or unavailable >= 30:
-                    return response
-                unavailable += 1  # a backing service is restarting: wait as told, same key
-                attempt -= 1
-                await anyio.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
-            except (httpx.RemoteProtocolError, httpx.ConnectError):
-                if attempt == attempts:
-                    raise
-        raise AssertionError("unreachable")
-
-
 async def run_client(
     waitroom_url: str,
-    http: PaymentClient,
+    http: BookingClient,
     result: ClientResult,
     *,
     hold_seconds: float,
@@ -167,7 +95,7 @@ async def run_client(
         )
     # A failed handshake (InvalidMessage when the server drops the connection under a
     # storm) or a closed socket ends this client with an error, never its process.
-    except (OSError, WebSocketException, httpx.HTTPError) as exc:
+    except (OSError, WebSocketException) as exc:
         result.errors.append(f"{type(exc).__name__}: {exc}")
         result.outcome = result.outcome or "error"
     return result
@@ -175,7 +103,7 @@ async def run_client(
 
 async def _run(
     url: str,
-    http: PaymentClient,
+    http: BookingClient,
     r: ClientResult,
     hold_seconds: float,
     think_s: float,
@@ -189,7 +117,9 @@ async def _run(
     while True:
         async with AsyncExitStack() as stack:
             async with limiter or anyio.CapacityLimiter(1):
-                ws = await stack.enter_async_context(connect_ws(url, local_address=local_address))
+                room = await stack.enter_async_context(
+                    WaitingRoom.connect(url, local_address=local_address)
+                )
             async with anyio.create_task_group() as tg:
                 dropped = False
 
@@ -211,7 +141,7 @@ async def _run(
                     tg.start_soon(drop_when_told, reconnect_at)
                 if r.behaviour is Behaviour.LEAVE and leave_after_s is not None:
                     tg.start_soon(leave_later, leave_after_s)
-                await _converse(ws, http, r, hold_seconds, think_s, first, state)
+                await _converse(room, http, r, hold_seconds, think_s, first, state)
                 tg.cancel_scope.cancel()
         if not dropped:
             return
@@ -229,8 +159,8 @@ class _Conversation:
 
 
 async def _converse(
-    ws: WsConnection,
-    http: PaymentClient,
+    room: WaitingRoom,
+    http: BookingClient,
     r: ClientResult,
     hold_seconds: float,
     think_s: float,
@@ -239,10 +169,10 @@ async def _converse(
 ) -> None:
     if isinstance(first, p.Join):
         r.joined_at = time.time()
-    await ws.send(p.encode(first), text=True)
+    await room.send(first)
     rejoins = 0
     while True:
-        msg = p.server_decoder.decode(await ws.recv(decode=False))
+        msg = await room.receive()
         match msg:
             case p.Queued():
                 if not r.ticket:
@@ -265,20 +195,28 @@ async def _converse(
                     await anyio.sleep(think_s)
                 state.paid_at = time.time()
                 if r.behaviour in (Behaviour.DECLINE_THEN_PAY, Behaviour.DECLINE):
-                    declined = await http.pay(msg, "tok_declined", secrets.token_hex(8))
-                    if declined.status_code not in (402, 409):  # 409: the hold expired meanwhile
-                        r.errors.append(f"declined card answered {declined.status_code}")
+                    try:
+                        await http.pay(
+                            msg.hold_id, msg.hold_token, "tok_declined", secrets.token_hex(8)
+                        )
+                        declined = 200
+                    except ApiError as exc:
+                        declined = exc.status
+                    if declined not in (402, 409):  # 409: the hold expired meanwhile
+                        r.errors.append(f"declined card answered {declined}")
                     if r.behaviour is Behaviour.DECLINE:
-                        r.payment_status = declined.status_code
+                        r.payment_status = declined
                         continue  # gives up; the hold runs out
                 key = secrets.token_hex(8)
-                response = await http.pay(msg, "tok_visa", key)
-                r.payment_s = time.time() - state.paid_at
-                r.payment_status = response.status_code
-                if response.status_code == 200:
-                    r.booking_id, r.payment_key = response.json()["id"], key
-                elif response.status_code != 409:  # 409: the hold expired meanwhile
-                    r.errors.append(f"payment answered {response.status_code}: {response.text}")
+                try:
+                    booking = await http.pay(msg.hold_id, msg.hold_token, "tok_visa", key)
+                except ApiError as exc:
+                    r.payment_s, r.payment_status = time.time() - state.paid_at, exc.status
+                    if exc.status != 409:  # 409: the hold expired meanwhile
+                        r.errors.append(f"payment answered {exc}")
+                else:
+                    r.payment_s, r.payment_status = time.time() - state.paid_at, 200
+                    r.booking_id, r.payment_key = booking.id, key
             case p.Confirmed():
                 r.outcome, r.booking_id, r.ended_at = "confirmed", msg.booking_id, time.time()
                 r.confirmed_s = time.time() - state.paid_at if state.paid_at else 0.0
@@ -292,7 +230,7 @@ async def _converse(
             case p.Error() if msg.code == "unavailable" and rejoins < 30:
                 rejoins += 1  # not done (storage restarting): joining and resuming are idempotent
                 await anyio.sleep(0.5)
-                await ws.send(p.encode(first), text=True)
+                await room.send(first)
             case p.Left():
                 r.outcome, r.ended_at = "left", time.time()
                 return

@@ -9,6 +9,7 @@ only; bounded in clients and in time (``max_seconds`` stops everything).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import math
@@ -21,9 +22,9 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
-import httpx
 import msgspec
 
+from api.client import ApiError, BookingClient
 from bench.client import ClientResult
 from bench.procs import Done, Job, Progress, Report
 from bench.sale import SaleReport, scrape_counters
@@ -297,24 +298,21 @@ async def run_bench(
     if not 1 <= options.clients <= MAX_CLIENTS:
         raise ValueError(f"clients must be between 1 and {MAX_CLIENTS}")
     scenario = options.scenario_spec()
-    admin = {"Authorization": f"Bearer {admin_key}"}
     deadline = time.time() + options.max_seconds
-    async with httpx.AsyncClient(base_url=http_url, timeout=60, trust_env=False) as http:
-        before = await scrape_counters(http)
+    async with BookingClient(http_url, admin_key=admin_key) as client:
+        before = await scrape_counters(client)
         body = event_body(
             options.seats,
             hold_seconds=options.hold_seconds,
             max_active_holds=options.max_active_holds,
             name=f"Bench: {options.scenario}",
         )
-        created = await http.post("/v1/events", json=body, headers=admin)
-        created.raise_for_status()
-        event_id, waitroom_url = created.json()["id"], created.json()["waitroom_url"]
+        created = await client.create_event(body)
+        event_id, waitroom_url = created.id, created.waitroom_url
         require_loopback(waitroom_url)
         capacity = sum(sum(r["seats"] for r in s["rows"]) for s in body["sections"])
         if scenario.flash:  # nobody is admitted until everyone is in line
-            paused = await http.post(f"/v1/events/{event_id}/pause", headers=admin)
-            paused.raise_for_status()
+            await client.pause(event_id)
         jobs = _jobs(options, http_url, waitroom_url, deadline, scenario.reconnect > 0)
         latest: dict[int, Progress] = {}
         done: dict[int, Done] = {}
@@ -358,23 +356,19 @@ async def run_bench(
                 if all_done.is_set() or time.time() > deadline:
                     break
                 await anyio.sleep(0.1)
-            resumed = await http.post(f"/v1/events/{event_id}/resume", headers=admin)
-            resumed.raise_for_status()
+            await client.resume(event_id)
             opened_at = time.time()
 
         async def sample() -> None:
             while not all_done.is_set():
-                try:  # a server too busy to answer in time misses a sample, not the run
-                    view: httpx.Response | None = await http.get(
-                        f"/v1/events/{event_id}", timeout=5
-                    )
-                except httpx.TransportError:
-                    view = None
-                if view is not None and view.status_code == 200:
-                    v = view.json()
+                view = None
+                # A server too busy to answer in time misses a sample, not the run.
+                with anyio.move_on_after(5), contextlib.suppress(ApiError, ConnectionError):
+                    view = await client.event(event_id)
+                if view is not None:
                     samples.append(
                         Sample(
-                            time.time() - started, v["queue_length"], v["active_holds"], v["state"]
+                            time.time() - started, view.queue_length, view.active_holds, view.state
                         )
                     )
                 with anyio.move_on_after(0.5):
@@ -393,18 +387,15 @@ async def run_bench(
         elapsed = time.time() - started
         results = [r for k in sorted(done) for r in done[k].results]
         stopped_early = len(done) < len(jobs) or any(d.stopped_early for d in done.values())
-        after = await scrape_counters(http)
-        audit = await http.get(
-            f"/v1/events/{event_id}/audit", params={"settled": "1"}, headers=admin
-        )
-        audit.raise_for_status()
+        after = await scrape_counters(client)
+        audit = await client.audit(event_id, settled=True)
         trips = {k: after[k] - before.get(k, 0.0) for k in after}
         return BenchReport(
             event_id,
             capacity,
             results,
             elapsed,
-            audit.json(),
+            msgspec.to_builtins(audit),
             trips,
             scenario=options.scenario,
             started_at=started,

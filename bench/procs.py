@@ -15,8 +15,8 @@ from collections import Counter
 import anyio
 import msgspec
 
+from api.client import BookingClient
 from bench.client import Behaviour, ClientResult, run_client
-from bench.http import LeanRestClient
 from bench.scenarios import ClientSpec
 from plumbing.gc_tuning import tune_collector
 from plumbing.runtime import run
@@ -72,7 +72,7 @@ async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done
     storm = anyio.Event()
     finished = anyio.Event()
     stopped_early = True
-    rest = LeanRestClient(job.http_url, job.http_connections)
+    rest = BookingClient(job.http_url, max_connections=job.http_connections, timeout_s=None)
     try:
         limiter = anyio.CapacityLimiter(job.connect_concurrency)
         started = time.time()

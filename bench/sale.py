@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import anyio
-import httpx
 import msgspec
 
-from bench.client import Behaviour, ClientResult, RestClient, run_client
+from api.client import BookingClient
+from bench.client import Behaviour, ClientResult, run_client
 
 __all__ = ["SalePlan", "SaleReport", "demo_event", "render_summary", "run_sale"]
 
@@ -245,14 +245,12 @@ async def _progress(
     out.write("\n")
 
 
-async def scrape_counters(http: httpx.AsyncClient) -> dict[str, float]:
+async def scrape_counters(client: BookingClient) -> dict[str, float]:
     """Storage round trips and bridge crossings so far, from the server's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    response = await http.get("/metrics")
-    response.raise_for_status()
     totals: dict[str, float] = {"redis": 0.0, "postgres": 0.0, "bridge": 0.0}
-    for family in text_string_to_metric_families(response.text):
+    for family in text_string_to_metric_families(await client.metrics()):
         for sample in family.samples:
             if sample.name == "booking_storage_round_trips_total":
                 totals[sample.labels["backend"]] += sample.value
@@ -288,20 +286,17 @@ async def run_sale(
 ) -> SaleReport:
     """Create ``event``, run ``plan.clients`` buyers through it, audit it, and report."""
     rng = random.Random(plan.seed)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(
-        base_url=http_url, limits=limits, timeout=60, trust_env=False
-    ) as http:
-        admin = {"Authorization": f"Bearer {admin_key}"}
-        before = await scrape_counters(http)
-        created = await http.post("/v1/events", json=event, headers=admin)
-        created.raise_for_status()
-        event_id, url = created.json()["id"], created.json()["waitroom_url"]
+    # Payments answered 503 (a backing service restarting) are retried with the same key.
+    async with BookingClient(
+        http_url, admin_key=admin_key, max_connections=64, unavailable_retries=30
+    ) as client:
+        before = await scrape_counters(client)
+        created = await client.create_event(event)
+        event_id, url = created.id, created.waitroom_url
         capacity = sum(
             sum(r["seats"] for r in s.get("rows", [])) or s.get("capacity", 0)
             for s in event["sections"]
         )
-        rest = RestClient(http, max_in_flight=64)
         results: list[ClientResult] = []
         limiter = anyio.CapacityLimiter(plan.connect_concurrency)
         started = time.monotonic()
@@ -315,7 +310,7 @@ async def run_sale(
             results.append(result)
             await run_client(
                 url,
-                rest,
+                client,
                 result,
                 hold_seconds=event.get("hold_seconds", 120),
                 think_s=think,
@@ -344,10 +339,7 @@ async def run_sale(
                     )
             elapsed = time.monotonic() - started
             done.set()
-        after = await scrape_counters(http)
-        audit = await http.get(
-            f"/v1/events/{event_id}/audit", params={"settled": "1"}, headers=admin
-        )
-        audit.raise_for_status()
+        after = await scrape_counters(client)
+        audit = await client.audit(event_id, settled=True)
         trips = {k: after[k] - before.get(k, 0.0) for k in after}
-        return SaleReport(event_id, capacity, results, elapsed, audit.json(), trips)
+        return SaleReport(event_id, capacity, results, elapsed, msgspec.to_builtins(audit), trips)

@@ -178,13 +178,48 @@ def test_api_http_layer() -> None:
 
 
 def test_api_is_the_top() -> None:
-    """Nothing outside api (tests aside) imports api."""
-    check(tuple(p for p in PACKAGES if p != "api"), forbidden=("api",))
+    """Nothing outside api (tests aside) imports api, but bench its client (checked below)."""
+    check(tuple(p for p in PACKAGES if p not in ("api", "bench")), forbidden=("api",))
 
 
 def test_bench_uses_the_wire_only() -> None:
-    """bench imports only realtime.protocol and plumbing, except the BENCH_ALLOWED modules."""
-    check(("bench",), allowed=("bench", "realtime.protocol", "plumbing"), exempt=BENCH_ALLOWED)
+    """bench imports only the client, realtime.protocol and plumbing, except the BENCH_ALLOWED
+    modules."""
+    allowed = ("bench", "api.client", "realtime.protocol", "plumbing")
+    check(("bench",), allowed=allowed, exempt=BENCH_ALLOWED)
+
+
+#: What loading the client may load: the wire types, their packages' (empty) faces, plumbing.
+CLIENT_CLOSURE = ("api.client", "api.http.schemas", "realtime.protocol", "plumbing")
+
+
+def loaded_by(root: Path, module: str) -> set[str]:
+    """The project modules that importing ``module`` loads: what it imports, the packages
+    on the way (a package's ``__init__`` runs first), and so on."""
+    graph: dict[str, set[str]] = {}
+    for imp in parse_imports(root):
+        if imp.target:
+            graph.setdefault(imp.module, set()).add(imp.target)
+    modules = module_files(root)
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for m in [".".join(parts[:i]) for i in range(1, len(parts))] + [name]:
+            if m in modules and m not in seen:
+                seen.add(m)
+                todo += graph.get(m, set())
+    return seen
+
+
+def test_client_loads_only_the_wire() -> None:
+    """api.client is a leaf of the program: loading it loads the wire types (REST and
+    WebSocket) and plumbing, never the engine, a store or the HTTP app, so the bench may use
+    it."""
+    packages = {"api", "api.http", "realtime", "plumbing"}  # run on the way; docstrings only
+    extra = {m for m in loaded_by(ROOT, "api.client") - packages if not under(m, CLIENT_CLOSURE)}
+    assert not extra, f"loading api.client loads {sorted(extra)}"
 
 
 def test_drivers_only_in_storage() -> None:
@@ -223,3 +258,6 @@ def test_checker_reports_violations(tmp_path: Path) -> None:
     assert found(("bench", "api"), forbidden=DRIVERS) == ["bench/chaos.py:3: import asyncpg"]
     with pytest.raises(AssertionError, match="vacuously"):
         found(("waitroom",), allowed=("waitroom",))
+    loaded = {"api.http", "api.http.y", "api.services", "storage.keys"}  # no api/__init__.py
+    assert loaded_by(tmp_path, "api.http.y") == loaded
+    assert loaded_by(tmp_path, "plumbing.b") == {"plumbing.a", "plumbing.b"}

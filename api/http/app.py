@@ -37,7 +37,9 @@ from api.http.schemas import (
     CreatedEvent,
     EventView,
     PaymentBody,
+    SectionAvailability,
     StateView,
+    TicketView,
 )
 from engine.bookings import Booking
 from engine.checkout import PaymentRequest
@@ -127,7 +129,7 @@ def _booking_view(booking: Booking) -> BookingView:
         status=booking.status,
         amount_cents=booking.amount_cents,
         created_at=booking.created_at.isoformat(),
-        tickets=booking.tickets,
+        tickets=[TicketView(t.code, t.section, t.row, t.number) for t in booking.tickets],
     )
 
 
@@ -145,7 +147,10 @@ def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
         admitted=sale.admitted,
         queue_length=sale.queue_length,
         active_holds=sale.active_holds,
-        sections=sale.sections,
+        sections=[
+            SectionAvailability(s.id, s.price_cents, s.capacity, s.free, s.held, s.sold)
+            for s in sale.sections
+        ],
         waitroom_url=waitroom_url,
     )
 

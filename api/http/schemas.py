@@ -1,15 +1,18 @@
-"""REST bodies: what clients send (decoded strictly) and what they get back."""
+"""REST bodies: what clients send (decoded strictly) and what they get back.
+
+These are the interface's wire types, as ``realtime/protocol.py`` is for the waiting
+room: they import nothing of the project, so the Python client (``api.client``)
+decodes into them without loading the engine. The routes build them from the
+engine's records; ``tests/api/test_openapi.py`` checks that each view keeps the
+fields of the record it shows. An event's spec (the body of ``POST /v1/events``)
+is the engine's ``EventSpec``, which validates it.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import msgspec
-
-from engine.audit import Audit
-from engine.bookings import Ticket
-from engine.events import EventSpec
-from engine.sales import SectionSale
 
 __all__ = [
     "AdmissionBody",
@@ -40,8 +43,15 @@ class CreatedEvent(msgspec.Struct, frozen=True):
     waitroom_url: str
 
 
-#: Seats of one section by state: the engine's record is the wire shape.
-SectionAvailability = SectionSale
+class SectionAvailability(msgspec.Struct, frozen=True):
+    """One section's price and seats by state."""
+
+    id: str
+    price_cents: int
+    capacity: int
+    free: int
+    held: int
+    sold: int
 
 
 class EventView(msgspec.Struct, frozen=True):
@@ -83,8 +93,13 @@ class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     card_token: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
-#: One seat of a booking, with the code the door scans: the engine's record is the wire shape.
-TicketView = Ticket
+class TicketView(msgspec.Struct, frozen=True):
+    """One seat of a booking, with the code the door scans."""
+
+    code: str
+    section: str
+    row: str
+    number: int
 
 
 class BookingView(msgspec.Struct, frozen=True):
@@ -99,9 +114,6 @@ class BookingView(msgspec.Struct, frozen=True):
     tickets: list[TicketView]
 
 
-__all__ += ["EventSpec"]
-
-
 class StateView(msgspec.Struct, frozen=True):
     """An event's admission state after pause or resume."""
 
@@ -109,7 +121,22 @@ class StateView(msgspec.Struct, frozen=True):
     state: str
 
 
-class AuditView(Audit, frozen=True, kw_only=True):
+class AuditView(msgspec.Struct, frozen=True, kw_only=True):
     """The invariants of an event checked now; ``ok`` when every one holds."""
 
+    capacity: int
+    free: int
+    held: int
+    sold: int
+    sold_in_postgres: int
+    oversold: int
+    counters_match_maps: bool
+    conserved: bool
+    postgres_matches_redis: bool
+    tickets_by_state: dict[str, int]
+    #: Worst delay between a hold's deadline and its release by the sweep, ms.
+    release_lateness_ms: int
+    problems: list[str]
+    #: Tickets held before an earlier ticket was (admission must follow join order).
+    admitted_out_of_order: int = 0
     ok: bool

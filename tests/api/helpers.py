@@ -13,8 +13,8 @@ import anyio
 import asyncpg
 import httpx
 
+from api.client.ws import WsConnection, connect_ws
 from api.wiring import Services
-from bench.ws import WsConnection, connect_ws
 from realtime import protocol as p
 from storage.bridge import open_bridge
 from tests.conftest import SECRET, admin_headers

@@ -111,3 +111,22 @@ CHECKS = (
     "response_headers_conformance",
     "response_schema_conformance",
 )
+
+
+@pytest.mark.once
+def test_each_view_keeps_the_fields_of_the_record_it_shows() -> None:
+    """The wire views the routes build from engine records have the records' fields and types
+    (AuditView adds ``ok``), so a field added to a record is not silently left off the wire."""
+    import msgspec
+
+    from api.http.schemas import AuditView, SectionAvailability, TicketView
+    from engine.audit import Audit
+    from engine.bookings import Ticket
+    from engine.sales import SectionSale
+
+    def fields(kind: type) -> dict[str, object]:
+        return {f.name: f.type for f in msgspec.structs.fields(kind)}
+
+    assert fields(TicketView) == fields(Ticket)
+    assert fields(SectionAvailability) == fields(SectionSale)
+    assert fields(AuditView) == {**fields(Audit), "ok": bool}

@@ -9,8 +9,8 @@ import anyio
 import httpx
 import pytest
 
+from api.client.ws import WsConnection
 from api.wiring import Services
-from bench.ws import WsConnection
 from realtime import protocol as p
 from tests.api.helpers import (
     FUTURE,

@@ -7,10 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
+from api.client import BookingClient
 from api.wiring import Services
-from bench.client import RestClient
 from bench.sale import SalePlan, SaleReport, run_sale
-from realtime import protocol as p
 from tests.conftest import ADMIN_KEY, admin_headers
 
 HOLD_SECONDS = 2
@@ -87,13 +86,10 @@ async def test_sale_keeps_every_invariant(sale: SaleReport, http: httpx.AsyncCli
     # 6. Idempotent payment: replaying each accepted payment returns the same booking.
     confirmed = [r for r in sale.results if r.outcome == "confirmed"]
     assert len(confirmed) > 50
-    rest = RestClient(http, max_in_flight=16)
-    for r in confirmed:
-        prompt = p.Prompt(hold_id=r.hold_id, hold_token=r.hold_token, seats=[], amount_cents=0,
-                          expires_at="", expires_ms=r.expires_ms)  # fmt: skip
-        replay = await rest.pay(prompt, "tok_visa", r.payment_key)
-        assert replay.status_code == 200, replay.text
-        assert replay.json()["id"] == r.booking_id
+    async with BookingClient(str(http.base_url)) as client:
+        for r in confirmed:
+            replay = await client.pay(r.hold_id, r.hold_token, "tok_visa", r.payment_key)
+            assert replay.id == r.booking_id
     after = (await http.get(f"/v1/events/{sale.event_id}/audit", headers=admin_headers())).json()
     assert after["sold_in_postgres"] == audit["sold_in_postgres"]
 

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from api.client.ws import WsConnection
 from api.wiring import Services
-from bench.ws import WsConnection
 from realtime import protocol as p
 from tests.api.helpers import (
     FUTURE,

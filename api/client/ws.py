@@ -1,4 +1,4 @@
-"""A WebSocket client for the runtime in use: websockets' trio or asyncio flavour, same API."""
+"""A WebSocket connection for the runtime in use: websockets' trio or asyncio flavour, same API."""
 
 from __future__ import annotations
 

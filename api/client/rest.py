@@ -1,0 +1,240 @@
+"""The v1 REST interface, typed: one method per operation, answers decoded into the wire structs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import anyio
+import msgspec
+
+from api.client.transport import HttpTransport, Response
+from api.http.schemas import (
+    AdmissionBody,
+    AdmissionView,
+    AuditView,
+    BookingView,
+    CreatedEvent,
+    ErrorBody,
+    EventView,
+    PaymentBody,
+    StateView,
+)
+
+__all__ = ["ApiError", "BookingClient"]
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_error_decoder = msgspec.json.Decoder(ErrorBody)
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+#: Longest wait between retries of an answer ``503 unavailable``, s (whatever Retry-After says).
+MAX_RETRY_WAIT_S = 2.0
+
+
+class ApiError(Exception):
+    """An error answer of the server: its HTTP ``status`` and the body's ``code`` and ``message``.
+
+    ``retry_after_s``: the Retry-After of a 503 (None when absent).
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    return decoder
+
+
+def _error(response: Response) -> ApiError:
+    retry_after = None
+    if response.retry_after is not None:
+        try:
+            retry_after = float(response.retry_after)
+        except ValueError:
+            retry_after = None
+    try:
+        body = _error_decoder.decode(response.content)
+    except msgspec.DecodeError:  # not the interface's error shape (a proxy's page, say)
+        text = response.content.decode(errors="replace")[:200]
+        return ApiError(response.status, "http_error", text, retry_after)
+    return ApiError(response.status, body.error, body.message, retry_after)
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+class BookingClient:
+    """A client of one deployment's REST interface.
+
+    ``admin_key`` authorises the admin operations (the server answers 401 without
+    it). ``unavailable_retries``: how often a payment or a read answered ``503``
+    (Redis or PostgreSQL restarting) is sent again, after its Retry-After (at most
+    2 s): payments are idempotent by key and reads change nothing; other operations
+    are never retried. Every error answer raises :class:`ApiError`; a connection
+    that cannot be made raises ``ConnectionError``; a call longer than ``timeout_s``
+    (None: no limit) raises ``TimeoutError``.
+
+    Use it as an async context manager (or call :meth:`aclose`), on trio or asyncio.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        admin_key: str | None = None,
+        max_connections: int = 64,
+        timeout_s: float | None = 60.0,
+        unavailable_retries: int = 0,
+    ) -> None:
+        self._transport = HttpTransport(base_url, max_connections)
+        self._admin = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+        self._timeout_s = timeout_s
+        self._retries = unavailable_retries
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._transport.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        answer: type[T],
+        *,
+        body: Any = None,
+        headers: Mapping[str, str] = {},
+        retry: bool = False,
+    ) -> T:
+        response = await self._request(method, path, body=body, headers=headers, retry=retry)
+        if response.status >= 300:
+            raise _error(response)
+        return _decoder(answer).decode(response.content)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: Mapping[str, str] = {},
+        retry: bool = False,
+    ) -> Response:
+        encoded = None if body is None else _encoder.encode(body)
+        retries = self._retries if retry else 0
+        while True:
+            if self._timeout_s is None:  # the bench's path: no cancel scope per request
+                response = await self._transport.request(method, path, encoded, headers)
+            else:
+                with anyio.fail_after(self._timeout_s):
+                    response = await self._transport.request(method, path, encoded, headers)
+            if response.status != 503 or retries <= 0:
+                return response
+            retries -= 1  # a backing service is restarting: wait as told, then the same request
+            wait = _error(response).retry_after_s
+            await anyio.sleep(min(wait if wait is not None else 1.0, MAX_RETRY_WAIT_S))
+
+    # -- events (admin) ----------------------------------------------------------------
+
+    async def create_event(self, spec: Mapping[str, Any] | msgspec.Struct) -> CreatedEvent:
+        """``POST /v1/events``: create an event from its spec (the shape of the OpenAPI
+        document's ``EventSpec``: name, opens_at, sections, ...); its id and WebSocket URL."""
+        return await self._call("POST", "/v1/events", CreatedEvent, body=spec, headers=self._admin)
+
+    async def event(self, event_id: str) -> EventView:
+        """``GET /v1/events/{id}``: the sale now: state, caps, line, seats per section."""
+        return await self._call("GET", f"/v1/events/{_segment(event_id)}", EventView, retry=True)
+
+    async def pause(self, event_id: str) -> StateView:
+        """``POST /v1/events/{id}/pause``: stop admission (409 ``invalid_state`` unless open)."""
+        path = f"/v1/events/{_segment(event_id)}/pause"
+        return await self._call("POST", path, StateView, headers=self._admin)
+
+    async def resume(self, event_id: str) -> StateView:
+        """``POST /v1/events/{id}/resume``: restart admission (409 unless paused)."""
+        path = f"/v1/events/{_segment(event_id)}/resume"
+        return await self._call("POST", path, StateView, headers=self._admin)
+
+    async def set_admission(
+        self,
+        event_id: str,
+        *,
+        max_active_holds: int | None = None,
+        admissions_per_minute: int | None = None,
+    ) -> AdmissionView:
+        """``PATCH /v1/events/{id}/admission``: change the caps (None keeps one); the caps in force."""
+        body = AdmissionBody(max_active_holds, admissions_per_minute)  # null: keep
+        path = f"/v1/events/{_segment(event_id)}/admission"
+        return await self._call("PATCH", path, AdmissionView, body=body, headers=self._admin)
+
+    async def audit(self, event_id: str, *, settled: bool = False) -> AuditView:
+        """``GET /v1/events/{id}/audit``: the invariants checked now (``settled``: PostgreSQL
+        must also agree with Redis, so no payment may be in flight)."""
+        path = f"/v1/events/{_segment(event_id)}/audit" + ("?settled=1" if settled else "")
+        return await self._call("GET", path, AuditView, headers=self._admin, retry=True)
+
+    # -- holds and bookings --------------------------------------------------------------
+
+    async def pay(
+        self, hold_id: str, hold_token: str, card_token: str, idempotency_key: str
+    ) -> BookingView:
+        """``POST /v1/holds/{id}/payment``: pay a hold with the token of its prompt.
+
+        The booking is durable when this returns. Paying again with the same
+        ``idempotency_key`` answers the same booking; a declined card raises
+        ``ApiError`` 402 and the hold stays payable.
+        """
+        return await self._call(
+            "POST",
+            f"/v1/holds/{_segment(hold_id)}/payment",
+            BookingView,
+            body=PaymentBody(card_token),
+            headers={"Authorization": f"Bearer {hold_token}", "Idempotency-Key": idempotency_key},
+            retry=True,
+        )
+
+    async def booking(self, booking_id: str, *, hold_token: str | None = None) -> BookingView:
+        """``GET /v1/bookings/{id}``: a booking and its tickets, read with the hold's token
+        (its holder) or, without one, the admin key."""
+        headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else self._admin
+        path = f"/v1/bookings/{_segment(booking_id)}"
+        return await self._call("GET", path, BookingView, headers=headers, retry=True)
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def ready(self) -> bool:
+        """``GET /readyz``: whether Redis and PostgreSQL answer (False on ``503 not_ready``)."""
+        response = await self._request("GET", "/readyz")
+        if response.status == 503:
+            return False
+        if response.status != 200:
+            raise _error(response)
+        return True
+
+    async def metrics(self) -> str:
+        """``GET /metrics``: the Prometheus text of the process that answers."""
+        response = await self._request("GET", "/metrics")
+        if response.status != 200:
+            raise _error(response)
+        return response.content.decode()

@@ -1,0 +1,186 @@
+"""The Python client against the running system: a whole buy, and each error as its typed exception."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import msgspec
+import pytest
+
+from api.client import ApiError, BookingClient, WaitingRoom, WaitroomError
+from api.http.schemas import BookingView
+from api.wiring import Services
+from realtime import protocol as p
+from tests.api.helpers import event_body, new_key
+from tests.conftest import ADMIN_KEY
+
+pytestmark = pytest.mark.anyio
+
+WAIT_S = 20  # generous: a busy machine slows the system, never changes what it says
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[BookingClient]:
+    """A client of the running system with the admin key."""
+    async with BookingClient(services.http_url, admin_key=ADMIN_KEY) as c:
+        yield c
+
+
+def _stored(booking: BookingView) -> BookingView:
+    """The booking without its ``created_at``: the first answer's time is the server's
+    clock, a later read's is PostgreSQL's, a few milliseconds apart."""
+    return msgspec.structs.replace(booking, created_at="")
+
+
+async def test_a_full_buy(client: BookingClient) -> None:
+    """Create, join, prompt, pay, confirmed, read the booking (as its holder and as admin)."""
+    assert await client.ready()
+    created = await client.create_event(event_body())
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(created.waitroom_url) as room:
+            queued = await room.join("buyer-1", quantity=2, section="A")
+            assert isinstance(queued, p.Queued) and queued.ticket == 1
+            assert [u async for u in room.until_prompt()] == []  # seats were free at once
+            prompt = room.prompt
+            assert prompt is not None and prompt.hold_id == f"{created.id}.{queued.ticket}"
+            key = new_key("client")
+            booking = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", key)
+            outcome = await room.outcome()
+    assert outcome == p.Confirmed(booking_id=booking.id)
+    assert (booking.event_id, booking.hold_id, booking.status) == (
+        created.id,
+        prompt.hold_id,
+        "confirmed",
+    )
+    assert booking.amount_cents == prompt.amount_cents == 5_000
+    seats = [(t.section, t.row, t.number) for t in booking.tickets]
+    assert seats == [(s.section, s.row, s.number) for s in prompt.seats]
+    replay = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", key)
+    assert _stored(replay) == _stored(booking)
+    assert _stored(await client.booking(booking.id, hold_token=prompt.hold_token)) == _stored(
+        booking
+    )
+    assert _stored(await client.booking(booking.id)) == _stored(booking)  # the admin key
+
+    view = await client.event(created.id)
+    assert (view.id, view.state, view.active_holds, view.admitted) == (created.id, "open", 0, 1)
+    section = next(s for s in view.sections if s.id == "A")
+    assert (section.free, section.held, section.sold) == (6, 0, 2)
+    audit = await client.audit(created.id, settled=True)
+    assert audit.ok and audit.sold == audit.sold_in_postgres == 2
+    assert "booking_" in await client.metrics()
+
+
+async def test_positions_on_the_way_and_a_resumed_place(client: BookingClient) -> None:
+    """One hold at a time: the third buyer sees its position move while it waits, resumes its
+    place on a new connection, and is prompted once the second buyer pays."""
+    created = await client.create_event(event_body(max_active_holds=1))
+    caps = await client.set_admission(created.id, admissions_per_minute=0)
+    assert (caps.max_active_holds, caps.admissions_per_minute) == (1, 0)
+    url = created.waitroom_url
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(url) as first, WaitingRoom.connect(url) as second:
+            assert isinstance(await first.join("buyer-1"), p.Queued)
+            assert [u async for u in first.until_prompt()] == []
+            assert isinstance(await second.join("buyer-2"), p.Queued)
+            async with WaitingRoom.connect(url) as third:
+                queued = await third.join("buyer-3")
+                assert isinstance(queued, p.Queued) and queued.position == 2
+            async with WaitingRoom.connect(url) as third:
+                resumed = await third.resume(queued.token)
+                assert (resumed.ticket, resumed.position) == (queued.ticket, 2)
+                assert first.prompt is not None
+                await client.pay(
+                    first.prompt.hold_id, first.prompt.hold_token, "tok_visa", new_key()
+                )
+                positions = []
+                async for update in third.until_prompt():
+                    positions.append(update.position)
+                    if second.prompt is None:  # the line moved: the second buyer holds seats
+                        async for _ in second.until_prompt():
+                            pass
+                        assert second.prompt is not None
+                        await client.pay(
+                            second.prompt.hold_id, second.prompt.hold_token, "tok_visa", new_key()
+                        )
+                assert positions and positions[0] == 1
+                assert third.prompt is not None
+                assert third.prompt.hold_id == f"{created.id}.{queued.ticket}"
+            assert isinstance(await second.outcome(), p.Confirmed)
+
+
+async def test_an_unauthorised_call_is_a_401(services: Services, client: BookingClient) -> None:
+    """No admin key, or a wrong one: ApiError 401 unauthorized."""
+    created = await client.create_event(event_body())
+    async with BookingClient(services.http_url) as anonymous:
+        with pytest.raises(ApiError) as refused:
+            await anonymous.create_event(event_body())
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+        assert refused.value.message
+    async with BookingClient(services.http_url, admin_key="not-the-key") as wrong:
+        with pytest.raises(ApiError) as refused:
+            await wrong.pause(created.id)
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+    assert (await client.event(created.id)).state != "paused"
+
+
+async def test_an_unknown_event_or_booking_is_a_404(client: BookingClient) -> None:
+    """An event or booking that does not exist: ApiError 404 not_found."""
+    with pytest.raises(ApiError) as missing:
+        await client.event("evnosuchevent")
+    assert (missing.value.status, missing.value.code) == (404, "not_found")
+    with pytest.raises(ApiError) as missing:
+        await client.booking("bknosuchbooking")
+    assert (missing.value.status, missing.value.code) == (404, "not_found")
+
+
+async def test_a_state_change_not_allowed_is_a_409(client: BookingClient) -> None:
+    """Pausing a paused event, or resuming an open one: ApiError 409 invalid_state."""
+    created = await client.create_event(event_body())
+    assert (await client.pause(created.id)).state == "paused"
+    with pytest.raises(ApiError) as conflict:
+        await client.pause(created.id)
+    assert (conflict.value.status, conflict.value.code) == (409, "invalid_state")
+    assert (await client.event(created.id)).state == "paused"
+    assert (await client.resume(created.id)).state == "open"  # opens_at is in the past
+    with pytest.raises(ApiError) as conflict:
+        await client.resume(created.id)
+    assert (conflict.value.status, conflict.value.code) == (409, "invalid_state")
+    assert "open" in conflict.value.message
+
+
+async def test_bad_input_is_a_400(client: BookingClient) -> None:
+    """An invalid event spec or admission cap: ApiError 400 invalid_request, nothing changed."""
+    with pytest.raises(ApiError) as invalid:
+        await client.create_event(event_body(max_per_order=0))
+    assert (invalid.value.status, invalid.value.code) == (400, "invalid_request")
+    assert "max_per_order" in invalid.value.message
+    created = await client.create_event(event_body(max_active_holds=7))
+    with pytest.raises(ApiError) as invalid:
+        await client.set_admission(created.id, max_active_holds=0)
+    assert (invalid.value.status, invalid.value.code) == (400, "invalid_request")
+    assert (await client.event(created.id)).max_active_holds == 7
+
+
+async def test_a_declined_card_is_a_402_and_a_refused_join_a_waitroom_error(
+    client: BookingClient,
+) -> None:
+    """tok_declined: ApiError 402 payment_declined, the hold stays payable; a join for more
+    seats than an order allows: WaitroomError invalid_quantity."""
+    created = await client.create_event(event_body())
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(created.waitroom_url) as room:
+            with pytest.raises(WaitroomError) as refused:
+                await room.join("greedy", quantity=5)
+            assert refused.value.code == "invalid_quantity" and refused.value.message
+            assert isinstance(await room.join("buyer-1"), p.Queued)
+            async for _ in room.until_prompt():
+                pass
+            prompt = room.prompt
+            assert prompt is not None
+            with pytest.raises(ApiError) as declined:
+                await client.pay(prompt.hold_id, prompt.hold_token, "tok_declined", new_key())
+            assert (declined.value.status, declined.value.code) == (402, "payment_declined")
+            booking = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", new_key())
+            assert await room.outcome() == p.Confirmed(booking_id=booking.id)
