@@ -35,6 +35,8 @@ from api.http.schemas import (
     AuditView,
     BookingView,
     CreatedEvent,
+    EventList,
+    EventSummary,
     EventView,
     PaymentBody,
     StateView,
@@ -147,7 +149,30 @@ def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
         active_holds=sale.active_holds,
         sections=sale.sections,
         waitroom_url=waitroom_url,
+        currency=spec.currency,
     )
+
+
+def _event_summary(sale: SaleStatus) -> EventSummary:
+    prices = [s.price_cents for s in sale.sections]
+    return EventSummary(
+        id=sale.event_id,
+        name=sale.spec.name,
+        state=sale.state,
+        opens_at=sale.spec.opens_at.astimezone(UTC).isoformat(),
+        currency=sale.spec.currency,
+        min_price_cents=min(prices),
+        max_price_cents=max(prices),
+        capacity=sum(s.capacity for s in sale.sections),
+        free=sum(s.free for s in sale.sections),
+        held=sum(s.held for s in sale.sections),
+        sold=sum(s.sold for s in sale.sections),
+        queue_length=sale.queue_length,
+    )
+
+
+#: Events listed at most, and by default.
+_LIST_MAX, _LIST_DEFAULT = 100, 50
 
 
 #: What a created event's id leads to (for clients and for stateful testing).
@@ -157,6 +182,7 @@ _EVENT_LINKS = {
         ("GetEvent", "get_event"),
         ("Pause", "pause"),
         ("Resume", "resume"),
+        ("Close", "close"),
         ("SetAdmission", "set_admission"),
         ("Audit", "audit"),
         ("WaitroomPage", "waitroom_page"),
@@ -191,6 +217,20 @@ async def create_event(request: Request) -> Response:
     return json_response(CreatedEvent(event_id, state.waitroom_url(event_id)), status=201)
 
 
+@operation(
+    answers={200: EventList},
+    errors=[400, 503],
+    query={"limit": f"how many events, newest first: 1-{_LIST_MAX} (default {_LIST_DEFAULT})"},
+)
+async def list_events(request: Request) -> Response:
+    """``GET /v1/events``: the newest events with their state, prices and seats (aggregates)."""
+    raw = request.query_params.get("limit", str(_LIST_DEFAULT))
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= _LIST_MAX):
+        raise InvalidRequest(f"limit must be a whole number from 1 to {_LIST_MAX}")
+    sales = await _state(request).engine.sales.newest(int(raw))
+    return json_response(EventList([_event_summary(sale) for sale in sales]))
+
+
 @operation(answers={200: EventView}, errors=[404, 503])
 async def get_event(request: Request) -> Response:
     """``GET /v1/events/{id}``: the event's sale now: state, caps, line, seats per section."""
@@ -215,6 +255,15 @@ async def resume(request: Request) -> Response:
     _require_admin(request)
     event_id = request.path_params["event_id"]
     new_state = await _state(request).engine.sales.resume(event_id)
+    return json_response(StateView(event_id, new_state))
+
+
+@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
+async def close(request: Request) -> Response:
+    """``POST /v1/events/{id}/close``: end the sale: no more joins or admissions (409 if closed)."""
+    _require_admin(request)
+    event_id = request.path_params["event_id"]
+    new_state = await _state(request).engine.sales.close(event_id)
     return json_response(StateView(event_id, new_state))
 
 
@@ -339,9 +388,11 @@ OPS_ROUTES = [
 
 ROUTES = [
     Route("/v1/events", create_event, methods=["POST"]),
+    Route("/v1/events", list_events, methods=["GET"]),
     Route("/v1/events/{event_id}", get_event, methods=["GET"]),
     Route("/v1/events/{event_id}/pause", pause, methods=["POST"]),
     Route("/v1/events/{event_id}/resume", resume, methods=["POST"]),
+    Route("/v1/events/{event_id}/close", close, methods=["POST"]),
     Route("/v1/events/{event_id}/admission", set_admission, methods=["PATCH"]),
     Route("/v1/events/{event_id}/audit", audit, methods=["GET"]),
     Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
