@@ -27,7 +27,7 @@ from starlette.routing import Route
 from api.http.docs import docs_page
 from api.http.errors import error_response, handle_booking_error
 from api.http.openapi import TEXT, openapi_document, operation, waitroom_schema
-from api.http.pages import page_routes
+from api.http.pages import not_found_page, page_routes, wants_html
 from api.http.responses import json_response
 from api.http.schemas import (
     AdmissionBody,
@@ -413,6 +413,8 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "status_code", 404)
+    if code == 404 and request.method == "GET" and wants_html(request):
+        return not_found_page()
     return error_response(
         code, "not_found" if code == 404 else "http_error", str(getattr(exc, "detail", ""))
     )
