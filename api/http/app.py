@@ -39,6 +39,7 @@ from api.http.schemas import (
     EventSummary,
     EventView,
     PaymentBody,
+    ReleasedView,
     StateView,
 )
 from engine.bookings import Booking
@@ -325,6 +326,17 @@ async def pay(request: Request) -> Response:
     return json_response(_booking_view(booking))
 
 
+@operation(answers={200: ReleasedView}, errors=[401, 403, 404, 409, 503], credentials="hold")
+async def release_hold(request: Request) -> Response:
+    """``DELETE /v1/holds/{id}``: give the seats back before the deadline (the holder only);
+    they go to the next in line, and the holder is told ``expired`` on the WebSocket."""
+    engine = _state(request).engine
+    hold = request.path_params["hold_id"]
+    event_id, seq = engine.holds.authorize_payment(_bearer(request), hold)
+    await engine.checkout.release(event_id, seq)
+    return json_response(ReleasedView(hold, "released"))
+
+
 @operation(answers={200: BookingView}, errors=[401, 403, 404, 503], credentials="admin_or_hold")
 async def get_booking(request: Request) -> Response:
     """``GET /v1/bookings/{id}``: a booking and its tickets, to its holder or an admin."""
@@ -396,6 +408,7 @@ ROUTES = [
     Route("/v1/events/{event_id}/admission", set_admission, methods=["PATCH"]),
     Route("/v1/events/{event_id}/audit", audit, methods=["GET"]),
     Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
+    Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
     Route("/v1/waitroom/schema.json", waitroom_schema_json, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),

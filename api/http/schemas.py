@@ -22,6 +22,7 @@ __all__ = [
     "EventSummary",
     "EventView",
     "PaymentBody",
+    "ReleasedView",
     "SectionAvailability",
     "StateView",
     "TicketView",
@@ -126,6 +127,13 @@ class BookingView(msgspec.Struct, frozen=True):
 
 
 __all__ += ["EventSpec"]
+
+
+class ReleasedView(msgspec.Struct, frozen=True):
+    """A hold given back by its holder."""
+
+    hold_id: str
+    status: str
 
 
 class StateView(msgspec.Struct, frozen=True):

@@ -241,8 +241,8 @@ async def test_generated_payment_bodies_are_refused(
 async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
-    """2,500 generated ids in each route's path (events, admission, close, audit, holds,
-    bookings) and generated ``limit``s of the list of events: all 4xx JSON."""
+    """2,500 generated ids in each route's path (events, admission, close, audit, paying for
+    and releasing holds, bookings) and generated ``limit``s of the list of events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
     admin = admin_headers()
@@ -253,6 +253,7 @@ async def test_generated_ids_in_every_route_are_refused(
         ("POST", "/v1/events/{}/close", admin),
         ("GET", "/v1/events/{}/audit", admin),
         ("POST", "/v1/holds/{}/payment", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
+        ("DELETE", "/v1/holds/{}", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("GET", "/v1/bookings/{}", {}),
     ]
     before = await count_events(services)

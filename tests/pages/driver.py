@@ -199,6 +199,16 @@ def leave(page: Page, api: str, event_id: str, shots: Path) -> None:
     assert page.evaluate("sessionStorage.length") == 0
 
 
+def release(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """Giving the held seats back ends the hold at once and offers to get back in line."""
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible()
+    page.get_by_role("button", name="Give the seats back").click()
+    expect(page.locator("#outcome-title")).to_have_text("You gave your seats back")
+    expect(page.locator("#rejoin")).to_be_visible()
+    shoot(page, shots, "buyer-released")
+
+
 def pre_queue(page: Page, api: str, event_id: str, shots: Path) -> None:
     """Joining before the sale opens shows the pre-queue: no position yet, the opening ahead."""
     expect(page.locator("#event-name")).to_have_text("Early birds")
@@ -245,6 +255,7 @@ SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "expired": expired,
     "sold_out": sold_out,
     "leave": leave,
+    "release": release,
     "pre_queue": pre_queue,
     "admin": admin,
 }

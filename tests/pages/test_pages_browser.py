@@ -124,6 +124,18 @@ async def test_leaving_the_line_forgets_the_place(
     await _run_scenario("leave", url, services.http_url, event["id"])
 
 
+async def test_giving_the_seats_back_frees_them_at_once(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """ "Give the seats back" on the prompt releases the hold: the seats are free again."""
+    event = await create_event(http, name="Second thoughts")
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("release", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert sum(s["held"] for s in view["sections"]) == 0
+    assert sum(s["free"] for s in view["sections"]) == 18
+
+
 async def test_joining_before_the_sale_opens_shows_the_pre_queue(
     services: Services, http: httpx.AsyncClient
 ) -> None:

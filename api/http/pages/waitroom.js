@@ -19,6 +19,7 @@ let lastHeard = Date.now();
 let countdownTimer = null;
 let prompt = null;
 let preQueueTimer = null;
+let releasing = false; // the buyer gave the held seats back: "expired" is their doing
 
 function clientId() {
   let id = localStorage.getItem(clientKey);
@@ -265,6 +266,10 @@ function handle(msg) {
       finish("✓", "You're going!", `Booking ${msg.booking_id} is confirmed.`, "confirmed");
       break;
     case "expired":
+      if (releasing) {
+        finish("–", "You gave your seats back", "They went to the next people in line. You can get back in line while seats are left.", "released");
+        break;
+      }
       finish("!", "Your hold ran out", "The seats went back to the next people in line. You can get back in line for what is left.", "expired");
       break;
     case "sold_out":
@@ -344,6 +349,25 @@ async function payNow() {
   $("pay").disabled = false;
 }
 
+// Giving the seats back: DELETE the hold with its token; the line then says "expired".
+async function release() {
+  if (!prompt) return;
+  $("release").disabled = true;
+  $("pay").disabled = true;
+  releasing = true;
+  $("pay-status").textContent = "Giving the seats back…";
+  const resp = await fetch(`/v1/holds/${encodeURIComponent(prompt.hold_id)}`, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${prompt.hold_token}` },
+  });
+  if (resp.ok) return;
+  releasing = false;
+  const body = await resp.json().catch(() => ({ message: resp.statusText }));
+  $("pay-status").textContent = body.message;
+  $("release").disabled = false;
+  $("pay").disabled = false;
+}
+
 function finish(icon, title, text, kind) {
   done = true;
   inLine = false;
@@ -362,7 +386,7 @@ function finish(icon, title, text, kind) {
   $("outcome-title").textContent = title;
   $("outcome-text").textContent = text;
   // Back in line after a hold ran out or a place was given up, while seats are left.
-  show("rejoin", (kind === "expired" || kind === "left" || kind === "gone") && !(ev && over(ev)));
+  show("rejoin", ["expired", "left", "gone", "released"].includes(kind) && !(ev && over(ev)));
   $("outcome-title").focus();
   if (socket) socket.close();
 }
@@ -379,9 +403,11 @@ function rejoin() {
   done = false;
   inLine = false;
   prompt = null;
+  releasing = false;
   firstPosition = null;
   socket = null;
   $("pay").disabled = false;
+  $("release").disabled = false;
   $("join").disabled = false;
   show("outcome-card", false);
   show("may-return", false);
@@ -401,6 +427,7 @@ $("join-form").addEventListener("submit", (e) => {
   connect(join);
 });
 $("pay").addEventListener("click", payNow);
+$("release").addEventListener("click", release);
 $("leave").addEventListener("click", leave);
 $("rejoin").addEventListener("click", rejoin);
 loadEvent();
