@@ -47,6 +47,7 @@ class EventCatalog:
                 hold_seconds=spec.hold_seconds,
                 max_active_holds=spec.max_active_holds,
                 sections=msgspec.json.encode(spec.sections).decode(),
+                currency=spec.currency,
             ),
             seats,
         )
@@ -76,6 +77,14 @@ class EventCatalog:
         row = await self._pg.event(event_id)
         if row is None:
             raise NotFound(f"no event {event_id!r}")
+        return self._remember(row)
+
+    async def newest(self, limit: int) -> list[tuple[str, EventSpec]]:
+        """The ``limit`` most recently created events and their specs, newest first."""
+        rows = await self._pg.newest_events(limit)
+        return [(row.id, self._specs.get(row.id) or self._remember(row)) for row in rows]
+
+    def _remember(self, row: EventRow) -> EventSpec:
         spec = EventSpec(
             name=row.name,
             opens_at=row.opens_at,
@@ -83,6 +92,7 @@ class EventCatalog:
             max_per_order=row.max_per_order,
             hold_seconds=row.hold_seconds,
             max_active_holds=row.max_active_holds,
+            currency=row.currency,
         )
-        self._specs[event_id] = spec
+        self._specs[row.id] = spec
         return spec

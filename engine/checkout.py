@@ -109,6 +109,16 @@ class Checkout:
     async def _confirm_batch(self, paid: list[PaidHold]) -> list[str]:
         return await self._redis.confirm_paid(paid, self._clock.now_ms())
 
+    async def release(self, event_id: str, seq: int) -> None:
+        """Give a hold back before its deadline (its holder changed their mind): the seats go
+        to the next in line. PaymentInProgress while a payment runs; HoldExpired when no hold
+        is open (it ran out, was paid, or was released already)."""
+        result = await self._redis.release_hold(event_id, seq, self._clock.now_ms())
+        if result == "paying":
+            raise PaymentInProgress("a payment for this hold is running; it cannot be released")
+        if result != "released":
+            raise HoldExpired("this hold is no longer open: it ran out, was paid or was released")
+
     async def pay(self, req: PaymentRequest) -> Booking:
         """Pay for a hold; the booking is durable when this returns."""
         started = time.perf_counter()

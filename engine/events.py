@@ -70,6 +70,8 @@ class EventSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_per_order: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
     hold_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 120
     max_active_holds: Count = 500
+    #: The currency of the prices (ISO 4217 code).
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "EUR"
 
     @property
     def capacity(self) -> int:

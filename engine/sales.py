@@ -8,6 +8,7 @@ module names them and turns their answers into the domain's records and errors.
 
 from __future__ import annotations
 
+import anyio
 import msgspec
 
 from engine.audit import Audit, audit_event
@@ -17,7 +18,7 @@ from engine.events import EventSpec
 from plumbing.clock import Clock
 from storage.errors import StorageError
 from storage.pg_store import PgStore
-from storage.records import AdmissionCaps, EventState, SectionCounts
+from storage.records import AdmissionCaps, EventState, EventStatus, SectionCounts
 from storage.redis_store import RedisStore
 
 __all__ = ["SaleStatus", "Sales", "SectionSale"]
@@ -70,25 +71,28 @@ class Sales:
         status = await self._redis.status(event_id)
         if status is None:
             raise NotFound(f"no event {event_id!r}")
-        sections = []
-        for s in spec.sections:
-            counts = status.sections.get(s.id, SectionCounts())
-            sections.append(
-                SectionSale(
-                    s.id, s.price_cents, counts.capacity, counts.free, counts.held, counts.sold
-                )
-            )
-        return SaleStatus(
-            event_id=event_id,
-            spec=spec,
-            state=status.state,
-            max_active_holds=status.max_active or spec.max_active_holds,
-            admissions_per_minute=status.rate_per_min,
-            admitted=status.admitted,
-            queue_length=status.waiting,
-            active_holds=status.active_holds,
-            sections=sections,
-        )
+        return _sale(event_id, spec, status)
+
+    async def newest(self, limit: int) -> list[SaleStatus]:
+        """The sales of the ``limit`` most recently created events, newest first.
+
+        Aggregates only: one PostgreSQL read of the events, then one status read (the
+        event's counters, never its line or its clients) per event, concurrently.
+        """
+        events = await self._catalog.newest(limit)
+        statuses: dict[str, EventStatus | None] = {}
+
+        async def read(event_id: str) -> None:
+            statuses[event_id] = await self._redis.status(event_id)
+
+        async with anyio.create_task_group() as tg:
+            for event_id, _ in events:
+                tg.start_soon(read, event_id)
+        return [
+            _sale(event_id, spec, status)
+            for event_id, spec in events
+            if (status := statuses.get(event_id)) is not None
+        ]
 
     async def _change_state(self, event_id: str, action: str) -> EventState:
         await self._catalog.get(event_id)
@@ -132,3 +136,24 @@ class Sales:
             await self._pg.ping()
         except StorageError as exc:
             raise NotReady(str(exc)) from None
+
+
+def _sale(event_id: str, spec: EventSpec, status: EventStatus) -> SaleStatus:
+    """The domain's view of an event's status."""
+    sections = []
+    for s in spec.sections:
+        counts = status.sections.get(s.id, SectionCounts())
+        sections.append(
+            SectionSale(s.id, s.price_cents, counts.capacity, counts.free, counts.held, counts.sold)
+        )
+    return SaleStatus(
+        event_id=event_id,
+        spec=spec,
+        state=status.state,
+        max_active_holds=status.max_active or spec.max_active_holds,
+        admissions_per_minute=status.rate_per_min,
+        admitted=status.admitted,
+        queue_length=status.waiting,
+        active_holds=status.active_holds,
+        sections=sections,
+    )

@@ -16,10 +16,20 @@ from realtime import protocol as p
 from realtime.messages import position_message
 from realtime.session import ClientSession
 from waitroom.cadence import Cadence, share_budget
-from waitroom.eta import OutflowEstimator, position, update_interval
+from waitroom.eta import (
+    OutflowEstimator,
+    SaleOutlook,
+    WaitBasis,
+    estimate_wait,
+    position,
+    update_interval,
+)
 from waitroom.records import EventState
 
-__all__ = ["EventChannel", "budget_share"]
+__all__ = ["UNKNOWN_OUTLOOK", "EventChannel", "budget_share"]
+
+#: What a channel assumes of its sale until it has read the event's status.
+UNKNOWN_OUTLOOK = SaleOutlook(EventState.SCHEDULED, hold_s=1.0, max_active=1, rate_per_min=0)
 
 
 @dataclass
@@ -28,6 +38,7 @@ class EventChannel:
 
     event_id: str
     estimator: OutflowEstimator  # measured outflow of the line, for wait estimates
+    outlook: SaleOutlook = UNKNOWN_OUTLOOK  # state and caps as last read, for wait estimates
     sessions: dict[int, ClientSession] = field(default_factory=dict)  # ticket seq -> its connection
     serving: int = 0  # the newest serving counter seen
     state: EventState = EventState.SCHEDULED  # the event's admission state as last seen
@@ -37,6 +48,7 @@ class EventChannel:
     ranked_unsorted: bool = False  # a session joined ``ranked`` out of place order
     ranked_stale: bool = False  # a session in ``ranked`` was detached or decided
     allowance: float = 0.0  # position frames this event may still send (carried between ticks)
+    counting: bool = False  # the sale was open with somebody waiting at the last status read
 
     def rank(self, session: ClientSession) -> None:
         """Add a placed session to the ranking (joins come in place order: no sort needed)."""
@@ -68,13 +80,14 @@ class EventChannel:
 
         A client is due once its interval has passed since its last update: its rank's
         interval under ``cadence`` (whole ticks), or a tenth of its wait if longer. It is
-        sent a frame when its position or ``seats_may_return`` changed; otherwise it stays
-        due. Due times are rounded to the nearest tick, so a rank's interval of n ticks
+        sent a frame when its position, ``seats_may_return`` or what its wait rests on
+        (:class:`WaitBasis`, the same for the whole line) changed; otherwise it stays due. Due times are rounded to the nearest tick, so a rank's interval of n ticks
         is n ticks whatever the jitter of the tick itself.
         """
         horizon = now + base_s / 2
         serving = self.serving
-        estimator = self.estimator
+        estimator, outlook = self.estimator, self.outlook
+        basis: WaitBasis = estimate_wait(estimator, 1, outlook).basis
         rank = sent = 0
         for session in self.ranked:
             if not session.waiting:  # decided since the ranking was refreshed
@@ -83,14 +96,20 @@ class EventChannel:
             if session.next_position_at > horizon:
                 continue
             pos = position(session.place, serving)
-            if pos == session.last_position and seats_may_return == session.seats_may_return:
+            if (
+                pos == session.last_position
+                and seats_may_return == session.seats_may_return
+                and basis == session.wait_basis
+            ):
                 continue
             if sent >= allowance:
                 break
             session.seats_may_return = seats_may_return
-            eta = estimator.eta_s(pos)
-            message = position_message(estimator, pos, eta, seats_may_return=seats_may_return)
+            wait = estimate_wait(estimator, pos, outlook)
+            session.wait_basis = wait.basis
+            message = position_message(pos, wait, seats_may_return=seats_may_return)
             session.send_position(pos, p.encode(message))
+            eta = wait.eta_s if wait.eta_s is not None else wait.high_s
             session.next_position_at = now + max(
                 cadence.interval_s(rank), update_interval(eta, base_s)
             )

@@ -28,7 +28,13 @@ from realtime.messages import outcome_message, queued_message
 from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT
 from realtime.session import ClientSession
 from waitroom.cadence import plan_cadence
-from waitroom.eta import OutflowEstimator, admission_prior, position
+from waitroom.eta import (
+    OutflowEstimator,
+    SaleOutlook,
+    admission_prior,
+    estimate_wait,
+    position,
+)
 from waitroom.line import WaitingLine
 from waitroom.records import EventState, Outcome, Prompted
 
@@ -100,6 +106,7 @@ class Hub:
         if session.place:
             # The ``queued`` message tells this position; the ticker sends changes.
             session.last_position = position(session.place, ch.serving)
+            session.wait_basis = estimate_wait(ch.estimator, 1, ch.outlook).basis
             ch.rank(session)
         if ch.state == EventState.SOLD_OUT:
             return False
@@ -117,7 +124,7 @@ class Hub:
 
     def queued_message(self, ch: EventChannel, seq: int, place: int, token: str) -> p.Queued:
         """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
-        return queued_message(ch.estimator, ch.serving, seq, place, token)
+        return queued_message(ch.estimator, ch.outlook, ch.serving, seq, place, token)
 
     async def outcome_message(self, event_id: str, outcome: Outcome) -> p.ServerMessage:
         """The message that tells a client of ``event_id`` its outcome."""
@@ -167,9 +174,9 @@ class Hub:
             status = await self._line.status(ch.event_id)
             if status is not None:
                 ch.serving, ch.state = status.serving, status.state
-                hold_s = max(status.hold_ms, 1000) / 1000  # every event has one; never divide by 0
+                ch.outlook = SaleOutlook.of(status)
                 ch.estimator.prior_rate = admission_prior(
-                    status.max_active, hold_s, status.rate_per_min
+                    status.max_active, ch.outlook.hold_s, status.rate_per_min
                 )
             ch.ready.set()
         while True:
@@ -204,7 +211,14 @@ class Hub:
             if status is None:
                 continue
             ch.serving = max(ch.serving, status.serving)
-            ch.estimator.observe(ch.serving, anyio.current_time())
+            # A window measures outflow only if the sale was open with somebody waiting
+            # when it began: an idle or paused line leaving nobody says nothing of its pace.
+            ch.estimator.observe(ch.serving, anyio.current_time(), counting=ch.counting)
+            ch.counting = status.state == EventState.OPEN and status.waiting > 0
+            ch.outlook = SaleOutlook.of(status)
+            ch.estimator.prior_rate = admission_prior(
+                status.max_active, ch.outlook.hold_s, status.rate_per_min
+            )
             if status.state == EventState.SOLD_OUT and ch.state != EventState.SOLD_OUT:
                 ch.state = EventState.SOLD_OUT
                 self._sold_out_after(ch, ch.serving)

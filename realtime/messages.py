@@ -10,40 +10,50 @@ from datetime import UTC, datetime
 
 from engine.holds import HoldOffer
 from realtime import protocol as p
-from waitroom.eta import OutflowEstimator, position, wire_eta
+from waitroom.eta import OutflowEstimator, SaleOutlook, Wait, estimate_wait, position
 from waitroom.records import Confirmed, Expired, Left, Outcome, Prompted, SoldOut
 
 __all__ = ["outcome_message", "position_message", "prompt_message", "queued_message"]
 
 
+def _basis(wait: Wait) -> p.WaitBasisName:
+    return wait.basis.value
+
+
 def queued_message(
-    estimator: OutflowEstimator, serving: int, seq: int, place: int, token: str
+    estimator: OutflowEstimator,
+    outlook: SaleOutlook,
+    serving: int,
+    seq: int,
+    place: int,
+    token: str,
 ) -> p.Queued:
     """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
     if place == 0:
-        return p.Queued(ticket=seq, token=token, position=0, eta_s=0.0, pre_queue=True)
+        return p.Queued(
+            ticket=seq, token=token, position=0, eta_s=None, eta_basis="not_open", pre_queue=True
+        )
     pos = position(place, serving)
-    low, high = estimator.eta_range_s(pos)
+    wait = estimate_wait(estimator, pos, outlook)
     return p.Queued(
         ticket=seq,
         token=token,
         position=pos,
-        eta_s=wire_eta(estimator.eta_s(pos)),
-        eta_low_s=wire_eta(low),
-        eta_high_s=wire_eta(high),
+        eta_s=wait.eta_s,
+        eta_low_s=wait.low_s,
+        eta_high_s=wait.high_s,
+        eta_basis=_basis(wait),
     )
 
 
-def position_message(
-    estimator: OutflowEstimator, pos: int, eta_s: float, *, seats_may_return: bool
-) -> p.Position:
-    """The ``position`` message for a client at ``pos`` whose estimated wait is ``eta_s``."""
-    low, high = estimator.eta_range_s(pos)
+def position_message(pos: int, wait: Wait, *, seats_may_return: bool) -> p.Position:
+    """The ``position`` message for a client at ``pos`` whose wait is ``wait``."""
     return p.Position(
         position=pos,
-        eta_s=wire_eta(eta_s),
-        eta_low_s=wire_eta(low),
-        eta_high_s=wire_eta(high),
+        eta_s=wait.eta_s,
+        eta_low_s=wait.low_s,
+        eta_high_s=wait.high_s,
+        eta_basis=_basis(wait),
         seats_may_return=seats_may_return,
     )
 

@@ -6,7 +6,7 @@ decoded strictly (unknown fields are refused with an ``error`` message).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -27,6 +27,7 @@ __all__ = [
     "Seat",
     "ServerMessage",
     "SoldOut",
+    "WaitBasisName",
     "client_decoder",
     "encode",
     "server_decoder",
@@ -67,34 +68,47 @@ class Ping(_ClientMessage, frozen=True):
 ClientMessage = Join | Resume | Ping
 
 
+#: What a wait estimate rests on: ``measured`` (the line's outflow), ``caps`` (nothing
+#: measured yet: the admission caps), ``stalled`` (nobody has left the line lately: the
+#: buyers ahead are checking out; ``eta_s`` null), ``paused`` (admission paused; null),
+#: ``not_open`` (the sale has not opened; null), ``over`` (sold out or closed; null).
+WaitBasisName = Literal["measured", "caps", "stalled", "paused", "not_open", "over"]
+
+
 class Queued(_Message, frozen=True):
     """You are in line: keep ``token`` to resume.
 
     ``pre_queue``: you joined before the sale opens; your place is drawn at random
     when it opens (``position`` is 0 until then, followed by a ``position``).
-    ``eta_low_s`` / ``eta_high_s`` bound the estimated wait (0 when not known).
+    ``eta_s``: the estimated wait in seconds, null when there is no honest number
+    (``eta_basis`` says why). It is never above the longest the admission caps allow.
+    ``eta_low_s`` / ``eta_high_s`` bound the estimated wait (0 when not known; while
+    ``stalled``, ``eta_high_s`` is the longest the caps allow).
     """
 
     ticket: int
     token: str
     position: int
-    eta_s: float
+    eta_s: float | None
     eta_low_s: float = 0.0
     eta_high_s: float = 0.0
+    eta_basis: WaitBasisName = "measured"
     pre_queue: bool = False
 
 
 class Position(_Message, frozen=True):
-    """Your place in line has moved (``eta_low_s`` / ``eta_high_s``: the wait's range).
+    """Your place in line has moved, or what its wait rests on changed (``eta_s``,
+    ``eta_low_s``, ``eta_high_s``, ``eta_basis``: as in ``queued``).
 
     ``seats_may_return``: no seat is free, but open holds may still be released;
     if they are, admission goes on in order (sent again when this changes).
     """
 
     position: int
-    eta_s: float
+    eta_s: float | None
     eta_low_s: float = 0.0
     eta_high_s: float = 0.0
+    eta_basis: WaitBasisName = "measured"
     seats_may_return: bool = False
 
 

@@ -28,6 +28,7 @@ class EventRow(msgspec.Struct, frozen=True):
     hold_seconds: int
     max_active_holds: int
     sections: str
+    currency: str = "EUR"
 
 
 class SeatRow(msgspec.Struct, frozen=True, array_like=True):

@@ -46,6 +46,11 @@ _UNREACHABLE = (
 
 T = TypeVar("T")
 
+#: The columns of an ``EventRow``.
+_EVENT_COLUMNS = (
+    "id, name, opens_at, max_per_order, hold_seconds, max_active_holds, "
+    "sections::text AS sections, currency"
+)
 _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 
 _COMMIT_BOOKINGS = """
@@ -207,7 +212,8 @@ class PgStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO events (id, name, opens_at, max_per_order, hold_seconds, "
-                    "max_active_holds, sections) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                    "max_active_holds, sections, currency) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
                     event.id,
                     event.name,
                     event.opens_at,
@@ -215,6 +221,7 @@ class PgStore:
                     event.hold_seconds,
                     event.max_active_holds,
                     event.sections,
+                    event.currency,
                 )
                 await conn.copy_records_to_table(
                     "seats",
@@ -236,13 +243,22 @@ class PgStore:
 
         async def fetch() -> Any:
             return await self._pool.fetchrow(
-                "SELECT id, name, opens_at, max_per_order, hold_seconds, max_active_holds, "
-                "sections::text AS sections FROM events WHERE id = $1",
-                event_id,
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = $1", event_id
             )
 
         row = await self._call("event", fetch)
         return None if row is None else EventRow(**dict(row))
+
+    async def newest_events(self, limit: int) -> list[EventRow]:
+        """The ``limit`` most recently created events, newest first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY created_at DESC, id LIMIT $1",
+                limit,
+            )
+
+        return [EventRow(**dict(row)) for row in await self._call("newest_events", fetch)]
 
     async def commit_bookings(self, batch: Sequence[NewBooking]) -> list[CommitResult]:
         """Record paid holds durably, as many as given in one transaction.

@@ -132,6 +132,7 @@ _caps_decoder = msgspec.json.Decoder(AdmissionCaps)
 _join_decoder = msgspec.json.Decoder(list[JoinResult])
 _begin_decoder = msgspec.json.Decoder(list[BeginPaymentResult])
 _strings_decoder = msgspec.json.Decoder(list[str])
+_string_decoder = msgspec.json.Decoder(str)
 _ints_decoder = msgspec.json.Decoder(list[int])
 _ticket_decoder = msgspec.json.Decoder(TicketRecord)
 _items_decoder = msgspec.json.Decoder(list[list[Any]] | dict[str, Any])
@@ -499,6 +500,14 @@ class RedisStore:
         return await self._scripts.per_event(
             "abort_payment", now, [], holds, lambda h: [h.seq, h.key], _strings_decoder
         )
+
+    async def release_hold(self, event_id: str, seq: int, now: int) -> str:
+        """Give ticket ``seq``'s hold back: "released", "paying" (a payment is in flight;
+        nothing changes) or "not_held" (no open hold)."""
+        keys = await self._scripts.keys(event_id)
+        [raw] = await self._scripts.run("release_hold", [("release_hold", keys, [now, seq])])
+        result: str = _string_decoder.decode(raw)
+        return result
 
     async def confirm_paid(self, paid: Sequence[PaidHold], now: int) -> list[str]:
         """Mark paid holds sold and tell their clients."""

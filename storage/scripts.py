@@ -37,6 +37,7 @@ SCRIPT_NAMES = (
     "expire_holds",
     "begin_payment",
     "abort_payment",
+    "release_hold",
     "confirm_paid",
     "set_event_state",
     "reconcile_bookings",

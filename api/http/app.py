@@ -27,7 +27,7 @@ from starlette.routing import Route
 from api.http.docs import docs_page
 from api.http.errors import error_response, handle_booking_error
 from api.http.openapi import TEXT, openapi_document, operation, waitroom_schema
-from api.http.pages import page_routes
+from api.http.pages import not_found_page, page_routes, wants_html
 from api.http.responses import json_response
 from api.http.schemas import (
     AdmissionBody,
@@ -35,8 +35,11 @@ from api.http.schemas import (
     AuditView,
     BookingView,
     CreatedEvent,
+    EventList,
+    EventSummary,
     EventView,
     PaymentBody,
+    ReleasedView,
     SectionAvailability,
     StateView,
     TicketView,
@@ -152,7 +155,30 @@ def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
             for s in sale.sections
         ],
         waitroom_url=waitroom_url,
+        currency=spec.currency,
     )
+
+
+def _event_summary(sale: SaleStatus) -> EventSummary:
+    prices = [s.price_cents for s in sale.sections]
+    return EventSummary(
+        id=sale.event_id,
+        name=sale.spec.name,
+        state=sale.state,
+        opens_at=sale.spec.opens_at.astimezone(UTC).isoformat(),
+        currency=sale.spec.currency,
+        min_price_cents=min(prices),
+        max_price_cents=max(prices),
+        capacity=sum(s.capacity for s in sale.sections),
+        free=sum(s.free for s in sale.sections),
+        held=sum(s.held for s in sale.sections),
+        sold=sum(s.sold for s in sale.sections),
+        queue_length=sale.queue_length,
+    )
+
+
+#: Events listed at most, and by default.
+_LIST_MAX, _LIST_DEFAULT = 100, 50
 
 
 #: What a created event's id leads to (for clients and for stateful testing).
@@ -162,6 +188,7 @@ _EVENT_LINKS = {
         ("GetEvent", "get_event"),
         ("Pause", "pause"),
         ("Resume", "resume"),
+        ("Close", "close"),
         ("SetAdmission", "set_admission"),
         ("Audit", "audit"),
         ("WaitroomPage", "waitroom_page"),
@@ -196,6 +223,20 @@ async def create_event(request: Request) -> Response:
     return json_response(CreatedEvent(event_id, state.waitroom_url(event_id)), status=201)
 
 
+@operation(
+    answers={200: EventList},
+    errors=[400, 503],
+    query={"limit": f"how many events, newest first: 1-{_LIST_MAX} (default {_LIST_DEFAULT})"},
+)
+async def list_events(request: Request) -> Response:
+    """``GET /v1/events``: the newest events with their state, prices and seats (aggregates)."""
+    raw = request.query_params.get("limit", str(_LIST_DEFAULT))
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= _LIST_MAX):
+        raise InvalidRequest(f"limit must be a whole number from 1 to {_LIST_MAX}")
+    sales = await _state(request).engine.sales.newest(int(raw))
+    return json_response(EventList([_event_summary(sale) for sale in sales]))
+
+
 @operation(answers={200: EventView}, errors=[404, 503])
 async def get_event(request: Request) -> Response:
     """``GET /v1/events/{id}``: the event's sale now: state, caps, line, seats per section."""
@@ -220,6 +261,15 @@ async def resume(request: Request) -> Response:
     _require_admin(request)
     event_id = request.path_params["event_id"]
     new_state = await _state(request).engine.sales.resume(event_id)
+    return json_response(StateView(event_id, new_state))
+
+
+@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
+async def close(request: Request) -> Response:
+    """``POST /v1/events/{id}/close``: end the sale: no more joins or admissions (409 if closed)."""
+    _require_admin(request)
+    event_id = request.path_params["event_id"]
+    new_state = await _state(request).engine.sales.close(event_id)
     return json_response(StateView(event_id, new_state))
 
 
@@ -279,6 +329,17 @@ async def pay(request: Request) -> Response:
     body = await _body(request, PaymentBody)
     booking = await engine.checkout.pay(PaymentRequest(event_id, seq, key, body.card_token))
     return json_response(_booking_view(booking))
+
+
+@operation(answers={200: ReleasedView}, errors=[401, 403, 404, 409, 503], credentials="hold")
+async def release_hold(request: Request) -> Response:
+    """``DELETE /v1/holds/{id}``: give the seats back before the deadline (the holder only);
+    they go to the next in line, and the holder is told ``expired`` on the WebSocket."""
+    engine = _state(request).engine
+    hold = request.path_params["hold_id"]
+    event_id, seq = engine.holds.authorize_payment(_bearer(request), hold)
+    await engine.checkout.release(event_id, seq)
+    return json_response(ReleasedView(hold, "released"))
 
 
 @operation(answers={200: BookingView}, errors=[401, 403, 404, 503], credentials="admin_or_hold")
@@ -344,12 +405,15 @@ OPS_ROUTES = [
 
 ROUTES = [
     Route("/v1/events", create_event, methods=["POST"]),
+    Route("/v1/events", list_events, methods=["GET"]),
     Route("/v1/events/{event_id}", get_event, methods=["GET"]),
     Route("/v1/events/{event_id}/pause", pause, methods=["POST"]),
     Route("/v1/events/{event_id}/resume", resume, methods=["POST"]),
+    Route("/v1/events/{event_id}/close", close, methods=["POST"]),
     Route("/v1/events/{event_id}/admission", set_admission, methods=["PATCH"]),
     Route("/v1/events/{event_id}/audit", audit, methods=["GET"]),
     Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
+    Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
     Route("/v1/waitroom/schema.json", waitroom_schema_json, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -367,6 +431,8 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "status_code", 404)
+    if code == 404 and request.method == "GET" and wants_html(request):
+        return not_found_page()
     return error_response(
         code, "not_found" if code == 404 else "http_error", str(getattr(exc, "detail", ""))
     )

@@ -133,6 +133,8 @@ _TAGS = (
 
 
 def _tag(path: str) -> str:
+    if path == "/":  # the list of events
+        return "Pages"
     return next(tag for start, tag in _TAGS if path.startswith(start))
 
 

@@ -21,8 +21,11 @@ __all__ = [
     "BookingView",
     "CreatedEvent",
     "ErrorBody",
+    "EventList",
+    "EventSummary",
     "EventView",
     "PaymentBody",
+    "ReleasedView",
     "SectionAvailability",
     "StateView",
     "TicketView",
@@ -70,6 +73,30 @@ class EventView(msgspec.Struct, frozen=True):
     waitroom_url: str
     admissions_per_minute: int = 0  # 0: no rate cap
     admitted: int = 0  # clients admitted so far (seats held for them)
+    currency: str = "EUR"  # ISO 4217 code of every price of the event
+
+
+class EventSummary(msgspec.Struct, frozen=True):
+    """One event in the list of events: its state, prices and seats, all sections together."""
+
+    id: str
+    name: str
+    state: str
+    opens_at: str
+    currency: str
+    min_price_cents: int
+    max_price_cents: int
+    capacity: int
+    free: int
+    held: int
+    sold: int
+    queue_length: int
+
+
+class EventList(msgspec.Struct, frozen=True):
+    """The most recently created events, newest first."""
+
+    events: list[EventSummary]
 
 
 class AdmissionBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -112,6 +139,13 @@ class BookingView(msgspec.Struct, frozen=True):
     amount_cents: int
     created_at: str
     tickets: list[TicketView]
+
+
+class ReleasedView(msgspec.Struct, frozen=True):
+    """A hold given back by its holder."""
+
+    hold_id: str
+    status: str
 
 
 class StateView(msgspec.Struct, frozen=True):

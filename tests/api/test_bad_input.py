@@ -587,7 +587,7 @@ async def test_fuzzed_paths_of_unknown_resources_are_404_json(http: httpx.AsyncC
             resp = await http.get(f"/v1/bookings/{quoted}", headers=admin_headers())
             tally.check("unknown-booking" + nul, resp, ident, 404)
         elif choice == 2:
-            action = rng.choice(["pause", "resume"])
+            action = rng.choice(["pause", "resume", "close"])
             resp = await http.post(f"/v1/events/{quoted}/{action}", headers=admin_headers())
             tally.check("unknown-event-admission" + nul, resp, ident, 404)
         else:

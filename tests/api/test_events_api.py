@@ -320,11 +320,12 @@ async def test_pause_and_resume_require_the_admin_key(http: httpx.AsyncClient) -
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/v1/events"),
+        ("PATCH", "/v1/events"),
         ("PUT", "/v1/events"),
         ("DELETE", "/v1/events/{id}"),
         ("POST", "/v1/events/{id}"),
         ("GET", "/v1/events/{id}/pause"),
+        ("GET", "/v1/events/{id}/close"),
         ("GET", "/v1/holds/{id}.1/payment"),
         ("DELETE", "/v1/bookings/bk1"),
     ],

@@ -241,7 +241,8 @@ async def test_generated_payment_bodies_are_refused(
 async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
-    """2,500 generated ids in each route's path (events, admission, audit, holds, bookings): all 4xx JSON."""
+    """2,500 generated ids in each route's path (events, admission, close, audit, paying for
+    and releasing holds, bookings) and generated ``limit``s of the list of events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
     admin = admin_headers()
@@ -249,8 +250,10 @@ async def test_generated_ids_in_every_route_are_refused(
         ("GET", "/v1/events/{}", {}),
         ("POST", "/v1/events/{}/pause", admin),
         ("POST", "/v1/events/{}/resume", admin),
+        ("POST", "/v1/events/{}/close", admin),
         ("GET", "/v1/events/{}/audit", admin),
         ("POST", "/v1/holds/{}/payment", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
+        ("DELETE", "/v1/holds/{}", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("GET", "/v1/bookings/{}", {}),
     ]
     before = await count_events(services)
@@ -258,6 +261,12 @@ async def test_generated_ids_in_every_route_are_refused(
         (method, template.format(quote(i, safe="")), headers, b"{}")
         for n, i in enumerate(ids)
         for method, template, headers in [routes[n % len(routes)]]
+    ]
+    # The list of events takes no id; its one parameter is ``limit`` (1-100).
+    requests += [
+        ("GET", f"/v1/events?limit={quote(i, safe='')}", {}, b"")
+        for i in ids[:250]
+        if not (i.isascii() and i.isdigit() and 1 <= int(i) <= 100)
     ]
     problems = await _send_all(http, requests)
     assert problems == [], f"{len(problems)} of {len(requests)}:\n" + "\n".join(problems[:5])

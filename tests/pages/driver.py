@@ -2,19 +2,26 @@
 
 ``python -m tests.pages.driver SCENARIO PAGE_URL API_URL EVENT_ID ARTIFACTS_DIR``; exits
 non-zero with the failure printed when an expectation fails.
+
+Every state a scenario reaches is shot at two widths (desktop 1280 px, phone 390 px) into
+``ARTIFACTS_DIR/pages/`` and checked with axe-core: no serious or critical violation.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
+from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import ADMIN_KEY, admin_headers
+from tests.conftest import ADMIN_KEY
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -27,32 +34,179 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+#: Viewports every state is shot at.
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+#: axe-core impacts that fail a page.
+FAILING_IMPACTS = {"serious", "critical"}
+
+_axe = Axe()
+#: The elements wider than the viewport (the page would scroll sideways), as short names.
+_WIDER_THAN_VIEWPORT = """() => {
+  const width = document.documentElement.clientWidth;
+  const scroll = document.documentElement.scrollWidth;
+  if (scroll <= width) return [];
+  const wide = [...document.querySelectorAll("body *")]
+    .filter((el) => el.getBoundingClientRect().right > width + 1)
+    .slice(0, 8)
+    .map((el) => `${el.tagName.toLowerCase()}#${el.id}.${el.className}`);
+  return [`${scroll} px`, ...wide];
+}"""
+
+
+def shoot(page: Page, shots: Path, name: str) -> None:
+    """Screenshot the page at each width and check it with axe-core at each width."""
+    out = shots / "pages"
+    out.mkdir(parents=True, exist_ok=True)
+    before = page.viewport_size
+    try:
+        for label, (width, height) in WIDTHS.items():
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(150)  # layout settles after the resize
+            page.screenshot(path=str(out / f"{name}-{label}.png"), full_page=True)
+            wide = page.evaluate(_WIDER_THAN_VIEWPORT)
+            assert not wide, f"{name} at {width} px scrolls sideways; too wide: {wide}"
+            results = _axe.run(page)
+            bad = [
+                f"{v['id']} ({v['impact']}): {v['help']} at "
+                + ", ".join(str(n["target"]) for n in v["nodes"][:3])
+                for v in results.response["violations"]
+                if v.get("impact") in FAILING_IMPACTS
+            ]
+            assert not bad, f"axe-core on {name} at {width} px:\n" + "\n".join(bad)
+    finally:
+        if before is not None:
+            page.set_viewport_size(before)
+
+
+def _ws_url(api: str, event_id: str) -> str:
+    url: str = httpx.get(f"{api}/v1/events/{event_id}").json()["waitroom_url"]
+    return url
+
+
+def _join(ws: ClientConnection, client_id: str, quantity: int = 1) -> None:
+    ws.send(json.dumps({"type": "join", "quantity": quantity, "client_id": client_id}))
+
+
+def _until(ws: ClientConnection, kind: str, wait_s: float = 20) -> dict[str, object]:
+    """The first message of type ``kind`` on a raw WebSocket."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        message: dict[str, object] = json.loads(ws.recv(timeout=deadline - time.monotonic()))
+        if message["type"] == kind:
+            return message
+
+
+def _pay(api: str, prompt: dict[str, object], key: str) -> None:
+    resp = httpx.post(
+        f"{api}/v1/holds/{prompt['hold_id']}/payment",
+        headers={"Authorization": f"Bearer {prompt['hold_token']}", "Idempotency-Key": key},
+        json={"card_token": "tok_visa"},
+        timeout=30,
+    )
+    assert resp.is_success, resp.text
+
+
+def index(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """The list shows each event with its state, price range and seats, linking its page;
+    an unknown event's page is the 404 page with the layout."""
+    item = page.locator(".event", has_text="Aurora live")
+    expect(item).to_contain_text("On sale")
+    expect(item).to_contain_text("£10.00 \u2013 £25.00")
+    expect(item).to_contain_text("18 of 18 seats left")
+    expect(page.locator(".event", has_text="Gone already")).to_contain_text("Sold out")
+    expect(page.locator(".event", has_text="Next season")).to_contain_text("Opens ")
+    shoot(page, shots, "index")
+    item.locator("a").click()
+    expect(page).to_have_url(re.compile(f"/events/{event_id}$"))
+    expect(page.locator("#event-name")).to_have_text("Aurora live")
+    page.goto(page.url.replace(event_id, "evnosuchevent"))
+    expect(page.locator("h1")).to_have_text("Not found")
+    expect(page.locator("main")).to_contain_text("There is no such event")
+    shoot(page, shots, "not-found")
 
 
 def buyer(page: Page, api: str, event_id: str, shots: Path) -> None:
-    """Join, wait at position 1 while paused, lose the connection and get it back with the
-    same place, get the prompt on resume, pay, see confirmed."""
+    """Sections and prices before joining; choose a section; wait behind a buyer who holds
+    the only hold (a first estimate, then "finishing checking out"); lose the connection and
+    get it back with the same place; that buyer pays, the prompt comes, pay, see confirmed."""
     expect(page.locator("#event-name")).to_have_text("Aurora live")
+    expect(page.locator("#sections tr")).to_have_count(2)
+    expect(page.locator("#sections")).to_contain_text("£25.00")
+    expect(page.locator("#event-sub")).to_contain_text(re.compile(r"CES?T"))  # the buyer's zone
+    blocker = connect(_ws_url(api, event_id))
+    _join(blocker, "blocker")
+    held = _until(blocker, "prompt")
+    shoot(page, shots, "buyer-before-join")
+    page.get_by_label("A · £25.00").check()
     page.select_option("#quantity", "2")
     page.click("#join")
     expect(page.locator("#line-card")).to_be_visible()
     expect(page.locator("#position")).to_have_text("1")
-    page.screenshot(path=str(shots / "waitroom-in-line.png"), full_page=True)
+    expect(page.locator("#eta")).to_have_text(re.compile(r"^(\d+ s|\d+ min|any moment)$"))
+    shoot(page, shots, "buyer-waiting")
+    # Nobody leaves the line while the buyer ahead checks out: said in words.
+    expect(page.locator("#eta-range")).to_contain_text("finish checking out", timeout=30_000)
+    shoot(page, shots, "buyer-waiting-stalled")
     # The network drops: the page reconnects by itself and resumes the same place.
     page.evaluate("socket.close()")
     expect(page.locator("#line-status")).to_contain_text("reconnecting")
     expect(page.locator("#line-status")).to_have_text("You're next.")
     expect(page.locator("#position")).to_have_text("1")
-    assert httpx.get(f"{api}/v1/events/{event_id}").json()["queue_length"] == 1
-    resp = httpx.post(f"{api}/v1/events/{event_id}/resume", headers=admin_headers())
-    assert resp.is_success, resp.text
+    _pay(api, held, "blocker-pays")
+    blocker.close()
     expect(page.locator("#prompt-card")).to_be_visible()
     expect(page.locator("#seats li")).to_have_count(2)
+    expect(page.locator("#seats li").first).to_contain_text("A · row")
+    expect(page.locator("#amount")).to_have_text("£50.00")
     expect(page.locator("#countdown")).to_have_text(re.compile(r"^\d+:\d\d$"))
-    page.screenshot(path=str(shots / "waitroom-prompt.png"), full_page=True)
+    shoot(page, shots, "buyer-prompt")
     page.click("#pay")
     expect(page.locator("#outcome-card")).to_have_attribute("data-outcome", "confirmed")
-    page.screenshot(path=str(shots / "waitroom-confirmed.png"), full_page=True)
+    expect(page.locator("#rejoin")).to_be_hidden()
+    shoot(page, shots, "buyer-confirmed")
+
+
+def expired(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """A hold that runs out offers to get back in line; doing so joins again with a new place."""
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible()
+    expect(page.locator("#outcome-card")).to_have_attribute("data-outcome", "expired")
+    expect(page.locator("#rejoin")).to_be_visible()
+    shoot(page, shots, "buyer-expired")
+    page.click("#rejoin")
+    expect(page.locator("#join-card")).to_be_visible()
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible()
+
+
+def sold_out(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """Nothing left: the page says so, with no way to get in line."""
+    expect(page.locator("#closed-card")).to_be_visible()
+    expect(page.locator("#closed-title")).to_have_text("Sold out")
+    expect(page.locator("#join-card")).to_be_hidden()
+    expect(page.locator("#join")).to_be_hidden()
+    expect(page.locator("#sections")).to_contain_text("Sold out")
+    shoot(page, shots, "buyer-sold-out")
+
+
+def leave(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """Leaving the line forgets the place and offers to get back in line."""
+    page.click("#join")
+    expect(page.locator("#line-card")).to_be_visible()
+    page.click("#leave")
+    expect(page.locator("#outcome-title")).to_have_text("You left the line")
+    expect(page.locator("#rejoin")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def release(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """Giving the held seats back ends the hold at once and offers to get back in line."""
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible()
+    page.get_by_role("button", name="Give the seats back").click()
+    expect(page.locator("#outcome-title")).to_have_text("You gave your seats back")
+    expect(page.locator("#rejoin")).to_be_visible()
+    shoot(page, shots, "buyer-released")
 
 
 def pre_queue(page: Page, api: str, event_id: str, shots: Path) -> None:
@@ -63,27 +217,45 @@ def pre_queue(page: Page, api: str, event_id: str, shots: Path) -> None:
     expect(page.locator("#position")).to_have_text("?")
     expect(page.locator("#eta")).to_contain_text("opens in")
     expect(page.locator("#line-status")).to_contain_text("random place")
-    page.screenshot(path=str(shots / "waitroom-pre-queue.png"), full_page=True)
+    shoot(page, shots, "buyer-pre-queue")
 
 
 def admin(page: Page, api: str, event_id: str, shots: Path) -> None:
-    """A wrong key is refused; the right one pauses, then resumes, as the API confirms."""
-    expect(page.locator("#state")).to_have_text("open")
+    """Mid-sale: live charts and sections fill in; a wrong key is refused; the right one
+    changes the caps, pauses and resumes, as the API confirms. The key is never in the page's
+    text or its address."""
+    expect(page.locator("#state")).to_have_text("On sale")
+    expect(page.locator("#ws-url")).to_contain_text("/waitroom")
+    expect(page.locator("#sections tr")).to_have_count(2)
+    expect(page.locator("#chart-queue path.line")).to_have_count(1)
     page.fill("#key", "wrong-key")
     page.click("#pause")
     expect(page.locator("#admin-status")).to_contain_text("401")
     page.fill("#key", ADMIN_KEY)
+    page.fill("#max-active", "7")
+    page.click("#apply-caps")
+    expect(page.locator("#admin-status")).to_contain_text("7 holds at once")
+    assert httpx.get(f"{api}/v1/events/{event_id}").json()["max_active_holds"] == 7
     page.click("#pause")
-    expect(page.locator("#state")).to_have_text("paused")
+    expect(page.locator("#state")).to_have_text("Paused")
     assert httpx.get(f"{api}/v1/events/{event_id}").json()["state"] == "paused"
-    page.screenshot(path=str(shots / "admin-paused.png"), full_page=True)
     page.click("#resume")
-    expect(page.locator("#state")).to_have_text("open")
+    expect(page.locator("#state")).to_have_text("On sale")
     assert httpx.get(f"{api}/v1/events/{event_id}").json()["state"] == "open"
+    page.wait_for_timeout(8_000)  # more of the sale on the charts
+    expect(page.locator("#chart-sold path.line")).to_have_count(1)
+    expect(page.locator("#activity li")).not_to_have_count(0)
+    assert ADMIN_KEY not in page.inner_text("body") and ADMIN_KEY not in page.url
+    shoot(page, shots, "admin-mid-sale")
 
 
 SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
+    "index": index,
     "buyer": buyer,
+    "expired": expired,
+    "sold_out": sold_out,
+    "leave": leave,
+    "release": release,
     "pre_queue": pre_queue,
     "admin": admin,
 }
@@ -95,7 +267,11 @@ def main(argv: list[str]) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 900, "height": 860})
+            page = browser.new_page(
+                viewport={"width": 1280, "height": 900},
+                locale="en-GB",
+                timezone_id="Europe/Paris",
+            )
             page.set_default_timeout(15_000)
             expect.set_options(timeout=15_000)
             page.goto(url)

@@ -1,4 +1,8 @@
-"""The waiting-room and admin pages in a real headless browser (Debian's chromium)."""
+"""The pages in a real headless browser (Debian's chromium), shot and checked with axe-core.
+
+Screenshots of every state land in ``artifacts/pages/`` (git-ignored), at 1280 px and
+390 px wide; each state is also checked with axe-core (no serious or critical violation).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ import httpx
 import pytest
 
 from api.wiring import Services
-from tests.api.helpers import FUTURE, create_event, get_event
+from realtime import protocol as p
+from tests.api.helpers import FUTURE, create_event, expect, get_event, new_key, pay, ws_connect
 from tests.conftest import admin_headers
 
 pytestmark = pytest.mark.anyio
@@ -19,6 +24,8 @@ pytestmark = pytest.mark.anyio
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
+#: Two sections priced in pounds: seated A (8 seats at £25), general admission GA (10 at £10).
+POUNDS = {"currency": "GBP"}
 
 if shutil.which(CHROMIUM) is None:  # ./run-tests installs it; a bare pytest may lack it
     pytestmark = [pytestmark, pytest.mark.skip(reason=f"{CHROMIUM} is not installed")]  # type: ignore[assignment]
@@ -33,24 +40,100 @@ async def _run_scenario(name: str, url: str, api_url: str, event_id: str) -> Non
     ARTIFACTS.mkdir(exist_ok=True)
     args = [sys.executable, "-m", "tests.pages.driver", name, url, api_url, event_id]
     args.append(str(ARTIFACTS))
-    with anyio.fail_after(90):
+    with anyio.fail_after(150):
         done = await anyio.run_process(args, check=False, cwd=ROOT)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
 
 
-async def test_a_buyer_joins_waits_pays_and_is_confirmed(
+async def _sell_everything(http: httpx.AsyncClient, event: dict[str, object]) -> None:
+    """Buy every seat of an event of one 2-place section through the real interfaces."""
+    async with ws_connect(str(event["waitroom_url"])) as ws:
+        await ws.send(p.encode(p.Join(quantity=2, client_id="buys-all")).decode())
+        await expect(ws, p.Queued)
+        prompt = await expect(ws, p.Prompt)
+        resp = await pay(http, prompt.hold_id, prompt.hold_token, new_key())
+        assert resp.status_code == 200, resp.text
+
+
+async def test_the_index_lists_events_and_unknown_pages_are_the_404_page(
     services: Services, http: httpx.AsyncClient
 ) -> None:
-    """Join on the page, see the live position, reconnect after a dropped connection without
-    losing the place, get the prompt with its countdown, pay with tok_visa, see confirmed;
-    the booking exists."""
-    event = await create_event(http, name="Aurora live", hold_seconds=120)
-    event_id = event["id"]
-    assert (await http.post(f"/v1/events/{event_id}/pause", headers=admin_headers())).is_success
-    url = f"{services.http_url}/events/{event_id}"
-    await _run_scenario("buyer", url, services.http_url, event_id)
-    view = await get_event(http, event_id)
-    assert sum(s["sold"] for s in view["sections"]) == 2
+    """The index shows each event's state, prices and seats and links its page; an unknown
+    event's page and an unknown path are the 404 page for a browser, JSON for the API."""
+    gone = await create_event(
+        http, name="Gone already", sections=[{"id": "GA", "price_cents": 900, "capacity": 2}]
+    )
+    await _sell_everything(http, gone)
+    await create_event(http, name="Next season", opens_at=FUTURE)
+    event_id = (await create_event(http, name="Aurora live", **POUNDS))["id"]
+    await _run_scenario("index", f"{services.http_url}/", services.http_url, event_id)
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    for path in ("/events/evnosuchevent", "/events/bad%20id", "/no/such/page"):
+        page = await http.get(path, headers=browser)
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert 'href="/pages/style.css"' in page.text
+        api = await http.get(path)
+        assert (api.status_code, api.json()["error"]) == (404, "not_found")
+
+
+async def test_a_buyer_chooses_a_section_waits_pays_and_is_confirmed(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Sections and prices before joining; join section A for 2; wait behind another buyer's
+    hold (one hold at a time), told in words; reconnect without losing the place; get the
+    prompt in pounds; pay; see confirmed. Its two seats are in A (and so is the other
+    buyer's: A has the best seats)."""
+    event = await create_event(http, name="Aurora live", max_active_holds=1, **POUNDS)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("buyer", url, services.http_url, event["id"])
+    sections = {s["id"]: s for s in (await get_event(http, event["id"]))["sections"]}
+    assert (sections["A"]["sold"], sections["GA"]["sold"]) == (3, 0)  # the other buyer too
+
+
+async def test_an_expired_hold_offers_to_get_back_in_line(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """A hold of 3 s runs out on the page; "Get back in line" joins again and is prompted."""
+    event = await create_event(http, name="Quick holds", hold_seconds=3)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("expired", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert view["admitted"] == 2
+
+
+async def test_a_sold_out_event_offers_no_place_in_line(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Every seat sold: the page says sold out and has no "Get in line"."""
+    event = await create_event(
+        http, name="Gone already", sections=[{"id": "GA", "price_cents": 900, "capacity": 2}]
+    )
+    await _sell_everything(http, event)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("sold_out", url, services.http_url, event["id"])
+
+
+async def test_leaving_the_line_forgets_the_place(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """ "Leave the line" disconnects and forgets the token; the page offers to get back in."""
+    event = await create_event(http, name="Changed my mind")
+    assert (await http.post(f"/v1/events/{event['id']}/pause", headers=admin_headers())).is_success
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("leave", url, services.http_url, event["id"])
+
+
+async def test_giving_the_seats_back_frees_them_at_once(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """ "Give the seats back" on the prompt releases the hold: the seats are free again."""
+    event = await create_event(http, name="Second thoughts")
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("release", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert sum(s["held"] for s in view["sections"]) == 0
+    assert sum(s["free"] for s in view["sections"]) == 18
 
 
 async def test_joining_before_the_sale_opens_shows_the_pre_queue(
@@ -62,22 +145,51 @@ async def test_joining_before_the_sale_opens_shows_the_pre_queue(
     assert (await get_event(http, event_id))["queue_length"] == 1
 
 
-async def test_admin_page_pauses_and_resumes_admission(
-    services: Services, http: httpx.AsyncClient
-) -> None:
-    """With the admin key typed in, Pause pauses the event and Resume opens it again; a wrong
-    key is refused on the page and changes nothing."""
-    event_id = (await create_event(http, name="Admin view"))["id"]
-    url = f"{services.http_url}/events/{event_id}/admin"
-    await _run_scenario("admin", url, services.http_url, event_id)
-    assert (await get_event(http, event_id))["state"] == "open"
+async def _buyers(http: httpx.AsyncClient, waitroom_url: str, count: int) -> None:
+    """``count`` buyers arriving over ~10 s; most pay, some let their hold run out."""
+
+    async def buyer(n: int) -> None:
+        await anyio.sleep(n * 10 / count)
+        async with ws_connect(waitroom_url) as ws:
+            await ws.send(p.encode(p.Join(quantity=1 + n % 2, client_id=f"sale-{n}")).decode())
+            await expect(ws, p.Queued, wait_s=60)
+            message = await expect(ws, p.Prompt | p.SoldOut, wait_s=60)  # type: ignore[arg-type]
+            if isinstance(message, p.Prompt) and n % 5:
+                await anyio.sleep(0.5 + n % 3)
+                await pay(http, message.hold_id, message.hold_token, new_key())
+
+    async with anyio.create_task_group() as tg:
+        for n in range(count):
+            tg.start_soon(buyer, n)
 
 
-async def test_page_of_unknown_event_id_shape_is_404(http: httpx.AsyncClient) -> None:
-    """A page URL whose id cannot be an event is 404 JSON; page assets are served by name only."""
-    resp = await http.get("/events/bad%20id")
-    assert resp.status_code == 404
-    assert (
-        (await http.get("/pages/waitroom.js")).headers["content-type"].startswith("text/javascript")
+async def test_admin_console_mid_sale(services: Services, http: httpx.AsyncClient) -> None:
+    """While buyers join and pay, the console draws the sale and shows each section; with the
+    admin key typed in it changes the caps, pauses and resumes; a wrong key changes nothing."""
+    event = await create_event(
+        http,
+        name="Admin view",
+        hold_seconds=6,
+        max_active_holds=5,
+        sections=[
+            {"id": "Stalls", "price_cents": 4_500, "rows": [{"label": "A", "seats": 20}]},
+            {"id": "Standing", "price_cents": 2_500, "capacity": 60},
+        ],
     )
+    url = f"{services.http_url}/events/{event['id']}/admin"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_buyers, http, event["waitroom_url"], 40)
+        await _run_scenario("admin", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert (view["state"], view["max_active_holds"]) == ("open", 7)
+
+
+async def test_page_assets_are_served_by_name_only(http: httpx.AsyncClient) -> None:
+    """Scripts and the stylesheet are served by name with their types; anything else is 404."""
+    for name, kind in [("common.js", "text/javascript"), ("style.css", "text/css")]:
+        resp = await http.get(f"/pages/{name}")
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith(kind)
     assert (await http.get("/pages/..%2Fapp.py")).status_code == 404
+    assert (await http.get("/pages/not_found.html")).status_code == 404
+    index = await http.get("/")
+    assert index.status_code == 200 and "/pages/index.js" in index.text

@@ -12,11 +12,15 @@ from hypothesis import strategies as st
 from waitroom.eta import (
     MAX_ETA_S,
     OutflowEstimator,
+    SaleOutlook,
+    WaitBasis,
     admission_prior,
+    estimate_wait,
     position,
     update_interval,
     wire_eta,
 )
+from waitroom.records import EventState
 
 pytestmark = pytest.mark.once
 
@@ -221,16 +225,20 @@ def test_update_interval_max_factor() -> None:
     assert update_interval(20.0, 1.0, max_factor=3.0) == 2.0
 
 
-def test_wire_eta_is_finite_for_a_stalled_line() -> None:
-    """A stalled line's infinite estimate goes on the wire as MAX_ETA_S, never as JSON null."""
+def test_a_stalled_line_is_told_as_stalled_not_as_a_day() -> None:
+    """A line whose outflow measures 0 gives no number (``eta_s`` null, basis ``stalled``);
+    ``wire_eta`` keeps any number finite and to a tenth of a second."""
     estimator = OutflowEstimator(prior_rate=10.0)
     estimator.observe(0, 0.0)
     estimator.observe(100, 10.0)
     estimator.observe(100, 400.0)  # nothing moved for 390 s: outflow measures 0
     assert estimator.eta_s(5) == float("inf")
-    assert wire_eta(estimator.eta_s(5)) == MAX_ETA_S
-    frame = msgspec.json.encode({"eta_s": wire_eta(estimator.eta_s(5))})
-    assert frame == b'{"eta_s":86400.0}'
+    outlook = SaleOutlook(EventState.OPEN, hold_s=60.0, max_active=10, rate_per_min=0)
+    wait = estimate_wait(estimator, 5, outlook)
+    assert (wait.eta_s, wait.basis, wait.high_s) == (None, WaitBasis.STALLED, 60.0)
+    frame = msgspec.json.encode({"eta_s": wait.eta_s})
+    assert frame == b'{"eta_s":null}'
+    assert wire_eta(float("inf")) == MAX_ETA_S
     assert wire_eta(12.345) == 12.3
 
 

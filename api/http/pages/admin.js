@@ -1,45 +1,207 @@
-// Event admin: live counters, pause and resume with the admin key typed in.
+// Event admin: live figures and charts of the sale from the aggregate status (one small read
+// a second, whatever the size of the line), seats per section, and the controls: pause,
+// resume, close and the admission caps, with the admin key typed in and kept in memory.
 "use strict";
 
 const eventId = document.body.dataset.eventId;
-const $ = (id) => document.getElementById(id);
-let last = null;
+const eventUrl = `/v1/events/${encodeURIComponent(eventId)}`;
+const KEEP = 1800; // samples kept: 30 minutes at one a second
 
-async function refresh() {
-  const resp = await fetch(`/v1/events/${encodeURIComponent(eventId)}`);
-  if (!resp.ok) {
-    $("admin-status").textContent = "No such event.";
-    return;
-  }
-  const ev = await resp.json();
-  const now = Date.now();
-  $("event-name").textContent = ev.name;
-  const state = $("state");
-  state.textContent = ev.state.replace("_", " ");
-  state.className = "pill " + ({ open: "ok", paused: "warn", sold_out: "bad", closed: "bad" }[ev.state] || "");
-  $("queue").textContent = ev.queue_length;
-  $("holds").textContent = `${ev.active_holds} / ${ev.max_active_holds}`;
-  const sold = ev.sections.reduce((n, s) => n + s.sold, 0);
-  const capacity = ev.sections.reduce((n, s) => n + s.capacity, 0);
-  $("sold").textContent = `${sold} / ${capacity}`;
-  if (last && now > last.at) {
-    const rate = Math.max(0, ev.admitted - last.admitted) / ((now - last.at) / 1000);
-    $("rate").textContent = rate.toFixed(1);
-  }
-  last = { at: now, admitted: ev.admitted };
+// A ring buffer of samples {t, queue, rate, holds, sold, latency}.
+const samples = new Array(KEEP);
+let head = 0;
+let size = 0;
+function record(sample) {
+  samples[(head + size) % KEEP] = sample;
+  if (size < KEEP) size += 1;
+  else head = (head + 1) % KEEP;
+}
+function series(field) {
+  const out = [];
+  for (let i = 0; i < size; i++) out.push(samples[(head + i) % KEEP][field]);
+  return out;
 }
 
-async function act(action) {
-  const resp = await fetch(`/v1/events/${encodeURIComponent(eventId)}/${action}`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${$("key").value.trim()}` },
+let last = null; // the previous status read, for admissions/s
+let latency = null; // payment latency (ms) over the last metrics interval, or null
+let lastPayments = null;
+let lastState = null;
+let capsShown = false;
+
+const CHARTS = [
+  { field: "queue", label: "In line", fmt: (v) => count(Math.round(v)) },
+  { field: "rate", label: "Admissions per second", fmt: (v) => v.toFixed(1) },
+  { field: "holds", label: "Active holds", fmt: (v) => count(Math.round(v)) },
+  { field: "sold", label: "Seats sold", fmt: (v) => count(Math.round(v)) },
+  { field: "latency", label: "Payment latency, ms", fmt: (v) => v.toFixed(0) },
+];
+
+function draw(chart) {
+  const svg = $(`chart-${chart.field}`);
+  const values = series(chart.field);
+  const known = values.filter((v) => v != null);
+  if (known.length < 2) return;
+  const max = Math.max(1, ...known);
+  const w = 300;
+  const h = 90;
+  const step = w / Math.max(values.length - 1, 1);
+  // Gaps (no value: e.g. no payment in an interval) split the line into segments.
+  const segments = [];
+  let segment = null;
+  values.forEach((v, i) => {
+    if (v == null) {
+      segment = null;
+      return;
+    }
+    if (!segment) segments.push((segment = []));
+    segment.push([(i * step).toFixed(1), (h - 4 - ((h - 8) * v) / max).toFixed(1)]);
   });
-  const body = await resp.json().catch(() => ({}));
-  $("admin-status").textContent = resp.ok ? `Admission ${body.state}.` : `${resp.status}: ${body.message || "refused"}`;
+  let d = "";
+  let area = "";
+  for (const seg of segments) {
+    d += seg.map(([x, y], i) => `${i ? "L" : "M"}${x} ${y}`).join("");
+    area += `M${seg[0][0]} ${h}` + seg.map(([x, y]) => `L${x} ${y}`).join("") + `L${seg[seg.length - 1][0]} ${h}Z`;
+  }
+  svg.innerHTML =
+    `<line class="grid" x1="0" y1="4" x2="${w}" y2="4"/><line class="grid" x1="0" y1="${h / 2}" x2="${w}" y2="${h / 2}"/>` +
+    `<path class="area" d="${area}"/><path class="line" d="${d}"/>`;
+  const now = known[known.length - 1];
+  const span = Math.round((samples[(head + size - 1) % KEEP].t - samples[head].t) / 1000);
+  svg.setAttribute("aria-label", `${chart.label}: now ${chart.fmt(now)}, peak ${chart.fmt(max)} over the last ${formatWait(span)}`);
+  $(`axis-${chart.field}`).textContent = `now ${chart.fmt(now)} · peak ${chart.fmt(max)} · last ${formatWait(span)}`;
+}
+
+function log(text) {
+  const li = document.createElement("li");
+  const time = document.createElement("time");
+  time.textContent = clockTime(Date.now());
+  li.append(time, document.createTextNode(` ${text}`));
+  const list = $("activity");
+  list.prepend(li);
+  while (list.children.length > 50) list.lastChild.remove();
+}
+
+function showSections(ev) {
+  $("sections").replaceChildren(
+    ...ev.sections.map((s) => {
+      const tr = document.createElement("tr");
+      const name = document.createElement("th");
+      name.scope = "row";
+      name.textContent = s.id;
+      const cells = [money(s.price_cents, ev.currency), count(s.capacity), count(s.free), count(s.held), count(s.sold)].map((t) => {
+        const td = document.createElement("td");
+        td.textContent = t;
+        td.className = "num";
+        return td;
+      });
+      const share = document.createElement("td");
+      const bar = document.createElement("div");
+      bar.className = "stack";
+      bar.setAttribute("aria-hidden", "true");
+      for (const [cls, n] of [["sold", s.sold], ["held", s.held]]) {
+        const part = document.createElement("div");
+        part.className = cls;
+        part.style.width = `${s.capacity ? (100 * n) / s.capacity : 0}%`;
+        bar.append(part);
+      }
+      share.append(bar);
+      tr.append(name, ...cells, share);
+      return tr;
+    }),
+  );
+}
+
+async function readLatency() {
+  // The payment histogram of the server answering this page: mean over the last interval.
+  try {
+    const resp = await fetch("/metrics");
+    const text = await resp.text();
+    const sum = Number((text.match(/^booking_payment_seconds_sum (\S+)$/m) || [])[1]);
+    const n = Number((text.match(/^booking_payment_seconds_count (\S+)$/m) || [])[1]);
+    if (lastPayments && n > lastPayments.n) latency = (1000 * (sum - lastPayments.sum)) / (n - lastPayments.n);
+    else latency = null;
+    lastPayments = { sum, n };
+  } catch (err) {
+    latency = null;
+  }
+}
+
+async function refresh() {
+  let ev;
+  try {
+    ev = await getJSON(eventUrl);
+  } catch (err) {
+    $("updated").textContent = err.status === 404 ? "no such event" : `not updated: ${err.message}`;
+    return;
+  }
+  const now = Date.now();
+  document.title = `${ev.name} · admin`;
+  $("event-name").textContent = ev.name;
+  setState($("state"), ev.state);
+  $("ws-url").textContent = ev.waitroom_url;
+  if (lastState !== null && lastState !== ev.state) log(`State: ${(STATE_WORDS[ev.state] || ev.state).toLowerCase()}.`);
+  lastState = ev.state;
+  if (!capsShown) {
+    $("max-active").value = ev.max_active_holds;
+    $("per-minute").value = ev.admissions_per_minute;
+    capsShown = true;
+  }
+  const sold = ev.sections.reduce((n, s) => n + s.sold, 0);
+  const capacity = ev.sections.reduce((n, s) => n + s.capacity, 0);
+  let rate = null;
+  if (last && now > last.at) rate = Math.max(0, ev.admitted - last.admitted) / ((now - last.at) / 1000);
+  last = { at: now, admitted: ev.admitted };
+  $("queue").textContent = count(ev.queue_length);
+  $("rate").textContent = rate == null ? "–" : rate.toFixed(1);
+  $("holds").textContent = `${count(ev.active_holds)} / ${count(ev.max_active_holds)}`;
+  $("sold").textContent = `${count(sold)} / ${count(capacity)}`;
+  $("latency").textContent = latency == null ? "–" : `${latency.toFixed(0)} ms`;
+  $("updated").textContent = `updated ${clockTime(now)}`;
+  showSections(ev);
+  record({ t: now, queue: ev.queue_length, rate, holds: ev.active_holds, sold, latency });
+  CHARTS.forEach(draw);
+}
+
+async function act(path, method, body, done) {
+  const key = $("key").value.trim();
+  if (!key) {
+    $("admin-status").textContent = "Type the admin key first.";
+    $("key").focus();
+    return;
+  }
+  const headers = { Authorization: `Bearer ${key}` };
+  if (body) headers["Content-Type"] = "application/json";
+  const resp = await fetch(`${eventUrl}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const answer = await resp.json().catch(() => ({}));
+  const text = resp.ok ? done(answer) : `${resp.status}: ${answer.message || "refused"}`;
+  $("admin-status").textContent = text;
+  log(text);
   await refresh();
 }
 
-$("pause").addEventListener("click", () => act("pause"));
-$("resume").addEventListener("click", () => act("resume"));
+const STATE_SENTENCE = {
+  open: "Admission is running.",
+  scheduled: "Admission starts at the opening time.",
+  paused: "Admission is paused; the line keeps its order.",
+  closed: "The sale is closed.",
+  sold_out: "Sold out.",
+};
+const stateChange = (action) => () => act(`/${action}`, "POST", null, (a) => STATE_SENTENCE[a.state] || a.state);
+$("pause").addEventListener("click", stateChange("pause"));
+$("resume").addEventListener("click", stateChange("resume"));
+$("close").addEventListener("click", () => {
+  if (window.confirm("Close the sale? Nobody else will be let in, and it cannot be reopened.")) stateChange("close")();
+});
+$("caps-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const body = {
+    max_active_holds: Number($("max-active").value),
+    admissions_per_minute: Number($("per-minute").value),
+  };
+  act("/admission", "PATCH", body, (a) => `Caps applied: ${count(a.max_active_holds)} holds at once, ${a.admissions_per_minute ? count(a.admissions_per_minute) + " admissions a minute" : "no rate cap"}.`);
+});
+
 refresh();
+readLatency();
 setInterval(refresh, 1000);
+setInterval(readLatency, 2000);

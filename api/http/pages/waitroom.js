@@ -1,35 +1,25 @@
-// The waiting room: join, live position and wait, the payment prompt, the outcome.
+// The waiting room: sections and prices, choosing a section, joining, the live position and
+// what the wait rests on, the payment prompt, the outcome and getting back in line.
 // Reconnects with the resume token after a network loss; no build step, no libraries.
 "use strict";
 
 const eventId = document.body.dataset.eventId;
-const $ = (id) => document.getElementById(id);
-const show = (id, on = true) => $(id).classList.toggle("hidden", !on);
+const eventUrl = `/v1/events/${encodeURIComponent(eventId)}`;
 const tokenKey = `waitroom:${eventId}:token`;
 const clientKey = `waitroom:${eventId}:client`;
 
+let ev = null; // the event as last read
 let wsUrl = null;
 let socket = null;
 let done = false;
+let inLine = false; // joined (or resuming): the WebSocket, not the event's state, decides
 let firstPosition = null;
 let retryMs = 1000;
 let lastHeard = Date.now();
 let countdownTimer = null;
 let prompt = null;
-let opensAt = null;
 let preQueueTimer = null;
-
-function formatWait(s) {
-  if (!isFinite(s) || s <= 0) return "any moment";
-  if (s < 60) return `${Math.ceil(s)} s`;
-  if (s < 3600) return `${Math.round(s / 60)} min`;
-  if (s >= 172800) return `${Math.round(s / 86400).toLocaleString()} days`;
-  return `${(s / 3600).toFixed(1)} h`;
-}
-
-function money(cents) {
-  return (cents / 100).toLocaleString(undefined, { style: "currency", currency: "EUR" });
-}
+let releasing = false; // the buyer gave the held seats back: "expired" is their doing
 
 function clientId() {
   let id = localStorage.getItem(clientKey);
@@ -41,34 +31,119 @@ function clientId() {
   return id;
 }
 
-async function loadEvent() {
-  const resp = await fetch(`/v1/events/${encodeURIComponent(eventId)}`);
-  if (!resp.ok) {
-    $("event-sub").textContent = "This event does not exist.";
-    show("join-card", false);
-    return;
-  }
-  const ev = await resp.json();
-  showState(ev);
-  setInterval(async () => {
-    const again = await fetch(`/v1/events/${encodeURIComponent(eventId)}`);
-    if (again.ok) showState(await again.json());
-  }, 5000);
-  wsUrl = ev.waitroom_url;
-  document.title = `${ev.name} · waiting room`;
-  $("event-name").textContent = ev.name;
-  const select = $("quantity");
-  for (let q = 1; q <= ev.max_per_order; q++) select.add(new Option(`${q} ticket${q > 1 ? "s" : ""}`, q));
-  $("join").disabled = false; // joining needs the WebSocket URL just read
-  const token = sessionStorage.getItem(tokenKey);
-  if (token) connect({ type: "resume", token });
+function seatsLeft(s) {
+  if (s.free > 0) return `${count(s.free)} of ${count(s.capacity)}`;
+  if (s.held > 0) return "None free; some may come back";
+  return "Sold out";
 }
 
-function showState(ev) {
-  const opens = new Date(ev.opens_at);
-  opensAt = opens.getTime();
-  $("event-sub").textContent =
-    ev.state === "scheduled" ? `Sale opens ${opens.toLocaleString()}` : `Sale ${ev.state.replace("_", " ")}`;
+function over(e) {
+  return e.state === "sold_out" || e.state === "closed" || e.sections.every((s) => s.free + s.held === 0);
+}
+
+function showSections(e) {
+  $("sections").replaceChildren(
+    ...e.sections.map((s) => {
+      const tr = document.createElement("tr");
+      const name = document.createElement("th");
+      name.scope = "row";
+      name.textContent = s.id;
+      const price = document.createElement("td");
+      price.textContent = money(s.price_cents, e.currency);
+      const left = document.createElement("td");
+      left.textContent = seatsLeft(s);
+      if (s.free + s.held === 0) left.className = "gone";
+      tr.append(name, price, left);
+      return tr;
+    }),
+  );
+}
+
+function buildChoices(e) {
+  const box = $("section-choices");
+  const choices = [{ id: "", label: "Any section: the best seats left" }].concat(
+    e.sections.map((s) => ({ id: s.id, label: `${s.id} · ${money(s.price_cents, e.currency)}`, section: s })),
+  );
+  box.replaceChildren(
+    ...choices.map((c, i) => {
+      const label = document.createElement("label");
+      label.className = "choice";
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = "section";
+      input.value = c.id;
+      input.id = `section-${i}`;
+      input.checked = i === 0;
+      label.htmlFor = input.id;
+      label.append(input, document.createTextNode(` ${c.label}`));
+      return label;
+    }),
+  );
+}
+
+function updateChoices(e) {
+  for (const input of document.querySelectorAll("input[name=section]")) {
+    const s = e.sections.find((x) => x.id === input.value);
+    input.disabled = Boolean(s) && s.free + s.held === 0;
+    if (input.disabled && input.checked) document.querySelector("input[name=section][value='']").checked = true;
+  }
+}
+
+function showState(e) {
+  ev = e;
+  const opens = when(e.opens_at);
+  const words = {
+    scheduled: `Sale opens ${opens}`,
+    open: `On sale since ${opens}`,
+    paused: "Sale paused by the organiser: places in line are kept",
+    sold_out: "Sold out",
+    closed: "Sale closed",
+  };
+  // Every seat sold: sold out, even before the line's next admission round says so.
+  const state = e.state === "open" && over(e) ? "sold_out" : e.state;
+  $("event-sub").textContent = words[state] || state;
+  showSections(e);
+  updateChoices(e);
+  if (!inLine && !done) {
+    const ended = over(e);
+    show("join-card", !ended);
+    show("closed-card", ended);
+    if (ended) {
+      $("closed-title").textContent = e.state === "closed" ? "Sale closed" : "Sold out";
+      $("closed-text").textContent =
+        e.state === "closed" ? "The organiser has ended this sale." : "Every seat has been sold. Thank you for your interest.";
+    }
+  }
+}
+
+async function loadEvent() {
+  let e;
+  try {
+    e = await getJSON(eventUrl);
+  } catch (err) {
+    $("event-sub").textContent = err.status === 404 ? "This event does not exist." : `The event could not be loaded: ${err.message}`;
+    return;
+  }
+  wsUrl = e.waitroom_url;
+  document.title = `${e.name} · waiting room`;
+  $("event-name").textContent = e.name;
+  buildChoices(e);
+  const select = $("quantity");
+  for (let q = 1; q <= e.max_per_order; q++) select.add(new Option(`${q} ticket${q > 1 ? "s" : ""}`, q));
+  $("join").disabled = false; // joining needs the WebSocket URL just read
+  const token = sessionStorage.getItem(tokenKey);
+  if (token) {
+    inLine = true;
+    connect({ type: "resume", token });
+  }
+  showState(e);
+  setInterval(async () => {
+    try {
+      showState(await getJSON(eventUrl));
+    } catch (err) {
+      // a blip: the next read tries again
+    }
+  }, 5000);
 }
 
 function connect(first) {
@@ -101,29 +176,74 @@ setInterval(() => {
   }
 }, 5000);
 
-function showPosition(position, eta, low, high) {
+// Once in line the buyer's own card comes first; the sections move below it.
+function engaged(on) {
+  document.body.classList.toggle("engaged", on);
+}
+
+function enterLine() {
+  engaged(true);
   clearInterval(preQueueTimer);
   show("join-card", false);
+  show("closed-card", false);
   show("line-card");
+}
+
+// What the wait rests on decides what is said: a number only when there is one.
+function showWait(msg) {
+  const eta = $("eta");
+  const range = $("eta-range");
+  switch (msg.eta_basis || "measured") {
+    case "stalled":
+      eta.textContent = msg.eta_high_s > 0 ? `≤ ${formatWait(msg.eta_high_s)}` : "–";
+      range.textContent = "Waiting for the buyers ahead to finish checking out.";
+      return;
+    case "paused":
+      eta.textContent = "Paused";
+      range.textContent = "The organiser paused the sale. Your place is kept.";
+      return;
+    case "over":
+      eta.textContent = "–";
+      range.textContent = "Nobody else is being let in.";
+      return;
+    case "not_open":
+      return;
+    default: {
+      eta.textContent = msg.eta_s == null ? "–" : formatWait(msg.eta_s);
+      const low = formatWait(msg.eta_low_s || 0);
+      const high = formatWait(msg.eta_high_s || 0);
+      const between = msg.eta_high_s > 0 && low !== high ? `between ${low} and ${high}` : "";
+      const first = msg.eta_basis === "caps" ? "First estimate, from the sale's limits" : "";
+      range.textContent = [between, first].filter(Boolean).join(" · ");
+    }
+  }
+}
+
+function showPosition(msg) {
+  enterLine();
+  const position = msg.position;
   if (firstPosition === null || position > firstPosition) firstPosition = position;
-  $("position").textContent = position;
-  $("eta").textContent = formatWait(eta);
-  const range = [formatWait(low), formatWait(high)];
-  $("eta-range").textContent = high > 0 && range[0] !== range[1] ? `between ${range[0]} and ${range[1]}` : "";
+  $("position").textContent = count(position);
+  showWait(msg);
   const progress = firstPosition > 0 ? 100 * (1 - (position - 1) / firstPosition) : 100;
-  $("progress").style.width = `${Math.max(2, Math.min(100, progress))}%`;
-  $("line-status").textContent = position <= 1 ? "You're next." : "You're in line. Keep this page open.";
+  const clamped = Math.round(Math.max(2, Math.min(100, progress)));
+  $("progress").style.width = `${clamped}%`;
+  $("progress-bar").setAttribute("aria-valuenow", String(clamped));
+  const status = position <= 1 ? "You're next." : `You're number ${count(position)} in line. Keep this page open.`;
+  if ($("line-status").textContent !== status) $("line-status").textContent = status;
 }
 
 function handle(msg) {
   switch (msg.type) {
     case "queued":
+      inLine = true;
+      $("join-status").textContent = "";
       sessionStorage.setItem(tokenKey, msg.token);
       if (msg.pre_queue) {
-        show("join-card", false);
-        show("line-card");
+        enterLine();
         $("position").textContent = "?";
-        clearInterval(preQueueTimer);
+        $("eta-range").textContent = "";
+        const opensAt = ev ? new Date(ev.opens_at).getTime() : 0;
         const opening = () => {
           $("eta").textContent = opensAt > Date.now() ? `opens in ${formatWait((opensAt - Date.now()) / 1000)}` : "drawing…";
         };
@@ -132,11 +252,11 @@ function handle(msg) {
         $("line-status").textContent =
           "You're in the pre-queue. When the sale opens, everyone here gets a random place: arriving early gains nothing, and you lose nothing by waiting.";
       } else {
-        showPosition(msg.position, msg.eta_s, msg.eta_low_s || 0, msg.eta_high_s || 0);
+        showPosition(msg);
       }
       break;
     case "position":
-      showPosition(msg.position, msg.eta_s, msg.eta_low_s || 0, msg.eta_high_s || 0);
+      showPosition(msg);
       show("may-return", Boolean(msg.seats_may_return));
       break;
     case "prompt":
@@ -146,17 +266,34 @@ function handle(msg) {
       finish("✓", "You're going!", `Booking ${msg.booking_id} is confirmed.`, "confirmed");
       break;
     case "expired":
-      finish("!", "Your hold ran out", "The seats went back to the next people in line.", "expired");
+      if (releasing) {
+        finish("–", "You gave your seats back", "They went to the next people in line. You can get back in line while seats are left.", "released");
+        break;
+      }
+      finish("!", "Your hold ran out", "The seats went back to the next people in line. You can get back in line for what is left.", "expired");
       break;
     case "sold_out":
       finish("×", "Sold out", "Nothing is left for this order. Thank you for waiting.", "sold_out");
       break;
     case "left":
-      finish("×", "Your place was given up", "You were away too long when your turn came.", "left");
+      finish("×", "Your place was given up", "You were away too long when your turn came. You can get back in line.", "left");
       break;
     case "error":
-      $("line-status").textContent = `Error: ${msg.message}`;
       if (msg.code === "invalid_token") sessionStorage.removeItem(tokenKey);
+      if (!sessionStorage.getItem(tokenKey)) {
+        // Not in line (a refused join, or a token that no longer works): back to the form.
+        inLine = false;
+        const s = socket;
+        socket = null;
+        s.onclose = null;
+        s.close();
+        show("line-card", false);
+        if (ev) showState(ev);
+        $("join").disabled = false;
+        $("join-status").textContent = `Could not join: ${msg.message}`;
+      } else {
+        $("line-status").textContent = `Error: ${msg.message}`;
+      }
       break;
     default: // heartbeat, pong, and anything newer: nothing to show
       break;
@@ -165,6 +302,7 @@ function handle(msg) {
 
 function showPrompt(msg) {
   prompt = msg;
+  engaged(true);
   show("join-card", false);
   show("line-card", false);
   show("prompt-card");
@@ -176,14 +314,17 @@ function showPrompt(msg) {
       return li;
     }),
   );
-  $("amount").textContent = money(msg.amount_cents);
+  $("amount").textContent = money(msg.amount_cents, ev && ev.currency);
   clearInterval(countdownTimer);
   const tick = () => {
     const left = Math.max(0, Math.round((msg.expires_ms - Date.now()) / 1000));
     $("countdown").textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+    $("countdown").setAttribute("aria-label", `${Math.floor(left / 60)} minutes ${left % 60} seconds left`);
   };
   tick();
   countdownTimer = setInterval(tick, 500);
+  $("pay-status").textContent = `Seats held until ${clockTime(msg.expires_ms)}.`;
+  $("pay").focus();
 }
 
 async function payNow() {
@@ -208,25 +349,85 @@ async function payNow() {
   $("pay").disabled = false;
 }
 
+// Giving the seats back: DELETE the hold with its token; the line then says "expired".
+async function release() {
+  if (!prompt) return;
+  $("release").disabled = true;
+  $("pay").disabled = true;
+  releasing = true;
+  $("pay-status").textContent = "Giving the seats back…";
+  const resp = await fetch(`/v1/holds/${encodeURIComponent(prompt.hold_id)}`, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${prompt.hold_token}` },
+  });
+  if (resp.ok) return;
+  releasing = false;
+  const body = await resp.json().catch(() => ({ message: resp.statusText }));
+  $("pay-status").textContent = body.message;
+  $("release").disabled = false;
+  $("pay").disabled = false;
+}
+
 function finish(icon, title, text, kind) {
   done = true;
+  inLine = false;
   clearInterval(countdownTimer);
+  clearInterval(preQueueTimer);
   sessionStorage.removeItem(tokenKey);
   show("join-card", false);
   show("line-card", false);
   show("prompt-card", false);
+  show("closed-card", false);
   show("outcome-card");
+  engaged(true);
+  getJSON(eventUrl).then(showState, () => {}); // seats left after this outcome
   $("outcome-card").dataset.outcome = kind;
   $("outcome-icon").textContent = icon;
   $("outcome-title").textContent = title;
   $("outcome-text").textContent = text;
+  // Back in line after a hold ran out or a place was given up, while seats are left.
+  show("rejoin", ["expired", "left", "gone", "released"].includes(kind) && !(ev && over(ev)));
+  $("outcome-title").focus();
   if (socket) socket.close();
+}
+
+// Leaving: the page forgets its place and disconnects; the line skips the place when its
+// turn comes (after the grace period for a lost connection), holding no seats for it.
+function leave() {
+  finish("–", "You left the line", "Your place will be skipped. You can get back in line while seats are left.", "gone");
+}
+
+// A fresh client id: the line keeps one place per client id, and the old place is decided.
+function rejoin() {
+  localStorage.removeItem(clientKey);
+  done = false;
+  inLine = false;
+  prompt = null;
+  releasing = false;
+  firstPosition = null;
+  socket = null;
+  $("pay").disabled = false;
+  $("release").disabled = false;
+  $("join").disabled = false;
+  show("outcome-card", false);
+  show("may-return", false);
+  engaged(false);
+  if (ev) showState(ev);
+  $("join").focus();
 }
 
 $("join-form").addEventListener("submit", (e) => {
   e.preventDefault();
   $("join").disabled = true;
-  connect({ type: "join", quantity: Number($("quantity").value), client_id: clientId() });
+  $("join-status").textContent = "Joining…";
+  inLine = true;
+  const chosen = document.querySelector("input[name=section]:checked");
+  const join = { type: "join", quantity: Number($("quantity").value), client_id: clientId() };
+  if (chosen && chosen.value) join.section = chosen.value;
+  connect(join);
 });
 $("pay").addEventListener("click", payNow);
+$("release").addEventListener("click", release);
+$("leave").addEventListener("click", leave);
+$("rejoin").addEventListener("click", rejoin);
 loadEvent();
