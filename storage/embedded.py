@@ -157,9 +157,19 @@ class RedisServer:
         )
         conf_path = self.directory / "redis.conf"
         conf_path.write_text(config + "\n")
-        self._proc = subprocess.Popen(
-            [str(_redis_server_binary()), str(conf_path)], start_new_session=own_session
-        )
+        if own_session:
+            # Nor does it keep this process's stdout and stderr open: a caller reading
+            # them to the end (``$(booking dev up)``) would wait for it to exit.
+            with (self.directory / "redis.stderr").open("ab") as err:
+                self._proc = subprocess.Popen(
+                    [str(_redis_server_binary()), str(conf_path)],
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+        else:
+            self._proc = subprocess.Popen([str(_redis_server_binary()), str(conf_path)])
         _wait_for_unix_socket(self.socket, self._proc, timeout=15)
         logger.info("embedded Redis running at %s (data in %s)", self.url, self.directory)
         return self.url
