@@ -113,7 +113,8 @@ class Running:
 
 @contextmanager
 def started(data_dir: Path, name: str, *args: str, **extra_env: str) -> Iterator[Running]:
-    """Start ``booking ARGS`` on ``data_dir``; SIGKILL it on exit if it still runs."""
+    """Start ``booking ARGS`` on ``data_dir``; stop it on exit if it still runs (SIGTERM,
+    then SIGKILL after 30 s)."""
     log = data_dir.parent / f"{name}.{len(list(data_dir.parent.glob(name + '.*')))}.log"
     with log.open("wb") as err:
         proc = subprocess.Popen(
@@ -128,8 +129,12 @@ def started(data_dir: Path, name: str, *args: str, **extra_env: str) -> Iterator
         yield running
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @contextmanager

@@ -9,12 +9,14 @@ import shutil
 import signal
 import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from realtime import protocol as p
+from storage.embedded import stop_shared_servers
 from tests.api.dev_processes import (
     ROOT,
     Running,
@@ -31,12 +33,16 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 @pytest.fixture
-def dev_dir(data_dir: Path) -> Path:
+def dev_dir(data_dir: Path) -> Iterator[Path]:
     """The data directory the commands share; they run from its parent, where their logs
-    and the README's example event (docs/event.json) are."""
+    and the README's example event (docs/event.json) are. Whatever servers a failing test
+    left running there are stopped afterwards."""
     (data_dir / "docs").mkdir()
     shutil.copy(ROOT / "docs" / "event.json", data_dir / "docs" / "event.json")
-    return data_dir / "d"
+    try:
+        yield data_dir / "d"
+    finally:
+        stop_shared_servers(data_dir / "d")
 
 
 async def create_event(dev_dir: Path) -> str:
@@ -129,6 +135,7 @@ async def test_a_hold_token_survives_a_serve_restart(dev_dir: Path) -> None:
                     paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key())
                     assert paid.status_code == 200, paid.text
                     await expect(ws, p.Confirmed, wait_s=30)
+        assert await worker.stop() == 0, worker.stderr
     secret = dev_dir / "secret"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert secret.read_text().strip() not in first.stderr + again.stderr
