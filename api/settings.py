@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,19 +44,25 @@ def default_data_dir() -> Path:
 
 
 def _kept_secret(path: Path, make: int) -> str:
-    """The secret in ``path``, made once (``make`` random bytes, mode 0600) when missing."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_text().strip()
-        if len(value.encode()) < MIN_SECRET_BYTES:
-            raise ConfigurationError(
-                f"{path} holds fewer than {MIN_SECRET_BYTES} bytes; delete it to make a new one"
-            ) from None
-        return value
-    value = secrets.token_urlsafe(make)
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
+    """The secret in ``path``, made once (``make`` random bytes, mode 0600) when missing.
+
+    Written to a private temporary file, then linked into place: of processes starting
+    together, one link succeeds and every one reads the same complete secret.
+    """
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as out:  # mkstemp makes it 0600
+                out.write(secrets.token_urlsafe(make) + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    value = path.read_text().strip()
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"{path} holds fewer than {MIN_SECRET_BYTES} bytes; delete it to make a new one"
+        )
     return value
 
 

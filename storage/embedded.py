@@ -453,7 +453,7 @@ def open_shared_servers(
         with _mutex(data_dir):
             state = _read_state(lock)
             taken_over_from: int | None = None
-            if _nobody_else_holds(lock):
+            if _nobody_else_holds(lock) and not state.get("pinned"):
                 previous = state.get("owner_pid")
                 if isinstance(previous, int) and previous != os.getpid():
                     taken_over_from = previous
@@ -464,6 +464,7 @@ def open_shared_servers(
                         previous,
                     )
                 state["owner_pid"] = os.getpid()
+            state.setdefault("owner_pid", os.getpid())
             if redis and not _redis_answers(state.get("redis_url")):
                 _start_redis(data_dir, state)
             if postgres and not _postgres_ready(data_dir / "postgres"):

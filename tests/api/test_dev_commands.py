@@ -184,6 +184,7 @@ async def test_dev_up_keeps_the_servers_until_dev_down(dev_dir: Path) -> None:
     reconciled = await run_booking(dev_dir, "reconcile")
     assert reconciled.returncode == 0, reconciled.stderr.decode()
     assert b"data directory" in reconciled.stderr
+    assert b"shared, started by pid" in reconciled.stderr  # attached, not a takeover
     assert redis_answers(dev_dir)  # pinned: the last one out left them running
     down = await run_booking(dev_dir, "dev", "down")
     assert down.returncode == 0, down.stderr.decode()
