@@ -138,12 +138,11 @@ def started(data_dir: Path, name: str, *args: str, **extra_env: str) -> Iterator
 
 
 @contextmanager
-def serving(data_dir: Path, name: str = "serve") -> Iterator[Running]:
-    """``booking serve`` on free ports."""
+def serving(data_dir: Path, name: str = "serve", host: str = "127.0.0.1") -> Iterator[Running]:
+    """``booking serve --host HOST`` on free ports."""
     http, ws = free_port(), free_port()
-    with started(
-        data_dir, name, "serve", "--http-port", str(http), "--ws-port", str(ws)
-    ) as running:
+    args = ("serve", "--host", host, "--http-port", str(http), "--ws-port", str(ws))
+    with started(data_dir, name, *args) as running:
         running.ports.update(http=http, ws=ws)
         yield running
 

@@ -71,7 +71,7 @@ async def test_the_running_for_real_steps_share_one_data_directory(dev_dir: Path
     migrated = await run_booking(dev_dir, "migrate")
     assert migrated.returncode == 0, migrated.stderr.decode()
     assert b"XDG_RUNTIME_DIR" not in migrated.stderr
-    with serving(dev_dir) as serve, working(dev_dir) as worker:
+    with serving(dev_dir, host="0.0.0.0") as serve, working(dev_dir) as worker:
         await serve.wait_ready()
         await worker.wait_ready()
         event_id = await create_event(dev_dir)
@@ -79,6 +79,8 @@ async def test_the_running_for_real_steps_share_one_data_directory(dev_dir: Path
             httpx.AsyncClient(base_url=serve.http_url, trust_env=False, timeout=30) as http,
         ):
             view = (await http.get(f"/v1/events/{event_id}")).json()
+            # bound to 0.0.0.0: the WebSocket is on the host the API was reached by
+            assert view["waitroom_url"].startswith(f"ws://127.0.0.1:{serve.ports['ws']}/")
             async with ws_connect(view["waitroom_url"]) as ws:
                 await join(ws, "buyer-1")
                 prompt = await expect(ws, p.Prompt, wait_s=60)
