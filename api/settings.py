@@ -38,9 +38,7 @@ def default_data_dir() -> Path:
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "pyproject.toml").is_file():
         return checkout / ".booking"
-    from platformdirs import user_data_path
-
-    return user_data_path("booking")
+    return Path.home() / ".local" / "share" / "booking"
 
 
 def _kept_secret(path: Path, make: int) -> str:
