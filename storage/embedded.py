@@ -385,6 +385,7 @@ def _stop_redis(pid: int | None) -> None:
     if not _is_redis_server(pid):
         return
     os.kill(pid, signal.SIGTERM)  # a clean shutdown: the append-only file is synced
+    os.kill(pid, signal.SIGCONT)  # a stopped one handles it too
     deadline = time.monotonic() + 10
     while _pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -392,11 +393,28 @@ def _stop_redis(pid: int | None) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def _redis_servers_on(socket_path: Path) -> list[int]:
+    """pids of redis-server processes on ``socket_path``: named by their command line,
+    the config file next to it while starting, ``unixsocket:<path>`` once listening."""
+    names = (f"unixsocket:{socket_path}".encode(), str(socket_path.parent / "redis.conf").encode())
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"redis-server" in cmdline and any(name in cmdline for name in names):
+            found.append(int(proc.name))
+    return found
+
+
 def _start_redis(data_dir: Path, state: dict[str, Any]) -> None:
-    old = state.get("redis_pid")
-    if isinstance(old, int) and _pid_alive(old):
-        _stop_redis(old)  # up but not answering: never two servers on one append-only file
     server = RedisServer(data_dir)
+    # Up but not answering, or started by a process killed before it recorded it: never
+    # two servers on one append-only file.
+    for leftover in _redis_servers_on(server.socket):
+        if _pid_alive(leftover):
+            _stop_redis(leftover)
     state["redis_url"] = server.start(own_session=True)
     assert server.pid is not None
     state["redis_pid"] = server.pid

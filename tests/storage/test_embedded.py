@@ -4,6 +4,7 @@ are shared by the processes of one data directory."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from storage.embedded import embedded_redis, open_shared_servers, shared_servers_state
+from storage.embedded import (
+    RedisServer,
+    embedded_redis,
+    open_shared_servers,
+    shared_servers_state,
+)
 
 pytestmark = pytest.mark.once
 
@@ -71,3 +77,22 @@ def _answers(url: str) -> bool:
             return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+
+def test_a_redis_nobody_recorded_is_stopped_before_another_starts(tmp_path: Path) -> None:
+    """A redis-server on the data directory's socket that no lock records (its starter was
+    killed before writing it) is stopped, not joined by a second server on its files."""
+    unrecorded = RedisServer(tmp_path)
+    unrecorded.start(own_session=True)
+    leftover = unrecorded.pid
+    assert leftover is not None
+    os.kill(leftover, signal.SIGSTOP)  # up, but answering nothing
+    try:
+        with open_shared_servers(tmp_path, postgres=False) as shared:
+            assert _answers(shared.redis_url)
+            assert shared_servers_state(tmp_path)["redis_pid"] != leftover
+            assert unrecorded._proc is not None and unrecorded._proc.poll() is not None
+    finally:
+        if unrecorded._proc is not None and unrecorded._proc.poll() is None:
+            os.kill(leftover, signal.SIGCONT)
+            unrecorded.kill()
