@@ -425,6 +425,12 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 print(f"booking: {exc}", file=sys.stderr)
                 return 2
+            if settings.embedded and settings.admin_key_generated:
+                print(
+                    f"booking bench: admin key from {settings.data_dir.resolve() / ADMIN_KEY_FILE}"
+                    " (BOOKING_ADMIN_KEY to give another)",
+                    file=sys.stderr,
+                )
             outcome = run(lambda: bench(args.url, settings.admin_key, options), settings.runtime)
             return 130 if outcome is None else outcome
 
