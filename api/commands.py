@@ -32,6 +32,7 @@ __all__ = [
     "create_event",
     "demo",
     "migrate",
+    "read_event_spec",
     "reconcile",
     "serve",
     "worker",
@@ -88,7 +89,7 @@ async def worker(settings: Settings) -> int:
 
 async def migrate(settings: Settings) -> int:
     """Apply pending migrations."""
-    async with open_database(settings, migrate=False) as pg:
+    async with open_database(settings, wait_s=settings.startup_wait_s, migrate=False) as pg:
         applied = await pg.migrate()
     print("applied: " + (", ".join(applied) or "nothing (up to date)"))
     return 0
@@ -96,7 +97,7 @@ async def migrate(settings: Settings) -> int:
 
 async def reconcile(settings: Settings) -> int:
     """Make Redis agree with the bookings in PostgreSQL; print what was done; 1 on conflicts."""
-    async with open_stores(settings) as (redis, pg):
+    async with open_stores(settings, wait_s=settings.startup_wait_s) as (redis, pg):
         report = await reconcile_all(redis, pg, WallClock())
     print(report.summary())
     if report.conflicts:
@@ -107,11 +108,17 @@ async def reconcile(settings: Settings) -> int:
     return 1 if report.conflicts else 0
 
 
-async def create_event(settings: Settings, body: bytes) -> int:
-    """Create an event from a JSON spec; print its id."""
+def read_event_spec(body: bytes) -> EventSpec:
+    """An event spec from JSON, checked as ``POST /v1/events`` checks it (msgspec errors
+    or InvalidRequest when it is not valid)."""
     spec = msgspec.json.decode(body, type=EventSpec)
-    validate_event(spec)  # before any connection, so a bad spec is a plain error
-    async with open_stores(settings) as (redis, pg):
+    validate_event(spec)
+    return spec
+
+
+async def create_event(settings: Settings, spec: EventSpec) -> int:
+    """Create an event from a checked spec (read_event_spec); print its id."""
+    async with open_stores(settings, wait_s=settings.startup_wait_s) as (redis, pg):
         event_id = await EventCatalog(redis, pg).create(spec)
     print(event_id)
     return 0

@@ -2,14 +2,67 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["ENVIRONMENT", "Settings"]
+__all__ = ["ENVIRONMENT", "ConfigurationError", "Settings", "default_data_dir"]
+
+
+class ConfigurationError(ValueError):
+    """Settings that cannot work: the command stops with one line and exit status 2."""
+
+
+#: Shortest accepted BOOKING_SECRET, bytes (the HMAC key of tokens).
+MIN_SECRET_BYTES = 16
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+#: Files under the data directory holding the development secrets (mode 0600).
+SECRET_FILE = "secret"
+ADMIN_KEY_FILE = "admin-key"
+
+
+def default_data_dir() -> Path:
+    """Where embedded servers keep their data unless told: the same for every command,
+    whatever the current directory.
+
+    From a source checkout, ``.booking`` at its root (next to ``pyproject.toml``); from an
+    installed package, ``booking`` in the user's data directory (~/.local/share/booking).
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / ".booking"
+    return Path.home() / ".local" / "share" / "booking"
+
+
+def _kept_secret(path: Path, make: int) -> str:
+    """The secret in ``path``, made once (``make`` random bytes, mode 0600) when missing.
+
+    Written to a private temporary file, then linked into place: of processes starting
+    together, one link succeeds and every one reads the same complete secret.
+    """
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as out:  # mkstemp makes it 0600
+                out.write(secrets.token_urlsafe(make) + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    value = path.read_text().strip()
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"{path} holds fewer than {MIN_SECRET_BYTES} bytes; delete it to make a new one"
+        )
+    return value
+
 
 #: Environment variables read, and the setting each fills.
 ENVIRONMENT = {
@@ -40,13 +93,16 @@ class Settings:
     redis_url: str | None = None
     #: PostgreSQL URL; None starts the embedded PostgreSQL under ``data_dir``.
     database_url: str | None = None
-    #: Where embedded servers keep their data.
-    data_dir: Path = Path(".booking")
+    #: Where embedded servers keep their data (see default_data_dir).
+    data_dir: Path = field(default_factory=default_data_dir)
     #: How long a starting process waits for Redis and PostgreSQL to answer, seconds
     #: (they may be starting alongside it); then it exits.
     startup_wait_s: float = 60.0
-    #: HMAC key for tokens; a random one (tokens die with the process) when unset.
+    #: HMAC key for tokens; when unset, kept in the data directory while embedded servers
+    #: are in use (with_kept_secrets), else a random one (tokens die with the process).
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    #: True when secret was generated here rather than given.
+    secret_generated: bool = True
     #: Bearer key of admin routes; a random one (printed at start) when unset.
     admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
     #: True when admin_key was generated here (so it may be shown; a given key never is).
@@ -114,6 +170,7 @@ class Settings:
                 values[name] = env[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("admin_key_generated", "admin_key" not in values)
+        values.setdefault("secret_generated", "secret" not in values)
         for name in ("http_port", "ws_port", "metrics_port"):
             if name in values:
                 values[name] = int(values[name])
@@ -134,12 +191,82 @@ class Settings:
             raise ValueError("position_frames_per_s must be positive")
         if not settings.startup_wait_s >= 0:
             raise ValueError("startup_wait_s must not be negative")
+        if len(settings.secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"BOOKING_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                f"(it has {len(settings.secret.encode())})"
+            )
+        _check_url("REDIS_URL", settings.redis_url, _REDIS_SCHEMES)
+        _check_url("DATABASE_URL", settings.database_url, _POSTGRES_SCHEMES)
         return settings
+
+    @property
+    def embedded(self) -> bool:
+        """True when a server is embedded (Redis or PostgreSQL has no URL)."""
+        return self.redis_url is None or self.database_url is None
+
+    def with_kept_secrets(self) -> Settings:
+        """A copy whose generated secret and admin key are kept in the data directory.
+
+        For development on embedded servers: made once (mode 0600) and read again by
+        every later process, so a restarted ``serve`` still accepts the tokens buyers hold
+        and the admin key stays the same. A given BOOKING_SECRET or BOOKING_ADMIN_KEY wins.
+        """
+        kept = self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.secret_generated:
+            kept = replace(kept, secret=_kept_secret(self.data_dir / SECRET_FILE, 32))
+        if self.admin_key_generated:
+            kept = replace(kept, admin_key=_kept_secret(self.data_dir / ADMIN_KEY_FILE, 16))
+        return kept
+
+    def require_shared_secret(self, why: str) -> None:
+        """Refuse a random secret where several processes must check each other's tokens.
+
+        With a random secret each process signs with its own key: a buyer's token is
+        refused by every other process, and by this one after a restart.
+        """
+        if self.secret_generated:
+            raise ConfigurationError(
+                f"{why} needs BOOKING_SECRET (the same in every process): with a random "
+                "one, tokens signed by one process are refused by the others"
+            )
 
     def with_urls(self, redis_url: str | None, database_url: str | None) -> Settings:
         """A copy naming the servers actually in use."""
         return replace(self, redis_url=redis_url, database_url=database_url)
 
-    def ws_url(self, ws_port: int) -> str:
-        """Base URL of the WebSocket server as clients should use it."""
-        return self.public_ws_url or f"ws://{self.host}:{ws_port}"
+    def ws_url(self, ws_port: int, request_host: str | None = None) -> str:
+        """Base URL of the WebSocket server as clients should use it.
+
+        BOOKING_PUBLIC_WS_URL when set. Bound to every interface (0.0.0.0, ::), the host
+        a client reached the HTTP API by (``request_host``, its Host header) on the
+        WebSocket port, since 0.0.0.0 is nowhere a browser can connect to; else the
+        bound host.
+        """
+        if self.public_ws_url:
+            return self.public_ws_url
+        host = self.host
+        if host in _EVERY_INTERFACE and request_host:
+            host = urlsplit(f"//{request_host}").hostname or host
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        return f"ws://{host}:{ws_port}"
+
+
+#: Addresses that bind every interface, and that no client can connect to.
+_EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def _check_url(name: str, url: str | None, schemes: tuple[str, ...]) -> None:
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} is not a URL: {exc}") from None
+    if parts.scheme not in schemes:
+        raise ConfigurationError(
+            f"{name} must start with {' or '.join(s + '://' for s in schemes)}"
+            f" (it starts with {parts.scheme + '://' if parts.scheme else 'no scheme'})"
+        )

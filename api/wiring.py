@@ -67,9 +67,11 @@ class Services:
     metrics_port: int = 0
     policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
 
-    def waitroom_url(self, event_id: str) -> str:
-        """Where clients of ``event_id`` open their WebSocket."""
-        return f"{self.settings.ws_url(self.ws_port)}/v1/events/{event_id}/waitroom"
+    def waitroom_url(self, event_id: str, request_host: str | None = None) -> str:
+        """Where clients of ``event_id`` open their WebSocket (``request_host``: the Host
+        header of the request asking, for a server bound to every interface)."""
+        base = self.settings.ws_url(self.ws_port, request_host)
+        return f"{base}/v1/events/{event_id}/waitroom"
 
     @property
     def http_url(self) -> str:

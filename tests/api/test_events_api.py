@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.wiring import Services
+from api.wiring import Roles, Services, open_services
 from realtime import protocol as p
+from storage.embedded import EmbeddedServers
 from tests.api.helpers import (
     FUTURE,
     assert_error,
@@ -21,7 +22,7 @@ from tests.api.helpers import (
     sections_by_id,
     ws_connect,
 )
-from tests.conftest import admin_headers
+from tests.conftest import admin_headers, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -339,3 +340,29 @@ async def test_wrong_method_is_405_json(http: httpx.AsyncClient, method: str, pa
     body = assert_error(resp, 405)
     assert body["message"]
     assert (await get_event(http, created["id"]))["state"] == "scheduled"
+
+
+async def test_bound_to_every_interface_the_waitroom_url_names_the_requested_host(
+    servers: EmbeddedServers,
+) -> None:
+    """A server bound to 0.0.0.0 without BOOKING_PUBLIC_WS_URL tells each client the host it
+    reached the API by, on the WebSocket port (never ws://0.0.0.0), and that URL connects."""
+    settings = make_settings(servers.redis_url, servers.database_url, host="0.0.0.0")
+    async with (
+        open_services(settings, Roles(api=True, worker=False)) as running,
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{running.http_port}", trust_env=False, timeout=30
+        ) as http,
+    ):
+        created = await create_event(http)
+        assert created["waitroom_url"] == (
+            f"ws://127.0.0.1:{running.ws_port}/v1/events/{created['id']}/waitroom"
+        )
+        view = await http.get(
+            f"/v1/events/{created['id']}", headers={"Host": f"shop.example:{running.http_port}"}
+        )
+        assert view.json()["waitroom_url"] == (
+            f"ws://shop.example:{running.ws_port}/v1/events/{created['id']}/waitroom"
+        )
+        async with ws_connect(created["waitroom_url"]) as ws:
+            await join(ws, "from-the-told-url")

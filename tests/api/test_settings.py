@@ -1,10 +1,14 @@
-"""Settings from the environment: the position frame budget, the start-up wait."""
+"""Settings from the environment: the position frame budget, the start-up wait, the
+WebSocket URL told to clients, kept development secrets, the default data directory."""
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
 import pytest
 
-from api.settings import Settings
+from api.settings import ConfigurationError, Settings
 
 pytestmark = pytest.mark.once
 
@@ -35,3 +39,58 @@ def test_a_negative_startup_wait_is_refused(wait: str) -> None:
     """A start-up wait below zero (or not a number) is refused at start."""
     with pytest.raises(ValueError, match="startup_wait_s"):
         Settings.from_env({"BOOKING_STARTUP_WAIT_S": wait})
+
+
+@pytest.mark.parametrize(
+    ("bound", "host_header", "told"),
+    [
+        ("0.0.0.0", "shop.example:8000", "ws://shop.example:8001"),
+        ("0.0.0.0", "10.1.2.3", "ws://10.1.2.3:8001"),
+        ("::", "[2001:db8::1]:8000", "ws://[2001:db8::1]:8001"),
+        ("0.0.0.0", None, "ws://0.0.0.0:8001"),
+        ("127.0.0.1", "shop.example:8000", "ws://127.0.0.1:8001"),
+    ],
+)
+def test_the_websocket_url_follows_the_host_header_on_every_interface(
+    bound: str, host_header: str | None, told: str
+) -> None:
+    """Bound to 0.0.0.0 or ::, clients are told the host they reached the API by, on the
+    WebSocket port; bound to one address, that address."""
+    assert Settings(host=bound).ws_url(8001, host_header) == told
+
+
+def test_a_public_websocket_url_wins_over_the_host_header() -> None:
+    """BOOKING_PUBLIC_WS_URL is told as it is."""
+    settings = Settings.from_env(
+        {"BOOKING_PUBLIC_WS_URL": "wss://ws.example", "BOOKING_HOST": "::"}
+    )
+    assert settings.ws_url(8001, "shop.example") == "wss://ws.example"
+
+
+def test_generated_secrets_are_kept_in_the_data_directory(tmp_path: Path) -> None:
+    """Without BOOKING_SECRET / BOOKING_ADMIN_KEY, both are made once (mode 0600) and read
+    again by the next process; given ones win and are not written."""
+    env = {"BOOKING_DATA_DIR": str(tmp_path)}
+    first = Settings.from_env(env).with_kept_secrets()
+    again = Settings.from_env(env).with_kept_secrets()
+    assert (first.secret, first.admin_key) == (again.secret, again.admin_key)
+    for name in ("secret", "admin-key"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    given = Settings.from_env({**env, "BOOKING_SECRET": "s" * 16}).with_kept_secrets()
+    assert given.secret == "s" * 16 and given.admin_key == first.admin_key
+
+
+def test_several_processes_refuse_a_random_secret() -> None:
+    """A random secret cannot be shared; a given one can."""
+    with pytest.raises(ConfigurationError, match="needs BOOKING_SECRET"):
+        Settings.from_env({}).require_shared_secret("serve --processes 2")
+    Settings.from_env({"BOOKING_SECRET": "s" * 16}).require_shared_secret("serve --processes 2")
+
+
+def test_the_default_data_directory_does_not_depend_on_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command run from anywhere in a checkout uses the checkout's .booking."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).data_dir == root / ".booking"
