@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -18,12 +18,14 @@ from api.processes import READY, serving_processes
 from api.settings import Settings
 from api.wiring import Roles, open_database, open_services, open_stores
 from bench.chaos import ChaosPlan, run_chaos
-from bench.harness import BenchOptions, run_bench
+from bench.display import SaleDisplay
+from bench.harness import BenchOptions, BenchReport, run_bench
 from bench.outputs import write_outputs
 from engine.catalog import EventCatalog
 from engine.events import EventSpec, validate_event
 from engine.reconcile import reconcile as reconcile_all
 from plumbing.clock import WallClock
+from plumbing.interrupts import open_interrupt
 
 __all__ = [
     "SaleOptions",
@@ -185,28 +187,46 @@ class SaleOptions:
 
 
 async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
-    """Run a scenario against the deployment at ``url``; print the summary; 1 if an invariant broke."""
+    """Run a scenario against the deployment at ``url``; print the summary; 1 if an invariant
+    broke, 130 if interrupted (Ctrl-C: the summary is of the clients' results so far)."""
     print(
         f"Bench {options.scenario}: {options.clients} buyers for {options.rows * 30} seats at {url}",
         file=sys.stderr,
     )
+    async with open_interrupt() as interrupted:
+        code, _ = await _sale(url, admin_key, options.bench_options(), options, interrupted)
+    return code
+
+
+async def _sale(
+    url: str,
+    admin_key: str,
+    bench_options: BenchOptions,
+    options: SaleOptions,
+    interrupted: anyio.Event,
+) -> tuple[int, BenchReport | None]:
+    """The sale with its progress display, then its summary and outputs; the exit code
+    (and the report, unless the deployment refused the sale)."""
     try:
-        report = await run_bench(url, admin_key, options.bench_options())
+        with SaleDisplay() as display:
+            report = await run_bench(
+                url, admin_key, bench_options, progress=display, stop=interrupted
+            )
     except httpx.HTTPStatusError as exc:
         print(
             f"booking bench: {exc.request.method} {exc.request.url.path} answered "
             f"{exc.response.status_code}: {exc.response.text}",
             file=sys.stderr,
         )
-        return 2
-    print(f"Event {report.event_id}: {url}/v1/events/{report.event_id}", file=sys.stderr)
-    print(f"Waiting-room page: {url}/events/{report.event_id}", file=sys.stderr)
-    print(report.summary())
+        return 2, None
+    print(report.summary(), flush=True)
     write_outputs(report, options.json_path, options.plots_dir)
+    if report.interrupted:
+        return 130, report
     if report.problems:
         print("\033[1;31mINVARIANTS BROKEN\033[0m", file=sys.stderr)
-        return 1
-    return 0
+        return 1, report
+    return 0, report
 
 
 async def chaos(plan: ChaosPlan) -> int:
@@ -235,17 +255,23 @@ async def demo(
     *,
     worker_process: bool = False,
     server_processes: int = 1,
+    keep_open: bool = False,
 ) -> int:
-    """Everything on embedded servers; the buyers run in a second process, as they would.
+    """Everything on embedded servers; the buyers run in processes of their own, as they would.
 
     ``worker_process``: run admission and the expiry sweep in a process of their
     own, as a deployment would, so that WebSocket fan-out cannot starve them of
     the loop. ``server_processes`` > 1: serve the API and WebSocket from that many
-    processes on shared ports (``booking serve --processes``).
+    processes on shared ports (``booking serve --processes``). ``keep_open``: after
+    the summary, keep the servers up until Ctrl-C, to look at the event.
+
+    The sale is run and shown from this process, so that the servers' log lines print
+    above its progress display; Ctrl-C stops the buyers, prints the partial summary,
+    and returns 130.
     """
     env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
     roles = Roles(api=server_processes <= 1, worker=not worker_process)
-    async with AsyncExitStack() as stack:
+    async with open_interrupt() as interrupted, AsyncExitStack() as stack:
         if server_processes > 1:
             running = await stack.enter_async_context(
                 serving_processes(settings, server_processes, niceness=FANOUT_NICENESS)
@@ -273,15 +299,22 @@ async def demo(
                     anyio.run_process, worker_argv, check=False, env=env, stdout=None, stderr=None
                 )
             )
-        bench_argv = [sys.executable, "-m", "api.cli", "bench", "--url", http_url]
-        bench_argv += [*options.argv(), "--nice", str(FANOUT_NICENESS)]
-        process = await anyio.run_process(
-            bench_argv,
-            stdin=None,
-            stdout=None,
-            stderr=None,
-            check=False,
-            env=env,
+        print(
+            f"Sale {options.scenario}: {options.clients} buyers for {options.rows * 30} seats",
+            file=sys.stderr,
         )
+        bench_options = replace(options.bench_options(), niceness=FANOUT_NICENESS)
+        code, report = await _sale(
+            http_url, settings.admin_key, bench_options, options, interrupted
+        )
+        if keep_open and report is not None and not interrupted.is_set():
+            print(
+                f"The servers stay up until Ctrl-C: the waiting-room page is "
+                f"{http_url}/events/{report.event_id}, the event {http_url}/v1/events/"
+                f"{report.event_id}, the API {http_url}/openapi.json",
+                file=sys.stderr,
+                flush=True,
+            )
+            await interrupted.wait()
         tg.cancel_scope.cancel()  # stops the worker process
-    return process.returncode
+    return code
