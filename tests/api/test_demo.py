@@ -77,7 +77,8 @@ def test_demo_output_off_a_terminal(servers: EmbeddedServers, tmp_path: Path) ->
         finally:
             proc.kill()
             proc.wait()
-    text_out, text_err = out.read_text(), err.read_text()
+    # Bytes: read_text would turn a carriage return into a newline.
+    text_out, text_err = out.read_bytes().decode(), err.read_bytes().decode()
     assert proc.returncode == 0, text_out + text_err
     assert "\r" not in text_out + text_err and "\x1b[?25l" not in text_err  # no cursor games
     expected = min(19, os.nice(0) + FANOUT_NICENESS)
@@ -124,7 +125,7 @@ def test_ctrl_c_prints_the_partial_summary_and_exits_130(
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    text_out, text_err = out.read_text(), err.read_text()
+    text_out, text_err = out.read_bytes().decode(), err.read_bytes().decode()
     assert code == 130, text_out + text_err
     assert "Sale summary (interrupted after" in text_out, text_out + text_err
     assert "interrupted before every client finished" in text_out
