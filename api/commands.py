@@ -7,8 +7,8 @@ import os
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
+from subprocess import PIPE
 
 import anyio
 import httpx
@@ -249,6 +249,21 @@ async def chaos(plan: ChaosPlan) -> int:
 FANOUT_NICENESS = 10
 
 
+async def _run_passing_stderr(argv: list[str], env: dict[str, str]) -> None:
+    """Run ``argv``, its stderr (log lines) passed on line by line through this process's
+    stderr: above the progress display while one is shown, not through it."""
+    async with await anyio.open_process(argv, env=env, stdout=None, stderr=PIPE) as process:
+        assert process.stderr is not None
+        buffer = b""
+        async for chunk in process.stderr:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                print(line.decode(errors="replace"), file=sys.stderr, flush=True)
+        if buffer:
+            print(buffer.decode(errors="replace"), file=sys.stderr, flush=True)
+
+
 async def demo(
     settings: Settings,
     options: SaleOptions,
@@ -294,11 +309,7 @@ async def demo(
                 settings.database_url,
             ]
             worker_argv += ["--metrics-port", str(settings.metrics_port)]
-            tg.start_soon(
-                partial(
-                    anyio.run_process, worker_argv, check=False, env=env, stdout=None, stderr=None
-                )
-            )
+            tg.start_soon(_run_passing_stderr, worker_argv, env)
         print(
             f"Sale {options.scenario}: {options.clients} buyers for {options.rows * 30} seats",
             file=sys.stderr,

@@ -34,6 +34,7 @@ class SaleFrame:
     clients: int  # buyers in the run
     capacity: int  # seats on sale
     tally: Tally
+    interrupted: bool = False  # the sale was stopped before its end
 
 
 class ProgressSink:
@@ -54,8 +55,9 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 def plain_line(frame: SaleFrame, rates: RateWindow) -> str:
     """One frame as one line of text."""
     t = frame.tally
+    stopped = " (interrupted)" if frame.interrupted else ""
     return (
-        f"sale {frame.elapsed_s:6.1f} s: joined {t.joined}/{frame.clients} "
+        f"sale {frame.elapsed_s:6.1f} s{stopped}: joined {t.joined}/{frame.clients} "
         f"({rates.per_s('joined'):.0f}/s), admitted {t.admitted} ({rates.per_s('admitted'):.1f}/s), "
         f"paid {t.confirmed} ({rates.per_s('confirmed'):.1f}/s); waiting {t.waiting}, "
         f"holding {t.holding}, sold {t.seats_sold}/{frame.capacity} seats; "
@@ -154,7 +156,9 @@ class SaleDisplay(ProgressSink):
                 f"{count:,} / {frame.clients:,}",
                 "" if final else f"{rates.per_s(field):,.1f}/s",
             )
-        state = "done" if final else f"rates over the last {rates.window_s:g} s"
+        state = f"rates over the last {rates.window_s:g} s"
+        if final:
+            state = "interrupted" if frame.interrupted else "done"
         counts = Text.assemble(
             ("waiting ", "dim"),
             f"{t.waiting:,}",

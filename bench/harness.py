@@ -155,10 +155,12 @@ class BenchReport(SaleReport):
 
     def summary(self) -> str:
         """The sale summary with the scenario's rows, each once."""
-        title = "Sale summary"
-        if self.interrupted:
-            title += f" (interrupted after {self.elapsed_s:.1f} s: partial results)"
-        return render_summary(title, self.summary_rows(), self.problems)
+        if self.interrupted:  # the problems of a sale cut short say nothing (the JSON has them)
+            title = f"Sale summary (interrupted after {self.elapsed_s:.1f} s: partial results)"
+            table = render_summary(title, self.summary_rows(), [])
+            verdict = "interrupted before every client finished: the invariants were not checked"
+            return table.rsplit("\n", 1)[0] + f"\n  {verdict}"
+        return render_summary("Sale summary", self.summary_rows(), self.problems)
 
     def summary_rows(self) -> list[tuple[str, str]]:
         """The rows, counted as the progress display counts (``bench.tally``)."""
@@ -196,6 +198,7 @@ class BenchReport(SaleReport):
                 "scenario": self.scenario,
                 "processes": self.processes,
                 "stopped_early": self.stopped_early,
+                "interrupted": self.interrupted,
                 "admissions_per_s": self.admissions_per_s(),
                 "prompts_per_s": self.prompts_per_s(),
                 "bookings_per_s": self.bookings_per_s(),
@@ -441,7 +444,8 @@ async def run_bench(
             all_done.set()
         elapsed = time.time() - started
         results = [r for k in sorted(done) for r in done[k].results]
-        sink.show(SaleFrame(elapsed, options.clients, capacity, tally_of(results)), final=True)
+        final = SaleFrame(elapsed, options.clients, capacity, tally_of(results), stop.is_set())
+        sink.show(final, final=True)
         stopped_early = len(done) < len(jobs) or any(d.stopped_early for d in done.values())
         audit: dict[str, Any] = {}
         try:
@@ -450,7 +454,7 @@ async def run_bench(
         except (ApiError, ConnectionError):
             if not stop.is_set():
                 raise
-            after = before  # stopped with the servers: the clients' side only
+            after = {}  # stopped with the servers: the clients' side only
         trips = {k: after[k] - before.get(k, 0.0) for k in after}
         return BenchReport(
             event_id,

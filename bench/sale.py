@@ -182,7 +182,9 @@ class SaleReport:
             ),
             (
                 "payment p50 / p99 (server, bucket bound)",
-                f"<= {histogram_quantile(self.trips, 0.5) * 1000:.0f} / <= {histogram_quantile(self.trips, 0.99) * 1000:.0f} ms",
+                f"<= {histogram_quantile(self.trips, 0.5) * 1000:.0f} / <= {histogram_quantile(self.trips, 0.99) * 1000:.0f} ms"
+                if any(k.startswith("payment_le_") for k in self.trips)
+                else "-",  # the server was not scraped
             ),
             (
                 "per booking: Redis / PostgreSQL round trips",
@@ -193,7 +195,9 @@ class SaleReport:
 
     def _per_booking(self, key: str) -> str:
         confirmed = self.outcomes["confirmed"]
-        return f"{self.trips.get(key, 0) / confirmed:.2f}" if confirmed else "-"
+        if not confirmed or key not in self.trips:  # none, or the server was not scraped
+            return "-"
+        return f"{self.trips[key] / confirmed:.2f}"
 
     def round_trips_by_op(self) -> dict[str, float]:
         """Round trips per confirmed booking, by backend and operation, largest first."""
