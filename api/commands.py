@@ -7,6 +7,7 @@ import os
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from subprocess import PIPE
 
@@ -249,6 +250,28 @@ async def chaos(plan: ChaosPlan) -> int:
 FANOUT_NICENESS = 10
 
 
+async def _keep_serving(
+    settings: Settings,
+    count: int,
+    interrupted: anyio.Event,
+    *,
+    task_status: anyio.abc.TaskStatus[tuple[str, str]],
+) -> None:
+    """Serve from ``count`` processes until cancelled; started with their (HTTP, WS) URLs.
+
+    Apart from the sale, so that server processes ending on the Ctrl-C that reached
+    them too stop neither the sale's partial summary nor the demo; any other exit of
+    one fails the demo.
+    """
+    try:
+        async with serving_processes(settings, count, niceness=FANOUT_NICENESS) as running:
+            task_status.started((running.http_url, running.ws_url))
+            await anyio.sleep_forever()
+    except* RuntimeError:
+        if not interrupted.is_set():
+            raise
+
+
 async def _run_passing_stderr(argv: list[str], env: dict[str, str]) -> None:
     """Run ``argv``, its stderr (log lines) passed on line by line through this process's
     stderr: above the progress display while one is shown, not through it."""
@@ -287,16 +310,14 @@ async def demo(
     env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
     roles = Roles(api=server_processes <= 1, worker=not worker_process)
     async with open_interrupt() as interrupted, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
         if server_processes > 1:
-            running = await stack.enter_async_context(
-                serving_processes(settings, server_processes, niceness=FANOUT_NICENESS)
-            )
-            http_url, ws_url = running.http_url, running.ws_url
+            keep = partial(_keep_serving, settings, server_processes, interrupted)
+            http_url, ws_url = await tg.start(keep)
         if roles.api or roles.worker:
             services = await stack.enter_async_context(open_services(settings, roles))
             if roles.api:
                 http_url, ws_url = services.http_url, settings.ws_url(services.ws_port)
-        tg = await stack.enter_async_context(anyio.create_task_group())
         where = f" ({server_processes} processes)" if server_processes > 1 else ""
         print(f"HTTP API {http_url}, WebSocket {ws_url}{where}", file=sys.stderr)
         if worker_process:
@@ -327,5 +348,5 @@ async def demo(
                 flush=True,
             )
             await interrupted.wait()
-        tg.cancel_scope.cancel()  # stops the worker process
+        tg.cancel_scope.cancel()  # stops the worker and server processes
     return code
