@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from api.commands import FANOUT_NICENESS
@@ -155,3 +156,30 @@ async def test_bench_nice_reaches_the_bench_processes(services: Services, tmp_pa
                     await proc.wait()
     assert proc.returncode == 0, (tmp_path / "err").read_text()
     assert seen and set(seen.values()) == {min(19, os.nice(0) + 7)}, seen
+
+
+def test_keep_open_serves_the_event_after_the_sale_until_ctrl_c(
+    servers: EmbeddedServers, tmp_path: Path
+) -> None:
+    """With --keep-open the event's page still answers after the summary; Ctrl-C then ends
+    the demo with the sale's own exit code."""
+    err = tmp_path / "err"
+    argv = _demo_argv(servers, "--clients", "20", "--keep-open", *SALE)
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
+        try:
+            while proc.poll() is None and "stay up until Ctrl-C" not in err.read_bytes().decode():
+                time.sleep(0.1)
+            page = re.search(r"the waiting-room page is (http://\S+),", err.read_bytes().decode())
+            assert page is not None, err.read_bytes().decode()
+            assert httpx.get(page.group(1), trust_env=False, timeout=10).status_code == 200
+            assert proc.poll() is None, "the servers stayed up"
+            os.killpg(proc.pid, signal.SIGINT)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert code == 0, err.read_bytes().decode()
