@@ -12,9 +12,9 @@ from pathlib import Path
 from subprocess import PIPE
 
 import anyio
-import httpx
 import msgspec
 
+from api.client import ApiError
 from api.processes import READY, serving_processes
 from api.settings import Settings
 from api.wiring import Roles, open_database, open_services, open_stores
@@ -213,12 +213,8 @@ async def _sale(
             report = await run_bench(
                 url, admin_key, bench_options, progress=display, stop=interrupted
             )
-    except httpx.HTTPStatusError as exc:
-        print(
-            f"booking bench: {exc.request.method} {exc.request.url.path} answered "
-            f"{exc.response.status_code}: {exc.response.text}",
-            file=sys.stderr,
-        )
+    except ApiError as exc:  # the deployment refused to set the sale up
+        print(f"booking bench: the deployment answered {exc}", file=sys.stderr)
         return 2, None
     print(report.summary(), flush=True)
     write_outputs(report, options.json_path, options.plots_dir)
