@@ -136,6 +136,9 @@ def test_ctrl_c_prints_the_partial_summary_and_exits_130(
     assert joined is not None and int(joined.group(1)) > 0
     if not servers_flags:  # server processes log their own shutdown (asyncio: tracebacks)
         assert "Traceback" not in text_err, text_err
+        # The servers in the demo's process outlive the Ctrl-C: the audit is still read.
+        assert re.search(r"oversold +0\n", text_out), text_out
+        assert re.search(r"free \+ held \+ sold = capacity +yes\n", text_out), text_out
 
 
 @pytest.mark.anyio
