@@ -166,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="API + WebSocket processes sharing the ports (default 1: in this process)",
     )
+    demo.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="after the summary, keep the servers up (to look at the event's page) until Ctrl-C",
+    )
     bench = sub.add_parser(
         "bench",
         parents=[sale, priority],
@@ -431,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
                     " (BOOKING_ADMIN_KEY to give another)",
                     file=sys.stderr,
                 )
+            if args.nice:
+                os.nice(args.nice)  # the bench processes inherit it
             outcome = run(lambda: bench(args.url, settings.admin_key, options), settings.runtime)
             return 130 if outcome is None else outcome
 
@@ -440,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 options,
                 worker_process=args.worker_process,
                 server_processes=args.server_processes,
+                keep_open=args.keep_open,
             )
 
     else:

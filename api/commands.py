@@ -6,24 +6,27 @@ import logging
 import os
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from subprocess import PIPE
 
 import anyio
-import httpx
 import msgspec
 
+from api.client import ApiError
 from api.processes import READY, serving_processes
 from api.settings import Settings
 from api.wiring import Roles, open_database, open_services, open_stores
 from bench.chaos import ChaosPlan, run_chaos
-from bench.harness import BenchOptions, run_bench
+from bench.display import SaleDisplay
+from bench.harness import BenchOptions, BenchReport, run_bench
 from bench.outputs import write_outputs
 from engine.catalog import EventCatalog
 from engine.events import EventSpec, validate_event
 from engine.reconcile import reconcile as reconcile_all
 from plumbing.clock import WallClock
+from plumbing.interrupts import open_interrupt
 
 __all__ = [
     "SaleOptions",
@@ -185,28 +188,42 @@ class SaleOptions:
 
 
 async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
-    """Run a scenario against the deployment at ``url``; print the summary; 1 if an invariant broke."""
+    """Run a scenario against the deployment at ``url``; print the summary; 1 if an invariant
+    broke, 130 if interrupted (Ctrl-C: the summary is of the clients' results so far)."""
     print(
         f"Bench {options.scenario}: {options.clients} buyers for {options.rows * 30} seats at {url}",
         file=sys.stderr,
     )
+    async with open_interrupt() as interrupted:
+        code, _ = await _sale(url, admin_key, options.bench_options(), options, interrupted)
+    return code
+
+
+async def _sale(
+    url: str,
+    admin_key: str,
+    bench_options: BenchOptions,
+    options: SaleOptions,
+    interrupted: anyio.Event,
+) -> tuple[int, BenchReport | None]:
+    """The sale with its progress display, then its summary and outputs; the exit code
+    (and the report, unless the deployment refused the sale)."""
     try:
-        report = await run_bench(url, admin_key, options.bench_options())
-    except httpx.HTTPStatusError as exc:
-        print(
-            f"booking bench: {exc.request.method} {exc.request.url.path} answered "
-            f"{exc.response.status_code}: {exc.response.text}",
-            file=sys.stderr,
-        )
-        return 2
-    print(f"Event {report.event_id}: {url}/v1/events/{report.event_id}", file=sys.stderr)
-    print(f"Waiting-room page: {url}/events/{report.event_id}", file=sys.stderr)
-    print(report.summary())
+        with SaleDisplay() as display:
+            report = await run_bench(
+                url, admin_key, bench_options, progress=display, stop=interrupted
+            )
+    except ApiError as exc:  # the deployment refused to set the sale up
+        print(f"booking bench: the deployment answered {exc}", file=sys.stderr)
+        return 2, None
+    print(report.summary(), flush=True)
     write_outputs(report, options.json_path, options.plots_dir)
+    if report.interrupted:
+        return 130, report
     if report.problems:
         print("\033[1;31mINVARIANTS BROKEN\033[0m", file=sys.stderr)
-        return 1
-    return 0
+        return 1, report
+    return 0, report
 
 
 async def chaos(plan: ChaosPlan) -> int:
@@ -229,33 +246,74 @@ async def chaos(plan: ChaosPlan) -> int:
 FANOUT_NICENESS = 10
 
 
+async def _keep_serving(
+    settings: Settings,
+    count: int,
+    interrupted: anyio.Event,
+    *,
+    task_status: anyio.abc.TaskStatus[tuple[str, str]],
+) -> None:
+    """Serve from ``count`` processes until cancelled; started with their (HTTP, WS) URLs.
+
+    Apart from the sale, so that server processes ending on the Ctrl-C that reached
+    them too stop neither the sale's partial summary nor the demo; any other exit of
+    one fails the demo.
+    """
+    try:
+        async with serving_processes(settings, count, niceness=FANOUT_NICENESS) as running:
+            task_status.started((running.http_url, running.ws_url))
+            await anyio.sleep_forever()
+    except* RuntimeError:
+        if not interrupted.is_set():
+            raise
+
+
+async def _run_passing_stderr(argv: list[str], env: dict[str, str]) -> None:
+    """Run ``argv``, its stderr (log lines) passed on line by line through this process's
+    stderr: above the progress display while one is shown, not through it."""
+    async with await anyio.open_process(argv, env=env, stdout=None, stderr=PIPE) as process:
+        assert process.stderr is not None
+        buffer = b""
+        async for chunk in process.stderr:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                print(line.decode(errors="replace"), file=sys.stderr, flush=True)
+        if buffer:
+            print(buffer.decode(errors="replace"), file=sys.stderr, flush=True)
+
+
 async def demo(
     settings: Settings,
     options: SaleOptions,
     *,
     worker_process: bool = False,
     server_processes: int = 1,
+    keep_open: bool = False,
 ) -> int:
-    """Everything on embedded servers; the buyers run in a second process, as they would.
+    """Everything on embedded servers; the buyers run in processes of their own, as they would.
 
     ``worker_process``: run admission and the expiry sweep in a process of their
     own, as a deployment would, so that WebSocket fan-out cannot starve them of
     the loop. ``server_processes`` > 1: serve the API and WebSocket from that many
-    processes on shared ports (``booking serve --processes``).
+    processes on shared ports (``booking serve --processes``). ``keep_open``: after
+    the summary, keep the servers up until Ctrl-C, to look at the event.
+
+    The sale is run and shown from this process, so that the servers' log lines print
+    above its progress display; Ctrl-C stops the buyers, prints the partial summary,
+    and returns 130.
     """
     env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
     roles = Roles(api=server_processes <= 1, worker=not worker_process)
-    async with AsyncExitStack() as stack:
+    async with open_interrupt() as interrupted, AsyncExitStack() as stack:
+        tg = await stack.enter_async_context(anyio.create_task_group())
         if server_processes > 1:
-            running = await stack.enter_async_context(
-                serving_processes(settings, server_processes, niceness=FANOUT_NICENESS)
-            )
-            http_url, ws_url = running.http_url, running.ws_url
+            keep = partial(_keep_serving, settings, server_processes, interrupted)
+            http_url, ws_url = await tg.start(keep)
         if roles.api or roles.worker:
             services = await stack.enter_async_context(open_services(settings, roles))
             if roles.api:
                 http_url, ws_url = services.http_url, settings.ws_url(services.ws_port)
-        tg = await stack.enter_async_context(anyio.create_task_group())
         where = f" ({server_processes} processes)" if server_processes > 1 else ""
         print(f"HTTP API {http_url}, WebSocket {ws_url}{where}", file=sys.stderr)
         if worker_process:
@@ -268,20 +326,23 @@ async def demo(
                 settings.database_url,
             ]
             worker_argv += ["--metrics-port", str(settings.metrics_port)]
-            tg.start_soon(
-                partial(
-                    anyio.run_process, worker_argv, check=False, env=env, stdout=None, stderr=None
-                )
-            )
-        bench_argv = [sys.executable, "-m", "api.cli", "bench", "--url", http_url]
-        bench_argv += [*options.argv(), "--nice", str(FANOUT_NICENESS)]
-        process = await anyio.run_process(
-            bench_argv,
-            stdin=None,
-            stdout=None,
-            stderr=None,
-            check=False,
-            env=env,
+            tg.start_soon(_run_passing_stderr, worker_argv, env)
+        print(
+            f"Sale {options.scenario}: {options.clients} buyers for {options.rows * 30} seats",
+            file=sys.stderr,
         )
-        tg.cancel_scope.cancel()  # stops the worker process
-    return process.returncode
+        bench_options = replace(options.bench_options(), niceness=FANOUT_NICENESS)
+        code, report = await _sale(
+            http_url, settings.admin_key, bench_options, options, interrupted
+        )
+        if keep_open and report is not None and not interrupted.is_set():
+            print(
+                f"The servers stay up until Ctrl-C: the waiting-room page is "
+                f"{http_url}/events/{report.event_id}, the event {http_url}/v1/events/"
+                f"{report.event_id}, the API {http_url}/openapi.json",
+                file=sys.stderr,
+                flush=True,
+            )
+            await interrupted.wait()
+        tg.cancel_scope.cancel()  # stops the worker and server processes
+    return code

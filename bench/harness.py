@@ -4,7 +4,8 @@ The harness creates an event over the admin REST API, splits the scenario's
 clients over bench processes (``bench.procs``, each holding its share of
 WebSockets from its own 127.0.x.y source addresses), samples the event's queue
 while they run, then audits the event and checks the invariants. Loopback
-only; bounded in clients and in time (``max_seconds`` stops everything).
+only; bounded in clients and in time (``max_seconds`` stops everything, and so
+does ``stop``: the processes are told to stop and report what they have).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import contextlib
 import ipaddress
 import itertools
 import math
+import signal
+import subprocess
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -26,9 +28,11 @@ import msgspec
 
 from api.client import ApiError, BookingClient
 from bench.client import ClientResult
+from bench.display import ProgressSink, SaleFrame, plural
 from bench.procs import Done, Job, Progress, Report
-from bench.sale import SaleReport, scrape_counters
+from bench.sale import SaleReport, render_summary, scrape_counters
 from bench.scenarios import SCENARIOS, Scenario, event_body, plan_clients
+from bench.tally import Tally, tally_of
 
 __all__ = [
     "MAX_CLIENTS",
@@ -69,6 +73,8 @@ class BenchOptions:
     #: process in turn; empty: the one the event names. Past ~19,000 clients a server
     #: process runs out of open files, so bigger runs need several.
     ws_servers: tuple[str, ...] = ()
+    #: How much lower than this process the bench processes run (0-19).
+    niceness: int = 0
 
     def scenario_spec(self) -> Scenario:
         """The scenario with this run's overrides."""
@@ -110,12 +116,15 @@ class BenchReport(SaleReport):
     samples: list[Sample] = field(default_factory=list)
     stopped_early: bool = False
     processes: int = 1
+    interrupted: bool = False  # stopped by a signal (Ctrl-C): the results are partial
 
     @property
     def problems(self) -> list[str]:
         """Broken invariants (and an early stop, which proves nothing)."""
         out = check_invariants(self.results, self.audit)
-        if self.stopped_early:
+        if self.interrupted:
+            out.append("interrupted before every client finished")
+        elif self.stopped_early:
             out.append("stopped by --max-seconds before every client finished")
         return out
 
@@ -145,21 +154,41 @@ class BenchReport(SaleReport):
         return len(confirmed) / (confirmed[-1] - first)
 
     def summary(self) -> str:
-        """The sale summary with the scenario's rows."""
-        pay = [r.payment_s for r in self.results if r.payment_status == 200]
-        extra = [
-            f"  scenario                       {self.scenario} ({self.processes} bench processes)",
-            f"  left while waiting             {self.outcomes['left']}",
-            f"  reconnects (resumed)           {sum(r.reconnects for r in self.results)}",
-            f"  admissions/s (first..last)     {self.admissions_per_s():.0f}",
-            f"  prompts received/s             {self.prompts_per_s():.0f}",
-            f"  bookings/s (first..last)       {self.bookings_per_s():.0f}",
-            f"  payment p99 (buyer)            {self.percentile(pay, 0.99) * 1000:.1f} ms",
-            f"  most waiting at once           {max((s.queue_length for s in self.samples), default=0)}",
-            f"  prompts after their deadline   {sum(1 for r in self.results if r.late_prompt)}",
+        """The sale summary with the scenario's rows, each once."""
+        if self.interrupted:  # the problems of a sale cut short say nothing (the JSON has them)
+            title = f"Sale summary (interrupted after {self.elapsed_s:.1f} s: partial results)"
+            table = render_summary(title, self.summary_rows(), [])
+            verdict = "interrupted before every client finished: the invariants were not checked"
+            return table.rsplit("\n", 1)[0] + f"\n  {verdict}"
+        return render_summary("Sale summary", self.summary_rows(), self.problems)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """The rows, counted as the progress display counts (``bench.tally``)."""
+        t = tally_of(self.results)
+        return [
+            (
+                "scenario",
+                f"{self.scenario}, {plural(self.processes, 'bench process', 'bench processes')}",
+            ),
+            ("clients joined", f"{t.joined} of {len(self.results)}"),
+            ("admitted (prompted)", f"{t.admitted}"),
+            ("confirmed (paid)", f"{t.confirmed}"),
+            ("expired", f"{t.expired}"),
+            ("sold out", f"{t.sold_out}"),
+            ("left while waiting", f"{t.left}"),
+            ("errors", f"{t.errors}"),
+            ("reconnects (resumed)", f"{sum(r.reconnects for r in self.results)}"),
+            ("seats sold / capacity", f"{t.seats_sold} / {self.capacity}"),
+            ("oversold", f"{self.audit.get('oversold', '?')}"),
+            ("free + held + sold = capacity", _yes_no(self.audit.get("conserved"))),
+            ("most waiting at once", f"{max((s.queue_length for s in self.samples), default=0)}"),
+            ("elapsed", f"{self.elapsed_s:.1f} s"),
+            ("holds made (first..last hold)", f"{self.admissions_per_s():.1f} /s"),
+            ("prompts received (first hold..last prompt)", f"{self.prompts_per_s():.1f} /s"),
+            ("bookings (first hold..last booking)", f"{self.bookings_per_s():.1f} /s"),
+            *self.latency_rows(),
+            ("prompts after their deadline", f"{sum(1 for r in self.results if r.late_prompt)}"),
         ]
-        base = super().summary().split("\n")
-        return "\n".join([base[0], *extra, *base[1:]])
 
     def to_json(self) -> bytes:
         """Machine-readable results, with every client and the queue samples."""
@@ -169,6 +198,7 @@ class BenchReport(SaleReport):
                 "scenario": self.scenario,
                 "processes": self.processes,
                 "stopped_early": self.stopped_early,
+                "interrupted": self.interrupted,
                 "admissions_per_s": self.admissions_per_s(),
                 "prompts_per_s": self.prompts_per_s(),
                 "bookings_per_s": self.bookings_per_s(),
@@ -283,15 +313,26 @@ def _jobs(
                 connect_concurrency=options.connect_concurrency,
                 http_connections=options.http_connections,
                 storm_after_joined_s=1.0 if storm else 0.0,
+                niceness=options.niceness,
             )
         )
     return jobs
 
 
 async def run_bench(
-    http_url: str, admin_key: str, options: BenchOptions, *, progress: TextIO | None = sys.stderr
+    http_url: str,
+    admin_key: str,
+    options: BenchOptions,
+    *,
+    progress: ProgressSink | None = None,
+    stop: anyio.Event | None = None,
 ) -> BenchReport:
-    """Run ``options``' scenario against the deployment at ``http_url``."""
+    """Run ``options``' scenario against the deployment at ``http_url``.
+
+    ``progress`` is shown the sale twice a second and its last frame from the final
+    results; ``stop`` (Ctrl-C) stops the bench processes early and the report is
+    marked interrupted, with what their clients saw until then.
+    """
     require_loopback(http_url)
     for server in options.ws_servers:
         require_loopback(server)
@@ -299,6 +340,8 @@ async def run_bench(
         raise ValueError(f"clients must be between 1 and {MAX_CLIENTS}")
     scenario = options.scenario_spec()
     deadline = time.time() + options.max_seconds
+    sink = progress or ProgressSink()
+    stop = stop or anyio.Event()
     async with BookingClient(http_url, admin_key=admin_key) as client:
         before = await scrape_counters(client)
         body = event_body(
@@ -310,6 +353,7 @@ async def run_bench(
         created = await client.create_event(body)
         event_id, waitroom_url = created.id, created.waitroom_url
         require_loopback(waitroom_url)
+        sink.note(f"Waiting-room page: {http_url}/events/{event_id}")
         capacity = sum(sum(r["seats"] for r in s["rows"]) for s in body["sections"])
         if scenario.flash:  # nobody is admitted until everyone is in line
             await client.pause(event_id)
@@ -323,7 +367,7 @@ async def run_bench(
 
         async def run_process(job: Job) -> None:
             command = [sys.executable, "-m", "bench.procs", options.runtime]
-            async with await anyio.open_process(command, stderr=None) as process:
+            async with await anyio.open_process(command, stderr=subprocess.PIPE) as process:
                 assert process.stdin is not None and process.stdout is not None
                 await process.stdin.send(msgspec.json.encode(job))
                 await process.stdin.aclose()
@@ -331,29 +375,36 @@ async def run_bench(
                 buffer = b""
                 try:
                     with anyio.fail_after(max(1.0, deadline - time.time()) + 30):
-                        async for chunk in process.stdout:
-                            buffer += chunk
-                            *lines, buffer = buffer.split(b"\n")
-                            for line in lines:
-                                match decoder.decode(line):
-                                    case Progress() as p:
-                                        latest[job.worker] = p
-                                    case Done() as d:
-                                        done[job.worker] = d
-                        await process.wait()
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(_echo_lines, process, sink)  # to the end of stderr
+                            async with anyio.create_task_group() as forwarding:
+                                forwarding.start_soon(_forward_stop, process, stop)
+                                async for chunk in process.stdout:
+                                    buffer += chunk
+                                    *lines, buffer = buffer.split(b"\n")
+                                    for line in lines:
+                                        match decoder.decode(line):
+                                            case Progress() as p:
+                                                latest[job.worker] = p
+                                            case Done() as d:
+                                                done[job.worker] = d
+                                await process.wait()
+                                forwarding.cancel_scope.cancel()
                 except TimeoutError:  # reported as stopped early, with the others' results
                     process.kill()
-                    print(
+                    sink.note(
                         f"bench process {job.worker} did not report within 30 s of the "
-                        "deadline; stopped",
-                        file=sys.stderr,
+                        "deadline; stopped"
                     )
 
         async def open_when_joined() -> None:
             nonlocal opened_at
             # Everyone who will join has: clients that failed to connect are not waited for.
-            while sum(p.joined + p.never_joined for p in latest.values()) < options.clients:
-                if all_done.is_set() or time.time() > deadline:
+            while (
+                sum(p.tally.joined + p.tally.never_joined for p in latest.values())
+                < options.clients
+            ):
+                if all_done.is_set() or stop.is_set() or time.time() > deadline:
                     break
                 await anyio.sleep(0.1)
             await client.resume(event_id)
@@ -374,10 +425,17 @@ async def run_bench(
                 with anyio.move_on_after(0.5):
                     await all_done.wait()
 
+        async def show_progress() -> None:
+            while not all_done.is_set():
+                with anyio.move_on_after(0.5):
+                    await all_done.wait()
+                if not all_done.is_set():
+                    tally = sum((p.tally for p in latest.values()), Tally())
+                    sink.show(SaleFrame(time.time() - started, options.clients, capacity, tally))
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(sample)
-            if progress is not None:
-                tg.start_soon(_show_progress, latest, options.clients, started, progress, all_done)
+            tg.start_soon(show_progress)
             if scenario.flash:
                 tg.start_soon(open_when_joined)
             async with anyio.create_task_group() as procs:
@@ -386,16 +444,24 @@ async def run_bench(
             all_done.set()
         elapsed = time.time() - started
         results = [r for k in sorted(done) for r in done[k].results]
+        final = SaleFrame(elapsed, options.clients, capacity, tally_of(results), stop.is_set())
+        sink.show(final, final=True)
         stopped_early = len(done) < len(jobs) or any(d.stopped_early for d in done.values())
-        after = await scrape_counters(client)
-        audit = await client.audit(event_id, settled=True)
+        audit: dict[str, Any] = {}
+        try:
+            after = await scrape_counters(client)
+            audit = msgspec.to_builtins(await client.audit(event_id, settled=True))
+        except (ApiError, ConnectionError):
+            if not stop.is_set():
+                raise
+            after = {}  # stopped with the servers: the clients' side only
         trips = {k: after[k] - before.get(k, 0.0) for k in after}
         return BenchReport(
             event_id,
             capacity,
             results,
             elapsed,
-            msgspec.to_builtins(audit),
+            audit,
             trips,
             scenario=options.scenario,
             started_at=started,
@@ -403,27 +469,30 @@ async def run_bench(
             samples=samples,
             stopped_early=stopped_early,
             processes=len(jobs),
+            interrupted=stop.is_set(),
         )
 
 
-async def _show_progress(
-    latest: dict[int, Progress], total: int, started: float, out: TextIO, done: anyio.Event
-) -> None:
-    while not done.is_set():
-        with anyio.move_on_after(0.5):
-            await done.wait()
-        c: Counter[str] = Counter()
-        for p in latest.values():
-            c.update(p.outcomes)
-        joined = sum(p.joined for p in latest.values())
-        prompted = sum(p.prompted for p in latest.values())
-        finished = sum(c.values())
-        filled = int(30 * finished / total)
-        out.write(
-            f"\r  [{'#' * filled}{'.' * (30 - filled)}] {time.time() - started:5.1f}s "
-            f"joined {joined:>6} prompted {prompted:>6} confirmed {c['confirmed']:>6} "
-            f"expired {c['expired']:>5} sold out {c['sold_out']:>6} left {c['left']:>5} "
-            f"errors {c['error']:>3}"
-        )
-        out.flush()
-    out.write("\n")
+async def _echo_lines(process: anyio.abc.Process, sink: ProgressSink) -> None:
+    """A bench process's stderr (a traceback, a warning), line by line, above the progress."""
+    assert process.stderr is not None
+    buffer = b""
+    async for chunk in process.stderr:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            sink.note(line.decode(errors="replace"))
+    if buffer:
+        sink.note(buffer.decode(errors="replace"))
+
+
+async def _forward_stop(process: anyio.abc.Process, stop: anyio.Event) -> None:
+    """On ``stop``, tell the process to stop its clients and report (it may have been
+    told already: Ctrl-C reaches the whole process group)."""
+    await stop.wait()
+    if process.returncode is None:
+        process.send_signal(signal.SIGINT)
+
+
+def _yes_no(value: object) -> str:
+    return "?" if value is None else "yes" if value else "NO"

@@ -3,14 +3,15 @@
 The parent (``bench.harness``) writes one ``Job`` as JSON to stdin; this
 process answers with JSON lines on stdout: ``Progress`` every half second,
 then one ``Done`` with every client's result. It stops by itself at the job's
-deadline. One process holds at most ~19,000 sockets (20,000 open files).
+deadline, and early on SIGINT or SIGTERM, still answering ``Done`` with what its
+clients saw so far. One process holds at most ~19,000 sockets (20,000 open files).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections import Counter
 
 import anyio
 import msgspec
@@ -18,7 +19,9 @@ import msgspec
 from api.client import BookingClient
 from bench.client import Behaviour, ClientResult, run_client
 from bench.scenarios import ClientSpec
+from bench.tally import Tally, tally_of
 from plumbing.gc_tuning import tune_collector
+from plumbing.interrupts import open_interrupt
 from plumbing.runtime import run
 
 __all__ = ["Done", "Job", "Progress", "main", "progress_of", "run_job"]
@@ -37,18 +40,14 @@ class Job(msgspec.Struct, frozen=True):
     connect_concurrency: int = 200
     http_connections: int = 64
     storm_after_joined_s: float = 0.0  # this long after all joined, the storm (0: none)
+    niceness: int = 0  # how much lower than its parent the process runs (0-19)
 
 
 class Progress(msgspec.Struct, frozen=True, tag=True):
     """Counts so far."""
 
     worker: int
-    connected: int
-    joined: int
-    prompted: int
-    outcomes: dict[str, int]
-    #: Clients that ended without a place in line (a failed connection or join).
-    never_joined: int = 0
+    tally: Tally
 
 
 class Done(msgspec.Struct, frozen=True, tag=True):
@@ -62,8 +61,11 @@ class Done(msgspec.Struct, frozen=True, tag=True):
 Report = Progress | Done
 
 
-async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done:
-    """Run the job's clients to their outcomes (or the deadline); stream progress to ``out``."""
+async def run_job(
+    job: Job, out: anyio.abc.ByteSendStream | None = None, stop: anyio.Event | None = None
+) -> Done:
+    """Run the job's clients to their outcomes (or the deadline, or ``stop``); stream
+    progress to ``out``."""
     encoder = msgspec.json.Encoder()
     results = [
         ClientResult(c.client_id, Behaviour(c.behaviour), c.quantity, worker=job.worker)
@@ -106,9 +108,15 @@ async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done
             await anyio.sleep(delay)
             storm.set()
 
-        with anyio.move_on_after(max(0.0, job.deadline - started)):
+        async def stop_early(scope: anyio.CancelScope, stop: anyio.Event) -> None:
+            await stop.wait()
+            scope.cancel()
+
+        with anyio.move_on_after(max(0.0, job.deadline - started)) as scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(report)
+                if stop is not None:
+                    tg.start_soon(stop_early, scope, stop)
                 if job.storm_after_joined_s:
                     tg.start_soon(storm_after_joined, job.storm_after_joined_s)
                 async with anyio.create_task_group() as clients:
@@ -125,15 +133,7 @@ async def run_job(job: Job, out: anyio.abc.ByteSendStream | None = None) -> Done
 
 def progress_of(worker: int, results: list[ClientResult]) -> Progress:
     """The counts a bench process reports while its clients run."""
-    outcomes = Counter(r.outcome for r in results if r.outcome)
-    return Progress(
-        worker=worker,
-        connected=sum(1 for r in results if r.joined_at),
-        joined=sum(1 for r in results if r.ticket),
-        prompted=sum(1 for r in results if r.prompted_at),
-        outcomes=dict(outcomes),
-        never_joined=sum(1 for r in results if r.outcome and not r.ticket),
-    )
+    return Progress(worker, tally_of(results))
 
 
 async def _main(runtime_input: bytes) -> int:
@@ -152,8 +152,11 @@ async def _main(runtime_input: bytes) -> int:
             pass
 
     out = _Out()
-    done = await run_job(job, out)
-    await out.send(msgspec.json.encode(done) + b"\n")
+    if job.niceness:
+        os.nice(job.niceness)
+    async with open_interrupt() as interrupted:  # Ctrl-C: stop the clients, still report
+        done = await run_job(job, out, interrupted)
+        await out.send(msgspec.json.encode(done) + b"\n")
     return 0
 
 

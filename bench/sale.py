@@ -21,6 +21,7 @@ import msgspec
 
 from api.client import BookingClient
 from bench.client import Behaviour, ClientResult, run_client
+from bench.tally import tally_of
 
 __all__ = ["SalePlan", "SaleReport", "demo_event", "render_summary", "run_sale"]
 
@@ -147,20 +148,30 @@ class SaleReport:
 
     def summary(self) -> str:
         """A table for people."""
-        lat = self.latencies
-        pay = [r.payment_s for r in self.results if r.payment_status == 200]
-        rows = [
-            ("clients joined", f"{sum(1 for r in self.results if r.ticket)}"),
-            ("admitted (prompted)", f"{self.admitted}"),
-            ("confirmed", f"{self.outcomes['confirmed']}"),
-            ("expired", f"{self.outcomes['expired']}"),
-            ("sold out", f"{self.outcomes['sold_out']}"),
-            ("errors", f"{self.outcomes['error']}"),
-            ("seats sold / capacity", f"{self.seats_sold} / {self.capacity}"),
+        return render_summary("Sale summary", self.summary_rows(), self.problems)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """The summary's rows: what the buyers saw, the invariants' numbers, then the costs."""
+        t = tally_of(self.results)
+        return [
+            ("clients joined", f"{t.joined}"),
+            ("admitted (prompted)", f"{t.admitted}"),
+            ("confirmed (paid)", f"{t.confirmed}"),
+            ("expired", f"{t.expired}"),
+            ("sold out", f"{t.sold_out}"),
+            ("errors", f"{t.errors}"),
+            ("seats sold / capacity", f"{t.seats_sold} / {self.capacity}"),
             ("oversold", f"{self.audit.get('oversold', '?')}"),
             ("free + held + sold = capacity", "yes" if self.audit.get("conserved") else "NO"),
             ("elapsed", f"{self.elapsed_s:.1f} s"),
-            ("admissions/s", f"{self.admitted / self.elapsed_s:.0f}" if self.elapsed_s else "-"),
+            *self.latency_rows(),
+        ]
+
+    def latency_rows(self) -> list[tuple[str, str]]:
+        """Admission -> prompt and payment latencies, and storage round trips per booking."""
+        lat = self.latencies
+        pay = [r.payment_s for r in self.results if r.payment_status == 200]
+        return [
             (
                 "admission -> prompt p50 / p99",
                 f"{self.percentile(lat, 0.5) * 1000:.1f} / {self.percentile(lat, 0.99) * 1000:.1f} ms",
@@ -171,7 +182,9 @@ class SaleReport:
             ),
             (
                 "payment p50 / p99 (server, bucket bound)",
-                f"<= {histogram_quantile(self.trips, 0.5) * 1000:.0f} / <= {histogram_quantile(self.trips, 0.99) * 1000:.0f} ms",
+                f"<= {histogram_quantile(self.trips, 0.5) * 1000:.0f} / <= {histogram_quantile(self.trips, 0.99) * 1000:.0f} ms"
+                if any(k.startswith("payment_le_") for k in self.trips)
+                else "-",  # the server was not scraped
             ),
             (
                 "per booking: Redis / PostgreSQL round trips",
@@ -179,11 +192,12 @@ class SaleReport:
             ),
             ("per booking: bridge crossings", self._per_booking("bridge")),
         ]
-        return render_summary("Sale summary", rows, self.problems)
 
     def _per_booking(self, key: str) -> str:
         confirmed = self.outcomes["confirmed"]
-        return f"{self.trips.get(key, 0) / confirmed:.2f}" if confirmed else "-"
+        if not confirmed or key not in self.trips:  # none, or the server was not scraped
+            return "-"
+        return f"{self.trips[key] / confirmed:.2f}"
 
     def round_trips_by_op(self) -> dict[str, float]:
         """Round trips per confirmed booking, by backend and operation, largest first."""

@@ -171,8 +171,8 @@ def test_progress_counts_clients_that_will_never_join() -> None:
         ClientResult("in-then-failed", Behaviour.PAY, 1, ticket=2, outcome="error"),
         ClientResult("connecting", Behaviour.PAY, 1),
     ]
-    progress = progress_of(0, results)
-    assert (progress.joined, progress.never_joined) == (2, 1)
+    tally = progress_of(0, results).tally
+    assert (tally.joined, tally.never_joined) == (2, 1)
 
 
 @pytest.mark.once
