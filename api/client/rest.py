@@ -18,8 +18,10 @@ from api.http.schemas import (
     BookingView,
     CreatedEvent,
     ErrorBody,
+    EventList,
     EventView,
     PaymentBody,
+    ReleasedView,
     StateView,
 )
 
@@ -162,6 +164,10 @@ class BookingClient:
         document's ``EventSpec``: name, opens_at, sections, ...); its id and WebSocket URL."""
         return await self._call("POST", "/v1/events", CreatedEvent, body=spec, headers=self._admin)
 
+    async def events(self, *, limit: int = 20) -> EventList:
+        """``GET /v1/events?limit=N``: the newest events (1-100) with state, prices and seats."""
+        return await self._call("GET", f"/v1/events?limit={limit}", EventList, retry=True)
+
     async def event(self, event_id: str) -> EventView:
         """``GET /v1/events/{id}``: the sale now: state, caps, line, seats per section."""
         return await self._call("GET", f"/v1/events/{_segment(event_id)}", EventView, retry=True)
@@ -174,6 +180,11 @@ class BookingClient:
     async def resume(self, event_id: str) -> StateView:
         """``POST /v1/events/{id}/resume``: restart admission (409 unless paused)."""
         path = f"/v1/events/{_segment(event_id)}/resume"
+        return await self._call("POST", path, StateView, headers=self._admin)
+
+    async def close(self, event_id: str) -> StateView:
+        """``POST /v1/events/{id}/close``: end the sale for good (409 once it is over)."""
+        path = f"/v1/events/{_segment(event_id)}/close"
         return await self._call("POST", path, StateView, headers=self._admin)
 
     async def set_admission(
@@ -213,6 +224,13 @@ class BookingClient:
             headers={"Authorization": f"Bearer {hold_token}", "Idempotency-Key": idempotency_key},
             retry=True,
         )
+
+    async def release(self, hold_id: str, hold_token: str) -> ReleasedView:
+        """``DELETE /v1/holds/{id}``: give a hold's seats back before its deadline (409
+        ``payment_in_progress`` or ``hold_expired`` when it is too late)."""
+        path = f"/v1/holds/{_segment(hold_id)}"
+        headers = {"Authorization": f"Bearer {hold_token}"}
+        return await self._call("DELETE", path, ReleasedView, headers=headers)
 
     async def booking(self, booking_id: str, *, hold_token: str | None = None) -> BookingView:
         """``GET /v1/bookings/{id}``: a booking and its tickets, read with the hold's token

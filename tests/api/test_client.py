@@ -184,3 +184,31 @@ async def test_a_declined_card_is_a_402_and_a_refused_join_a_waitroom_error(
             assert (declined.value.status, declined.value.code) == (402, "payment_declined")
             booking = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", new_key())
             assert await room.outcome() == p.Confirmed(booking_id=booking.id)
+
+
+async def test_list_release_and_close(client: BookingClient) -> None:
+    """The event is listed; a holder gives its seats back (told ``expired``, a second release
+    is a 409); closing ends the sale, and closing again is a 409."""
+    created = await client.create_event(event_body())
+    listed = await client.events(limit=100)
+    assert created.id in [e.id for e in listed.events]
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(created.waitroom_url) as room:
+            await room.join("buyer-1", quantity=2)
+            async for _ in room.until_prompt():
+                pass
+            prompt = room.prompt
+            assert prompt is not None
+            released = await client.release(prompt.hold_id, prompt.hold_token)
+            assert released.hold_id == prompt.hold_id
+            assert isinstance(await room.outcome(), p.Expired)
+    with pytest.raises(ApiError) as again:
+        await client.release(prompt.hold_id, prompt.hold_token)
+    assert again.value.status == 409
+    view = await client.event(created.id)
+    assert (view.active_holds, sum(s.held for s in view.sections)) == (0, 0)
+    closed = await client.close(created.id)
+    assert closed.state == (await client.event(created.id)).state != "open"
+    with pytest.raises(ApiError) as conflict:
+        await client.close(created.id)
+    assert (conflict.value.status, conflict.value.code) == (409, "invalid_state")
