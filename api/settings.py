@@ -79,6 +79,7 @@ ENVIRONMENT = {
     "BOOKING_PUBLIC_WS_URL": "public_ws_url",
     "BOOKING_RUNTIME": "runtime",
     "BOOKING_LOG_FORMAT": "log_format",
+    "BOOKING_LOG_LEVEL": "log_level",
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
     "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
@@ -126,6 +127,8 @@ class Settings:
     runtime: str = "trio"
     #: "text" or "json" (JSON lines for production).
     log_format: str = "text"
+    #: Lowest level logged: "debug" adds a line per admission with its trace id.
+    log_level: str = "info"
     #: How long a started payment keeps its hold, seconds.
     payment_window_s: float = 30.0
     #: How long the payment gateway may take, seconds.
@@ -189,6 +192,10 @@ class Settings:
             raise ValueError(f"runtime must be trio or asyncio, not {settings.runtime!r}")
         if not settings.position_frames_per_s > 0:
             raise ValueError("position_frames_per_s must be positive")
+        if settings.log_format not in ("text", "json"):
+            raise ValueError(f"log format must be text or json, not {settings.log_format!r}")
+        if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {settings.log_level!r}")
         if not settings.startup_wait_s >= 0:
             raise ValueError("startup_wait_s must not be negative")
         if len(settings.secret.encode()) < MIN_SECRET_BYTES:

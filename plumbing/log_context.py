@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 
-__all__ = ["FIELDS", "REQUEST_ID", "TRACE_ID", "bound", "current"]
+__all__ = ["FIELDS", "REQUEST_ID", "TRACE_ID", "bind", "bound", "current"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 TRACE_ID: ContextVar[str | None] = ContextVar("trace_id", default=None)
@@ -39,6 +39,13 @@ def current() -> dict[str, str | int]:
         if value is not None:
             out[name] = value
     return out
+
+
+def bind(**fields: str | int | None) -> None:
+    """Set context fields for the rest of the current task (a task's own context)."""
+    for name, value in fields.items():
+        if value is not None:
+            FIELDS[name].set(value)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 """Settings from the environment: the position frame budget, the start-up wait, the
-WebSocket URL told to clients, kept development secrets, the default data directory."""
+WebSocket URL told to clients, kept development secrets, the default data directory, logs."""
 
 from __future__ import annotations
 
@@ -94,3 +94,22 @@ def test_the_default_data_directory_does_not_depend_on_the_current_one(
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(tmp_path)
     assert Settings.from_env({}).data_dir == root / ".booking"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BOOKING_LOG_LEVEL": "chatty"},
+        {"BOOKING_LOG_FORMAT": "xml"},
+    ],
+)
+def test_unknown_logging_values_are_refused(env: dict[str, str]) -> None:
+    """A misspelt log level or log format is refused at start, not ignored."""
+    with pytest.raises(ValueError):
+        Settings.from_env(env)
+
+
+def test_log_level_is_read_from_the_environment() -> None:
+    """BOOKING_LOG_LEVEL sets the level (any case); unset is info."""
+    assert Settings.from_env({}).log_level == "info"
+    assert Settings.from_env({"BOOKING_LOG_LEVEL": "DEBUG"}).log_level == "DEBUG"
