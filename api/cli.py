@@ -20,6 +20,7 @@ from api.settings import ADMIN_KEY_FILE, SECRET_FILE, ConfigurationError, Settin
 from bench.harness import require_loopback
 from bench.scenarios import SCENARIOS
 from engine.errors import BookingError, StorageUnavailable
+from plumbing import tracing
 from plumbing.gc_tuning import tune_collector
 from plumbing.runtime import RUNTIMES, run
 from storage.embedded import open_shared_servers, stop_shared_servers
@@ -372,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "dev":
         return _dev(settings, args.dev_command)
+    if settings.tracing_enabled:
+        tracing.configure(settings.otlp_endpoint, f"booking-{args.command}")
     command: Callable[[Settings], Awaitable[int]]
     if args.command == "serve":
         from api.commands import serve

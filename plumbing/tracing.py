@@ -17,19 +17,21 @@ This is the one module that imports OpenTelemetry (``tests/test_layers.py``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from plumbing.log_context import TRACE_ID
 
 __all__ = [
     "ENABLED",
+    "Attributes",
     "Span",
     "configure",
     "current_traceparent",
     "record",
     "shutdown",
     "span",
+    "step",
     "trace_id_of",
 ]
 
@@ -39,7 +41,7 @@ ENABLED = False
 _tracer: Any = None  # opentelemetry.trace.Tracer once configured
 _provider: Any = None  # opentelemetry.sdk.trace.TracerProvider once configured
 
-Attributes = Mapping[str, str | int | float | bool]
+Attributes = Mapping[str, str | int]
 
 
 def configure(endpoint: str | None, service_name: str, *, exporter: Any = None) -> None:
@@ -154,6 +156,15 @@ def span(
             yield handle
         finally:
             TRACE_ID.reset(token)
+
+
+_NO_SPAN: AbstractContextManager[None] = nullcontext()
+
+
+def step(name: str) -> AbstractContextManager[Any]:
+    """A span over one step of the current span's work, or (off) a shared do-nothing
+    context: ``with tracing.step("charge"):`` costs a call and a test when off."""
+    return span(name) if ENABLED else _NO_SPAN
 
 
 def record(

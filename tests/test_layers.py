@@ -230,7 +230,9 @@ def test_drivers_only_in_storage() -> None:
 
 def test_opentelemetry_only_in_the_tracing_seam() -> None:
     """Only plumbing/tracing.py imports OpenTelemetry: off, no other module can load it."""
-    check(PACKAGES, forbidden=("opentelemetry",), exempt={"plumbing/tracing.py": ("opentelemetry",)})
+    check(
+        PACKAGES, forbidden=("opentelemetry",), exempt={"plumbing/tracing.py": ("opentelemetry",)}
+    )
 
 
 def test_checker_reports_violations(tmp_path: Path) -> None:
