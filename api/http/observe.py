@@ -10,8 +10,8 @@ is counted as one.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import time
 from typing import Any
 
@@ -50,7 +50,7 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
             if _SANE_ID.fullmatch(value):
                 return value
             break
-    return secrets.token_hex(16).encode()
+    return os.urandom(16).hex().encode()  # unique, not secret: the cheaper call
 
 
 def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str:
