@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.wiring import Services
@@ -95,3 +96,33 @@ def services_routes() -> list[Any]:
     from api.http.app import ROUTES
 
     return list(ROUTES)
+
+
+async def test_a_crashing_handler_answers_500_with_a_request_id() -> None:
+    """A handler that raises still answers 500 with X-Request-Id (the layer is outside
+    Starlette's error handling) and is counted as a 500 of its route."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from api.http.app import _HANDLERS
+    from api.http.observe import Observed
+
+    async def crash(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    # The production error handlers, around a route that fails.
+    app = Observed(Starlette(routes=[Route("/crash/{n}", crash)], exception_handlers=_HANDLERS))
+    labels = {"method": "GET", "route": "/crash/{n}", "status": "500"}
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("booking_http_requests_total", labels) or 0.0
+
+    before = counted()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answer = await client.get("/crash/1", headers={"X-Request-Id": "req-500"})
+    assert answer.status_code == 500 and answer.json()["error"] == "internal_error"
+    assert answer.headers["x-request-id"] == "req-500"
+    assert counted() - before == 1
