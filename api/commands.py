@@ -57,7 +57,7 @@ async def serve(settings: Settings, processes: int = 1) -> int:
             async with serving_processes(settings, processes) as running:
                 _print_serving(settings, running.http_url, running.ws_url, processes)
                 for url in running.metrics_urls:
-                    print(f"metrics:   {url}", file=sys.stderr)
+                    say(f"metrics:   {url}")
                 await anyio.sleep_forever()
         except* RuntimeError as group:
             for exc in group.exceptions:
