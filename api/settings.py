@@ -79,6 +79,9 @@ ENVIRONMENT = {
     "BOOKING_PUBLIC_WS_URL": "public_ws_url",
     "BOOKING_RUNTIME": "runtime",
     "BOOKING_LOG_FORMAT": "log_format",
+    "BOOKING_LOG_LEVEL": "log_level",
+    "BOOKING_TRACING": "tracing",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "otlp_endpoint",
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
     "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
@@ -126,6 +129,13 @@ class Settings:
     runtime: str = "trio"
     #: "text" or "json" (JSON lines for production).
     log_format: str = "text"
+    #: Lowest level logged: "debug" adds a line per admission with its trace id.
+    log_level: str = "info"
+    #: "auto": spans exported when otlp_endpoint is set; "on": always (to
+    #: http://localhost:4318 when no endpoint is set); "off": never.
+    tracing: str = "auto"
+    #: Base URL of an OTLP/HTTP collector (``/v1/traces`` is added).
+    otlp_endpoint: str | None = None
     #: How long a started payment keeps its hold, seconds.
     payment_window_s: float = 30.0
     #: How long the payment gateway may take, seconds.
@@ -189,6 +199,12 @@ class Settings:
             raise ValueError(f"runtime must be trio or asyncio, not {settings.runtime!r}")
         if not settings.position_frames_per_s > 0:
             raise ValueError("position_frames_per_s must be positive")
+        if settings.log_format not in ("text", "json"):
+            raise ValueError(f"log format must be text or json, not {settings.log_format!r}")
+        if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {settings.log_level!r}")
+        if settings.tracing not in ("auto", "on", "off"):
+            raise ValueError(f"tracing must be auto, on or off, not {settings.tracing!r}")
         if not settings.startup_wait_s >= 0:
             raise ValueError("startup_wait_s must not be negative")
         if len(settings.secret.encode()) < MIN_SECRET_BYTES:
@@ -231,6 +247,11 @@ class Settings:
                 f"{why} needs BOOKING_SECRET (the same in every process): with a random "
                 "one, tokens signed by one process are refused by the others"
             )
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether this process makes and exports spans."""
+        return self.tracing == "on" or (self.tracing == "auto" and bool(self.otlp_endpoint))
 
     def with_urls(self, redis_url: str | None, database_url: str | None) -> Settings:
         """A copy naming the servers actually in use."""

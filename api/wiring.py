@@ -17,6 +17,7 @@ from functools import partial
 import anyio
 
 from api.http.app import HttpState, create_app, create_ops_app
+from api.http.observe import Observed
 from api.http.server import serve_http
 from api.settings import Settings
 from engine.admission import AdmissionPolicy
@@ -174,7 +175,10 @@ async def open_services(
         if roles.worker and not roles.api:
             services.http_port = await tg.start(
                 partial(
-                    serve_http, create_ops_app(http_state), settings.host, settings.metrics_port
+                    serve_http,
+                    Observed(create_ops_app(http_state)),
+                    settings.host,
+                    settings.metrics_port,
                 )
             )
         if roles.api:
@@ -203,7 +207,7 @@ async def open_services(
             services.http_port = await tg.start(
                 partial(
                     serve_http,
-                    create_app(http_state),
+                    Observed(create_app(http_state)),
                     settings.host,
                     settings.http_port,
                     reuse_port=settings.reuse_port,
@@ -214,7 +218,10 @@ async def open_services(
                 # its own /metrics on a port of its own, so that every one is scraped.
                 services.metrics_port = await tg.start(
                     partial(
-                        serve_http, create_ops_app(http_state), settings.host, settings.metrics_port
+                        serve_http,
+                        Observed(create_ops_app(http_state)),
+                        settings.host,
+                        settings.metrics_port,
                     )
                 )
         try:

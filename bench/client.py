@@ -197,7 +197,11 @@ async def _converse(
                 if r.behaviour in (Behaviour.DECLINE_THEN_PAY, Behaviour.DECLINE):
                     try:
                         await http.pay(
-                            msg.hold_id, msg.hold_token, "tok_declined", secrets.token_hex(8)
+                            msg.hold_id,
+                            msg.hold_token,
+                            "tok_declined",
+                            secrets.token_hex(8),
+                            traceparent=msg.traceparent,
                         )
                         declined = 200
                     except ApiError as exc:
@@ -209,7 +213,9 @@ async def _converse(
                         continue  # gives up; the hold runs out
                 key = secrets.token_hex(8)
                 try:
-                    booking = await http.pay(msg.hold_id, msg.hold_token, "tok_visa", key)
+                    booking = await http.pay(
+                        msg.hold_id, msg.hold_token, "tok_visa", key, traceparent=msg.traceparent
+                    )
                 except ApiError as exc:
                     r.payment_s, r.payment_status = time.time() - state.paid_at, exc.status
                     if exc.status != 409:  # 409: the hold expired meanwhile

@@ -8,16 +8,19 @@ safe to run in every worker process at once: each script call is atomic.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import anyio
 
+from engine.holds import hold_id
 from engine.metrics import (
     ADMISSIONS,
     HOLDS_EXPIRED,
     SOLD_OUT,
     SWEEP_LAG,
 )
+from plumbing import log_context, tracing
 from plumbing.clock import Clock
 from storage.errors import StorageUnavailable
 from storage.records import AdmitSummary
@@ -62,6 +65,24 @@ def _record(event_id: str, s: AdmitSummary) -> None:
         SOLD_OUT.labels(event_id).inc(s.sold_out)
 
 
+def _trace_admissions(event_id: str, s: AdmitSummary, start_ns: int, end_ns: int) -> None:
+    """One "admitted" span per traced join the call admitted, in that join's trace."""
+    for seq, parent in s.traces:
+        hold = hold_id(event_id, seq)
+        attributes: tracing.Attributes = {
+            "booking.event": event_id,
+            "booking.ticket": seq,
+            "booking.hold": hold,
+        }
+        span = tracing.record("admitted", parent, start_ns, end_ns, attributes)
+        logger.debug(
+            "admitted ticket %s: hold %s",
+            seq,
+            hold,
+            extra={"trace_id": span.trace_id, "ticket": seq, "hold": hold},
+        )
+
+
 async def run_admission(
     redis: RedisStore, event_id: str, clock: Clock, policy: AdmissionPolicy
 ) -> None:
@@ -69,12 +90,16 @@ async def run_admission(
     # The event's series exist from the start, so rates read 0 rather than nothing.
     ADMISSIONS.labels(event_id)
     SOLD_OUT.labels(event_id)
+    log_context.bind(event=event_id)  # this task's lines are about this event
     while True:
         try:
             grace = policy.abandon_grace_s
             grace_ms = None if grace is None else int(grace * 1000)
+            start_ns = time.time_ns()
             summary = await redis.admit(event_id, clock.now_ms(), policy.batch, grace_ms)
             _record(event_id, summary)
+            if summary.traces and tracing.ENABLED:
+                _trace_admissions(event_id, summary, start_ns, time.time_ns())
             await _wait_for_work(redis, event_id, summary, clock, policy)
         except StorageUnavailable:
             logger.warning("admission for %s: Redis unreachable, retrying", event_id)
@@ -109,6 +134,7 @@ async def run_expiry_sweep(
     ``booking_sweep_lag_seconds``: a busy process or Redis shows there first.
     """
     HOLDS_EXPIRED.labels(event_id)  # the series exists before the first release
+    log_context.bind(event=event_id)
     due_at = anyio.current_time()
     while True:
         now = clock.now_ms()

@@ -33,6 +33,7 @@ from engine.events import seat_label
 from engine.holds import hold_id
 from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS, REVENUE
 from engine.payments import ChargeStatus, PaymentGateway
+from plumbing import log_context, tracing
 from plumbing.batcher import Batcher
 from plumbing.clock import Clock
 from storage.errors import StorageError, StorageUnavailable
@@ -122,20 +123,23 @@ class Checkout:
     async def pay(self, req: PaymentRequest) -> Booking:
         """Pay for a hold; the booking is durable when this returns."""
         started = time.perf_counter()
-        try:
-            booking = await self._pay(req)
-        except Exception as exc:
-            PAYMENTS.labels(getattr(exc, "code", "error")).inc()
-            raise
-        finally:
-            PAYMENT_LATENCY.observe(time.perf_counter() - started)
-        PAYMENTS.labels("confirmed").inc()
+        with log_context.bound(event=req.event_id, ticket=req.seq, hold=req.hold_id):
+            try:
+                booking = await self._pay(req)
+            except Exception as exc:
+                PAYMENTS.labels(getattr(exc, "code", "error")).inc()
+                raise
+            finally:
+                PAYMENT_LATENCY.observe(time.perf_counter() - started)
+            PAYMENTS.labels("confirmed").inc()
+            logger.debug("booking %s confirmed", booking.id, extra={"booking": booking.id})
         return booking
 
     async def _pay(self, req: PaymentRequest) -> Booking:
         key = req.scoped_key
         ref = HoldRef(req.event_id, req.seq, key)
-        claim = await self.begin.submit(ref)
+        with tracing.step("claim"):
+            claim = await self.begin.submit(ref)
         if claim.result == BeginResult.PAID:
             if claim.idempotency_key == key and claim.booking_id:
                 return await self._bookings.get(claim.booking_id)
@@ -154,7 +158,7 @@ class Checkout:
             raise NotFound("no such hold")
 
         try:
-            with anyio.fail_after(self._gateway_timeout_s):
+            with tracing.step("charge"), anyio.fail_after(self._gateway_timeout_s):
                 charge = await self._gateway.charge(
                     amount_cents=claim.amount_cents,
                     card_token=req.card_token,
@@ -208,12 +212,17 @@ class Checkout:
             gateway_ref=gateway_ref,
             tickets=tickets,
         )
-        result = await self.commit.submit(new)
+        with tracing.step("committed"):
+            result = await self.commit.submit(new)
         if result.error is not None or result.booking_id is None:
             logger.error("booking for hold %s refused by PostgreSQL: %s", req.hold_id, result.error)
             raise Conflict("these seats cannot be booked; the charge will be refunded")
         try:
-            await self.confirm.submit(PaidHold(req.event_id, req.seq, key, result.booking_id))
+            with tracing.step("confirm"):
+                paid = PaidHold(
+                    req.event_id, req.seq, key, result.booking_id, tracing.current_traceparent()
+                )
+                await self.confirm.submit(paid)
         except StorageError:
             # Durable already; reconciliation marks the seats sold in Redis.
             logger.exception(

@@ -19,9 +19,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
+import msgspec
 
 from engine.errors import StorageUnavailable
-from engine.holds import Holds
+from engine.holds import Holds, hold_id
+from plumbing import log_context, tracing
 from realtime import protocol as p
 from realtime.channel import EventChannel, budget_share
 from realtime.messages import outcome_message, queued_message
@@ -36,7 +38,7 @@ from waitroom.eta import (
     position,
 )
 from waitroom.line import WaitingLine
-from waitroom.records import EventState, Outcome, Prompted
+from waitroom.records import Confirmed, EventState, Outcome, Prompted
 
 __all__ = ["EventChannel", "Hub"]
 
@@ -137,11 +139,37 @@ class Hub:
         session = ch.sessions.get(outcome.seq)
         if session is None:
             return
-        message = await self.outcome_message(ch.event_id, outcome)
+        if tracing.ENABLED and isinstance(outcome, Prompted | Confirmed) and outcome.traceparent:
+            message = await self._traced_message(ch.event_id, outcome)
+        else:
+            message = await self.outcome_message(ch.event_id, outcome)
         session.waiting = False
         ch.ranked_stale = True
         session.send(p.encode(message))
         MESSAGES_SENT.labels(message.__struct_config__.tag).inc()
+
+    async def _traced_message(
+        self, event_id: str, outcome: Prompted | Confirmed
+    ) -> p.ServerMessage:
+        """The outcome's message, made in a span of the booking's trace; a prompt carries
+        that span's ``traceparent`` on to the client's payment."""
+        kind = "prompt" if isinstance(outcome, Prompted) else "confirmed"
+        hold = hold_id(event_id, outcome.seq)
+        attributes: tracing.Attributes = {
+            "booking.event": event_id,
+            "booking.ticket": outcome.seq,
+            "booking.hold": hold,
+        }
+        booking = outcome.booking_id if isinstance(outcome, Confirmed) else None
+        with (
+            log_context.bound(event=event_id, ticket=outcome.seq, hold=hold, booking=booking),
+            tracing.span(f"{kind} delivered", outcome.traceparent, attributes=attributes) as span,
+        ):
+            message = await self.outcome_message(event_id, outcome)
+            if isinstance(message, p.Prompt):
+                message = msgspec.structs.replace(message, traceparent=span.traceparent)
+            logger.debug("%s delivered", kind)
+        return message
 
     def _sold_out_after(self, ch: EventChannel, after: int) -> None:
         frame = p.encode(p.SoldOut())

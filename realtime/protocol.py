@@ -129,6 +129,9 @@ class Prompt(_Message, frozen=True):
     amount_cents: int
     expires_at: str
     expires_ms: int
+    #: When the server traces: the W3C ``traceparent`` to send as the payment's
+    #: ``traceparent`` header, so the payment joins this booking's trace.
+    traceparent: str | None = None
 
 
 class Confirmed(_Message, frozen=True):

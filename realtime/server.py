@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from engine.catalog import EventCatalog
 from engine.errors import NotFound, StorageError, StorageUnavailable
+from plumbing import tracing
 from plumbing.clock import Clock
 from realtime import protocol as p
 from realtime.hub import EventChannel, Hub
@@ -121,14 +122,16 @@ class WaitroomHandler:
                 continue
             try:
                 if isinstance(message, p.Join):
-                    await self._join(event_id, message, session, _peer_ip(ws))
+                    await self._join(event_id, message, session, _peer_ip(ws), ws)
                 else:
                     await self._resume(event_id, message, session)
             except StorageError:
                 logger.exception("waitroom: storage failed")
                 _refuse(session, "unavailable", "try again in a moment")
 
-    async def _join(self, event_id: str, msg: p.Join, session: ClientSession, ip: str) -> None:
+    async def _join(
+        self, event_id: str, msg: p.Join, session: ClientSession, ip: str, ws: Any
+    ) -> None:
         spec = await self._catalog.get(event_id)
         if msg.quantity > spec.max_per_order:
             _refuse(session, "invalid_quantity", f"at most {spec.max_per_order} seats per order")
@@ -137,9 +140,27 @@ class WaitroomHandler:
             _refuse(session, "invalid_section", f"no section {msg.section!r}")
             return
         ch = await self._hub.channel(event_id)
-        result = await self._line.join(
-            event_id, msg.client_id, msg.quantity, msg.section or "", ip=ip
-        )
+        if tracing.ENABLED:
+            parent = _traceparent(ws)
+            attributes: tracing.Attributes = {
+                "booking.event": event_id,
+                "booking.quantity": msg.quantity,
+            }
+            with tracing.span("join", parent, attributes=attributes) as span:
+                result = await self._line.join(
+                    event_id,
+                    msg.client_id,
+                    msg.quantity,
+                    msg.section or "",
+                    ip=ip,
+                    traceparent=span.traceparent,
+                )
+                span.set("booking.ticket", result.seq)
+                span.set("booking.join_status", result.status)
+        else:
+            result = await self._line.join(
+                event_id, msg.client_id, msg.quantity, msg.section or "", ip=ip
+            )
         if result.status == RATE_LIMITED:
             _refuse(session, "rate_limited", "too many joins; wait a moment and try again")
             return
@@ -217,6 +238,13 @@ def _is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_is_disconnect(e) for e in exc.exceptions)
     return False
+
+
+def _traceparent(ws: Any) -> str:
+    """The ``traceparent`` header of the connection's handshake ("" when none)."""
+    request = getattr(ws, "request", None)
+    value = request.headers.get("traceparent") if request is not None else None
+    return value if isinstance(value, str) and len(value) <= 128 else ""
 
 
 def _peer_ip(ws: Any) -> str:

@@ -89,6 +89,8 @@ class AdmitSummary(msgspec.Struct, frozen=True):
     notify_id: str = "0-0"
     next_ms: int = 0  # with reason "rate": when the next admission is allowed (ms)
     left: int = 0  # clients skipped because they left (gone longer than the grace)
+    #: (seq, traceparent) of each traced join admitted by this call (tracing on only).
+    traces: list[tuple[int, str]] = []
 
 
 class AdmissionCaps(msgspec.Struct, frozen=True):
@@ -258,6 +260,8 @@ class Prompted(msgspec.Struct, frozen=True, tag="prompt"):
     seats: list[int]
     amount_cents: int
     expires_ms: int
+    #: The traced join's W3C traceparent ("" when not traced).
+    traceparent: str = ""
 
 
 class SoldOut(msgspec.Struct, frozen=True, tag="sold_out"):
@@ -277,6 +281,8 @@ class Confirmed(msgspec.Struct, frozen=True, tag="confirmed"):
 
     seq: int
     booking_id: str
+    #: The traced payment's W3C traceparent ("" when not traced).
+    traceparent: str = ""
 
 
 class Left(msgspec.Struct, frozen=True, tag="left"):

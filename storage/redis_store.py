@@ -65,6 +65,8 @@ class JoinRequest:
     client_id: str
     quantity: int
     section: str
+    #: The join's span, to carry through the line ("" when not traced).
+    traceparent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ class PaidHold:
     seq: int
     key: str
     booking_id: str
+    #: The payment's span, for the confirmation's delivery ("" when not traced).
+    traceparent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +155,15 @@ def _shuffle_seeds() -> list[int]:
 def _outcome(item: list[Any]) -> Outcome:
     seq, kind = int(item[0]), item[1]
     if kind == "prompt":
-        return Prompted(seq, item[2], [int(p) for p in item[3]], int(item[4]), int(item[5]))
+        seats = [int(p) for p in item[3]]
+        traceparent = str(item[6]) if len(item) > 6 else ""
+        return Prompted(seq, item[2], seats, int(item[4]), int(item[5]), traceparent)
     if kind == "sold_out":
         return SoldOut(seq)
     if kind == "expired":
         return Expired(seq)
     if kind == "confirmed":
-        return Confirmed(seq, str(item[2]))
+        return Confirmed(seq, str(item[2]), str(item[3]) if len(item) > 3 else "")
     if kind == "left":
         return Left(seq)
     raise StorageError(f"unknown notify item kind {kind!r}")
@@ -449,7 +455,7 @@ class RedisStore:
             now,
             _shuffle_seeds,
             requests,
-            lambda r: [r.client_id, r.quantity, r.section],
+            lambda r: [r.client_id, r.quantity, r.section, r.traceparent],
             _join_decoder,
         )
 
@@ -512,7 +518,12 @@ class RedisStore:
     async def confirm_paid(self, paid: Sequence[PaidHold], now: int) -> list[str]:
         """Mark paid holds sold and tell their clients."""
         return await self._scripts.per_event(
-            "confirm_paid", now, [], paid, lambda p: [p.seq, p.key, p.booking_id], _strings_decoder
+            "confirm_paid",
+            now,
+            [],
+            paid,
+            lambda p: [p.seq, p.key, p.booking_id, p.traceparent],
+            _strings_decoder,
         )
 
     async def reconcile_bookings(self, booked: Sequence[BookedSeats], now: int) -> list[str]:

@@ -228,6 +228,13 @@ def test_drivers_only_in_storage() -> None:
     check(tuple(p for p in PACKAGES if p != "storage"), forbidden=DRIVERS, exempt=baselines)
 
 
+def test_opentelemetry_only_in_the_tracing_seam() -> None:
+    """Only plumbing/tracing.py imports OpenTelemetry: off, no other module can load it."""
+    check(
+        PACKAGES, forbidden=("opentelemetry",), exempt={"plumbing/tracing.py": ("opentelemetry",)}
+    )
+
+
 def test_checker_reports_violations(tmp_path: Path) -> None:
     """The checker catches cycles and nested, relative and TYPE_CHECKING imports in a fake tree."""
     for rel, text in {

@@ -70,13 +70,22 @@ class WaitingLine:
         return [next(joined) if ok else JoinResult(0, RATE_LIMITED) for ok in allowed]
 
     async def join(
-        self, event_id: str, client_id: str, quantity: int, section: str, *, ip: str = ""
+        self,
+        event_id: str,
+        client_id: str,
+        quantity: int,
+        section: str,
+        *,
+        ip: str = "",
+        traceparent: str = "",
     ) -> JoinResult:
         """A place in line for ``client_id`` (the same place again if it has one).
 
         ``status`` is ``rate_limited`` (seq 0) when the client id or ``ip`` joined too often.
+        ``traceparent`` (a traced join's span) travels with the ticket to its admission.
         """
-        return await self.joins.submit((JoinRequest(event_id, client_id, quantity, section), ip))
+        request = JoinRequest(event_id, client_id, quantity, section, traceparent)
+        return await self.joins.submit((request, ip))
 
     async def _presence_batch(self, marks: list[Presence]) -> list[str]:
         return await self._redis.mark_presence(marks, self._clock.now_ms())

@@ -208,20 +208,30 @@ class BookingClient:
     # -- holds and bookings --------------------------------------------------------------
 
     async def pay(
-        self, hold_id: str, hold_token: str, card_token: str, idempotency_key: str
+        self,
+        hold_id: str,
+        hold_token: str,
+        card_token: str,
+        idempotency_key: str,
+        *,
+        traceparent: str | None = None,
     ) -> BookingView:
         """``POST /v1/holds/{id}/payment``: pay a hold with the token of its prompt.
 
         The booking is durable when this returns. Paying again with the same
         ``idempotency_key`` answers the same booking; a declined card raises
-        ``ApiError`` 402 and the hold stays payable.
+        ``ApiError`` 402 and the hold stays payable. ``traceparent``: the prompt's, when
+        the server traces (the payment joins the booking's trace).
         """
+        headers = {"Authorization": f"Bearer {hold_token}", "Idempotency-Key": idempotency_key}
+        if traceparent:
+            headers["traceparent"] = traceparent
         return await self._call(
             "POST",
             f"/v1/holds/{_segment(hold_id)}/payment",
             BookingView,
             body=PaymentBody(card_token),
-            headers={"Authorization": f"Bearer {hold_token}", "Idempotency-Key": idempotency_key},
+            headers=headers,
             retry=True,
         )
 

@@ -9,7 +9,8 @@
 --                    held:<S>, sold:<S>, admitted, expired, confirmed, sold_out, left,
 --                    tb_mt / tb_ms (admission token bucket: milli-tokens, last refill ms)
 --   KEYS[3] queue    stream: one entry per place in line, id "<place>-0", fields
---                    c (client id) and, for shuffled pre-queue tickets, t (ticket seq)
+--                    c (client id), for shuffled pre-queue tickets t (ticket seq),
+--                    and for a traced join tp (its W3C traceparent)
 --   KEYS[4] tickets  hash: seq -> JSON ticket record (see below)
 --   KEYS[5] clients  hash: client id -> seq
 --   KEYS[6] expiry   zset: seq of each open hold, score = release time (ms)
@@ -27,7 +28,8 @@
 -- hs (held section), seats (positions), amt (cents), exp (hold ends, ms),
 -- an (the hold's number: 1 for the event's first hold, then in the order made),
 -- pu (payment window ends, ms), k (idempotency key), bk (booking id),
--- rt (released by the expiry sweep, ms).
+-- rt (released by the expiry sweep, ms), tp (a traced join's traceparent, while
+-- the ticket waits in the pre-queue: the shuffle moves it to the line's entry).
 
 local K_META, K_STATS, K_QUEUE, K_TICKETS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_CLIENTS, K_EXPIRY, K_NOTIFY = KEYS[5], KEYS[6], KEYS[7]
@@ -240,8 +242,14 @@ local function open_line(now, seed1, seed2)
     local seq = order[place]
     local rec = get_ticket(seq)
     rec.pl = place
+    local tp = rec.tp
+    rec.tp = nil
     put_ticket(seq, rec)
-    redis.call('XADD', K_QUEUE, place .. '-0', 'c', rec.c, 't', seq)
+    if tp then
+      redis.call('XADD', K_QUEUE, place .. '-0', 'c', rec.c, 't', seq, 'tp', tp)
+    else
+      redis.call('XADD', K_QUEUE, place .. '-0', 'c', rec.c, 't', seq)
+    end
   end
   redis.call('HSET', K_META, 'opened', '1')
 end

@@ -22,7 +22,9 @@
 --                    this long ago (ticket field gone) is skipped as "left"; left
 --                    clients take no hold and count against no cap or budget
 -- Returns JSON {state, admitted, sold_out, skipped, serving, seq, active, free,
--- held, sold, reason, notify_id, next_ms, left}; notify_id is the newest notify entry
+-- held, sold, reason, notify_id, next_ms, left[, traces]}; traces, only when a
+-- traced join was admitted, lists [seq, traceparent] of each (the prompt's notify
+-- item carries the traceparent too, as its 7th element); notify_id is the newest notify entry
 -- (a worker that must wait blocks on entries after it: expiries and payments
 -- free room); reason says why the call stopped: "empty" (nobody waiting),
 -- "capped" (max_active holds open), "rate" (the admission rate is used up until
@@ -45,13 +47,18 @@ local function last_notify_id()
 end
 
 local next_ms, left = 0, 0
+local traces = {}
 
 local function summary(admitted, sold_out, skipped, reason)
-  return cjson.encode({state = state, admitted = admitted, sold_out = sold_out,
+  local out = {state = state, admitted = admitted, sold_out = sold_out,
     skipped = skipped, serving = stat('serving'), seq = stat('seq'),
     active = redis.call('ZCARD', K_EXPIRY), free = stat('free'), held = stat('held'),
     sold = stat('sold'), reason = reason, notify_id = last_notify_id(), next_ms = next_ms,
-    left = left})
+    left = left}
+  if #traces > 0 then
+    out.traces = traces
+  end
+  return cjson.encode(out)
 end
 
 if state ~= 'open' and state ~= 'sold_out' then
@@ -328,9 +335,14 @@ for _, entry in ipairs(entries) do
     break
   end
   local place = tonumber(string.match(entry[1], '^(%d+)'))
-  local seq = place
-  if entry[2][3] == 't' then
-    seq = tonumber(entry[2][4])
+  local seq, tp = place, nil
+  local fields = entry[2]
+  for f = 3, #fields, 2 do -- fields[1] is always c
+    if fields[f] == 't' then
+      seq = tonumber(fields[f + 1])
+    elseif fields[f] == 'tp' then
+      tp = fields[f + 1]
+    end
   end
   local rec = get_ticket(seq)
   if rec.st ~= 'queued' then
@@ -358,7 +370,12 @@ for _, entry in ipairs(entries) do
       put_ticket(seq, rec)
       redis.call('ZADD', K_EXPIRY, rec.exp, seq)
       admitted = admitted + 1
-      items[#items + 1] = {seq, 'prompt', section, seats, rec.amt, rec.exp}
+      if tp then
+        items[#items + 1] = {seq, 'prompt', section, seats, rec.amt, rec.exp, tp}
+        traces[#traces + 1] = {seq, tp}
+      else
+        items[#items + 1] = {seq, 'prompt', section, seats, rec.amt, rec.exp}
+      end
     elseif may_come_back(rec.s, rec.q) then
       reason = 'waiting_for_seats'
       break

@@ -3,13 +3,14 @@
 --
 -- KEYS: the event layout of _prelude.lua.
 -- ARGV[1] now_ms  current time, ms since epoch (unused; kept for a uniform call)
--- ARGV[2..]       triples: ticket seq, idempotency key, booking id
+-- ARGV[2..]       quadruples: ticket seq, idempotency key, booking id, traceparent
+--                 ("" = not traced; else the confirmed item carries it, 4th)
 -- Returns JSON [r] in request order: "confirmed", or "conflict:<state>" when the
 -- hold was not being paid with that key (reconciliation must look at it).
 
 local out, items = {}, {}
-for a = 2, #ARGV, 3 do
-  local seq, key, booking = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+for a = 2, #ARGV, 4 do
+  local seq, key, booking, tp = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local rec = get_ticket(seq)
   if rec and rec.st == 'confirmed' and rec.bk == booking then
     out[#out + 1] = 'confirmed'
@@ -20,7 +21,11 @@ for a = 2, #ARGV, 3 do
     put_ticket(seq, rec)
     redis.call('ZREM', K_EXPIRY, seq)
     redis.call('HINCRBY', K_STATS, 'confirmed', 1)
-    items[#items + 1] = {tonumber(seq), 'confirmed', booking}
+    if tp == '' then
+      items[#items + 1] = {tonumber(seq), 'confirmed', booking}
+    else
+      items[#items + 1] = {tonumber(seq), 'confirmed', booking, tp}
+    end
     out[#out + 1] = 'confirmed'
   else
     out[#out + 1] = 'conflict:' .. ((rec and rec.st) or 'missing')

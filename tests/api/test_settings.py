@@ -1,5 +1,5 @@
 """Settings from the environment: the position frame budget, the start-up wait, the
-WebSocket URL told to clients, kept development secrets, the default data directory."""
+WebSocket URL told to clients, kept development secrets, the default data directory, logs, tracing."""
 
 from __future__ import annotations
 
@@ -94,3 +94,34 @@ def test_the_default_data_directory_does_not_depend_on_the_current_one(
     root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(tmp_path)
     assert Settings.from_env({}).data_dir == root / ".booking"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BOOKING_TRACING": "maybe"},
+        {"BOOKING_LOG_LEVEL": "chatty"},
+        {"BOOKING_LOG_FORMAT": "xml"},
+    ],
+)
+def test_unknown_logging_and_tracing_values_are_refused(env: dict[str, str]) -> None:
+    """A misspelt tracing switch, log level or log format is refused at start, not ignored."""
+    with pytest.raises(ValueError):
+        Settings.from_env(env)
+
+
+def test_log_level_is_read_from_the_environment() -> None:
+    """BOOKING_LOG_LEVEL sets the level (any case); unset is info."""
+    assert Settings.from_env({}).log_level == "info"
+    assert Settings.from_env({"BOOKING_LOG_LEVEL": "DEBUG"}).log_level == "DEBUG"
+
+
+def test_tracing_follows_the_collector_endpoint() -> None:
+    """Tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (or BOOKING_TRACING=on);
+    BOOKING_TRACING=off wins over an endpoint."""
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert not Settings.from_env({}).tracing_enabled
+    assert Settings.from_env(endpoint).tracing_enabled
+    assert Settings.from_env(endpoint).otlp_endpoint == "http://collector:4318"
+    assert not Settings.from_env({**endpoint, "BOOKING_TRACING": "off"}).tracing_enabled
+    assert Settings.from_env({"BOOKING_TRACING": "on"}).tracing_enabled

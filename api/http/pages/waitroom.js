@@ -331,13 +331,16 @@ async function payNow() {
   if (!prompt) return;
   $("pay").disabled = true;
   $("pay-status").textContent = "Paying…";
+  const headers = {
+    "Content-Type": "application/json",
+    Authorization: `Bearer ${prompt.hold_token}`,
+    "Idempotency-Key": `${prompt.hold_id}:${$("card").value}`,
+  };
+  // A traced server hands the prompt's trace on: the payment joins the booking's trace.
+  if (prompt.traceparent) headers.traceparent = prompt.traceparent;
   const resp = await fetch(`/v1/holds/${encodeURIComponent(prompt.hold_id)}/payment`, {
     method: "POST",
-    headers: {
-      "Content-Type": "application/json",
-      Authorization: `Bearer ${prompt.hold_token}`,
-      "Idempotency-Key": `${prompt.hold_id}:${$("card").value}`,
-    },
+    headers,
     body: JSON.stringify({ card_token: $("card").value }),
   });
   if (resp.ok) {
