@@ -13,6 +13,7 @@ import anyio
 import asyncpg
 import httpx
 
+from api.client import Outcome, WaitingRoom
 from api.client.ws import WsConnection, connect_ws
 from api.wiring import Services
 from realtime import protocol as p
@@ -172,6 +173,49 @@ async def join(
     """Join the line and return the ``queued`` answer."""
     await send(ws, p.Join(quantity=quantity, client_id=client_id, section=section))
     return await expect(ws, p.Queued)
+
+
+# -- the waiting room through the typed client: what a test asserts of each step ------------
+
+#: Longest wait for one step of the waiting room, s: generous, as a busy machine slows the
+#: system but never changes what it says.
+STEP_S = 20
+
+
+async def queued_in(
+    room: WaitingRoom, client_id: str, quantity: int = 1, section: str | None = None
+) -> p.Queued:
+    """Join the line: the answer must be a place (``queued``, not ``sold_out``)."""
+    with anyio.fail_after(STEP_S):
+        answer = await room.join(client_id, quantity, section)
+    assert isinstance(answer, p.Queued), answer
+    return answer
+
+
+async def prompted(room: WaitingRoom) -> p.Prompt:
+    """Wait for the prompt: it must come before the place ends."""
+    with anyio.fail_after(STEP_S):
+        async for _ in room.until_prompt():
+            pass
+    assert room.prompt is not None, f"no prompt: {await room.outcome()!r}"
+    return room.prompt
+
+
+async def outcome_of(room: WaitingRoom) -> Outcome:
+    """How the place ended (waited for at most one step)."""
+    with anyio.fail_after(STEP_S):
+        return await room.outcome()
+
+
+async def refused(room: WaitingRoom, message: p.ClientMessage, code: str) -> p.Error:
+    """Send ``message``: the next message (positions and heartbeats aside) must be an
+    ``error`` with ``code`` and a message."""
+    await room.send(message)
+    with anyio.fail_after(STEP_S):
+        while isinstance(answer := await room.receive(), p.Position | p.Heartbeat | p.Pong):
+            pass
+    assert isinstance(answer, p.Error) and answer.code == code and answer.message, answer
+    return answer
 
 
 # -- PostgreSQL, read directly ---------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import msgspec
 import pytest
@@ -13,18 +11,10 @@ from api.http.schemas import BookingView
 from api.wiring import Services
 from realtime import protocol as p
 from tests.api.helpers import event_body, new_key
-from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.anyio
 
 WAIT_S = 20  # generous: a busy machine slows the system, never changes what it says
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[BookingClient]:
-    """A client of the running system with the admin key."""
-    async with BookingClient(services.http_url, admin_key=ADMIN_KEY) as c:
-        yield c
 
 
 def _stored(booking: BookingView) -> BookingView:
