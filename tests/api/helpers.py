@@ -73,11 +73,6 @@ async def event_state(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
     return {k: view[k] for k in ("state", "queue_length", "active_holds", "sections")}
 
 
-def sections_by_id(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The availability entries of an event view keyed by section id."""
-    return {s["id"]: s for s in view["sections"]}
-
-
 def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
     """Assert an error answer: ``status``, JSON ``{"error", "message"}`` (and ``code``)."""
     assert resp.status_code == status, (resp.status_code, resp.text)
