@@ -131,11 +131,6 @@ async def ws_connect(url: str) -> AsyncIterator[WsConnection]:
         yield ws
 
 
-async def send(ws: WsConnection, message: p.ClientMessage) -> None:
-    """Send a client message as a text frame."""
-    await ws.send(p.encode(message).decode())
-
-
 async def recv(ws: WsConnection, wait_s: float = 10) -> p.ServerMessage:
     """The next server message (positions included)."""
     with anyio.fail_after(wait_s):
@@ -166,7 +161,9 @@ async def join(
     ws: WsConnection, client_id: str, quantity: int = 1, section: str | None = None
 ) -> p.Queued:
     """Join the line and return the ``queued`` answer."""
-    await send(ws, p.Join(quantity=quantity, client_id=client_id, section=section))
+    await ws.send(
+        p.encode(p.Join(quantity=quantity, client_id=client_id, section=section)).decode()
+    )
     return await expect(ws, p.Queued)
 
 
@@ -187,18 +184,18 @@ async def queued_in(
     return answer
 
 
-async def prompted(room: WaitingRoom) -> p.Prompt:
-    """Wait for the prompt: it must come before the place ends."""
-    with anyio.fail_after(STEP_S):
+async def prompted(room: WaitingRoom, wait_s: float = STEP_S) -> p.Prompt:
+    """Wait for the prompt (at most ``wait_s``): it must come before the place ends."""
+    with anyio.fail_after(wait_s):
         async for _ in room.until_prompt():
             pass
     assert room.prompt is not None, f"no prompt: {await room.outcome()!r}"
     return room.prompt
 
 
-async def outcome_of(room: WaitingRoom) -> Outcome:
-    """How the place ended (waited for at most one step)."""
-    with anyio.fail_after(STEP_S):
+async def outcome_of(room: WaitingRoom, wait_s: float = STEP_S) -> Outcome:
+    """How the place ended (waited for at most ``wait_s``)."""
+    with anyio.fail_after(wait_s):
         return await room.outcome()
 
 
