@@ -135,7 +135,8 @@ async def recv(ws: WsConnection, wait_s: float = 10) -> p.ServerMessage:
     """The next server message (positions included)."""
     with anyio.fail_after(wait_s):
         raw = await ws.recv()
-    return p.server_decoder.decode(raw)
+    message: p.ServerMessage = p.server_decoder.decode(raw)
+    return message
 
 
 async def expect(ws: WsConnection, kind: type[M], wait_s: float = 10) -> M:

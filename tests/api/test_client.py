@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 import anyio
 import msgspec
 import pytest
@@ -98,6 +100,27 @@ async def test_positions_on_the_way_and_a_resumed_place(client: BookingClient) -
                 assert third.prompt is not None
                 assert third.prompt.hold_id == f"{created.id}.{queued.ticket}"
             assert isinstance(await second.outcome(), p.Confirmed)
+
+
+async def test_waiting_can_stop_at_an_update_and_go_on_later(client: BookingClient) -> None:
+    """A buyer that stops at its first position update (closing the stream of updates) and
+    waits again later is still prompted once the seats ahead of it are paid for."""
+    created = await client.create_event(event_body(max_active_holds=1))
+    url = created.waitroom_url
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(url) as first, WaitingRoom.connect(url) as second:
+            assert isinstance(await first.join("buyer-1"), p.Queued)
+            assert [u async for u in first.until_prompt()] == []
+            assert isinstance(await second.join("buyer-2"), p.Queued)
+            async with aclosing(second.until_prompt()) as updates:
+                update = await anext(updates)
+            assert update.position == 1 and second.prompt is None
+            assert first.prompt is not None
+            await client.pay(first.prompt.hold_id, first.prompt.hold_token, "tok_visa", new_key())
+            later = [u.position async for u in second.until_prompt()]
+            assert all(position <= 1 for position in later), later
+            assert second.prompt is not None
+            assert second.prompt.hold_id == f"{created.id}.2"
 
 
 async def test_an_unauthorised_call_is_a_401(services: Services, client: BookingClient) -> None:
