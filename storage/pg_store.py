@@ -22,10 +22,13 @@ from storage.metrics import BATCH_SIZE, ROUND_TRIPS
 from storage.pg_records import (
     BookingConflict,
     BookingRow,
+    CancellationRow,
     CommitResult,
     EventRow,
     LiveBooking,
     NewBooking,
+    NewCancellation,
+    ReturnedSeatRow,
     SeatRow,
     TicketRow,
 )
@@ -49,7 +52,7 @@ T = TypeVar("T")
 #: The columns of an ``EventRow``.
 _EVENT_COLUMNS = (
     "id, name, opens_at, max_per_order, hold_seconds, max_active_holds, "
-    "sections::text AS sections, currency"
+    "sections::text AS sections, currency, buyer_refunds, refund_until"
 )
 _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 
@@ -120,6 +123,39 @@ WHERE NOT EXISTS (
       AND l.payload->>'booking_id' = c.booking_id
 )
 RETURNING id
+"""
+
+_CANCELLATION_COLUMNS = (
+    "id, booking_id, event_id, idempotency_key, whole, codes, amount_cents, charge_ref, "
+    "by_admin, status, refund_ref, booking_status, attempts, created_at, done_at"
+)
+
+_BOOKING_TICKET_PRICES = """
+SELECT t.code, t.live, s.price_cents
+FROM tickets t JOIN seats s
+  ON s.event_id = t.event_id AND s.section = t.section AND s.position = t.position
+WHERE t.booking_id = $1
+"""
+
+_CANCEL_BOOKING_IF_EMPTY = """
+UPDATE bookings SET status = 'cancelled', cancelled_at = now()
+WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM tickets WHERE booking_id = $1 AND live)
+RETURNING status
+"""
+
+_RETURNED_SEATS = """
+SELECT c.event_id, c.booking_id, b.ticket_seq, t.section,
+       array_agg(t.position ORDER BY t.position) AS positions
+FROM cancellations c
+JOIN bookings b ON b.id = c.booking_id
+JOIN tickets t ON t.booking_id = c.booking_id AND t.code = ANY(c.codes)
+WHERE c.status = 'done'
+  AND ($1::text[] IS NULL OR c.event_id = ANY($1::text[]))
+  AND ($2::text[] IS NULL OR c.id = ANY($2::text[]))
+  AND ($3::timestamptz IS NULL OR c.done_at >= $3)
+  AND ($4::timestamptz IS NULL OR c.done_at < $4)
+GROUP BY c.id, c.event_id, c.booking_id, b.ticket_seq, t.section
+ORDER BY c.event_id, b.ticket_seq
 """
 
 
@@ -212,8 +248,8 @@ class PgStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO events (id, name, opens_at, max_per_order, hold_seconds, "
-                    "max_active_holds, sections, currency) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
+                    "max_active_holds, sections, currency, buyer_refunds, refund_until) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)",
                     event.id,
                     event.name,
                     event.opens_at,
@@ -222,6 +258,8 @@ class PgStore:
                     event.max_active_holds,
                     event.sections,
                     event.currency,
+                    event.buyer_refunds,
+                    event.refund_until,
                 )
                 await conn.copy_records_to_table(
                     "seats",
@@ -385,6 +423,257 @@ class PgStore:
             return await self._pool.fetchval("SELECT 1")
 
         await self._call("ping", ping)
+
+    # -- cancellations ------------------------------------------------------------------
+
+    async def begin_cancellation(self, new: NewCancellation) -> CancellationRow | str:
+        """Record a cancellation as pending, before any money moves; or find the one already
+        recorded under the same booking and idempotency key.
+
+        One transaction, with the booking's row locked, so two cancellations of the same
+        tickets cannot both be recorded. A refusal is returned as its reason (nothing is
+        written): ``missing`` (no booking), ``cancelled`` (no live ticket left),
+        ``not_in_booking:<code>``, ``not_live:<code>`` (cancelled already) or
+        ``pending:<code>`` (another cancellation of it is under way).
+        """
+
+        async def begin() -> CancellationRow | str:
+            async with self._pool.acquire() as conn, conn.transaction():
+                booking = await conn.fetchrow(
+                    "SELECT id, event_id, status FROM bookings WHERE id = $1 FOR UPDATE",
+                    new.booking_id,
+                )
+                if booking is None:
+                    return "missing"
+                existing = await conn.fetchrow(
+                    f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations "
+                    "WHERE booking_id = $1 AND idempotency_key = $2",
+                    new.booking_id,
+                    new.idempotency_key,
+                )
+                if existing is not None:
+                    return CancellationRow(**dict(existing))
+                tickets = {
+                    r["code"]: (r["live"], r["price_cents"])
+                    for r in await conn.fetch(_BOOKING_TICKET_PRICES, new.booking_id)
+                }
+                pending = set(
+                    await conn.fetchval(
+                        "SELECT coalesce(array_agg(code), '{}') FROM cancellations, "
+                        "unnest(codes) AS code WHERE booking_id = $1 AND status = 'pending'",
+                        new.booking_id,
+                    )
+                )
+                if new.codes is None:
+                    codes = sorted(c for c, (live, _) in tickets.items() if live)
+                    if not codes:
+                        return "cancelled"
+                else:
+                    codes = new.codes
+                    for code in codes:
+                        if code not in tickets:
+                            return f"not_in_booking:{code}"
+                        if not tickets[code][0]:
+                            return f"not_live:{code}"
+                for code in codes:
+                    if code in pending:
+                        return f"pending:{code}"
+                charge_ref = await conn.fetchval(
+                    "SELECT gateway_ref FROM payments WHERE booking_id = $1", new.booking_id
+                )
+                amount = sum(tickets[c][1] for c in codes)
+                row = await conn.fetchrow(
+                    "INSERT INTO cancellations (id, booking_id, event_id, idempotency_key, "
+                    "whole, codes, amount_cents, charge_ref, by_admin, next_attempt_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + interval '5 seconds') "
+                    f"RETURNING {_CANCELLATION_COLUMNS}",
+                    new.id,
+                    new.booking_id,
+                    booking["event_id"],
+                    new.idempotency_key,
+                    new.codes is None,
+                    codes,
+                    amount,
+                    charge_ref or "",
+                    new.by_admin,
+                )
+                await conn.execute(
+                    "INSERT INTO event_log (event_id, kind, payload) VALUES ($1, "
+                    "'cancellation_requested', jsonb_build_object('cancellation_id', $2::text, "
+                    "'booking_id', $3::text, 'codes', $4::text[], 'amount_cents', $5::int, "
+                    "'by_admin', $6::boolean))",
+                    booking["event_id"],
+                    new.id,
+                    new.booking_id,
+                    codes,
+                    amount,
+                    new.by_admin,
+                )
+                return CancellationRow(**dict(row))
+
+        return await self._call("begin_cancellation", begin)
+
+    async def finish_cancellation(
+        self, cancellation_id: str, refund_ref: str
+    ) -> tuple[CancellationRow, list[ReturnedSeatRow]]:
+        """A refunded cancellation, done in one transaction: its tickets no longer live, the
+        booking cancelled when none is left, the cancellation done, an event_log row.
+        Finishing one that is no longer pending changes nothing. With the row, the seats
+        it returns (read in the same transaction: nothing is left to read afterwards)."""
+
+        async def finish() -> Any:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE cancellations SET status = 'done', refund_ref = $2, done_at = now() "
+                    "WHERE id = $1 AND status = 'pending' RETURNING booking_id, event_id, codes, "
+                    "amount_cents",
+                    cancellation_id,
+                    refund_ref,
+                )
+                if row is not None:
+                    await conn.execute(
+                        "UPDATE tickets SET live = false WHERE booking_id = $1 AND code = ANY($2)",
+                        row["booking_id"],
+                        row["codes"],
+                    )
+                    status = (
+                        await conn.fetchval(_CANCEL_BOOKING_IF_EMPTY, row["booking_id"])
+                        or "confirmed"  # live tickets are left
+                    )
+                    await conn.execute(
+                        "UPDATE cancellations SET booking_status = $2 WHERE id = $1",
+                        cancellation_id,
+                        status,
+                    )
+                    await conn.execute(
+                        "INSERT INTO event_log (event_id, kind, payload) VALUES ($1, "
+                        "'booking_cancelled', jsonb_build_object('cancellation_id', $2::text, "
+                        "'booking_id', $3::text, 'codes', $4::text[], 'amount_cents', $5::int, "
+                        "'refund_ref', $6::text, 'booking_status', $7::text))",
+                        row["event_id"],
+                        cancellation_id,
+                        row["booking_id"],
+                        row["codes"],
+                        row["amount_cents"],
+                        refund_ref,
+                        status,
+                    )
+                done = await conn.fetchrow(
+                    f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1",
+                    cancellation_id,
+                )
+                seats = await conn.fetch(_RETURNED_SEATS, None, [cancellation_id], None, None)
+                return done, seats
+
+        done, seats = await self._call("finish_cancellation", finish)
+        return CancellationRow(**dict(done)), [ReturnedSeatRow(**dict(r)) for r in seats]
+
+    async def refuse_cancellation(self, cancellation_id: str, reason: str) -> CancellationRow:
+        """The gateway refused the refund for good: the cancellation ends refused (its
+        tickets stay live), logged in event_log."""
+
+        async def refuse() -> Any:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE cancellations SET status = 'refused', last_error = $2, "
+                    "done_at = now() WHERE id = $1 AND status = 'pending' "
+                    "RETURNING booking_id, event_id",
+                    cancellation_id,
+                    reason,
+                )
+                if row is not None:
+                    await conn.execute(
+                        "INSERT INTO event_log (event_id, kind, payload) VALUES ($1, "
+                        "'refund_refused', jsonb_build_object('cancellation_id', $2::text, "
+                        "'booking_id', $3::text, 'reason', $4::text))",
+                        row["event_id"],
+                        cancellation_id,
+                        row["booking_id"],
+                        reason,
+                    )
+                return await conn.fetchrow(
+                    f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1",
+                    cancellation_id,
+                )
+
+        return CancellationRow(**dict(await self._call("refuse_cancellation", refuse)))
+
+    async def postpone_cancellation(self, cancellation_id: str, error: str, wait_s: float) -> None:
+        """A refund attempt failed (gateway unreachable): count it, try again in ``wait_s``."""
+
+        async def postpone() -> Any:
+            return await self._pool.execute(
+                "UPDATE cancellations SET attempts = attempts + 1, last_error = $2, "
+                "next_attempt_at = now() + make_interval(secs => $3) "
+                "WHERE id = $1 AND status = 'pending'",
+                cancellation_id,
+                error,
+                wait_s,
+            )
+
+        await self._call("postpone_cancellation", postpone)
+
+    async def due_cancellations(self, limit: int) -> list[CancellationRow]:
+        """Pending cancellations whose next attempt is due, the longest waiting first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations "
+                "WHERE status = 'pending' AND next_attempt_at <= now() "
+                "ORDER BY next_attempt_at LIMIT $1",
+                limit,
+            )
+
+        return [CancellationRow(**dict(r)) for r in await self._call("due_cancellations", fetch)]
+
+    async def cancellation_for_key(
+        self, booking_id: str, idempotency_key: str
+    ) -> CancellationRow | None:
+        """The cancellation recorded for a booking under an idempotency key, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(
+                f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations "
+                "WHERE booking_id = $1 AND idempotency_key = $2",
+                booking_id,
+                idempotency_key,
+            )
+
+        row = await self._call("cancellation_for_key", fetch)
+        return None if row is None else CancellationRow(**dict(row))
+
+    async def cancellation(self, cancellation_id: str) -> CancellationRow | None:
+        """One cancellation, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(
+                f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1",
+                cancellation_id,
+            )
+
+        row = await self._call("cancellation", fetch)
+        return None if row is None else CancellationRow(**dict(row))
+
+    async def returned_seats(
+        self,
+        event_ids: Sequence[str] | None = None,
+        cancellation_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[ReturnedSeatRow]:
+        """Seats of done cancellations (of these events, or these cancellations; done in
+        [``since``, ``until``)), per booking and section, for Redis to free."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                _RETURNED_SEATS,
+                None if event_ids is None else list(event_ids),
+                None if cancellation_ids is None else list(cancellation_ids),
+                since,
+                until,
+            )
+
+        return [ReturnedSeatRow(**dict(r)) for r in await self._call("returned_seats", fetch)]
 
 
 @asynccontextmanager
