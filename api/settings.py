@@ -162,6 +162,11 @@ class Settings:
     #: How far back the periodic passes look, seconds (the pass at start reads every
     #: booking). A booking reaches Redis seconds after PostgreSQL, so minutes are ample.
     reconcile_window_s: float = 600.0
+    #: Longest wait between a worker's attempts at a refund the gateway could not make
+    #: (attempts back off from 0.5 s, doubling), seconds.
+    refund_retry_max_s: float = 60.0
+    #: How often a worker looks for pending cancellations whose next attempt is due, seconds.
+    cancellation_interval_s: float = 1.0
     #: How long a waiting client may be disconnected and keep its place, seconds.
     abandon_grace_s: float = 60.0
     #: Interval of the waiting room's heartbeat message, seconds. Every quiet client gets

@@ -21,6 +21,7 @@ from api.http.observe import Observed
 from api.http.server import serve_http
 from api.settings import Settings
 from engine.admission import AdmissionPolicy
+from engine.cancellation import run_cancellations
 from engine.health import run_store_probe
 from engine.interface import Engine, open_engine
 from engine.payments import PaymentGateway, SandboxGateway
@@ -132,6 +133,7 @@ async def open_services(
             gateway or SandboxGateway(),
             payment_window_s=settings.payment_window_s,
             gateway_timeout_s=settings.gateway_timeout_s,
+            refund_retry_max_s=settings.refund_retry_max_s,
         ) as engine,
         anyio.create_task_group() as tg,
     ):
@@ -166,6 +168,14 @@ async def open_services(
                 )
             )
             await tg.start(partial(run_worker, redis, clock, policy))
+            await tg.start(
+                partial(
+                    run_cancellations,
+                    engine.cancellations,
+                    pg,
+                    interval_s=settings.cancellation_interval_s,
+                )
+            )
         http_state = HttpState(
             engine=engine,
             admin_key=settings.admin_key,

@@ -48,6 +48,8 @@ class EventCatalog:
                 max_active_holds=spec.max_active_holds,
                 sections=msgspec.json.encode(spec.sections).decode(),
                 currency=spec.currency,
+                buyer_refunds=spec.buyer_refunds,
+                refund_until=spec.refund_until,
             ),
             seats,
         )
@@ -93,6 +95,8 @@ class EventCatalog:
             hold_seconds=row.hold_seconds,
             max_active_holds=row.max_active_holds,
             currency=row.currency,
+            buyer_refunds=row.buyer_refunds,
+            refund_until=row.refund_until,
         )
         self._specs[row.id] = spec
         return spec

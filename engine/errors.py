@@ -3,7 +3,8 @@
 Exception tree::
 
     BookingError
-    ├── InvalidRequest       bad input (400/422)
+    ├── InvalidRequest       bad input (400)
+    │   └── Unprocessable    well-formed, but meaningless (422)
     ├── Unauthorized         missing or forged credentials (401)
     ├── Forbidden            valid credentials, not yours (403)
     ├── NotFound             no such event, hold or booking (404)
@@ -11,7 +12,13 @@ Exception tree::
     │   ├── InvalidState     an event's state forbids the change
     │   ├── HoldExpired
     │   ├── PaymentInProgress
-    │   └── AlreadyPaid
+    │   ├── AlreadyPaid
+    │   ├── AlreadyCancelled      no live ticket of the booking (or this one) is left
+    │   ├── TicketNotInBooking
+    │   ├── CancellationInProgress
+    │   ├── RefundNotAllowed      the event's refund policy refuses the buyer
+    │   ├── RefundRefused         the gateway refused the refund for good
+    │   └── KeyReused             an idempotency key sent again with another request
     ├── PaymentDeclined      the gateway refused the card (402)
     ├── PaymentTimeout       the gateway did not answer in time (504)
     └── Unavailable          a backing service is down; retry later (503)
@@ -26,22 +33,29 @@ from __future__ import annotations
 from storage.errors import StorageError, StorageUnavailable
 
 __all__ = [
+    "AlreadyCancelled",
     "AlreadyPaid",
     "BookingError",
+    "CancellationInProgress",
     "Conflict",
     "Forbidden",
     "HoldExpired",
     "InvalidRequest",
     "InvalidState",
+    "KeyReused",
     "NotFound",
     "NotReady",
     "PaymentDeclined",
     "PaymentInProgress",
     "PaymentTimeout",
+    "RefundNotAllowed",
+    "RefundRefused",
     "StorageError",
     "StorageUnavailable",
+    "TicketNotInBooking",
     "Unauthorized",
     "Unavailable",
+    "Unprocessable",
 ]
 
 
@@ -59,6 +73,12 @@ class InvalidRequest(BookingError):
     """The request is malformed or out of range."""
 
     code = "invalid_request"
+
+
+class Unprocessable(InvalidRequest):
+    """The request is well-formed but asks for something meaningless (an empty list)."""
+
+    code = "unprocessable"
 
 
 class Unauthorized(BookingError):
@@ -111,6 +131,42 @@ class AlreadyPaid(Conflict):
     def __init__(self, message: str, booking_id: str | None) -> None:
         super().__init__(message)
         self.booking_id = booking_id  # the booking that paid it
+
+
+class AlreadyCancelled(Conflict):
+    """The booking, or a ticket asked for, was cancelled already."""
+
+    code = "already_cancelled"
+
+
+class TicketNotInBooking(Conflict):
+    """A ticket code asked for is not one of the booking's tickets."""
+
+    code = "ticket_not_in_booking"
+
+
+class CancellationInProgress(Conflict):
+    """Another cancellation of the same tickets is under way."""
+
+    code = "cancellation_in_progress"
+
+
+class RefundNotAllowed(Conflict):
+    """The event's refund policy does not let a buyer cancel (now)."""
+
+    code = "refund_not_allowed"
+
+
+class RefundRefused(Conflict):
+    """The payment provider refused the refund for good; the tickets stay live."""
+
+    code = "refund_refused"
+
+
+class KeyReused(Conflict):
+    """The idempotency key was used before for another request."""
+
+    code = "idempotency_key_reused"
 
 
 class PaymentDeclined(BookingError):

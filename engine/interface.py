@@ -10,6 +10,8 @@ one of each, built over the stores and started in the caller's task group by
 - ``holds``     hold ids, the offer a client sees, who may pay (``engine/holds.py``)
 - ``checkout``  paying for a hold (``engine/checkout.py``)
 - ``bookings``  what a paid hold became (``engine/bookings.py``)
+- ``cancellations``  cancelling bookings, refunds, seats back on sale
+                (``engine/cancellation.py``)
 
 The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
 """
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import anyio
 
 from engine.bookings import Bookings
+from engine.cancellation import Cancellations
 from engine.catalog import EventCatalog
 from engine.checkout import Checkout
 from engine.holds import Holds
@@ -45,6 +48,7 @@ class Engine:
     holds: Holds
     checkout: Checkout
     bookings: Bookings
+    cancellations: Cancellations
 
 
 @asynccontextmanager
@@ -57,6 +61,7 @@ async def open_engine(
     *,
     payment_window_s: float,
     gateway_timeout_s: float,
+    refund_retry_max_s: float = 60.0,
 ) -> AsyncIterator[Engine]:
     """The engine over these stores, its batchers running for the duration of the block."""
     catalog = EventCatalog(redis, pg)
@@ -77,6 +82,15 @@ async def open_engine(
         holds=Holds(catalog, signer, clock, payment_window_s=payment_window_s),
         checkout=checkout,
         bookings=bookings,
+        cancellations=Cancellations(
+            redis,
+            pg,
+            catalog,
+            gateway,
+            clock,
+            gateway_timeout_s=gateway_timeout_s,
+            retry_max_s=refund_retry_max_s,
+        ),
     )
     async with anyio.create_task_group() as tg:
         for batcher in (checkout.begin, checkout.commit, checkout.confirm):
