@@ -16,6 +16,8 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    CancelBody,
+    CancellationView,
     CreatedEvent,
     ErrorBody,
     EventList,
@@ -248,6 +250,28 @@ class BookingClient:
         headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else self._admin
         path = f"/v1/bookings/{_segment(booking_id)}"
         return await self._call("GET", path, BookingView, headers=headers, retry=True)
+
+    async def cancel(
+        self,
+        booking_id: str,
+        idempotency_key: str,
+        *,
+        tickets: list[str] | None = None,
+        hold_token: str | None = None,
+    ) -> CancellationView:
+        """``POST /v1/bookings/{id}/cancel``: cancel the booking (or the ``tickets`` named by
+        code) and refund them, as its holder (``hold_token``) or, without one, the admin.
+
+        ``status`` is ``refunded`` once done (the seats are back on sale) or ``pending``
+        while the refund is retried; the same ``idempotency_key`` again answers the same
+        cancellation. Refusals raise ``ApiError`` (409 ``already_cancelled``,
+        ``ticket_not_in_booking``, ``refund_not_allowed``, ...)."""
+        headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else dict(self._admin)
+        headers["Idempotency-Key"] = idempotency_key
+        path = f"/v1/bookings/{_segment(booking_id)}/cancel"
+        return await self._call(
+            "POST", path, CancellationView, body=CancelBody(tickets), headers=headers, retry=True
+        )
 
     # -- operations ----------------------------------------------------------------------
 

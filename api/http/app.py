@@ -34,6 +34,8 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    CancelBody,
+    CancellationView,
     CreatedEvent,
     EventList,
     EventSummary,
@@ -45,6 +47,7 @@ from api.http.schemas import (
     TicketView,
 )
 from engine.bookings import Booking
+from engine.cancellation import Cancellation, CancellationStatus
 from engine.checkout import PaymentRequest
 from engine.errors import (
     BookingError,
@@ -108,7 +111,7 @@ def _require_admin(request: Request) -> None:
         raise Unauthorized("admin key required")
 
 
-async def _body(request: Request, kind: type[T]) -> T:
+async def _body(request: Request, kind: type[T], empty: T | None = None) -> T:
     limit = _state(request).max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -119,6 +122,8 @@ async def _body(request: Request, kind: type[T]) -> T:
             raw += chunk
             if len(raw) > limit:
                 raise InvalidRequest(f"body larger than {limit} bytes")
+    if not raw and empty is not None:  # no body at all: the operation's default
+        return empty
     try:
         return msgspec.json.decode(raw, type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -133,8 +138,30 @@ def _booking_view(booking: Booking) -> BookingView:
         status=booking.status,
         amount_cents=booking.amount_cents,
         created_at=booking.created_at.isoformat(),
-        tickets=[TicketView(t.code, t.section, t.row, t.number) for t in booking.tickets],
+        tickets=[TicketView(t.code, t.section, t.row, t.number, t.live) for t in booking.tickets],
     )
+
+
+def _cancellation_view(cancellation: Cancellation) -> CancellationView:
+    completed = cancellation.completed_at
+    return CancellationView(
+        id=cancellation.id,
+        booking_id=cancellation.booking_id,
+        status=cancellation.status,
+        tickets=cancellation.tickets,
+        amount_cents=cancellation.amount_cents,
+        refund_reference=cancellation.refund_reference,
+        booking_status=cancellation.booking_status,
+        requested_at=cancellation.requested_at.astimezone(UTC).isoformat(),
+        completed_at=None if completed is None else completed.astimezone(UTC).isoformat(),
+    )
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("idempotency-key", "")
+    if not 1 <= len(key) <= 128 or not key.isprintable():
+        raise InvalidRequest("send an Idempotency-Key header (1-128 printable characters)")
+    return key
 
 
 def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
@@ -157,6 +184,10 @@ def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
         ],
         waitroom_url=waitroom_url,
         currency=spec.currency,
+        buyer_refunds=spec.buyer_refunds,
+        refund_until=None
+        if spec.refund_until is None
+        else spec.refund_until.astimezone(UTC).isoformat(),
     )
 
 
@@ -359,6 +390,32 @@ async def get_booking(request: Request) -> Response:
     return json_response(_booking_view(booking))
 
 
+@operation(
+    request=CancelBody,
+    answers={200: CancellationView, 202: CancellationView},
+    example={"tickets": ["<ticket code>"]},
+    errors=[400, 401, 403, 404, 409, 422, 503],
+    credentials="admin_or_hold",
+    headers={
+        "Idempotency-Key": "1-128 printable characters; a retry with the same key cancels "
+        "and refunds once, and answers the same"
+    },
+)
+async def cancel_booking(request: Request) -> Response:
+    """``POST /v1/bookings/{id}/cancel``: cancel the booking, or the tickets named, and refund
+    their prices; 200 once refunded (seats back on sale), 202 while the refund is retried."""
+    engine = _state(request).engine
+    booking = await engine.bookings.get(request.path_params["booking_id"])
+    admin = _is_admin(request)
+    if not admin:
+        engine.holds.authorize_reading(_bearer(request), booking.hold_id)
+    key = _idempotency_key(request)
+    body = await _body(request, CancelBody, CancelBody())
+    cancellation = await engine.cancellations.cancel(booking, key, body.tickets, by_admin=admin)
+    status = 202 if cancellation.status is CancellationStatus.PENDING else 200
+    return json_response(_cancellation_view(cancellation), status=status)
+
+
 @operation(answers={200: TEXT})
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: the process is alive."""
@@ -422,6 +479,7 @@ ROUTES = [
     Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
     Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
+    Route("/v1/bookings/{booking_id}/cancel", cancel_booking, methods=["POST"]),
     Route("/v1/waitroom/schema.json", waitroom_schema_json, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),

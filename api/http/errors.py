@@ -17,12 +17,14 @@ from engine.errors import (
     PaymentTimeout,
     Unauthorized,
     Unavailable,
+    Unprocessable,
 )
 
 __all__ = ["STATUS", "error_response", "handle_booking_error"]
 
-#: HTTP status of each error class (the most specific class listed wins).
+#: HTTP status of each error class (the first class listed that matches wins: subclasses first).
 STATUS: dict[type[BookingError], int] = {
+    Unprocessable: 422,
     InvalidRequest: 400,
     Unauthorized: 401,
     PaymentDeclined: 402,

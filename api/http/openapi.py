@@ -45,6 +45,7 @@ _ERRORS = {
     403: "the credentials are for another hold or booking",
     404: "no such event, hold, booking or page",
     409: "the state does not allow it",
+    422: "the body is well-formed but asks for something meaningless",
     503: "Redis or PostgreSQL is unreachable; retry after Retry-After seconds",
     504: "the payment provider did not answer; nothing was charged",
 }

@@ -1,11 +1,11 @@
 """Hypothesis-generated bad input for every REST route and WS message type, sent concurrently.
 
-Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody, Join,
-Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
+Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody, CancelBody,
+Join, Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
 value replaced by an arbitrary JSON value, an unknown field added, or the whole body
 replaced. Inputs the schema would still accept are filtered out, so every answer must
 be a 4xx ``{"error", "message"}`` (REST) or an ``error`` message (WS), with no state
-change and the server still answering. Together the tests send 10,000 inputs.
+change and the server still answering. Together the tests send 11,000 inputs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from api.http.schemas import PaymentBody
+from api.http.schemas import CancelBody, PaymentBody
 from api.wiring import Services
 from engine.errors import BookingError
 from engine.events import EventSpec, validate_event
@@ -49,9 +49,10 @@ pytestmark = pytest.mark.anyio
 
 T = TypeVar("T")
 
-#: Inputs per test (sum: 10,000).
+#: Inputs per test (sum: 11,000).
 EVENT_BODIES = 2_500
 PAYMENT_BODIES = 2_000
+CANCEL_BODIES = 1_000
 PATH_IDS = 2_500
 WS_FRAMES = 3_000
 CONCURRENCY = 8  # requests in flight (REST) / sockets (WS)
@@ -128,6 +129,16 @@ def _payment_is_invalid(body: bytes) -> bool:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return True
     return False
+
+
+def _cancel_is_invalid(body: bytes) -> bool:
+    """True unless the body would cancel: it does not decode, or names no or a repeated ticket."""
+    try:
+        decoded = msgspec.json.decode(body, type=CancelBody)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return True
+    tickets = decoded.tickets
+    return tickets is not None and (not tickets or len(set(tickets)) != len(tickets))
 
 
 SECTIONS = {s["id"] for s in BASE_EVENT["sections"]}
@@ -238,11 +249,51 @@ async def test_generated_payment_bodies_are_refused(
     assert await count_bookings(services, event_id) == 0
 
 
+async def test_generated_cancel_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """1,000 schema-mutated cancel bodies from the booking's own holder: all 4xx, the booking
+    and the seats untouched."""
+    event = await create_event(http)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        await ws.send(p.encode(p.Join(quantity=2, client_id="fuzz-cx", section="A")).decode())
+        while not isinstance(prompt := await recv(ws), p.Prompt):
+            pass
+    headers = {"Authorization": f"Bearer {prompt.hold_token}", "Idempotency-Key": "fuzz-pay"}
+    paid = await http.post(
+        f"/v1/holds/{prompt.hold_id}/payment", json={"card_token": "tok_visa"}, headers=headers
+    )
+    assert paid.status_code == 200, paid.text
+    booking = paid.json()
+    codes = [t["code"] for t in booking["tickets"]]
+    cases = bodies({"tickets": codes}, _cancel_is_invalid, CANCEL_BODIES)
+    before = await event_state(http, event["id"])
+    requests = [
+        (
+            "POST",
+            f"/v1/bookings/{booking['id']}/cancel",
+            {
+                "Authorization": f"Bearer {prompt.hold_token}",
+                "Idempotency-Key": f"fuzz-{i}",
+                "Content-Type": "application/json",
+            },
+            b,
+        )
+        for i, b in enumerate(cases)
+    ]
+    problems = await _send_all(http, requests)
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert len(cases) >= CANCEL_BODIES
+    assert await event_state(http, event["id"]) == before
+    got = await http.get(f"/v1/bookings/{booking['id']}", headers=admin_headers())
+    assert got.json()["status"] == "confirmed" and all(t["live"] for t in got.json()["tickets"])
+
+
 async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """2,500 generated ids in each route's path (events, admission, close, audit, paying for
-    and releasing holds, bookings) and generated ``limit``s of the list of events: all 4xx JSON."""
+    and releasing holds, bookings and their cancellation) and generated ``limit``s of the list of events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
     admin = admin_headers()
@@ -255,6 +306,7 @@ async def test_generated_ids_in_every_route_are_refused(
         ("POST", "/v1/holds/{}/payment", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("DELETE", "/v1/holds/{}", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("GET", "/v1/bookings/{}", {}),
+        ("POST", "/v1/bookings/{}/cancel", {**admin, "Idempotency-Key": "fuzz"}),
     ]
     before = await count_events(services)
     requests = [
