@@ -10,6 +10,11 @@ gets them (a sold-out event opens again). Whatever fails, nothing is half-done: 
 pending cancellation is driven to its end by the worker (:func:`run_cancellations`,
 retrying the refund with backoff while the gateway is unreachable), and seats Redis
 still shows sold for a done cancellation are freed by reconciliation.
+
+An admin may cancel a whole event: the sale is closed and the workers cancel and
+refund every live booking, one cancellation each under the event's key, so a
+worker that dies leaves nothing another cannot pick up; the progress (refunded n
+of m) is read from those cancellations.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from enum import StrEnum
 import anyio
 import msgspec
 
-from engine.bookings import Booking
+from engine.bookings import Booking, Bookings
 from engine.catalog import EventCatalog
 from engine.errors import (
     AlreadyCancelled,
@@ -38,7 +43,12 @@ from engine.payments import GatewayUnavailable, PaymentGateway
 from engine.payments import RefundRefused as GatewayRefused
 from plumbing.clock import Clock
 from storage.errors import StorageError
-from storage.pg_records import CancellationRow, NewCancellation, ReturnedSeatRow
+from storage.pg_records import (
+    CancellationRow,
+    EventCancellationRow,
+    NewCancellation,
+    ReturnedSeatRow,
+)
 from storage.pg_store import PgStore
 from storage.redis_store import RedisStore, ReturnedSeats
 
@@ -46,6 +56,7 @@ __all__ = [
     "Cancellation",
     "CancellationStatus",
     "Cancellations",
+    "EventCancellation",
     "refund_key",
     "returned",
     "run_cancellations",
@@ -106,6 +117,41 @@ def cancellation_from_row(row: CancellationRow) -> Cancellation:
     )
 
 
+class EventCancellation(msgspec.Struct, frozen=True):
+    """A whole event being cancelled: ``status`` running or done, and its bookings by where
+    they stand (``bookings`` in all: refunded + pending + refused + not yet reached)."""
+
+    event_id: str
+    status: str
+    bookings: int
+    refunded: int
+    pending: int
+    refused: int
+    refunded_cents: int
+    requested_at: datetime
+    completed_at: datetime | None
+
+
+def event_cancellation_from_row(row: EventCancellationRow) -> EventCancellation:
+    """The progress of a stored event cancellation."""
+    return EventCancellation(
+        event_id=row.event_id,
+        status=row.status,
+        bookings=row.refunded + row.pending + row.refused + row.live,
+        refunded=row.refunded,
+        pending=row.pending,
+        refused=row.refused,
+        refunded_cents=row.refunded_cents,
+        requested_at=row.requested_at,
+        completed_at=row.done_at,
+    )
+
+
+def event_key(event_id: str) -> str:
+    """The idempotency key of the cancellations an event's cancellation makes."""
+    return f"event/{event_id}"
+
+
 def refund_key(cancellation_id: str) -> str:
     """The gateway idempotency key of a cancellation's refund: one refund per cancellation."""
     return f"refund/{cancellation_id}"
@@ -134,6 +180,7 @@ class Cancellations:
         redis: RedisStore,
         pg: PgStore,
         catalog: EventCatalog,
+        bookings: Bookings,
         gateway: PaymentGateway,
         clock: Clock,
         *,
@@ -142,6 +189,7 @@ class Cancellations:
     ) -> None:
         self._redis = redis  # seats back on sale
         self._pg = pg  # the record
+        self._bookings = bookings  # the bookings an event's cancellation cancels
         self._catalog = catalog  # refund policies
         self._gateway = gateway  # refunds
         self._clock = clock  # the refund deadline
@@ -256,6 +304,54 @@ class Cancellations:
                 exc,
             )
 
+    # -- a whole event --------------------------------------------------------------------
+
+    async def cancel_event(self, event_id: str) -> EventCancellation:
+        """Cancel a whole event (an admin's decision): recorded, the sale closed; the
+        workers then cancel and refund every live booking. Asking again changes nothing."""
+        await self._catalog.get(event_id)  # NotFound
+        if await self._pg.begin_event_cancellation(event_id):
+            logger.info("event %s is being cancelled", event_id)
+        await self._redis.set_event_state(event_id, "close", self._clock.now_ms())
+        return await self.event_progress(event_id)
+
+    async def event_progress(self, event_id: str) -> EventCancellation:
+        """How far an event's cancellation got; NotFound if it is not being cancelled."""
+        await self._catalog.get(event_id)  # NotFound, and an id fit to be looked up
+        row = await self._pg.event_cancellation(event_id, event_key(event_id))
+        if row is None:
+            raise NotFound(f"event {event_id!r} is not being cancelled")
+        return event_cancellation_from_row(row)
+
+    async def drive_event(self, event_id: str, batch: int = 100) -> bool:
+        """Cancel every live booking of an event being cancelled; whether it is done.
+
+        Each booking gets one cancellation under the event's key (a replay after a crash
+        finds it); a refund the gateway could not make stays pending for
+        :meth:`drive`. Done once no booking is left live, no cancellation pending and no
+        hold open (a payment begun before the close may still land).
+        """
+        key = event_key(event_id)
+        await self._redis.set_event_state(event_id, "close", self._clock.now_ms())
+        while ids := await self._pg.uncancelled_booking_ids(event_id, key, batch):
+            for booking_id in ids:
+                booking = await self._bookings.get(booking_id)
+                try:
+                    await self.cancel(booking, key, None, by_admin=True)
+                except (AlreadyCancelled, CancellationInProgress, RefundRefused) as exc:
+                    logger.warning(
+                        "event %s: booking %s not cancelled: %s", event_id, booking_id, exc
+                    )
+            if len(ids) < batch:
+                break
+        status = await self._redis.status(event_id)
+        if status is not None and status.seats.held > 0:
+            return False
+        if await self._pg.finish_event_cancellation(event_id, key):
+            logger.info("event %s cancelled: every booking refunded", event_id)
+            return True
+        return False
+
 
 async def run_cancellations(
     cancellations: Cancellations,
@@ -265,7 +361,8 @@ async def run_cancellations(
     batch: int = 50,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Drive pending cancellations whose next attempt is due to their end, every ``interval_s``.
+    """Drive pending cancellations whose next attempt is due to their end, and the events
+    being cancelled as a whole, every ``interval_s``.
 
     A cancellation stays pending when its request died (a crash, PostgreSQL away after
     the refund) or the gateway could not refund it; each attempt that fails puts the
@@ -278,6 +375,8 @@ async def run_cancellations(
         try:
             for row in await pg.due_cancellations(batch):
                 await cancellations.drive(row)
+            for event_id in await pg.running_event_cancellations():
+                await cancellations.drive_event(event_id)
         except StorageError as exc:
             logger.warning("pending cancellations: a store failed (%s); retrying", exc)
         await anyio.sleep(interval_s)

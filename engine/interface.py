@@ -86,6 +86,7 @@ async def open_engine(
             redis,
             pg,
             catalog,
+            bookings,
             gateway,
             clock,
             gateway_timeout_s=gateway_timeout_s,

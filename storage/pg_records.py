@@ -11,6 +11,7 @@ __all__ = [
     "BookingRow",
     "CancellationRow",
     "CommitResult",
+    "EventCancellationRow",
     "EventRow",
     "LiveBooking",
     "NewBooking",
@@ -158,3 +159,18 @@ class ReturnedSeatRow(msgspec.Struct, frozen=True):
     ticket_seq: int
     section: str
     positions: list[int]
+
+
+class EventCancellationRow(msgspec.Struct, frozen=True):
+    """A whole event's cancellation and how far it got: bookings refunded, pending (the
+    refund being retried), and still live (not yet cancelled)."""
+
+    event_id: str
+    status: str
+    requested_at: datetime
+    done_at: datetime | None
+    refunded: int
+    pending: int
+    refused: int
+    live: int
+    refunded_cents: int

@@ -24,6 +24,7 @@ from storage.pg_records import (
     BookingRow,
     CancellationRow,
     CommitResult,
+    EventCancellationRow,
     EventRow,
     LiveBooking,
     NewBooking,
@@ -156,6 +157,34 @@ WHERE c.status = 'done'
   AND ($4::timestamptz IS NULL OR c.done_at < $4)
 GROUP BY c.id, c.event_id, c.booking_id, b.ticket_seq, t.section
 ORDER BY c.event_id, b.ticket_seq
+"""
+
+#: Bookings of event $1 with a live ticket and no cancellation under key $2.
+_UNCANCELLED = """
+b.event_id = $1 AND b.status = 'confirmed'
+AND EXISTS (SELECT 1 FROM tickets t WHERE t.booking_id = b.id AND t.live)
+AND NOT EXISTS (SELECT 1 FROM cancellations x WHERE x.booking_id = b.id AND x.idempotency_key = $2)
+"""
+
+_EVENT_CANCELLATION = f"""
+SELECT e.event_id, e.status, e.requested_at, e.done_at,
+       count(c.id) FILTER (WHERE c.status = 'done') AS refunded,
+       count(c.id) FILTER (WHERE c.status = 'pending') AS pending,
+       count(c.id) FILTER (WHERE c.status = 'refused') AS refused,
+       (SELECT count(*) FROM bookings b WHERE {_UNCANCELLED}) AS live,
+       coalesce(sum(c.amount_cents) FILTER (WHERE c.status = 'done'), 0) AS refunded_cents
+FROM event_cancellations e
+LEFT JOIN cancellations c ON c.event_id = e.event_id AND c.idempotency_key = $2
+WHERE e.event_id = $1
+GROUP BY e.event_id
+"""
+
+_FINISH_EVENT_CANCELLATION = f"""
+UPDATE event_cancellations SET status = 'done', done_at = now()
+WHERE event_id = $1 AND status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM cancellations WHERE event_id = $1 AND status = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM bookings b WHERE {_UNCANCELLED})
+RETURNING event_id
 """
 
 
@@ -674,6 +703,89 @@ class PgStore:
             )
 
         return [ReturnedSeatRow(**dict(r)) for r in await self._call("returned_seats", fetch)]
+
+    # -- a whole event's cancellation -----------------------------------------------------
+
+    async def begin_event_cancellation(self, event_id: str) -> bool:
+        """Record that an event is being cancelled as a whole (logged in event_log); False
+        if it was already."""
+
+        async def begin() -> bool:
+            async with self._pool.acquire() as conn, conn.transaction():
+                inserted = await conn.fetchval(
+                    "INSERT INTO event_cancellations (event_id) VALUES ($1) "
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                    event_id,
+                )
+                if inserted is None:
+                    return False
+                await conn.execute(
+                    "INSERT INTO event_log (event_id, kind, payload) "
+                    "VALUES ($1, 'event_cancel_requested', '{}'::jsonb)",
+                    event_id,
+                )
+                return True
+
+        result: bool = await self._call("begin_event_cancellation", begin)
+        return result
+
+    async def event_cancellation(self, event_id: str, key: str) -> EventCancellationRow | None:
+        """An event's cancellation and its progress (cancellations under ``key``), or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(_EVENT_CANCELLATION, event_id, key)
+
+        row = await self._call("event_cancellation", fetch)
+        return None if row is None else EventCancellationRow(**dict(row))
+
+    async def running_event_cancellations(self) -> list[str]:
+        """Events whose cancellation is not done yet."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                "SELECT event_id FROM event_cancellations WHERE status = 'running' "
+                "ORDER BY requested_at"
+            )
+
+        return [r["event_id"] for r in await self._call("running_event_cancellations", fetch)]
+
+    async def uncancelled_booking_ids(self, event_id: str, key: str, limit: int) -> list[str]:
+        """Confirmed bookings of an event with a live ticket and no cancellation under
+        ``key`` yet, oldest first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                f"SELECT b.id FROM bookings b WHERE {_UNCANCELLED} ORDER BY b.created_at, b.id "
+                "LIMIT $3",
+                event_id,
+                key,
+                limit,
+            )
+
+        return [r["id"] for r in await self._call("uncancelled_booking_ids", fetch)]
+
+    async def finish_event_cancellation(self, event_id: str, key: str) -> bool:
+        """Mark an event's cancellation done once every live booking has a cancellation under
+        ``key`` and none of the event's cancellations is pending (logged in event_log);
+        whether it is done now. A booking whose refund was refused stays live, reported."""
+
+        async def finish() -> bool:
+            async with self._pool.acquire() as conn, conn.transaction():
+                done = await conn.fetchval(_FINISH_EVENT_CANCELLATION, event_id, key)
+                if done is None:
+                    return False
+                await conn.execute(
+                    "INSERT INTO event_log (event_id, kind, payload) SELECT $1, 'event_cancelled', "
+                    "jsonb_build_object('refunded', count(*) FILTER (WHERE status = 'done'), "
+                    "'refunded_cents', coalesce(sum(amount_cents) FILTER (WHERE status = 'done'), 0)) "
+                    "FROM cancellations WHERE event_id = $1 AND idempotency_key = $2",
+                    event_id,
+                    key,
+                )
+                return True
+
+        result: bool = await self._call("finish_event_cancellation", finish)
+        return result
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ from api.http.schemas import (
     CancellationView,
     CreatedEvent,
     ErrorBody,
+    EventCancellationView,
     EventList,
     EventView,
     PaymentBody,
@@ -206,6 +207,17 @@ class BookingClient:
         must also agree with Redis, so no payment may be in flight)."""
         path = f"/v1/events/{_segment(event_id)}/audit" + ("?settled=1" if settled else "")
         return await self._call("GET", path, AuditView, headers=self._admin, retry=True)
+
+    async def cancel_event(self, event_id: str) -> EventCancellationView:
+        """``POST /v1/events/{id}/cancel``: cancel the whole event; the workers refund every
+        live booking. Asking again changes nothing; the progress so far."""
+        path = f"/v1/events/{_segment(event_id)}/cancel"
+        return await self._call("POST", path, EventCancellationView, headers=self._admin)
+
+    async def event_cancellation(self, event_id: str) -> EventCancellationView:
+        """``GET /v1/events/{id}/cancellation``: how far the event's cancellation got."""
+        path = f"/v1/events/{_segment(event_id)}/cancellation"
+        return await self._call("GET", path, EventCancellationView, headers=self._admin, retry=True)
 
     # -- holds and bookings --------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from api.http.schemas import (
     CancelBody,
     CancellationView,
     CreatedEvent,
+    EventCancellationView,
     EventList,
     EventSummary,
     EventView,
@@ -47,7 +48,7 @@ from api.http.schemas import (
     TicketView,
 )
 from engine.bookings import Booking
-from engine.cancellation import Cancellation, CancellationStatus
+from engine.cancellation import Cancellation, CancellationStatus, EventCancellation
 from engine.checkout import PaymentRequest
 from engine.errors import (
     BookingError,
@@ -153,6 +154,21 @@ def _cancellation_view(cancellation: Cancellation) -> CancellationView:
         refund_reference=cancellation.refund_reference,
         booking_status=cancellation.booking_status,
         requested_at=cancellation.requested_at.astimezone(UTC).isoformat(),
+        completed_at=None if completed is None else completed.astimezone(UTC).isoformat(),
+    )
+
+
+def _event_cancellation_view(progress: EventCancellation) -> EventCancellationView:
+    completed = progress.completed_at
+    return EventCancellationView(
+        event_id=progress.event_id,
+        status=progress.status,
+        bookings=progress.bookings,
+        refunded=progress.refunded,
+        pending=progress.pending,
+        refused=progress.refused,
+        refunded_cents=progress.refunded_cents,
+        requested_at=progress.requested_at.astimezone(UTC).isoformat(),
         completed_at=None if completed is None else completed.astimezone(UTC).isoformat(),
     )
 
@@ -416,6 +432,33 @@ async def cancel_booking(request: Request) -> Response:
     return json_response(_cancellation_view(cancellation), status=status)
 
 
+@operation(
+    answers={202: EventCancellationView},
+    errors=[401, 404, 503],
+    credentials="admin",
+    links={"Progress": ("event_cancellation", {"event_id": "$response.body#/event_id"})},
+)
+async def cancel_event(request: Request) -> Response:
+    """``POST /v1/events/{id}/cancel``: cancel the whole event: the sale closes and the workers
+    cancel and refund every live booking (asking again changes nothing); the progress."""
+    _require_admin(request)
+    progress = await _state(request).engine.cancellations.cancel_event(
+        request.path_params["event_id"]
+    )
+    return json_response(_event_cancellation_view(progress), status=202)
+
+
+@operation(answers={200: EventCancellationView}, errors=[401, 404, 503], credentials="admin")
+async def event_cancellation(request: Request) -> Response:
+    """``GET /v1/events/{id}/cancellation``: how far the event's cancellation got (refunded n
+    of m bookings); 404 when the event is not being cancelled."""
+    _require_admin(request)
+    progress = await _state(request).engine.cancellations.event_progress(
+        request.path_params["event_id"]
+    )
+    return json_response(_event_cancellation_view(progress))
+
+
 @operation(answers={200: TEXT})
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: the process is alive."""
@@ -480,6 +523,8 @@ ROUTES = [
     Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
     Route("/v1/bookings/{booking_id}/cancel", cancel_booking, methods=["POST"]),
+    Route("/v1/events/{event_id}/cancel", cancel_event, methods=["POST"]),
+    Route("/v1/events/{event_id}/cancellation", event_cancellation, methods=["GET"]),
     Route("/v1/waitroom/schema.json", waitroom_schema_json, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),

@@ -23,6 +23,7 @@ __all__ = [
     "CancellationView",
     "CreatedEvent",
     "ErrorBody",
+    "EventCancellationView",
     "EventList",
     "EventSummary",
     "EventView",
@@ -206,5 +207,20 @@ class CancellationView(msgspec.Struct, frozen=True):
     amount_cents: int
     refund_reference: str | None
     booking_status: str | None
+    requested_at: str
+    completed_at: str | None
+
+
+class EventCancellationView(msgspec.Struct, frozen=True):
+    """A whole event being cancelled: ``status`` running or done; of its ``bookings``, how
+    many are ``refunded``, ``pending`` (the refund is retried) or ``refused`` by the gateway."""
+
+    event_id: str
+    status: str
+    bookings: int
+    refunded: int
+    pending: int
+    refused: int
+    refunded_cents: int
     requested_at: str
     completed_at: str | None

@@ -32,3 +32,14 @@ CREATE TABLE cancellations (
 CREATE INDEX cancellations_pending ON cancellations (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX cancellations_done ON cancellations (done_at) WHERE status = 'done';
 CREATE INDEX cancellations_event ON cancellations (event_id);
+
+-- An admin cancelling a whole event: the sale is closed and every live booking is
+-- cancelled and refunded by the workers (one cancellation each, under the key
+-- 'event/<event id>', so a worker that dies leaves nothing another cannot finish).
+CREATE TABLE event_cancellations (
+    event_id      text PRIMARY KEY REFERENCES events (id),
+    status        text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done')),
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    done_at       timestamptz
+);
+CREATE INDEX event_cancellations_running ON event_cancellations (event_id) WHERE status = 'running';

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import httpx
 import pytest
 
@@ -189,3 +190,31 @@ async def test_a_sold_out_event_opens_again_when_seats_come_back(client: Booking
     again, _ = await buy(client, event.waitroom_url, 2, "GA")
     assert again.status == "confirmed"
     assert await seats(client, event.id, "GA") == (0, 0, 2)
+
+
+async def test_an_admin_cancels_the_whole_event(
+    client: BookingClient, http: httpx.AsyncClient
+) -> None:
+    """POST /v1/events/{id}/cancel (admin only): 202, the sale closed; the worker refunds every
+    booking, the progress reaching "refunded 2 of 2" and done; asking again changes nothing.
+    The progress of an event not being cancelled is 404; without the key 401."""
+    event = await client.create_event(event_body())
+    first, _ = await buy(client, event.waitroom_url, 2)
+    second, _ = await buy(client, event.waitroom_url, 1)
+    path = f"/v1/events/{event.id}"
+    assert_error(await http.get(f"{path}/cancellation", headers=admin_headers()), 404)
+    assert_error(await http.post(f"{path}/cancel"), 401, "unauthorized")
+    assert_error(await http.post("/v1/events/evnope/cancel", headers=admin_headers()), 404)
+
+    started = await client.cancel_event(event.id)
+    assert started.status in ("running", "done") and started.bookings == 2
+    assert (await client.event(event.id)).state == "closed"
+    with anyio.fail_after(30):
+        while (progress := await client.event_cancellation(event.id)).status != "done":  # noqa: ASYNC110
+            await anyio.sleep(0.2)
+    assert (progress.bookings, progress.refunded, progress.pending) == (2, 2, 0)
+    assert progress.refunded_cents == 3 * 2_500
+    for booking in (first, second):
+        assert (await client.booking(booking.id)).status == "cancelled"
+    assert await seats(client, event.id) == (8, 0, 0)
+    assert await client.cancel_event(event.id) == progress

@@ -293,7 +293,7 @@ async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """2,500 generated ids in each route's path (events, admission, close, audit, paying for
-    and releasing holds, bookings and their cancellation) and generated ``limit``s of the list of events: all 4xx JSON."""
+    and releasing holds, bookings and their cancellation, cancelling events) and generated ``limit``s of the list of events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
     admin = admin_headers()
@@ -307,6 +307,8 @@ async def test_generated_ids_in_every_route_are_refused(
         ("DELETE", "/v1/holds/{}", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("GET", "/v1/bookings/{}", {}),
         ("POST", "/v1/bookings/{}/cancel", {**admin, "Idempotency-Key": "fuzz"}),
+        ("POST", "/v1/events/{}/cancel", admin),
+        ("GET", "/v1/events/{}/cancellation", admin),
     ]
     before = await count_events(services)
     requests = [

@@ -362,3 +362,44 @@ async def test_postgres_down_during_a_cancellation_leaves_nothing_half_done(
         assert len(gateway._refunds) == 1 and gateway.balance_cents() == 0
         assert (await engine.bookings.get(booking.id)).status is BookingStatus.CANCELLED
         assert await seats_of(engine, booking.event_id) == (6, 0, 0)
+
+
+async def test_an_event_cancellation_resumes_after_a_crash_and_refunds_each_booking_once(
+    engine: Engine, gateway: Gateway
+) -> None:
+    """Three bookings; the event is cancelled while the gateway is down: the sale closes, each
+    booking gets one pending cancellation, the progress says so. The worker dies; another
+    starts once the gateway is back and finishes: every booking cancelled and refunded once,
+    the seats free, the event still closed, the cancellation done."""
+    first = await sell(engine, capacity=9, seats=2)
+    event_id = first.event_id
+    others = [await buy(engine, event_id, 2), await buy(engine, event_id, 3)]
+    gateway.down = True
+    started = await engine.cancellations.cancel_event(event_id)
+    assert (started.status, started.bookings, started.refunded) == ("running", 3, 0)
+    status = await engine.checkout._redis.status(event_id)
+    assert status is not None and status.state == EventState.CLOSED
+    assert not await engine.cancellations.drive_event(event_id)  # the first worker, then dies
+    progress = await engine.cancellations.event_progress(event_id)
+    assert (progress.bookings, progress.pending, progress.refunded) == (3, 3, 0)
+
+    gateway.down = False
+    pg = engine.checkout._pg
+    await sql(pg, "UPDATE cancellations SET next_attempt_at = now() WHERE event_id = $1", event_id)
+    async with anyio.create_task_group() as tg:
+        await tg.start(partial(run_cancellations, engine.cancellations, pg, interval_s=0.1))
+        with anyio.fail_after(30):
+            while (await engine.cancellations.event_progress(event_id)).status != "done":  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+        tg.cancel_scope.cancel()
+    done = await engine.cancellations.event_progress(event_id)
+    assert (done.bookings, done.refunded, done.pending) == (3, 3, 0)
+    assert done.refunded_cents == 7 * PRICE
+    assert gateway.balance_cents() == 0 and len(gateway._refunds) == 3
+    for booking in (first, *others):
+        assert (await engine.bookings.get(booking.id)).status is BookingStatus.CANCELLED
+    assert await seats_of(engine, event_id) == (9, 0, 0)
+    status = await engine.checkout._redis.status(event_id)
+    assert status is not None and status.state == EventState.CLOSED
+    again = await engine.cancellations.cancel_event(event_id)
+    assert again == done
