@@ -12,9 +12,11 @@ import pytest
 
 from api.client import ApiError, BookingClient, WaitingRoom
 from api.http.schemas import BookingView
+from api.wiring import Services
 from realtime import protocol as p
 from tests.api.helpers import assert_error, event_body, new_key, outcome_of, prompted, queued_in
 from tests.conftest import admin_headers
+from waitroom.records import EventState
 
 pytestmark = pytest.mark.anyio
 
@@ -174,9 +176,12 @@ async def test_cancelled_seats_go_to_a_buyer_still_waiting(client: BookingClient
     assert await seats(client, event.id, "GA") == (1, 1, 1)  # C still holds its place
 
 
-async def test_a_sold_out_event_opens_again_when_seats_come_back(client: BookingClient) -> None:
+async def test_a_sold_out_event_opens_again_when_seats_come_back(
+    services: Services, client: BookingClient
+) -> None:
     """Two places, both bought: the next buyer is told sold_out and the event is sold out;
-    a cancellation opens it again and a new buyer gets the seats."""
+    a cancellation opens it again (the waiting room's channel too: new joiners wait as in an
+    open sale) and a new buyer gets the seats."""
     event = await client.create_event(
         event_body(sections=[{"id": "GA", "price_cents": 1_000, "capacity": 2}])
     )
@@ -185,8 +190,13 @@ async def test_a_sold_out_event_opens_again_when_seats_come_back(client: Booking
         await late.join("too-late", 1, "GA")
         assert isinstance(await outcome_of(late), p.SoldOut)
     assert (await client.event(event.id)).state == "sold_out"
+    channel = await services.hub.channel(event.id)
+    assert channel.state == EventState.SOLD_OUT
     await client.cancel(booking.id, new_key())
     assert (await client.event(event.id)).state == "open"
+    with anyio.fail_after(20):
+        while channel.state != EventState.OPEN:  # noqa: ASYNC110 (read by the hub's ticker)
+            await anyio.sleep(0.1)
     again, _ = await buy(client, event.waitroom_url, 2, "GA")
     assert again.status == "confirmed"
     assert await seats(client, event.id, "GA") == (0, 0, 2)
