@@ -85,6 +85,7 @@ ENVIRONMENT = {
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
     "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
+    "BOOKING_REFUND_RETRY_MAX_S": "refund_retry_max_s",
 }
 
 
@@ -194,6 +195,7 @@ class Settings:
             "abandon_grace_s",
             "heartbeat_interval_s",
             "position_frames_per_s",
+            "refund_retry_max_s",
         ):
             if name in values:
                 values[name] = float(values[name])
@@ -212,6 +214,8 @@ class Settings:
             raise ValueError(f"tracing must be auto, on or off, not {settings.tracing!r}")
         if not settings.startup_wait_s >= 0:
             raise ValueError("startup_wait_s must not be negative")
+        if not settings.refund_retry_max_s > 0:
+            raise ValueError("refund_retry_max_s must be positive")
         if len(settings.secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigurationError(
                 f"BOOKING_SECRET must be at least {MIN_SECRET_BYTES} bytes "
