@@ -39,6 +39,7 @@ from engine.errors import (
     TicketNotInBooking,
     Unprocessable,
 )
+from engine.metrics import CANCELLATIONS, REFUNDED
 from engine.payments import GatewayUnavailable, PaymentGateway
 from engine.payments import RefundRefused as GatewayRefused
 from plumbing.clock import Clock
@@ -276,13 +277,18 @@ class Cancellations:
                     await self._pg.postpone_cancellation(
                         row.id, str(exc) or "no answer in time", wait
                     )
+                    CANCELLATIONS.labels("retry").inc()
                     return row
                 except GatewayRefused as exc:
                     logger.error("refund of cancellation %s refused: %s", row.id, exc)  # noqa: TRY400 (no traceback: a refusal, not a fault)
+                    CANCELLATIONS.labels("refused").inc()
                     return await self._pg.refuse_cancellation(row.id, str(exc))
                 reference = refund.reference
             row, seats = await self._pg.finish_cancellation(row.id, reference)
-            logger.info("cancellation %s of booking %s done", row.id, row.booking_id)
+            if seats:  # this call finished it (another may have, meanwhile)
+                logger.info("cancellation %s of booking %s done", row.id, row.booking_id)
+                CANCELLATIONS.labels("refunded").inc()
+                REFUNDED.labels(row.event_id).inc(row.amount_cents)
             await self._return_seats(row.id, seats)
         elif row.status == "done":  # a replay: the seats again, in case Redis missed them
             try:

@@ -548,7 +548,8 @@ class PgStore:
         """A refunded cancellation, done in one transaction: its tickets no longer live, the
         booking cancelled when none is left, the cancellation done, an event_log row.
         Finishing one that is no longer pending changes nothing. With the row, the seats
-        it returns (read in the same transaction: nothing is left to read afterwards)."""
+        this call's finishing returns (read in the same transaction; none when it was
+        finished already)."""
 
         async def finish() -> Any:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -591,7 +592,9 @@ class PgStore:
                     f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1",
                     cancellation_id,
                 )
-                seats = await conn.fetch(_RETURNED_SEATS, None, [cancellation_id], None, None)
+                seats = []
+                if row is not None:  # finished by this call: its seats to return
+                    seats = await conn.fetch(_RETURNED_SEATS, None, [cancellation_id], None, None)
                 return done, seats
 
         done, seats = await self._call("finish_cancellation", finish)

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from prometheus_client import REGISTRY
 
 from engine.audit import audit_event
 from engine.bookings import Booking, BookingStatus
@@ -160,6 +161,10 @@ async def test_a_whole_cancellation_refunds_once_and_frees_the_seats(
     assert (done.amount_cents, done.booking_status) == (2 * PRICE, "cancelled")
     assert sorted(done.tickets) == sorted(t.code for t in booking.tickets)
     assert gateway.balance_cents() == 0
+    refunded = REGISTRY.get_sample_value(
+        "booking_refunded_cents_total", {"event": booking.event_id}
+    )
+    assert refunded == 2 * PRICE
     after = await engine.bookings.get(booking.id)
     assert after.status is BookingStatus.CANCELLED
     assert not any(t.live for t in after.tickets)
@@ -168,6 +173,10 @@ async def test_a_whole_cancellation_refunds_once_and_frees_the_seats(
     again = await engine.cancellations.cancel(booking, "k1", None, by_admin=False)
     assert again == done
     assert gateway.balance_cents() == 0 and len(gateway._refunds) == 1
+    assert (
+        REGISTRY.get_sample_value("booking_refunded_cents_total", {"event": booking.event_id})
+        == 2 * PRICE
+    )  # counted once
     with pytest.raises(AlreadyCancelled):
         await engine.cancellations.cancel(booking, "k2", None, by_admin=True)
     kinds = await sql(
