@@ -249,6 +249,21 @@ def admin(page: Page, api: str, event_id: str, shots: Path) -> None:
     shoot(page, shots, "admin-mid-sale")
 
 
+def cancel_event(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """An event cancelled from the console: once confirmed, the sale closes and the progress
+    reaches every booking refunded, as the API says."""
+    expect(page.locator("#state")).to_have_text("On sale")
+    page.fill("#key", ADMIN_KEY)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel-event")
+    expect(page.locator("#state")).to_have_text("Closed")
+    expect(page.locator("#cancel-progress")).to_contain_text("Event cancelled: 1 of 1 bookings")
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    progress = httpx.get(f"{api}/v1/events/{event_id}/cancellation", headers=headers).json()
+    assert (progress["status"], progress["refunded"]) == ("done", 1)
+    shoot(page, shots, "admin-event-cancelled")
+
+
 SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "index": index,
     "buyer": buyer,
@@ -258,6 +273,7 @@ SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "release": release,
     "pre_queue": pre_queue,
     "admin": admin,
+    "cancel_event": cancel_event,
 }
 
 

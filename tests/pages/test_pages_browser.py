@@ -184,6 +184,19 @@ async def test_admin_console_mid_sale(services: Services, http: httpx.AsyncClien
     assert (view["state"], view["max_active_holds"]) == ("open", 7)
 
 
+async def test_admin_console_cancels_the_event(services: Services, http: httpx.AsyncClient) -> None:
+    """An event whose seats are all sold, cancelled with the console's button: the sale
+    closes, the progress shows every booking refunded, and the seats are free again."""
+    event = await create_event(
+        http, name="Cancelled show", sections=[{"id": "GA", "price_cents": 1_000, "capacity": 2}]
+    )
+    await _sell_everything(http, event)
+    url = f"{services.http_url}/events/{event['id']}/admin"
+    await _run_scenario("cancel_event", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert view["state"] == "closed" and view["sections"][0]["free"] == 2
+
+
 async def test_page_assets_are_served_by_name_only(http: httpx.AsyncClient) -> None:
     """Scripts and the stylesheet are served by name with their types; anything else is 404."""
     for name, kind in [("common.js", "text/javascript"), ("style.css", "text/css")]:
