@@ -36,6 +36,7 @@ from engine.errors import (
     NotFound,
     RefundNotAllowed,
     RefundRefused,
+    TicketCheckedIn,
     TicketNotInBooking,
     Unprocessable,
 )
@@ -170,6 +171,7 @@ _REFUSALS = {
     "not_in_booking": (TicketNotInBooking, "ticket {} is not one of this booking's"),
     "not_live": (AlreadyCancelled, "ticket {} was cancelled already"),
     "pending": (CancellationInProgress, "ticket {} is being cancelled by another request"),
+    "checked_in": (TicketCheckedIn, "ticket {} was used at the door; it cannot be cancelled"),
 }
 
 
@@ -200,12 +202,14 @@ class Cancellations:
     async def cancel(
         self, booking: Booking, idempotency_key: str, codes: list[str] | None, *, by_admin: bool
     ) -> Cancellation:
-        """Cancel ``codes`` of ``booking`` (None: every live ticket) and refund their prices.
+        """Cancel ``codes`` of ``booking`` (None: every live ticket not checked in) and refund
+        their prices.
 
         A buyer (``by_admin`` False) is held to the event's refund policy. The same key
         again answers the same cancellation (driving it on if still pending); with other
         tickets it is refused. Raises Unprocessable, KeyReused, RefundNotAllowed,
-        AlreadyCancelled, TicketNotInBooking, CancellationInProgress, RefundRefused.
+        AlreadyCancelled, TicketNotInBooking, TicketCheckedIn, CancellationInProgress,
+        RefundRefused.
         """
         if codes is not None:
             if not codes:
@@ -339,17 +343,26 @@ class Cancellations:
         """
         key = event_key(event_id)
         await self._redis.set_event_state(event_id, "close", self._clock.now_ms())
-        while ids := await self._pg.uncancelled_booking_ids(event_id, key, batch):
+        skipped: list[str] = []  # refused for now (a buyer's own cancellation under way)
+        while ids := await self._pg.uncancelled_booking_ids(event_id, key, batch, skipped):
             for booking_id in ids:
                 booking = await self._bookings.get(booking_id)
                 try:
                     await self.cancel(booking, key, None, by_admin=True)
-                except (AlreadyCancelled, CancellationInProgress, RefundRefused) as exc:
+                except (
+                    AlreadyCancelled,
+                    CancellationInProgress,
+                    RefundRefused,
+                    TicketCheckedIn,
+                ) as exc:
+                    skipped.append(booking_id)
                     logger.warning(
-                        "event %s: booking %s not cancelled: %s", event_id, booking_id, exc
+                        "event %s: booking %s not cancelled now: %s", event_id, booking_id, exc
                     )
             if len(ids) < batch:
                 break
+        if skipped:
+            return False  # the next pass tries them again
         status = await self._redis.status(event_id)
         if status is not None and status.seats.held > 0:
             return False

@@ -15,6 +15,7 @@ Exception tree::
     │   ├── AlreadyPaid
     │   ├── AlreadyCancelled      no live ticket of the booking (or this one) is left
     │   ├── TicketNotInBooking
+    │   ├── TicketCheckedIn       a ticket used at the door is not cancelled
     │   ├── CancellationInProgress
     │   ├── RefundNotAllowed      the event's refund policy refuses the buyer
     │   ├── RefundRefused         the gateway refused the refund for good
@@ -52,6 +53,7 @@ __all__ = [
     "RefundRefused",
     "StorageError",
     "StorageUnavailable",
+    "TicketCheckedIn",
     "TicketNotInBooking",
     "Unauthorized",
     "Unavailable",
@@ -143,6 +145,12 @@ class TicketNotInBooking(Conflict):
     """A ticket code asked for is not one of the booking's tickets."""
 
     code = "ticket_not_in_booking"
+
+
+class TicketCheckedIn(Conflict):
+    """A ticket asked for was used at the door already: it cannot be cancelled."""
+
+    code = "ticket_checked_in"
 
 
 class CancellationInProgress(Conflict):

@@ -132,7 +132,7 @@ _CANCELLATION_COLUMNS = (
 )
 
 _BOOKING_TICKET_PRICES = """
-SELECT t.code, t.live, s.price_cents
+SELECT t.code, t.live, t.checked_in_at IS NOT NULL AS used, s.price_cents
 FROM tickets t JOIN seats s
   ON s.event_id = t.event_id AND s.section = t.section AND s.position = t.position
 WHERE t.booking_id = $1
@@ -159,10 +159,12 @@ GROUP BY c.id, c.event_id, c.booking_id, b.ticket_seq, t.section
 ORDER BY c.event_id, b.ticket_seq
 """
 
-#: Bookings of event $1 with a live ticket and no cancellation under key $2.
+#: Bookings of event $1 with a live ticket not used at the door and no cancellation under
+#: key $2 (a booking whose tickets were all checked in is not cancelled).
 _UNCANCELLED = """
 b.event_id = $1 AND b.status = 'confirmed'
-AND EXISTS (SELECT 1 FROM tickets t WHERE t.booking_id = b.id AND t.live)
+AND EXISTS (SELECT 1 FROM tickets t WHERE t.booking_id = b.id AND t.live
+            AND t.checked_in_at IS NULL)
 AND NOT EXISTS (SELECT 1 FROM cancellations x WHERE x.booking_id = b.id AND x.idempotency_key = $2)
 """
 
@@ -462,8 +464,10 @@ class PgStore:
         One transaction, with the booking's row locked, so two cancellations of the same
         tickets cannot both be recorded. A refusal is returned as its reason (nothing is
         written): ``missing`` (no booking), ``cancelled`` (no live ticket left),
-        ``not_in_booking:<code>``, ``not_live:<code>`` (cancelled already) or
-        ``pending:<code>`` (another cancellation of it is under way).
+        ``not_in_booking:<code>``, ``not_live:<code>`` (cancelled already),
+        ``checked_in:<code>`` (used at the door: never cancelled; a whole-booking
+        cancellation takes the live tickets not checked in) or ``pending:<code>``
+        (another cancellation of it is under way).
         """
 
         async def begin() -> CancellationRow | str:
@@ -483,7 +487,7 @@ class PgStore:
                 if existing is not None:
                     return CancellationRow(**dict(existing))
                 tickets = {
-                    r["code"]: (r["live"], r["price_cents"])
+                    r["code"]: (r["live"], r["price_cents"], r["used"])
                     for r in await conn.fetch(_BOOKING_TICKET_PRICES, new.booking_id)
                 }
                 pending = set(
@@ -493,10 +497,11 @@ class PgStore:
                         new.booking_id,
                     )
                 )
-                if new.codes is None:
-                    codes = sorted(c for c, (live, _) in tickets.items() if live)
+                if new.codes is None:  # every live ticket not used at the door yet
+                    codes = sorted(c for c, (live, _, used) in tickets.items() if live and not used)
                     if not codes:
-                        return "cancelled"
+                        live = [c for c, (is_live, _, _) in tickets.items() if is_live]
+                        return f"checked_in:{live[0]}" if live else "cancelled"
                 else:
                     codes = new.codes
                     for code in codes:
@@ -504,6 +509,8 @@ class PgStore:
                             return f"not_in_booking:{code}"
                         if not tickets[code][0]:
                             return f"not_live:{code}"
+                        if tickets[code][2]:
+                            return f"checked_in:{code}"
                 for code in codes:
                     if code in pending:
                         return f"pending:{code}"
@@ -752,17 +759,20 @@ class PgStore:
 
         return [r["event_id"] for r in await self._call("running_event_cancellations", fetch)]
 
-    async def uncancelled_booking_ids(self, event_id: str, key: str, limit: int) -> list[str]:
-        """Confirmed bookings of an event with a live ticket and no cancellation under
-        ``key`` yet, oldest first."""
+    async def uncancelled_booking_ids(
+        self, event_id: str, key: str, limit: int, skip: Sequence[str] = ()
+    ) -> list[str]:
+        """Confirmed bookings of an event with a live ticket not checked in and no
+        cancellation under ``key`` yet (none of ``skip``), oldest first."""
 
         async def fetch() -> Any:
             return await self._pool.fetch(
-                f"SELECT b.id FROM bookings b WHERE {_UNCANCELLED} ORDER BY b.created_at, b.id "
-                "LIMIT $3",
+                f"SELECT b.id FROM bookings b WHERE {_UNCANCELLED} AND b.id <> ALL($4::text[]) "
+                "ORDER BY b.created_at, b.id LIMIT $3",
                 event_id,
                 key,
                 limit,
+                list(skip),
             )
 
         return [r["id"] for r in await self._call("uncancelled_booking_ids", fetch)]

@@ -26,6 +26,7 @@ from engine.errors import (
     AlreadyCancelled,
     KeyReused,
     RefundNotAllowed,
+    TicketCheckedIn,
     TicketNotInBooking,
     Unprocessable,
 )
@@ -412,3 +413,23 @@ async def test_an_event_cancellation_resumes_after_a_crash_and_refunds_each_book
     assert status is not None and status.state == EventState.CLOSED
     again = await engine.cancellations.cancel_event(event_id)
     assert again == done
+
+
+async def test_a_ticket_used_at_the_door_is_never_cancelled(
+    engine: Engine, gateway: Gateway
+) -> None:
+    """A checked-in ticket: naming it is refused (ticket_checked_in); the whole booking
+    cancels the others only (the booking stays confirmed with the used one); then nothing is
+    left to cancel. Refunds follow the tickets cancelled."""
+    booking = await sell(engine, seats=3)
+    used, *others = (t.code for t in booking.tickets)
+    pg = engine.checkout._pg
+    await sql(pg, "UPDATE tickets SET checked_in_at = now() WHERE code = $1", used)
+    with pytest.raises(TicketCheckedIn):
+        await engine.cancellations.cancel(booking, "a", [used], by_admin=True)
+    rest = await engine.cancellations.cancel(booking, "b", None, by_admin=False)
+    assert (sorted(rest.tickets), rest.booking_status) == (sorted(others), "confirmed")
+    assert gateway.balance_cents() == PRICE
+    assert await seats_of(engine, booking.event_id) == (5, 0, 1)
+    with pytest.raises(TicketCheckedIn):
+        await engine.cancellations.cancel(booking, "c", None, by_admin=True)
