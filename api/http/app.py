@@ -502,9 +502,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _body_timeout(request: Request, exc: Exception) -> Response:
-    return error_response(
-        408, "body_timeout", "the request body did not arrive in time", {"Connection": "close"}
-    )
+    # CloseEarlyAnswers closes the connection: the body never came to its end.
+    return error_response(408, "body_timeout", "the request body did not arrive in time")
 
 
 async def _client_left(request: Request, exc: Exception) -> Response:

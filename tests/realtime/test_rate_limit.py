@@ -40,7 +40,8 @@ async def test_client_id_joining_too_often_is_refused(limited: Services) -> None
                 assert (await join(ws, "eager")).ticket == 1
         async with ws_connect(event["waitroom_url"]) as ws:
             await send(ws, p.Join(quantity=1, client_id="eager"))
-            await expect_error(ws, "rate_limited")
+            error = await expect_error(ws, "rate_limited")
+            assert "retry in 1000 s" in error.message, error  # one token of the 0.001/s bucket
             # The socket stays usable for a resume or another message.
             await send(ws, p.Join(quantity=1, client_id="eager"))
             await expect_error(ws, "rate_limited")
