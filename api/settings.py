@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from plumbing.client_ip import LOOPBACK, parse_networks
+
 __all__ = ["ENVIRONMENT", "ConfigurationError", "Settings", "default_data_dir"]
 
 
@@ -85,6 +87,14 @@ ENVIRONMENT = {
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
     "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
+    "BOOKING_TRUSTED_PROXIES": "trusted_proxies",
+    "BOOKING_LIMIT_EXEMPT": "limit_exempt",
+    "BOOKING_LIMIT_PER_IP": "limit_per_ip",
+    "BOOKING_LIMIT_PER_HOLD": "limit_per_hold",
+    "BOOKING_LIMIT_PER_ADMIN_KEY": "limit_per_admin_key",
+    "BOOKING_WS_CONNECTIONS_PER_IP": "ws_connections_per_ip",
+    "BOOKING_WS_JOIN_TIMEOUT_S": "ws_join_timeout_s",
+    "BOOKING_BODY_TIMEOUT_S": "body_timeout_s",
 }
 
 
@@ -169,6 +179,27 @@ class Settings:
     #: idle timeout of any proxy in front (commonly 60 s). The page reconnects after 75 s
     #: of silence.
     heartbeat_interval_s: float = 30.0
+    #: Proxies whose X-Forwarded-For is believed (CIDRs): behind them the client is the
+    #: rightmost address not in this list. Empty: the peer address is the client.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Client addresses the edge's limits spare (the route buckets, per IP and per
+    #: identity, and the WebSocket connection cap): loopback by default, so a bench's
+    #: thousands of clients on 127.0.0.1 are not one client. Joins keep their own buckets.
+    limit_exempt: tuple[str, ...] = LOOPBACK
+    #: Requests per client address, per route (payment, release, booking reads, admin):
+    #: (refill per second, burst). A buyer makes a handful; an office behind one NAT many.
+    limit_per_ip: tuple[float, int] = (20.0, 200)
+    #: Requests per hold, per route (payment, release, booking reads of its holder).
+    limit_per_hold: tuple[float, int] = (2.0, 20)
+    #: Requests per admin key, per route kind (the admin routes).
+    limit_per_admin_key: tuple[float, int] = (50.0, 500)
+    #: Open waiting-room WebSockets per client address (in each process).
+    ws_connections_per_ip: int = 200
+    #: A WebSocket that has neither joined nor resumed after this long is closed, seconds.
+    ws_join_timeout_s: float = 30.0
+    #: Longest a request body may take to arrive, seconds (then 408 and the connection
+    #: closed); 5 s more is hypercorn's read timeout, so any stalled connection ends.
+    body_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -181,7 +212,14 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("admin_key_generated", "admin_key" not in values)
         values.setdefault("secret_generated", "secret" not in values)
-        for name in ("http_port", "ws_port", "metrics_port"):
+        for name in ("trusted_proxies", "limit_exempt"):
+            if isinstance(values.get(name), str):
+                text = values[name].strip()
+                values[name] = () if text == "none" else tuple(text.replace(",", " ").split())
+        for name in ("limit_per_ip", "limit_per_hold", "limit_per_admin_key"):
+            if isinstance(values.get(name), str):
+                values[name] = _rate_burst(name, values[name])
+        for name in ("http_port", "ws_port", "metrics_port", "ws_connections_per_ip"):
             if name in values:
                 values[name] = int(values[name])
         for name in (
@@ -189,6 +227,8 @@ class Settings:
             "abandon_grace_s",
             "heartbeat_interval_s",
             "position_frames_per_s",
+            "ws_join_timeout_s",
+            "body_timeout_s",
         ):
             if name in values:
                 values[name] = float(values[name])
@@ -212,6 +252,19 @@ class Settings:
                 f"BOOKING_SECRET must be at least {MIN_SECRET_BYTES} bytes "
                 f"(it has {len(settings.secret.encode())})"
             )
+        for name in ("trusted_proxies", "limit_exempt"):
+            try:
+                parse_networks(getattr(settings, name))
+            except ValueError as exc:
+                raise ConfigurationError(f"{name}: {exc}") from None
+        for name in ("limit_per_ip", "limit_per_hold", "limit_per_admin_key"):
+            rate, burst = getattr(settings, name)
+            if not (rate > 0 and burst >= 1):
+                raise ConfigurationError(f"{name} needs a positive rate and a burst of 1 or more")
+        if settings.ws_connections_per_ip < 1:
+            raise ConfigurationError("ws_connections_per_ip must be 1 or more")
+        if not (settings.ws_join_timeout_s > 0 and settings.body_timeout_s > 0):
+            raise ConfigurationError("ws_join_timeout_s and body_timeout_s must be positive")
         _check_url("REDIS_URL", settings.redis_url, _REDIS_SCHEMES)
         _check_url("DATABASE_URL", settings.database_url, _POSTGRES_SCHEMES)
         return settings
@@ -277,6 +330,15 @@ class Settings:
 
 #: Addresses that bind every interface, and that no client can connect to.
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def _rate_burst(name: str, text: str) -> tuple[float, int]:
+    """``RATE/BURST`` (e.g. ``20/200``: 20 a second, 200 at once) as a pair."""
+    rate, _, burst = text.partition("/")
+    try:
+        return float(rate), int(burst)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be RATE/BURST, e.g. 20/200 (not {text!r})") from None
 
 
 def _check_url(name: str, url: str | None, schemes: tuple[str, ...]) -> None:

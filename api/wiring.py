@@ -26,6 +26,7 @@ from engine.interface import Engine, open_engine
 from engine.payments import PaymentGateway, SandboxGateway
 from engine.reconcile import run_reconciler
 from engine.worker import run_worker
+from plumbing.client_ip import AddressPolicy
 from plumbing.clock import Clock, WallClock
 from realtime.hub import Hub
 from realtime.protocol import Heartbeat, encode
@@ -35,6 +36,7 @@ from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
 from storage.pg_store import PgStore, open_pg_store
 from storage.redis_store import BucketLimit, RedisStore, open_redis_store
+from waitroom.limits import RouteLimiter, RouteLimits, retry_after_s
 from waitroom.line import JoinLimits, WaitingLine
 from waitroom.tokens import TokenSigner
 
@@ -135,14 +137,12 @@ async def open_services(
         ) as engine,
         anyio.create_task_group() as tg,
     ):
-        line = WaitingLine(
-            redis,
-            clock,
-            JoinLimits(
-                per_client=BucketLimit(settings.join_client_rate_per_s, settings.join_client_burst),
-                per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
-            ),
+        addresses = AddressPolicy(settings.trusted_proxies, settings.limit_exempt)
+        join_limits = JoinLimits(
+            per_client=BucketLimit(settings.join_client_rate_per_s, settings.join_client_burst),
+            per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
         )
+        line = WaitingLine(redis, clock, join_limits)
         hub = Hub(
             line,
             engine.holds,
@@ -171,6 +171,17 @@ async def open_services(
             admin_key=settings.admin_key,
             max_body_bytes=settings.max_body_bytes,
             waitroom_url=services.waitroom_url,
+            limiter=RouteLimiter(
+                redis,
+                clock,
+                RouteLimits(
+                    per_ip=BucketLimit(*settings.limit_per_ip),
+                    per_hold=BucketLimit(*settings.limit_per_hold),
+                    per_admin=BucketLimit(*settings.limit_per_admin_key),
+                ),
+            ),
+            addresses=addresses,
+            body_timeout_s=settings.body_timeout_s,
         )
         if roles.worker and not roles.api:
             services.http_port = await tg.start(
@@ -193,6 +204,10 @@ async def open_services(
                 clock,
                 max_pending=settings.max_pending_messages,
                 heartbeats=heartbeats,
+                addresses=addresses,
+                connections_per_ip=settings.ws_connections_per_ip,
+                join_timeout_s=settings.ws_join_timeout_s,
+                join_wait_s=retry_after_s(join_limits.per_client, join_limits.per_ip),
             )
             services.ws_port = await tg.start(
                 partial(
@@ -211,6 +226,8 @@ async def open_services(
                     settings.host,
                     settings.http_port,
                     reuse_port=settings.reuse_port,
+                    # Later than the body timeout, so a stalled body is answered 408 first.
+                    read_timeout_s=settings.body_timeout_s + 5,
                 )
             )
             if settings.reuse_port:

@@ -14,6 +14,7 @@ Exception tree::
     │   └── AlreadyPaid
     ├── PaymentDeclined      the gateway refused the card (402)
     ├── PaymentTimeout       the gateway did not answer in time (504)
+    ├── RateLimited          too many requests from this client or for this hold (429)
     └── Unavailable          a backing service is down; retry later (503)
         └── NotReady         this process cannot serve yet (readiness)
 
@@ -38,6 +39,7 @@ __all__ = [
     "PaymentDeclined",
     "PaymentInProgress",
     "PaymentTimeout",
+    "RateLimited",
     "StorageError",
     "StorageUnavailable",
     "Unauthorized",
@@ -123,6 +125,16 @@ class PaymentTimeout(BookingError):
     """The payment gateway did not answer in time; nothing was booked."""
 
     code = "payment_timeout"
+
+
+class RateLimited(BookingError):
+    """Too many requests from one client address or for one identity; wait and retry."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # what the client should wait before retrying
 
 
 class Unavailable(BookingError):

@@ -111,6 +111,11 @@ class Holds:
             raise HoldExpired("the hold expired; its seats went back on sale")
         return event_id, seq
 
+    def reader(self, token: str) -> str:
+        """The hold whose booking ``token`` may read (Unauthorized unless a live hold token)."""
+        claims = self._claims(token, expired_ok=False)
+        return hold_id(claims.event_id, claims.seq)
+
     def authorize_reading(self, token: str, hold: str) -> None:
         """Pass if ``token`` is the unexpired token of ``hold``; else Unauthorized or Forbidden."""
         claims = self._claims(token, expired_ok=False)

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
@@ -20,7 +21,7 @@ import redis.asyncio as aioredis
 
 from storage.bridge import Bridge
 from storage.errors import StorageError
-from storage.keys import EVENTS_KEY, event_keys
+from storage.keys import EVENTS_KEY, edge_bucket, event_keys
 from storage.records import (
     AdmissionCaps,
     AdmitSummary,
@@ -460,9 +461,18 @@ class RedisStore:
         )
 
     async def take_tokens(
-        self, requests: Sequence[TokenRequest], limits: Sequence[BucketLimit], now: int
+        self,
+        requests: Sequence[TokenRequest],
+        limits: Sequence[BucketLimit],
+        now: int,
+        *,
+        edge: bool = False,
     ) -> list[bool]:
-        """Take a token from every bucket of each request (all or none); one round trip."""
+        """Take a token from every bucket of each request (all or none); one round trip.
+
+        ``edge``: the requests' ``event_id`` names an edge route, not an event (its
+        buckets are ``edge_bucket`` keys rather than the event's join buckets).
+        """
         by_event: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             if len(r.buckets) != len(limits):
@@ -473,8 +483,8 @@ class RedisStore:
             head += [limit.rate_per_s, limit.burst]
         calls: list[ScriptCall] = []
         for event_id, idx in by_event.items():
-            k = event_keys(event_id)
-            keys = [k.join_bucket(kind, name) for i in idx for kind, name in requests[i].buckets]
+            name_of = partial(edge_bucket, event_id) if edge else event_keys(event_id).join_bucket
+            keys = [name_of(kind, name) for i in idx for kind, name in requests[i].buckets]
             calls.append(("take_tokens", keys, head))
         raws = await self._scripts.run("take_tokens", calls)
         answered: dict[int, bool] = {}

@@ -12,15 +12,17 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from functools import cache
 from typing import Any, TypeVar
 
+import anyio
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -49,6 +51,7 @@ from engine.checkout import PaymentRequest
 from engine.errors import (
     BookingError,
     InvalidRequest,
+    RateLimited,
     StorageUnavailable,
     Unauthorized,
     Unavailable,
@@ -56,6 +59,8 @@ from engine.errors import (
 from engine.events import EventSpec
 from engine.interface import Engine
 from engine.sales import SaleStatus
+from plumbing.client_ip import AddressPolicy
+from waitroom.limits import RouteLimiter, identity
 
 __all__ = ["API_VERSION", "OPS_ROUTES", "ROUTES", "HttpState", "create_app", "create_ops_app"]
 
@@ -78,11 +83,43 @@ class HttpState:
     max_body_bytes: int
     #: Where clients of an event open their WebSocket: (event id, the request's Host header).
     waitroom_url: Callable[[str, str | None], str]
+    #: Token buckets of the routes (None: unlimited).
+    limiter: RouteLimiter | None = None
+    #: Trusted proxies, and the client addresses per-IP limits spare.
+    addresses: AddressPolicy = field(default_factory=AddressPolicy)
+    #: Longest a request body may take to arrive, seconds.
+    body_timeout_s: float = 10.0
+
+
+class BodyTimeout(Exception):
+    """The request body did not arrive in time."""
 
 
 def _state(request: Request) -> HttpState:
     state: HttpState = request.state.http
     return state
+
+
+def client_ip(request: Request) -> str:
+    """The client's address: the peer, or behind trusted proxies from X-Forwarded-For."""
+    peer = request.client.host if request.client is not None else ""
+    return _state(request).addresses.client(peer, request.headers.getlist("x-forwarded-for"))
+
+
+async def _limit(
+    request: Request, route: str, *, hold: str | None = None, admin: bool = False
+) -> None:
+    """Take a token of ``route`` for the client's address, and for its hold or admin key;
+    RateLimited (429) when a bucket is empty. An exempt address (loopback unless
+    configured otherwise: operators and the bench) takes none."""
+    state = _state(request)
+    ip = client_ip(request)
+    if state.limiter is None or state.addresses.exempt(ip):
+        return
+    key = identity(_bearer(request)) if admin else ""
+    wait = await state.limiter.take(route, ip=ip, hold=hold, admin=key)
+    if wait:
+        raise RateLimited(f"too many {route} requests; retry in {wait} s", wait)
 
 
 def _bearer(request: Request) -> str:
@@ -101,10 +138,13 @@ def _is_admin(request: Request) -> bool:
     )
 
 
-def _require_admin(request: Request) -> None:
+async def _require_admin(request: Request) -> None:
+    """Admin credentials, within the admin routes' limits (per address, then per key)."""
+    await _limit(request, "admin")
     _bearer(request)
     if not _is_admin(request):
         raise Unauthorized("admin key required")
+    await _limit(request, "admin_key", admin=True)
 
 
 async def _body(request: Request, kind: type[T]) -> T:
@@ -113,11 +153,14 @@ async def _body(request: Request, kind: type[T]) -> T:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise InvalidRequest(f"body larger than {limit} bytes")
     raw = b""
-    async with aclosing(request.stream()) as chunks:
-        async for chunk in chunks:
-            raw += chunk
-            if len(raw) > limit:
-                raise InvalidRequest(f"body larger than {limit} bytes")
+    with anyio.move_on_after(_state(request).body_timeout_s) as scope:
+        async with aclosing(request.stream()) as chunks:
+            async for chunk in chunks:
+                raw += chunk
+                if len(raw) > limit:
+                    raise InvalidRequest(f"body larger than {limit} bytes")
+    if scope.cancelled_caught:
+        raise BodyTimeout
     try:
         return msgspec.json.decode(raw, type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -199,7 +242,7 @@ _EVENT_LINKS = {
 @operation(
     request=EventSpec,
     answers={201: CreatedEvent},
-    errors=[400, 401, 503],
+    errors=[400, 401, 408, 429, 503],
     credentials="admin",
     links=_EVENT_LINKS,
     example={
@@ -216,7 +259,7 @@ _EVENT_LINKS = {
 )
 async def create_event(request: Request) -> Response:
     """``POST /v1/events``: create an event; its id and WebSocket URL."""
-    _require_admin(request)
+    await _require_admin(request)
     state = _state(request)
     spec = await _body(request, EventSpec)
     event_id = await state.engine.sales.create(spec)
@@ -251,28 +294,28 @@ async def get_event(request: Request) -> Response:
     )
 
 
-@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
+@operation(answers={200: StateView}, errors=[401, 404, 409, 429, 503], credentials="admin")
 async def pause(request: Request) -> Response:
     """``POST /v1/events/{id}/pause``: stop admission (409 unless the event is open)."""
-    _require_admin(request)
+    await _require_admin(request)
     event_id = request.path_params["event_id"]
     new_state = await _state(request).engine.sales.pause(event_id)
     return json_response(StateView(event_id, new_state))
 
 
-@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
+@operation(answers={200: StateView}, errors=[401, 404, 409, 429, 503], credentials="admin")
 async def resume(request: Request) -> Response:
     """``POST /v1/events/{id}/resume``: restart admission (409 unless the event is paused)."""
-    _require_admin(request)
+    await _require_admin(request)
     event_id = request.path_params["event_id"]
     new_state = await _state(request).engine.sales.resume(event_id)
     return json_response(StateView(event_id, new_state))
 
 
-@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
+@operation(answers={200: StateView}, errors=[401, 404, 409, 429, 503], credentials="admin")
 async def close(request: Request) -> Response:
     """``POST /v1/events/{id}/close``: end the sale: no more joins or admissions (409 if closed)."""
-    _require_admin(request)
+    await _require_admin(request)
     event_id = request.path_params["event_id"]
     new_state = await _state(request).engine.sales.close(event_id)
     return json_response(StateView(event_id, new_state))
@@ -282,12 +325,12 @@ async def close(request: Request) -> Response:
     request=AdmissionBody,
     answers={200: AdmissionView},
     example={"max_active_holds": 300, "admissions_per_minute": 6000},
-    errors=[400, 401, 404, 503],
+    errors=[400, 401, 404, 408, 429, 503],
     credentials="admin",
 )
 async def set_admission(request: Request) -> Response:
     """``PATCH /v1/events/{id}/admission``: change the admission caps; the caps in force."""
-    _require_admin(request)
+    await _require_admin(request)
     engine = _state(request).engine
     event_id = request.path_params["event_id"]
     await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
@@ -302,13 +345,13 @@ async def set_admission(request: Request) -> Response:
 
 @operation(
     answers={200: AuditView},
-    errors=[401, 404, 503],
+    errors=[401, 404, 429, 503],
     credentials="admin",
     query={"settled": "1: also require PostgreSQL to agree with Redis (no payment in flight)"},
 )
 async def audit(request: Request) -> Response:
     """``GET /v1/events/{id}/audit``: the event's invariants checked now."""
-    _require_admin(request)
+    await _require_admin(request)
     event_id = request.path_params["event_id"]
     settled = request.query_params.get("settled") == "1"
     result = await _state(request).engine.sales.audit(event_id, settled=settled)
@@ -320,40 +363,55 @@ async def audit(request: Request) -> Response:
     answers={200: BookingView},
     example={"card_token": "tok_visa"},
     links={"GetBooking": ("get_booking", {"booking_id": "$response.body#/id"})},
-    errors=[400, 401, 402, 403, 404, 409, 503, 504],
+    errors=[400, 401, 402, 403, 404, 408, 409, 429, 503, 504],
     credentials="hold",
     headers={"Idempotency-Key": "1-128 printable characters; a retry with the same key pays once"},
 )
 async def pay(request: Request) -> Response:
     """``POST /v1/holds/{id}/payment``: pay for a hold; the booking is durable before the answer."""
     engine = _state(request).engine
-    event_id, seq = engine.holds.authorize_payment(_bearer(request), request.path_params["hold_id"])
+    await _limit(request, "payment")
+    hold = request.path_params["hold_id"]
+    event_id, seq = engine.holds.authorize_payment(_bearer(request), hold)
     key = request.headers.get("idempotency-key", "")
     if not 1 <= len(key) <= 128 or not key.isprintable():
         raise InvalidRequest("send an Idempotency-Key header (1-128 printable characters)")
     body = await _body(request, PaymentBody)
+    await _limit(request, "payment_hold", hold=hold)  # what reaches the gateway, per hold
     booking = await engine.checkout.pay(PaymentRequest(event_id, seq, key, body.card_token))
     return json_response(_booking_view(booking))
 
 
-@operation(answers={200: ReleasedView}, errors=[401, 403, 404, 409, 503], credentials="hold")
+@operation(answers={200: ReleasedView}, errors=[401, 403, 404, 409, 429, 503], credentials="hold")
 async def release_hold(request: Request) -> Response:
     """``DELETE /v1/holds/{id}``: give the seats back before the deadline (the holder only);
     they go to the next in line, and the holder is told ``expired`` on the WebSocket."""
     engine = _state(request).engine
+    await _limit(request, "release")
     hold = request.path_params["hold_id"]
     event_id, seq = engine.holds.authorize_payment(_bearer(request), hold)
+    await _limit(request, "release_hold", hold=hold)
     await engine.checkout.release(event_id, seq)
     return json_response(ReleasedView(hold, "released"))
 
 
-@operation(answers={200: BookingView}, errors=[401, 403, 404, 503], credentials="admin_or_hold")
+@operation(
+    answers={200: BookingView}, errors=[401, 403, 404, 429, 503], credentials="admin_or_hold"
+)
 async def get_booking(request: Request) -> Response:
     """``GET /v1/bookings/{id}``: a booking and its tickets, to its holder or an admin."""
     engine = _state(request).engine
-    booking = await engine.bookings.get(request.path_params["booking_id"])
-    if not _is_admin(request):
-        engine.holds.authorize_reading(_bearer(request), booking.hold_id)
+    await _limit(request, "booking")
+    # Credentials first, then the lookup: an unknown id must not answer differently.
+    if _is_admin(request):
+        await _limit(request, "booking_admin", admin=True)
+        booking = await engine.bookings.get(request.path_params["booking_id"])
+    else:
+        token = _bearer(request)
+        hold = engine.holds.reader(token)
+        await _limit(request, "booking_hold", hold=hold)
+        booking = await engine.bookings.get(request.path_params["booking_id"])
+        engine.holds.authorize_reading(token, booking.hold_id)
     return json_response(_booking_view(booking))
 
 
@@ -443,6 +501,17 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _body_timeout(request: Request, exc: Exception) -> Response:
+    # CloseEarlyAnswers closes the connection: the body never came to its end.
+    return error_response(408, "body_timeout", "the request body did not arrive in time")
+
+
+async def _client_left(request: Request, exc: Exception) -> Response:
+    # Not an error: the client went away mid-body. Nobody reads this answer.
+    logger.debug("%s %s: the client disconnected mid-body", request.method, request.url.path)
+    return error_response(400, "client_disconnected", "the client disconnected")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "something went wrong on our side")
@@ -452,9 +521,68 @@ _HANDLERS: dict[Any, Any] = {
     Exception: _unexpected,
     BookingError: handle_booking_error,
     StorageUnavailable: _storage_unavailable,
+    BodyTimeout: _body_timeout,
+    ClientDisconnect: _client_left,
     404: _not_found,
     405: _not_found,
 }
+
+
+class CloseEarlyAnswers:
+    """Closes the connection after an answer sent before the request body was read to
+    its end (an early 400/401/408/429), and reads the unread rest away meanwhile.
+
+    Without this, hypercorn waits for the body forever: its queue of body chunks for the
+    application fills once the handler stops reading, and ending the answer (which
+    queues a disconnect behind them) then waits for room that never comes.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        body_done = b"transfer-encoding" not in headers and headers.get(
+            b"content-length", b"0"
+        ) in (b"0", b"")
+
+        async def tracked_receive() -> Any:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def drain() -> None:
+            """Discard what the client still sends until the connection closes (bounded)."""
+            with anyio.move_on_after(_DRAIN_S):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+
+        async with anyio.create_task_group() as tg:
+
+            async def closing_send(message: Any) -> None:
+                if message["type"] == "http.response.start" and not body_done:
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"connection", b"close")],
+                    }
+                elif (
+                    message["type"] == "http.response.body"
+                    and not message.get("more_body", False)
+                    and not body_done
+                ):
+                    tg.start_soon(drain)
+                await send(message)
+
+            await self.app(scope, tracked_receive, closing_send)
+
+
+#: Longest the rest of an unread body is read away after an early answer, seconds.
+_DRAIN_S = 5
 
 
 def _starlette(routes: list[Route], state: HttpState) -> Starlette:
@@ -462,7 +590,12 @@ def _starlette(routes: list[Route], state: HttpState) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         yield {"http": state}
 
-    app = Starlette(routes=routes, exception_handlers=_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers=_HANDLERS,
+        lifespan=lifespan,
+        middleware=[Middleware(CloseEarlyAnswers)],
+    )
     # A trailing slash (an id ending in an encoded "/") is a 404 JSON error, not a redirect.
     app.router.redirect_slashes = False
     return app

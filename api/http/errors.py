@@ -15,6 +15,7 @@ from engine.errors import (
     NotFound,
     PaymentDeclined,
     PaymentTimeout,
+    RateLimited,
     Unauthorized,
     Unavailable,
 )
@@ -31,6 +32,7 @@ STATUS: dict[type[BookingError], int] = {
     Conflict: 409,
     Unavailable: 503,
     PaymentTimeout: 504,
+    RateLimited: 429,
 }
 
 
@@ -45,7 +47,9 @@ def handle_booking_error(request: Request, exc: Exception) -> Response:
     """Answer a domain error with its status."""
     assert isinstance(exc, BookingError)
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    headers = None
+    if isinstance(exc, Unavailable | RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}
     return error_response(status, exc.code, exc.message, headers)

@@ -6,12 +6,38 @@ import logging
 from typing import Any
 
 import anyio
+import h11
+import msgspec
 import sniffio
 from hypercorn.config import Config
+from hypercorn.protocol.h11 import H11Protocol
 
 from plumbing.listen import BACKLOG, listening_socket
 
 __all__ = ["serve_http"]
+
+#: Largest request head (request line and headers) buffered, bytes; larger is a 431.
+MAX_HEAD_BYTES = 16 * 1024
+
+
+async def _json_error_response(self: H11Protocol, status_code: int) -> None:
+    """hypercorn's answer to a request h11 cannot parse (a malformed Content-Length, a
+    header too large), with the usual ``{"error", "message"}`` body rather than none."""
+    reason = "request headers too large" if status_code == 431 else "malformed HTTP request"
+    body = msgspec.json.encode({"error": "invalid_request", "message": reason})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *self.config.response_headers("h11"),
+    ]
+    await self._send_h11_event(h11.Response(status_code=status_code, headers=headers))
+    await self._send_h11_event(h11.Data(data=body))
+    await self._send_h11_event(h11.EndOfMessage())
+
+
+# hypercorn has no setting for this answer: its one method that sends it is replaced.
+H11Protocol._send_error_response = _json_error_response  # type: ignore[method-assign]
 
 
 async def serve_http(
@@ -20,13 +46,16 @@ async def serve_http(
     port: int,
     *,
     reuse_port: bool = False,
+    read_timeout_s: float = 10.0,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until cancelled; ``task_status.started`` gets the bound port.
 
     The socket is bound and listening before hypercorn starts (handed over by file
     descriptor), so the port is known and accepting at once; ``reuse_port`` lets
-    other processes serve the same port (plumbing/listen.py).
+    other processes serve the same port (plumbing/listen.py). A connection that sends
+    nothing for ``read_timeout_s`` while a request is under way is closed; an idle
+    keep-alive connection after ``keep_alive_timeout``: every connection ends.
     """
     sock = listening_socket(host, port, reuse_port=reuse_port)
     port = sock.getsockname()[1]
@@ -35,6 +64,8 @@ async def serve_http(
     config.backlog = BACKLOG
     config.keep_alive_max_requests = 1_000_000  # don't recycle busy keep-alive connections
     config.keep_alive_timeout = 75  # longer than clients' idle pools keep connections
+    config.read_timeout = read_timeout_s  # type: ignore[assignment]
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     if sniffio.current_async_library() == "trio":

@@ -17,9 +17,10 @@ import json
 import random
 import string
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -28,8 +29,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from api.client.ws import WsConnection
-from api.wiring import Services
+from api.wiring import Services, open_services
 from realtime import protocol as p
+from storage.embedded import EmbeddedServers
 from tests.api.helpers import (
     FUTURE,
     count_bookings,
@@ -46,7 +48,7 @@ from tests.api.helpers import (
     sign,
     ws_connect,
 )
-from tests.conftest import ADMIN_KEY, admin_headers
+from tests.conftest import ADMIN_KEY, admin_headers, make_settings
 from waitroom.tokens import TokenKind
 
 pytestmark = pytest.mark.anyio
@@ -627,11 +629,11 @@ def bad_frames(
         frame: Frame
         if choice == 16:
             data = invalid_utf8_inside_string(rng, json.dumps(join_msg).encode())
-            frame = Frame("invalid-utf8-in-string", data)
+            frame = Frame("invalid-utf8-in-string", data, "binary_frame")
         elif choice == 0:  # text that is not a message
             frame = Frame("random-text", rand_text(rng, 60, controls=True))
         elif choice == 1:
-            frame = Frame("random-bytes", rng.randbytes(rng.randint(1, 200)))
+            frame = Frame("random-bytes", rng.randbytes(rng.randint(1, 200)), "binary_frame")
         elif choice == 2:
             frame = Frame(
                 "not-an-object", _text(rand_other(rng, lambda v: isinstance(v, dict)), rng)
@@ -784,3 +786,113 @@ async def test_fuzzed_ws_frames_get_errors_and_leave_the_socket_usable(
         for category, examples in sorted(problems.items())
     )
     assert not problems, f"{sent} bad frames sent; contract broken:\n{report}"
+
+
+# -- rate limits ----------------------------------------------------------------------
+
+
+def fresh_address() -> str:
+    """A client address no other test used (buckets live in the session's Redis)."""
+    groups = uuid.uuid4().hex[:16]
+    return "2001:db8::" + ":".join(groups[i : i + 4] for i in range(0, 16, 4))
+
+
+@pytest.fixture
+async def limited_edge(servers: EmbeddedServers) -> AsyncIterator[Services]:
+    """Tight route limits (2 per address and per hold, 3 per admin key, no refill within
+    a test); loopback a trusted proxy, exempt itself, so X-Forwarded-For picks the client."""
+    settings = replace(
+        make_settings(
+            servers.redis_url,
+            servers.database_url,
+            trusted_proxies=("127.0.0.1/32",),
+            limit_exempt=("127.0.0.1/32",),
+            limit_per_ip=(0.001, 2),
+            limit_per_hold=(0.001, 2),
+            limit_per_admin_key=(0.001, 3),
+        ),
+        admin_key=f"admin-{uuid.uuid4().hex}",  # its own admin key bucket
+    )
+    async with open_services(settings) as running:
+        yield running
+
+
+def assert_rate_limited(resp: httpx.Response) -> None:
+    """A 429 rate_limited JSON error with a whole Retry-After (1,000 s: one token's refill)."""
+    body = resp.json() if resp.status_code == 429 else None
+    assert resp.status_code == 429, (resp.status_code, resp.text)
+    assert body is not None and set(body) == {"error", "message"} and body["message"], body
+    assert body["error"] == "rate_limited", body
+    assert resp.headers["retry-after"] == "1000", resp.headers
+
+
+async def test_every_limited_route_answers_429_past_its_bucket(limited_edge: Services) -> None:
+    """Per client address: the third request to a route is 429 and changes nothing (the
+    admin routes share one bucket: audit's is tested below, with the admin key's);
+    the address's other route groups and other addresses are unaffected; entries a client
+    wrote left of its address do not make it another client."""
+    admin = {"Authorization": f"Bearer {limited_edge.settings.admin_key}"}
+    async with httpx.AsyncClient(base_url=limited_edge.http_url, trust_env=False) as http:
+        created = await http.post("/v1/events", json=event_body(opens_at=FUTURE), headers=admin)
+        event_id = created.json()["id"]
+        before = await event_state(http, event_id)
+        hold = f"{event_id}.1"
+        routes: list[tuple[str, str, dict[str, Any]]] = [
+            ("POST", f"/v1/events/{event_id}/pause", {"headers": admin}),
+            ("POST", f"/v1/holds/{hold}/payment", {"json": {"card_token": "tok_visa"}}),
+            ("DELETE", f"/v1/holds/{hold}", {}),
+            ("GET", "/v1/bookings/b-unknown", {}),
+        ]
+        for method, url, kwargs in routes:
+            client = fresh_address()
+            sent = {"X-Forwarded-For": client, **kwargs.pop("headers", {})}
+            for _ in range(2):
+                resp = await http.request(method, url, headers=sent, **kwargs)
+                assert resp.status_code != 429, (url, resp.text)
+            spoofed = {**sent, "X-Forwarded-For": f"{fresh_address()}, {client}"}
+            assert_rate_limited(await http.request(method, url, headers=spoofed, **kwargs))
+            other = {**sent, "X-Forwarded-For": fresh_address()}
+            assert (await http.request(method, url, headers=other, **kwargs)).status_code != 429
+            if method == "POST" and url.endswith("/pause"):
+                await http.post(f"/v1/events/{event_id}/resume", headers=admin)
+        assert await event_state(http, event_id) == before
+
+
+async def test_a_hold_and_an_admin_key_have_buckets_of_their_own(limited_edge: Services) -> None:
+    """From a new address each time: the third payment of one hold that reaches the
+    gateway is 429 (the hold stays payable afterwards by nobody within the test), and
+    the fourth request with one admin key is 429."""
+    admin = {"Authorization": f"Bearer {limited_edge.settings.admin_key}"}
+    async with httpx.AsyncClient(base_url=limited_edge.http_url, trust_env=False) as http:
+        created = await http.post("/v1/events", json=event_body(), headers=admin)
+        event = created.json()
+        async with ws_connect(event["waitroom_url"]) as ws:
+            await join(ws, "limited-holder", 1, "GA")
+            prompt = await expect(ws, p.Prompt)
+        url = f"/v1/holds/{prompt.hold_id}/payment"
+        for i in range(3):
+            resp = await http.post(
+                url,
+                json={"card_token": "tok_declined"},
+                headers={
+                    "X-Forwarded-For": fresh_address(),
+                    "Authorization": f"Bearer {prompt.hold_token}",
+                    "Idempotency-Key": new_key(),
+                },
+            )
+            if i < 2:
+                assert resp.status_code == 402, resp.text
+            else:
+                assert_rate_limited(resp)
+        assert await count_bookings(limited_edge, event["id"]) == 0
+        # The admin key: one request was made above from loopback (exempt); three more
+        # from three addresses fill its bucket.
+        for i in range(4):
+            resp = await http.get(
+                f"/v1/events/{event['id']}/audit",
+                headers={**admin, "X-Forwarded-For": fresh_address()},
+            )
+            if i < 3:
+                assert resp.status_code == 200, resp.text
+            else:
+                assert_rate_limited(resp)

@@ -1,5 +1,6 @@
 """Settings from the environment: the position frame budget, the start-up wait, the
-WebSocket URL told to clients, kept development secrets, the default data directory, logs, tracing."""
+WebSocket URL told to clients, kept development secrets, the default data directory, logs, tracing,
+the edge's limits."""
 
 from __future__ import annotations
 
@@ -125,3 +126,47 @@ def test_tracing_follows_the_collector_endpoint() -> None:
     assert Settings.from_env(endpoint).otlp_endpoint == "http://collector:4318"
     assert not Settings.from_env({**endpoint, "BOOKING_TRACING": "off"}).tracing_enabled
     assert Settings.from_env({"BOOKING_TRACING": "on"}).tracing_enabled
+
+
+def test_edge_limits_are_read_from_the_environment() -> None:
+    """Trusted proxies and exempt addresses as CIDR lists ("none": no address), limits as
+    RATE/BURST, the WebSocket cap and the timeouts as numbers; unset keeps the defaults."""
+    default = Settings.from_env({})
+    assert default.trusted_proxies == ()
+    assert default.limit_exempt == ("127.0.0.0/8", "::1/128")
+    settings = Settings.from_env(
+        {
+            "BOOKING_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1 2001:db8::/32",
+            "BOOKING_LIMIT_EXEMPT": "none",
+            "BOOKING_LIMIT_PER_IP": "5/50",
+            "BOOKING_LIMIT_PER_HOLD": "0.5/4",
+            "BOOKING_LIMIT_PER_ADMIN_KEY": "10/100",
+            "BOOKING_WS_CONNECTIONS_PER_IP": "7",
+            "BOOKING_WS_JOIN_TIMEOUT_S": "12.5",
+            "BOOKING_BODY_TIMEOUT_S": "3",
+        }
+    )
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.0.2.1", "2001:db8::/32")
+    assert settings.limit_exempt == ()
+    assert (settings.limit_per_ip, settings.limit_per_hold) == ((5.0, 50), (0.5, 4))
+    assert settings.limit_per_admin_key == (10.0, 100)
+    assert settings.ws_connections_per_ip == 7
+    assert (settings.ws_join_timeout_s, settings.body_timeout_s) == (12.5, 3.0)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BOOKING_TRUSTED_PROXIES": "10.0.0.0/33"},
+        {"BOOKING_LIMIT_EXEMPT": "localhost"},
+        {"BOOKING_LIMIT_PER_IP": "20"},
+        {"BOOKING_LIMIT_PER_HOLD": "0/10"},
+        {"BOOKING_LIMIT_PER_ADMIN_KEY": "5/0"},
+        {"BOOKING_WS_CONNECTIONS_PER_IP": "0"},
+        {"BOOKING_WS_JOIN_TIMEOUT_S": "0"},
+    ],
+)
+def test_unusable_edge_limits_are_refused(env: dict[str, str]) -> None:
+    """A malformed CIDR, limit or timeout stops the command at start with one line."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(env)
