@@ -54,8 +54,8 @@ async def serve_http(
     The socket is bound and listening before hypercorn starts (handed over by file
     descriptor), so the port is known and accepting at once; ``reuse_port`` lets
     other processes serve the same port (plumbing/listen.py). A connection that sends
-    nothing for ``read_timeout_s`` while a request is under way is closed; an idle
-    keep-alive connection after ``keep_alive_timeout``: every connection ends.
+    nothing for ``read_timeout_s`` is closed, idle keep-alive connections included: every
+    connection ends.
     """
     sock = listening_socket(host, port, reuse_port=reuse_port)
     port = sock.getsockname()[1]
@@ -63,8 +63,11 @@ async def serve_http(
     config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) it from here
     config.backlog = BACKLOG
     config.keep_alive_max_requests = 1_000_000  # don't recycle busy keep-alive connections
-    config.keep_alive_timeout = 75  # longer than clients' idle pools keep connections
     config.read_timeout = read_timeout_s  # type: ignore[assignment]
+    # hypercorn keeps a connection whose read timed out open until its keep-alive timer
+    # ends, unread: an idle keep-alive connection must be closed by the same clock, or a
+    # client reusing it after the read timeout waits out the rest of the keep-alive time.
+    config.keep_alive_timeout = read_timeout_s
     config.h11_max_incomplete_size = MAX_HEAD_BYTES
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")

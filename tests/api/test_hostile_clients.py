@@ -91,6 +91,17 @@ async def test_oversized_chunked_body_ends_the_connection(edge: Services) -> Non
     assert b'"error":"invalid_request"' in received
 
 
+async def test_an_idle_keep_alive_connection_is_closed_not_left_unread(edge: Services) -> None:
+    """After an answer, a keep-alive connection that stays idle past the read timeout is
+    closed by the server: not kept open and unread until a longer keep-alive timer ends,
+    where a client reusing it would wait for an answer that never comes."""
+    stream = await connect(edge)
+    async with stream:
+        await stream.send(head("GET", "/healthz"))
+        received = await read_until_closed(stream)
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+
+
 async def test_slow_body_times_out(edge: Services) -> None:
     """A body that stops arriving is answered 408 body_timeout and the connection closed."""
     stream = await connect(edge)
