@@ -9,8 +9,10 @@ import anyio
 import h11
 import msgspec
 import sniffio
+import trio
 from hypercorn.config import Config
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.tcp_server import TCPServer
 
 from plumbing.listen import BACKLOG, listening_socket
 
@@ -38,6 +40,38 @@ async def _json_error_response(self: H11Protocol, status_code: int) -> None:
 
 # hypercorn has no setting for this answer: its one method that sends it is replaced.
 H11Protocol._send_error_response = _json_error_response  # type: ignore[method-assign]
+
+
+async def _close_after_writes(self: TCPServer) -> None:
+    """hypercorn's close of a trio connection, with the write half shut only between writes.
+
+    hypercorn shuts the write half without its send lock. When a client leaves mid-body two
+    tasks close the connection at once: the reader (answering the broken request) and the
+    application (answering the disconnect it was handed). A write that meets the other's
+    shutdown fails with BusyResourceError, which neither expects: in the application it
+    is logged as an error; in the reader it escapes the connection and ends the whole
+    server. A write in flight gets as long to finish as a read has (a client that does
+    not read cannot hold the connection open); the socket is then closed whatever
+    happens, cancelled or not, which also ends such a write, with an error its writer
+    expects.
+    """
+    try:
+        if self.send_lock.statistics().owner is not trio.lowlevel.current_task():
+            with trio.move_on_after(self.config.read_timeout or 10):
+                async with self.send_lock:
+                    await self.stream.send_eof()
+    except (
+        trio.BrokenResourceError,
+        trio.BusyResourceError,
+        trio.ClosedResourceError,
+        AttributeError,  # a TLS stream has no write half to shut
+    ):
+        pass
+    finally:
+        await self.stream.aclose()
+
+
+TCPServer._close = _close_after_writes  # type: ignore[method-assign]
 
 
 async def serve_http(
