@@ -147,6 +147,36 @@ async def test_client_leaving_mid_body_is_no_error(
     ]
 
 
+async def test_shutdown_with_a_connection_mid_body_ends(servers: EmbeddedServers) -> None:
+    """Stopping the server while a client is halfway through its body (and stays there)
+    ends within the bound: the connection does not hold the shutdown open."""
+    settings = make_settings(servers.redis_url, servers.database_url, body_timeout_s=30.0)
+    stop, stopped = anyio.Event(), anyio.Event()
+
+    async def serve(*, task_status: anyio.abc.TaskStatus[Services]) -> None:
+        async with open_services(settings) as running:
+            task_status.started(running)
+            await stop.wait()
+        stopped.set()
+
+    async with anyio.create_task_group() as tg:
+        running = await tg.start(serve)
+        async with await connect(running) as stream:  # the client stays until the end
+            await stream.send(
+                head(
+                    "POST",
+                    "/v1/events",
+                    f"Authorization: Bearer {ADMIN_KEY}",
+                    "Content-Length: 10000",
+                )
+                + b'{"name": "half'
+            )
+            await anyio.sleep(0.2)  # the handler is reading the body
+            stop.set()
+            with anyio.fail_after(BOUND_S):
+                await stopped.wait()
+
+
 @pytest.mark.parametrize("length", ["abc", "-1", "10, 11", "1e3"])
 async def test_malformed_content_length_gets_a_json_error(edge: Services, length: str) -> None:
     """A Content-Length that is not a number is a 400 with the usual JSON error body."""
