@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ENVIRONMENT", "ConfigurationError", "Settings", "default_data_dir"]
+__all__ = [
+    "ENVIRONMENT",
+    "GATEWAYS",
+    "SANDBOX_API_KEY",
+    "ConfigurationError",
+    "Settings",
+    "default_data_dir",
+]
 
 
 class ConfigurationError(ValueError):
@@ -85,7 +92,15 @@ ENVIRONMENT = {
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
     "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
+    "BOOKING_GATEWAY": "gateway",
+    "BOOKING_STRIPE_API_KEY": "stripe_api_key",
+    "BOOKING_STRIPE_API_BASE": "stripe_api_base",
 }
+
+#: The payment gateways a deployment may pay through.
+GATEWAYS = ("sandbox", "stripe")
+#: The API key sent to the sandbox gateway when none is given (it takes any sk_test_ key).
+SANDBOX_API_KEY = "sk_test_sandbox"
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,15 @@ class Settings:
     #: idle timeout of any proxy in front (commonly 60 s). The page reconnects after 75 s
     #: of silence.
     heartbeat_interval_s: float = 30.0
+    #: The payment gateway: "sandbox" (the sandbox gateway process, ``booking gateway``:
+    #: test cards, no money) or "stripe" (Stripe, with stripe_api_key). Both are paid
+    #: through the same Stripe adapter; only the sandbox takes the test card tokens.
+    gateway: str = "sandbox"
+    #: Stripe's secret key (sk_live_... or sk_test_...); required for "stripe".
+    stripe_api_key: str | None = field(default=None, repr=False)
+    #: Base URL of the gateway's API: Stripe's unless given; for "sandbox", the sandbox
+    #: gateway's (commands start the data directory's own when unset).
+    stripe_api_base: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -212,6 +236,13 @@ class Settings:
                 f"BOOKING_SECRET must be at least {MIN_SECRET_BYTES} bytes "
                 f"(it has {len(settings.secret.encode())})"
             )
+        if settings.gateway not in GATEWAYS:
+            raise ConfigurationError(
+                f"BOOKING_GATEWAY must be sandbox or stripe, not {settings.gateway!r}"
+            )
+        if settings.gateway == "stripe" and not settings.stripe_api_key:
+            raise ConfigurationError("BOOKING_GATEWAY=stripe needs BOOKING_STRIPE_API_KEY")
+        _check_url("BOOKING_STRIPE_API_BASE", settings.stripe_api_base, ("http", "https"))
         _check_url("REDIS_URL", settings.redis_url, _REDIS_SCHEMES)
         _check_url("DATABASE_URL", settings.database_url, _POSTGRES_SCHEMES)
         return settings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -19,11 +19,11 @@ import anyio
 from api.http.app import HttpState, create_app, create_ops_app
 from api.http.observe import Observed
 from api.http.server import serve_http
-from api.settings import Settings
+from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
 from engine.health import run_store_probe
 from engine.interface import Engine, open_engine
-from engine.payments import PaymentGateway, SandboxGateway
+from engine.payments import PaymentGateway
 from engine.reconcile import run_reconciler
 from engine.worker import run_worker
 from plumbing.clock import Clock, WallClock
@@ -35,10 +35,18 @@ from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
 from storage.pg_store import PgStore, open_pg_store
 from storage.redis_store import BucketLimit, RedisStore, open_redis_store
+from storage.stripe_gateway import STRIPE_API_BASE, StripeGateway
 from waitroom.line import JoinLimits, WaitingLine
 from waitroom.tokens import TokenSigner
 
-__all__ = ["Roles", "Services", "open_database", "open_services", "open_stores"]
+__all__ = [
+    "Roles",
+    "Services",
+    "open_database",
+    "open_gateway",
+    "open_services",
+    "open_stores",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +118,33 @@ async def open_stores(
 
 
 @asynccontextmanager
+async def open_gateway(settings: Settings) -> AsyncIterator[StripeGateway]:
+    """The payment gateway the settings name, through the Stripe adapter: Stripe itself, or
+    the sandbox gateway process (whose URL the command resolved, see ``api/cli.py``)."""
+    if settings.gateway == "stripe":
+        assert settings.stripe_api_key, "checked by Settings.from_env"
+        gateway = StripeGateway(
+            settings.stripe_api_key, api_base=settings.stripe_api_base or STRIPE_API_BASE
+        )
+    else:
+        if not settings.stripe_api_base:
+            raise ConfigurationError(
+                "no sandbox gateway: run `booking gateway` and set BOOKING_STRIPE_API_BASE "
+                "to its URL, or BOOKING_GATEWAY=stripe"
+            )
+        gateway = StripeGateway(
+            settings.stripe_api_key or SANDBOX_API_KEY,
+            api_base=settings.stripe_api_base,
+            sandbox=True,
+        )
+    try:
+        yield gateway
+    finally:
+        with anyio.CancelScope(shield=True):
+            await gateway.aclose()
+
+
+@asynccontextmanager
 async def open_services(
     settings: Settings,
     roles: Roles = Roles(),
@@ -122,6 +157,22 @@ async def open_services(
     clock = clock or WallClock()
     policy = policy or AdmissionPolicy(abandon_grace_s=settings.abandon_grace_s)
     signer = TokenSigner(settings.secret.encode())
+    async with AsyncExitStack() as stack:
+        if gateway is None:
+            gateway = await stack.enter_async_context(open_gateway(settings))
+        async with _open_services(settings, roles, clock, gateway, policy, signer) as services:
+            yield services
+
+
+@asynccontextmanager
+async def _open_services(
+    settings: Settings,
+    roles: Roles,
+    clock: Clock,
+    gateway: PaymentGateway,
+    policy: AdmissionPolicy,
+    signer: TokenSigner,
+) -> AsyncIterator[Services]:
     async with (
         open_stores(settings, wait_s=settings.startup_wait_s) as (redis, pg),
         open_engine(
@@ -129,7 +180,7 @@ async def open_services(
             pg,
             signer,
             clock,
-            gateway or SandboxGateway(),
+            gateway,
             payment_window_s=settings.payment_window_s,
             gateway_timeout_s=settings.gateway_timeout_s,
         ) as engine,

@@ -32,7 +32,7 @@ from engine.errors import (
 from engine.events import seat_label
 from engine.holds import hold_id
 from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS, REVENUE
-from engine.payments import ChargeStatus, PaymentGateway
+from engine.payments import Charge, ChargeStatus, GatewayUnavailable, PaymentGateway
 from plumbing import log_context, tracing
 from plumbing.batcher import Batcher
 from plumbing.clock import Clock
@@ -157,22 +157,8 @@ class Checkout:
         if claim.result != BeginResult.OK:
             raise NotFound("no such hold")
 
-        try:
-            with tracing.step("charge"), anyio.fail_after(self._gateway_timeout_s):
-                charge = await self._gateway.charge(
-                    amount_cents=claim.amount_cents,
-                    card_token=req.card_token,
-                    idempotency_key=key,
-                )
-        except TimeoutError:
-            await self._redis.abort_payments([ref], self._clock.now_ms())
-            raise PaymentTimeout(
-                "the payment provider did not answer; nothing was charged"
-            ) from None
-        if charge.status is ChargeStatus.DECLINED:
-            await self._redis.abort_payments([ref], self._clock.now_ms())
-            raise PaymentDeclined("the card was declined; the hold stays yours until it expires")
-
+        spec = await self._catalog.get(req.event_id)
+        charge = await self._charge(req, ref, claim, spec.currency)
         try:
             return await self._record(req, ref, claim, charge.reference)
         except StorageUnavailable:
@@ -188,6 +174,66 @@ class Checkout:
                 "the booking could not be recorded; retry with the same Idempotency-Key",
                 retry_after_s=2,
             ) from None
+
+    async def _charge(
+        self, req: PaymentRequest, ref: HoldRef, claim: BeginPaymentResult, currency: str
+    ) -> Charge:
+        """The card charged; otherwise the hold made payable again and the refusal raised.
+
+        An unknown outcome (the gateway timed out or failed on its side) is asked about:
+        a charge that was made after all is kept and booked; otherwise the payment is voided,
+        so that nothing is charged under the key later, before the client is told so.
+        """
+        key = ref.key
+        try:
+            with tracing.step("charge"), anyio.fail_after(self._gateway_timeout_s):
+                charge = await self._gateway.charge(
+                    amount_cents=claim.amount_cents,
+                    currency=currency,
+                    card_token=req.card_token,
+                    idempotency_key=key,
+                )
+        except (TimeoutError, GatewayUnavailable) as exc:
+            found = await self._resolve(key, claim.amount_cents, currency)
+            if found is None:
+                await self._redis.abort_payments([ref], self._clock.now_ms())
+                if isinstance(exc, TimeoutError):
+                    raise PaymentTimeout(
+                        "the payment provider did not answer; nothing was charged: pay again "
+                        "with a new Idempotency-Key"
+                    ) from None
+                raise Unavailable(
+                    "the payment provider failed; nothing was charged: pay again with a new "
+                    "Idempotency-Key",
+                    retry_after_s=2,
+                ) from None
+            logger.info("hold %s: the charge was made after all (%s)", req.hold_id, exc)
+            charge = found
+        if charge.status is ChargeStatus.DECLINED:
+            await self._redis.abort_payments([ref], self._clock.now_ms())
+            raise PaymentDeclined("the card was declined; the hold stays yours until it expires")
+        return charge
+
+    async def _resolve(self, key: str, amount_cents: int, currency: str) -> Charge | None:
+        """After an unknown outcome: the charge made under ``key``, or None once it is sure
+        that none will be (voided). Unavailable if the gateway cannot say."""
+        try:
+            with tracing.step("resolve"), anyio.fail_after(self._gateway_timeout_s):
+                found = await self._gateway.retrieve(
+                    idempotency_key=key, amount_cents=amount_cents, currency=currency
+                )
+                if found is None:
+                    found = await self._gateway.void(
+                        idempotency_key=key, amount_cents=amount_cents, currency=currency
+                    )
+        except (TimeoutError, GatewayUnavailable):
+            logger.exception("payment %s: whether the card was charged is unknown", key)
+            raise Unavailable(
+                "the payment provider does not answer; whether the card was charged is not "
+                "known yet",
+                retry_after_s=5,
+            ) from None
+        return found
 
     async def _record(
         self, req: PaymentRequest, ref: HoldRef, claim: BeginPaymentResult, gateway_ref: str

@@ -16,6 +16,10 @@ the others started again). Attaching, leaving and taking over are serialised by 
 exclusive ``flock`` on ``servers.mutex``. ``pin`` (``booking dev up``) keeps them
 running when the last process leaves; :func:`stop_shared_servers` (``booking dev
 down``) stops them whoever is attached.
+
+A process given ``gateway_argv`` also shares the data directory's sandbox payment gateway
+the same way: started from that command line (the program's ``booking gateway``, its state
+in the data directory), its URL and pid recorded with the others, stopped by the last out.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from types import ModuleType
 from typing import IO, Any
 
 __all__ = [
+    "GATEWAY_URL_FILE",
     "EmbeddedServers",
     "PostgresServer",
     "RedisServer",
@@ -47,6 +52,7 @@ __all__ = [
     "embedded_servers",
     "open_shared_servers",
     "shared_servers_state",
+    "start_gateway_process",
     "stop_shared_servers",
 ]
 
@@ -296,6 +302,8 @@ class SharedServers:
     owner: bool
     #: pid of the process that left them behind, when this one took them over.
     taken_over_from: int | None = None
+    #: The sandbox gateway's URL, when asked for ("" otherwise).
+    gateway_url: str = ""
 
 
 def _read_state(lock: IO[str]) -> dict[str, Any]:
@@ -448,7 +456,87 @@ def _stop_postgres(data_dir: Path) -> None:
         logger.info("embedded PostgreSQL under %s was already stopped", pgdata)
 
 
+#: File a starting sandbox gateway writes its URL into, in the data directory.
+GATEWAY_URL_FILE = "gateway.url"
+#: Its log (stderr), in the data directory.
+GATEWAY_LOG_FILE = "gateway.log"
+#: gateway processes started by this process (reaped by whoever stops them here).
+_gateway_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _gateway_answers(url: str | None) -> bool:
+    if not url or not url.startswith("http://"):
+        return False
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2) as sock:
+            sock.sendall(
+                f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            return sock.recv(16).startswith(b"HTTP/1.1 200")
+    except (OSError, ValueError):
+        return False
+
+
+def start_gateway_process(
+    argv: list[str], data_dir: Path, *, timeout_s: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """Start the sandbox gateway ``argv`` on a free loopback port, its state and log in
+    ``data_dir``, in a session of its own; return once it listens (its URL in
+    ``data_dir/gateway.url``)."""
+    url_file = data_dir / GATEWAY_URL_FILE
+    url_file.unlink(missing_ok=True)
+    full = [*argv, "--data-dir", str(data_dir), "--port", "0", "--url-file", str(url_file)]
+    with (data_dir / GATEWAY_LOG_FILE).open("ab") as log:
+        proc = subprocess.Popen(
+            full, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_s
+    while not url_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(
+                f"the sandbox gateway did not start; see {data_dir / GATEWAY_LOG_FILE}"
+            )
+        time.sleep(0.02)
+    return proc
+
+
+def _start_gateway(data_dir: Path, state: dict[str, Any], argv: list[str]) -> None:
+    proc = start_gateway_process(argv, data_dir)
+    state["gateway_url"] = (data_dir / GATEWAY_URL_FILE).read_text().strip()
+    state["gateway_pid"] = proc.pid
+    _gateway_children[proc.pid] = proc
+
+
+def _stop_gateway(pid: int | None) -> None:
+    if pid is None:
+        return
+    child = _gateway_children.pop(pid, None)
+    try:
+        if child is None and b"gateway" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    if child is not None:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def _stop_recorded(data_dir: Path, state: dict[str, Any]) -> None:
+    gateway_pid = state.get("gateway_pid")
+    _stop_gateway(gateway_pid if isinstance(gateway_pid, int) else None)
     redis_pid = state.get("redis_pid")
     _stop_redis(redis_pid if isinstance(redis_pid, int) else None)
     if state.get("database_url"):
@@ -457,11 +545,17 @@ def _stop_recorded(data_dir: Path, state: dict[str, Any]) -> None:
 
 @contextmanager
 def open_shared_servers(
-    data_dir: Path, *, redis: bool = True, postgres: bool = True, pin: bool = False
+    data_dir: Path,
+    *,
+    redis: bool = True,
+    postgres: bool = True,
+    pin: bool = False,
+    gateway_argv: list[str] | None = None,
 ) -> Iterator[SharedServers]:
     """Use the embedded servers of ``data_dir``: start them, or attach to the running ones.
 
-    ``redis`` / ``postgres``: which of the two this process needs. On exit the last
+    ``redis`` / ``postgres``: which of the two this process needs; ``gateway_argv``: the
+    command line of the sandbox gateway, when this process needs it. On exit the last
     process out stops them, unless they are pinned (``pin``: ``booking dev up``).
     """
     data_dir = data_dir.resolve()
@@ -489,6 +583,8 @@ def open_shared_servers(
                 _start_postgres(data_dir, state)
             elif postgres and not state.get("database_url"):
                 _start_postgres(data_dir, state)  # running, but not recorded: ask its URL
+            if gateway_argv is not None and not _gateway_answers(state.get("gateway_url")):
+                _start_gateway(data_dir, state, gateway_argv)
             state["pinned"] = bool(state.get("pinned")) or pin
             _write_state(lock, state)
             fcntl.flock(lock, fcntl.LOCK_SH)  # from exclusive, or taken now
@@ -500,6 +596,7 @@ def open_shared_servers(
             owner_pid=owner_pid,
             owner=owner_pid == os.getpid(),
             taken_over_from=taken_over_from,
+            gateway_url=str(state.get("gateway_url", "")),
         )
     finally:
         with _mutex(data_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,13 +19,46 @@ from api.client import BookingClient
 from api.settings import Settings
 from api.wiring import Services, open_services
 from storage.bridge import open_bridge
-from storage.embedded import EmbeddedServers, RedisServer, embedded_servers, remove_data_dir
+from storage.embedded import (
+    GATEWAY_URL_FILE,
+    EmbeddedServers,
+    RedisServer,
+    embedded_servers,
+    remove_data_dir,
+    start_gateway_process,
+)
 from storage.redis_store import RedisStore, open_redis_store
+
+RUNTIME = os.environ.get("BOOKING_TEST_RUNTIME", "trio")
 
 
 @pytest.fixture(scope="session")
-def servers() -> Iterator[EmbeddedServers]:
-    """Redis and PostgreSQL for the whole session."""
+def sandbox_gateway() -> Iterator[str]:
+    """The sandbox payment gateway for the whole session, a process of its own (``booking
+    gateway``); its URL. The session's processes and services pay through it: it is set as
+    BOOKING_STRIPE_API_BASE for every process the tests start."""
+    data_dir = Path(tempfile.mkdtemp(prefix="booking-gw-"))
+    argv = [sys.executable, "-m", "api.cli", "gateway", "--runtime", RUNTIME]
+    proc = start_gateway_process(argv, data_dir)
+    url = (data_dir / GATEWAY_URL_FILE).read_text().strip()
+    saved = {k: os.environ.get(k) for k in ("BOOKING_GATEWAY", "BOOKING_STRIPE_API_BASE")}
+    os.environ.update(BOOKING_GATEWAY="sandbox", BOOKING_STRIPE_API_BASE=url)
+    try:
+        yield url
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        proc.terminate()
+        proc.wait(timeout=10)
+        remove_data_dir(data_dir)
+
+
+@pytest.fixture(scope="session")
+def servers(sandbox_gateway: str) -> Iterator[EmbeddedServers]:
+    """Redis and PostgreSQL for the whole session (and the sandbox gateway)."""
     data_dir = Path(tempfile.mkdtemp(prefix="booking-test-"))
     try:
         with embedded_servers(
@@ -35,9 +69,6 @@ def servers() -> Iterator[EmbeddedServers]:
             yield started
     finally:
         remove_data_dir(data_dir)
-
-
-RUNTIME = os.environ.get("BOOKING_TEST_RUNTIME", "trio")
 
 
 @pytest.fixture
@@ -106,7 +137,8 @@ SECRET = "test-secret-0123456789abcdef"
 
 def make_settings(redis_url: str | None, database_url: str | None, **overrides: Any) -> Settings:
     """Settings of a system under test: the test secret and admin key, free loopback ports
-    (metrics ports included, unless given)."""
+    (metrics ports included, unless given), the session's sandbox gateway."""
+    overrides.setdefault("stripe_api_base", os.environ.get("BOOKING_STRIPE_API_BASE"))
     return Settings(
         redis_url=redis_url,
         database_url=database_url,

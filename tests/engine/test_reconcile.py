@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -203,6 +204,7 @@ async def test_worker_reconciles_when_it_starts(servers: EmbeddedServers, engine
         database_url=servers.database_url,
         metrics_port=0,
         reconcile_interval_s=3600,
+        stripe_api_base=os.environ["BOOKING_STRIPE_API_BASE"],
     )
     async with open_services(settings, Roles(api=False, worker=True)):
         ticket = await engine.redis.ticket(event_id, seq)
