@@ -247,6 +247,7 @@ class Checkout:
         for position in claim.seats:
             label = seat_label(section, position)
             tickets.append(TicketRow(_new_code(), claim.section, position, label.row, label.number))
+        tickets.sort(key=lambda t: (t.section, t.position))  # as a booking is read back
         new = NewBooking(
             booking_id="bk" + secrets.token_hex(8),
             event_id=req.event_id,
@@ -257,6 +258,7 @@ class Checkout:
             idempotency_key=key,
             gateway_ref=gateway_ref,
             tickets=tickets,
+            created_at=datetime.now(UTC),
         )
         with tracing.step("committed"):
             result = await self.commit.submit(new)
@@ -284,6 +286,6 @@ class Checkout:
             hold_id=new.hold_id,
             status=BookingStatus.CONFIRMED,
             amount_cents=new.amount_cents,
-            created_at=datetime.now(UTC),
+            created_at=new.created_at,
             tickets=[ticket_from_row(t) for t in tickets],
         )

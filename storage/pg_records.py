@@ -64,6 +64,9 @@ class NewBooking(msgspec.Struct, frozen=True):
     idempotency_key: str
     gateway_ref: str
     tickets: list[TicketRow]
+    #: When it was made: stored as given, so that the first answer and every replay of its
+    #: payment (read back from PostgreSQL) say the same instant.
+    created_at: datetime
 
 
 class CommitResult(msgspec.Struct, frozen=True):

@@ -56,16 +56,18 @@ _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 _COMMIT_BOOKINGS = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-                         $6::int[], $7::text[], $8::text[])
-        AS t(booking_id, event_id, hold_id, ticket_seq, client_id, amount_cents, idem_key, gateway_ref)
+                         $6::int[], $7::text[], $8::text[], $15::timestamptz[])
+        AS t(booking_id, event_id, hold_id, ticket_seq, client_id, amount_cents, idem_key,
+             gateway_ref, created_at)
 ), pay AS (
     INSERT INTO payments (idempotency_key, hold_id, booking_id, amount_cents, gateway_ref)
     SELECT idem_key, hold_id, booking_id, amount_cents, gateway_ref FROM input
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING booking_id
 ), bk AS (
-    INSERT INTO bookings (id, event_id, hold_id, ticket_seq, client_id, amount_cents)
-    SELECT i.booking_id, i.event_id, i.hold_id, i.ticket_seq, i.client_id, i.amount_cents
+    INSERT INTO bookings (id, event_id, hold_id, ticket_seq, client_id, amount_cents, created_at)
+    SELECT i.booking_id, i.event_id, i.hold_id, i.ticket_seq, i.client_id, i.amount_cents,
+           i.created_at
     FROM input i JOIN pay USING (booking_id)
     RETURNING id, event_id, hold_id, amount_cents
 ), tk AS (
@@ -124,7 +126,7 @@ RETURNING id
 
 
 def _commit_args(batch: Sequence[NewBooking]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(14)]
+    cols: list[list[Any]] = [[] for _ in range(15)]
     for b in batch:
         for col, value in zip(
             cols[:8],
@@ -143,11 +145,12 @@ def _commit_args(batch: Sequence[NewBooking]) -> list[list[Any]]:
             col.append(value)
         for t in b.tickets:
             for col, value in zip(
-                cols[8:],
+                cols[8:14],
                 (t.code, b.booking_id, t.section, t.position, t.seat_row, t.seat_number),
                 strict=True,
             ):
                 col.append(value)
+        cols[14].append(b.created_at)
     return cols
 
 

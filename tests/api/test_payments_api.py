@@ -108,6 +108,24 @@ async def test_same_idempotency_key_replays_the_booking(
     assert await _availability(client, event.id) == (6, 0, 2, 0)
 
 
+async def test_a_replayed_payment_answers_the_same_bytes(
+    services: Services, client: BookingClient, http: httpx.AsyncClient
+) -> None:
+    """A payment replayed with its Idempotency-Key answers a body byte for byte the first one
+    (the instant it was made included), and charges once."""
+    event = await client.create_event(event_body())
+    async with WaitingRoom.connect(event.waitroom_url) as room:
+        _, prompt = await _hold(room, "buyer-1", 3)
+        key = new_key("bytes")
+        first = await pay(http, prompt.hold_id, prompt.hold_token, key)
+        assert first.status_code == 200, first.text
+        for _ in range(2):
+            again = await pay(http, prompt.hold_id, prompt.hold_token, key)
+            assert again.status_code == 200
+            assert again.content == first.content
+    assert await count_bookings(services, event.id) == 1
+
+
 async def test_a_charge_whose_answer_failed_is_found_and_booked(
     services: Services, client: BookingClient, sandbox_gateway: str
 ) -> None:
