@@ -155,6 +155,11 @@ class Settings:
     payment_window_s: float = 30.0
     #: How long the payment gateway may take, seconds.
     gateway_timeout_s: float = 10.0
+    #: Pause between a worker's passes over payments stopped halfway, seconds.
+    payment_recovery_interval_s: float = 5.0
+    #: Age at which a payment still only claimed is stopped for good (its request cannot be
+    #: running any more: past its payment window and its gateway calls), seconds.
+    payment_stale_s: float = 60.0
     #: Cadence of position updates, seconds: the clients nearest the head get every change
     #: this often; those further back less often (see position_frames_per_s).
     position_interval_s: float = 1.0

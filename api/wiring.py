@@ -25,6 +25,7 @@ from engine.health import run_store_probe
 from engine.interface import Engine, open_engine
 from engine.payments import PaymentGateway
 from engine.reconcile import run_reconciler
+from engine.saga import run_payment_recovery
 from engine.worker import run_worker
 from plumbing.clock import Clock, WallClock
 from realtime.hub import Hub
@@ -157,6 +158,10 @@ async def open_services(
     clock = clock or WallClock()
     policy = policy or AdmissionPolicy(abandon_grace_s=settings.abandon_grace_s)
     signer = TokenSigner(settings.secret.encode())
+    if settings.payment_stale_s <= settings.payment_window_s + 2 * settings.gateway_timeout_s:
+        raise ConfigurationError(
+            "payment_stale_s must exceed a payment's life: its window and two gateway timeouts"
+        )
     async with AsyncExitStack() as stack:
         if gateway is None:
             gateway = await stack.enter_async_context(open_gateway(settings))
@@ -217,6 +222,16 @@ async def _open_services(
                 )
             )
             await tg.start(partial(run_worker, redis, clock, policy))
+            await tg.start(
+                partial(
+                    run_payment_recovery,
+                    pg,
+                    gateway,
+                    clock,
+                    interval_s=settings.payment_recovery_interval_s,
+                    stale_s=settings.payment_stale_s,
+                )
+            )
         http_state = HttpState(
             engine=engine,
             admin_key=settings.admin_key,

@@ -37,7 +37,7 @@ from plumbing import log_context, tracing
 from plumbing.batcher import Batcher
 from plumbing.clock import Clock
 from storage.errors import StorageError, StorageUnavailable
-from storage.pg_records import CommitResult, NewBooking, TicketRow
+from storage.pg_records import CommitResult, NewBooking, SagaClaim, TicketRow
 from storage.pg_store import PgStore
 from storage.records import BeginPaymentResult, BeginResult
 from storage.redis_store import HoldRef, PaidHold, RedisStore
@@ -99,6 +99,7 @@ class Checkout:
         self.begin: Batcher[HoldRef, BeginPaymentResult] = Batcher(
             self._begin_batch, name="begin_payment"
         )
+        self.claim: Batcher[SagaClaim, None] = Batcher(pg.claim_payments, name="claim_payments")
         self.commit: Batcher[NewBooking, CommitResult] = Batcher(
             pg.commit_bookings, name="commit_bookings"
         )
@@ -158,6 +159,13 @@ class Checkout:
             raise NotFound("no such hold")
 
         spec = await self._catalog.get(req.event_id)
+        try:  # the saga starts before any money moves: a crash from here on is recovered
+            await self.claim.submit(
+                SagaClaim(key, req.event_id, req.hold_id, claim.amount_cents, spec.currency)
+            )
+        except StorageUnavailable:
+            await self._redis.abort_payments([ref], self._clock.now_ms())
+            raise Unavailable("the payment could not be started; nothing was charged") from None
         charge = await self._charge(req, ref, claim, spec.currency)
         try:
             return await self._record(req, ref, claim, charge.reference)
@@ -196,6 +204,7 @@ class Checkout:
         except (TimeoutError, GatewayUnavailable) as exc:
             found = await self._resolve(key, claim.amount_cents, currency)
             if found is None:
+                await self._end_saga(key, "voided")
                 await self._redis.abort_payments([ref], self._clock.now_ms())
                 if isinstance(exc, TimeoutError):
                     raise PaymentTimeout(
@@ -210,9 +219,17 @@ class Checkout:
             logger.info("hold %s: the charge was made after all (%s)", req.hold_id, exc)
             charge = found
         if charge.status is ChargeStatus.DECLINED:
+            await self._end_saga(key, "declined")
             await self._redis.abort_payments([ref], self._clock.now_ms())
             raise PaymentDeclined("the card was declined; the hold stays yours until it expires")
         return charge
+
+    async def _end_saga(self, key: str, step: str, gateway_ref: str | None = None) -> None:
+        """Move a claimed payment's saga on; left to recovery if PostgreSQL cannot be told."""
+        try:
+            await self._pg.move_saga(key, step, from_steps=("claimed",), gateway_ref=gateway_ref)
+        except StorageError:
+            logger.warning("payment %s stays claimed in PostgreSQL: recovery ends it", key)
 
     async def _resolve(self, key: str, amount_cents: int, currency: str) -> Charge | None:
         """After an unknown outcome: the charge made under ``key``, or None once it is sure
@@ -264,6 +281,7 @@ class Checkout:
             result = await self.commit.submit(new)
         if result.error is not None or result.booking_id is None:
             logger.error("booking for hold %s refused by PostgreSQL: %s", req.hold_id, result.error)
+            await self._end_saga(key, "compensating", gateway_ref)  # the workers refund it
             raise Conflict("these seats cannot be booked; the charge will be refunded")
         try:
             with tracing.step("confirm"):

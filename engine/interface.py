@@ -79,7 +79,7 @@ async def open_engine(
         bookings=bookings,
     )
     async with anyio.create_task_group() as tg:
-        for batcher in (checkout.begin, checkout.commit, checkout.confirm):
+        for batcher in (checkout.begin, checkout.claim, checkout.commit, checkout.confirm):
             await tg.start(batcher.run)
         try:
             yield engine

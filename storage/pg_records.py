@@ -115,3 +115,27 @@ class BookingConflict(msgspec.Struct, frozen=True):
     booking_id: str
     hold_id: str
     reason: str
+
+
+class SagaClaim(msgspec.Struct, frozen=True):
+    """A payment about to charge a card: its saga starts (or starts again after a decline)."""
+
+    idempotency_key: str
+    event_id: str
+    hold_id: str
+    amount_cents: int
+    currency: str
+
+
+class SagaRow(msgspec.Struct, frozen=True):
+    """A payment's saga as stored."""
+
+    idempotency_key: str
+    event_id: str
+    hold_id: str
+    amount_cents: int
+    currency: str
+    step: str
+    gateway_ref: str | None
+    booking_id: str | None
+    updated_at: datetime

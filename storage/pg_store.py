@@ -26,6 +26,8 @@ from storage.pg_records import (
     EventRow,
     LiveBooking,
     NewBooking,
+    SagaClaim,
+    SagaRow,
     SeatRow,
     TicketRow,
 )
@@ -62,8 +64,17 @@ WITH input AS (
 ), pay AS (
     INSERT INTO payments (idempotency_key, hold_id, booking_id, amount_cents, gateway_ref)
     SELECT idem_key, hold_id, booking_id, amount_cents, gateway_ref FROM input
+    WHERE NOT EXISTS (  -- its charge is being given back: no booking any more
+        SELECT 1 FROM payment_sagas s
+        WHERE s.idempotency_key = input.idem_key AND s.step IN ('compensating', 'refunded'))
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING booking_id
+), saga AS (
+    UPDATE payment_sagas s
+    SET step = 'recorded', booking_id = i.booking_id, gateway_ref = i.gateway_ref,
+        updated_at = now()
+    FROM input i JOIN pay USING (booking_id)
+    WHERE s.idempotency_key = i.idem_key
 ), bk AS (
     INSERT INTO bookings (id, event_id, hold_id, ticket_seq, client_id, amount_cents, created_at)
     SELECT i.booking_id, i.event_id, i.hold_id, i.ticket_seq, i.client_id, i.amount_cents,
@@ -83,6 +94,53 @@ WITH input AS (
     FROM bk
 )
 SELECT booking_id FROM pay
+"""
+
+_CLAIM_PAYMENTS = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])
+        AS t(idem_key, event_id, hold_id, amount_cents, currency)
+), claimed AS (
+    INSERT INTO payment_sagas AS s (idempotency_key, event_id, hold_id, amount_cents, currency, step)
+    SELECT idem_key, event_id, hold_id, amount_cents, currency, 'claimed' FROM input
+    ON CONFLICT (idempotency_key) DO UPDATE SET step = 'claimed', updated_at = now()
+        WHERE s.step = 'declined'
+    RETURNING s.idempotency_key, s.event_id, s.hold_id
+)
+INSERT INTO event_log (event_id, kind, payload)
+SELECT event_id, 'payment_claimed',
+       jsonb_build_object('idempotency_key', idempotency_key, 'hold_id', hold_id)
+FROM claimed
+"""
+
+_MOVE_SAGA = """
+WITH moved AS (
+    UPDATE payment_sagas
+    SET step = $2, gateway_ref = coalesce($4, gateway_ref), refund_ref = coalesce($5, refund_ref),
+        updated_at = now()
+    WHERE idempotency_key = $1 AND step = ANY($3::text[])
+    RETURNING idempotency_key, event_id, hold_id, gateway_ref, refund_ref, amount_cents
+), logged AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'payment_' || $2,
+           jsonb_build_object('idempotency_key', idempotency_key, 'hold_id', hold_id,
+                              'gateway_ref', gateway_ref, 'refund_ref', refund_ref,
+                              'amount_cents', amount_cents)
+    FROM moved
+)
+SELECT count(*) > 0 FROM moved
+"""
+
+_SAGA_COLUMNS = (
+    "idempotency_key, event_id, hold_id, amount_cents, currency, step, gateway_ref, "
+    "booking_id, updated_at"
+)
+
+_STALLED_SAGAS = f"""
+SELECT {_SAGA_COLUMNS} FROM payment_sagas
+WHERE (step = 'claimed' AND updated_at < $1) OR step = 'compensating'
+ORDER BY updated_at
+LIMIT $2
 """
 
 _BOOKING = """
@@ -320,6 +378,65 @@ class PgStore:
         fields = dict(row)
         fields["tickets"] = [TicketRow(**t) for t in json.loads(fields["tickets"])]
         return BookingRow(**fields)
+
+    async def claim_payments(self, batch: Sequence[SagaClaim]) -> list[None]:
+        """Start the sagas of payments about to charge (again, after a decline), each logged
+        in event_log in the same transaction; a saga already further on is left as it is."""
+        BATCH_SIZE.labels("claim_payments").observe(len(batch))
+        columns = [
+            [c.idempotency_key for c in batch],
+            [c.event_id for c in batch],
+            [c.hold_id for c in batch],
+            [c.amount_cents for c in batch],
+            [c.currency for c in batch],
+        ]
+
+        async def claim() -> Any:
+            return await self._pool.execute(_CLAIM_PAYMENTS, *columns)
+
+        await self._call("claim_payments", claim)
+        return [None] * len(batch)
+
+    async def move_saga(
+        self,
+        idempotency_key: str,
+        step: str,
+        *,
+        from_steps: Sequence[str],
+        gateway_ref: str | None = None,
+        refund_ref: str | None = None,
+    ) -> bool:
+        """Move a payment's saga to ``step`` if it is at one of ``from_steps`` (logged in
+        event_log as ``payment_<step>`` in the same transaction); False if it was not."""
+
+        async def move() -> Any:
+            return await self._pool.fetchval(
+                _MOVE_SAGA, idempotency_key, step, list(from_steps), gateway_ref, refund_ref
+            )
+
+        moved: bool = bool(await self._call("move_saga", move))
+        return moved
+
+    async def stalled_sagas(self, claimed_before: datetime, limit: int = 100) -> list[SagaRow]:
+        """Payments stopped halfway: claimed before ``claimed_before`` and neither recorded
+        nor ended since, or being compensated; the oldest first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(_STALLED_SAGAS, claimed_before, limit)
+
+        return [SagaRow(**dict(r)) for r in await self._call("stalled_sagas", fetch)]
+
+    async def saga(self, idempotency_key: str) -> SagaRow | None:
+        """A payment's saga, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(
+                f"SELECT {_SAGA_COLUMNS} FROM payment_sagas WHERE idempotency_key = $1",
+                idempotency_key,
+            )
+
+        row = await self._call("saga", fetch)
+        return None if row is None else SagaRow(**dict(row))
 
     async def booking_for_key(self, idempotency_key: str) -> str | None:
         """The booking recorded for an idempotency key, or None."""

@@ -87,7 +87,12 @@ class Engine:
         real_confirm = self.checkout.confirm
         self.checkout.confirm = Batcher(never_confirm, name="confirm_paid")
         async with anyio.create_task_group() as tg:
-            for batcher in (self.checkout.begin, self.checkout.commit, self.checkout.confirm):
+            for batcher in (
+                self.checkout.begin,
+                self.checkout.claim,
+                self.checkout.commit,
+                self.checkout.confirm,
+            ):
                 await tg.start(batcher.run)
             tg.start_soon(self.checkout.pay, req)
             with anyio.fail_after(10):
@@ -99,7 +104,12 @@ class Engine:
     async def pay(self, event_id: str, seq: int) -> str:
         """A whole payment; the booking id."""
         async with anyio.create_task_group() as tg:
-            for batcher in (self.checkout.begin, self.checkout.commit, self.checkout.confirm):
+            for batcher in (
+                self.checkout.begin,
+                self.checkout.claim,
+                self.checkout.commit,
+                self.checkout.confirm,
+            ):
                 await tg.start(batcher.run)
             booking = await self.checkout.pay(PaymentRequest(event_id, seq, "idem-1", "tok_visa"))
             tg.cancel_scope.cancel()
