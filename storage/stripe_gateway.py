@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import ssl
 from typing import Any
 
+import httpx
 import stripe
 
 from storage.payment_types import (
@@ -56,7 +58,18 @@ _UNKNOWN = (
 
 class _HTTPXClient(stripe.HTTPXClient):
     """Stripe's httpx client, sending the encoded form as the body (``content=``): it passes
-    the ready string as ``data=``, which httpx deprecates."""
+    the ready string as ``data=``, which httpx deprecates. Its connections are kept alive for
+    as many payments as run at once (httpx keeps 20 by default: under a sale's load the rest
+    were opened and closed for every call)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._client_async = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=stripe.ca_bundle_path),
+            limits=httpx.Limits(
+                max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS
+            ),
+        )
 
     def _get_request_args_kwargs(  # type: ignore[no-untyped-def]
         self, method: str, url: str, headers: Any, post_data: Any
@@ -66,6 +79,10 @@ class _HTTPXClient(stripe.HTTPXClient):
         if post_data:
             kwargs["content"] = post_data
         return args, kwargs
+
+
+#: Connections to the gateway kept open by one process.
+_CONNECTIONS = 256
 
 
 def _card_digest(card_token: str) -> str:
