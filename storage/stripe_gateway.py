@@ -23,6 +23,7 @@ through anyio, so it runs on trio and on asyncio alike, without the bridge.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import ssl
 from typing import Any
@@ -57,19 +58,24 @@ _UNKNOWN = (
 
 
 class _HTTPXClient(stripe.HTTPXClient):
-    """Stripe's httpx client, sending the encoded form as the body (``content=``): it passes
-    the ready string as ``data=``, which httpx deprecates. Its connections are kept alive for
-    as many payments as run at once (httpx keeps 20 by default: under a sale's load the rest
-    were opened and closed for every call)."""
+    """Stripe's httpx client over several small connection pools, sending the encoded form
+    as the body (``content=``: stripe passes the ready string as ``data=``, which httpx
+    deprecates).
+
+    httpcore's pool scans all its connections for every queued request: with one pool sized
+    to a sale's concurrent payments that cost milliseconds of CPU per call (57 charges/s
+    against the sandbox, 20 connections kept alive; 101 with 256). Requests go round-robin
+    over ``_POOLS`` pools of ``_POOL_CONNECTIONS`` each instead.
+    """
 
     def __init__(self, timeout: float) -> None:
         super().__init__(timeout=timeout)
-        self._client_async = httpx.AsyncClient(
-            verify=ssl.create_default_context(cafile=stripe.ca_bundle_path),
-            limits=httpx.Limits(
-                max_connections=_CONNECTIONS, max_keepalive_connections=_CONNECTIONS
-            ),
+        verify = ssl.create_default_context(cafile=stripe.ca_bundle_path)
+        limits = httpx.Limits(
+            max_connections=_POOL_CONNECTIONS, max_keepalive_connections=_POOL_CONNECTIONS
         )
+        self._pools = [httpx.AsyncClient(verify=verify, limits=limits) for _ in range(_POOLS)]
+        self._turn = itertools.cycle(self._pools)
 
     def _get_request_args_kwargs(  # type: ignore[no-untyped-def]
         self, method: str, url: str, headers: Any, post_data: Any
@@ -80,9 +86,20 @@ class _HTTPXClient(stripe.HTTPXClient):
             kwargs["content"] = post_data
         return args, kwargs
 
+    async def request_async(  # type: ignore[no-untyped-def]
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ):
+        self._client_async = next(self._turn)
+        return await super().request_async(method, url, headers, post_data)
 
-#: Connections to the gateway kept open by one process.
-_CONNECTIONS = 256
+    async def close_async(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+#: Connection pools to the gateway in one process, and connections kept alive in each.
+_POOLS = 16
+_POOL_CONNECTIONS = 16
 
 
 def _card_digest(card_token: str) -> str:
@@ -121,7 +138,7 @@ class StripeGateway:
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""
-        await self._http.close_async()  # type: ignore[no-untyped-call]
+        await self._http.close_async()
 
     async def _create(self, idempotency_key: str, amount_cents: int, currency: str) -> Any:
         """The intent of ``idempotency_key``: created unconfirmed, or found by replaying that."""
