@@ -405,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"booking {name}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    if args.command in _PAYING and settings.gateway == "sandbox" and not settings.embedded:
+    if (
+        args.command in _PAYING
+        and settings.gateway == "sandbox"
+        and not settings.stripe_api_base
+        and not settings.embedded
+    ):  # external stores, and the sandbox by default rather than by choice
         say(
             f"booking {args.command}: payments go to the sandbox gateway (test cards, no money "
             "moves); set BOOKING_GATEWAY=stripe and BOOKING_STRIPE_API_KEY to take payments",
