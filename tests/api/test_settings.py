@@ -125,3 +125,36 @@ def test_tracing_follows_the_collector_endpoint() -> None:
     assert Settings.from_env(endpoint).otlp_endpoint == "http://collector:4318"
     assert not Settings.from_env({**endpoint, "BOOKING_TRACING": "off"}).tracing_enabled
     assert Settings.from_env({"BOOKING_TRACING": "on"}).tracing_enabled
+
+
+def test_the_gateway_is_read_from_the_environment() -> None:
+    """BOOKING_GATEWAY, BOOKING_STRIPE_API_KEY and BOOKING_STRIPE_API_BASE fill the gateway's
+    settings; the sandbox is the default; the key never shows in the settings' repr."""
+    assert Settings.from_env({}).gateway == "sandbox"
+    env = {
+        "BOOKING_GATEWAY": "stripe",
+        "BOOKING_STRIPE_API_KEY": "sk_live_0123456789abcdef",
+        "BOOKING_STRIPE_API_BASE": "https://api.stripe.com",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.gateway, settings.stripe_api_key, settings.stripe_api_base) == (
+        "stripe",
+        "sk_live_0123456789abcdef",
+        "https://api.stripe.com",
+    )
+    assert "sk_live" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BOOKING_GATEWAY": "paypal"}, "must be sandbox or stripe"),
+        ({"BOOKING_GATEWAY": "stripe"}, "needs BOOKING_STRIPE_API_KEY"),
+        ({"BOOKING_STRIPE_API_BASE": "ftp://gateway"}, "BOOKING_STRIPE_API_BASE must start with"),
+    ],
+)
+def test_a_gateway_that_cannot_work_is_refused(env: dict[str, str], message: str) -> None:
+    """An unknown gateway, Stripe without a key, or a base URL that is not HTTP: refused with
+    one line, before anything starts."""
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(env)
