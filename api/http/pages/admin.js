@@ -126,6 +126,16 @@ async function readLatency() {
   }
 }
 
+// The door: tickets checked in of the live ones (read less often: it is a PostgreSQL count).
+async function readCheckins() {
+  try {
+    const c = await getJSON(`${eventUrl}/checkins`);
+    $("checked-in").textContent = `${count(c.checked_in)} / ${count(c.live_tickets)}`;
+  } catch (err) {
+    $("checked-in").textContent = "–";
+  }
+}
+
 async function refresh() {
   let ev;
   try {
@@ -205,3 +215,5 @@ refresh();
 readLatency();
 setInterval(refresh, 1000);
 setInterval(readLatency, 2000);
+readCheckins();
+setInterval(readCheckins, 5000);
