@@ -67,7 +67,7 @@ class AlreadyCheckedIn(ApiError):
 
     def __init__(self, before: CheckedInBeforeBody) -> None:
         super().__init__(409, before.error, before.message)
-        self.before = before
+        self.before = before  # the first scan: when, at which gate, the seat
 
 
 def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
