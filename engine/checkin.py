@@ -19,7 +19,7 @@ from datetime import datetime
 import msgspec
 
 from engine.catalog import EventCatalog
-from engine.errors import AlreadyCheckedIn, NotFound, TicketNotLive, Unauthorized
+from engine.errors import AlreadyCheckedIn, Conflict, NotFound, TicketNotLive, Unauthorized
 from engine.ids import is_valid_id
 from engine.metrics import CHECKINS
 from storage.pg_records import StaffKeyRow
@@ -126,19 +126,20 @@ class Checkin:
         if not ticket.live:
             CHECKINS.labels(event_id, "cancelled").inc()
             raise TicketNotLive("this ticket was cancelled")
-        assert ticket.checked_in_at is not None
+        when = ticket.checked_in_at
+        if when is None:  # live and not in, yet not let in: it changed between the two reads
+            raise Conflict("the ticket changed while it was scanned: scan it again")
         seat = (ticket.section, ticket.seat_row, ticket.seat_number)
         if not ticket.admitted:
             CHECKINS.labels(event_id, "already_in").inc()
-            when = ticket.checked_in_at.strftime("%H:%M:%S UTC")
             raise AlreadyCheckedIn(
-                f"already in: at {when} at gate {ticket.gate}",
-                checked_in_at=ticket.checked_in_at,
+                f"already in: at {when:%H:%M:%S} UTC at gate {ticket.gate}",
+                checked_in_at=when,
                 gate=ticket.gate or "",
                 seat=seat,
             )
         CHECKINS.labels(event_id, "admitted").inc()
-        return CheckedIn(code, event_id, *seat, gate=gate, checked_in_at=ticket.checked_in_at)
+        return CheckedIn(code, event_id, *seat, gate=gate, checked_in_at=when)
 
     async def counts(self, event_id: str) -> CheckinCounts:
         """How many of ``event_id``'s live tickets are in (NotFound if no such event)."""
