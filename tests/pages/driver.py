@@ -302,6 +302,28 @@ def checkin(page: Page, api: str, event_id: str, shots: Path) -> None:
     expect(page.locator("#result-title")).to_have_text("Unknown ticket")
     page.goto(page.url.removesuffix("/checkin") + "/admin")
     expect(page.locator("#checked-in")).to_have_text("1 / 2")
+    # The admin makes a staff key for another door (shown once), sees it listed, revokes it.
+    page.fill("#key", ADMIN_KEY)
+    page.fill("#staff-label", "East door")
+    page.click("#make-key")
+    expect(page.locator("#new-key")).to_have_text(re.compile(r"^sk_"))
+    expect(page.locator("#staff-keys li")).to_have_count(2)
+    made = page.inner_text("#new-key")
+    assert made not in page.inner_text("#activity")
+    labels = [k["label"] for k in _staff_keys(api, event_id)]
+    assert labels == ["North", "East door"], labels
+    shoot(page, shots, "admin-staff-keys")
+    page.get_by_role("button", name="Revoke the key of East door").click()
+    expect(page.locator("#staff-keys li")).to_have_count(1)
+    expect(page.locator("#new-key-box")).to_be_hidden()
+    assert [k["label"] for k in _staff_keys(api, event_id)] == ["North"]
+
+
+def _staff_keys(api: str, event_id: str) -> list[dict[str, str]]:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    resp = httpx.get(f"{api}/v1/events/{event_id}/staff-keys", headers=headers)
+    keys: list[dict[str, str]] = resp.json()["keys"]
+    return keys
 
 
 SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
