@@ -25,6 +25,7 @@ from engine.health import run_store_probe
 from engine.interface import Engine, open_engine
 from engine.payments import PaymentGateway, SandboxGateway
 from engine.reconcile import run_reconciler
+from engine.ticket_codes import TicketCodes
 from engine.worker import run_worker
 from plumbing.clock import Clock, WallClock
 from realtime.hub import Hub
@@ -130,8 +131,10 @@ async def open_services(
             signer,
             clock,
             gateway or SandboxGateway(),
+            TicketCodes(settings.ticket_key_seed),
             payment_window_s=settings.payment_window_s,
             gateway_timeout_s=settings.gateway_timeout_s,
+            booking_token_ttl_s=settings.booking_token_ttl_s,
         ) as engine,
         anyio.create_task_group() as tg,
     ):

@@ -12,6 +12,7 @@ __all__ = [
     "CommitResult",
     "EventRow",
     "LiveBooking",
+    "MailJob",
     "NewBooking",
     "SeatRow",
     "TicketRow",
@@ -64,6 +65,10 @@ class NewBooking(msgspec.Struct, frozen=True):
     idempotency_key: str
     gateway_ref: str
     tickets: list[TicketRow]
+    #: Until when the booking token reads the booking, s since the epoch.
+    token_expires_s: int
+    #: Where the confirmation mail goes (None: no mail).
+    email: str | None = None
 
 
 class CommitResult(msgspec.Struct, frozen=True):
@@ -76,6 +81,8 @@ class CommitResult(msgspec.Struct, frozen=True):
     booking_id: str | None
     replayed: bool = False
     error: str | None = None
+    #: When the booking was recorded (PostgreSQL's clock; None when nothing was written).
+    created_at: datetime | None = None
 
 
 class BookingRow(msgspec.Struct, frozen=True):
@@ -89,6 +96,7 @@ class BookingRow(msgspec.Struct, frozen=True):
     status: str
     created_at: datetime
     tickets: list[TicketRow]
+    token_expires_s: int
 
 
 class LiveBooking(msgspec.Struct, frozen=True):
@@ -112,3 +120,11 @@ class BookingConflict(msgspec.Struct, frozen=True):
     booking_id: str
     hold_id: str
     reason: str
+
+
+class MailJob(msgspec.Struct, frozen=True):
+    """A confirmation mail due: its booking, where it goes, and how many tries came before."""
+
+    booking_id: str
+    recipient: str
+    attempts: int

@@ -123,6 +123,7 @@ _TAGS = (
     ("/v1/events", "Events"),
     ("/v1/holds", "Payments and bookings"),
     ("/v1/bookings", "Payments and bookings"),
+    ("/bookings", "Pages"),
     ("/v1/waitroom", "The interface"),
     ("/openapi.json", "The interface"),
     ("/docs", "The interface"),
@@ -178,7 +179,8 @@ def openapi_document(routes: Sequence[Route], *, title: str, version: str) -> di
                 "holdToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "the hold token of a `prompt` message",
+                    "description": "the hold token of a `prompt` message; reading a booking "
+                    "also takes its booking token (the payment's answer)",
                 },
             },
         },
