@@ -344,6 +344,11 @@ async function payNow() {
     body: JSON.stringify({ card_token: $("card").value }),
   });
   if (resp.ok) {
+    // The booking token outlives the hold: kept here, it opens the tickets page any time.
+    const booking = await resp.json();
+    localStorage.setItem(`booking:${booking.id}:token`, booking.booking_token);
+    $("tickets-link").href = `/bookings/${encodeURIComponent(booking.id)}`;
+    if ($("outcome-card").dataset.outcome === "confirmed") show("tickets-link"); // told already
     $("pay-status").textContent = "Payment received, confirming…";
     return;
   }
@@ -390,6 +395,7 @@ function finish(icon, title, text, kind) {
   $("outcome-text").textContent = text;
   // Back in line after a hold ran out or a place was given up, while seats are left.
   show("rejoin", ["expired", "left", "gone", "released"].includes(kind) && !(ev && over(ev)));
+  show("tickets-link", kind === "confirmed" && $("tickets-link").getAttribute("href") !== "#");
   $("outcome-title").focus();
   if (socket) socket.close();
 }
