@@ -95,6 +95,7 @@ ENVIRONMENT = {
     "BOOKING_TOKEN_TTL_S": "booking_token_ttl_s",
     "BOOKING_SMTP_URL": "smtp_url",
     "BOOKING_MAIL_FROM": "mail_from",
+    "BOOKING_PUBLIC_URL": "public_url",
 }
 
 
@@ -190,6 +191,9 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)
     #: The From address of confirmation mails.
     mail_from: str = "tickets@booking.invalid"
+    #: Base URL of the pages as buyers reach them (a mail links the tickets page under
+    #: it); default: this process's own HTTP address when it serves the API, else none.
+    public_url: str | None = None
     #: Pause of the mail loop when nothing is due, seconds; a failed send is tried again
     #: after mail_retry_s, doubling per attempt up to an hour.
     mail_interval_s: float = 1.0

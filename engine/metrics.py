@@ -9,6 +9,7 @@ __all__ = [
     "ADMISSIONS",
     "BOOKINGS",
     "HOLDS_EXPIRED",
+    "MAILS",
     "PAYMENTS",
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
@@ -33,6 +34,9 @@ REVENUE = Counter(
     "booking_revenue_cents",
     "Amount of the bookings made durable, in cents.",
     ["event"],
+)
+MAILS = Counter(
+    "booking_mails_total", "Confirmation mail attempts by result (sent, retried).", ["result"]
 )
 PAYMENTS = Counter("booking_payments_total", "Payment attempts by result.", ["result"])
 PAYMENT_LATENCY = Histogram(

@@ -124,7 +124,11 @@ class Tickets:
 
     async def currency(self, booking: Booking) -> str:
         """The currency of the booking's amount (its event's)."""
-        return (await self._catalog.get(booking.event_id)).currency
+        return (await self.event(booking)).currency
+
+    async def event(self, booking: Booking) -> EventSpec:
+        """The spec of the booking's event (its name, date and currency)."""
+        return await self._catalog.get(booking.event_id)
 
     async def pdf(self, booking: Booking) -> bytes:
         """The booking's PDF tickets, one page per ticket."""

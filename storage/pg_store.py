@@ -25,6 +25,7 @@ from storage.pg_records import (
     CommitResult,
     EventRow,
     LiveBooking,
+    MailJob,
     NewBooking,
     SeatRow,
     TicketRow,
@@ -103,6 +104,33 @@ WHERE b.id = $1
 GROUP BY b.id
 """
 
+
+#: Confirmation mails due, leased for a while: another worker skips them until the lease
+#: ends (a worker that dies mid-send leaves its mails to the next pass after the lease).
+_CLAIM_MAIL = """
+UPDATE mail_outbox m SET attempts = m.attempts + 1,
+                         next_attempt_at = now() + make_interval(secs => $2)
+WHERE m.booking_id IN (
+    SELECT booking_id FROM mail_outbox
+    WHERE sent_at IS NULL AND next_attempt_at <= now()
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING m.booking_id, m.recipient, m.attempts - 1 AS attempts
+"""
+
+_MAIL_SENT = """
+WITH sent AS (
+    UPDATE mail_outbox SET sent_at = now(), last_error = NULL
+    WHERE booking_id = $1 AND sent_at IS NULL
+    RETURNING booking_id, event_id, attempts
+)
+INSERT INTO event_log (event_id, kind, payload)
+SELECT event_id, 'confirmation_mailed',
+       jsonb_build_object('booking_id', booking_id, 'attempts', attempts)
+FROM sent
+"""
 
 _LIVE_BOOKINGS = """
 SELECT b.id AS booking_id, b.event_id, b.hold_id, b.ticket_seq, b.client_id, b.amount_cents,
@@ -388,6 +416,38 @@ class PgStore:
             )
 
         return [(r["section"], r["position"]) for r in await self._call("sold_positions", fetch)]
+
+    async def claim_mail(self, limit: int, lease_s: float) -> list[MailJob]:
+        """Up to ``limit`` confirmation mails due now, each leased for ``lease_s`` (its
+        attempt counted): until then no other claim returns them."""
+
+        async def claim() -> Any:
+            return await self._pool.fetch(_CLAIM_MAIL, limit, lease_s)
+
+        return [MailJob(**dict(r)) for r in await self._call("claim_mail", claim)]
+
+    async def mail_sent(self, booking_id: str) -> None:
+        """Record a confirmation mail as sent (and log it, in the same transaction)."""
+
+        async def mark() -> Any:
+            return await self._pool.execute(_MAIL_SENT, booking_id)
+
+        await self._call("mail_sent", mark)
+
+    async def mail_failed(self, booking_id: str, error: str, retry_after_s: float) -> None:
+        """Record a failed send: the mail is due again in ``retry_after_s``."""
+
+        async def mark() -> Any:
+            return await self._pool.execute(
+                "UPDATE mail_outbox SET last_error = $2, "
+                "next_attempt_at = now() + make_interval(secs => $3) "
+                "WHERE booking_id = $1 AND sent_at IS NULL",
+                booking_id,
+                error[:500],
+                retry_after_s,
+            )
+
+        await self._call("mail_failed", mark)
 
     async def ping(self) -> None:
         """Raise StorageUnavailable unless PostgreSQL answers."""
