@@ -17,6 +17,7 @@ import mailbox
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -46,7 +47,8 @@ class DevSmtpServer:
 
     def __init__(self, data_dir: Path, port: int = 0) -> None:
         self.maildir = data_dir.resolve() / "mail"  # where mails land
-        self._port_file = data_dir.resolve() / "smtp.port"  # the port it listens on
+        # where the process says its port (one file per server: demos may share a directory)
+        self._port_file = data_dir.resolve() / f".smtp-{uuid.uuid4().hex[:12]}.port"
         self._port = port  # asked for (0: any free one)
         self._proc: subprocess.Popen[bytes] | None = None  # the running server, if any
         self.port = port  # the port it listens on (a free one is known once started)
@@ -62,7 +64,7 @@ class DevSmtpServer:
         self._port_file.unlink(missing_ok=True)
         args = [sys.executable, "-m", "storage.dev_smtp", str(self.maildir)]
         args += ["--port", str(self._port), "--port-file", str(self._port_file)]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while not self._port_file.exists():
             if self._proc.poll() is not None:
@@ -72,6 +74,7 @@ class DevSmtpServer:
                 raise TimeoutError("the development SMTP server did not start within 15 s")
             time.sleep(0.02)
         self.port = int(self._port_file.read_text())
+        self._port_file.unlink(missing_ok=True)
         return self.url
 
     def messages(self) -> list[EmailMessage]:

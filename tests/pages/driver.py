@@ -159,6 +159,7 @@ def buyer(page: Page, api: str, event_id: str, shots: Path) -> None:
     expect(page.locator("#seats li").first).to_contain_text("A · row")
     expect(page.locator("#amount")).to_have_text("£50.00")
     expect(page.locator("#countdown")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    page.fill("#email", "buyer@example.com")  # the confirmation mail's address (optional)
     shoot(page, shots, "buyer-prompt")
     page.click("#pay")
     expect(page.locator("#outcome-card")).to_have_attribute("data-outcome", "confirmed")

@@ -327,6 +327,14 @@ function showPrompt(msg) {
   $("pay").focus();
 }
 
+// The card, and the address the confirmation mail with the tickets goes to (if given).
+function payment() {
+  const body = { card_token: $("card").value };
+  const email = $("email").value.trim();
+  if (email) body.email = email;
+  return body;
+}
+
 async function payNow() {
   if (!prompt) return;
   $("pay").disabled = true;
@@ -341,7 +349,7 @@ async function payNow() {
   const resp = await fetch(`/v1/holds/${encodeURIComponent(prompt.hold_id)}/payment`, {
     method: "POST",
     headers,
-    body: JSON.stringify({ card_token: $("card").value }),
+    body: JSON.stringify(payment()),
   });
   if (resp.ok) {
     // The booking token outlives the hold: kept here, it opens the tickets page any time.
