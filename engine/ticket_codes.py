@@ -79,7 +79,12 @@ def _verify(code: str, key: Ed25519PublicKey) -> TicketClaims:
         raise InvalidTicketCode("malformed ticket code")
     body = code[: -_SIGNATURE_CHARS - 1]
     try:
-        key.verify(_unb64(parts[-1]), body.encode())
+        signature = _unb64(parts[-1])
+        # One spelling per signature: base64's unused last bits must be zero, so that no
+        # second string passes for the same code.
+        if _b64(signature) != parts[-1]:
+            raise InvalidTicketCode("malformed ticket code")
+        key.verify(signature, body.encode())
     except (InvalidSignature, ValueError, binascii.Error):
         raise InvalidTicketCode("the signature does not verify") from None
     _, event_id, booking_id, section, position = parts[:-1]
