@@ -9,6 +9,7 @@ thread so the event loop keeps serving.
 
 from __future__ import annotations
 
+import functools
 import io
 from datetime import UTC
 
@@ -27,12 +28,17 @@ __all__ = ["Tickets", "format_amount", "qr_svg", "render_pdf", "seat_text"]
 _QR_ERROR = "m"
 
 
+@functools.lru_cache(maxsize=4096)
+def _qr(code: str) -> segno.QRCode:
+    # Encoding and choosing a mask cost ~20 ms a code; a code never changes, so its QR
+    # code is made once per process (the page, the PDF and the mail each show it).
+    return segno.make(code, error=_QR_ERROR, micro=False)
+
+
 def qr_svg(code: str) -> str:
     """The QR code of ``code`` as a standalone SVG element (no XML declaration), to inline."""
     out = io.BytesIO()
-    segno.make(code, error=_QR_ERROR, micro=False).save(
-        out, kind="svg", xmldecl=False, svgns=True, scale=4, title="Ticket QR code"
-    )
+    _qr(code).save(out, kind="svg", xmldecl=False, svgns=True, scale=4, title="Ticket QR code")
     return out.getvalue().decode()
 
 
@@ -94,8 +100,7 @@ def render_pdf(booking: Booking, spec: EventSpec) -> bytes:
 
 def _draw_qr(pdf: FPDF, code: str, *, x: float, y: float, size: float) -> None:
     """The QR code of ``code`` as filled squares, ``size`` mm wide at (x, y)."""
-    qr = segno.make(code, error=_QR_ERROR, micro=False)
-    rows = [list(row) for row in qr.matrix_iter(scale=1, border=4)]
+    rows = [list(row) for row in _qr(code).matrix_iter(scale=1, border=4)]
     module = size / len(rows)
     pdf.set_fill_color(0, 0, 0)
     for r, row in enumerate(rows):
@@ -129,6 +134,10 @@ class Tickets:
     async def event(self, booking: Booking) -> EventSpec:
         """The spec of the booking's event (its name, date and currency)."""
         return await self._catalog.get(booking.event_id)
+
+    async def qr_svg(self, code: str) -> str:
+        """The QR code of ``code`` as SVG, made in a worker thread."""
+        return await anyio.to_thread.run_sync(qr_svg, code)
 
     async def pdf(self, booking: Booking) -> bytes:
         """The booking's PDF tickets, one page per ticket."""

@@ -59,7 +59,6 @@ from engine.events import EventSpec
 from engine.interface import Engine
 from engine.sales import Sales, SaleStatus
 from engine.ticket_codes import CODE_VERSION
-from engine.tickets import qr_svg
 from waitroom.records import EventState
 
 __all__ = ["API_VERSION", "OPS_ROUTES", "ROUTES", "HttpState", "create_app", "create_ops_app"]
@@ -427,7 +426,7 @@ async def ticket_qr(request: Request) -> Response:
     code = request.path_params["code"]
     if code not in {t.code for t in booking.tickets}:
         raise NotFound("no such ticket in this booking")
-    return Response(qr_svg(code), media_type=_SVG)
+    return Response(await _state(request).engine.tickets.qr_svg(code), media_type=_SVG)
 
 
 @operation(answers={200: TEXT})
