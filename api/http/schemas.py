@@ -122,7 +122,7 @@ class AdmissionView(msgspec.Struct, frozen=True):
     admissions_per_minute: int
 
 
-class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Pay for a hold with a card token (sandbox: tok_visa, tok_declined, tok_timeout)."""
 
     card_token: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
