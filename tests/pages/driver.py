@@ -180,6 +180,12 @@ def buyer(page: Page, api: str, event_id: str, shots: Path) -> None:
         page.click("#pdf")
     assert download.value.suggested_filename.endswith(".pdf")
     expect(page.locator("#pdf-status")).to_have_text("The PDF is downloaded.")
+    # Another browser (no booking token kept): the page says how to get the tickets.
+    page.evaluate("localStorage.clear()")
+    page.reload()
+    expect(page.locator("#missing-card")).to_be_visible()
+    expect(page.locator("#booking-card")).to_be_hidden()
+    shoot(page, shots, "buyer-tickets-no-key")
 
 
 def expired(page: Page, api: str, event_id: str, shots: Path) -> None:
