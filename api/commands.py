@@ -28,6 +28,7 @@ from engine.events import EventSpec, validate_event
 from engine.reconcile import reconcile as reconcile_all
 from plumbing.clock import WallClock
 from plumbing.interrupts import open_interrupt
+from storage.dev_smtp import dev_smtp_server
 
 __all__ = [
     "SaleOptions",
@@ -301,9 +302,18 @@ async def demo(
     above its progress display; Ctrl-C stops the buyers, prints the partial summary,
     and returns 130.
     """
-    env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
     roles = Roles(api=server_processes <= 1, worker=not worker_process)
     async with open_interrupt() as interrupted, AsyncExitStack() as stack:
+        if settings.smtp_url is None:  # confirmation mails land in a maildir to read
+            smtp = stack.enter_context(dev_smtp_server(settings.data_dir))
+            settings = replace(settings, smtp_url=smtp.url)
+            print(f"Mail: SMTP {smtp.url}, every mail kept in {smtp.maildir}", file=sys.stderr)
+        env = {
+            **os.environ,
+            "BOOKING_ADMIN_KEY": settings.admin_key,
+            "BOOKING_SECRET": settings.secret,
+            "BOOKING_SMTP_URL": settings.smtp_url or "",
+        }
         tg = await stack.enter_async_context(anyio.create_task_group())
         if server_processes > 1:
             keep = partial(_keep_serving, settings, server_processes, interrupted)

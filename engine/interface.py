@@ -11,6 +11,7 @@ one of each, built over the stores and started in the caller's task group by
 - ``checkout``  paying for a hold (``engine/checkout.py``)
 - ``bookings``  what a paid hold became (``engine/bookings.py``)
 - ``checkin``   staff keys and tickets scanned at the door (``engine/checkin.py``)
+- ``tickets``   the buyer's tickets: signed codes, QR codes, the PDF (``engine/tickets.py``)
 
 The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
 """
@@ -30,6 +31,8 @@ from engine.checkout import Checkout
 from engine.holds import Holds
 from engine.payments import PaymentGateway
 from engine.sales import Sales
+from engine.ticket_codes import TicketCodes
+from engine.tickets import Tickets
 from plumbing.clock import Clock
 from storage.pg_store import PgStore
 from storage.redis_store import RedisStore
@@ -48,6 +51,7 @@ class Engine:
     checkout: Checkout
     bookings: Bookings
     checkin: Checkin
+    tickets: Tickets
 
 
 @asynccontextmanager
@@ -57,9 +61,11 @@ async def open_engine(
     signer: TokenSigner,
     clock: Clock,
     gateway: PaymentGateway,
+    codes: TicketCodes,
     *,
     payment_window_s: float,
     gateway_timeout_s: float,
+    booking_token_ttl_s: int,
 ) -> AsyncIterator[Engine]:
     """The engine over these stores, its batchers running for the duration of the block."""
     catalog = EventCatalog(redis, pg)
@@ -71,8 +77,10 @@ async def open_engine(
         bookings,
         gateway,
         clock,
+        codes,
         payment_window_s=payment_window_s,
         gateway_timeout_s=gateway_timeout_s,
+        booking_token_ttl_s=booking_token_ttl_s,
     )
     engine = Engine(
         catalog=catalog,
@@ -81,6 +89,7 @@ async def open_engine(
         checkout=checkout,
         bookings=bookings,
         checkin=Checkin(pg, catalog),
+        tickets=Tickets(codes, catalog),
     )
     async with anyio.create_task_group() as tg:
         for batcher in (checkout.begin, checkout.commit, checkout.confirm):

@@ -10,6 +10,7 @@ __all__ = [
     "BOOKINGS",
     "CHECKINS",
     "HOLDS_EXPIRED",
+    "MAILS",
     "PAYMENTS",
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
@@ -38,6 +39,9 @@ REVENUE = Counter(
 #: result: admitted, already_in, cancelled, unknown (scans with a refused key are not counted).
 CHECKINS = Counter(
     "booking_checkins_total", "Tickets scanned at the door, by result.", ["event", "result"]
+)
+MAILS = Counter(
+    "booking_mails_total", "Confirmation mail attempts by result (sent, retried).", ["result"]
 )
 PAYMENTS = Counter("booking_payments_total", "Payment attempts by result.", ["result"])
 PAYMENT_LATENCY = Histogram(

@@ -14,6 +14,7 @@ __all__ = [
     "CommitResult",
     "EventRow",
     "LiveBooking",
+    "MailJob",
     "NewBooking",
     "SeatRow",
     "StaffKeyRow",
@@ -67,6 +68,10 @@ class NewBooking(msgspec.Struct, frozen=True):
     idempotency_key: str
     gateway_ref: str
     tickets: list[TicketRow]
+    #: Until when the booking token reads the booking, s since the epoch.
+    token_expires_s: int
+    #: Where the confirmation mail goes (None: no mail).
+    email: str | None = None
 
 
 class CommitResult(msgspec.Struct, frozen=True):
@@ -79,6 +84,8 @@ class CommitResult(msgspec.Struct, frozen=True):
     booking_id: str | None
     replayed: bool = False
     error: str | None = None
+    #: When the booking was recorded (PostgreSQL's clock; None when nothing was written).
+    created_at: datetime | None = None
 
 
 class BookingRow(msgspec.Struct, frozen=True):
@@ -92,6 +99,7 @@ class BookingRow(msgspec.Struct, frozen=True):
     status: str
     created_at: datetime
     tickets: list[TicketRow]
+    token_expires_s: int
 
 
 class LiveBooking(msgspec.Struct, frozen=True):
@@ -150,3 +158,11 @@ class CheckinCountsRow(msgspec.Struct, frozen=True):
     live: int
     checked_in: int
     gates: dict[str, int]
+
+
+class MailJob(msgspec.Struct, frozen=True):
+    """A confirmation mail due: its booking, where it goes, and how many tries came before."""
+
+    booking_id: str
+    recipient: str
+    attempts: int

@@ -27,6 +27,7 @@ from storage.pg_records import (
     CommitResult,
     EventRow,
     LiveBooking,
+    MailJob,
     NewBooking,
     SeatRow,
     StaffKeyRow,
@@ -59,16 +60,19 @@ _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 _COMMIT_BOOKINGS = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-                         $6::int[], $7::text[], $8::text[])
-        AS t(booking_id, event_id, hold_id, ticket_seq, client_id, amount_cents, idem_key, gateway_ref)
+                         $6::int[], $7::text[], $8::text[], $15::bigint[], $16::text[])
+        AS t(booking_id, event_id, hold_id, ticket_seq, client_id, amount_cents, idem_key,
+             gateway_ref, token_expires_s, email)
 ), pay AS (
     INSERT INTO payments (idempotency_key, hold_id, booking_id, amount_cents, gateway_ref)
     SELECT idem_key, hold_id, booking_id, amount_cents, gateway_ref FROM input
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING booking_id
+    RETURNING booking_id, created_at
 ), bk AS (
-    INSERT INTO bookings (id, event_id, hold_id, ticket_seq, client_id, amount_cents)
-    SELECT i.booking_id, i.event_id, i.hold_id, i.ticket_seq, i.client_id, i.amount_cents
+    INSERT INTO bookings (id, event_id, hold_id, ticket_seq, client_id, amount_cents,
+                          token_expires_s)
+    SELECT i.booking_id, i.event_id, i.hold_id, i.ticket_seq, i.client_id, i.amount_cents,
+           i.token_expires_s
     FROM input i JOIN pay USING (booking_id)
     RETURNING id, event_id, hold_id, amount_cents
 ), tk AS (
@@ -77,18 +81,24 @@ WITH input AS (
     FROM unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::int[])
         AS s(code, booking_id, section, position, seat_row, seat_number)
     JOIN bk ON bk.id = s.booking_id
+), mail AS (
+    INSERT INTO mail_outbox (booking_id, event_id, recipient)
+    SELECT bk.id, bk.event_id, i.email FROM bk JOIN input i ON i.booking_id = bk.id
+    WHERE i.email IS NOT NULL
 ), log AS (
     INSERT INTO event_log (event_id, kind, payload)
-    SELECT event_id, 'booking_confirmed',
-           jsonb_build_object('booking_id', id, 'hold_id', hold_id, 'amount_cents', amount_cents)
-    FROM bk
+    SELECT bk.event_id, 'booking_confirmed',
+           jsonb_build_object('booking_id', bk.id, 'hold_id', bk.hold_id,
+                              'amount_cents', bk.amount_cents,
+                              'mail_queued', i.email IS NOT NULL)
+    FROM bk JOIN input i ON i.booking_id = bk.id
 )
-SELECT booking_id FROM pay
+SELECT booking_id, created_at FROM pay
 """
 
 _BOOKING = """
 SELECT b.id, b.event_id, b.hold_id, b.ticket_seq, b.amount_cents, b.status, b.created_at,
-       coalesce(json_agg(json_build_object(
+       b.token_expires_s, coalesce(json_agg(json_build_object(
            'code', t.code, 'section', t.section, 'position', t.position,
            'seat_row', t.seat_row, 'seat_number', t.seat_number, 'live', t.live)
            ORDER BY t.section, t.position) FILTER (WHERE t.code IS NOT NULL), '[]') AS tickets
@@ -97,6 +107,33 @@ WHERE b.id = $1
 GROUP BY b.id
 """
 
+
+#: Confirmation mails due, leased for a while: another worker skips them until the lease
+#: ends (a worker that dies mid-send leaves its mails to the next pass after the lease).
+_CLAIM_MAIL = """
+UPDATE mail_outbox m SET attempts = m.attempts + 1,
+                         next_attempt_at = now() + make_interval(secs => $2)
+WHERE m.booking_id IN (
+    SELECT booking_id FROM mail_outbox
+    WHERE sent_at IS NULL AND next_attempt_at <= now()
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING m.booking_id, m.recipient, m.attempts - 1 AS attempts
+"""
+
+_MAIL_SENT = """
+WITH sent AS (
+    UPDATE mail_outbox SET sent_at = now(), last_error = NULL
+    WHERE booking_id = $1 AND sent_at IS NULL
+    RETURNING booking_id, event_id, attempts
+)
+INSERT INTO event_log (event_id, kind, payload)
+SELECT event_id, 'confirmation_mailed',
+       jsonb_build_object('booking_id', booking_id, 'attempts', attempts)
+FROM sent
+"""
 
 _LIVE_BOOKINGS = """
 SELECT b.id AS booking_id, b.event_id, b.hold_id, b.ticket_seq, b.client_id, b.amount_cents,
@@ -191,7 +228,7 @@ GROUP BY checked_in_gate
 
 
 def _commit_args(batch: Sequence[NewBooking]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(14)]
+    cols: list[list[Any]] = [[] for _ in range(16)]
     for b in batch:
         for col, value in zip(
             cols[:8],
@@ -210,11 +247,13 @@ def _commit_args(batch: Sequence[NewBooking]) -> list[list[Any]]:
             col.append(value)
         for t in b.tickets:
             for col, value in zip(
-                cols[8:],
+                cols[8:14],
                 (t.code, b.booking_id, t.section, t.position, t.seat_row, t.seat_number),
                 strict=True,
             ):
                 col.append(value)
+        cols[14].append(b.token_expires_s)
+        cols[15].append(b.email)
     return cols
 
 
@@ -351,7 +390,7 @@ class PgStore:
             for one in batch:
                 results += await self.commit_bookings([one])
             return results
-        inserted = {r["booking_id"] for r in rows}
+        inserted = {r["booking_id"]: r["created_at"] for r in rows}
         replayed = [b.idempotency_key for b in batch if b.booking_id not in inserted]
         existing: dict[str, str] = {}
         if replayed:
@@ -366,7 +405,7 @@ class PgStore:
                 r["idempotency_key"]: r["booking_id"] for r in await self._call("payments", lookup)
             }
         return [
-            CommitResult(booking_id=b.booking_id)
+            CommitResult(booking_id=b.booking_id, created_at=inserted[b.booking_id])
             if b.booking_id in inserted
             else CommitResult(booking_id=existing.get(b.idempotency_key), replayed=True)
             for b in batch
@@ -544,6 +583,38 @@ class PgStore:
             checked_in=sum(r["checked_in"] for r in rows),
             gates={r["gate"]: r["checked_in"] for r in rows if r["gate"] and r["checked_in"]},
         )
+
+    async def claim_mail(self, limit: int, lease_s: float) -> list[MailJob]:
+        """Up to ``limit`` confirmation mails due now, each leased for ``lease_s`` (its
+        attempt counted): until then no other claim returns them."""
+
+        async def claim() -> Any:
+            return await self._pool.fetch(_CLAIM_MAIL, limit, lease_s)
+
+        return [MailJob(**dict(r)) for r in await self._call("claim_mail", claim)]
+
+    async def mail_sent(self, booking_id: str) -> None:
+        """Record a confirmation mail as sent (and log it, in the same transaction)."""
+
+        async def mark() -> Any:
+            return await self._pool.execute(_MAIL_SENT, booking_id)
+
+        await self._call("mail_sent", mark)
+
+    async def mail_failed(self, booking_id: str, error: str, retry_after_s: float) -> None:
+        """Record a failed send: the mail is due again in ``retry_after_s``."""
+
+        async def mark() -> Any:
+            return await self._pool.execute(
+                "UPDATE mail_outbox SET last_error = $2, "
+                "next_attempt_at = now() + make_interval(secs => $3) "
+                "WHERE booking_id = $1 AND sent_at IS NULL",
+                booking_id,
+                error[:500],
+                retry_after_s,
+            )
+
+        await self._call("mail_failed", mark)
 
     async def ping(self) -> None:
         """Raise StorageUnavailable unless PostgreSQL answers."""

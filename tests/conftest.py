@@ -18,6 +18,7 @@ from api.client import BookingClient
 from api.settings import Settings
 from api.wiring import Services, open_services
 from storage.bridge import open_bridge
+from storage.dev_smtp import DevSmtpServer
 from storage.embedded import EmbeddedServers, RedisServer, embedded_servers, remove_data_dir
 from storage.redis_store import RedisStore, open_redis_store
 
@@ -78,6 +79,17 @@ def data_dir() -> Iterator[Path]:
 def redis_server(data_dir: Path) -> Iterator[RedisServer]:
     """A Redis of this test alone, not started yet."""
     server = RedisServer(data_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(data_dir: Path) -> Iterator[DevSmtpServer]:
+    """A development SMTP server of this test alone (its own process, mail in a maildir)."""
+    server = DevSmtpServer(data_dir)
+    server.start()
     try:
         yield server
     finally:

@@ -31,6 +31,7 @@ from api.http.schemas import (
     StaffKeyList,
     StaffKeyView,
     StateView,
+    TicketKeyView,
 )
 
 __all__ = ["AlreadyCheckedIn", "ApiError", "BookingClient"]
@@ -232,13 +233,15 @@ class BookingClient:
         idempotency_key: str,
         *,
         traceparent: str | None = None,
+        email: str | None = None,
     ) -> BookingView:
         """``POST /v1/holds/{id}/payment``: pay a hold with the token of its prompt.
 
-        The booking is durable when this returns. Paying again with the same
-        ``idempotency_key`` answers the same booking; a declined card raises
-        ``ApiError`` 402 and the hold stays payable. ``traceparent``: the prompt's, when
-        the server traces (the payment joins the booking's trace).
+        The booking is durable when this returns; its ``booking_token`` reads it later.
+        Paying again with the same ``idempotency_key`` answers the same booking; a
+        declined card raises ``ApiError`` 402 and the hold stays payable.
+        ``traceparent``: the prompt's, when the server traces (the payment joins the
+        booking's trace). ``email``: where the confirmation mail with the tickets goes.
         """
         headers = {"Authorization": f"Bearer {hold_token}", "Idempotency-Key": idempotency_key}
         if traceparent:
@@ -247,7 +250,7 @@ class BookingClient:
             "POST",
             f"/v1/holds/{_segment(hold_id)}/payment",
             BookingView,
-            body=PaymentBody(card_token),
+            body=PaymentBody(card_token, email),
             headers=headers,
             retry=True,
         )
@@ -261,7 +264,7 @@ class BookingClient:
 
     async def booking(self, booking_id: str, *, hold_token: str | None = None) -> BookingView:
         """``GET /v1/bookings/{id}``: a booking and its tickets, read with the hold's token
-        (its holder) or, without one, the admin key."""
+        or the booking token (its holder) or, without one, the admin key."""
         headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else self._admin
         path = f"/v1/bookings/{_segment(booking_id)}"
         return await self._call("GET", path, BookingView, headers=headers, retry=True)
@@ -312,6 +315,33 @@ class BookingClient:
         """``GET /v1/events/{id}/checkins``: live tickets, how many are in, and by gate."""
         path = f"/v1/events/{_segment(event_id)}/checkins"
         return await self._call("GET", path, CheckinCountsView, retry=True)
+
+    # -- tickets -------------------------------------------------------------------------
+
+    async def ticket_key(self, event_id: str) -> TicketKeyView:
+        """``GET /v1/events/{id}/ticket-key``: the Ed25519 public key that verifies the
+        event's ticket codes offline (``engine.ticket_codes.verify_ticket_code``)."""
+        path = f"/v1/events/{_segment(event_id)}/ticket-key"
+        return await self._call("GET", path, TicketKeyView, retry=True)
+
+    async def tickets_pdf(self, booking_id: str, *, token: str | None = None) -> bytes:
+        """``GET /v1/bookings/{id}/tickets.pdf``: the printable tickets (one page each),
+        with the booking or hold token or, without one, the admin key."""
+        headers = {"Authorization": f"Bearer {token}"} if token else self._admin
+        path = f"/v1/bookings/{_segment(booking_id)}/tickets.pdf"
+        return await self._content("GET", path, headers)
+
+    async def ticket_qr(self, booking_id: str, code: str, *, token: str | None = None) -> str:
+        """``GET /v1/bookings/{id}/tickets/{code}/qr.svg``: a ticket's QR code as SVG."""
+        headers = {"Authorization": f"Bearer {token}"} if token else self._admin
+        path = f"/v1/bookings/{_segment(booking_id)}/tickets/{_segment(code)}/qr.svg"
+        return (await self._content("GET", path, headers)).decode()
+
+    async def _content(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        response = await self._request(method, path, headers=headers, retry=True)
+        if response.status >= 300:
+            raise _error(response)
+        return response.content
 
     # -- operations ----------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ _TAGS = (
     ("/v1/holds", "Payments and bookings"),
     ("/v1/bookings", "Payments and bookings"),
     ("/v1/checkin", "Check-in"),
+    ("/bookings", "Pages"),
     ("/v1/waitroom", "The interface"),
     ("/openapi.json", "The interface"),
     ("/docs", "The interface"),
@@ -181,7 +182,8 @@ def openapi_document(routes: Sequence[Route], *, title: str, version: str) -> di
                 "holdToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "the hold token of a `prompt` message",
+                    "description": "the hold token of a `prompt` message; reading a booking "
+                    "also takes its booking token (the payment's answer)",
                 },
                 "staffKey": {
                     "type": "http",

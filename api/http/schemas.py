@@ -36,8 +36,16 @@ __all__ = [
     "StaffKeyList",
     "StaffKeyView",
     "StateView",
+    "TicketKeyView",
     "TicketView",
 ]
+
+#: A mail address as a payment accepts it: ASCII, one @, a dotted domain (no display name);
+#: the lookahead refuses the line break that ``$`` would let through at the end.
+EMAIL_PATTERN = (
+    r"^(?!.*\n)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 
 
 class ErrorBody(msgspec.Struct, frozen=True):
@@ -122,10 +130,12 @@ class AdmissionView(msgspec.Struct, frozen=True):
     admissions_per_minute: int
 
 
-class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Pay for a hold with a card token (sandbox: tok_visa, tok_declined, tok_timeout)."""
 
     card_token: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    #: Where to send the confirmation mail with the tickets (optional).
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)] | None = None
 
 
 class TicketView(msgspec.Struct, frozen=True):
@@ -147,6 +157,25 @@ class BookingView(msgspec.Struct, frozen=True):
     amount_cents: int
     created_at: str
     tickets: list[TicketView]
+    #: Reads this booking (``Authorization: Bearer``) long after the hold token ran out.
+    booking_token: str = ""
+    #: Until when the booking token reads it, s since the epoch.
+    booking_token_expires_s: int = 0
+    currency: str = "EUR"  # ISO 4217 code of the amount
+
+
+class TicketKeyView(msgspec.Struct, frozen=True):
+    """The public key that verifies an event's ticket codes offline.
+
+    A code is ``T1.<event>.<booking>.<section>.<position>.<signature>``; the signature is
+    Ed25519 (64 bytes, base64url without padding) over everything before its last dot.
+    """
+
+    event_id: str
+    algorithm: str
+    #: The raw 32-byte Ed25519 public key, base64url without padding.
+    public_key: str
+    code_format: str
 
 
 class ReleasedView(msgspec.Struct, frozen=True):

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -468,8 +469,8 @@ async def test_fuzzed_payment_requests_are_refused_without_side_effects(
             return {"Authorization": f"Bearer {value}", "Idempotency-Key": new_key("fuzz")}
 
         # Bodies: valid token and key, invalid body.
-        for _ in range(180):
-            choice = rng.randrange(9)
+        for _ in range(200):
+            choice = rng.randrange(10)
             if choice == 0:
                 category = "payment-body-not-an-object"
                 content = encode(rng, rand_other(rng, lambda v: isinstance(v, dict)))
@@ -492,9 +493,28 @@ async def test_fuzzed_payment_requests_are_refused_without_side_effects(
                 category = "payment-body-truncated"
                 text = encode(rng, {"card_token": "tok_visa"})
                 content = text[: rng.randrange(len(text))]
-            else:
+            elif choice == 8:
                 category = "payment-body-invalid-utf8-in-string"
                 content = invalid_utf8_inside_string(rng, encode(rng, {"card_token": "tok_visa"}))
+            else:  # a card that would pay, and an address that is not one
+                category = "payment-body-bad-email"
+                email = rng.choice(
+                    [
+                        rand_other(rng, lambda v: isinstance(v, str) or v is None),
+                        rand_text(rng, 30),
+                        "buyer@example.com\r\nBcc: all@example.com",
+                        "buyer@example.com\n",
+                        "Buyer <buyer@example.com>",
+                        "buyer@" + "x" * 250 + ".com",
+                        "@example.com",
+                        "buyer@",
+                        "buyer@localhost",
+                        "bü@example.com",
+                    ]
+                )
+                if isinstance(email, str) and _is_an_address(email):
+                    email = email + " "
+                content = encode(rng, {"card_token": "tok_visa", "email": email})
             resp = await http.post(url, content=content, headers=auth())
             tally.check(category, resp, content, 400)
 
@@ -700,6 +720,92 @@ async def test_fuzzed_checkin_requests_are_refused_without_side_effects(
     assert tally.sent >= CHECKIN_INPUTS_MIN, tally.sent
     ok = await http.post("/v1/checkin", content=valid, headers=staff)
     assert ok.status_code == 200, ok.text
+
+
+def _is_an_address(value: str) -> bool:
+    """Whether a payment would take ``value`` as its mail address."""
+    from api.http.schemas import PaymentBody
+
+    try:
+        msgspec.json.decode(json.dumps({"card_token": "t", "email": value}), type=PaymentBody)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+async def test_fuzzed_reads_of_a_booking_and_its_tickets_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Mutated, forged, expired and other bookings' tokens on a booking, its PDF and a
+    ticket's QR code are 401/403; codes that are not its tickets', and unknown events'
+    ticket keys, are 404; the booking reads the same afterwards."""
+    rng = random.Random(20_261_130)
+    tally = Tally()
+    event = await create_event(http)
+    event_id = event["id"]
+    bookings = []
+    for n in (1, 2):
+        async with ws_connect(event["waitroom_url"]) as ws:
+            queued = await join(ws, f"reader-{n}", 1, "A")
+            prompt = await expect(ws, p.Prompt)
+            paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key("reads"))
+            assert paid.status_code == 200, paid.text
+            bookings.append((queued.ticket, paid.json()))
+    (seq, mine), (_, other) = bookings
+    token, code = mine["booking_token"], mine["tickets"][0]["code"]
+    base = f"/v1/bookings/{mine['id']}"
+    targets = [base, f"{base}/tickets.pdf", f"{base}/tickets/{quote(code, safe='')}/qr.svg"]
+    other_secret = "fuzz-secret-" + "".join(rng.choice(ASCII) for _ in range(20))
+    for _ in range(150):
+        choice = rng.randrange(7)
+        category, status = "bad-booking-token", 401
+        if choice == 0:  # one character of the genuine token changed
+            i = rng.randrange(len(token))
+            c = rng.choice(
+                [ch for ch in string.ascii_letters + string.digits + "._-" if ch != token[i]]
+            )
+            bad = token[:i] + c + token[i + 1 :]
+        elif choice == 1:
+            bad = token[: rng.randrange(1, len(token))]
+        elif choice == 2:
+            bad = sign(event_id, seq, kind=TokenKind.BOOKING, secret=other_secret)
+        elif choice == 3:
+            bad = sign(event_id, seq, kind=TokenKind.BOOKING, ttl_s=-rng.randint(1, 10**6))
+        elif choice == 4:
+            bad = other["booking_token"]
+            category, status = "other-bookings-token", 403
+        elif choice == 5:
+            bad = sign(event_id, seq, kind=TokenKind.QUEUE)
+        else:
+            bad = "".join(rng.choice(ASCII) for _ in range(rng.randint(1, 80))).strip() or "x"
+        target = rng.choice(targets)
+        resp = await http.get(target, headers={"Authorization": f"Bearer {bad}"})
+        tally.check(category, resp, (target, bad), status)
+    for _ in range(60):
+        choice = rng.randrange(4)
+        if choice == 0:
+            bad_code = other["tickets"][0]["code"]
+        elif choice == 1:
+            i = rng.randrange(len(code))
+            bad_code = (
+                code[:i] + rng.choice([ch for ch in "AZaz09_-." if ch != code[i]]) + code[i + 1 :]
+            )
+        elif choice == 2:
+            bad_code = rand_text(rng, 60) or "x"
+        else:
+            bad_code = code + rng.choice(["x", ".", "=", "%00"])
+        resp = await http.get(
+            f"{base}/tickets/{quote(bad_code, safe='')}/qr.svg",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        tally.check("code-not-in-booking", resp, bad_code, 404)
+    for _ in range(40):
+        ident = rand_text(rng, 30) or "x"
+        resp = await http.get(f"/v1/events/{quote(ident, safe='')}/ticket-key")
+        tally.check("ticket-key-of-unknown-event", resp, ident, 404)
+    again = await http.get(base, headers={"Authorization": f"Bearer {token}"})
+    assert again.status_code == 200 and again.json() == mine
+    assert tally.sent >= 250, tally.sent
     assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
 
 

@@ -226,7 +226,11 @@ async def test_generated_payment_bodies_are_refused(
     """2,000 schema-mutated payment bodies with a valid token and key: all 4xx, nothing paid."""
     event = await create_event(http, opens_at=FUTURE)
     event_id = event["id"]
-    cases = bodies({"card_token": "tok_visa"}, _payment_is_invalid, PAYMENT_BODIES)
+    cases = bodies(
+        {"card_token": "tok_visa", "email": "buyer@example.com"},
+        _payment_is_invalid,
+        PAYMENT_BODIES,
+    )
     before = await event_state(http, event_id)
     requests = [
         (
@@ -274,8 +278,8 @@ async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """2,500 generated ids in each route's path (events, admission, close, audit, paying for
-    and releasing holds, bookings, staff keys, check-in counts) and generated ``limit``s of
-    the list of events: all 4xx JSON."""
+    and releasing holds, bookings, their PDF and QR codes, ticket keys, staff keys, check-in
+    counts) and generated ``limit``s of the list of events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
     admin = admin_headers()
@@ -293,6 +297,9 @@ async def test_generated_ids_in_every_route_are_refused(
         ("DELETE", f"/v1/events/{event['id']}/staff-keys/{{}}", admin),
         ("DELETE", "/v1/events/{}/staff-keys/sknosuchkey", admin),
         ("GET", "/v1/events/{}/checkins", {}),
+        ("GET", "/v1/bookings/{}/tickets.pdf", {}),
+        ("GET", "/v1/bookings/{}/tickets/T1.x/qr.svg", admin),
+        ("GET", "/v1/events/{}/ticket-key", {}),
     ]
     before = await count_events(services)
     requests = [

@@ -160,11 +160,33 @@ def buyer(page: Page, api: str, event_id: str, shots: Path) -> None:
     expect(page.locator("#seats li").first).to_contain_text("A · row")
     expect(page.locator("#amount")).to_have_text("£50.00")
     expect(page.locator("#countdown")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    page.fill("#email", "buyer@example.com")  # the confirmation mail's address (optional)
     shoot(page, shots, "buyer-prompt")
     page.click("#pay")
     expect(page.locator("#outcome-card")).to_have_attribute("data-outcome", "confirmed")
     expect(page.locator("#rejoin")).to_be_hidden()
     shoot(page, shots, "buyer-confirmed")
+    # The tickets: seats, amount, a QR code each and the PDF, read with the booking token
+    # the page kept; still there when the buyer comes back later (a fresh load).
+    page.click("#tickets-link")
+    for _ in range(2):
+        expect(page.locator("#event-name")).to_have_text("Aurora live")
+        expect(page.locator("#booking-seats li")).to_have_count(2)
+        expect(page.locator("#booking-amount")).to_have_text("£50.00")
+        expect(page.locator("#tickets li .qr svg")).to_have_count(2)
+        expect(page.locator("#tickets li .ticket-code").first).to_contain_text("T1.")
+        shoot(page, shots, "buyer-tickets")
+        page.reload()
+    with page.expect_download() as download:
+        page.click("#pdf")
+    assert download.value.suggested_filename.endswith(".pdf")
+    expect(page.locator("#pdf-status")).to_have_text("The PDF is downloaded.")
+    # Another browser (no booking token kept): the page says how to get the tickets.
+    page.evaluate("localStorage.clear()")
+    page.reload()
+    expect(page.locator("#missing-card")).to_be_visible()
+    expect(page.locator("#booking-card")).to_be_hidden()
+    shoot(page, shots, "buyer-tickets-no-key")
 
 
 def expired(page: Page, api: str, event_id: str, shots: Path) -> None:

@@ -103,6 +103,13 @@ async def test_a_buyer_chooses_a_section_waits_pays_and_is_confirmed(
     await _run_scenario("buyer", url, services.http_url, event["id"])
     sections = {s["id"]: s for s in (await get_event(http, event["id"]))["sections"]}
     assert (sections["A"]["sold"], sections["GA"]["sold"]) == (3, 0)  # the other buyer too
+    recipient = await pg_value(
+        services,
+        "SELECT m.recipient FROM mail_outbox m JOIN bookings b ON b.id = m.booking_id "
+        "WHERE b.event_id = $1",
+        event["id"],
+    )
+    assert recipient == "buyer@example.com"  # the address given on the page
 
 
 async def test_an_expired_hold_offers_to_get_back_in_line(

@@ -45,6 +45,7 @@ async def _event_with_tickets(pg: PgStore, seats: int) -> tuple[str, list[str]]:
         idempotency_key=secrets.token_hex(8),
         gateway_ref="sandbox",
         tickets=[TicketRow(c, "GA", n, "", n + 1) for n, c in enumerate(codes)],
+        token_expires_s=4_000_000_000,
     )
     [result] = await pg.commit_bookings([booking])
     assert result.error is None, result
