@@ -48,6 +48,7 @@ async def sale(services: Services) -> SaleReport:
 
 @pytest.mark.anyio
 @pytest.mark.slow
+@pytest.mark.cluster
 async def test_sale_keeps_every_invariant(sale: SaleReport, http: httpx.AsyncClient) -> None:
     """No oversell, conservation, one outcome each, holds end on time, idempotent payment."""
     audit = sale.audit
