@@ -639,6 +639,9 @@ def _cluster_credentials(url: str) -> tuple[str | None, str | None]:
     return unquote(user) if user else None, unquote(password)
 
 
+#: Connections to Redis (to each node of a cluster) a process opens at most.
+MAX_CONNECTIONS = 512
+
 #: Longest wait for one reply from Redis before it counts as unreachable, seconds.
 SOCKET_TIMEOUT_S = 20.0
 
@@ -654,11 +657,16 @@ async def open_redis_store(
 
     async def connect() -> RedisClient:
         if is_cluster_url(url):
+            # Connections per node as many as the single pool's: every event's
+            # admission loop holds one in a blocking read. (The cluster's pools fail
+            # when full instead of waiting: redis-py's default of 100 per node made a
+            # worker with 100 events on a node see Redis as unreachable.)
             username, password = _cluster_credentials(url)
             return RedisCluster(
                 startup_nodes=_cluster_nodes(url),
                 username=username,
                 password=password,
+                max_connections=MAX_CONNECTIONS,
                 socket_timeout=SOCKET_TIMEOUT_S,
             )
         # A blocking pool waits for a free connection instead of failing when many
@@ -666,7 +674,7 @@ async def open_redis_store(
         # declared Redis unreachable when a loaded process's loop came back late to
         # an answer Redis gave in milliseconds; a dead Redis still fails at connect.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=512, timeout=10, socket_timeout=SOCKET_TIMEOUT_S
+            url, max_connections=MAX_CONNECTIONS, timeout=10, socket_timeout=SOCKET_TIMEOUT_S
         )
         return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
 
