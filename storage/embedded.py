@@ -207,19 +207,21 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
         server.stop()
 
 
-def _free_cluster_port() -> int:
-    """A free loopback port whose cluster bus port (+10000) is free too."""
+def _free_cluster_port(taken: set[int]) -> int:
+    """A free loopback port whose cluster bus port (+10000) is free too, and neither of
+    them in ``taken`` (the ports of the cluster's other nodes), which it joins."""
     for _ in range(100):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port + 10000 > 65535:
+        if port + 10000 > 65535 or {port, port + 10000} & taken:
             continue
         with socket.socket() as bus:
             try:
                 bus.bind(("127.0.0.1", port + 10000))
             except OSError:
                 continue
+        taken.update((port, port + 10000))
         return port
     raise RuntimeError("no free loopback port pair for a cluster node")
 
@@ -329,8 +331,9 @@ class EmbeddedCluster:
     ) -> None:
         directory = data_dir.resolve() / "cluster"
         count = primaries * (1 + replicas)
+        taken: set[int] = set()
         self.nodes = [
-            ClusterNodeServer(directory / f"node{i}", _free_cluster_port(), node_timeout_ms)
+            ClusterNodeServer(directory / f"node{i}", _free_cluster_port(taken), node_timeout_ms)
             for i in range(count)
         ]  # the first ``primaries`` start as primaries, the rest as their replicas
         self._primaries = primaries
