@@ -12,14 +12,21 @@ import anyio
 import pytest
 from redis.crc import key_slot
 
+from api.settings import Settings
 from api.wiring import open_services
 from bench.sale import SalePlan, SaleReport, run_sale
 from storage.bridge import open_bridge
-from storage.embedded import ClusterNodeServer, EmbeddedCluster, EmbeddedServers, embedded_cluster
+from storage.embedded import (
+    ClusterNodeServer,
+    EmbeddedCluster,
+    EmbeddedServers,
+    embedded_cluster,
+    remove_data_dir,
+)
 from storage.errors import StorageUnavailable
 from storage.keys import event_keys
 from storage.redis_store import RedisStore, open_redis_store
-from tests.conftest import ADMIN_KEY, make_settings, remove_data_dir
+from tests.conftest import ADMIN_KEY, make_settings
 from tests.engine.test_sale_e2e import _event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.once, pytest.mark.cluster]
@@ -74,6 +81,21 @@ async def test_sale_survives_a_primary_crash(
                     think_s=(0.01, 0.2), arrival_s=3.0, connect_concurrency=100, seed=11)  # fmt: skip
     settings = make_settings(own_cluster.url, servers.database_url)
     report: list[SaleReport] = []
+    with anyio.fail_after(240):  # a stuck sale fails the test rather than hanging it
+        stall = await _sale_through_a_crash(own_cluster, settings, plan, report)
+    [done] = report
+    print(f"stall after the primary's crash: {stall * 1000:.0f} ms")
+    print(done.summary())
+    assert done.problems == [], done.problems
+    assert done.audit["oversold"] == 0
+    assert done.audit["sold_in_postgres"] == done.seats_sold > 0
+    assert len(done.results) == plan.clients
+
+
+async def _sale_through_a_crash(
+    own_cluster: EmbeddedCluster, settings: Settings, plan: SalePlan, report: list[SaleReport]
+) -> float:
+    """Run the sale, crash the event's primary mid-sale, promote its replica; the stall."""
     async with (
         open_services(settings) as running,
         open_bridge() as bridge,
@@ -91,6 +113,11 @@ async def test_sale_survives_a_primary_crash(
             event_id = await _new_event(store, known)
             await anyio.sleep(1.5)  # buyers joining and holding
             primary, replica = _owner(own_cluster, event_id)
+            with anyio.fail_after(30):  # the replica in sync, so that it may take over
+                while True:
+                    if replica.client().info("replication").get("master_link_status") == "up":
+                        break
+                    await anyio.sleep(0.05)
             # Redis 7 does not give replicas the primary's scripts; the wheel's 6.2 does
             # (SCRIPT LOAD is replicated): emptying the replica's cache makes it the
             # promoted node of a Redis 7 cluster, answering NOSCRIPT.
@@ -100,18 +127,13 @@ async def test_sale_survives_a_primary_crash(
             await anyio.to_thread.run_sync(
                 lambda: replica.client().execute_command("CLUSTER FAILOVER", "TAKEOVER")
             )
-            while True:  # the stall: until the event answers again
-                try:
-                    if await store.status(event_id) is not None:
-                        break
-                except StorageUnavailable:
-                    pass
-                await anyio.sleep(0.02)
+            with anyio.fail_after(60):  # the stall: until the event answers again
+                while True:
+                    try:
+                        if await store.status(event_id) is not None:
+                            break
+                    except StorageUnavailable:
+                        pass
+                    await anyio.sleep(0.02)
             stall = time.monotonic() - killed
-        [done] = report
-    print(f"stall after the primary's crash: {stall * 1000:.0f} ms")
-    print(done.summary())
-    assert done.problems == [], done.problems
-    assert done.audit["oversold"] == 0
-    assert done.audit["sold_in_postgres"] == done.seats_sold > 0
-    assert len(done.results) == plan.clients
+    return stall
