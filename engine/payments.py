@@ -9,7 +9,16 @@ from typing import Protocol
 
 import anyio
 
-__all__ = ["SANDBOX_CARDS", "Charge", "ChargeStatus", "PaymentGateway", "SandboxGateway"]
+__all__ = [
+    "SANDBOX_CARDS",
+    "Charge",
+    "ChargeStatus",
+    "GatewayUnavailable",
+    "PaymentGateway",
+    "Refund",
+    "RefundRefused",
+    "SandboxGateway",
+]
 
 
 class ChargeStatus(Enum):
@@ -27,14 +36,51 @@ class Charge:
     status: ChargeStatus
 
 
-class PaymentGateway(Protocol):
-    """Charges a card. Must be idempotent per ``idempotency_key``: a retry never charges twice.
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """Money given back on a charge: the gateway's reference for it, and how much."""
 
-    It may take arbitrarily long; callers bound it with a cancel scope.
+    reference: str
+    charge_reference: str
+    amount_cents: int
+
+
+class GatewayUnavailable(Exception):
+    """The gateway could not be reached or failed on its side: the outcome is unknown, and
+    the same call (same idempotency key) may be retried."""
+
+
+class RefundRefused(Exception):
+    """The gateway refused a refund for good: no such charge, or more than is left of it."""
+
+
+class PaymentGateway(Protocol):
+    """What a payment provider offers. Every call that moves money is idempotent per
+    ``idempotency_key``: a retry never charges or refunds twice, and returns the first answer.
+
+    Any call may take arbitrarily long; callers bound it with a cancel scope, and resolve an
+    unknown outcome (a timeout, a crash after the call) by asking :meth:`retrieve`.
     """
 
     async def charge(self, *, amount_cents: int, card_token: str, idempotency_key: str) -> Charge:
-        """Charge ``amount_cents`` to the card behind ``card_token``."""
+        """Charge ``amount_cents`` to the card behind ``card_token`` (authorise and capture)."""
+        ...
+
+    async def retrieve(self, *, idempotency_key: str) -> Charge | None:
+        """The successful charge made under ``idempotency_key``, or None if there is none."""
+        ...
+
+    async def refund(
+        self, *, charge_reference: str, amount_cents: int, idempotency_key: str
+    ) -> Refund:
+        """Give back ``amount_cents`` of a charge (all of it or part). RefundRefused if the
+        charge is unknown or less than that is left of it."""
+        ...
+
+    async def void(self, *, idempotency_key: str) -> Charge | None:
+        """Make sure nothing more is charged under ``idempotency_key``: a payment not yet
+        captured is cancelled (None). If it was captured already, that charge is returned, and
+        it is the caller's to refund."""
         ...
 
 
@@ -55,6 +101,10 @@ class SandboxGateway:
     latency_s: float = 0.0
     _charges: dict[str, Charge] = field(default_factory=dict)
     _in_flight: dict[str, anyio.Event] = field(default_factory=dict)
+    _voided: set[str] = field(default_factory=set)
+    _refunds: dict[str, Refund] = field(default_factory=dict)
+    _amounts: dict[str, int] = field(default_factory=dict)  # charge reference -> cents charged
+    _refunded: dict[str, int] = field(default_factory=dict)  # charge reference -> cents refunded
 
     async def charge(self, *, amount_cents: int, card_token: str, idempotency_key: str) -> Charge:
         """Charge per the sandbox rules (see :data:`SANDBOX_CARDS`); a key charges at most once."""
@@ -64,13 +114,15 @@ class SandboxGateway:
             await self._in_flight[idempotency_key].wait()
         if idempotency_key in self._charges:
             return self._charges[idempotency_key]
+        if idempotency_key in self._voided:
+            return Charge(reference="", status=ChargeStatus.DECLINED)
         self._in_flight[idempotency_key] = anyio.Event()
         try:
-            return await self._charge(card_token, idempotency_key)
+            return await self._charge(amount_cents, card_token, idempotency_key)
         finally:
             self._in_flight.pop(idempotency_key).set()
 
-    async def _charge(self, card_token: str, idempotency_key: str) -> Charge:
+    async def _charge(self, amount_cents: int, card_token: str, idempotency_key: str) -> Charge:
         if card_token == "tok_timeout":
             await anyio.sleep_forever()
         if self.latency_s:
@@ -80,8 +132,40 @@ class SandboxGateway:
         charge = Charge(reference="sbx_" + secrets.token_hex(8), status=status)
         if status is ChargeStatus.SUCCEEDED:
             self._charges[idempotency_key] = charge
+            self._amounts[charge.reference] = amount_cents
         return charge
+
+    async def retrieve(self, *, idempotency_key: str) -> Charge | None:
+        """The successful charge under the key, if one was made."""
+        return self._charges.get(idempotency_key)
+
+    async def refund(
+        self, *, charge_reference: str, amount_cents: int, idempotency_key: str
+    ) -> Refund:
+        """Refund part or all of a charge, once per key."""
+        if self.latency_s:
+            await anyio.sleep(self.latency_s)
+        if idempotency_key in self._refunds:
+            return self._refunds[idempotency_key]
+        if charge_reference not in self._amounts:
+            raise RefundRefused(f"no charge {charge_reference!r}")
+        left = self._amounts[charge_reference] - self._refunded.get(charge_reference, 0)
+        if not 0 < amount_cents <= left:
+            raise RefundRefused(f"{amount_cents} cents asked, {left} left of {charge_reference!r}")
+        refund = Refund("sbx_re_" + secrets.token_hex(8), charge_reference, amount_cents)
+        self._refunds[idempotency_key] = refund
+        self._refunded[charge_reference] = self._refunded.get(charge_reference, 0) + amount_cents
+        return refund
+
+    async def void(self, *, idempotency_key: str) -> Charge | None:
+        """Refuse any later charge under the key; the charge made already, if any."""
+        self._voided.add(idempotency_key)
+        return self._charges.get(idempotency_key)
 
     def charges(self) -> int:
         """How many successful charges were made (each key once)."""
         return len(self._charges)
+
+    def balance_cents(self) -> int:
+        """Charged minus refunded, over every charge."""
+        return sum(self._amounts.values()) - sum(self._refunded.values())

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio.testing
 
+from api.client import BookingClient
 from api.settings import Settings
 from api.wiring import Services, open_services
 from storage.bridge import open_bridge
@@ -171,6 +172,19 @@ async def http(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the running API."""
     async with httpx.AsyncClient(base_url=services.http_url, trust_env=False, timeout=30) as client:
         yield client
+
+
+def admin_client(services: Services) -> BookingClient:
+    """A typed client of ``services``' REST interface holding the admin key (use it as an
+    async context manager)."""
+    return BookingClient(services.http_url, admin_key=ADMIN_KEY)
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[BookingClient]:
+    """A typed client of the running API with the admin key."""
+    async with admin_client(services) as c:
+        yield c
 
 
 def admin_headers() -> dict[str, str]:

@@ -91,6 +91,7 @@ class OutflowEstimator:
     _last_serving: int | None = None
     _last_t: float | None = None
     _still_s: float = 0.0  # counted seconds since the serving counter last moved
+    _moving_rate: float | None = None  # the rate when the serving counter last moved
 
     def observe(self, serving: int, t: float, *, counting: bool = True) -> None:
         """Record the serving counter seen at time ``t`` (seconds, monotonic).
@@ -116,12 +117,19 @@ class OutflowEstimator:
             diff = sample - self._rate
             self._rate += weight * diff
             self._var = (1 - weight) * (self._var + weight * diff * diff)
+        if moved:
+            self._moving_rate = self._rate
         self._last_serving, self._last_t = serving, t
 
     @property
     def stalled(self) -> bool:
-        """Nobody has left the line for a while although people waited (and the sale was open)."""
-        floor = 3 / self._rate if self._rate else 0.0
+        """Nobody has left the line for a while although people waited (and the sale was open).
+
+        "A while" is three clients' worth at the rate the line had when it last moved (at
+        least ``stall_after_s``): not the estimate that decays while nobody leaves, which
+        would push the moment further away with every still second.
+        """
+        floor = 3 / self._moving_rate if self._moving_rate else 0.0
         return self._still_s >= max(self.stall_after_s, floor)
 
     @property

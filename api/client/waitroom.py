@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 
 from api.client.ws import WsConnection, connect_ws
@@ -88,9 +88,10 @@ class WaitingRoom:
             raise _unexpected("queued", message)
         return message
 
-    async def until_prompt(self) -> AsyncIterator[p.Position]:
+    async def until_prompt(self) -> AsyncGenerator[p.Position, None]:
         """Each ``position`` update while waiting; ends when the prompt arrives (``prompt``
-        is then set) or the place ends without one (:meth:`outcome` says how)."""
+        is then set) or the place ends without one (:meth:`outcome` says how). A caller
+        that stops early closes it (``contextlib.aclosing``)."""
         while self.prompt is None and self._outcome is None:
             message = await self._next()
             if isinstance(message, p.Position):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
@@ -55,7 +55,8 @@ from engine.errors import (
 )
 from engine.events import EventSpec
 from engine.interface import Engine
-from engine.sales import SaleStatus
+from engine.sales import Sales, SaleStatus
+from waitroom.records import EventState
 
 __all__ = ["API_VERSION", "OPS_ROUTES", "ROUTES", "HttpState", "create_app", "create_ops_app"]
 
@@ -251,31 +252,32 @@ async def get_event(request: Request) -> Response:
     )
 
 
+async def _change_state(
+    request: Request, change: Callable[[Sales, str], Awaitable[EventState]]
+) -> Response:
+    """Pause, resume or close the event of the path (admin only): its new state."""
+    _require_admin(request)
+    event_id = request.path_params["event_id"]
+    new_state = await change(_state(request).engine.sales, event_id)
+    return json_response(StateView(event_id, new_state))
+
+
 @operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
 async def pause(request: Request) -> Response:
     """``POST /v1/events/{id}/pause``: stop admission (409 unless the event is open)."""
-    _require_admin(request)
-    event_id = request.path_params["event_id"]
-    new_state = await _state(request).engine.sales.pause(event_id)
-    return json_response(StateView(event_id, new_state))
+    return await _change_state(request, Sales.pause)
 
 
 @operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
 async def resume(request: Request) -> Response:
     """``POST /v1/events/{id}/resume``: restart admission (409 unless the event is paused)."""
-    _require_admin(request)
-    event_id = request.path_params["event_id"]
-    new_state = await _state(request).engine.sales.resume(event_id)
-    return json_response(StateView(event_id, new_state))
+    return await _change_state(request, Sales.resume)
 
 
 @operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
 async def close(request: Request) -> Response:
     """``POST /v1/events/{id}/close``: end the sale: no more joins or admissions (409 if closed)."""
-    _require_admin(request)
-    event_id = request.path_params["event_id"]
-    new_state = await _state(request).engine.sales.close(event_id)
-    return json_response(StateView(event_id, new_state))
+    return await _change_state(request, Sales.close)
 
 
 @operation(

@@ -13,6 +13,7 @@ import anyio
 import asyncpg
 import httpx
 
+from api.client import Outcome, WaitingRoom
 from api.client.ws import WsConnection, connect_ws
 from api.wiring import Services
 from realtime import protocol as p
@@ -70,11 +71,6 @@ async def event_state(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
     """What bad input must leave unchanged: the event's state, line, holds and seats."""
     view = await get_event(http, event_id)
     return {k: view[k] for k in ("state", "queue_length", "active_holds", "sections")}
-
-
-def sections_by_id(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The availability entries of an event view keyed by section id."""
-    return {s["id"]: s for s in view["sections"]}
 
 
 def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
@@ -135,16 +131,12 @@ async def ws_connect(url: str) -> AsyncIterator[WsConnection]:
         yield ws
 
 
-async def send(ws: WsConnection, message: p.ClientMessage) -> None:
-    """Send a client message as a text frame."""
-    await ws.send(p.encode(message).decode())
-
-
 async def recv(ws: WsConnection, wait_s: float = 10) -> p.ServerMessage:
     """The next server message (positions included)."""
     with anyio.fail_after(wait_s):
         raw = await ws.recv()
-    return p.server_decoder.decode(raw)
+    message: p.ServerMessage = p.server_decoder.decode(raw)
+    return message
 
 
 async def expect(ws: WsConnection, kind: type[M], wait_s: float = 10) -> M:
@@ -170,8 +162,53 @@ async def join(
     ws: WsConnection, client_id: str, quantity: int = 1, section: str | None = None
 ) -> p.Queued:
     """Join the line and return the ``queued`` answer."""
-    await send(ws, p.Join(quantity=quantity, client_id=client_id, section=section))
+    await ws.send(
+        p.encode(p.Join(quantity=quantity, client_id=client_id, section=section)).decode()
+    )
     return await expect(ws, p.Queued)
+
+
+# -- the waiting room through the typed client: what a test asserts of each step ------------
+
+#: Longest wait for one step of the waiting room, s: generous, as a busy machine slows the
+#: system but never changes what it says.
+STEP_S = 20
+
+
+async def queued_in(
+    room: WaitingRoom, client_id: str, quantity: int = 1, section: str | None = None
+) -> p.Queued:
+    """Join the line: the answer must be a place (``queued``, not ``sold_out``)."""
+    with anyio.fail_after(STEP_S):
+        answer = await room.join(client_id, quantity, section)
+    assert isinstance(answer, p.Queued), answer
+    return answer
+
+
+async def prompted(room: WaitingRoom, wait_s: float = STEP_S) -> p.Prompt:
+    """Wait for the prompt (at most ``wait_s``): it must come before the place ends."""
+    with anyio.fail_after(wait_s):
+        async for _ in room.until_prompt():
+            pass
+    assert room.prompt is not None, f"no prompt: {await room.outcome()!r}"
+    return room.prompt
+
+
+async def outcome_of(room: WaitingRoom, wait_s: float = STEP_S) -> Outcome:
+    """How the place ended (waited for at most ``wait_s``)."""
+    with anyio.fail_after(wait_s):
+        return await room.outcome()
+
+
+async def refused(room: WaitingRoom, message: p.ClientMessage, code: str) -> p.Error:
+    """Send ``message``: the next message (positions and heartbeats aside) must be an
+    ``error`` with ``code`` and a message."""
+    await room.send(message)
+    with anyio.fail_after(STEP_S):
+        while isinstance(answer := await room.receive(), p.Position | p.Heartbeat | p.Pong):
+            pass
+    assert isinstance(answer, p.Error) and answer.code == code and answer.message, answer
+    return answer
 
 
 # -- PostgreSQL, read directly ---------------------------------------------------------

@@ -5,25 +5,29 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.helpers import FUTURE, assert_error, create_event, get_event
+from api.client import BookingClient
+from api.http.schemas import AdmissionView
+from tests.api.helpers import FUTURE, assert_error, event_body
 from tests.conftest import admin_headers
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_admission_caps_change_live_and_show_on_the_event(http: httpx.AsyncClient) -> None:
+async def _caps(client: BookingClient, event_id: str) -> tuple[int, int]:
+    """The caps the event view shows: max_active_holds, admissions_per_minute."""
+    view = await client.event(event_id)
+    return view.max_active_holds, view.admissions_per_minute
+
+
+async def test_admission_caps_change_live_and_show_on_the_event(client: BookingClient) -> None:
     """Each cap changes alone; the event view shows the caps in force."""
-    event_id = (await create_event(http, opens_at=FUTURE, max_active_holds=50))["id"]
-    view = await get_event(http, event_id)
-    assert (view["max_active_holds"], view["admissions_per_minute"]) == (50, 0)
-    url = f"/v1/events/{event_id}/admission"
-    resp = await http.patch(url, json={"admissions_per_minute": 300}, headers=admin_headers())
-    assert resp.status_code == 200, resp.text
-    assert resp.json() == {"id": event_id, "max_active_holds": 50, "admissions_per_minute": 300}
-    resp = await http.patch(url, json={"max_active_holds": 5}, headers=admin_headers())
-    assert resp.json() == {"id": event_id, "max_active_holds": 5, "admissions_per_minute": 300}
-    view = await get_event(http, event_id)
-    assert (view["max_active_holds"], view["admissions_per_minute"]) == (5, 300)
+    event_id = (await client.create_event(event_body(opens_at=FUTURE, max_active_holds=50))).id
+    assert await _caps(client, event_id) == (50, 0)
+    caps = await client.set_admission(event_id, admissions_per_minute=300)
+    assert caps == AdmissionView(id=event_id, max_active_holds=50, admissions_per_minute=300)
+    caps = await client.set_admission(event_id, max_active_holds=5)
+    assert caps == AdmissionView(id=event_id, max_active_holds=5, admissions_per_minute=300)
+    assert await _caps(client, event_id) == (5, 300)
 
 
 @pytest.mark.parametrize(
@@ -38,21 +42,20 @@ async def test_admission_caps_change_live_and_show_on_the_event(http: httpx.Asyn
     ],
 )
 async def test_bad_admission_body_is_400_and_changes_nothing(
-    http: httpx.AsyncClient, body: object
+    client: BookingClient, http: httpx.AsyncClient, body: object
 ) -> None:
     """A body naming no cap, a cap out of range or an unknown field is 400 invalid_request."""
-    event_id = (await create_event(http, opens_at=FUTURE, max_active_holds=50))["id"]
+    event_id = (await client.create_event(event_body(opens_at=FUTURE, max_active_holds=50))).id
     resp = await http.patch(f"/v1/events/{event_id}/admission", json=body, headers=admin_headers())
     assert_error(resp, 400, "invalid_request")
-    view = await get_event(http, event_id)
-    assert (view["max_active_holds"], view["admissions_per_minute"]) == (50, 0)
+    assert await _caps(client, event_id) == (50, 0)
 
 
 async def test_admission_change_needs_the_admin_key_and_a_known_event(
-    http: httpx.AsyncClient,
+    client: BookingClient, http: httpx.AsyncClient
 ) -> None:
     """Without the admin key it is 401; for an unknown event 404."""
-    event_id = (await create_event(http, opens_at=FUTURE))["id"]
+    event_id = (await client.create_event(event_body(opens_at=FUTURE))).id
     body = {"max_active_holds": 3}
     resp = await http.patch(f"/v1/events/{event_id}/admission", json=body)
     assert_error(resp, 401, "unauthorized")

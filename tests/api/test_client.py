@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import anyio
 import msgspec
@@ -13,18 +13,10 @@ from api.http.schemas import BookingView
 from api.wiring import Services
 from realtime import protocol as p
 from tests.api.helpers import event_body, new_key
-from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.anyio
 
 WAIT_S = 20  # generous: a busy machine slows the system, never changes what it says
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[BookingClient]:
-    """A client of the running system with the admin key."""
-    async with BookingClient(services.http_url, admin_key=ADMIN_KEY) as c:
-        yield c
 
 
 def _stored(booking: BookingView) -> BookingView:
@@ -108,6 +100,27 @@ async def test_positions_on_the_way_and_a_resumed_place(client: BookingClient) -
                 assert third.prompt is not None
                 assert third.prompt.hold_id == f"{created.id}.{queued.ticket}"
             assert isinstance(await second.outcome(), p.Confirmed)
+
+
+async def test_waiting_can_stop_at_an_update_and_go_on_later(client: BookingClient) -> None:
+    """A buyer that stops at its first position update (closing the stream of updates) and
+    waits again later is still prompted once the seats ahead of it are paid for."""
+    created = await client.create_event(event_body(max_active_holds=1))
+    url = created.waitroom_url
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(url) as first, WaitingRoom.connect(url) as second:
+            assert isinstance(await first.join("buyer-1"), p.Queued)
+            assert [u async for u in first.until_prompt()] == []
+            assert isinstance(await second.join("buyer-2"), p.Queued)
+            async with aclosing(second.until_prompt()) as updates:
+                update = await anext(updates)
+            assert update.position == 1 and second.prompt is None
+            assert first.prompt is not None
+            await client.pay(first.prompt.hold_id, first.prompt.hold_token, "tok_visa", new_key())
+            later = [u.position async for u in second.until_prompt()]
+            assert all(position <= 1 for position in later), later
+            assert second.prompt is not None
+            assert second.prompt.hold_id == f"{created.id}.2"
 
 
 async def test_an_unauthorised_call_is_a_401(services: Services, client: BookingClient) -> None:

@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import anyio
 import pytest
 
+from api.client import BookingClient, WaitingRoom
 from realtime import protocol as p
 from storage.embedded import stop_shared_servers
 from tests.api.dev_processes import (
@@ -27,7 +28,7 @@ from tests.api.dev_processes import (
     serving,
     working,
 )
-from tests.api.helpers import expect, join, new_key, pay, send, ws_connect
+from tests.api.helpers import STEP_S, new_key, outcome_of, prompted, queued_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -55,12 +56,12 @@ async def create_event(dev_dir: Path) -> str:
 
 async def buyer_prompted(serve: Running, event_id: str) -> tuple[p.Queued, p.Prompt]:
     """A buyer joins on the WebSocket the event names and is offered a hold."""
-    async with httpx.AsyncClient(base_url=serve.http_url, trust_env=False) as http:
-        view = (await http.get(f"/v1/events/{event_id}")).json()
-    assert view["waitroom_url"].startswith(f"ws://127.0.0.1:{serve.ports['ws']}/"), view
-    async with ws_connect(view["waitroom_url"]) as ws:
-        queued = await join(ws, f"c-{uuid.uuid4().hex[:8]}")
-        prompt = await expect(ws, p.Prompt, wait_s=60)
+    async with BookingClient(serve.http_url) as client:
+        view = await client.event(event_id)
+    assert view.waitroom_url.startswith(f"ws://127.0.0.1:{serve.ports['ws']}/"), view
+    async with WaitingRoom.connect(view.waitroom_url) as room:
+        queued = await queued_in(room, f"c-{uuid.uuid4().hex[:8]}")
+        prompt = await prompted(room, wait_s=60)
     return queued, prompt
 
 
@@ -75,18 +76,15 @@ async def test_the_running_for_real_steps_share_one_data_directory(dev_dir: Path
         await serve.wait_ready()
         await worker.wait_ready()
         event_id = await create_event(dev_dir)
-        async with (
-            httpx.AsyncClient(base_url=serve.http_url, trust_env=False, timeout=30) as http,
-        ):
-            view = (await http.get(f"/v1/events/{event_id}")).json()
+        async with BookingClient(serve.http_url, timeout_s=30) as client:
+            view = await client.event(event_id)
             # bound to 0.0.0.0: the WebSocket is on the host the API was reached by
-            assert view["waitroom_url"].startswith(f"ws://127.0.0.1:{serve.ports['ws']}/")
-            async with ws_connect(view["waitroom_url"]) as ws:
-                await join(ws, "buyer-1")
-                prompt = await expect(ws, p.Prompt, wait_s=60)
-                paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key())
-                assert paid.status_code == 200, paid.text
-                await expect(ws, p.Confirmed, wait_s=30)
+            assert view.waitroom_url.startswith(f"ws://127.0.0.1:{serve.ports['ws']}/")
+            async with WaitingRoom.connect(view.waitroom_url) as room:
+                await queued_in(room, "buyer-1")
+                prompt = await prompted(room, wait_s=60)
+                paid = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", new_key())
+                assert await outcome_of(room, wait_s=30) == p.Confirmed(booking_id=paid.id)
             shared_redis = redis_pid(dev_dir)
             assert shared_redis is not None
             assert await worker.stop() == 0, worker.stderr
@@ -99,11 +97,11 @@ async def test_the_running_for_real_steps_share_one_data_directory(dev_dir: Path
             ]
             assert len(redis_lines) == 2, redis_lines
             assert sum("(started here)" in line for line in redis_lines) == 1, redis_lines
-            assert (await http.get("/readyz")).status_code == 200
+            assert await client.ready()
             assert redis_answers(dev_dir)
             assert redis_pid(dev_dir) == shared_redis  # the same server, never a second one
-            sold = (await http.get(f"/v1/events/{event_id}")).json()["sections"][0]
-            assert sold["sold"] == 1, sold
+            sold = (await client.event(event_id)).sections[0]
+            assert sold.sold == 1, sold
         assert await serve.stop() == 0, serve.stderr
     for log in (serve.stderr, worker.stderr):
         assert f"data directory {dev_dir}" in log, log
@@ -125,18 +123,16 @@ async def test_a_hold_token_survives_a_serve_restart(dev_dir: Path) -> None:
             assert await first.stop() == 0, first.stderr
         with serving(dev_dir, "serve-again") as again:
             await again.wait_ready()
-            async with httpx.AsyncClient(
-                base_url=again.http_url, trust_env=False, timeout=30
-            ) as http:
-                view = (await http.get(f"/v1/events/{event_id}")).json()
-                async with ws_connect(view["waitroom_url"]) as ws:
-                    await send(ws, p.Resume(token=queued.token))
-                    assert (await expect(ws, p.Queued)).ticket == queued.ticket
-                    offered = await expect(ws, p.Prompt)
+            async with BookingClient(again.http_url, timeout_s=30) as client:
+                view = await client.event(event_id)
+                async with WaitingRoom.connect(view.waitroom_url) as room:
+                    with anyio.fail_after(STEP_S):
+                        assert (await room.resume(queued.token)).ticket == queued.ticket
+                    offered = await prompted(room)
                     assert offered.hold_id == prompt.hold_id
-                    paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key())
-                    assert paid.status_code == 200, paid.text
-                    await expect(ws, p.Confirmed, wait_s=30)
+                    key = new_key()
+                    paid = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", key)
+                    assert await outcome_of(room, wait_s=30) == p.Confirmed(booking_id=paid.id)
         assert await worker.stop() == 0, worker.stderr
     secret = dev_dir / "secret"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600

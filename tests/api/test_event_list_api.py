@@ -2,57 +2,57 @@
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
 
+from api.client import BookingClient, WaitingRoom
+from api.http.schemas import EventSummary, StateView
 from realtime import protocol as p
-from tests.api.helpers import FUTURE, assert_error, create_event, expect, get_event, ws_connect
+from tests.api.helpers import FUTURE, STEP_S, assert_error, event_body, prompted, queued_in
 from tests.conftest import admin_headers
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_the_list_shows_the_newest_events_with_prices_and_seats(
-    http: httpx.AsyncClient,
+    client: BookingClient,
 ) -> None:
     """Events come newest first with their state, price range, currency and seats by state
     (all sections together); the sale's counters are live."""
-    first = await create_event(http, name="Older one", opens_at=FUTURE)
-    second = await create_event(http, name="Newer one", currency="GBP")
-    async with ws_connect(second["waitroom_url"]) as ws:
-        await ws.send(p.encode(p.Join(quantity=2, client_id="lister", section="A")).decode())
-        await expect(ws, p.Queued)
-        await expect(ws, p.Prompt)
-        resp = await http.get("/v1/events", params={"limit": "100"})
-    assert resp.status_code == 200, resp.text
-    events = resp.json()["events"]
-    ids = [e["id"] for e in events]
-    assert ids.index(second["id"]) < ids.index(first["id"])
-    newer = events[ids.index(second["id"])]
-    assert newer == {
-        "id": second["id"],
-        "name": "Newer one",
-        "state": "open",
-        "opens_at": "2020-01-01T00:00:00+00:00",
-        "currency": "GBP",
-        "min_price_cents": 1_000,
-        "max_price_cents": 2_500,
-        "capacity": 18,
-        "free": 16,
-        "held": 2,
-        "sold": 0,
-        "queue_length": 0,
-    }
-    older = events[ids.index(first["id"])]
-    assert (older["state"], older["currency"], older["free"]) == ("scheduled", "EUR", 18)
-    assert (await get_event(http, second["id"]))["currency"] == "GBP"
+    first = await client.create_event(event_body(name="Older one", opens_at=FUTURE))
+    second = await client.create_event(event_body(name="Newer one", currency="GBP"))
+    async with WaitingRoom.connect(second.waitroom_url) as room:
+        await queued_in(room, "lister", 2, "A")
+        await prompted(room)
+        events = (await client.events(limit=100)).events
+    ids = [e.id for e in events]
+    assert ids.index(second.id) < ids.index(first.id)
+    newer = events[ids.index(second.id)]
+    assert newer == EventSummary(
+        id=second.id,
+        name="Newer one",
+        state="open",
+        opens_at="2020-01-01T00:00:00+00:00",
+        currency="GBP",
+        min_price_cents=1_000,
+        max_price_cents=2_500,
+        capacity=18,
+        free=16,
+        held=2,
+        sold=0,
+        queue_length=0,
+    )
+    older = events[ids.index(first.id)]
+    assert (older.state, older.currency, older.free) == ("scheduled", "EUR", 18)
+    assert (await client.event(second.id)).currency == "GBP"
 
 
-async def test_the_list_is_bounded_by_limit(http: httpx.AsyncClient) -> None:
+async def test_the_list_is_bounded_by_limit(client: BookingClient) -> None:
     """``limit`` caps the answer; the newest event comes first."""
-    created = [await create_event(http, name=f"Bounded {n}") for n in range(3)]
-    events = (await http.get("/v1/events?limit=2")).json()["events"]
-    assert [e["id"] for e in events] == [created[2]["id"], created[1]["id"]]
+    created = [await client.create_event(event_body(name=f"Bounded {n}")) for n in range(3)]
+    events = (await client.events(limit=2)).events
+    assert [e.id for e in events] == [created[2].id, created[1].id]
 
 
 @pytest.mark.parametrize(
@@ -78,24 +78,22 @@ async def test_a_bad_currency_is_refused(http: httpx.AsyncClient, currency: obje
     assert_error(resp, 400, "invalid_request")
 
 
-async def test_close_ends_the_sale(http: httpx.AsyncClient) -> None:
+async def test_close_ends_the_sale(client: BookingClient, http: httpx.AsyncClient) -> None:
     """Close needs the admin key (401 changes nothing); then the event is closed, a join is
     told sold_out without a place, and closing again is 409 invalid_state."""
-    event = await create_event(http)
-    url = f"/v1/events/{event['id']}/close"
+    event = await client.create_event(event_body())
+    url = f"/v1/events/{event.id}/close"
     assert_error(await http.post(url), 401, "unauthorized")
     assert_error(await http.post(url, headers={"Authorization": "Bearer nope"}), 401)
-    before = (await get_event(http, event["id"]))["state"]
+    before = (await client.event(event.id)).state
     assert before in ("scheduled", "open")  # open from the first script call after opens_at
-    resp = await http.post(url, headers=admin_headers())
-    assert resp.status_code == 200, resp.text
-    assert resp.json() == {"id": event["id"], "state": "closed"}
+    assert await client.close(event.id) == StateView(id=event.id, state="closed")
     assert_error(await http.post(url, headers=admin_headers()), 409, "invalid_state")
-    assert_error(await http.post(f"/v1/events/{event['id']}/resume", headers=admin_headers()), 409)
-    async with ws_connect(event["waitroom_url"]) as ws:
-        await ws.send(p.encode(p.Join(quantity=1, client_id="late")).decode())
-        await expect(ws, p.SoldOut)
-    assert (await get_event(http, event["id"]))["queue_length"] == 0
+    assert_error(await http.post(f"/v1/events/{event.id}/resume", headers=admin_headers()), 409)
+    async with WaitingRoom.connect(event.waitroom_url) as room:
+        with anyio.fail_after(STEP_S):
+            assert isinstance(await room.join("late"), p.SoldOut)
+    assert (await client.event(event.id)).queue_length == 0
 
 
 async def test_close_of_an_unknown_event_is_404(http: httpx.AsyncClient) -> None:

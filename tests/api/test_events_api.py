@@ -7,22 +7,19 @@ from typing import Any
 import httpx
 import pytest
 
+from api.client import BookingClient, WaitingRoom
+from api.http.schemas import SectionAvailability, StateView
 from api.wiring import Roles, Services, open_services
-from realtime import protocol as p
 from storage.embedded import EmbeddedServers
 from tests.api.helpers import (
     FUTURE,
     assert_error,
     count_events,
-    create_event,
     event_body,
-    expect,
-    get_event,
-    join,
-    sections_by_id,
-    ws_connect,
+    prompted,
+    queued_in,
 )
-from tests.conftest import admin_headers, make_settings
+from tests.conftest import ADMIN_KEY, admin_headers, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -42,58 +39,60 @@ async def test_create_event_answers_201_with_id_and_waitroom_url(
     )
 
 
-async def test_two_events_get_distinct_ids(http: httpx.AsyncClient) -> None:
+async def test_two_events_get_distinct_ids(client: BookingClient) -> None:
     """Each created event gets its own id."""
-    first, second = await create_event(http), await create_event(http)
-    assert first["id"] != second["id"]
+    first = await client.create_event(event_body())
+    second = await client.create_event(event_body())
+    assert first.id != second.id
 
 
-async def test_get_event_shows_spec_state_and_availability(http: httpx.AsyncClient) -> None:
+async def test_get_event_shows_spec_state_and_availability(client: BookingClient) -> None:
     """GET /v1/events/{id} echoes the spec and shows per-section availability and an empty line."""
-    created = await create_event(
-        http, name="Arena night", opens_at=FUTURE, max_per_order=3, hold_seconds=90
+    created = await client.create_event(
+        event_body(name="Arena night", opens_at=FUTURE, max_per_order=3, hold_seconds=90)
     )
-    view = await get_event(http, created["id"])
-    assert view["id"] == created["id"]
-    assert view["name"] == "Arena night"
-    assert view["state"] == "scheduled"  # opens in the future
-    assert view["opens_at"] == "2099-01-01T00:00:00+00:00"
-    assert (view["max_per_order"], view["hold_seconds"], view["max_active_holds"]) == (3, 90, 500)
-    assert view["queue_length"] == 0
-    assert view["active_holds"] == 0
-    assert view["waitroom_url"] == created["waitroom_url"]
-    assert sections_by_id(view) == {
-        "A": {"id": "A", "price_cents": 2_500, "capacity": 8, "free": 8, "held": 0, "sold": 0},
-        "GA": {"id": "GA", "price_cents": 1_000, "capacity": 10, "free": 10, "held": 0, "sold": 0},
-    }
+    view = await client.event(created.id)
+    assert view.id == created.id
+    assert view.name == "Arena night"
+    assert view.state == "scheduled"  # opens in the future
+    assert view.opens_at == "2099-01-01T00:00:00+00:00"
+    assert (view.max_per_order, view.hold_seconds, view.max_active_holds) == (3, 90, 500)
+    assert view.queue_length == 0
+    assert view.active_holds == 0
+    assert view.waitroom_url == created.waitroom_url
+    assert view.sections == [
+        SectionAvailability(id="A", price_cents=2_500, capacity=8, free=8, held=0, sold=0),
+        SectionAvailability(id="GA", price_cents=1_000, capacity=10, free=10, held=0, sold=0),
+    ]
 
 
-async def test_get_event_counts_the_waiting_line(http: httpx.AsyncClient) -> None:
+async def test_get_event_counts_the_waiting_line(client: BookingClient) -> None:
     """queue_length counts clients who joined and were not yet admitted."""
-    created = await create_event(http, opens_at=FUTURE)
-    async with ws_connect(created["waitroom_url"]) as a, ws_connect(created["waitroom_url"]) as b:
-        first = await join(a, "client-a", 2)
-        second = await join(b, "client-b", 1, "GA")
+    created = await client.create_event(event_body(opens_at=FUTURE))
+    url = created.waitroom_url
+    async with WaitingRoom.connect(url) as a, WaitingRoom.connect(url) as b:
+        first = await queued_in(a, "client-a", 2)
+        second = await queued_in(b, "client-b", 1, "GA")
         assert (first.ticket, second.ticket) == (1, 2)
-        view = await get_event(http, created["id"])
-    assert view["queue_length"] == 2
-    assert view["active_holds"] == 0
-    assert all(s["free"] == s["capacity"] for s in view["sections"])
+        view = await client.event(created.id)
+    assert view.queue_length == 2
+    assert view.active_holds == 0
+    assert all(s.free == s.capacity for s in view.sections)
 
 
-async def test_opened_event_holds_seats_for_the_first_client(http: httpx.AsyncClient) -> None:
+async def test_opened_event_holds_seats_for_the_first_client(client: BookingClient) -> None:
     """Once open, the worker admits a joined client: its seats show as held and it has a hold."""
-    created = await create_event(http)
-    async with ws_connect(created["waitroom_url"]) as ws:
-        await join(ws, "client-a", 2, "A")
-        prompt = await expect(ws, p.Prompt)
-        view = await get_event(http, created["id"])
+    created = await client.create_event(event_body())
+    async with WaitingRoom.connect(created.waitroom_url) as room:
+        await queued_in(room, "client-a", 2, "A")
+        prompt = await prompted(room)
+        view = await client.event(created.id)
     assert len(prompt.seats) == 2
-    assert view["state"] == "open"
-    assert view["queue_length"] == 0
-    assert view["active_holds"] == 1
-    a = sections_by_id(view)["A"]
-    assert (a["free"], a["held"], a["sold"]) == (6, 2, 0)
+    assert view.state == "open"
+    assert view.queue_length == 0
+    assert view.active_holds == 1
+    a = next(s for s in view.sections if s.id == "A")
+    assert (a.free, a.held, a.sold) == (6, 2, 0)
 
 
 @pytest.mark.parametrize(
@@ -266,56 +265,50 @@ async def test_unknown_route_is_404_json(http: httpx.AsyncClient) -> None:
     assert_error(await http.get("/v1/nothing/here"), 404, "not_found")
 
 
-async def test_pause_and_resume(http: httpx.AsyncClient) -> None:
+async def test_pause_and_resume(client: BookingClient, http: httpx.AsyncClient) -> None:
     """Pause answers 200 paused, resume 200 open; resuming an open event is 409 invalid_state."""
-    created = await create_event(http)
-    event_id = created["id"]
-    resp = await http.post(f"/v1/events/{event_id}/pause", headers=admin_headers())
-    assert resp.status_code == 200, resp.text
-    assert resp.json() == {"id": event_id, "state": "paused"}
-    assert (await get_event(http, event_id))["state"] == "paused"
+    event_id = (await client.create_event(event_body())).id
+    assert await client.pause(event_id) == StateView(id=event_id, state="paused")
+    assert (await client.event(event_id)).state == "paused"
 
-    resp = await http.post(f"/v1/events/{event_id}/resume", headers=admin_headers())
-    assert resp.status_code == 200, resp.text
-    assert resp.json() == {"id": event_id, "state": "open"}  # opens_at is in the past
-    assert (await get_event(http, event_id))["state"] == "open"
+    # opens_at is in the past
+    assert await client.resume(event_id) == StateView(id=event_id, state="open")
+    assert (await client.event(event_id)).state == "open"
 
     resp = await http.post(f"/v1/events/{event_id}/resume", headers=admin_headers())
     body = assert_error(resp, 409, "invalid_state")
     assert "open" in body["message"]
-    assert (await get_event(http, event_id))["state"] == "open"
+    assert (await client.event(event_id)).state == "open"
 
 
-async def test_pause_twice_is_409(http: httpx.AsyncClient) -> None:
+async def test_pause_twice_is_409(client: BookingClient, http: httpx.AsyncClient) -> None:
     """Pausing a paused event answers 409 invalid_state and leaves it paused."""
-    created = await create_event(http, opens_at=FUTURE)
-    url = f"/v1/events/{created['id']}/pause"
-    assert (await http.post(url, headers=admin_headers())).status_code == 200
+    event_id = (await client.create_event(event_body(opens_at=FUTURE))).id
+    assert (await client.pause(event_id)).state == "paused"
+    url = f"/v1/events/{event_id}/pause"
     assert_error(await http.post(url, headers=admin_headers()), 409, "invalid_state")
-    assert (await get_event(http, created["id"]))["state"] == "paused"
+    assert (await client.event(event_id)).state == "paused"
 
 
-async def test_resume_before_opening_time_is_scheduled(http: httpx.AsyncClient) -> None:
+async def test_resume_before_opening_time_is_scheduled(client: BookingClient) -> None:
     """Resuming a paused event whose opening time is ahead puts it back to scheduled."""
-    created = await create_event(http, opens_at=FUTURE)
-    event_id = created["id"]
-    await http.post(f"/v1/events/{event_id}/pause", headers=admin_headers())
-    resp = await http.post(f"/v1/events/{event_id}/resume", headers=admin_headers())
-    assert resp.status_code == 200
-    assert resp.json()["state"] == "scheduled"
+    event_id = (await client.create_event(event_body(opens_at=FUTURE))).id
+    await client.pause(event_id)
+    assert (await client.resume(event_id)).state == "scheduled"
 
 
-async def test_pause_and_resume_require_the_admin_key(http: httpx.AsyncClient) -> None:
+async def test_pause_and_resume_require_the_admin_key(
+    client: BookingClient, http: httpx.AsyncClient
+) -> None:
     """Pause/resume without (or with a wrong) admin key answer 401 and change nothing."""
-    created = await create_event(http, opens_at=FUTURE)
-    event_id = created["id"]
+    event_id = (await client.create_event(event_body(opens_at=FUTURE))).id
     for action in ("pause", "resume"):
         assert_error(await http.post(f"/v1/events/{event_id}/{action}"), 401, "unauthorized")
         resp = await http.post(
             f"/v1/events/{event_id}/{action}", headers={"Authorization": "Bearer nope"}
         )
         assert_error(resp, 401, "unauthorized")
-    assert (await get_event(http, event_id))["state"] == "scheduled"
+    assert (await client.event(event_id)).state == "scheduled"
 
 
 @pytest.mark.parametrize(
@@ -331,15 +324,15 @@ async def test_pause_and_resume_require_the_admin_key(http: httpx.AsyncClient) -
         ("DELETE", "/v1/bookings/bk1"),
     ],
 )
-async def test_wrong_method_is_405_json(http: httpx.AsyncClient, method: str, path: str) -> None:
+async def test_wrong_method_is_405_json(
+    client: BookingClient, http: httpx.AsyncClient, method: str, path: str
+) -> None:
     """A known path with a method it does not serve answers 405 in JSON and changes nothing."""
-    created = await create_event(http, opens_at=FUTURE)
-    resp = await http.request(
-        method, path.format(id=created["id"]), headers=admin_headers(), json={}
-    )
+    event_id = (await client.create_event(event_body(opens_at=FUTURE))).id
+    resp = await http.request(method, path.format(id=event_id), headers=admin_headers(), json={})
     body = assert_error(resp, 405)
     assert body["message"]
-    assert (await get_event(http, created["id"]))["state"] == "scheduled"
+    assert (await client.event(event_id)).state == "scheduled"
 
 
 async def test_bound_to_every_interface_the_waitroom_url_names_the_requested_host(
@@ -354,15 +347,16 @@ async def test_bound_to_every_interface_the_waitroom_url_names_the_requested_hos
             base_url=f"http://127.0.0.1:{running.http_port}", trust_env=False, timeout=30
         ) as http,
     ):
-        created = await create_event(http)
-        assert created["waitroom_url"] == (
-            f"ws://127.0.0.1:{running.ws_port}/v1/events/{created['id']}/waitroom"
+        async with BookingClient(str(http.base_url), admin_key=ADMIN_KEY) as client:
+            created = await client.create_event(event_body())
+        assert created.waitroom_url == (
+            f"ws://127.0.0.1:{running.ws_port}/v1/events/{created.id}/waitroom"
         )
-        view = await http.get(
-            f"/v1/events/{created['id']}", headers={"Host": f"shop.example:{running.http_port}"}
+        view = await http.get(  # the Host header is what this test is about: a raw request
+            f"/v1/events/{created.id}", headers={"Host": f"shop.example:{running.http_port}"}
         )
         assert view.json()["waitroom_url"] == (
-            f"ws://shop.example:{running.ws_port}/v1/events/{created['id']}/waitroom"
+            f"ws://shop.example:{running.ws_port}/v1/events/{created.id}/waitroom"
         )
-        async with ws_connect(created["waitroom_url"]) as ws:
-            await join(ws, "from-the-told-url")
+        async with WaitingRoom.connect(created.waitroom_url) as room:
+            await queued_in(room, "from-the-told-url")

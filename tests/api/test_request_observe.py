@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.wiring import Services
-from tests.api.helpers import create_event
-from tests.conftest import admin_headers
+from tests.api.helpers import event_body
+from tests.conftest import admin_client, admin_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -57,9 +57,10 @@ async def test_requests_are_counted_by_route_template(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """Counts and durations use the route template, never the raw path; unknown paths are "unmatched"."""
-    created = await create_event(http)
+    async with admin_client(services) as client:
+        created = await client.create_event(event_body())
     before = (await http.get("/metrics")).text
-    await http.get(f"/v1/events/{created['id']}")
+    await http.get(f"/v1/events/{created.id}")
     await http.get("/v1/events/no-such-event")
     for hold in ("h1", "h2", "h3"):
         await http.post(f"/v1/holds/{hold}/payment", json={})

@@ -27,10 +27,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from api.client import BookingClient, WaitingRoom
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers
 from tests.api.booking_process import ROOT, booking
-from tests.api.helpers import create_event, expect, join, new_key, ws_connect
+from tests.api.helpers import event_body, new_key, outcome_of, prompted, queued_in
 from tests.conftest import ADMIN_KEY, RUNTIME, SECRET
 
 pytestmark = pytest.mark.anyio
@@ -137,12 +138,16 @@ async def test_one_payment_is_one_trace_across_serve_and_worker(
                 for line in serve.logged()
                 if line["message"].startswith("WebSocket:")
             ]
-            async with httpx.AsyncClient(base_url=http_url, trust_env=False, timeout=30) as http:
-                created = await create_event(http)
-                async with ws_connect(created["waitroom_url"]) as ws:
-                    await join(ws, f"c-{uuid.uuid4().hex}")
-                    prompt = await expect(ws, p.Prompt, wait_s=30)
+            async with (
+                BookingClient(http_url, admin_key=ADMIN_KEY) as client,
+                httpx.AsyncClient(base_url=http_url, trust_env=False, timeout=30) as http,
+            ):
+                created = await client.create_event(event_body())
+                async with WaitingRoom.connect(created.waitroom_url) as room:
+                    await queued_in(room, f"c-{uuid.uuid4().hex}")
+                    prompt = await prompted(room, wait_s=30)
                     assert prompt.traceparent, "a traced server hands the trace to the client"
+                    # the payment's headers are what this test is about: a raw request
                     answer = await http.post(
                         f"/v1/holds/{prompt.hold_id}/payment",
                         headers={
@@ -154,10 +159,10 @@ async def test_one_payment_is_one_trace_across_serve_and_worker(
                         json={"card_token": "tok_visa"},
                     )
                     assert answer.status_code == 200, answer.text
-                    confirmed = await expect(ws, p.Confirmed, wait_s=30)
+                    confirmed = await outcome_of(room, wait_s=30)
             assert ws_line
         booking_id = answer.json()["id"]
-        assert confirmed.booking_id == booking_id
+        assert confirmed == p.Confirmed(booking_id=booking_id)
         trace_id = prompt.traceparent.split("-")[1]
         assert answer.headers["x-request-id"] == "pay-req-1"
         assert answer.headers["traceresponse"].split("-")[1] == trace_id
@@ -196,7 +201,7 @@ async def test_one_payment_is_one_trace_across_serve_and_worker(
             if line.get("booking") == booking_id and "request_id" in line
         ]
         assert paid["trace_id"] == trace_id and paid["request_id"] == "pay-req-1"
-        assert paid["hold"] == prompt.hold_id and paid["event"] == created["id"]
+        assert paid["hold"] == prompt.hold_id and paid["event"] == created.id
         admitted = [line for line in worker_lines if line.get("hold") == prompt.hold_id]
         assert admitted and admitted[0]["trace_id"] == trace_id, worker_lines
 

@@ -7,7 +7,7 @@ import pytest
 import trio
 import trio.testing
 
-from engine.payments import SANDBOX_CARDS, Charge, ChargeStatus, SandboxGateway
+from engine.payments import SANDBOX_CARDS, Charge, ChargeStatus, RefundRefused, SandboxGateway
 
 pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0)]
 
@@ -116,3 +116,60 @@ async def test_concurrent_retries_with_same_key_get_one_charge() -> None:
 def test_sandbox_card_table() -> None:
     """The documented sandbox cards are exactly the four the gateway acts on."""
     assert set(SANDBOX_CARDS) == {"tok_visa", "tok_mastercard", "tok_declined", "tok_timeout"}
+
+
+async def test_retrieve_finds_the_charge_made_under_a_key() -> None:
+    """An unknown outcome is resolved by asking: the key's charge, or None if nothing was made."""
+    gateway = SandboxGateway()
+    assert await gateway.retrieve(idempotency_key="k1") is None
+    with anyio.move_on_after(5):
+        await gateway.charge(amount_cents=100, card_token="tok_timeout", idempotency_key="k1")
+    assert await gateway.retrieve(idempotency_key="k1") is None
+    charge = await gateway.charge(amount_cents=100, card_token="tok_visa", idempotency_key="k2")
+    assert await gateway.retrieve(idempotency_key="k2") == charge
+
+
+async def test_refunds_are_partial_or_whole_and_once_per_key() -> None:
+    """Parts of a charge come back until none is left; a retried key refunds once."""
+    gateway = SandboxGateway()
+    charge = await gateway.charge(amount_cents=1_000, card_token="tok_visa", idempotency_key="k")
+    first = await gateway.refund(
+        charge_reference=charge.reference, amount_cents=400, idempotency_key="r1"
+    )
+    again = await gateway.refund(
+        charge_reference=charge.reference, amount_cents=400, idempotency_key="r1"
+    )
+    assert again == first
+    assert (first.charge_reference, first.amount_cents) == (charge.reference, 400)
+    assert gateway.balance_cents() == 600
+    with pytest.raises(RefundRefused):
+        await gateway.refund(
+            charge_reference=charge.reference, amount_cents=601, idempotency_key="r2"
+        )
+    await gateway.refund(charge_reference=charge.reference, amount_cents=600, idempotency_key="r3")
+    assert gateway.balance_cents() == 0
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+async def test_a_refund_of_nothing_or_of_no_charge_is_refused(amount: int) -> None:
+    """A refund names a charge the gateway made and a positive amount."""
+    gateway = SandboxGateway()
+    charge = await gateway.charge(amount_cents=1_000, card_token="tok_visa", idempotency_key="k")
+    with pytest.raises(RefundRefused):
+        await gateway.refund(
+            charge_reference=charge.reference, amount_cents=amount, idempotency_key="r"
+        )
+    with pytest.raises(RefundRefused):
+        await gateway.refund(charge_reference="sbx_nope", amount_cents=1, idempotency_key="r")
+    assert gateway.balance_cents() == 1_000
+
+
+async def test_void_stops_later_charges_and_reports_a_captured_one() -> None:
+    """After a void nothing is charged under the key; a charge made before is handed back."""
+    gateway = SandboxGateway()
+    assert await gateway.void(idempotency_key="k1") is None
+    late = await gateway.charge(amount_cents=100, card_token="tok_visa", idempotency_key="k1")
+    assert late.status is ChargeStatus.DECLINED
+    assert gateway.charges() == 0
+    made = await gateway.charge(amount_cents=100, card_token="tok_visa", idempotency_key="k2")
+    assert await gateway.void(idempotency_key="k2") == made

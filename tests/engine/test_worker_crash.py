@@ -6,7 +6,6 @@ import random
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
-import httpx
 import pytest
 
 from api.wiring import Roles, Services, open_services
@@ -14,8 +13,8 @@ from bench.chaos import WorkerPool
 from bench.sale import SalePlan, demo_event, run_sale
 from storage.embedded import EmbeddedServers
 from storage.redis_store import RedisStore
-from tests.api.helpers import create_event
-from tests.conftest import ADMIN_KEY, make_settings
+from tests.api.helpers import event_body
+from tests.conftest import ADMIN_KEY, admin_client, make_settings
 from tests.storage.helpers import HOLD_MS, T0, new_event
 
 pytestmark = pytest.mark.anyio
@@ -76,8 +75,8 @@ async def test_sigkilled_workers_lose_nothing(api_only: Services, workers: Worke
 
 async def test_several_workers_run_side_by_side(api_only: Services, workers: WorkerPool) -> None:
     """Three workers on one host each take a free metrics port and keep running."""
-    async with httpx.AsyncClient(base_url=api_only.http_url, trust_env=False) as http:
-        await create_event(http)  # something to serve
+    async with admin_client(api_only) as client:
+        await client.create_event(event_body())  # something to serve
     await anyio.sleep(4)  # real processes starting: long enough to have failed binding a port
     assert workers.alive() == 3
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
+from api.client import WaitingRoom
 from api.wiring import Services, open_services
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers
-from tests.api.helpers import FUTURE, create_event, expect_error, get_event, join, send, ws_connect
-from tests.conftest import make_settings
+from tests.api.helpers import FUTURE, event_body, queued_in, refused
+from tests.conftest import admin_client, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -33,28 +33,25 @@ async def limited(servers: EmbeddedServers) -> AsyncIterator[Services]:
 
 async def test_client_id_joining_too_often_is_refused(limited: Services) -> None:
     """The third join of one client id gets error rate_limited; the line is unchanged by it."""
-    async with httpx.AsyncClient(base_url=limited.http_url, trust_env=False) as http:
-        event = await create_event(http, opens_at=FUTURE)
+    async with admin_client(limited) as client:
+        event = await client.create_event(event_body(opens_at=FUTURE))
         for _ in range(2):
-            async with ws_connect(event["waitroom_url"]) as ws:
-                assert (await join(ws, "eager")).ticket == 1
-        async with ws_connect(event["waitroom_url"]) as ws:
-            await send(ws, p.Join(quantity=1, client_id="eager"))
-            await expect_error(ws, "rate_limited")
+            async with WaitingRoom.connect(event.waitroom_url) as room:
+                assert (await queued_in(room, "eager")).ticket == 1
+        async with WaitingRoom.connect(event.waitroom_url) as room:
+            await refused(room, p.Join(quantity=1, client_id="eager"), "rate_limited")
             # The socket stays usable for a resume or another message.
-            await send(ws, p.Join(quantity=1, client_id="eager"))
-            await expect_error(ws, "rate_limited")
-        assert (await get_event(http, event["id"]))["queue_length"] == 1
+            await refused(room, p.Join(quantity=1, client_id="eager"), "rate_limited")
+        assert (await client.event(event.id)).queue_length == 1
 
 
 async def test_one_ip_with_many_client_ids_is_refused(limited: Services) -> None:
     """Distinct client ids from one address share its bucket: the fifth join is refused."""
-    async with httpx.AsyncClient(base_url=limited.http_url, trust_env=False) as http:
-        event = await create_event(http, opens_at=FUTURE)
-        async with ws_connect(event["waitroom_url"]) as ws:
+    async with admin_client(limited) as client:
+        event = await client.create_event(event_body(opens_at=FUTURE))
+        async with WaitingRoom.connect(event.waitroom_url) as room:
             for i in range(4):
-                async with ws_connect(event["waitroom_url"]) as other:
-                    await join(other, f"sybil-{i}")
-            await send(ws, p.Join(quantity=1, client_id="sybil-4"))
-            await expect_error(ws, "rate_limited")
-        assert (await get_event(http, event["id"]))["queue_length"] == 4
+                async with WaitingRoom.connect(event.waitroom_url) as other:
+                    await queued_in(other, f"sybil-{i}")
+            await refused(room, p.Join(quantity=1, client_id="sybil-4"), "rate_limited")
+        assert (await client.event(event.id)).queue_length == 4

@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 
+from api.client import WaitingRoom
 from api.wiring import Roles, Services, open_services
-from realtime import protocol as p
 from storage.embedded import EmbeddedServers, RedisServer
-from tests.api.helpers import create_event, expect, join, send, ws_connect
-from tests.conftest import make_settings
+from tests.api.helpers import event_body, prompted, queued_in
+from tests.conftest import admin_client, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -44,21 +43,21 @@ async def test_resume_during_redis_restart_gets_its_prompt(
 ) -> None:
     """Queued, then the prompt it missed, even though Redis was down when it resumed."""
     services, redis_server = own_redis_services
-    async with httpx.AsyncClient(base_url=services.http_url, trust_env=False) as http:
-        event = await create_event(http)
-    async with ws_connect(event["waitroom_url"]) as ws:
-        queued = await join(ws, "restarting", 1, "A")
-        await expect(ws, p.Prompt)
+    async with admin_client(services) as client:
+        event = await client.create_event(event_body())
+    async with WaitingRoom.connect(event.waitroom_url) as room:
+        queued = await queued_in(room, "restarting", 1, "A")
+        await prompted(room)
     await anyio.to_thread.run_sync(redis_server.stop)
 
     async def restart_later() -> None:
         await anyio.sleep(1)  # the resume below reaches the server while Redis is down
         await anyio.to_thread.run_sync(redis_server.start)
 
-    async with ws_connect(event["waitroom_url"]) as ws, anyio.create_task_group() as tg:
-        await send(ws, p.Resume(token=queued.token))
+    async with WaitingRoom.connect(event.waitroom_url) as room, anyio.create_task_group() as tg:
         tg.start_soon(restart_later)
-        again = await expect(ws, p.Queued, wait_s=15)
-        prompt = await expect(ws, p.Prompt, wait_s=15)
+        with anyio.fail_after(15):
+            again = await room.resume(queued.token)
+        prompt = await prompted(room)
     assert again.ticket == queued.ticket
     assert prompt.hold_id.endswith(f".{queued.ticket}")

@@ -3,14 +3,14 @@ or are all told sold_out at once."""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 
 import anyio
-import httpx
 import pytest
 
+from api.client import BookingClient, WaitingRoom
 from realtime import protocol as p
-from tests.api.helpers import create_event, expect, join, new_key, pay, recv, ws_connect
+from tests.api.helpers import event_body, new_key, outcome_of, prompted, queued_in
 
 pytestmark = pytest.mark.anyio
 
@@ -18,41 +18,44 @@ WAITING = 20
 
 
 async def test_released_seats_go_in_order_then_everyone_waiting_is_sold_out(
-    http: httpx.AsyncClient,
+    client: BookingClient,
 ) -> None:
     """With every seat held, waiting clients get seats_may_return; an expired hold's seats go
     to the next in line; when the last seats are paid, all 20 still waiting get sold_out."""
-    event = await create_event(
-        http,
-        sections=[{"id": "GA", "price_cents": 1_000, "capacity": 2}],
-        hold_seconds=3,  # spans at least two position ticks (1 s) after everyone joined
-        max_per_order=2,
+    event = await client.create_event(
+        event_body(
+            sections=[{"id": "GA", "price_cents": 1_000, "capacity": 2}],
+            hold_seconds=3,  # spans at least two position ticks (1 s) after everyone joined
+            max_per_order=2,
+        )
     )
-    url = event["waitroom_url"]
+    url = event.waitroom_url
     async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(ws_connect(url))
-        await join(first, "first", 2)
-        await expect(first, p.Prompt)  # every seat held: first lets the hold run out
-        second = await stack.enter_async_context(ws_connect(url))
-        await join(second, "second", 2)
+        first = await stack.enter_async_context(WaitingRoom.connect(url))
+        await queued_in(first, "first", 2)
+        await prompted(first)  # every seat held: first lets the hold run out
+        second = await stack.enter_async_context(WaitingRoom.connect(url))
+        await queued_in(second, "second", 2)
         rest = []
         for i in range(WAITING):
-            ws = await stack.enter_async_context(ws_connect(url))
-            await join(ws, f"rest{i}", 1)
-            rest.append(ws)
+            room = await stack.enter_async_context(WaitingRoom.connect(url))
+            await queued_in(room, f"rest{i}", 1)
+            rest.append(room)
 
-        with anyio.fail_after(8):
-            while True:  # told while the hold is open that seats may come back
-                message = await recv(second)
-                if isinstance(message, p.Position) and message.seats_may_return:
-                    break
-                assert not isinstance(message, p.Prompt), "admitted before the hold ended"
-        await expect(first, p.Expired)
-        prompt = await expect(second, p.Prompt)  # the released seats, to the next in line
+        told = None
+        with anyio.fail_after(8):  # told while the hold is open that seats may come back
+            async with aclosing(second.until_prompt()) as updates:
+                async for update in updates:
+                    if update.seats_may_return:
+                        told = update
+                        break
+        assert told is not None and second.prompt is None, "admitted before the hold ended"
+        assert isinstance(await outcome_of(first), p.Expired)
+        prompt = await prompted(second)  # the released seats, to the next in line
         assert len(prompt.seats) == 2
-        paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key("second"))
-        assert paid.status_code == 200, paid.text
-        await expect(second, p.Confirmed)
+        paid = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", new_key("second"))
+        assert paid.status == "confirmed"
+        assert await outcome_of(second) == p.Confirmed(booking_id=paid.id)
         with anyio.fail_after(5):
-            for ws in rest:
-                await expect(ws, p.SoldOut)
+            for room in rest:
+                assert isinstance(await room.outcome(), p.SoldOut)

@@ -107,6 +107,28 @@ def test_a_stalled_checkout_says_so_and_bounds_the_wait_by_the_hold_time() -> No
         assert (wait.eta_s, wait.basis, wait.high_s) == (None, WaitBasis.STALLED, high)
 
 
+@pytest.mark.parametrize("measured_rate", [0.2, 0.5, 1.0, 4.0])
+def test_a_measured_line_that_stops_is_called_stalled(measured_rate: float) -> None:
+    """One client left at ``measured_rate`` per second, then nobody while people waited: the
+    line is stalled once three clients' worth of time at the rate it had (or 10 s) has
+    passed. The estimate decaying during the stall must not push that moment away."""
+    est = _estimator()
+    est.observe(0, 0.0)
+    est.observe(1, 1 / measured_rate)  # one client left: the rate is measured
+    moved_at = 1 / measured_rate
+    limit = max(10.0, 3 / measured_rate)
+    t = moved_at
+    while t < moved_at + limit - 1:
+        t += 1.0
+        est.observe(1, t)
+    assert not est.stalled, t
+    for _ in range(2):
+        t += 1.0
+        est.observe(1, t)
+    assert est.stalled, (t, est.rate)
+    assert estimate_wait(est, 1, OPEN).basis is WaitBasis.STALLED
+
+
 def test_a_slowing_line_never_shows_more_than_the_caps_allow() -> None:
     """A line that moved, then slowed to a trickle: the smoothed rate falls, the estimate
     grows, but never above the longest wait the caps allow (here: one hold of 60 s); 10 s
