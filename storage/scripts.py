@@ -20,6 +20,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -100,6 +101,18 @@ class ScriptRunner:
             return await self._bridge.call(fn)
         except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
             raise storage_error(op, exc) from exc
+        except (AttributeError, TypeError) as exc:
+            # redis-py's cluster client, refreshing its view of the nodes after a failover,
+            # closes connections other calls are using (and may drop the node a call was
+            # routed to): such a call then fails inside the driver on the missing socket
+            # (``'NoneType' object has no attribute 'writelines'``). The connection was
+            # lost, as in a ConnectionError: the caller retries or reports unavailability.
+            if not (self.cluster and _raised_in_driver(exc)):
+                raise
+            raise StorageUnavailable(
+                f"Redis unreachable during {op}: the cluster client lost its connection "
+                f"mid-call ({type(exc).__name__}: {exc})"
+            ) from exc
 
     @property
     def cluster(self) -> bool:
@@ -235,6 +248,21 @@ def storage_error(op: str, exc: BaseException) -> StorageError:
     if isinstance(exc, _UNREACHABLE):
         return StorageUnavailable(f"Redis unreachable during {op}: {exc}")
     return StorageError(f"Redis error during {op}: {exc}")
+
+
+def _raised_in_driver(exc: BaseException) -> bool:
+    """True when ``exc`` was raised inside redis-py (a frame of its package lies between
+    the call and the raise), not in this package's code around it."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_DRIVER_DIR):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+#: Where redis-py's modules live.
+_DRIVER_DIR = Path(redis_errors.__file__).resolve().parent
 
 
 _UNREACHABLE = (

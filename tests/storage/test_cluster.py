@@ -14,6 +14,7 @@ from redis.crc import key_slot
 from api.settings import ConfigurationError, Settings
 from storage.bridge import open_bridge
 from storage.embedded import EmbeddedCluster
+from storage.errors import StorageUnavailable
 from storage.keys import event_keys
 from storage.redis_store import (
     JoinRequest,
@@ -145,6 +146,45 @@ async def test_scripts_reloaded_on_the_node_that_lost_them(
         snap = await store.snapshot(event_id)
         assert snap is not None and snap.stats["seq"] == 1  # joined once, not twice
     assert all(flushed.client().script_exists(*[s for s in store._scripts._shas.values()]))
+
+
+@pytest.mark.anyio
+async def test_calls_cut_by_the_clients_own_refresh_are_unavailable(store: RedisStore) -> None:
+    """After a failover redis-py's cluster client closes every connection, those other
+    calls are using included, and reconnects: each call then cut answers
+    StorageUnavailable (retried, or a 503 the client retries), never a driver's
+    AttributeError that the API answers 500 and the waiting room dies of."""
+    prefix = "cut" + uuid.uuid4().hex[:6]
+    ids = [f"{prefix}-{i}" for i in range(12)]
+    for event_id in ids:
+        await store.create_event(event_id, CONFIG, SECTIONS)
+    seen: Counter[str] = Counter()
+    done = anyio.Event()
+
+    async def join_in_a_loop(buyer: int) -> None:
+        n = 0
+        while not done.is_set():
+            n += 1
+            try:
+                await store.join([JoinRequest(e, f"c{buyer}-{n}", 1, "") for e in ids], T0)
+                seen["ok"] += 1
+            except StorageUnavailable:
+                seen["unavailable"] += 1
+            except Exception as exc:  # anything else is the failure this test is about
+                seen[f"{type(exc).__name__}: {exc}"] += 1
+
+    async def refresh_under_them() -> None:
+        for _ in range(40):  # what the client does itself when a pipeline meets a dead node
+            await anyio.sleep(0.02)
+            await store._bridge.call(store._client.aclose)
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        for buyer in range(20):
+            tg.start_soon(join_in_a_loop, buyer)
+        tg.start_soon(refresh_under_them)
+    print(dict(seen))
+    assert set(seen) == {"ok", "unavailable"}, seen  # calls were cut, and none otherwise
 
 
 def test_cluster_urls() -> None:
