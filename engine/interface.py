@@ -10,6 +10,7 @@ one of each, built over the stores and started in the caller's task group by
 - ``holds``     hold ids, the offer a client sees, who may pay (``engine/holds.py``)
 - ``checkout``  paying for a hold (``engine/checkout.py``)
 - ``bookings``  what a paid hold became (``engine/bookings.py``)
+- ``checkin``   staff keys and tickets scanned at the door (``engine/checkin.py``)
 
 The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
 """
@@ -24,6 +25,7 @@ import anyio
 
 from engine.bookings import Bookings
 from engine.catalog import EventCatalog
+from engine.checkin import Checkin
 from engine.checkout import Checkout
 from engine.holds import Holds
 from engine.payments import PaymentGateway
@@ -45,6 +47,7 @@ class Engine:
     holds: Holds
     checkout: Checkout
     bookings: Bookings
+    checkin: Checkin
 
 
 @asynccontextmanager
@@ -77,6 +80,7 @@ async def open_engine(
         holds=Holds(catalog, signer, clock, payment_window_s=payment_window_s),
         checkout=checkout,
         bookings=bookings,
+        checkin=Checkin(pg, catalog),
     )
     async with anyio.create_task_group() as tg:
         for batcher in (checkout.begin, checkout.commit, checkout.confirm):

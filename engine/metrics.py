@@ -8,6 +8,7 @@ __all__ = [
     "ACTIVE_HOLDS",
     "ADMISSIONS",
     "BOOKINGS",
+    "CHECKINS",
     "HOLDS_EXPIRED",
     "PAYMENTS",
     "PAYMENT_LATENCY",
@@ -33,6 +34,10 @@ REVENUE = Counter(
     "booking_revenue_cents",
     "Amount of the bookings made durable, in cents.",
     ["event"],
+)
+#: result: admitted, already_in, cancelled, unknown (scans with a refused key are not counted).
+CHECKINS = Counter(
+    "booking_checkins_total", "Tickets scanned at the door, by result.", ["event", "result"]
 )
 PAYMENTS = Counter("booking_payments_total", "Payment attempts by result.", ["result"])
 PAYMENT_LATENCY = Histogram(

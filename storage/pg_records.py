@@ -9,11 +9,14 @@ import msgspec
 __all__ = [
     "BookingConflict",
     "BookingRow",
+    "CheckinCountsRow",
+    "CheckinRow",
     "CommitResult",
     "EventRow",
     "LiveBooking",
     "NewBooking",
     "SeatRow",
+    "StaffKeyRow",
     "TicketRow",
 ]
 
@@ -112,3 +115,38 @@ class BookingConflict(msgspec.Struct, frozen=True):
     booking_id: str
     hold_id: str
     reason: str
+
+
+class StaffKeyRow(msgspec.Struct, frozen=True):
+    """A staff key of an event as stored (its hash stays in the database)."""
+
+    id: str
+    event_id: str
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class CheckinRow(msgspec.Struct, frozen=True):
+    """A scanned ticket after the scan: ``admitted`` when this scan let it in.
+
+    ``checked_in_at`` and ``gate`` are those of the first scan (this one when admitted).
+    """
+
+    code: str
+    event_id: str
+    section: str
+    seat_row: str
+    seat_number: int
+    live: bool
+    admitted: bool
+    checked_in_at: datetime | None
+    gate: str | None
+
+
+class CheckinCountsRow(msgspec.Struct, frozen=True):
+    """An event's tickets at the door: live ones, those in, and those in by gate."""
+
+    live: int
+    checked_in: int
+    gates: dict[str, int]

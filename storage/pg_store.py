@@ -22,11 +22,14 @@ from storage.metrics import BATCH_SIZE, ROUND_TRIPS
 from storage.pg_records import (
     BookingConflict,
     BookingRow,
+    CheckinCountsRow,
+    CheckinRow,
     CommitResult,
     EventRow,
     LiveBooking,
     NewBooking,
     SeatRow,
+    StaffKeyRow,
     TicketRow,
 )
 from storage.startup import retry_until_reachable
@@ -120,6 +123,70 @@ WHERE NOT EXISTS (
       AND l.payload->>'booking_id' = c.booking_id
 )
 RETURNING id
+"""
+
+_STAFF_KEY_COLUMNS = "id, event_id, label, created_at, revoked_at"
+
+_INSERT_STAFF_KEY = f"""
+WITH k AS (
+    INSERT INTO staff_keys (id, event_id, label, key_hash) VALUES ($1, $2, $3, $4)
+    RETURNING {_STAFF_KEY_COLUMNS}
+), log AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'staff_key_created', jsonb_build_object('staff_key_id', id, 'label', label)
+    FROM k
+)
+SELECT {_STAFF_KEY_COLUMNS} FROM k
+"""
+
+_REVOKE_STAFF_KEY = f"""
+WITH k AS (
+    UPDATE staff_keys SET revoked_at = now()
+    WHERE id = $1 AND event_id = $2 AND revoked_at IS NULL
+    RETURNING {_STAFF_KEY_COLUMNS}
+), log AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'staff_key_revoked', jsonb_build_object('staff_key_id', id, 'label', label)
+    FROM k
+)
+SELECT {_STAFF_KEY_COLUMNS} FROM k
+"""
+
+# The one statement that lets a ticket in: the key is checked, and the ticket set as in
+# only if it is live, of the key's event and not in yet. Two scans of one ticket at once
+# both reach the UPDATE; the second waits for the first's row lock, then finds
+# checked_in_at set and updates nothing. The log entry commits with the update.
+_CHECK_IN = """
+WITH k AS (
+    SELECT id, event_id FROM staff_keys WHERE key_hash = $1 AND revoked_at IS NULL
+), upd AS (
+    UPDATE tickets t SET checked_in_at = now(), checked_in_gate = $3
+    FROM k
+    WHERE t.code = $2 AND t.event_id = k.event_id AND t.live AND t.checked_in_at IS NULL
+    RETURNING t.code, t.event_id, t.booking_id, t.section, t.seat_row, t.seat_number,
+              t.checked_in_at, t.checked_in_gate, k.id AS key_id
+), log AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'ticket_checked_in',
+           jsonb_build_object('code', code, 'booking_id', booking_id, 'gate', checked_in_gate,
+                              'staff_key_id', key_id, 'checked_in_at', checked_in_at)
+    FROM upd
+)
+SELECT k.event_id AS key_event, upd.code, upd.section, upd.seat_row, upd.seat_number,
+       upd.checked_in_at, upd.checked_in_gate
+FROM k LEFT JOIN upd ON true
+"""
+
+_SCANNED_TICKET = """
+SELECT code, event_id, section, seat_row, seat_number, live, checked_in_at, checked_in_gate
+FROM tickets WHERE code = $1 AND event_id = $2
+"""
+
+_CHECKIN_COUNTS = """
+SELECT checked_in_gate AS gate, count(*) FILTER (WHERE live) AS live,
+       count(*) FILTER (WHERE live AND checked_in_at IS NOT NULL) AS checked_in
+FROM tickets WHERE event_id = $1
+GROUP BY checked_in_gate
 """
 
 
@@ -377,6 +444,106 @@ class PgStore:
             )
 
         return [(r["section"], r["position"]) for r in await self._call("sold_positions", fetch)]
+
+    async def insert_staff_key(
+        self, key_id: str, event_id: str, label: str, key_hash: bytes
+    ) -> StaffKeyRow:
+        """Record a new staff key of an event (its hash) and log it."""
+
+        async def insert() -> Any:
+            return await self._pool.fetchrow(_INSERT_STAFF_KEY, key_id, event_id, label, key_hash)
+
+        return StaffKeyRow(**dict(await self._call("insert_staff_key", insert)))
+
+    async def staff_keys(self, event_id: str) -> list[StaffKeyRow]:
+        """The staff keys of an event not revoked, oldest first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                f"SELECT {_STAFF_KEY_COLUMNS} FROM staff_keys "
+                "WHERE event_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+                event_id,
+            )
+
+        return [StaffKeyRow(**dict(r)) for r in await self._call("staff_keys", fetch)]
+
+    async def revoke_staff_key(self, event_id: str, key_id: str) -> StaffKeyRow | None:
+        """Revoke a staff key of an event (logged once); the key, or None if there is none."""
+
+        async def revoke() -> Any:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow(_REVOKE_STAFF_KEY, key_id, event_id)
+                if row is None:  # unknown, or revoked already
+                    row = await conn.fetchrow(
+                        f"SELECT {_STAFF_KEY_COLUMNS} FROM staff_keys "
+                        "WHERE id = $1 AND event_id = $2",
+                        key_id,
+                        event_id,
+                    )
+                return row
+
+        row = await self._call("revoke_staff_key", revoke)
+        return None if row is None else StaffKeyRow(**dict(row))
+
+    async def check_in(
+        self, key_hash: bytes, code: str, gate: str
+    ) -> tuple[str, CheckinRow | None] | None:
+        """Let the ticket ``code`` in at ``gate`` with the staff key of ``key_hash``.
+
+        None: no such key (or revoked). Else the key's event and the ticket after the scan
+        (``admitted`` when this scan let it in), None when the event has no such ticket.
+        """
+
+        async def scan() -> Any:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow(_CHECK_IN, key_hash, code, gate)
+                if row is None or row["code"] is not None:
+                    return row, None
+                # Not let in: read the ticket as it is now (the winner of a race committed).
+                return row, await conn.fetchrow(_SCANNED_TICKET, code, row["key_event"])
+
+        first, ticket = await self._call("check_in", scan)
+        if first is None:
+            return None
+        event_id: str = first["key_event"]
+        if first["code"] is not None:
+            return event_id, CheckinRow(
+                code=first["code"],
+                event_id=event_id,
+                section=first["section"],
+                seat_row=first["seat_row"],
+                seat_number=first["seat_number"],
+                live=True,
+                admitted=True,
+                checked_in_at=first["checked_in_at"],
+                gate=first["checked_in_gate"],
+            )
+        if ticket is None:
+            return event_id, None
+        return event_id, CheckinRow(
+            code=ticket["code"],
+            event_id=event_id,
+            section=ticket["section"],
+            seat_row=ticket["seat_row"],
+            seat_number=ticket["seat_number"],
+            live=ticket["live"],
+            admitted=False,
+            checked_in_at=ticket["checked_in_at"],
+            gate=ticket["checked_in_gate"],
+        )
+
+    async def checkin_counts(self, event_id: str) -> CheckinCountsRow:
+        """An event's live tickets, how many are in, and how many came in at each gate."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(_CHECKIN_COUNTS, event_id)
+
+        rows = await self._call("checkin_counts", fetch)
+        return CheckinCountsRow(
+            live=sum(r["live"] for r in rows),
+            checked_in=sum(r["checked_in"] for r in rows),
+            gates={r["gate"]: r["checked_in"] for r in rows if r["gate"] and r["checked_in"]},
+        )
 
     async def ping(self) -> None:
         """Raise StorageUnavailable unless PostgreSQL answers."""

@@ -34,24 +34,35 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    CheckedInBeforeBody,
+    CheckinBody,
+    CheckinCountsView,
+    CheckinView,
     CreatedEvent,
+    CreatedStaffKey,
     EventList,
     EventSummary,
     EventView,
     PaymentBody,
     ReleasedView,
     SectionAvailability,
+    StaffKeyBody,
+    StaffKeyList,
+    StaffKeyView,
     StateView,
     TicketView,
 )
 from engine.bookings import Booking
+from engine.checkin import StaffKey
 from engine.checkout import PaymentRequest
 from engine.errors import (
+    AlreadyCheckedIn,
     BookingError,
     InvalidRequest,
     StorageUnavailable,
     Unauthorized,
     Unavailable,
+    Unprocessable,
 )
 from engine.events import EventSpec
 from engine.interface import Engine
@@ -359,6 +370,99 @@ async def get_booking(request: Request) -> Response:
     return json_response(_booking_view(booking))
 
 
+# -- check-in at the door ------------------------------------------------------------
+
+
+def _staff_key_view(key: StaffKey) -> StaffKeyView:
+    revoked = key.revoked_at.astimezone(UTC).isoformat() if key.revoked_at else None
+    created = key.created_at.astimezone(UTC).isoformat()
+    return StaffKeyView(key.id, key.event_id, key.label, created, revoked)
+
+
+@operation(
+    request=StaffKeyBody,
+    answers={201: CreatedStaffKey},
+    errors=[400, 401, 404, 503],
+    credentials="admin",
+    example={"label": "North gate"},
+    links={
+        "RevokeStaffKey": (
+            "revoke_staff_key",
+            {"event_id": "$response.body#/event_id", "key_id": "$response.body#/id"},
+        )
+    },
+)
+async def create_staff_key(request: Request) -> Response:
+    """``POST /v1/events/{id}/staff-keys``: a staff key of the event for the door (the key is
+    in this answer only; it opens the event's check-in and nothing else)."""
+    _require_admin(request)
+    engine = _state(request).engine
+    event_id = request.path_params["event_id"]
+    await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
+    body = await _body(request, StaffKeyBody)
+    made = await engine.checkin.create_key(event_id, body.label)
+    view = _staff_key_view(made.staff_key)
+    created = CreatedStaffKey(view.id, view.event_id, view.label, view.created_at, made.key)
+    return json_response(created, status=201)
+
+
+@operation(answers={200: StaffKeyList}, errors=[401, 404, 503], credentials="admin")
+async def list_staff_keys(request: Request) -> Response:
+    """``GET /v1/events/{id}/staff-keys``: the event's staff keys in force (labels, never keys)."""
+    _require_admin(request)
+    keys = await _state(request).engine.checkin.keys(request.path_params["event_id"])
+    return json_response(StaffKeyList([_staff_key_view(k) for k in keys]))
+
+
+@operation(answers={200: StaffKeyView}, errors=[401, 404, 503], credentials="admin")
+async def revoke_staff_key(request: Request) -> Response:
+    """``DELETE /v1/events/{id}/staff-keys/{key_id}``: revoke a staff key at once (again: no
+    change)."""
+    _require_admin(request)
+    path = request.path_params
+    key = await _state(request).engine.checkin.revoke_key(path["event_id"], path["key_id"])
+    return json_response(_staff_key_view(key))
+
+
+@operation(
+    request=CheckinBody,
+    answers={200: CheckinView, 409: CheckedInBeforeBody},
+    errors=[401, 404, 410, 422, 503],
+    credentials="staff",
+    example={"code": "T-8KQ2-ZJ4M", "gate": "North"},
+)
+async def checkin(request: Request) -> Response:
+    """``POST /v1/checkin``: let a ticket in with a staff key of its event; its seat.
+
+    409 ``already_checked_in`` with when and at which gate it came in; 404 for a code the
+    key's event has no ticket of; 410 ``ticket_cancelled``; 422 for a body that is not a
+    code and a gate."""
+    staff_key = _bearer(request)
+    try:
+        body = await _body(request, CheckinBody)
+    except InvalidRequest as exc:
+        raise Unprocessable(exc.message) from None
+    try:
+        done = await _state(request).engine.checkin.check_in(staff_key, body.code, body.gate)
+    except AlreadyCheckedIn as exc:
+        at = exc.checked_in_at.astimezone(UTC).isoformat()
+        before = CheckedInBeforeBody(exc.code, exc.message, at, exc.gate, *exc.seat)
+        return json_response(before, status=409)
+    at = done.checked_in_at.astimezone(UTC).isoformat()
+    view = CheckinView(done.code, done.event_id, done.section, done.row, done.number, done.gate, at)
+    return json_response(view)
+
+
+@operation(answers={200: CheckinCountsView}, errors=[404, 503])
+async def checkin_counts(request: Request) -> Response:
+    """``GET /v1/events/{id}/checkins``: the event at the door: live tickets, how many are
+    in, how many came in at each gate."""
+    counts = await _state(request).engine.checkin.counts(request.path_params["event_id"])
+    return json_response(
+        CheckinCountsView(counts.event_id, counts.live_tickets, counts.checked_in, counts.gates)
+    )
+
+
 @operation(answers={200: TEXT})
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: the process is alive."""
@@ -422,6 +526,12 @@ ROUTES = [
     Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
     Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
+    # check-in at the door
+    Route("/v1/events/{event_id}/staff-keys", create_staff_key, methods=["POST"]),
+    Route("/v1/events/{event_id}/staff-keys", list_staff_keys, methods=["GET"]),
+    Route("/v1/events/{event_id}/staff-keys/{key_id}", revoke_staff_key, methods=["DELETE"]),
+    Route("/v1/events/{event_id}/checkins", checkin_counts, methods=["GET"]),
+    Route("/v1/checkin", checkin, methods=["POST"]),
     Route("/v1/waitroom/schema.json", waitroom_schema_json, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),

@@ -1,4 +1,5 @@
-"""The web pages: the list of events, the waiting room, the admin console and the 404 page.
+"""The web pages: the list of events, the waiting room, the admin console, the door's
+check-in page and the 404 page.
 
 Static files under ``api/http/pages``, no build step. A page of an event that does
 not exist, like any other unknown path a browser asks for, is the 404 page.
@@ -26,6 +27,7 @@ _ASSETS = {
     "index.js": "text/javascript; charset=utf-8",
     "waitroom.js": "text/javascript; charset=utf-8",
     "admin.js": "text/javascript; charset=utf-8",
+    "checkin.js": "text/javascript; charset=utf-8",
 }
 _NO_STORE = {"Cache-Control": "no-store"}
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -50,9 +52,11 @@ def not_found_page(what: str = "This page does not exist.") -> HTMLResponse:
 
 
 def page_routes() -> list[Route]:
-    """``GET /`` (the events), ``/events/{id}`` (waiting room), ``/events/{id}/admin``, and
-    their assets."""
-    templates = {name: _read(name) for name in ("waitroom.html", "admin.html", "index.html")}
+    """``GET /`` (the events), ``/events/{id}`` (waiting room), ``/events/{id}/admin``,
+    ``/events/{id}/checkin`` (the door), and their assets."""
+    templates = {
+        name: _read(name) for name in ("waitroom.html", "admin.html", "checkin.html", "index.html")
+    }
     assets = {name: _read(name) for name in _ASSETS}
 
     def page(template: str, summary: str) -> Callable[[Request], Awaitable[Response]]:
@@ -100,6 +104,12 @@ def page_routes() -> list[Route]:
             page("admin.html", "The event's admin page"),
             methods=["GET"],
             name="admin_page",
+        ),
+        Route(
+            "/events/{event_id}/checkin",
+            page("checkin.html", "The door staff's check-in page"),
+            methods=["GET"],
+            name="checkin_page",
         ),
         Route("/pages/{name}", asset, methods=["GET"], name="page_asset"),
     ]

@@ -8,7 +8,7 @@ import anyio
 import msgspec
 import pytest
 
-from api.client import ApiError, BookingClient, WaitingRoom, WaitroomError
+from api.client import AlreadyCheckedIn, ApiError, BookingClient, WaitingRoom, WaitroomError
 from api.http.schemas import BookingView
 from api.wiring import Services
 from realtime import protocol as p
@@ -225,3 +225,44 @@ async def test_list_release_and_close(client: BookingClient) -> None:
     with pytest.raises(ApiError) as conflict:
         await client.close(created.id)
     assert (conflict.value.status, conflict.value.code) == (409, "invalid_state")
+
+
+async def test_the_door_through_the_client(client: BookingClient) -> None:
+    """Staff keys made, listed and revoked; a check-in answers the seat, a second scan raises
+    ``AlreadyCheckedIn`` with the first scan's gate and time; a revoked key is a 401; the
+    counts; a bad gate is a 422."""
+    created = await client.create_event(event_body())
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(created.waitroom_url) as room:
+            await room.join("door-1", quantity=1)
+            async for _ in room.until_prompt():
+                pass
+            assert room.prompt is not None
+            booking = await client.pay(
+                room.prompt.hold_id, room.prompt.hold_token, "tok_visa", new_key()
+            )
+    staff = await client.create_staff_key(created.id, "Main door")
+    assert [k.label for k in (await client.staff_keys(created.id)).keys] == ["Main door"]
+    ticket = booking.tickets[0]
+    done = await client.checkin(staff.key, ticket.code, "Main")
+    assert (done.section, done.row, done.number, done.gate) == (
+        ticket.section,
+        ticket.row,
+        ticket.number,
+        "Main",
+    )
+    with pytest.raises(AlreadyCheckedIn) as again:
+        await client.checkin(staff.key, ticket.code, "Side")
+    assert (again.value.before.gate, again.value.before.checked_in_at) == (
+        "Main",
+        done.checked_in_at,
+    )
+    counts = await client.checkins(created.id)
+    assert (counts.live_tickets, counts.checked_in) == (1, 1)
+    with pytest.raises(ApiError) as bad:
+        await client.checkin(staff.key, ticket.code, "")
+    assert (bad.value.status, bad.value.code) == (422, "invalid_request")
+    await client.revoke_staff_key(created.id, staff.id)
+    with pytest.raises(ApiError) as revoked:
+        await client.checkin(staff.key, ticket.code, "Main")
+    assert revoked.value.status == 401
