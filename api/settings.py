@@ -24,7 +24,7 @@ class ConfigurationError(ValueError):
 
 #: Shortest accepted BOOKING_SECRET, bytes (the HMAC key of tokens).
 MIN_SECRET_BYTES = 16
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 #: Files under the data directory holding the development secrets (mode 0600).
 SECRET_FILE = "secret"
