@@ -30,6 +30,7 @@ from engine.events import EventSpec, validate_event
 from engine.reconcile import reconcile as reconcile_all
 from plumbing.clock import WallClock
 from plumbing.interrupts import open_interrupt
+from storage.dev_smtp import dev_smtp_server
 from storage.sandbox_store import DB_FILE as GATEWAY_DB_FILE
 from storage.sandbox_store import SandboxStore
 
@@ -336,10 +337,19 @@ async def demo(
     above its progress display; Ctrl-C stops the buyers, prints the partial summary,
     and returns 130.
     """
-    env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
-    env |= gateway_env(settings)
     roles = Roles(api=server_processes <= 1, worker=not worker_process)
     async with open_interrupt() as interrupted, AsyncExitStack() as stack:
+        if settings.smtp_url is None:  # confirmation mails land in a maildir to read
+            smtp = stack.enter_context(dev_smtp_server(settings.data_dir))
+            settings = replace(settings, smtp_url=smtp.url)
+            print(f"Mail: SMTP {smtp.url}, every mail kept in {smtp.maildir}", file=sys.stderr)
+        env = {
+            **os.environ,
+            "BOOKING_ADMIN_KEY": settings.admin_key,
+            "BOOKING_SECRET": settings.secret,
+            "BOOKING_SMTP_URL": settings.smtp_url or "",
+        }
+        env |= gateway_env(settings)
         tg = await stack.enter_async_context(anyio.create_task_group())
         if server_processes > 1:
             keep = partial(_keep_serving, settings, server_processes, interrupted)

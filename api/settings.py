@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import os
 import secrets
 import tempfile
@@ -28,11 +31,14 @@ class ConfigurationError(ValueError):
 
 #: Shortest accepted BOOKING_SECRET, bytes (the HMAC key of tokens).
 MIN_SECRET_BYTES = 16
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 #: Files under the data directory holding the development secrets (mode 0600).
 SECRET_FILE = "secret"
 ADMIN_KEY_FILE = "admin-key"
+TICKET_KEY_FILE = "ticket-key"
+#: Schemes of BOOKING_SMTP_URL: plain SMTP (STARTTLS when the server offers it) or TLS.
+_SMTP_SCHEMES = ("smtp", "smtps")
 
 
 def default_data_dir() -> Path:
@@ -95,6 +101,11 @@ ENVIRONMENT = {
     "BOOKING_GATEWAY": "gateway",
     "BOOKING_STRIPE_API_KEY": "stripe_api_key",
     "BOOKING_STRIPE_API_BASE": "stripe_api_base",
+    "BOOKING_TICKET_KEY": "ticket_key",
+    "BOOKING_TOKEN_TTL_S": "booking_token_ttl_s",
+    "BOOKING_SMTP_URL": "smtp_url",
+    "BOOKING_MAIL_FROM": "mail_from",
+    "BOOKING_PUBLIC_URL": "public_url",
 }
 
 #: The payment gateways a deployment may pay through.
@@ -198,6 +209,24 @@ class Settings:
     #: Base URL of the gateway's API: Stripe's unless given; for "sandbox", the sandbox
     #: gateway's (commands start the data directory's own when unset).
     stripe_api_base: str | None = None
+    #: Ed25519 private key signing ticket codes: 32 bytes, base64url. When unset, kept in
+    #: the data directory while embedded servers are in use, else derived from the secret
+    #: (so every process given one BOOKING_SECRET signs with one ticket key).
+    ticket_key: str | None = field(default=None, repr=False)
+    #: How long a booking token reads its booking, seconds from the confirmation.
+    booking_token_ttl_s: int = 366 * 24 * 3600
+    #: SMTP server of confirmation mails (smtp://[user:password@]host:port or smtps://);
+    #: None: no mail is sent (buyers' addresses wait in the outbox until one is set).
+    smtp_url: str | None = field(default=None, repr=False)
+    #: The From address of confirmation mails.
+    mail_from: str = "tickets@booking.invalid"
+    #: Base URL of the pages as buyers reach them (a mail links the tickets page under
+    #: it); default: this process's own HTTP address when it serves the API, else none.
+    public_url: str | None = None
+    #: Pause of the mail loop when nothing is due, seconds; a failed send is tried again
+    #: after mail_retry_s, doubling per attempt up to an hour.
+    mail_interval_s: float = 1.0
+    mail_retry_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -210,7 +239,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("admin_key_generated", "admin_key" not in values)
         values.setdefault("secret_generated", "secret" not in values)
-        for name in ("http_port", "ws_port", "metrics_port"):
+        for name in ("http_port", "ws_port", "metrics_port", "booking_token_ttl_s"):
             if name in values:
                 values[name] = int(values[name])
         for name in (
@@ -250,6 +279,13 @@ class Settings:
         _check_url("BOOKING_STRIPE_API_BASE", settings.stripe_api_base, ("http", "https"))
         _check_url("REDIS_URL", settings.redis_url, _REDIS_SCHEMES)
         _check_url("DATABASE_URL", settings.database_url, _POSTGRES_SCHEMES)
+        _check_url("BOOKING_SMTP_URL", settings.smtp_url, _SMTP_SCHEMES)
+        if settings.ticket_key is not None:
+            _ticket_seed(settings.ticket_key)
+        if not settings.booking_token_ttl_s > 0:
+            raise ConfigurationError("BOOKING_TOKEN_TTL_S must be a positive number of seconds")
+        if "@" not in settings.mail_from:
+            raise ConfigurationError("BOOKING_MAIL_FROM must be a mail address")
         return settings
 
     @property
@@ -270,7 +306,16 @@ class Settings:
             kept = replace(kept, secret=_kept_secret(self.data_dir / SECRET_FILE, 32))
         if self.admin_key_generated:
             kept = replace(kept, admin_key=_kept_secret(self.data_dir / ADMIN_KEY_FILE, 16))
+        if self.ticket_key is None:
+            kept = replace(kept, ticket_key=_kept_secret(self.data_dir / TICKET_KEY_FILE, 32))
         return kept
+
+    @property
+    def ticket_key_seed(self) -> bytes:
+        """The 32-byte Ed25519 seed of the ticket key (given, kept, or derived from the secret)."""
+        if self.ticket_key is not None:
+            return _ticket_seed(self.ticket_key)
+        return hashlib.sha256(b"booking ticket key\0" + self.secret.encode()).digest()
 
     def require_shared_secret(self, why: str) -> None:
         """Refuse a random secret where several processes must check each other's tokens.
@@ -313,6 +358,16 @@ class Settings:
 
 #: Addresses that bind every interface, and that no client can connect to.
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def _ticket_seed(text: str) -> bytes:
+    try:
+        seed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        seed = b""
+    if len(seed) != 32:
+        raise ConfigurationError("BOOKING_TICKET_KEY must be 32 bytes in base64url (43 characters)")
+    return seed
 
 
 def _check_url(name: str, url: str | None, schemes: tuple[str, ...]) -> None:

@@ -15,17 +15,21 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
+import anyio.abc
 
 from api.http.app import HttpState, create_app, create_ops_app
 from api.http.observe import Observed
 from api.http.server import serve_http
 from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
+from engine.bookings import Booking
 from engine.health import run_store_probe
 from engine.interface import Engine, open_engine
+from engine.mail import run_mail_sender
 from engine.payments import PaymentGateway
 from engine.reconcile import run_reconciler
 from engine.saga import run_payment_recovery
+from engine.ticket_codes import TicketCodes
 from engine.worker import run_worker
 from plumbing.clock import Clock, WallClock
 from realtime.hub import Hub
@@ -36,6 +40,7 @@ from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
 from storage.pg_store import PgStore, open_pg_store
 from storage.redis_store import BucketLimit, RedisStore, open_redis_store
+from storage.smtp import SmtpMailer
 from storage.stripe_gateway import STRIPE_API_BASE, StripeGateway
 from waitroom.line import JoinLimits, WaitingLine
 from waitroom.tokens import TokenSigner
@@ -118,6 +123,36 @@ async def open_stores(
         yield redis, pg
 
 
+async def _send_mail(
+    services: Services,
+    smtp_url: str,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """The confirmation mail loop, sending through ``smtp_url``."""
+    settings, engine = services.settings, services.engine
+
+    def page_url(booking: Booking) -> str:
+        base = settings.public_url or (services.http_url if services.http_port else "")
+        token = engine.holds.booking_token(booking.hold_id, booking.token_expires_s)
+        return f"{base.rstrip('/')}/bookings/{booking.id}#token={token}" if base else ""
+
+    async with open_bridge() as bridge:
+        mailer = SmtpMailer(smtp_url, bridge)
+        logger.info("confirmation mails go through %s", mailer.address)
+        await run_mail_sender(
+            services.pg,
+            engine.bookings,
+            engine.tickets,
+            mailer,
+            sender=settings.mail_from,
+            page_url=page_url,
+            interval_s=settings.mail_interval_s,
+            retry_s=settings.mail_retry_s,
+            task_status=task_status,
+        )
+
+
 @asynccontextmanager
 async def open_gateway(settings: Settings) -> AsyncIterator[StripeGateway]:
     """The payment gateway the settings name, through the Stripe adapter: Stripe itself, or
@@ -186,8 +221,10 @@ async def _open_services(
             signer,
             clock,
             gateway,
+            TicketCodes(settings.ticket_key_seed),
             payment_window_s=settings.payment_window_s,
             gateway_timeout_s=settings.gateway_timeout_s,
+            booking_token_ttl_s=settings.booking_token_ttl_s,
         ) as engine,
         anyio.create_task_group() as tg,
     ):
@@ -232,6 +269,8 @@ async def _open_services(
                     stale_s=settings.payment_stale_s,
                 )
             )
+            if settings.smtp_url:
+                await tg.start(partial(_send_mail, services, settings.smtp_url))
         http_state = HttpState(
             engine=engine,
             admin_key=settings.admin_key,

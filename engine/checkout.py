@@ -13,7 +13,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import anyio
 
@@ -33,6 +32,7 @@ from engine.events import seat_label
 from engine.holds import hold_id
 from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS, REVENUE
 from engine.payments import Charge, ChargeStatus, GatewayUnavailable, PaymentGateway
+from engine.ticket_codes import TicketCodes
 from plumbing import log_context, tracing
 from plumbing.batcher import Batcher
 from plumbing.clock import Clock
@@ -55,6 +55,8 @@ class PaymentRequest:
     seq: int
     idempotency_key: str
     card_token: str
+    #: Where the confirmation mail goes (None: no mail).
+    email: str | None = None
 
     @property
     def hold_id(self) -> str:
@@ -67,8 +69,9 @@ class PaymentRequest:
         return f"{self.hold_id}/{self.idempotency_key}"
 
 
-def _new_code() -> str:
-    return secrets.token_urlsafe(12)
+def _seat_order(ticket: TicketRow) -> tuple[str, int]:
+    """Tickets in the order a read of the booking lists them."""
+    return ticket.section, ticket.position
 
 
 class Checkout:
@@ -82,9 +85,11 @@ class Checkout:
         bookings: Bookings,
         gateway: PaymentGateway,
         clock: Clock,
+        codes: TicketCodes,
         *,
         payment_window_s: float,
         gateway_timeout_s: float,
+        booking_token_ttl_s: int,
     ) -> None:
         if gateway_timeout_s >= payment_window_s:
             raise ValueError("the gateway timeout must end well inside the payment window")
@@ -96,6 +101,8 @@ class Checkout:
         self._clock = clock  # hold deadlines
         self._window_ms = int(payment_window_s * 1000)  # how long a started payment keeps its hold
         self._gateway_timeout_s = gateway_timeout_s  # how long the gateway may take
+        self._codes = codes  # signs ticket codes
+        self._booking_token_ttl_s = booking_token_ttl_s  # how long a booking token reads it
         self.begin: Batcher[HoldRef, BeginPaymentResult] = Batcher(
             self._begin_batch, name="begin_payment"
         )
@@ -260,13 +267,14 @@ class Checkout:
         spec = await self._catalog.get(req.event_id)
         section = spec.section(claim.section)
         assert section is not None, "a hold names a section of its event"
+        booking_id = "bk" + secrets.token_hex(8)
         tickets = []
         for position in claim.seats:
             label = seat_label(section, position)
-            tickets.append(TicketRow(_new_code(), claim.section, position, label.row, label.number))
-        tickets.sort(key=lambda t: (t.section, t.position))  # as a booking is read back
+            code = self._codes.issue(req.event_id, booking_id, claim.section, position)
+            tickets.append(TicketRow(code, claim.section, position, label.row, label.number))
         new = NewBooking(
-            booking_id="bk" + secrets.token_hex(8),
+            booking_id=booking_id,
             event_id=req.event_id,
             hold_id=req.hold_id,
             ticket_seq=req.seq,
@@ -275,7 +283,8 @@ class Checkout:
             idempotency_key=key,
             gateway_ref=gateway_ref,
             tickets=tickets,
-            created_at=datetime.now(UTC),
+            token_expires_s=self._clock.now_ms() // 1000 + self._booking_token_ttl_s,
+            email=req.email,
         )
         with tracing.step("committed"):
             result = await self.commit.submit(new)
@@ -294,16 +303,18 @@ class Checkout:
             logger.exception(
                 "booking %s recorded but not yet confirmed in Redis", result.booking_id
             )
-        if result.replayed:
+        if result.replayed or result.created_at is None:
             return await self._bookings.get(result.booking_id)
         BOOKINGS.labels(req.event_id).inc()
         REVENUE.labels(req.event_id).inc(new.amount_cents)
+        # PostgreSQL's time of the record, as a later read (or a replay) tells it.
         return Booking(
             id=new.booking_id,
             event_id=new.event_id,
             hold_id=new.hold_id,
             status=BookingStatus.CONFIRMED,
             amount_cents=new.amount_cents,
-            created_at=new.created_at,
-            tickets=[ticket_from_row(t) for t in tickets],
+            created_at=result.created_at,
+            tickets=[ticket_from_row(t) for t in sorted(tickets, key=_seat_order)],
+            token_expires_s=new.token_expires_s,
         )

@@ -8,6 +8,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,13 @@ from api.client import BookingClient
 from api.settings import Settings
 from api.wiring import Services, open_services
 from storage.bridge import open_bridge
+from storage.dev_smtp import DevSmtpServer
 from storage.embedded import (
     GATEWAY_URL_FILE,
+    EmbeddedCluster,
     EmbeddedServers,
     RedisServer,
+    embedded_cluster,
     embedded_servers,
     remove_data_dir,
     start_gateway_process,
@@ -56,19 +60,55 @@ def sandbox_gateway() -> Iterator[str]:
         remove_data_dir(data_dir)
 
 
+#: ``cluster``: the session's Redis is an embedded Redis Cluster (three primaries, a
+#: replica each) instead of one embedded Redis (unless REDIS_URL names one).
+ON_CLUSTER = os.environ.get("BOOKING_TEST_REDIS") == "cluster"
+
+
 @pytest.fixture(scope="session")
-def servers(sandbox_gateway: str) -> Iterator[EmbeddedServers]:
-    """Redis and PostgreSQL for the whole session (and the sandbox gateway)."""
+def session_cluster() -> Iterator[EmbeddedCluster | None]:
+    """The session's embedded Redis Cluster (None unless BOOKING_TEST_REDIS=cluster)."""
+    if not ON_CLUSTER or os.environ.get("REDIS_URL"):
+        yield None
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="booking-cl-"))
+    try:
+        with embedded_cluster(data_dir) as cluster:
+            yield cluster
+    finally:
+        remove_data_dir(data_dir)
+
+
+@pytest.fixture(scope="session")
+def servers(
+    sandbox_gateway: str, session_cluster: EmbeddedCluster | None
+) -> Iterator[EmbeddedServers]:
+    """Redis (or a Redis Cluster) and PostgreSQL for the whole session (and the sandbox
+    gateway)."""
     data_dir = Path(tempfile.mkdtemp(prefix="booking-test-"))
+    redis_url = os.environ.get("REDIS_URL")
+    if session_cluster is not None:
+        redis_url = session_cluster.url
     try:
         with embedded_servers(
-            data_dir,
-            redis_url=os.environ.get("REDIS_URL"),
-            database_url=os.environ.get("DATABASE_URL"),
+            data_dir, redis_url=redis_url, database_url=os.environ.get("DATABASE_URL")
         ) as started:
             yield started
     finally:
         remove_data_dir(data_dir)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(session_cluster: EmbeddedCluster | None) -> Iterator[EmbeddedCluster]:
+    """An embedded Redis Cluster: the session's on a cluster pass, else one started for
+    the tests that need one."""
+    if session_cluster is not None:
+        yield session_cluster
+        return
+    with ExitStack() as stack:
+        data_dir = Path(tempfile.mkdtemp(prefix="booking-cl-"))
+        stack.callback(remove_data_dir, data_dir)
+        yield stack.enter_context(embedded_cluster(data_dir))
 
 
 @pytest.fixture
@@ -109,6 +149,17 @@ def data_dir() -> Iterator[Path]:
 def redis_server(data_dir: Path) -> Iterator[RedisServer]:
     """A Redis of this test alone, not started yet."""
     server = RedisServer(data_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(data_dir: Path) -> Iterator[DevSmtpServer]:
+    """A development SMTP server of this test alone (its own process, mail in a maildir)."""
+    server = DevSmtpServer(data_dir)
+    server.start()
     try:
         yield server
     finally:

@@ -158,3 +158,52 @@ def test_a_gateway_that_cannot_work_is_refused(env: dict[str, str], message: str
     one line, before anything starts."""
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env(env)
+
+
+def test_the_ticket_key_is_kept_given_or_derived_from_the_secret(tmp_path: Path) -> None:
+    """Embedded: a ticket key is made once in the data directory (0600) and read again;
+    given, BOOKING_TICKET_KEY wins; otherwise processes sharing BOOKING_SECRET share one."""
+    first = Settings.from_env({}, data_dir=tmp_path).with_kept_secrets()
+    again = Settings.from_env({}, data_dir=tmp_path).with_kept_secrets()
+    assert first.ticket_key_seed == again.ticket_key_seed and len(first.ticket_key_seed) == 32
+    assert stat.S_IMODE((tmp_path / "ticket-key").stat().st_mode) == 0o600
+    given = "A" * 43
+    assert Settings.from_env({"BOOKING_TICKET_KEY": given}).ticket_key_seed == bytes(32)
+    shared = {"BOOKING_SECRET": "s" * 32}
+    assert Settings.from_env(shared).ticket_key_seed == Settings.from_env(shared).ticket_key_seed
+    other = Settings.from_env({"BOOKING_SECRET": "t" * 32}).ticket_key_seed
+    assert other != Settings.from_env(shared).ticket_key_seed
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BOOKING_TICKET_KEY": "short"},
+        {"BOOKING_TICKET_KEY": "!" * 43},
+        {"BOOKING_SMTP_URL": "http://mail.example.com"},
+        {"BOOKING_SMTP_URL": "mail.example.com:25"},
+        {"BOOKING_TOKEN_TTL_S": "0"},
+        {"BOOKING_MAIL_FROM": "nobody"},
+    ],
+)
+def test_unusable_ticket_and_mail_settings_are_refused(env: dict[str, str]) -> None:
+    """A ticket key that is not 32 bytes of base64url, an SMTP URL of another scheme, a
+    booking token that lives no time, a sender that is no address: refused at start."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(env)
+
+
+def test_mail_settings_are_read_from_the_environment() -> None:
+    """BOOKING_SMTP_URL, BOOKING_MAIL_FROM, BOOKING_TOKEN_TTL_S and BOOKING_PUBLIC_URL."""
+    settings = Settings.from_env(
+        {
+            "BOOKING_SMTP_URL": "smtps://user:pw@mail.example.com:465",
+            "BOOKING_MAIL_FROM": "tickets@example.com",
+            "BOOKING_TOKEN_TTL_S": "86400",
+            "BOOKING_PUBLIC_URL": "https://tickets.example.com",
+        }
+    )
+    assert settings.smtp_url == "smtps://user:pw@mail.example.com:465"
+    assert (settings.mail_from, settings.booking_token_ttl_s) == ("tickets@example.com", 86_400)
+    assert settings.public_url == "https://tickets.example.com"
+    assert "pw" not in repr(settings)

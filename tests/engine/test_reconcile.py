@@ -25,6 +25,7 @@ from engine.checkout import Checkout, PaymentRequest
 from engine.events import EventSpec, RowSpec, SectionSpec
 from engine.payments import SandboxGateway
 from engine.reconcile import reconcile, run_reconciler
+from engine.ticket_codes import TicketCodes
 from plumbing.batcher import Batcher
 from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers, RedisServer
@@ -134,8 +135,10 @@ async def open_engine(redis_url: str, database_url: str) -> AsyncIterator[Engine
             Bookings(pg),
             SandboxGateway(),
             clock,
+            TicketCodes(bytes(32)),
             payment_window_s=WINDOW_S,
             gateway_timeout_s=5,
+            booking_token_ttl_s=3_600,
         )
         yield Engine(redis, pg, catalog, checkout, clock)
 
