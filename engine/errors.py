@@ -4,6 +4,7 @@ Exception tree::
 
     BookingError
     ├── InvalidRequest       bad input (400/422)
+    │   └── Unprocessable    a well-formed request whose body is not valid (422)
     ├── Unauthorized         missing or forged credentials (401)
     ├── Forbidden            valid credentials, not yours (403)
     ├── NotFound             no such event, hold or booking (404)
@@ -11,7 +12,10 @@ Exception tree::
     │   ├── InvalidState     an event's state forbids the change
     │   ├── HoldExpired
     │   ├── PaymentInProgress
-    │   └── AlreadyPaid
+    │   ├── AlreadyPaid
+    │   └── AlreadyCheckedIn a ticket scanned again at the door
+    ├── Gone                 the resource exists but is no longer valid (410)
+    │   └── TicketNotLive    a cancelled ticket scanned at the door
     ├── PaymentDeclined      the gateway refused the card (402)
     ├── PaymentTimeout       the gateway did not answer in time (504)
     ├── RateLimited          too many requests from this client or for this hold (429)
@@ -24,13 +28,17 @@ Exception tree::
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from storage.errors import StorageError, StorageUnavailable
 
 __all__ = [
+    "AlreadyCheckedIn",
     "AlreadyPaid",
     "BookingError",
     "Conflict",
     "Forbidden",
+    "Gone",
     "HoldExpired",
     "InvalidRequest",
     "InvalidState",
@@ -42,8 +50,10 @@ __all__ = [
     "RateLimited",
     "StorageError",
     "StorageUnavailable",
+    "TicketNotLive",
     "Unauthorized",
     "Unavailable",
+    "Unprocessable",
 ]
 
 
@@ -59,6 +69,12 @@ class BookingError(Exception):
 
 class InvalidRequest(BookingError):
     """The request is malformed or out of range."""
+
+    code = "invalid_request"
+
+
+class Unprocessable(InvalidRequest):
+    """The body is well-formed HTTP but not a valid request of the operation (422)."""
 
     code = "invalid_request"
 
@@ -113,6 +129,32 @@ class AlreadyPaid(Conflict):
     def __init__(self, message: str, booking_id: str | None) -> None:
         super().__init__(message)
         self.booking_id = booking_id  # the booking that paid it
+
+
+class AlreadyCheckedIn(Conflict):
+    """The ticket was let in already: when and at which gate."""
+
+    code = "already_checked_in"
+
+    def __init__(
+        self, message: str, *, checked_in_at: datetime, gate: str, seat: tuple[str, str, int]
+    ) -> None:
+        super().__init__(message)
+        self.checked_in_at = checked_in_at  # the first scan
+        self.gate = gate  # where the first scan was
+        self.seat = seat  # section, row, number
+
+
+class Gone(BookingError):
+    """The resource exists but is no longer valid."""
+
+    code = "gone"
+
+
+class TicketNotLive(Gone):
+    """The ticket was cancelled: it lets nobody in."""
+
+    code = "ticket_cancelled"
 
 
 class PaymentDeclined(BookingError):

@@ -10,6 +10,8 @@ one of each, built over the stores and started in the caller's task group by
 - ``holds``     hold ids, the offer a client sees, who may pay (``engine/holds.py``)
 - ``checkout``  paying for a hold (``engine/checkout.py``)
 - ``bookings``  what a paid hold became (``engine/bookings.py``)
+- ``checkin``   staff keys and tickets scanned at the door (``engine/checkin.py``)
+- ``tickets``   the buyer's tickets: signed codes, QR codes, the PDF (``engine/tickets.py``)
 
 The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
 """
@@ -24,10 +26,13 @@ import anyio
 
 from engine.bookings import Bookings
 from engine.catalog import EventCatalog
+from engine.checkin import Checkin
 from engine.checkout import Checkout
 from engine.holds import Holds
 from engine.payments import PaymentGateway
 from engine.sales import Sales
+from engine.ticket_codes import TicketCodes
+from engine.tickets import Tickets
 from plumbing.clock import Clock
 from storage.pg_store import PgStore
 from storage.redis_store import RedisStore
@@ -45,6 +50,8 @@ class Engine:
     holds: Holds
     checkout: Checkout
     bookings: Bookings
+    checkin: Checkin
+    tickets: Tickets
 
 
 @asynccontextmanager
@@ -54,9 +61,11 @@ async def open_engine(
     signer: TokenSigner,
     clock: Clock,
     gateway: PaymentGateway,
+    codes: TicketCodes,
     *,
     payment_window_s: float,
     gateway_timeout_s: float,
+    booking_token_ttl_s: int,
 ) -> AsyncIterator[Engine]:
     """The engine over these stores, its batchers running for the duration of the block."""
     catalog = EventCatalog(redis, pg)
@@ -68,8 +77,10 @@ async def open_engine(
         bookings,
         gateway,
         clock,
+        codes,
         payment_window_s=payment_window_s,
         gateway_timeout_s=gateway_timeout_s,
+        booking_token_ttl_s=booking_token_ttl_s,
     )
     engine = Engine(
         catalog=catalog,
@@ -77,9 +88,11 @@ async def open_engine(
         holds=Holds(catalog, signer, clock, payment_window_s=payment_window_s),
         checkout=checkout,
         bookings=bookings,
+        checkin=Checkin(pg, catalog),
+        tickets=Tickets(codes, catalog),
     )
     async with anyio.create_task_group() as tg:
-        for batcher in (checkout.begin, checkout.commit, checkout.confirm):
+        for batcher in (checkout.begin, checkout.claim, checkout.commit, checkout.confirm):
             await tg.start(batcher.run)
         try:
             yield engine

@@ -8,7 +8,9 @@ __all__ = [
     "ACTIVE_HOLDS",
     "ADMISSIONS",
     "BOOKINGS",
+    "CHECKINS",
     "HOLDS_EXPIRED",
+    "MAILS",
     "PAYMENTS",
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
@@ -33,6 +35,13 @@ REVENUE = Counter(
     "booking_revenue_cents",
     "Amount of the bookings made durable, in cents.",
     ["event"],
+)
+#: result: admitted, already_in, cancelled, unknown (scans with a refused key are not counted).
+CHECKINS = Counter(
+    "booking_checkins_total", "Tickets scanned at the door, by result.", ["event", "result"]
+)
+MAILS = Counter(
+    "booking_mails_total", "Confirmation mail attempts by result (sent, retried).", ["result"]
 )
 PAYMENTS = Counter("booking_payments_total", "Payment attempts by result.", ["result"])
 PAYMENT_LATENCY = Histogram(

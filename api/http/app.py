@@ -36,29 +36,43 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    CheckedInBeforeBody,
+    CheckinBody,
+    CheckinCountsView,
+    CheckinView,
     CreatedEvent,
+    CreatedStaffKey,
     EventList,
     EventSummary,
     EventView,
     PaymentBody,
     ReleasedView,
     SectionAvailability,
+    StaffKeyBody,
+    StaffKeyList,
+    StaffKeyView,
     StateView,
+    TicketKeyView,
     TicketView,
 )
 from engine.bookings import Booking
+from engine.checkin import StaffKey
 from engine.checkout import PaymentRequest
 from engine.errors import (
+    AlreadyCheckedIn,
     BookingError,
     InvalidRequest,
+    NotFound,
     RateLimited,
     StorageUnavailable,
     Unauthorized,
     Unavailable,
+    Unprocessable,
 )
 from engine.events import EventSpec
 from engine.interface import Engine
 from engine.sales import Sales, SaleStatus
+from engine.ticket_codes import CODE_VERSION
 from plumbing.client_ip import AddressPolicy
 from waitroom.limits import RouteLimiter, identity
 from waitroom.records import EventState
@@ -168,7 +182,7 @@ async def _body(request: Request, kind: type[T]) -> T:
         raise InvalidRequest(f"invalid body: {exc}") from None
 
 
-def _booking_view(booking: Booking) -> BookingView:
+async def _booking_view(engine: Engine, booking: Booking) -> BookingView:
     return BookingView(
         id=booking.id,
         event_id=booking.event_id,
@@ -177,6 +191,9 @@ def _booking_view(booking: Booking) -> BookingView:
         amount_cents=booking.amount_cents,
         created_at=booking.created_at.isoformat(),
         tickets=[TicketView(t.code, t.section, t.row, t.number) for t in booking.tickets],
+        booking_token=engine.holds.booking_token(booking.hold_id, booking.token_expires_s),
+        booking_token_expires_s=booking.token_expires_s,
+        currency=await engine.tickets.currency(booking),
     )
 
 
@@ -236,6 +253,7 @@ _EVENT_LINKS = {
         ("SetAdmission", "set_admission"),
         ("Audit", "audit"),
         ("WaitroomPage", "waitroom_page"),
+        ("TicketKey", "ticket_key"),
     )
 }
 
@@ -363,14 +381,21 @@ async def audit(request: Request) -> Response:
 @operation(
     request=PaymentBody,
     answers={200: BookingView},
-    example={"card_token": "tok_visa"},
-    links={"GetBooking": ("get_booking", {"booking_id": "$response.body#/id"})},
+    example={"card_token": "tok_visa", "email": "buyer@example.com"},
+    links={
+        "GetBooking": ("get_booking", {"booking_id": "$response.body#/id"}),
+        "TicketsPdf": ("tickets_pdf", {"booking_id": "$response.body#/id"}),
+    },
     errors=[400, 401, 402, 403, 404, 408, 409, 429, 503, 504],
     credentials="hold",
     headers={"Idempotency-Key": "1-128 printable characters; a retry with the same key pays once"},
 )
 async def pay(request: Request) -> Response:
-    """``POST /v1/holds/{id}/payment``: pay for a hold; the booking is durable before the answer."""
+    """``POST /v1/holds/{id}/payment``: pay for a hold; the booking is durable before the answer.
+
+    The answer's ``booking_token`` reads the booking long after the hold token ran out;
+    with an ``email`` the confirmation mail and PDF tickets go there (sent after the answer).
+    """
     engine = _state(request).engine
     await _limit(request, "payment")
     hold = request.path_params["hold_id"]
@@ -380,8 +405,10 @@ async def pay(request: Request) -> Response:
         raise InvalidRequest("send an Idempotency-Key header (1-128 printable characters)")
     body = await _body(request, PaymentBody)
     await _limit(request, "payment_hold", hold=hold)  # what reaches the gateway, per hold
-    booking = await engine.checkout.pay(PaymentRequest(event_id, seq, key, body.card_token))
-    return json_response(_booking_view(booking))
+    booking = await engine.checkout.pay(
+        PaymentRequest(event_id, seq, key, body.card_token, email=body.email)
+    )
+    return json_response(await _booking_view(engine, booking))
 
 
 @operation(answers={200: ReleasedView}, errors=[401, 403, 404, 409, 429, 503], credentials="hold")
@@ -403,18 +430,168 @@ async def release_hold(request: Request) -> Response:
 async def get_booking(request: Request) -> Response:
     """``GET /v1/bookings/{id}``: a booking and its tickets, to its holder or an admin."""
     engine = _state(request).engine
+    booking = await _readable_booking(request)
+    return json_response(await _booking_view(engine, booking))
+
+
+async def _readable_booking(request: Request) -> Booking:
+    """The booking of the path, if the caller is an admin or holds its hold or booking token.
+
+    Within the booking reads' limits (per address, then per hold or admin key), and
+    credentials before the lookup: an unknown id must not answer differently."""
+    engine = _state(request).engine
     await _limit(request, "booking")
-    # Credentials first, then the lookup: an unknown id must not answer differently.
     if _is_admin(request):
         await _limit(request, "booking_admin", admin=True)
-        booking = await engine.bookings.get(request.path_params["booking_id"])
-    else:
-        token = _bearer(request)
-        hold = engine.holds.reader(token)
-        await _limit(request, "booking_hold", hold=hold)
-        booking = await engine.bookings.get(request.path_params["booking_id"])
-        engine.holds.authorize_reading(token, booking.hold_id)
-    return json_response(_booking_view(booking))
+        return await engine.bookings.get(request.path_params["booking_id"])
+    token = _bearer(request)
+    hold = engine.holds.reader(token)
+    await _limit(request, "booking_hold", hold=hold)
+    booking = await engine.bookings.get(request.path_params["booking_id"])
+    engine.holds.authorize_reading(token, booking.hold_id)
+    return booking
+
+
+# -- tickets in the buyer's hands ------------------------------------------------------
+
+_PDF = "application/pdf"
+_SVG = "image/svg+xml"
+
+
+@operation(answers={200: TicketKeyView}, errors=[404, 503])
+async def ticket_key(request: Request) -> Response:
+    """``GET /v1/events/{id}/ticket-key``: the Ed25519 public key that verifies the event's
+    ticket codes offline (a scanner keeps it; no call per scan)."""
+    engine = _state(request).engine
+    event_id = request.path_params["event_id"]
+    await engine.catalog.get(event_id)  # an unknown event is a 404
+    return json_response(
+        TicketKeyView(
+            event_id=event_id,
+            algorithm="Ed25519",
+            public_key=engine.tickets.public_key,
+            code_format=f"{CODE_VERSION}.<event>.<booking>.<section>.<position>.<signature>",
+        )
+    )
+
+
+@operation(answers={200: _PDF}, errors=[401, 403, 404, 429, 503], credentials="admin_or_hold")
+async def tickets_pdf(request: Request) -> Response:
+    """``GET /v1/bookings/{id}/tickets.pdf``: the printable tickets, one page per ticket with
+    its QR code, to its holder (hold or booking token) or an admin."""
+    booking = await _readable_booking(request)
+    pdf = await _state(request).engine.tickets.pdf(booking)
+    return Response(
+        pdf,
+        media_type=_PDF,
+        headers={"Content-Disposition": f'inline; filename="tickets-{booking.id}.pdf"'},
+    )
+
+
+@operation(answers={200: _SVG}, errors=[401, 403, 404, 429, 503], credentials="admin_or_hold")
+async def ticket_qr(request: Request) -> Response:
+    """``GET /v1/bookings/{id}/tickets/{code}/qr.svg``: a ticket's QR code (SVG, to inline),
+    to the booking's holder or an admin."""
+    booking = await _readable_booking(request)
+    code = request.path_params["code"]
+    if code not in {t.code for t in booking.tickets}:
+        raise NotFound("no such ticket in this booking")
+    return Response(await _state(request).engine.tickets.qr_svg(code), media_type=_SVG)
+
+
+# -- check-in at the door ------------------------------------------------------------
+
+
+def _staff_key_view(key: StaffKey) -> StaffKeyView:
+    revoked = key.revoked_at.astimezone(UTC).isoformat() if key.revoked_at else None
+    created = key.created_at.astimezone(UTC).isoformat()
+    return StaffKeyView(key.id, key.event_id, key.label, created, revoked)
+
+
+@operation(
+    request=StaffKeyBody,
+    answers={201: CreatedStaffKey},
+    errors=[400, 401, 404, 429, 503],
+    credentials="admin",
+    example={"label": "North gate"},
+    links={
+        "RevokeStaffKey": (
+            "revoke_staff_key",
+            {"event_id": "$response.body#/event_id", "key_id": "$response.body#/id"},
+        )
+    },
+)
+async def create_staff_key(request: Request) -> Response:
+    """``POST /v1/events/{id}/staff-keys``: a staff key of the event for the door (the key is
+    in this answer only; it opens the event's check-in and nothing else)."""
+    await _require_admin(request)
+    engine = _state(request).engine
+    event_id = request.path_params["event_id"]
+    await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
+    body = await _body(request, StaffKeyBody)
+    made = await engine.checkin.create_key(event_id, body.label)
+    view = _staff_key_view(made.staff_key)
+    created = CreatedStaffKey(view.id, view.event_id, view.label, view.created_at, made.key)
+    return json_response(created, status=201)
+
+
+@operation(answers={200: StaffKeyList}, errors=[401, 404, 429, 503], credentials="admin")
+async def list_staff_keys(request: Request) -> Response:
+    """``GET /v1/events/{id}/staff-keys``: the event's staff keys in force (labels, never keys)."""
+    await _require_admin(request)
+    keys = await _state(request).engine.checkin.keys(request.path_params["event_id"])
+    return json_response(StaffKeyList([_staff_key_view(k) for k in keys]))
+
+
+@operation(answers={200: StaffKeyView}, errors=[401, 404, 429, 503], credentials="admin")
+async def revoke_staff_key(request: Request) -> Response:
+    """``DELETE /v1/events/{id}/staff-keys/{key_id}``: revoke a staff key at once (again: no
+    change)."""
+    await _require_admin(request)
+    path = request.path_params
+    key = await _state(request).engine.checkin.revoke_key(path["event_id"], path["key_id"])
+    return json_response(_staff_key_view(key))
+
+
+@operation(
+    request=CheckinBody,
+    answers={200: CheckinView, 409: CheckedInBeforeBody},
+    errors=[401, 404, 410, 422, 429, 503],
+    credentials="staff",
+    example={"code": "T-8KQ2-ZJ4M", "gate": "North"},
+)
+async def checkin(request: Request) -> Response:
+    """``POST /v1/checkin``: let a ticket in with a staff key of its event; its seat.
+
+    409 ``already_checked_in`` with when and at which gate it came in; 404 for a code the
+    key's event has no ticket of; 410 ``ticket_cancelled``; 422 for a body that is not a
+    code and a gate."""
+    await _limit(request, "checkin")
+    staff_key = _bearer(request)
+    await _limit(request, "checkin_key", admin=True)
+    try:
+        body = await _body(request, CheckinBody)
+    except InvalidRequest as exc:
+        raise Unprocessable(exc.message) from None
+    try:
+        done = await _state(request).engine.checkin.check_in(staff_key, body.code, body.gate)
+    except AlreadyCheckedIn as exc:
+        at = exc.checked_in_at.astimezone(UTC).isoformat()
+        before = CheckedInBeforeBody(exc.code, exc.message, at, exc.gate, *exc.seat)
+        return json_response(before, status=409)
+    at = done.checked_in_at.astimezone(UTC).isoformat()
+    view = CheckinView(done.code, done.event_id, done.section, done.row, done.number, done.gate, at)
+    return json_response(view)
+
+
+@operation(answers={200: CheckinCountsView}, errors=[404, 503])
+async def checkin_counts(request: Request) -> Response:
+    """``GET /v1/events/{id}/checkins``: the event at the door: live tickets, how many are
+    in, how many came in at each gate."""
+    counts = await _state(request).engine.checkin.counts(request.path_params["event_id"])
+    return json_response(
+        CheckinCountsView(counts.event_id, counts.live_tickets, counts.checked_in, counts.gates)
+    )
 
 
 @operation(answers={200: TEXT})
@@ -480,6 +657,15 @@ ROUTES = [
     Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
     Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
+    # check-in at the door
+    Route("/v1/events/{event_id}/staff-keys", create_staff_key, methods=["POST"]),
+    Route("/v1/events/{event_id}/staff-keys", list_staff_keys, methods=["GET"]),
+    Route("/v1/events/{event_id}/staff-keys/{key_id}", revoke_staff_key, methods=["DELETE"]),
+    Route("/v1/events/{event_id}/checkins", checkin_counts, methods=["GET"]),
+    Route("/v1/checkin", checkin, methods=["POST"]),
+    Route("/v1/events/{event_id}/ticket-key", ticket_key, methods=["GET"]),
+    Route("/v1/bookings/{booking_id}/tickets.pdf", tickets_pdf, methods=["GET"]),
+    Route("/v1/bookings/{booking_id}/tickets/{code}/qr.svg", ticket_qr, methods=["GET"]),
     Route("/v1/waitroom/schema.json", waitroom_schema_json, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),

@@ -11,6 +11,7 @@ from engine.errors import (
     BookingError,
     Conflict,
     Forbidden,
+    Gone,
     InvalidRequest,
     NotFound,
     PaymentDeclined,
@@ -18,18 +19,22 @@ from engine.errors import (
     RateLimited,
     Unauthorized,
     Unavailable,
+    Unprocessable,
 )
 
 __all__ = ["STATUS", "error_response", "handle_booking_error"]
 
-#: HTTP status of each error class (the most specific class listed wins).
+#: HTTP status of each error class (the first listed the error is an instance of: subclasses
+#: come before their base).
 STATUS: dict[type[BookingError], int] = {
+    Unprocessable: 422,
     InvalidRequest: 400,
     Unauthorized: 401,
     PaymentDeclined: 402,
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Gone: 410,
     Unavailable: 503,
     PaymentTimeout: 504,
     RateLimited: 429,

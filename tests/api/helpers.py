@@ -121,6 +121,15 @@ async def pay(
     )
 
 
+async def gateway_ledger(url: str) -> dict[str, int]:
+    """The sandbox gateway's ledger: charged, refunded, balance (cents), charges, refunds."""
+    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as http:
+        answer = await http.get("/v1/ledger", headers={"Authorization": "Bearer sk_test_ledger"})
+        answer.raise_for_status()
+        ledger: dict[str, int] = answer.json()
+        return ledger
+
+
 # -- the waiting-room WebSocket --------------------------------------------------------
 
 
