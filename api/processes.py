@@ -23,7 +23,7 @@ import anyio.abc
 
 from api.settings import Settings
 
-__all__ = ["ServerProcesses", "metrics_ports", "serving_processes"]
+__all__ = ["ServerProcesses", "gateway_env", "metrics_ports", "serving_processes"]
 
 #: Line a ``booking serve --reuse-port`` process prints on stdout once it listens.
 READY = b"ready"
@@ -51,6 +51,17 @@ def _free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def gateway_env(settings: Settings) -> dict[str, str]:
+    """The environment naming ``settings``' payment gateway, for the processes started here:
+    they pay through the same one (the sandbox gateway this process resolved, or Stripe)."""
+    env = {"BOOKING_GATEWAY": settings.gateway}
+    if settings.stripe_api_base:
+        env["BOOKING_STRIPE_API_BASE"] = settings.stripe_api_base
+    if settings.stripe_api_key:
+        env["BOOKING_STRIPE_API_KEY"] = settings.stripe_api_key
+    return env
 
 
 def _argv(
@@ -117,6 +128,7 @@ async def serving_processes(
     http_port = settings.http_port or _free_port(settings.host)
     ws_port = settings.ws_port or _free_port(settings.host)
     env = {**os.environ, "BOOKING_SECRET": settings.secret, "BOOKING_ADMIN_KEY": settings.admin_key}
+    env |= gateway_env(settings)
     if settings.public_ws_url:
         env["BOOKING_PUBLIC_WS_URL"] = settings.public_ws_url
     ports = metrics_ports(settings.metrics_port, count)

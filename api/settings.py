@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import os
 import secrets
 import tempfile
@@ -12,7 +15,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ENVIRONMENT", "ConfigurationError", "Settings", "default_data_dir"]
+from plumbing.client_ip import LOOPBACK, parse_networks
+
+__all__ = [
+    "ENVIRONMENT",
+    "GATEWAYS",
+    "SANDBOX_API_KEY",
+    "ConfigurationError",
+    "Settings",
+    "default_data_dir",
+]
 
 
 class ConfigurationError(ValueError):
@@ -21,11 +33,14 @@ class ConfigurationError(ValueError):
 
 #: Shortest accepted BOOKING_SECRET, bytes (the HMAC key of tokens).
 MIN_SECRET_BYTES = 16
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 #: Files under the data directory holding the development secrets (mode 0600).
 SECRET_FILE = "secret"
 ADMIN_KEY_FILE = "admin-key"
+TICKET_KEY_FILE = "ticket-key"
+#: Schemes of BOOKING_SMTP_URL: plain SMTP (STARTTLS when the server offers it) or TLS.
+_SMTP_SCHEMES = ("smtp", "smtps")
 
 
 def default_data_dir() -> Path:
@@ -85,8 +100,29 @@ ENVIRONMENT = {
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
     "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
+    "BOOKING_TRUSTED_PROXIES": "trusted_proxies",
+    "BOOKING_LIMIT_EXEMPT": "limit_exempt",
+    "BOOKING_LIMIT_PER_IP": "limit_per_ip",
+    "BOOKING_LIMIT_PER_HOLD": "limit_per_hold",
+    "BOOKING_LIMIT_PER_ADMIN_KEY": "limit_per_admin_key",
+    "BOOKING_WS_CONNECTIONS_PER_IP": "ws_connections_per_ip",
+    "BOOKING_WS_JOIN_TIMEOUT_S": "ws_join_timeout_s",
+    "BOOKING_BODY_TIMEOUT_S": "body_timeout_s",
+    "BOOKING_GATEWAY": "gateway",
+    "BOOKING_STRIPE_API_KEY": "stripe_api_key",
+    "BOOKING_STRIPE_API_BASE": "stripe_api_base",
+    "BOOKING_TICKET_KEY": "ticket_key",
+    "BOOKING_TOKEN_TTL_S": "booking_token_ttl_s",
+    "BOOKING_SMTP_URL": "smtp_url",
+    "BOOKING_MAIL_FROM": "mail_from",
+    "BOOKING_PUBLIC_URL": "public_url",
     "BOOKING_REFUND_RETRY_MAX_S": "refund_retry_max_s",
 }
+
+#: The payment gateways a deployment may pay through.
+GATEWAYS = ("sandbox", "stripe")
+#: The API key sent to the sandbox gateway when none is given (it takes any sk_test_ key).
+SANDBOX_API_KEY = "sk_test_sandbox"
 
 
 @dataclass(frozen=True)
@@ -141,6 +177,11 @@ class Settings:
     payment_window_s: float = 30.0
     #: How long the payment gateway may take, seconds.
     gateway_timeout_s: float = 10.0
+    #: Pause between a worker's passes over payments stopped halfway, seconds.
+    payment_recovery_interval_s: float = 5.0
+    #: Age at which a payment still only claimed is stopped for good (its request cannot be
+    #: running any more: past its payment window and its gateway calls), seconds.
+    payment_stale_s: float = 60.0
     #: Cadence of position updates, seconds: the clients nearest the head get every change
     #: this often; those further back less often (see position_frames_per_s).
     position_interval_s: float = 1.0
@@ -175,6 +216,54 @@ class Settings:
     #: idle timeout of any proxy in front (commonly 60 s). The page reconnects after 75 s
     #: of silence.
     heartbeat_interval_s: float = 30.0
+    #: Proxies whose X-Forwarded-For is believed (CIDRs): behind them the client is the
+    #: rightmost address not in this list. Empty: the peer address is the client.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Client addresses the edge's limits spare (the route buckets, per IP and per
+    #: identity, and the WebSocket connection cap): loopback by default, so a bench's
+    #: thousands of clients on 127.0.0.1 are not one client. Joins keep their own buckets.
+    limit_exempt: tuple[str, ...] = LOOPBACK
+    #: Requests per client address, per route (payment, release, booking reads, admin):
+    #: (refill per second, burst). A buyer makes a handful; an office behind one NAT many.
+    limit_per_ip: tuple[float, int] = (20.0, 200)
+    #: Requests per hold, per route (payment, release, booking reads of its holder).
+    limit_per_hold: tuple[float, int] = (2.0, 20)
+    #: Requests per admin key, per route kind (the admin routes).
+    limit_per_admin_key: tuple[float, int] = (50.0, 500)
+    #: Open waiting-room WebSockets per client address (in each process).
+    ws_connections_per_ip: int = 200
+    #: A WebSocket that has neither joined nor resumed after this long is closed, seconds.
+    ws_join_timeout_s: float = 30.0
+    #: Longest a request body may take to arrive, seconds (then 408 and the connection
+    #: closed); 5 s more is hypercorn's read timeout, so any stalled connection ends.
+    body_timeout_s: float = 10.0
+    #: The payment gateway: "sandbox" (the sandbox gateway process, ``booking gateway``:
+    #: test cards, no money) or "stripe" (Stripe, with stripe_api_key). Both are paid
+    #: through the same Stripe adapter; only the sandbox takes the test card tokens.
+    gateway: str = "sandbox"
+    #: Stripe's secret key (sk_live_... or sk_test_...); required for "stripe".
+    stripe_api_key: str | None = field(default=None, repr=False)
+    #: Base URL of the gateway's API: Stripe's unless given; for "sandbox", the sandbox
+    #: gateway's (commands start the data directory's own when unset).
+    stripe_api_base: str | None = None
+    #: Ed25519 private key signing ticket codes: 32 bytes, base64url. When unset, kept in
+    #: the data directory while embedded servers are in use, else derived from the secret
+    #: (so every process given one BOOKING_SECRET signs with one ticket key).
+    ticket_key: str | None = field(default=None, repr=False)
+    #: How long a booking token reads its booking, seconds from the confirmation.
+    booking_token_ttl_s: int = 366 * 24 * 3600
+    #: SMTP server of confirmation mails (smtp://[user:password@]host:port or smtps://);
+    #: None: no mail is sent (buyers' addresses wait in the outbox until one is set).
+    smtp_url: str | None = field(default=None, repr=False)
+    #: The From address of confirmation mails.
+    mail_from: str = "tickets@booking.invalid"
+    #: Base URL of the pages as buyers reach them (a mail links the tickets page under
+    #: it); default: this process's own HTTP address when it serves the API, else none.
+    public_url: str | None = None
+    #: Pause of the mail loop when nothing is due, seconds; a failed send is tried again
+    #: after mail_retry_s, doubling per attempt up to an hour.
+    mail_interval_s: float = 1.0
+    mail_retry_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -187,7 +276,20 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("admin_key_generated", "admin_key" not in values)
         values.setdefault("secret_generated", "secret" not in values)
-        for name in ("http_port", "ws_port", "metrics_port"):
+        for name in ("trusted_proxies", "limit_exempt"):
+            if isinstance(values.get(name), str):
+                text = values[name].strip()
+                values[name] = () if text == "none" else tuple(text.replace(",", " ").split())
+        for name in ("limit_per_ip", "limit_per_hold", "limit_per_admin_key"):
+            if isinstance(values.get(name), str):
+                values[name] = _rate_burst(name, values[name])
+        for name in (
+            "http_port",
+            "ws_port",
+            "metrics_port",
+            "ws_connections_per_ip",
+            "booking_token_ttl_s",
+        ):
             if name in values:
                 values[name] = int(values[name])
         for name in (
@@ -195,6 +297,8 @@ class Settings:
             "abandon_grace_s",
             "heartbeat_interval_s",
             "position_frames_per_s",
+            "ws_join_timeout_s",
+            "body_timeout_s",
             "refund_retry_max_s",
         ):
             if name in values:
@@ -221,8 +325,35 @@ class Settings:
                 f"BOOKING_SECRET must be at least {MIN_SECRET_BYTES} bytes "
                 f"(it has {len(settings.secret.encode())})"
             )
+        for name in ("trusted_proxies", "limit_exempt"):
+            try:
+                parse_networks(getattr(settings, name))
+            except ValueError as exc:
+                raise ConfigurationError(f"{name}: {exc}") from None
+        for name in ("limit_per_ip", "limit_per_hold", "limit_per_admin_key"):
+            rate, burst = getattr(settings, name)
+            if not (rate > 0 and burst >= 1):
+                raise ConfigurationError(f"{name} needs a positive rate and a burst of 1 or more")
+        if settings.ws_connections_per_ip < 1:
+            raise ConfigurationError("ws_connections_per_ip must be 1 or more")
+        if not (settings.ws_join_timeout_s > 0 and settings.body_timeout_s > 0):
+            raise ConfigurationError("ws_join_timeout_s and body_timeout_s must be positive")
+        if settings.gateway not in GATEWAYS:
+            raise ConfigurationError(
+                f"BOOKING_GATEWAY must be sandbox or stripe, not {settings.gateway!r}"
+            )
+        if settings.gateway == "stripe" and not settings.stripe_api_key:
+            raise ConfigurationError("BOOKING_GATEWAY=stripe needs BOOKING_STRIPE_API_KEY")
+        _check_url("BOOKING_STRIPE_API_BASE", settings.stripe_api_base, ("http", "https"))
         _check_url("REDIS_URL", settings.redis_url, _REDIS_SCHEMES)
         _check_url("DATABASE_URL", settings.database_url, _POSTGRES_SCHEMES)
+        _check_url("BOOKING_SMTP_URL", settings.smtp_url, _SMTP_SCHEMES)
+        if settings.ticket_key is not None:
+            _ticket_seed(settings.ticket_key)
+        if not settings.booking_token_ttl_s > 0:
+            raise ConfigurationError("BOOKING_TOKEN_TTL_S must be a positive number of seconds")
+        if "@" not in settings.mail_from:
+            raise ConfigurationError("BOOKING_MAIL_FROM must be a mail address")
         return settings
 
     @property
@@ -243,7 +374,16 @@ class Settings:
             kept = replace(kept, secret=_kept_secret(self.data_dir / SECRET_FILE, 32))
         if self.admin_key_generated:
             kept = replace(kept, admin_key=_kept_secret(self.data_dir / ADMIN_KEY_FILE, 16))
+        if self.ticket_key is None:
+            kept = replace(kept, ticket_key=_kept_secret(self.data_dir / TICKET_KEY_FILE, 32))
         return kept
+
+    @property
+    def ticket_key_seed(self) -> bytes:
+        """The 32-byte Ed25519 seed of the ticket key (given, kept, or derived from the secret)."""
+        if self.ticket_key is not None:
+            return _ticket_seed(self.ticket_key)
+        return hashlib.sha256(b"booking ticket key\0" + self.secret.encode()).digest()
 
     def require_shared_secret(self, why: str) -> None:
         """Refuse a random secret where several processes must check each other's tokens.
@@ -286,6 +426,25 @@ class Settings:
 
 #: Addresses that bind every interface, and that no client can connect to.
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def _rate_burst(name: str, text: str) -> tuple[float, int]:
+    """``RATE/BURST`` (e.g. ``20/200``: 20 a second, 200 at once) as a pair."""
+    rate, _, burst = text.partition("/")
+    try:
+        return float(rate), int(burst)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be RATE/BURST, e.g. 20/200 (not {text!r})") from None
+
+
+def _ticket_seed(text: str) -> bytes:
+    try:
+        seed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        seed = b""
+    if len(seed) != 32:
+        raise ConfigurationError("BOOKING_TICKET_KEY must be 32 bytes in base64url (43 characters)")
+    return seed
 
 
 def _check_url(name: str, url: str | None, schemes: tuple[str, ...]) -> None:

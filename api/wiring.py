@@ -10,23 +10,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
+import anyio.abc
 
 from api.http.app import HttpState, create_app, create_ops_app
 from api.http.observe import Observed
 from api.http.server import serve_http
-from api.settings import Settings
+from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
+from engine.bookings import Booking
 from engine.cancellation import run_cancellations
 from engine.health import run_store_probe
 from engine.interface import Engine, open_engine
-from engine.payments import PaymentGateway, SandboxGateway
+from engine.mail import run_mail_sender
+from engine.payments import PaymentGateway
 from engine.reconcile import run_reconciler
+from engine.saga import run_payment_recovery
+from engine.ticket_codes import TicketCodes
 from engine.worker import run_worker
+from plumbing.client_ip import AddressPolicy
 from plumbing.clock import Clock, WallClock
 from realtime.hub import Hub
 from realtime.protocol import Heartbeat, encode
@@ -36,10 +42,20 @@ from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
 from storage.pg_store import PgStore, open_pg_store
 from storage.redis_store import BucketLimit, RedisStore, open_redis_store
+from storage.smtp import SmtpMailer
+from storage.stripe_gateway import STRIPE_API_BASE, StripeGateway
+from waitroom.limits import RouteLimiter, RouteLimits, retry_after_s
 from waitroom.line import JoinLimits, WaitingLine
 from waitroom.tokens import TokenSigner
 
-__all__ = ["Roles", "Services", "open_database", "open_services", "open_stores"]
+__all__ = [
+    "Roles",
+    "Services",
+    "open_database",
+    "open_gateway",
+    "open_services",
+    "open_stores",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +126,63 @@ async def open_stores(
         yield redis, pg
 
 
+async def _send_mail(
+    services: Services,
+    smtp_url: str,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """The confirmation mail loop, sending through ``smtp_url``."""
+    settings, engine = services.settings, services.engine
+
+    def page_url(booking: Booking) -> str:
+        base = settings.public_url or (services.http_url if services.http_port else "")
+        token = engine.holds.booking_token(booking.hold_id, booking.token_expires_s)
+        return f"{base.rstrip('/')}/bookings/{booking.id}#token={token}" if base else ""
+
+    async with open_bridge() as bridge:
+        mailer = SmtpMailer(smtp_url, bridge)
+        logger.info("confirmation mails go through %s", mailer.address)
+        await run_mail_sender(
+            services.pg,
+            engine.bookings,
+            engine.tickets,
+            mailer,
+            sender=settings.mail_from,
+            page_url=page_url,
+            interval_s=settings.mail_interval_s,
+            retry_s=settings.mail_retry_s,
+            task_status=task_status,
+        )
+
+
+@asynccontextmanager
+async def open_gateway(settings: Settings) -> AsyncIterator[StripeGateway]:
+    """The payment gateway the settings name, through the Stripe adapter: Stripe itself, or
+    the sandbox gateway process (whose URL the command resolved, see ``api/cli.py``)."""
+    if settings.gateway == "stripe":
+        assert settings.stripe_api_key, "checked by Settings.from_env"
+        gateway = StripeGateway(
+            settings.stripe_api_key, api_base=settings.stripe_api_base or STRIPE_API_BASE
+        )
+    else:
+        if not settings.stripe_api_base:
+            raise ConfigurationError(
+                "no sandbox gateway: run `booking gateway` and set BOOKING_STRIPE_API_BASE "
+                "to its URL, or BOOKING_GATEWAY=stripe"
+            )
+        gateway = StripeGateway(
+            settings.stripe_api_key or SANDBOX_API_KEY,
+            api_base=settings.stripe_api_base,
+            sandbox=True,
+        )
+    try:
+        yield gateway
+    finally:
+        with anyio.CancelScope(shield=True):
+            await gateway.aclose()
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings,
@@ -123,6 +196,26 @@ async def open_services(
     clock = clock or WallClock()
     policy = policy or AdmissionPolicy(abandon_grace_s=settings.abandon_grace_s)
     signer = TokenSigner(settings.secret.encode())
+    if settings.payment_stale_s <= settings.payment_window_s + 2 * settings.gateway_timeout_s:
+        raise ConfigurationError(
+            "payment_stale_s must exceed a payment's life: its window and two gateway timeouts"
+        )
+    async with AsyncExitStack() as stack:
+        if gateway is None:
+            gateway = await stack.enter_async_context(open_gateway(settings))
+        async with _open_services(settings, roles, clock, gateway, policy, signer) as services:
+            yield services
+
+
+@asynccontextmanager
+async def _open_services(
+    settings: Settings,
+    roles: Roles,
+    clock: Clock,
+    gateway: PaymentGateway,
+    policy: AdmissionPolicy,
+    signer: TokenSigner,
+) -> AsyncIterator[Services]:
     async with (
         open_stores(settings, wait_s=settings.startup_wait_s) as (redis, pg),
         open_engine(
@@ -130,21 +223,21 @@ async def open_services(
             pg,
             signer,
             clock,
-            gateway or SandboxGateway(),
+            gateway,
+            TicketCodes(settings.ticket_key_seed),
             payment_window_s=settings.payment_window_s,
             gateway_timeout_s=settings.gateway_timeout_s,
             refund_retry_max_s=settings.refund_retry_max_s,
+            booking_token_ttl_s=settings.booking_token_ttl_s,
         ) as engine,
         anyio.create_task_group() as tg,
     ):
-        line = WaitingLine(
-            redis,
-            clock,
-            JoinLimits(
-                per_client=BucketLimit(settings.join_client_rate_per_s, settings.join_client_burst),
-                per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
-            ),
+        addresses = AddressPolicy(settings.trusted_proxies, settings.limit_exempt)
+        join_limits = JoinLimits(
+            per_client=BucketLimit(settings.join_client_rate_per_s, settings.join_client_burst),
+            per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
         )
+        line = WaitingLine(redis, clock, join_limits)
         hub = Hub(
             line,
             engine.holds,
@@ -176,11 +269,34 @@ async def open_services(
                     interval_s=settings.cancellation_interval_s,
                 )
             )
+            await tg.start(
+                partial(
+                    run_payment_recovery,
+                    pg,
+                    gateway,
+                    clock,
+                    interval_s=settings.payment_recovery_interval_s,
+                    stale_s=settings.payment_stale_s,
+                )
+            )
+            if settings.smtp_url:
+                await tg.start(partial(_send_mail, services, settings.smtp_url))
         http_state = HttpState(
             engine=engine,
             admin_key=settings.admin_key,
             max_body_bytes=settings.max_body_bytes,
             waitroom_url=services.waitroom_url,
+            limiter=RouteLimiter(
+                redis,
+                clock,
+                RouteLimits(
+                    per_ip=BucketLimit(*settings.limit_per_ip),
+                    per_hold=BucketLimit(*settings.limit_per_hold),
+                    per_admin=BucketLimit(*settings.limit_per_admin_key),
+                ),
+            ),
+            addresses=addresses,
+            body_timeout_s=settings.body_timeout_s,
         )
         if roles.worker and not roles.api:
             services.http_port = await tg.start(
@@ -203,6 +319,10 @@ async def open_services(
                 clock,
                 max_pending=settings.max_pending_messages,
                 heartbeats=heartbeats,
+                addresses=addresses,
+                connections_per_ip=settings.ws_connections_per_ip,
+                join_timeout_s=settings.ws_join_timeout_s,
+                join_wait_s=retry_after_s(join_limits.per_client, join_limits.per_ip),
             )
             services.ws_port = await tg.start(
                 partial(
@@ -221,6 +341,8 @@ async def open_services(
                     settings.host,
                     settings.http_port,
                     reuse_port=settings.reuse_port,
+                    # Later than the body timeout, so a stalled body is answered 408 first.
+                    read_timeout_s=settings.body_timeout_s + 5,
                 )
             )
             if settings.reuse_port:

@@ -43,6 +43,8 @@ class Booking(msgspec.Struct, frozen=True):
     amount_cents: int
     created_at: datetime
     tickets: list[Ticket]
+    #: Until when the booking token reads it, s since the epoch (fixed at confirmation).
+    token_expires_s: int
 
 
 def ticket_from_row(row: TicketRow) -> Ticket:
@@ -60,6 +62,7 @@ def booking_from_row(row: BookingRow) -> Booking:
         amount_cents=row.amount_cents,
         created_at=row.created_at,
         tickets=[ticket_from_row(t) for t in row.tickets],
+        token_expires_s=row.token_expires_s,
     )
 
 

@@ -13,7 +13,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import anyio
 
@@ -32,12 +31,13 @@ from engine.errors import (
 from engine.events import seat_label
 from engine.holds import hold_id
 from engine.metrics import BOOKINGS, PAYMENT_LATENCY, PAYMENTS, REVENUE
-from engine.payments import ChargeStatus, PaymentGateway
+from engine.payments import Charge, ChargeStatus, GatewayUnavailable, PaymentGateway
+from engine.ticket_codes import TicketCodes
 from plumbing import log_context, tracing
 from plumbing.batcher import Batcher
 from plumbing.clock import Clock
 from storage.errors import StorageError, StorageUnavailable
-from storage.pg_records import CommitResult, NewBooking, TicketRow
+from storage.pg_records import CommitResult, NewBooking, SagaClaim, TicketRow
 from storage.pg_store import PgStore
 from storage.records import BeginPaymentResult, BeginResult
 from storage.redis_store import HoldRef, PaidHold, RedisStore
@@ -55,6 +55,8 @@ class PaymentRequest:
     seq: int
     idempotency_key: str
     card_token: str
+    #: Where the confirmation mail goes (None: no mail).
+    email: str | None = None
 
     @property
     def hold_id(self) -> str:
@@ -67,8 +69,9 @@ class PaymentRequest:
         return f"{self.hold_id}/{self.idempotency_key}"
 
 
-def _new_code() -> str:
-    return secrets.token_urlsafe(12)
+def _seat_order(ticket: TicketRow) -> tuple[str, int]:
+    """Tickets in the order a read of the booking lists them."""
+    return ticket.section, ticket.position
 
 
 class Checkout:
@@ -82,9 +85,11 @@ class Checkout:
         bookings: Bookings,
         gateway: PaymentGateway,
         clock: Clock,
+        codes: TicketCodes,
         *,
         payment_window_s: float,
         gateway_timeout_s: float,
+        booking_token_ttl_s: int,
     ) -> None:
         if gateway_timeout_s >= payment_window_s:
             raise ValueError("the gateway timeout must end well inside the payment window")
@@ -96,9 +101,12 @@ class Checkout:
         self._clock = clock  # hold deadlines
         self._window_ms = int(payment_window_s * 1000)  # how long a started payment keeps its hold
         self._gateway_timeout_s = gateway_timeout_s  # how long the gateway may take
+        self._codes = codes  # signs ticket codes
+        self._booking_token_ttl_s = booking_token_ttl_s  # how long a booking token reads it
         self.begin: Batcher[HoldRef, BeginPaymentResult] = Batcher(
             self._begin_batch, name="begin_payment"
         )
+        self.claim: Batcher[SagaClaim, None] = Batcher(pg.claim_payments, name="claim_payments")
         self.commit: Batcher[NewBooking, CommitResult] = Batcher(
             pg.commit_bookings, name="commit_bookings"
         )
@@ -157,22 +165,15 @@ class Checkout:
         if claim.result != BeginResult.OK:
             raise NotFound("no such hold")
 
-        try:
-            with tracing.step("charge"), anyio.fail_after(self._gateway_timeout_s):
-                charge = await self._gateway.charge(
-                    amount_cents=claim.amount_cents,
-                    card_token=req.card_token,
-                    idempotency_key=key,
-                )
-        except TimeoutError:
+        spec = await self._catalog.get(req.event_id)
+        try:  # the saga starts before any money moves: a crash from here on is recovered
+            await self.claim.submit(
+                SagaClaim(key, req.event_id, req.hold_id, claim.amount_cents, spec.currency)
+            )
+        except StorageUnavailable:
             await self._redis.abort_payments([ref], self._clock.now_ms())
-            raise PaymentTimeout(
-                "the payment provider did not answer; nothing was charged"
-            ) from None
-        if charge.status is ChargeStatus.DECLINED:
-            await self._redis.abort_payments([ref], self._clock.now_ms())
-            raise PaymentDeclined("the card was declined; the hold stays yours until it expires")
-
+            raise Unavailable("the payment could not be started; nothing was charged") from None
+        charge = await self._charge(req, ref, claim, spec.currency)
         try:
             return await self._record(req, ref, claim, charge.reference)
         except StorageUnavailable:
@@ -189,6 +190,75 @@ class Checkout:
                 retry_after_s=2,
             ) from None
 
+    async def _charge(
+        self, req: PaymentRequest, ref: HoldRef, claim: BeginPaymentResult, currency: str
+    ) -> Charge:
+        """The card charged; otherwise the hold made payable again and the refusal raised.
+
+        An unknown outcome (the gateway timed out or failed on its side) is asked about:
+        a charge that was made after all is kept and booked; otherwise the payment is voided,
+        so that nothing is charged under the key later, before the client is told so.
+        """
+        key = ref.key
+        try:
+            with tracing.step("charge"), anyio.fail_after(self._gateway_timeout_s):
+                charge = await self._gateway.charge(
+                    amount_cents=claim.amount_cents,
+                    currency=currency,
+                    card_token=req.card_token,
+                    idempotency_key=key,
+                )
+        except (TimeoutError, GatewayUnavailable) as exc:
+            found = await self._resolve(key, claim.amount_cents, currency)
+            if found is None:
+                await self._end_saga(key, "voided")
+                await self._redis.abort_payments([ref], self._clock.now_ms())
+                if isinstance(exc, TimeoutError):
+                    raise PaymentTimeout(
+                        "the payment provider did not answer; nothing was charged: pay again "
+                        "with a new Idempotency-Key"
+                    ) from None
+                raise Unavailable(
+                    "the payment provider failed; nothing was charged: pay again with a new "
+                    "Idempotency-Key",
+                    retry_after_s=2,
+                ) from None
+            logger.info("hold %s: the charge was made after all (%s)", req.hold_id, exc)
+            charge = found
+        if charge.status is ChargeStatus.DECLINED:
+            await self._end_saga(key, "declined")
+            await self._redis.abort_payments([ref], self._clock.now_ms())
+            raise PaymentDeclined("the card was declined; the hold stays yours until it expires")
+        return charge
+
+    async def _end_saga(self, key: str, step: str, gateway_ref: str | None = None) -> None:
+        """Move a claimed payment's saga on; left to recovery if PostgreSQL cannot be told."""
+        try:
+            await self._pg.move_saga(key, step, from_steps=("claimed",), gateway_ref=gateway_ref)
+        except StorageError:
+            logger.warning("payment %s stays claimed in PostgreSQL: recovery ends it", key)
+
+    async def _resolve(self, key: str, amount_cents: int, currency: str) -> Charge | None:
+        """After an unknown outcome: the charge made under ``key``, or None once it is sure
+        that none will be (voided). Unavailable if the gateway cannot say."""
+        try:
+            with tracing.step("resolve"), anyio.fail_after(self._gateway_timeout_s):
+                found = await self._gateway.retrieve(
+                    idempotency_key=key, amount_cents=amount_cents, currency=currency
+                )
+                if found is None:
+                    found = await self._gateway.void(
+                        idempotency_key=key, amount_cents=amount_cents, currency=currency
+                    )
+        except (TimeoutError, GatewayUnavailable):
+            logger.exception("payment %s: whether the card was charged is unknown", key)
+            raise Unavailable(
+                "the payment provider does not answer; whether the card was charged is not "
+                "known yet",
+                retry_after_s=5,
+            ) from None
+        return found
+
     async def _record(
         self, req: PaymentRequest, ref: HoldRef, claim: BeginPaymentResult, gateway_ref: str
     ) -> Booking:
@@ -197,12 +267,14 @@ class Checkout:
         spec = await self._catalog.get(req.event_id)
         section = spec.section(claim.section)
         assert section is not None, "a hold names a section of its event"
+        booking_id = "bk" + secrets.token_hex(8)
         tickets = []
         for position in claim.seats:
             label = seat_label(section, position)
-            tickets.append(TicketRow(_new_code(), claim.section, position, label.row, label.number))
+            code = self._codes.issue(req.event_id, booking_id, claim.section, position)
+            tickets.append(TicketRow(code, claim.section, position, label.row, label.number))
         new = NewBooking(
-            booking_id="bk" + secrets.token_hex(8),
+            booking_id=booking_id,
             event_id=req.event_id,
             hold_id=req.hold_id,
             ticket_seq=req.seq,
@@ -211,11 +283,14 @@ class Checkout:
             idempotency_key=key,
             gateway_ref=gateway_ref,
             tickets=tickets,
+            token_expires_s=self._clock.now_ms() // 1000 + self._booking_token_ttl_s,
+            email=req.email,
         )
         with tracing.step("committed"):
             result = await self.commit.submit(new)
         if result.error is not None or result.booking_id is None:
             logger.error("booking for hold %s refused by PostgreSQL: %s", req.hold_id, result.error)
+            await self._end_saga(key, "compensating", gateway_ref)  # the workers refund it
             raise Conflict("these seats cannot be booked; the charge will be refunded")
         try:
             with tracing.step("confirm"):
@@ -228,16 +303,18 @@ class Checkout:
             logger.exception(
                 "booking %s recorded but not yet confirmed in Redis", result.booking_id
             )
-        if result.replayed:
+        if result.replayed or result.created_at is None:
             return await self._bookings.get(result.booking_id)
         BOOKINGS.labels(req.event_id).inc()
         REVENUE.labels(req.event_id).inc(new.amount_cents)
+        # PostgreSQL's time of the record, as a later read (or a replay) tells it.
         return Booking(
             id=new.booking_id,
             event_id=new.event_id,
             hold_id=new.hold_id,
             status=BookingStatus.CONFIRMED,
             amount_cents=new.amount_cents,
-            created_at=datetime.now(UTC),
-            tickets=[ticket_from_row(t) for t in tickets],
+            created_at=result.created_at,
+            tickets=[ticket_from_row(t) for t in sorted(tickets, key=_seat_order)],
+            token_expires_s=new.token_expires_s,
         )

@@ -3,8 +3,8 @@
 Exception tree::
 
     BookingError
-    ├── InvalidRequest       bad input (400)
-    │   └── Unprocessable    well-formed, but meaningless (422)
+    ├── InvalidRequest       bad input (400/422)
+    │   └── Unprocessable    well-formed, but not a valid request of the operation (422)
     ├── Unauthorized         missing or forged credentials (401)
     ├── Forbidden            valid credentials, not yours (403)
     ├── NotFound             no such event, hold or booking (404)
@@ -19,9 +19,13 @@ Exception tree::
     │   ├── CancellationInProgress
     │   ├── RefundNotAllowed      the event's refund policy refuses the buyer
     │   ├── RefundRefused         the gateway refused the refund for good
-    │   └── KeyReused             an idempotency key sent again with another request
+    │   ├── KeyReused             an idempotency key sent again with another request
+    │   └── AlreadyCheckedIn a ticket scanned again at the door
+    ├── Gone                 the resource exists but is no longer valid (410)
+    │   └── TicketNotLive    a cancelled ticket scanned at the door
     ├── PaymentDeclined      the gateway refused the card (402)
     ├── PaymentTimeout       the gateway did not answer in time (504)
+    ├── RateLimited          too many requests from this client or for this hold (429)
     └── Unavailable          a backing service is down; retry later (503)
         └── NotReady         this process cannot serve yet (readiness)
 
@@ -31,15 +35,19 @@ Exception tree::
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from storage.errors import StorageError, StorageUnavailable
 
 __all__ = [
     "AlreadyCancelled",
+    "AlreadyCheckedIn",
     "AlreadyPaid",
     "BookingError",
     "CancellationInProgress",
     "Conflict",
     "Forbidden",
+    "Gone",
     "HoldExpired",
     "InvalidRequest",
     "InvalidState",
@@ -49,12 +57,14 @@ __all__ = [
     "PaymentDeclined",
     "PaymentInProgress",
     "PaymentTimeout",
+    "RateLimited",
     "RefundNotAllowed",
     "RefundRefused",
     "StorageError",
     "StorageUnavailable",
     "TicketCheckedIn",
     "TicketNotInBooking",
+    "TicketNotLive",
     "Unauthorized",
     "Unavailable",
     "Unprocessable",
@@ -78,7 +88,8 @@ class InvalidRequest(BookingError):
 
 
 class Unprocessable(InvalidRequest):
-    """The request is well-formed but asks for something meaningless (an empty list)."""
+    """Well-formed HTTP, but not a valid request of the operation: a body that does not
+    decode as one, or asks for something meaningless (an empty list) (422)."""
 
     code = "unprocessable"
 
@@ -177,6 +188,32 @@ class KeyReused(Conflict):
     code = "idempotency_key_reused"
 
 
+class AlreadyCheckedIn(Conflict):
+    """The ticket was let in already: when and at which gate."""
+
+    code = "already_checked_in"
+
+    def __init__(
+        self, message: str, *, checked_in_at: datetime, gate: str, seat: tuple[str, str, int]
+    ) -> None:
+        super().__init__(message)
+        self.checked_in_at = checked_in_at  # the first scan
+        self.gate = gate  # where the first scan was
+        self.seat = seat  # section, row, number
+
+
+class Gone(BookingError):
+    """The resource exists but is no longer valid."""
+
+    code = "gone"
+
+
+class TicketNotLive(Gone):
+    """The ticket was cancelled: it lets nobody in."""
+
+    code = "ticket_cancelled"
+
+
 class PaymentDeclined(BookingError):
     """The payment gateway declined the card."""
 
@@ -187,6 +224,16 @@ class PaymentTimeout(BookingError):
     """The payment gateway did not answer in time; nothing was booked."""
 
     code = "payment_timeout"
+
+
+class RateLimited(BookingError):
+    """Too many requests from one client address or for one identity; wait and retry."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # what the client should wait before retrying
 
 
 class Unavailable(BookingError):

@@ -4,6 +4,8 @@ A hold is named ``<event>.<ticket seq>``: a ticket has at most one hold, so a
 retried admission of the same ticket is the same hold. Its offer is what the
 client is prompted with: labelled seats, the amount, the deadline and the hold
 token that lets its holder (and only its holder) pay and read the booking.
+Once paid, the holder also gets a booking token: it reads the booking (and its
+tickets) until a fixed time kept with the booking, long after the hold token ran out.
 """
 
 from __future__ import annotations
@@ -111,8 +113,29 @@ class Holds:
             raise HoldExpired("the hold expired; its seats went back on sale")
         return event_id, seq
 
+    def reader(self, token: str) -> str:
+        """The hold whose booking ``token`` may read: a live hold token's, or a booking
+        token's; Unauthorized for anything else."""
+        if token.startswith(f"{TokenKind.BOOKING.value}."):
+            try:
+                claims = self._signer.verify(token, TokenKind.BOOKING, self._clock.now_ms() / 1000)
+            except InvalidToken as exc:
+                raise Unauthorized(f"booking token refused: {exc}") from None
+        else:
+            claims = self._claims(token, expired_ok=False)
+        return hold_id(claims.event_id, claims.seq)
+
+    def booking_token(self, hold: str, expires_s: int) -> str:
+        """The booking token of the booking ``hold`` became, valid until ``expires_s``.
+
+        Deterministic: the same booking (its expiry is stored with it) always gets the
+        same token, so a replayed payment answers byte for byte what the first one did.
+        """
+        event_id, seq = parse_hold_id(hold)
+        return self._signer.issue(TokenKind.BOOKING, event_id, seq, expires_s)
+
     def authorize_reading(self, token: str, hold: str) -> None:
-        """Pass if ``token`` is the unexpired token of ``hold``; else Unauthorized or Forbidden."""
-        claims = self._claims(token, expired_ok=False)
-        if hold_id(claims.event_id, claims.seq) != hold:
+        """Pass if ``token`` is the unexpired hold token or booking token of ``hold``;
+        else Unauthorized or Forbidden."""
+        if self.reader(token) != hold:
             raise Forbidden("this token is for another booking")

@@ -12,6 +12,8 @@ one of each, built over the stores and started in the caller's task group by
 - ``bookings``  what a paid hold became (``engine/bookings.py``)
 - ``cancellations``  cancelling bookings, refunds, seats back on sale
                 (``engine/cancellation.py``)
+- ``checkin``   staff keys and tickets scanned at the door (``engine/checkin.py``)
+- ``tickets``   the buyer's tickets: signed codes, QR codes, the PDF (``engine/tickets.py``)
 
 The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
 """
@@ -27,10 +29,13 @@ import anyio
 from engine.bookings import Bookings
 from engine.cancellation import Cancellations
 from engine.catalog import EventCatalog
+from engine.checkin import Checkin
 from engine.checkout import Checkout
 from engine.holds import Holds
 from engine.payments import PaymentGateway
 from engine.sales import Sales
+from engine.ticket_codes import TicketCodes
+from engine.tickets import Tickets
 from plumbing.clock import Clock
 from storage.pg_store import PgStore
 from storage.redis_store import RedisStore
@@ -49,6 +54,8 @@ class Engine:
     checkout: Checkout
     bookings: Bookings
     cancellations: Cancellations
+    checkin: Checkin
+    tickets: Tickets
 
 
 @asynccontextmanager
@@ -58,10 +65,12 @@ async def open_engine(
     signer: TokenSigner,
     clock: Clock,
     gateway: PaymentGateway,
+    codes: TicketCodes,
     *,
     payment_window_s: float,
     gateway_timeout_s: float,
     refund_retry_max_s: float = 60.0,
+    booking_token_ttl_s: int,
 ) -> AsyncIterator[Engine]:
     """The engine over these stores, its batchers running for the duration of the block."""
     catalog = EventCatalog(redis, pg)
@@ -73,8 +82,10 @@ async def open_engine(
         bookings,
         gateway,
         clock,
+        codes,
         payment_window_s=payment_window_s,
         gateway_timeout_s=gateway_timeout_s,
+        booking_token_ttl_s=booking_token_ttl_s,
     )
     engine = Engine(
         catalog=catalog,
@@ -92,9 +103,11 @@ async def open_engine(
             gateway_timeout_s=gateway_timeout_s,
             retry_max_s=refund_retry_max_s,
         ),
+        checkin=Checkin(pg, catalog),
+        tickets=Tickets(codes, catalog),
     )
     async with anyio.create_task_group() as tg:
-        for batcher in (checkout.begin, checkout.commit, checkout.confirm):
+        for batcher in (checkout.begin, checkout.claim, checkout.commit, checkout.confirm):
             await tg.start(batcher.run)
         try:
             yield engine

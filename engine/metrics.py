@@ -9,7 +9,9 @@ __all__ = [
     "ADMISSIONS",
     "BOOKINGS",
     "CANCELLATIONS",
+    "CHECKINS",
     "HOLDS_EXPIRED",
+    "MAILS",
     "PAYMENTS",
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
@@ -47,6 +49,13 @@ REFUNDED = Counter(
     "booking_refunded_cents",
     "Amount refunded by cancellations, in cents.",
     ["event"],
+)
+#: result: admitted, already_in, cancelled, unknown (scans with a refused key are not counted).
+CHECKINS = Counter(
+    "booking_checkins_total", "Tickets scanned at the door, by result.", ["event", "result"]
+)
+MAILS = Counter(
+    "booking_mails_total", "Confirmation mail attempts by result (sent, retried).", ["result"]
 )
 PAYMENTS = Counter("booking_payments_total", "Payment attempts by result.", ["result"])
 PAYMENT_LATENCY = Histogram(

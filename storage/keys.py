@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EVENTS_KEY", "EventKeys", "event_keys"]
+__all__ = ["EVENTS_KEY", "EventKeys", "edge_bucket", "event_keys"]
 
 #: Set of every event id this deployment knows; read by workers to find work.
 EVENTS_KEY = "events"
@@ -56,3 +56,9 @@ def event_keys(event_id: str) -> EventKeys:
         expiry=f"{prefix}:expiry",
         notify=f"{prefix}:notify",
     )
+
+
+def edge_bucket(route: str, kind: str, name: str) -> str:
+    """Hash: a token bucket limiting one route of the edge per ``kind`` (ip, hold, admin)
+    and name; every bucket of a route shares the route's hash tag."""
+    return f"edge:{{{route}}}:bucket:{kind}:{name}"

@@ -10,14 +10,18 @@ __all__ = [
     "BookingConflict",
     "BookingRow",
     "CancellationRow",
+    "CheckinCountsRow",
+    "CheckinRow",
     "CommitResult",
     "EventCancellationRow",
     "EventRow",
     "LiveBooking",
+    "MailJob",
     "NewBooking",
     "NewCancellation",
     "ReturnedSeatRow",
     "SeatRow",
+    "StaffKeyRow",
     "TicketRow",
 ]
 
@@ -71,6 +75,10 @@ class NewBooking(msgspec.Struct, frozen=True):
     idempotency_key: str
     gateway_ref: str
     tickets: list[TicketRow]
+    #: Until when the booking token reads the booking, s since the epoch.
+    token_expires_s: int
+    #: Where the confirmation mail goes (None: no mail).
+    email: str | None = None
 
 
 class CommitResult(msgspec.Struct, frozen=True):
@@ -83,6 +91,8 @@ class CommitResult(msgspec.Struct, frozen=True):
     booking_id: str | None
     replayed: bool = False
     error: str | None = None
+    #: When the booking was recorded (PostgreSQL's clock; None when nothing was written).
+    created_at: datetime | None = None
 
 
 class BookingRow(msgspec.Struct, frozen=True):
@@ -96,6 +106,7 @@ class BookingRow(msgspec.Struct, frozen=True):
     status: str
     created_at: datetime
     tickets: list[TicketRow]
+    token_expires_s: int
 
 
 class LiveBooking(msgspec.Struct, frozen=True):
@@ -174,3 +185,70 @@ class EventCancellationRow(msgspec.Struct, frozen=True):
     refused: int
     live: int
     refunded_cents: int
+
+
+class SagaClaim(msgspec.Struct, frozen=True):
+    """A payment about to charge a card: its saga starts (or starts again after a decline)."""
+
+    idempotency_key: str
+    event_id: str
+    hold_id: str
+    amount_cents: int
+    currency: str
+
+
+class SagaRow(msgspec.Struct, frozen=True):
+    """A payment's saga as stored."""
+
+    idempotency_key: str
+    event_id: str
+    hold_id: str
+    amount_cents: int
+    currency: str
+    step: str
+    gateway_ref: str | None
+    booking_id: str | None
+    updated_at: datetime
+
+
+class StaffKeyRow(msgspec.Struct, frozen=True):
+    """A staff key of an event as stored (its hash stays in the database)."""
+
+    id: str
+    event_id: str
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class CheckinRow(msgspec.Struct, frozen=True):
+    """A scanned ticket after the scan: ``admitted`` when this scan let it in.
+
+    ``checked_in_at`` and ``gate`` are those of the first scan (this one when admitted).
+    """
+
+    code: str
+    event_id: str
+    section: str
+    seat_row: str
+    seat_number: int
+    live: bool
+    admitted: bool
+    checked_in_at: datetime | None
+    gate: str | None
+
+
+class CheckinCountsRow(msgspec.Struct, frozen=True):
+    """An event's tickets at the door: live ones, those in, and those in by gate."""
+
+    live: int
+    checked_in: int
+    gates: dict[str, int]
+
+
+class MailJob(msgspec.Struct, frozen=True):
+    """A confirmation mail due: its booking, where it goes, and how many tries came before."""
+
+    booking_id: str
+    recipient: str
+    attempts: int

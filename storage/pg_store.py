@@ -23,14 +23,20 @@ from storage.pg_records import (
     BookingConflict,
     BookingRow,
     CancellationRow,
+    CheckinCountsRow,
+    CheckinRow,
     CommitResult,
     EventCancellationRow,
     EventRow,
     LiveBooking,
+    MailJob,
     NewBooking,
     NewCancellation,
     ReturnedSeatRow,
+    SagaClaim,
+    SagaRow,
     SeatRow,
+    StaffKeyRow,
     TicketRow,
 )
 from storage.startup import retry_until_reachable
@@ -60,16 +66,28 @@ _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 _COMMIT_BOOKINGS = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
-                         $6::int[], $7::text[], $8::text[])
-        AS t(booking_id, event_id, hold_id, ticket_seq, client_id, amount_cents, idem_key, gateway_ref)
+                         $6::int[], $7::text[], $8::text[], $15::bigint[], $16::text[])
+        AS t(booking_id, event_id, hold_id, ticket_seq, client_id, amount_cents, idem_key,
+             gateway_ref, token_expires_s, email)
 ), pay AS (
     INSERT INTO payments (idempotency_key, hold_id, booking_id, amount_cents, gateway_ref)
     SELECT idem_key, hold_id, booking_id, amount_cents, gateway_ref FROM input
+    WHERE NOT EXISTS (  -- its charge is being given back: no booking any more
+        SELECT 1 FROM payment_sagas s
+        WHERE s.idempotency_key = input.idem_key AND s.step IN ('compensating', 'refunded'))
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING booking_id
+    RETURNING booking_id, created_at
+), saga AS (
+    UPDATE payment_sagas s
+    SET step = 'recorded', booking_id = i.booking_id, gateway_ref = i.gateway_ref,
+        updated_at = now()
+    FROM input i JOIN pay USING (booking_id)
+    WHERE s.idempotency_key = i.idem_key
 ), bk AS (
-    INSERT INTO bookings (id, event_id, hold_id, ticket_seq, client_id, amount_cents)
-    SELECT i.booking_id, i.event_id, i.hold_id, i.ticket_seq, i.client_id, i.amount_cents
+    INSERT INTO bookings (id, event_id, hold_id, ticket_seq, client_id, amount_cents,
+                          token_expires_s)
+    SELECT i.booking_id, i.event_id, i.hold_id, i.ticket_seq, i.client_id, i.amount_cents,
+           i.token_expires_s
     FROM input i JOIN pay USING (booking_id)
     RETURNING id, event_id, hold_id, amount_cents
 ), tk AS (
@@ -78,18 +96,71 @@ WITH input AS (
     FROM unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::int[])
         AS s(code, booking_id, section, position, seat_row, seat_number)
     JOIN bk ON bk.id = s.booking_id
+), mail AS (
+    INSERT INTO mail_outbox (booking_id, event_id, recipient)
+    SELECT bk.id, bk.event_id, i.email FROM bk JOIN input i ON i.booking_id = bk.id
+    WHERE i.email IS NOT NULL
 ), log AS (
     INSERT INTO event_log (event_id, kind, payload)
-    SELECT event_id, 'booking_confirmed',
-           jsonb_build_object('booking_id', id, 'hold_id', hold_id, 'amount_cents', amount_cents)
-    FROM bk
+    SELECT bk.event_id, 'booking_confirmed',
+           jsonb_build_object('booking_id', bk.id, 'hold_id', bk.hold_id,
+                              'amount_cents', bk.amount_cents,
+                              'mail_queued', i.email IS NOT NULL)
+    FROM bk JOIN input i ON i.booking_id = bk.id
 )
-SELECT booking_id FROM pay
+SELECT booking_id, created_at FROM pay
+"""
+
+_CLAIM_PAYMENTS = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[])
+        AS t(idem_key, event_id, hold_id, amount_cents, currency)
+), claimed AS (
+    INSERT INTO payment_sagas AS s (idempotency_key, event_id, hold_id, amount_cents, currency, step)
+    SELECT idem_key, event_id, hold_id, amount_cents, currency, 'claimed' FROM input
+    ON CONFLICT (idempotency_key) DO UPDATE SET step = 'claimed', updated_at = now()
+        WHERE s.step = 'declined'
+    RETURNING s.idempotency_key, s.event_id, s.hold_id
+)
+INSERT INTO event_log (event_id, kind, payload)
+SELECT event_id, 'payment_claimed',
+       jsonb_build_object('idempotency_key', idempotency_key, 'hold_id', hold_id)
+FROM claimed
+"""
+
+_MOVE_SAGA = """
+WITH moved AS (
+    UPDATE payment_sagas
+    SET step = $2, gateway_ref = coalesce($4, gateway_ref), refund_ref = coalesce($5, refund_ref),
+        updated_at = now()
+    WHERE idempotency_key = $1 AND step = ANY($3::text[])
+    RETURNING idempotency_key, event_id, hold_id, gateway_ref, refund_ref, amount_cents
+), logged AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'payment_' || $2,
+           jsonb_build_object('idempotency_key', idempotency_key, 'hold_id', hold_id,
+                              'gateway_ref', gateway_ref, 'refund_ref', refund_ref,
+                              'amount_cents', amount_cents)
+    FROM moved
+)
+SELECT count(*) > 0 FROM moved
+"""
+
+_SAGA_COLUMNS = (
+    "idempotency_key, event_id, hold_id, amount_cents, currency, step, gateway_ref, "
+    "booking_id, updated_at"
+)
+
+_STALLED_SAGAS = f"""
+SELECT {_SAGA_COLUMNS} FROM payment_sagas
+WHERE (step = 'claimed' AND updated_at < $1) OR step = 'compensating'
+ORDER BY updated_at
+LIMIT $2
 """
 
 _BOOKING = """
 SELECT b.id, b.event_id, b.hold_id, b.ticket_seq, b.amount_cents, b.status, b.created_at,
-       coalesce(json_agg(json_build_object(
+       b.token_expires_s, coalesce(json_agg(json_build_object(
            'code', t.code, 'section', t.section, 'position', t.position,
            'seat_row', t.seat_row, 'seat_number', t.seat_number, 'live', t.live)
            ORDER BY t.section, t.position) FILTER (WHERE t.code IS NOT NULL), '[]') AS tickets
@@ -98,6 +169,33 @@ WHERE b.id = $1
 GROUP BY b.id
 """
 
+
+#: Confirmation mails due, leased for a while: another worker skips them until the lease
+#: ends (a worker that dies mid-send leaves its mails to the next pass after the lease).
+_CLAIM_MAIL = """
+UPDATE mail_outbox m SET attempts = m.attempts + 1,
+                         next_attempt_at = now() + make_interval(secs => $2)
+WHERE m.booking_id IN (
+    SELECT booking_id FROM mail_outbox
+    WHERE sent_at IS NULL AND next_attempt_at <= now()
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING m.booking_id, m.recipient, m.attempts - 1 AS attempts
+"""
+
+_MAIL_SENT = """
+WITH sent AS (
+    UPDATE mail_outbox SET sent_at = now(), last_error = NULL
+    WHERE booking_id = $1 AND sent_at IS NULL
+    RETURNING booking_id, event_id, attempts
+)
+INSERT INTO event_log (event_id, kind, payload)
+SELECT event_id, 'confirmation_mailed',
+       jsonb_build_object('booking_id', booking_id, 'attempts', attempts)
+FROM sent
+"""
 
 _LIVE_BOOKINGS = """
 SELECT b.id AS booking_id, b.event_id, b.hold_id, b.ticket_seq, b.client_id, b.amount_cents,
@@ -189,9 +287,73 @@ WHERE event_id = $1 AND status = 'running'
 RETURNING event_id
 """
 
+_STAFF_KEY_COLUMNS = "id, event_id, label, created_at, revoked_at"
+
+_INSERT_STAFF_KEY = f"""
+WITH k AS (
+    INSERT INTO staff_keys (id, event_id, label, key_hash) VALUES ($1, $2, $3, $4)
+    RETURNING {_STAFF_KEY_COLUMNS}
+), log AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'staff_key_created', jsonb_build_object('staff_key_id', id, 'label', label)
+    FROM k
+)
+SELECT {_STAFF_KEY_COLUMNS} FROM k
+"""
+
+_REVOKE_STAFF_KEY = f"""
+WITH k AS (
+    UPDATE staff_keys SET revoked_at = now()
+    WHERE id = $1 AND event_id = $2 AND revoked_at IS NULL
+    RETURNING {_STAFF_KEY_COLUMNS}
+), log AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'staff_key_revoked', jsonb_build_object('staff_key_id', id, 'label', label)
+    FROM k
+)
+SELECT {_STAFF_KEY_COLUMNS} FROM k
+"""
+
+# The one statement that lets a ticket in: the key is checked, and the ticket set as in
+# only if it is live, of the key's event and not in yet. Two scans of one ticket at once
+# both reach the UPDATE; the second waits for the first's row lock, then finds
+# checked_in_at set and updates nothing. The log entry commits with the update.
+_CHECK_IN = """
+WITH k AS (
+    SELECT id, event_id FROM staff_keys WHERE key_hash = $1 AND revoked_at IS NULL
+), upd AS (
+    UPDATE tickets t SET checked_in_at = now(), checked_in_gate = $3
+    FROM k
+    WHERE t.code = $2 AND t.event_id = k.event_id AND t.live AND t.checked_in_at IS NULL
+    RETURNING t.code, t.event_id, t.booking_id, t.section, t.seat_row, t.seat_number,
+              t.checked_in_at, t.checked_in_gate, k.id AS key_id
+), log AS (
+    INSERT INTO event_log (event_id, kind, payload)
+    SELECT event_id, 'ticket_checked_in',
+           jsonb_build_object('code', code, 'booking_id', booking_id, 'gate', checked_in_gate,
+                              'staff_key_id', key_id, 'checked_in_at', checked_in_at)
+    FROM upd
+)
+SELECT k.event_id AS key_event, upd.code, upd.section, upd.seat_row, upd.seat_number,
+       upd.checked_in_at, upd.checked_in_gate
+FROM k LEFT JOIN upd ON true
+"""
+
+_SCANNED_TICKET = """
+SELECT code, event_id, section, seat_row, seat_number, live, checked_in_at, checked_in_gate
+FROM tickets WHERE code = $1 AND event_id = $2
+"""
+
+_CHECKIN_COUNTS = """
+SELECT checked_in_gate AS gate, count(*) FILTER (WHERE live) AS live,
+       count(*) FILTER (WHERE live AND checked_in_at IS NOT NULL) AS checked_in
+FROM tickets WHERE event_id = $1
+GROUP BY checked_in_gate
+"""
+
 
 def _commit_args(batch: Sequence[NewBooking]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(14)]
+    cols: list[list[Any]] = [[] for _ in range(16)]
     for b in batch:
         for col, value in zip(
             cols[:8],
@@ -210,11 +372,13 @@ def _commit_args(batch: Sequence[NewBooking]) -> list[list[Any]]:
             col.append(value)
         for t in b.tickets:
             for col, value in zip(
-                cols[8:],
+                cols[8:14],
                 (t.code, b.booking_id, t.section, t.position, t.seat_row, t.seat_number),
                 strict=True,
             ):
                 col.append(value)
+        cols[14].append(b.token_expires_s)
+        cols[15].append(b.email)
     return cols
 
 
@@ -353,7 +517,7 @@ class PgStore:
             for one in batch:
                 results += await self.commit_bookings([one])
             return results
-        inserted = {r["booking_id"] for r in rows}
+        inserted = {r["booking_id"]: r["created_at"] for r in rows}
         replayed = [b.idempotency_key for b in batch if b.booking_id not in inserted]
         existing: dict[str, str] = {}
         if replayed:
@@ -368,7 +532,7 @@ class PgStore:
                 r["idempotency_key"]: r["booking_id"] for r in await self._call("payments", lookup)
             }
         return [
-            CommitResult(booking_id=b.booking_id)
+            CommitResult(booking_id=b.booking_id, created_at=inserted[b.booking_id])
             if b.booking_id in inserted
             else CommitResult(booking_id=existing.get(b.idempotency_key), replayed=True)
             for b in batch
@@ -386,6 +550,65 @@ class PgStore:
         fields = dict(row)
         fields["tickets"] = [TicketRow(**t) for t in json.loads(fields["tickets"])]
         return BookingRow(**fields)
+
+    async def claim_payments(self, batch: Sequence[SagaClaim]) -> list[None]:
+        """Start the sagas of payments about to charge (again, after a decline), each logged
+        in event_log in the same transaction; a saga already further on is left as it is."""
+        BATCH_SIZE.labels("claim_payments").observe(len(batch))
+        columns = [
+            [c.idempotency_key for c in batch],
+            [c.event_id for c in batch],
+            [c.hold_id for c in batch],
+            [c.amount_cents for c in batch],
+            [c.currency for c in batch],
+        ]
+
+        async def claim() -> Any:
+            return await self._pool.execute(_CLAIM_PAYMENTS, *columns)
+
+        await self._call("claim_payments", claim)
+        return [None] * len(batch)
+
+    async def move_saga(
+        self,
+        idempotency_key: str,
+        step: str,
+        *,
+        from_steps: Sequence[str],
+        gateway_ref: str | None = None,
+        refund_ref: str | None = None,
+    ) -> bool:
+        """Move a payment's saga to ``step`` if it is at one of ``from_steps`` (logged in
+        event_log as ``payment_<step>`` in the same transaction); False if it was not."""
+
+        async def move() -> Any:
+            return await self._pool.fetchval(
+                _MOVE_SAGA, idempotency_key, step, list(from_steps), gateway_ref, refund_ref
+            )
+
+        moved: bool = bool(await self._call("move_saga", move))
+        return moved
+
+    async def stalled_sagas(self, claimed_before: datetime, limit: int = 100) -> list[SagaRow]:
+        """Payments stopped halfway: claimed before ``claimed_before`` and neither recorded
+        nor ended since, or being compensated; the oldest first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(_STALLED_SAGAS, claimed_before, limit)
+
+        return [SagaRow(**dict(r)) for r in await self._call("stalled_sagas", fetch)]
+
+    async def saga(self, idempotency_key: str) -> SagaRow | None:
+        """A payment's saga, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(
+                f"SELECT {_SAGA_COLUMNS} FROM payment_sagas WHERE idempotency_key = $1",
+                idempotency_key,
+            )
+
+        row = await self._call("saga", fetch)
+        return None if row is None else SagaRow(**dict(row))
 
     async def booking_for_key(self, idempotency_key: str) -> str | None:
         """The booking recorded for an idempotency key, or None."""
@@ -446,6 +669,138 @@ class PgStore:
             )
 
         return [(r["section"], r["position"]) for r in await self._call("sold_positions", fetch)]
+
+    async def insert_staff_key(
+        self, key_id: str, event_id: str, label: str, key_hash: bytes
+    ) -> StaffKeyRow:
+        """Record a new staff key of an event (its hash) and log it."""
+
+        async def insert() -> Any:
+            return await self._pool.fetchrow(_INSERT_STAFF_KEY, key_id, event_id, label, key_hash)
+
+        return StaffKeyRow(**dict(await self._call("insert_staff_key", insert)))
+
+    async def staff_keys(self, event_id: str) -> list[StaffKeyRow]:
+        """The staff keys of an event not revoked, oldest first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                f"SELECT {_STAFF_KEY_COLUMNS} FROM staff_keys "
+                "WHERE event_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+                event_id,
+            )
+
+        return [StaffKeyRow(**dict(r)) for r in await self._call("staff_keys", fetch)]
+
+    async def revoke_staff_key(self, event_id: str, key_id: str) -> StaffKeyRow | None:
+        """Revoke a staff key of an event (logged once); the key, or None if there is none."""
+
+        async def revoke() -> Any:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow(_REVOKE_STAFF_KEY, key_id, event_id)
+                if row is None:  # unknown, or revoked already
+                    row = await conn.fetchrow(
+                        f"SELECT {_STAFF_KEY_COLUMNS} FROM staff_keys "
+                        "WHERE id = $1 AND event_id = $2",
+                        key_id,
+                        event_id,
+                    )
+                return row
+
+        row = await self._call("revoke_staff_key", revoke)
+        return None if row is None else StaffKeyRow(**dict(row))
+
+    async def check_in(
+        self, key_hash: bytes, code: str, gate: str
+    ) -> tuple[str, CheckinRow | None] | None:
+        """Let the ticket ``code`` in at ``gate`` with the staff key of ``key_hash``.
+
+        None: no such key (or revoked). Else the key's event and the ticket after the scan
+        (``admitted`` when this scan let it in), None when the event has no such ticket.
+        """
+
+        async def scan() -> Any:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow(_CHECK_IN, key_hash, code, gate)
+                if row is None or row["code"] is not None:
+                    return row, None
+                # Not let in: read the ticket as it is now (the winner of a race committed).
+                return row, await conn.fetchrow(_SCANNED_TICKET, code, row["key_event"])
+
+        first, ticket = await self._call("check_in", scan)
+        if first is None:
+            return None
+        event_id: str = first["key_event"]
+        if first["code"] is not None:
+            return event_id, CheckinRow(
+                code=first["code"],
+                event_id=event_id,
+                section=first["section"],
+                seat_row=first["seat_row"],
+                seat_number=first["seat_number"],
+                live=True,
+                admitted=True,
+                checked_in_at=first["checked_in_at"],
+                gate=first["checked_in_gate"],
+            )
+        if ticket is None:
+            return event_id, None
+        return event_id, CheckinRow(
+            code=ticket["code"],
+            event_id=event_id,
+            section=ticket["section"],
+            seat_row=ticket["seat_row"],
+            seat_number=ticket["seat_number"],
+            live=ticket["live"],
+            admitted=False,
+            checked_in_at=ticket["checked_in_at"],
+            gate=ticket["checked_in_gate"],
+        )
+
+    async def checkin_counts(self, event_id: str) -> CheckinCountsRow:
+        """An event's live tickets, how many are in, and how many came in at each gate."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(_CHECKIN_COUNTS, event_id)
+
+        rows = await self._call("checkin_counts", fetch)
+        return CheckinCountsRow(
+            live=sum(r["live"] for r in rows),
+            checked_in=sum(r["checked_in"] for r in rows),
+            gates={r["gate"]: r["checked_in"] for r in rows if r["gate"] and r["checked_in"]},
+        )
+
+    async def claim_mail(self, limit: int, lease_s: float) -> list[MailJob]:
+        """Up to ``limit`` confirmation mails due now, each leased for ``lease_s`` (its
+        attempt counted): until then no other claim returns them."""
+
+        async def claim() -> Any:
+            return await self._pool.fetch(_CLAIM_MAIL, limit, lease_s)
+
+        return [MailJob(**dict(r)) for r in await self._call("claim_mail", claim)]
+
+    async def mail_sent(self, booking_id: str) -> None:
+        """Record a confirmation mail as sent (and log it, in the same transaction)."""
+
+        async def mark() -> Any:
+            return await self._pool.execute(_MAIL_SENT, booking_id)
+
+        await self._call("mail_sent", mark)
+
+    async def mail_failed(self, booking_id: str, error: str, retry_after_s: float) -> None:
+        """Record a failed send: the mail is due again in ``retry_after_s``."""
+
+        async def mark() -> Any:
+            return await self._pool.execute(
+                "UPDATE mail_outbox SET last_error = $2, "
+                "next_attempt_at = now() + make_interval(secs => $3) "
+                "WHERE booking_id = $1 AND sent_at IS NULL",
+                booking_id,
+                error[:500],
+                retry_after_s,
+            )
+
+        await self._call("mail_failed", mark)
 
     async def ping(self) -> None:
         """Raise StorageUnavailable unless PostgreSQL answers."""

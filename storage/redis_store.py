@@ -3,24 +3,36 @@
 Every public method is one bridge crossing and one round trip, whatever the number
 of requests it carries; methods taking lists group them per event and pipeline one
 script call per event.
+
+``REDIS_URL`` names one Redis (``redis://``, ``rediss://``, ``unix://``) or a Redis
+Cluster (``redis+cluster://[user:password@]host:port[,host:port...]``, any of its
+nodes: the client finds the others). On a cluster a round trip becomes one per node
+the request's events live on, sent concurrently, and a blocking read of several
+events' lines becomes one ``XREAD`` per slot, run concurrently: a command never
+spans slots, since all keys of one event share its hash tag.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
 
 from storage.bridge import Bridge
 from storage.errors import StorageError
-from storage.keys import EVENTS_KEY, event_keys
+from storage.keys import EVENTS_KEY, edge_bucket, event_keys
 from storage.records import (
     AdmissionCaps,
     AdmitSummary,
@@ -42,7 +54,7 @@ from storage.records import (
     StateChange,
     TicketRecord,
 )
-from storage.scripts import ScriptCall, ScriptRunner
+from storage.scripts import RedisClient, ScriptCall, ScriptRunner
 from storage.startup import retry_until_reachable
 
 __all__ = [
@@ -52,6 +64,7 @@ __all__ = [
     "RedisStore",
     "ReturnedSeats",
     "TokenRequest",
+    "is_cluster_url",
     "open_redis_store",
 ]
 
@@ -226,10 +239,15 @@ def _status(snap: EventSnapshot) -> EventStatus:
 class RedisStore:
     """Typed, batch-oriented access to the event scripts and streams."""
 
-    def __init__(self, client: aioredis.Redis, bridge: Bridge) -> None:
+    def __init__(self, client: RedisClient, bridge: Bridge) -> None:
         self._client = client  # the redis.asyncio client, used only on the drivers' loop
         self._bridge = bridge  # crosses into the drivers' loop
         self._scripts = ScriptRunner(client, bridge)  # loads and runs the Lua scripts
+
+    @property
+    def cluster(self) -> bool:
+        """True when the store runs on a Redis Cluster."""
+        return self._scripts.cluster
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         return await self._scripts.call(op, fn)
@@ -277,7 +295,8 @@ class RedisStore:
 
         if not keys:
             return {}
-        replies = await self._call("activity", fetch)
+        trips = self._scripts.nodes([k.meta for k in keys])
+        replies = await self._scripts.call("activity", fetch, trips=trips)
         out: dict[str, EventActivity] = {}
         for i, event_id in enumerate(event_ids):
             (state, opens_at), (seq, serving), holds = replies[3 * i : 3 * i + 3]
@@ -299,14 +318,36 @@ class RedisStore:
         return await self._block_on("wait_for_joins", streams, block_ms)
 
     async def _block_on(self, op: str, streams: dict[str, str], block_ms: int) -> bool:
-        """One blocking XREAD: whether any stream has an entry after its id within block_ms."""
+        """Whether any stream has an entry after its id within block_ms: one blocking
+        XREAD, or on a cluster one per slot, run concurrently (the first to answer wins)."""
+        if not self.cluster:
+            groups: list[dict[Any, Any]] = [dict(streams)]
+        else:
+            by_slot: dict[int, dict[Any, Any]] = defaultdict(dict)
+            for stream, after in streams.items():
+                by_slot[key_slot(stream.encode())][stream] = after
+            groups = list(by_slot.values())
 
-        request: dict[Any, Any] = dict(streams)  # redis-py's stub wants bytes-or-str keys
+        async def read(group: dict[Any, Any]) -> bool:
+            return bool(await self._client.xread(group, count=1, block=block_ms))
 
-        async def block() -> Any:
-            return await self._client.xread(request, count=1, block=block_ms)
+        async def block() -> bool:
+            if len(groups) == 1:
+                return await read(groups[0])
+            reads = [asyncio.ensure_future(read(g)) for g in groups]
+            try:
+                pending: set[asyncio.Future[bool]] = set(reads)
+                while pending:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    if any(read.result() for read in done):
+                        return True
+                return False
+            finally:  # a cancelled read drops its connection: no reply is left unread
+                for pending_read in reads:
+                    pending_read.cancel()
+                await asyncio.gather(*reads, return_exceptions=True)
 
-        return bool(await self._call(op, block))
+        return await self._scripts.call(op, block, trips=len(groups))
 
     async def snapshot(self, event_id: str) -> EventSnapshot | None:
         """An event's meta and stats hashes as the scripts keep them, or None if unknown.
@@ -472,9 +513,18 @@ class RedisStore:
         )
 
     async def take_tokens(
-        self, requests: Sequence[TokenRequest], limits: Sequence[BucketLimit], now: int
+        self,
+        requests: Sequence[TokenRequest],
+        limits: Sequence[BucketLimit],
+        now: int,
+        *,
+        edge: bool = False,
     ) -> list[bool]:
-        """Take a token from every bucket of each request (all or none); one round trip."""
+        """Take a token from every bucket of each request (all or none); one round trip.
+
+        ``edge``: the requests' ``event_id`` names an edge route, not an event (its
+        buckets are ``edge_bucket`` keys rather than the event's join buckets).
+        """
         by_event: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             if len(r.buckets) != len(limits):
@@ -485,8 +535,8 @@ class RedisStore:
             head += [limit.rate_per_s, limit.burst]
         calls: list[ScriptCall] = []
         for event_id, idx in by_event.items():
-            k = event_keys(event_id)
-            keys = [k.join_bucket(kind, name) for i in idx for kind, name in requests[i].buckets]
+            name_of = partial(edge_bucket, event_id) if edge else event_keys(event_id).join_bucket
+            keys = [name_of(kind, name) for i in idx for kind, name in requests[i].buckets]
             calls.append(("take_tokens", keys, head))
         raws = await self._scripts.run("take_tokens", calls)
         answered: dict[int, bool] = {}
@@ -573,6 +623,10 @@ class RedisStore:
         """Raise StorageUnavailable unless Redis answers."""
 
         async def ping() -> Any:
+            if isinstance(self._client, RedisCluster):  # every primary; replicas may be down
+                return await self._client.execute_command(
+                    "PING", target_nodes=RedisCluster.PRIMARIES
+                )
             return await self._client.ping()
 
         await self._call("ping", ping)
@@ -581,6 +635,46 @@ class RedisStore:
         """Close the connection pool."""
         await self._bridge.call(self._client.aclose)
 
+
+#: The scheme of a Redis Cluster's URL.
+CLUSTER_SCHEME = "redis+cluster"
+
+
+def is_cluster_url(url: str) -> bool:
+    """True when ``url`` names a Redis Cluster (``redis+cluster://host:port,...``)."""
+    return url.startswith(CLUSTER_SCHEME + "://")
+
+
+def _cluster_netloc(url: str) -> tuple[str, str]:
+    """(user info, comma-separated host:port list) of a cluster URL."""
+    rest = url.removeprefix(CLUSTER_SCHEME + "://").split("/", 1)[0]
+    userinfo, _, hosts = rest.rpartition("@")
+    return userinfo, hosts
+
+
+def _cluster_nodes(url: str) -> list[ClusterNode]:
+    """The startup nodes named by a cluster URL (ValueError when it names none)."""
+    nodes = []
+    for entry in filter(None, _cluster_netloc(url)[1].split(",")):
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"cluster node {entry!r} is not host:port")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    if not nodes:
+        raise ValueError(f"{CLUSTER_SCHEME}:// URL names no node")
+    return nodes
+
+
+def _cluster_credentials(url: str) -> tuple[str | None, str | None]:
+    """(username, password) from a cluster URL's user info (None where absent)."""
+    user, sep, password = _cluster_netloc(url)[0].partition(":")
+    if not sep:  # redis+cluster://password@host:port, or nothing
+        return None, unquote(user) if user else None
+    return unquote(user) if user else None, unquote(password)
+
+
+#: Connections to Redis (to each node of a cluster) a process opens at most.
+MAX_CONNECTIONS = 512
 
 #: Longest wait for one reply from Redis before it counts as unreachable, seconds.
 SOCKET_TIMEOUT_S = 20.0
@@ -595,13 +689,26 @@ async def open_redis_store(
     A Redis not reachable yet is tried again for up to ``wait_s`` seconds.
     """
 
-    async def connect() -> aioredis.Redis:
+    async def connect() -> RedisClient:
+        if is_cluster_url(url):
+            # Connections per node as many as the single pool's: every event's
+            # admission loop holds one in a blocking read. (The cluster's pools fail
+            # when full instead of waiting: redis-py's default of 100 per node made a
+            # worker with 100 events on a node see Redis as unreachable.)
+            username, password = _cluster_credentials(url)
+            return RedisCluster(
+                startup_nodes=_cluster_nodes(url),
+                username=username,
+                password=password,
+                max_connections=MAX_CONNECTIONS,
+                socket_timeout=SOCKET_TIMEOUT_S,
+            )
         # A blocking pool waits for a free connection instead of failing when many
         # tasks hold one in a blocking read at once. redis-py's 5 s read timeout
         # declared Redis unreachable when a loaded process's loop came back late to
         # an answer Redis gave in milliseconds; a dead Redis still fails at connect.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=512, timeout=10, socket_timeout=SOCKET_TIMEOUT_S
+            url, max_connections=MAX_CONNECTIONS, timeout=10, socket_timeout=SOCKET_TIMEOUT_S
         )
         return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
 

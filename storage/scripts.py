@@ -4,27 +4,36 @@ This is the one module that knows how a script call reaches Redis: every script
 is loaded once and called by SHA (``EVALSHA``), reloaded when Redis answers
 NOSCRIPT (after a restart or ``SCRIPT FLUSH``), and a batch of calls (one per
 event) goes out as one pipeline. The typed methods of ``redis_store.py`` say
-*which* script to run with which arguments; this module says *how*. A cluster
-client changes this module: loading on every primary, grouping calls per node.
+*which* script to run with which arguments; this module says *how*.
+
+On a Redis Cluster (``redis.asyncio.cluster.RedisCluster``) scripts are loaded on
+every primary, and a batch's pipeline is split by the cluster client into one
+pipeline per node, sent concurrently: still one round trip per node. Every key of
+a call carries its event's hash tag, so a call never spans slots. A call Redis
+answers NOSCRIPT (a restarted server, a replica promoted after a failover) did not
+run: the scripts are loaded again and only those calls are sent again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from storage.bridge import Bridge
 from storage.errors import StorageError, StorageUnavailable
 from storage.keys import event_keys
 from storage.metrics import BATCH_SIZE, ROUND_TRIPS
 
-__all__ = ["SCRIPT_NAMES", "ScriptCall", "ScriptRunner"]
+__all__ = ["SCRIPT_NAMES", "RedisClient", "ScriptCall", "ScriptRunner"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,6 +62,9 @@ _STANDALONE = frozenset({"take_tokens"})
 #: One script call: the script's name, its KEYS and its ARGV.
 ScriptCall = tuple[str, list[str], list[Any]]
 
+#: The driver's client: one Redis, or a Redis Cluster.
+RedisClient = aioredis.Redis | RedisCluster
+
 
 def _load_script_sources() -> dict[str, str]:
     lua = resources.files("storage") / "lua"
@@ -76,7 +88,7 @@ class _EventItem(Protocol):
 class ScriptRunner:
     """Round trips to Redis: plain commands and batches of script calls."""
 
-    def __init__(self, client: aioredis.Redis, bridge: Bridge) -> None:
+    def __init__(self, client: RedisClient, bridge: Bridge) -> None:
         self._client = client  # the redis.asyncio client, used only on the drivers' loop
         self._bridge = bridge  # crosses into the drivers' loop
         self._shas: dict[str, str] = {}  # script name -> SHA1 once loaded
@@ -88,25 +100,55 @@ class ScriptRunner:
         ROUND_TRIPS.labels("redis", op).inc(trips)
         try:
             return await self._bridge.call(fn)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            raise StorageUnavailable(f"Redis unreachable during {op}: {exc}") from exc
-        except redis_errors.RedisError as exc:
-            raise StorageError(f"Redis error during {op}: {exc}") from exc
+        except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
+            raise storage_error(op, exc) from exc
+        except (AttributeError, TypeError) as exc:
+            # redis-py's cluster client, refreshing its view of the nodes after a failover,
+            # closes connections other calls are using (and may drop the node a call was
+            # routed to): such a call then fails inside the driver on the missing socket
+            # (``'NoneType' object has no attribute 'writelines'``). The connection was
+            # lost, as in a ConnectionError: the caller retries or reports unavailability.
+            if not (self.cluster and _raised_in_driver(exc)):
+                raise
+            raise StorageUnavailable(
+                f"Redis unreachable during {op}: the cluster client lost its connection "
+                f"mid-call ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    @property
+    def cluster(self) -> bool:
+        """True on a Redis Cluster."""
+        return isinstance(self._client, RedisCluster)
+
+    def nodes(self, keys: Sequence[str]) -> int:
+        """How many servers these keys live on (1 on a single Redis): the round trips
+        of a pipeline touching them."""
+        if not isinstance(self._client, RedisCluster):
+            return 1
+        client = self._client
+        return len({getattr(client.get_node_from_key(k), "name", "") for k in keys}) or 1
 
     async def load(self) -> None:
         """Load every script into Redis (again after a restart or SCRIPT FLUSH)."""
 
         async def load() -> dict[str, str]:
-            pipe = self._client.pipeline(transaction=False)
-            for name in SCRIPT_NAMES:
-                pipe.script_load(_SOURCES[name])
-            shas = await pipe.execute()
+            if isinstance(self._client, RedisCluster):
+                # SCRIPT LOAD goes to every primary; the loads run concurrently.
+                shas = await asyncio.gather(
+                    *(self._client.script_load(_SOURCES[name]) for name in SCRIPT_NAMES)
+                )
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for name in SCRIPT_NAMES:
+                    pipe.script_load(_SOURCES[name])
+                shas = await pipe.execute()
             return {
                 n: s.decode() if isinstance(s, bytes) else s
                 for n, s in zip(SCRIPT_NAMES, shas, strict=True)
             }
 
-        self._shas = await self.call("script_load", load)
+        trips = len(SCRIPT_NAMES) if self.cluster else 1
+        self._shas = await self.call("script_load", load, trips=trips)
 
     async def sections(self, event_id: str) -> list[str]:
         """The section ids of an event (read once, then cached: they never change)."""
@@ -134,22 +176,40 @@ class ScriptRunner:
         return fixed + [k.seat_map(s) for s in sections]
 
     async def run(self, op: str, calls: list[ScriptCall]) -> list[bytes]:
-        """Run script calls in one pipelined round trip; reload scripts once on NOSCRIPT."""
+        """Run script calls in one pipelined round trip (one per node on a cluster); the
+        calls answered NOSCRIPT run again, once, after the scripts are loaded again."""
         BATCH_SIZE.labels(op).observe(len(calls))
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            pending = [calls[i] for i in todo]
 
-        async def run() -> Any:
-            pipe = self._client.pipeline(transaction=False)
-            for name, keys, args in calls:
-                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
-            return await pipe.execute()
+            async def run(pending: list[ScriptCall] = pending) -> Any:
+                pipe = self._client.pipeline(transaction=False)
+                for name, keys, args in pending:
+                    # The command itself, not ``pipe.evalsha``: redis-py refuses that
+                    # method on a cluster pipeline, as it cannot reload scripts per node;
+                    # this runner does (NOSCRIPT calls run again after ``load``). The
+                    # cluster pipeline routes each call by its keys' slot, and refuses
+                    # a call whose keys span slots.
+                    pipe.execute_command("EVALSHA", self._shas[name], len(keys), *keys, *args)
+                return await pipe.execute(raise_on_error=False)
 
-        try:
-            return await self.call(op, run)
-        except StorageError as exc:
-            if not isinstance(exc.__cause__, redis_errors.NoScriptError):
-                raise
-        await self.load()
-        return await self.call(op, run)
+            trips = self.nodes([keys[0] for _, keys, _ in pending])
+            replies = await self.call(op, run, trips=trips)
+            missing: list[int] = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, redis_errors.NoScriptError) and attempt == 0:
+                    missing.append(i)
+                elif isinstance(reply, BaseException):
+                    raise storage_error(op, reply) from reply
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            await self.load()
+            todo = missing
+        return results
 
     async def per_event(
         self,
@@ -181,3 +241,36 @@ class ScriptRunner:
         for idx, raw in zip(by_event.values(), raws, strict=True):
             answered.update(zip(idx, decoder.decode(raw), strict=True))
         return [answered[i] for i in range(len(items))]
+
+
+def storage_error(op: str, exc: BaseException) -> StorageError:
+    """A driver error as the store's: StorageUnavailable when Redis (or, on a cluster,
+    the node serving the keys, a failover under way) cannot answer, else StorageError."""
+    if isinstance(exc, _UNREACHABLE):
+        return StorageUnavailable(f"Redis unreachable during {op}: {exc}")
+    return StorageError(f"Redis error during {op}: {exc}")
+
+
+def _raised_in_driver(exc: BaseException) -> bool:
+    """True when ``exc`` was raised inside redis-py (a frame of its package lies between
+    the call and the raise), not in this package's code around it."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_DRIVER_DIR):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+#: Where redis-py's modules live.
+_DRIVER_DIR = Path(redis_errors.__file__).resolve().parent
+
+
+_UNREACHABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+    redis_errors.ClusterDownError,  # CLUSTERDOWN, MASTERDOWN: a failover under way
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+)

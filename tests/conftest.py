@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +20,95 @@ from api.client import BookingClient
 from api.settings import Settings
 from api.wiring import Services, open_services
 from storage.bridge import open_bridge
-from storage.embedded import EmbeddedServers, RedisServer, embedded_servers, remove_data_dir
+from storage.dev_smtp import DevSmtpServer
+from storage.embedded import (
+    GATEWAY_URL_FILE,
+    EmbeddedCluster,
+    EmbeddedServers,
+    RedisServer,
+    embedded_cluster,
+    embedded_servers,
+    remove_data_dir,
+    start_gateway_process,
+)
 from storage.redis_store import RedisStore, open_redis_store
+
+RUNTIME = os.environ.get("BOOKING_TEST_RUNTIME", "trio")
 
 
 @pytest.fixture(scope="session")
-def servers() -> Iterator[EmbeddedServers]:
-    """Redis and PostgreSQL for the whole session."""
+def sandbox_gateway() -> Iterator[str]:
+    """The sandbox payment gateway for the whole session, a process of its own (``booking
+    gateway``); its URL. The session's processes and services pay through it: it is set as
+    BOOKING_STRIPE_API_BASE for every process the tests start."""
+    data_dir = Path(tempfile.mkdtemp(prefix="booking-gw-"))
+    argv = [sys.executable, "-m", "api.cli", "gateway", "--runtime", RUNTIME]
+    proc = start_gateway_process(argv, data_dir)
+    url = (data_dir / GATEWAY_URL_FILE).read_text().strip()
+    saved = {k: os.environ.get(k) for k in ("BOOKING_GATEWAY", "BOOKING_STRIPE_API_BASE")}
+    os.environ.update(BOOKING_GATEWAY="sandbox", BOOKING_STRIPE_API_BASE=url)
+    try:
+        yield url
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        proc.terminate()
+        proc.wait(timeout=10)
+        remove_data_dir(data_dir)
+
+
+#: ``cluster``: the session's Redis is an embedded Redis Cluster (three primaries, a
+#: replica each) instead of one embedded Redis (unless REDIS_URL names one).
+ON_CLUSTER = os.environ.get("BOOKING_TEST_REDIS") == "cluster"
+
+
+@pytest.fixture(scope="session")
+def session_cluster() -> Iterator[EmbeddedCluster | None]:
+    """The session's embedded Redis Cluster (None unless BOOKING_TEST_REDIS=cluster)."""
+    if not ON_CLUSTER or os.environ.get("REDIS_URL"):
+        yield None
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="booking-cl-"))
+    try:
+        with embedded_cluster(data_dir) as cluster:
+            yield cluster
+    finally:
+        remove_data_dir(data_dir)
+
+
+@pytest.fixture(scope="session")
+def servers(
+    sandbox_gateway: str, session_cluster: EmbeddedCluster | None
+) -> Iterator[EmbeddedServers]:
+    """Redis (or a Redis Cluster) and PostgreSQL for the whole session (and the sandbox
+    gateway)."""
     data_dir = Path(tempfile.mkdtemp(prefix="booking-test-"))
+    redis_url = os.environ.get("REDIS_URL")
+    if session_cluster is not None:
+        redis_url = session_cluster.url
     try:
         with embedded_servers(
-            data_dir,
-            redis_url=os.environ.get("REDIS_URL"),
-            database_url=os.environ.get("DATABASE_URL"),
+            data_dir, redis_url=redis_url, database_url=os.environ.get("DATABASE_URL")
         ) as started:
             yield started
     finally:
         remove_data_dir(data_dir)
 
 
-RUNTIME = os.environ.get("BOOKING_TEST_RUNTIME", "trio")
+@pytest.fixture(scope="session")
+def redis_cluster(session_cluster: EmbeddedCluster | None) -> Iterator[EmbeddedCluster]:
+    """An embedded Redis Cluster: the session's on a cluster pass, else one started for
+    the tests that need one."""
+    if session_cluster is not None:
+        yield session_cluster
+        return
+    with ExitStack() as stack:
+        data_dir = Path(tempfile.mkdtemp(prefix="booking-cl-"))
+        stack.callback(remove_data_dir, data_dir)
+        yield stack.enter_context(embedded_cluster(data_dir))
 
 
 @pytest.fixture
@@ -85,6 +156,17 @@ def redis_server(data_dir: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def smtp_server(data_dir: Path) -> Iterator[DevSmtpServer]:
+    """A development SMTP server of this test alone (its own process, mail in a maildir)."""
+    server = DevSmtpServer(data_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def event_id() -> str:
     """A fresh event id, so tests share servers without sharing state."""
     return "t" + uuid.uuid4().hex[:12]
@@ -106,7 +188,8 @@ SECRET = "test-secret-0123456789abcdef"
 
 def make_settings(redis_url: str | None, database_url: str | None, **overrides: Any) -> Settings:
     """Settings of a system under test: the test secret and admin key, free loopback ports
-    (metrics ports included, unless given)."""
+    (metrics ports included, unless given), the session's sandbox gateway."""
+    overrides.setdefault("stripe_api_base", os.environ.get("BOOKING_STRIPE_API_BASE"))
     return Settings(
         redis_url=redis_url,
         database_url=database_url,

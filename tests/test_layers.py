@@ -15,7 +15,8 @@ pytestmark = pytest.mark.once
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("plumbing", "storage", "waitroom", "engine", "realtime", "api", "bench")
-DRIVERS = ("redis", "asyncpg", "trio_asyncio")
+#: Clients of outside systems: databases, and the payment provider.
+DRIVERS = ("redis", "asyncpg", "trio_asyncio", "sqlite3", "stripe")
 
 # bench modules that may reach past the wire types, and what else they may import.
 BENCH_ALLOWED: dict[str, tuple[str, ...]] = {

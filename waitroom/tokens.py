@@ -1,4 +1,4 @@
-"""Signed tokens: a client's place in line, and the right to pay for a hold.
+"""Signed tokens: a client's place in line, the right to pay for a hold, and a booking's.
 
 A token is ``<kind>.<event>.<seq>.<expires_s>.<signature>``, the signature an
 HMAC-SHA256 (truncated to 128 bits, base64url) over the rest with the server
@@ -21,6 +21,7 @@ class TokenKind(Enum):
 
     QUEUE = "q"  # resume a place in line
     HOLD = "h"  # pay for a hold, read its booking
+    BOOKING = "b"  # read the booking a hold became, long after the hold ended
 
 
 class InvalidToken(Exception):

@@ -8,7 +8,14 @@ programs use it without loading the engine. Error answers raise :class:`ApiError
 :class:`WaitroomError` (``code``, ``message``).
 """
 
-from api.client.rest import ApiError, BookingClient
+from api.client.rest import AlreadyCheckedIn, ApiError, BookingClient
 from api.client.waitroom import Outcome, WaitingRoom, WaitroomError
 
-__all__ = ["ApiError", "BookingClient", "Outcome", "WaitingRoom", "WaitroomError"]
+__all__ = [
+    "AlreadyCheckedIn",
+    "ApiError",
+    "BookingClient",
+    "Outcome",
+    "WaitingRoom",
+    "WaitroomError",
+]

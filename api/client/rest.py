@@ -18,17 +18,26 @@ from api.http.schemas import (
     BookingView,
     CancelBody,
     CancellationView,
+    CheckedInBeforeBody,
+    CheckinBody,
+    CheckinCountsView,
+    CheckinView,
     CreatedEvent,
+    CreatedStaffKey,
     ErrorBody,
     EventCancellationView,
     EventList,
     EventView,
     PaymentBody,
     ReleasedView,
+    StaffKeyBody,
+    StaffKeyList,
+    StaffKeyView,
     StateView,
+    TicketKeyView,
 )
 
-__all__ = ["ApiError", "BookingClient"]
+__all__ = ["AlreadyCheckedIn", "ApiError", "BookingClient"]
 
 T = TypeVar("T")
 
@@ -54,6 +63,15 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
+
+
+class AlreadyCheckedIn(ApiError):
+    """409 ``already_checked_in`` of a check-in: the ticket came in before; ``before`` says
+    when and at which gate (and the seat)."""
+
+    def __init__(self, before: CheckedInBeforeBody) -> None:
+        super().__init__(409, before.error, before.message)
+        self.before = before  # the first scan: when, at which gate, the seat
 
 
 def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
@@ -229,13 +247,15 @@ class BookingClient:
         idempotency_key: str,
         *,
         traceparent: str | None = None,
+        email: str | None = None,
     ) -> BookingView:
         """``POST /v1/holds/{id}/payment``: pay a hold with the token of its prompt.
 
-        The booking is durable when this returns. Paying again with the same
-        ``idempotency_key`` answers the same booking; a declined card raises
-        ``ApiError`` 402 and the hold stays payable. ``traceparent``: the prompt's, when
-        the server traces (the payment joins the booking's trace).
+        The booking is durable when this returns; its ``booking_token`` reads it later.
+        Paying again with the same ``idempotency_key`` answers the same booking; a
+        declined card raises ``ApiError`` 402 and the hold stays payable.
+        ``traceparent``: the prompt's, when the server traces (the payment joins the
+        booking's trace). ``email``: where the confirmation mail with the tickets goes.
         """
         headers = {"Authorization": f"Bearer {hold_token}", "Idempotency-Key": idempotency_key}
         if traceparent:
@@ -244,7 +264,7 @@ class BookingClient:
             "POST",
             f"/v1/holds/{_segment(hold_id)}/payment",
             BookingView,
-            body=PaymentBody(card_token),
+            body=PaymentBody(card_token, email),
             headers=headers,
             retry=True,
         )
@@ -258,7 +278,7 @@ class BookingClient:
 
     async def booking(self, booking_id: str, *, hold_token: str | None = None) -> BookingView:
         """``GET /v1/bookings/{id}``: a booking and its tickets, read with the hold's token
-        (its holder) or, without one, the admin key."""
+        or the booking token (its holder) or, without one, the admin key."""
         headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else self._admin
         path = f"/v1/bookings/{_segment(booking_id)}"
         return await self._call("GET", path, BookingView, headers=headers, retry=True)
@@ -284,6 +304,80 @@ class BookingClient:
         return await self._call(
             "POST", path, CancellationView, body=CancelBody(tickets), headers=headers, retry=True
         )
+
+    # -- check-in at the door ------------------------------------------------------------
+
+    async def create_staff_key(self, event_id: str, label: str) -> CreatedStaffKey:
+        """``POST /v1/events/{id}/staff-keys``: a staff key for the event's door; its ``key``
+        is in this answer only."""
+        path = f"/v1/events/{_segment(event_id)}/staff-keys"
+        return await self._call(
+            "POST", path, CreatedStaffKey, body=StaffKeyBody(label), headers=self._admin
+        )
+
+    async def staff_keys(self, event_id: str) -> StaffKeyList:
+        """``GET /v1/events/{id}/staff-keys``: the event's staff keys in force (no keys)."""
+        path = f"/v1/events/{_segment(event_id)}/staff-keys"
+        return await self._call("GET", path, StaffKeyList, headers=self._admin, retry=True)
+
+    async def revoke_staff_key(self, event_id: str, key_id: str) -> StaffKeyView:
+        """``DELETE /v1/events/{id}/staff-keys/{key_id}``: revoke a staff key at once."""
+        path = f"/v1/events/{_segment(event_id)}/staff-keys/{_segment(key_id)}"
+        return await self._call("DELETE", path, StaffKeyView, headers=self._admin)
+
+    async def checkin(self, staff_key: str, code: str, gate: str) -> CheckinView:
+        """``POST /v1/checkin``: let the ticket ``code`` in at ``gate``; its seat.
+
+        Raises :class:`AlreadyCheckedIn` (409, with when and at which gate) for a ticket in
+        already, and ``ApiError`` 404 (no such ticket for the key's event), 410
+        (``ticket_cancelled``), 401 (not a staff key in force) or 422 (bad code or gate).
+        A scan is not retried: the door scans again.
+        """
+        headers = {"Authorization": f"Bearer {staff_key}"}
+        response = await self._request(
+            "POST", "/v1/checkin", body=CheckinBody(code, gate), headers=headers
+        )
+        if response.status == 409:
+            try:
+                before = _decoder(CheckedInBeforeBody).decode(response.content)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise _error(response) from None
+            raise AlreadyCheckedIn(before)
+        if response.status >= 300:
+            raise _error(response)
+        return _decoder(CheckinView).decode(response.content)
+
+    async def checkins(self, event_id: str) -> CheckinCountsView:
+        """``GET /v1/events/{id}/checkins``: live tickets, how many are in, and by gate."""
+        path = f"/v1/events/{_segment(event_id)}/checkins"
+        return await self._call("GET", path, CheckinCountsView, retry=True)
+
+    # -- tickets -------------------------------------------------------------------------
+
+    async def ticket_key(self, event_id: str) -> TicketKeyView:
+        """``GET /v1/events/{id}/ticket-key``: the Ed25519 public key that verifies the
+        event's ticket codes offline (``engine.ticket_codes.verify_ticket_code``)."""
+        path = f"/v1/events/{_segment(event_id)}/ticket-key"
+        return await self._call("GET", path, TicketKeyView, retry=True)
+
+    async def tickets_pdf(self, booking_id: str, *, token: str | None = None) -> bytes:
+        """``GET /v1/bookings/{id}/tickets.pdf``: the printable tickets (one page each),
+        with the booking or hold token or, without one, the admin key."""
+        headers = {"Authorization": f"Bearer {token}"} if token else self._admin
+        path = f"/v1/bookings/{_segment(booking_id)}/tickets.pdf"
+        return await self._content("GET", path, headers)
+
+    async def ticket_qr(self, booking_id: str, code: str, *, token: str | None = None) -> str:
+        """``GET /v1/bookings/{id}/tickets/{code}/qr.svg``: a ticket's QR code as SVG."""
+        headers = {"Authorization": f"Bearer {token}"} if token else self._admin
+        path = f"/v1/bookings/{_segment(booking_id)}/tickets/{_segment(code)}/qr.svg"
+        return (await self._content("GET", path, headers)).decode()
+
+    async def _content(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        response = await self._request(method, path, headers=headers, retry=True)
+        if response.status >= 300:
+            raise _error(response)
+        return response.content
 
     # -- operations ----------------------------------------------------------------------
 

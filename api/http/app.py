@@ -12,15 +12,17 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from functools import cache
 from typing import Any, TypeVar
 
+import anyio
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -36,7 +38,12 @@ from api.http.schemas import (
     BookingView,
     CancelBody,
     CancellationView,
+    CheckedInBeforeBody,
+    CheckinBody,
+    CheckinCountsView,
+    CheckinView,
     CreatedEvent,
+    CreatedStaffKey,
     EventCancellationView,
     EventList,
     EventSummary,
@@ -44,22 +51,34 @@ from api.http.schemas import (
     PaymentBody,
     ReleasedView,
     SectionAvailability,
+    StaffKeyBody,
+    StaffKeyList,
+    StaffKeyView,
     StateView,
+    TicketKeyView,
     TicketView,
 )
 from engine.bookings import Booking
 from engine.cancellation import Cancellation, CancellationStatus, EventCancellation
+from engine.checkin import StaffKey
 from engine.checkout import PaymentRequest
 from engine.errors import (
+    AlreadyCheckedIn,
     BookingError,
     InvalidRequest,
+    NotFound,
+    RateLimited,
     StorageUnavailable,
     Unauthorized,
     Unavailable,
+    Unprocessable,
 )
 from engine.events import EventSpec
 from engine.interface import Engine
 from engine.sales import Sales, SaleStatus
+from engine.ticket_codes import CODE_VERSION
+from plumbing.client_ip import AddressPolicy
+from waitroom.limits import RouteLimiter, identity
 from waitroom.records import EventState
 
 __all__ = ["API_VERSION", "OPS_ROUTES", "ROUTES", "HttpState", "create_app", "create_ops_app"]
@@ -83,11 +102,43 @@ class HttpState:
     max_body_bytes: int
     #: Where clients of an event open their WebSocket: (event id, the request's Host header).
     waitroom_url: Callable[[str, str | None], str]
+    #: Token buckets of the routes (None: unlimited).
+    limiter: RouteLimiter | None = None
+    #: Trusted proxies, and the client addresses per-IP limits spare.
+    addresses: AddressPolicy = field(default_factory=AddressPolicy)
+    #: Longest a request body may take to arrive, seconds.
+    body_timeout_s: float = 10.0
+
+
+class BodyTimeout(Exception):
+    """The request body did not arrive in time."""
 
 
 def _state(request: Request) -> HttpState:
     state: HttpState = request.state.http
     return state
+
+
+def client_ip(request: Request) -> str:
+    """The client's address: the peer, or behind trusted proxies from X-Forwarded-For."""
+    peer = request.client.host if request.client is not None else ""
+    return _state(request).addresses.client(peer, request.headers.getlist("x-forwarded-for"))
+
+
+async def _limit(
+    request: Request, route: str, *, hold: str | None = None, admin: bool = False
+) -> None:
+    """Take a token of ``route`` for the client's address, and for its hold or admin key;
+    RateLimited (429) when a bucket is empty. An exempt address (loopback unless
+    configured otherwise: operators and the bench) takes none."""
+    state = _state(request)
+    ip = client_ip(request)
+    if state.limiter is None or state.addresses.exempt(ip):
+        return
+    key = identity(_bearer(request)) if admin else ""
+    wait = await state.limiter.take(route, ip=ip, hold=hold, admin=key)
+    if wait:
+        raise RateLimited(f"too many {route} requests; retry in {wait} s", wait)
 
 
 def _bearer(request: Request) -> str:
@@ -106,10 +157,13 @@ def _is_admin(request: Request) -> bool:
     )
 
 
-def _require_admin(request: Request) -> None:
+async def _require_admin(request: Request) -> None:
+    """Admin credentials, within the admin routes' limits (per address, then per key)."""
+    await _limit(request, "admin")
     _bearer(request)
     if not _is_admin(request):
         raise Unauthorized("admin key required")
+    await _limit(request, "admin_key", admin=True)
 
 
 async def _body(request: Request, kind: type[T], empty: T | None = None) -> T:
@@ -118,11 +172,14 @@ async def _body(request: Request, kind: type[T], empty: T | None = None) -> T:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise InvalidRequest(f"body larger than {limit} bytes")
     raw = b""
-    async with aclosing(request.stream()) as chunks:
-        async for chunk in chunks:
-            raw += chunk
-            if len(raw) > limit:
-                raise InvalidRequest(f"body larger than {limit} bytes")
+    with anyio.move_on_after(_state(request).body_timeout_s) as scope:
+        async with aclosing(request.stream()) as chunks:
+            async for chunk in chunks:
+                raw += chunk
+                if len(raw) > limit:
+                    raise InvalidRequest(f"body larger than {limit} bytes")
+    if scope.cancelled_caught:
+        raise BodyTimeout
     if not raw and empty is not None:  # no body at all: the operation's default
         return empty
     try:
@@ -131,7 +188,7 @@ async def _body(request: Request, kind: type[T], empty: T | None = None) -> T:
         raise InvalidRequest(f"invalid body: {exc}") from None
 
 
-def _booking_view(booking: Booking) -> BookingView:
+async def _booking_view(engine: Engine, booking: Booking) -> BookingView:
     return BookingView(
         id=booking.id,
         event_id=booking.event_id,
@@ -140,6 +197,9 @@ def _booking_view(booking: Booking) -> BookingView:
         amount_cents=booking.amount_cents,
         created_at=booking.created_at.isoformat(),
         tickets=[TicketView(t.code, t.section, t.row, t.number, t.live) for t in booking.tickets],
+        booking_token=engine.holds.booking_token(booking.hold_id, booking.token_expires_s),
+        booking_token_expires_s=booking.token_expires_s,
+        currency=await engine.tickets.currency(booking),
     )
 
 
@@ -240,6 +300,7 @@ _EVENT_LINKS = {
         ("SetAdmission", "set_admission"),
         ("Audit", "audit"),
         ("WaitroomPage", "waitroom_page"),
+        ("TicketKey", "ticket_key"),
     )
 }
 
@@ -247,7 +308,7 @@ _EVENT_LINKS = {
 @operation(
     request=EventSpec,
     answers={201: CreatedEvent},
-    errors=[400, 401, 503],
+    errors=[400, 401, 408, 429, 503],
     credentials="admin",
     links=_EVENT_LINKS,
     example={
@@ -264,7 +325,7 @@ _EVENT_LINKS = {
 )
 async def create_event(request: Request) -> Response:
     """``POST /v1/events``: create an event; its id and WebSocket URL."""
-    _require_admin(request)
+    await _require_admin(request)
     state = _state(request)
     spec = await _body(request, EventSpec)
     event_id = await state.engine.sales.create(spec)
@@ -303,25 +364,25 @@ async def _change_state(
     request: Request, change: Callable[[Sales, str], Awaitable[EventState]]
 ) -> Response:
     """Pause, resume or close the event of the path (admin only): its new state."""
-    _require_admin(request)
+    await _require_admin(request)
     event_id = request.path_params["event_id"]
     new_state = await change(_state(request).engine.sales, event_id)
     return json_response(StateView(event_id, new_state))
 
 
-@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
+@operation(answers={200: StateView}, errors=[401, 404, 409, 429, 503], credentials="admin")
 async def pause(request: Request) -> Response:
     """``POST /v1/events/{id}/pause``: stop admission (409 unless the event is open)."""
     return await _change_state(request, Sales.pause)
 
 
-@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
+@operation(answers={200: StateView}, errors=[401, 404, 409, 429, 503], credentials="admin")
 async def resume(request: Request) -> Response:
     """``POST /v1/events/{id}/resume``: restart admission (409 unless the event is paused)."""
     return await _change_state(request, Sales.resume)
 
 
-@operation(answers={200: StateView}, errors=[401, 404, 409, 503], credentials="admin")
+@operation(answers={200: StateView}, errors=[401, 404, 409, 429, 503], credentials="admin")
 async def close(request: Request) -> Response:
     """``POST /v1/events/{id}/close``: end the sale: no more joins or admissions (409 if closed)."""
     return await _change_state(request, Sales.close)
@@ -331,12 +392,12 @@ async def close(request: Request) -> Response:
     request=AdmissionBody,
     answers={200: AdmissionView},
     example={"max_active_holds": 300, "admissions_per_minute": 6000},
-    errors=[400, 401, 404, 503],
+    errors=[400, 401, 404, 408, 429, 503],
     credentials="admin",
 )
 async def set_admission(request: Request) -> Response:
     """``PATCH /v1/events/{id}/admission``: change the admission caps; the caps in force."""
-    _require_admin(request)
+    await _require_admin(request)
     engine = _state(request).engine
     event_id = request.path_params["event_id"]
     await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
@@ -351,13 +412,13 @@ async def set_admission(request: Request) -> Response:
 
 @operation(
     answers={200: AuditView},
-    errors=[401, 404, 503],
+    errors=[401, 404, 429, 503],
     credentials="admin",
     query={"settled": "1: also require PostgreSQL to agree with Redis (no payment in flight)"},
 )
 async def audit(request: Request) -> Response:
     """``GET /v1/events/{id}/audit``: the event's invariants checked now."""
-    _require_admin(request)
+    await _require_admin(request)
     event_id = request.path_params["event_id"]
     settled = request.query_params.get("settled") == "1"
     result = await _state(request).engine.sales.audit(event_id, settled=settled)
@@ -367,50 +428,224 @@ async def audit(request: Request) -> Response:
 @operation(
     request=PaymentBody,
     answers={200: BookingView},
-    example={"card_token": "tok_visa"},
-    links={"GetBooking": ("get_booking", {"booking_id": "$response.body#/id"})},
-    errors=[400, 401, 402, 403, 404, 409, 503, 504],
+    example={"card_token": "tok_visa", "email": "buyer@example.com"},
+    links={
+        "GetBooking": ("get_booking", {"booking_id": "$response.body#/id"}),
+        "TicketsPdf": ("tickets_pdf", {"booking_id": "$response.body#/id"}),
+    },
+    errors=[400, 401, 402, 403, 404, 408, 409, 429, 503, 504],
     credentials="hold",
     headers={"Idempotency-Key": "1-128 printable characters; a retry with the same key pays once"},
 )
 async def pay(request: Request) -> Response:
-    """``POST /v1/holds/{id}/payment``: pay for a hold; the booking is durable before the answer."""
+    """``POST /v1/holds/{id}/payment``: pay for a hold; the booking is durable before the answer.
+
+    The answer's ``booking_token`` reads the booking long after the hold token ran out;
+    with an ``email`` the confirmation mail and PDF tickets go there (sent after the answer).
+    """
     engine = _state(request).engine
-    event_id, seq = engine.holds.authorize_payment(_bearer(request), request.path_params["hold_id"])
+    await _limit(request, "payment")
+    hold = request.path_params["hold_id"]
+    event_id, seq = engine.holds.authorize_payment(_bearer(request), hold)
     key = request.headers.get("idempotency-key", "")
     if not 1 <= len(key) <= 128 or not key.isprintable():
         raise InvalidRequest("send an Idempotency-Key header (1-128 printable characters)")
     body = await _body(request, PaymentBody)
-    booking = await engine.checkout.pay(PaymentRequest(event_id, seq, key, body.card_token))
-    return json_response(_booking_view(booking))
+    await _limit(request, "payment_hold", hold=hold)  # what reaches the gateway, per hold
+    booking = await engine.checkout.pay(
+        PaymentRequest(event_id, seq, key, body.card_token, email=body.email)
+    )
+    return json_response(await _booking_view(engine, booking))
 
 
-@operation(answers={200: ReleasedView}, errors=[401, 403, 404, 409, 503], credentials="hold")
+@operation(answers={200: ReleasedView}, errors=[401, 403, 404, 409, 429, 503], credentials="hold")
 async def release_hold(request: Request) -> Response:
     """``DELETE /v1/holds/{id}``: give the seats back before the deadline (the holder only);
     they go to the next in line, and the holder is told ``expired`` on the WebSocket."""
     engine = _state(request).engine
+    await _limit(request, "release")
     hold = request.path_params["hold_id"]
     event_id, seq = engine.holds.authorize_payment(_bearer(request), hold)
+    await _limit(request, "release_hold", hold=hold)
     await engine.checkout.release(event_id, seq)
     return json_response(ReleasedView(hold, "released"))
 
 
-@operation(answers={200: BookingView}, errors=[401, 403, 404, 503], credentials="admin_or_hold")
+@operation(
+    answers={200: BookingView}, errors=[401, 403, 404, 429, 503], credentials="admin_or_hold"
+)
 async def get_booking(request: Request) -> Response:
     """``GET /v1/bookings/{id}``: a booking and its tickets, to its holder or an admin."""
     engine = _state(request).engine
+    booking = await _readable_booking(request)
+    return json_response(await _booking_view(engine, booking))
+
+
+async def _readable_booking(request: Request, route: str = "booking") -> Booking:
+    """The booking of the path, if the caller is an admin or holds its hold or booking token.
+
+    Within ``route``'s limits (per address, then per hold or admin key), and credentials
+    before the lookup: an unknown id must not answer differently."""
+    engine = _state(request).engine
+    await _limit(request, route)
+    if _is_admin(request):
+        await _limit(request, f"{route}_admin", admin=True)
+        return await engine.bookings.get(request.path_params["booking_id"])
+    token = _bearer(request)
+    hold = engine.holds.reader(token)
+    await _limit(request, f"{route}_hold", hold=hold)
     booking = await engine.bookings.get(request.path_params["booking_id"])
-    if not _is_admin(request):
-        engine.holds.authorize_reading(_bearer(request), booking.hold_id)
-    return json_response(_booking_view(booking))
+    engine.holds.authorize_reading(token, booking.hold_id)
+    return booking
+
+
+# -- tickets in the buyer's hands ------------------------------------------------------
+
+_PDF = "application/pdf"
+_SVG = "image/svg+xml"
+
+
+@operation(answers={200: TicketKeyView}, errors=[404, 503])
+async def ticket_key(request: Request) -> Response:
+    """``GET /v1/events/{id}/ticket-key``: the Ed25519 public key that verifies the event's
+    ticket codes offline (a scanner keeps it; no call per scan)."""
+    engine = _state(request).engine
+    event_id = request.path_params["event_id"]
+    await engine.catalog.get(event_id)  # an unknown event is a 404
+    return json_response(
+        TicketKeyView(
+            event_id=event_id,
+            algorithm="Ed25519",
+            public_key=engine.tickets.public_key,
+            code_format=f"{CODE_VERSION}.<event>.<booking>.<section>.<position>.<signature>",
+        )
+    )
+
+
+@operation(answers={200: _PDF}, errors=[401, 403, 404, 429, 503], credentials="admin_or_hold")
+async def tickets_pdf(request: Request) -> Response:
+    """``GET /v1/bookings/{id}/tickets.pdf``: the printable tickets, one page per ticket with
+    its QR code, to its holder (hold or booking token) or an admin."""
+    booking = await _readable_booking(request)
+    pdf = await _state(request).engine.tickets.pdf(booking)
+    return Response(
+        pdf,
+        media_type=_PDF,
+        headers={"Content-Disposition": f'inline; filename="tickets-{booking.id}.pdf"'},
+    )
+
+
+@operation(answers={200: _SVG}, errors=[401, 403, 404, 429, 503], credentials="admin_or_hold")
+async def ticket_qr(request: Request) -> Response:
+    """``GET /v1/bookings/{id}/tickets/{code}/qr.svg``: a ticket's QR code (SVG, to inline),
+    to the booking's holder or an admin."""
+    booking = await _readable_booking(request)
+    code = request.path_params["code"]
+    if code not in {t.code for t in booking.tickets}:
+        raise NotFound("no such ticket in this booking")
+    return Response(await _state(request).engine.tickets.qr_svg(code), media_type=_SVG)
+
+
+# -- check-in at the door ------------------------------------------------------------
+
+
+def _staff_key_view(key: StaffKey) -> StaffKeyView:
+    revoked = key.revoked_at.astimezone(UTC).isoformat() if key.revoked_at else None
+    created = key.created_at.astimezone(UTC).isoformat()
+    return StaffKeyView(key.id, key.event_id, key.label, created, revoked)
+
+
+@operation(
+    request=StaffKeyBody,
+    answers={201: CreatedStaffKey},
+    errors=[400, 401, 404, 429, 503],
+    credentials="admin",
+    example={"label": "North gate"},
+    links={
+        "RevokeStaffKey": (
+            "revoke_staff_key",
+            {"event_id": "$response.body#/event_id", "key_id": "$response.body#/id"},
+        )
+    },
+)
+async def create_staff_key(request: Request) -> Response:
+    """``POST /v1/events/{id}/staff-keys``: a staff key of the event for the door (the key is
+    in this answer only; it opens the event's check-in and nothing else)."""
+    await _require_admin(request)
+    engine = _state(request).engine
+    event_id = request.path_params["event_id"]
+    await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
+    body = await _body(request, StaffKeyBody)
+    made = await engine.checkin.create_key(event_id, body.label)
+    view = _staff_key_view(made.staff_key)
+    created = CreatedStaffKey(view.id, view.event_id, view.label, view.created_at, made.key)
+    return json_response(created, status=201)
+
+
+@operation(answers={200: StaffKeyList}, errors=[401, 404, 429, 503], credentials="admin")
+async def list_staff_keys(request: Request) -> Response:
+    """``GET /v1/events/{id}/staff-keys``: the event's staff keys in force (labels, never keys)."""
+    await _require_admin(request)
+    keys = await _state(request).engine.checkin.keys(request.path_params["event_id"])
+    return json_response(StaffKeyList([_staff_key_view(k) for k in keys]))
+
+
+@operation(answers={200: StaffKeyView}, errors=[401, 404, 429, 503], credentials="admin")
+async def revoke_staff_key(request: Request) -> Response:
+    """``DELETE /v1/events/{id}/staff-keys/{key_id}``: revoke a staff key at once (again: no
+    change)."""
+    await _require_admin(request)
+    path = request.path_params
+    key = await _state(request).engine.checkin.revoke_key(path["event_id"], path["key_id"])
+    return json_response(_staff_key_view(key))
+
+
+@operation(
+    request=CheckinBody,
+    answers={200: CheckinView, 409: CheckedInBeforeBody},
+    errors=[401, 404, 410, 422, 429, 503],
+    credentials="staff",
+    example={"code": "T-8KQ2-ZJ4M", "gate": "North"},
+)
+async def checkin(request: Request) -> Response:
+    """``POST /v1/checkin``: let a ticket in with a staff key of its event; its seat.
+
+    409 ``already_checked_in`` with when and at which gate it came in; 404 for a code the
+    key's event has no ticket of; 410 ``ticket_cancelled``; 422 for a body that is not a
+    code and a gate."""
+    await _limit(request, "checkin")
+    staff_key = _bearer(request)
+    await _limit(request, "checkin_key", admin=True)
+    try:
+        body = await _body(request, CheckinBody)
+    except InvalidRequest as exc:
+        raise Unprocessable(exc.message) from None
+    try:
+        done = await _state(request).engine.checkin.check_in(staff_key, body.code, body.gate)
+    except AlreadyCheckedIn as exc:
+        at = exc.checked_in_at.astimezone(UTC).isoformat()
+        before = CheckedInBeforeBody(exc.code, exc.message, at, exc.gate, *exc.seat)
+        return json_response(before, status=409)
+    at = done.checked_in_at.astimezone(UTC).isoformat()
+    view = CheckinView(done.code, done.event_id, done.section, done.row, done.number, done.gate, at)
+    return json_response(view)
+
+
+@operation(answers={200: CheckinCountsView}, errors=[404, 503])
+async def checkin_counts(request: Request) -> Response:
+    """``GET /v1/events/{id}/checkins``: the event at the door: live tickets, how many are
+    in, how many came in at each gate."""
+    counts = await _state(request).engine.checkin.counts(request.path_params["event_id"])
+    return json_response(
+        CheckinCountsView(counts.event_id, counts.live_tickets, counts.checked_in, counts.gates)
+    )
 
 
 @operation(
     request=CancelBody,
     answers={200: CancellationView, 202: CancellationView},
     example={"tickets": ["<ticket code>"]},
-    errors=[400, 401, 403, 404, 409, 422, 503],
+    errors=[400, 401, 403, 404, 408, 409, 422, 429, 503],
     credentials="admin_or_hold",
     headers={
         "Idempotency-Key": "1-128 printable characters; a retry with the same key cancels "
@@ -421,10 +656,8 @@ async def cancel_booking(request: Request) -> Response:
     """``POST /v1/bookings/{id}/cancel``: cancel the booking, or the tickets named, and refund
     their prices; 200 once refunded (seats back on sale), 202 while the refund is retried."""
     engine = _state(request).engine
-    booking = await engine.bookings.get(request.path_params["booking_id"])
+    booking = await _readable_booking(request, "cancel")
     admin = _is_admin(request)
-    if not admin:
-        engine.holds.authorize_reading(_bearer(request), booking.hold_id)
     key = _idempotency_key(request)
     body = await _body(request, CancelBody, CancelBody())
     cancellation = await engine.cancellations.cancel(booking, key, body.tickets, by_admin=admin)
@@ -434,25 +667,25 @@ async def cancel_booking(request: Request) -> Response:
 
 @operation(
     answers={202: EventCancellationView},
-    errors=[401, 404, 503],
+    errors=[401, 404, 429, 503],
     credentials="admin",
     links={"Progress": ("event_cancellation", {"event_id": "$response.body#/event_id"})},
 )
 async def cancel_event(request: Request) -> Response:
     """``POST /v1/events/{id}/cancel``: cancel the whole event: the sale closes and the workers
     cancel and refund every live booking (asking again changes nothing); the progress."""
-    _require_admin(request)
+    await _require_admin(request)
     progress = await _state(request).engine.cancellations.cancel_event(
         request.path_params["event_id"]
     )
     return json_response(_event_cancellation_view(progress), status=202)
 
 
-@operation(answers={200: EventCancellationView}, errors=[401, 404, 503], credentials="admin")
+@operation(answers={200: EventCancellationView}, errors=[401, 404, 429, 503], credentials="admin")
 async def event_cancellation(request: Request) -> Response:
     """``GET /v1/events/{id}/cancellation``: how far the event's cancellation got (refunded n
     of m bookings); 404 when the event is not being cancelled."""
-    _require_admin(request)
+    await _require_admin(request)
     progress = await _state(request).engine.cancellations.event_progress(
         request.path_params["event_id"]
     )
@@ -522,6 +755,15 @@ ROUTES = [
     Route("/v1/holds/{hold_id}/payment", pay, methods=["POST"]),
     Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
+    # check-in at the door
+    Route("/v1/events/{event_id}/staff-keys", create_staff_key, methods=["POST"]),
+    Route("/v1/events/{event_id}/staff-keys", list_staff_keys, methods=["GET"]),
+    Route("/v1/events/{event_id}/staff-keys/{key_id}", revoke_staff_key, methods=["DELETE"]),
+    Route("/v1/events/{event_id}/checkins", checkin_counts, methods=["GET"]),
+    Route("/v1/checkin", checkin, methods=["POST"]),
+    Route("/v1/events/{event_id}/ticket-key", ticket_key, methods=["GET"]),
+    Route("/v1/bookings/{booking_id}/tickets.pdf", tickets_pdf, methods=["GET"]),
+    Route("/v1/bookings/{booking_id}/tickets/{code}/qr.svg", ticket_qr, methods=["GET"]),
     Route("/v1/bookings/{booking_id}/cancel", cancel_booking, methods=["POST"]),
     Route("/v1/events/{event_id}/cancel", cancel_event, methods=["POST"]),
     Route("/v1/events/{event_id}/cancellation", event_cancellation, methods=["GET"]),
@@ -548,6 +790,17 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _body_timeout(request: Request, exc: Exception) -> Response:
+    # CloseEarlyAnswers closes the connection: the body never came to its end.
+    return error_response(408, "body_timeout", "the request body did not arrive in time")
+
+
+async def _client_left(request: Request, exc: Exception) -> Response:
+    # Not an error: the client went away mid-body. Nobody reads this answer.
+    logger.debug("%s %s: the client disconnected mid-body", request.method, request.url.path)
+    return error_response(400, "client_disconnected", "the client disconnected")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "something went wrong on our side")
@@ -557,9 +810,68 @@ _HANDLERS: dict[Any, Any] = {
     Exception: _unexpected,
     BookingError: handle_booking_error,
     StorageUnavailable: _storage_unavailable,
+    BodyTimeout: _body_timeout,
+    ClientDisconnect: _client_left,
     404: _not_found,
     405: _not_found,
 }
+
+
+class CloseEarlyAnswers:
+    """Closes the connection after an answer sent before the request body was read to
+    its end (an early 400/401/408/429), and reads the unread rest away meanwhile.
+
+    Without this, hypercorn waits for the body forever: its queue of body chunks for the
+    application fills once the handler stops reading, and ending the answer (which
+    queues a disconnect behind them) then waits for room that never comes.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        body_done = b"transfer-encoding" not in headers and headers.get(
+            b"content-length", b"0"
+        ) in (b"0", b"")
+
+        async def tracked_receive() -> Any:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def drain() -> None:
+            """Discard what the client still sends until the connection closes (bounded)."""
+            with anyio.move_on_after(_DRAIN_S):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+
+        async with anyio.create_task_group() as tg:
+
+            async def closing_send(message: Any) -> None:
+                if message["type"] == "http.response.start" and not body_done:
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", []), (b"connection", b"close")],
+                    }
+                elif (
+                    message["type"] == "http.response.body"
+                    and not message.get("more_body", False)
+                    and not body_done
+                ):
+                    tg.start_soon(drain)
+                await send(message)
+
+            await self.app(scope, tracked_receive, closing_send)
+
+
+#: Longest the rest of an unread body is read away after an early answer, seconds.
+_DRAIN_S = 5
 
 
 def _starlette(routes: list[Route], state: HttpState) -> Starlette:
@@ -567,7 +879,12 @@ def _starlette(routes: list[Route], state: HttpState) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         yield {"http": state}
 
-    app = Starlette(routes=routes, exception_handlers=_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers=_HANDLERS,
+        lifespan=lifespan,
+        middleware=[Middleware(CloseEarlyAnswers)],
+    )
     # A trailing slash (an id ending in an encoded "/") is a 404 JSON error, not a redirect.
     app.router.redirect_slashes = False
     return app

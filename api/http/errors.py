@@ -11,10 +11,12 @@ from engine.errors import (
     BookingError,
     Conflict,
     Forbidden,
+    Gone,
     InvalidRequest,
     NotFound,
     PaymentDeclined,
     PaymentTimeout,
+    RateLimited,
     Unauthorized,
     Unavailable,
     Unprocessable,
@@ -22,7 +24,8 @@ from engine.errors import (
 
 __all__ = ["STATUS", "error_response", "handle_booking_error"]
 
-#: HTTP status of each error class (the first class listed that matches wins: subclasses first).
+#: HTTP status of each error class (the first listed the error is an instance of: subclasses
+#: come before their base).
 STATUS: dict[type[BookingError], int] = {
     Unprocessable: 422,
     InvalidRequest: 400,
@@ -31,8 +34,10 @@ STATUS: dict[type[BookingError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Gone: 410,
     Unavailable: 503,
     PaymentTimeout: 504,
+    RateLimited: 429,
 }
 
 
@@ -47,7 +52,9 @@ def handle_booking_error(request: Request, exc: Exception) -> Response:
     """Answer a domain error with its status."""
     assert isinstance(exc, BookingError)
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    headers = None
+    if isinstance(exc, Unavailable | RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}
     return error_response(status, exc.code, exc.message, headers)

@@ -27,7 +27,7 @@ __all__ = ["Operation", "openapi_document", "operation", "operation_of", "waitro
 H = TypeVar("H", bound=Callable[..., Any])
 
 #: Who may call an operation: anyone, an admin, a hold's holder, or either of the last two.
-Credentials = Literal["none", "admin", "hold", "admin_or_hold"]
+Credentials = Literal["none", "admin", "hold", "admin_or_hold", "staff"]
 
 #: Media types of answers that are not JSON.
 HTML = "text/html"
@@ -44,8 +44,11 @@ _ERRORS = {
     402: "the card was declined (the hold stays payable)",
     403: "the credentials are for another hold or booking",
     404: "no such event, hold, booking or page",
+    408: "the request body did not arrive in time (the connection is closed)",
     409: "the state does not allow it",
-    422: "the body is well-formed but asks for something meaningless",
+    410: "the ticket was cancelled",
+    422: "the body is not a valid request of this operation, or asks for something meaningless",
+    429: "too many requests from this address or for this hold; retry after Retry-After seconds",
     503: "Redis or PostgreSQL is unreachable; retry after Retry-After seconds",
     504: "the payment provider did not answer; nothing was charged",
 }
@@ -124,6 +127,8 @@ _TAGS = (
     ("/v1/events", "Events"),
     ("/v1/holds", "Payments and bookings"),
     ("/v1/bookings", "Payments and bookings"),
+    ("/v1/checkin", "Check-in"),
+    ("/bookings", "Pages"),
     ("/v1/waitroom", "The interface"),
     ("/openapi.json", "The interface"),
     ("/docs", "The interface"),
@@ -179,7 +184,13 @@ def openapi_document(routes: Sequence[Route], *, title: str, version: str) -> di
                 "holdToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "the hold token of a `prompt` message",
+                    "description": "the hold token of a `prompt` message; reading a booking "
+                    "also takes its booking token (the payment's answer)",
+                },
+                "staffKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a staff key of the event (`POST /v1/events/{id}/staff-keys`)",
                 },
             },
         },
@@ -223,6 +234,7 @@ def _operation(
         "admin": ("adminKey",),
         "hold": ("holdToken",),
         "admin_or_hold": ("adminKey", "holdToken"),
+        "staff": ("staffKey",),
     }[declared.credentials]
     security: list[dict[str, list[str]]] = [{scheme: []} for scheme in schemes]
     if security:

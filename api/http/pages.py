@@ -1,4 +1,5 @@
-"""The web pages: the list of events, the waiting room, the admin console and the 404 page.
+"""The web pages: the list of events, the waiting room, the admin console, the buyer's
+tickets, the door's check-in page and the 404 page.
 
 Static files under ``api/http/pages``, no build step. A page of an event that does
 not exist, like any other unknown path a browser asks for, is the 404 page.
@@ -17,6 +18,7 @@ from starlette.routing import Route
 
 from api.http.openapi import HTML, operation
 from engine.errors import NotFound
+from engine.ids import is_valid_id
 
 __all__ = ["not_found_page", "page_routes", "wants_html"]
 
@@ -26,6 +28,8 @@ _ASSETS = {
     "index.js": "text/javascript; charset=utf-8",
     "waitroom.js": "text/javascript; charset=utf-8",
     "admin.js": "text/javascript; charset=utf-8",
+    "checkin.js": "text/javascript; charset=utf-8",
+    "booking.js": "text/javascript; charset=utf-8",
 }
 _NO_STORE = {"Cache-Control": "no-store"}
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -50,9 +54,13 @@ def not_found_page(what: str = "This page does not exist.") -> HTMLResponse:
 
 
 def page_routes() -> list[Route]:
-    """``GET /`` (the events), ``/events/{id}`` (waiting room), ``/events/{id}/admin``, and
-    their assets."""
-    templates = {name: _read(name) for name in ("waitroom.html", "admin.html", "index.html")}
+    """``GET /`` (the events), ``/events/{id}`` (waiting room), ``/events/{id}/admin``,
+    ``/events/{id}/checkin`` (the door), ``/bookings/{id}`` (the buyer's tickets), and their
+    assets."""
+    templates = {
+        name: _read(name)
+        for name in ("waitroom.html", "admin.html", "checkin.html", "index.html", "booking.html")
+    }
     assets = {name: _read(name) for name in _ASSETS}
 
     def page(template: str, summary: str) -> Callable[[Request], Awaitable[Response]]:
@@ -79,6 +87,18 @@ def page_routes() -> list[Route]:
         """``GET /``: the events on sale, each linking its waiting room."""
         return HTMLResponse(templates["index.html"], headers=_NO_STORE)
 
+    @operation(answers={200: HTML}, errors=[404], summary="The buyer's tickets")
+    async def booking(request: Request) -> Response:
+        """``GET /bookings/{id}``: the booking's seats, amount, QR codes and PDF, read in the
+        browser with the booking token it keeps (the page itself holds nothing private)."""
+        booking_id = request.path_params["booking_id"]
+        if not is_valid_id(booking_id):
+            if wants_html(request):
+                return not_found_page("There is no such booking. Check the address.")
+            raise NotFound(f"no booking {booking_id!r}")
+        body = templates["booking.html"].replace("{booking_id}", html.escape(booking_id))
+        return HTMLResponse(body, headers=_NO_STORE)
+
     @operation(answers={200: "text/css"}, media=["text/javascript"], errors=[404])
     async def asset(request: Request) -> Response:
         """A stylesheet or script of the pages."""
@@ -101,5 +121,12 @@ def page_routes() -> list[Route]:
             methods=["GET"],
             name="admin_page",
         ),
+        Route(
+            "/events/{event_id}/checkin",
+            page("checkin.html", "The door staff's check-in page"),
+            methods=["GET"],
+            name="checkin_page",
+        ),
+        Route("/bookings/{booking_id}", booking, methods=["GET"], name="booking_page"),
         Route("/pages/{name}", asset, methods=["GET"], name="page_asset"),
     ]

@@ -21,7 +21,12 @@ __all__ = [
     "BookingView",
     "CancelBody",
     "CancellationView",
+    "CheckedInBeforeBody",
+    "CheckinBody",
+    "CheckinCountsView",
+    "CheckinView",
     "CreatedEvent",
+    "CreatedStaffKey",
     "ErrorBody",
     "EventCancellationView",
     "EventList",
@@ -30,9 +35,20 @@ __all__ = [
     "PaymentBody",
     "ReleasedView",
     "SectionAvailability",
+    "StaffKeyBody",
+    "StaffKeyList",
+    "StaffKeyView",
     "StateView",
+    "TicketKeyView",
     "TicketView",
 ]
+
+#: A mail address as a payment accepts it: ASCII, one @, a dotted domain (no display name);
+#: the lookahead refuses the line break that ``$`` would let through at the end.
+EMAIL_PATTERN = (
+    r"^(?!.*\n)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 
 
 class ErrorBody(msgspec.Struct, frozen=True):
@@ -121,10 +137,12 @@ class AdmissionView(msgspec.Struct, frozen=True):
     admissions_per_minute: int
 
 
-class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class PaymentBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Pay for a hold with a card token (sandbox: tok_visa, tok_declined, tok_timeout)."""
 
     card_token: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    #: Where to send the confirmation mail with the tickets (optional).
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)] | None = None
 
 
 class TicketView(msgspec.Struct, frozen=True):
@@ -147,6 +165,25 @@ class BookingView(msgspec.Struct, frozen=True):
     amount_cents: int
     created_at: str
     tickets: list[TicketView]
+    #: Reads this booking (``Authorization: Bearer``) long after the hold token ran out.
+    booking_token: str = ""
+    #: Until when the booking token reads it, s since the epoch.
+    booking_token_expires_s: int = 0
+    currency: str = "EUR"  # ISO 4217 code of the amount
+
+
+class TicketKeyView(msgspec.Struct, frozen=True):
+    """The public key that verifies an event's ticket codes offline.
+
+    A code is ``T1.<event>.<booking>.<section>.<position>.<signature>``; the signature is
+    Ed25519 (64 bytes, base64url without padding) over everything before its last dot.
+    """
+
+    event_id: str
+    algorithm: str
+    #: The raw 32-byte Ed25519 public key, base64url without padding.
+    public_key: str
+    code_format: str
 
 
 class ReleasedView(msgspec.Struct, frozen=True):
@@ -189,7 +226,7 @@ class CancelBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     tickets: (
         Annotated[
-            list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]],
+            list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]],
             msgspec.Meta(max_length=100),
         ]
         | None
@@ -224,3 +261,79 @@ class EventCancellationView(msgspec.Struct, frozen=True):
     refunded_cents: int
     requested_at: str
     completed_at: str | None
+
+
+#: Text a person types or a scanner reads: no control characters.
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f]+$"
+
+
+class StaffKeyBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A staff key to make: who or which door it is for."""
+
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_CONTROLS)]
+
+
+class StaffKeyView(msgspec.Struct, frozen=True):
+    """A staff key of an event, without the key."""
+
+    id: str
+    event_id: str
+    label: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+class CreatedStaffKey(msgspec.Struct, frozen=True):
+    """A staff key just made: ``key`` is shown this once and never again."""
+
+    id: str
+    event_id: str
+    label: str
+    created_at: str
+    key: str
+
+
+class StaffKeyList(msgspec.Struct, frozen=True):
+    """The staff keys of an event in force, oldest first."""
+
+    keys: list[StaffKeyView]
+
+
+class CheckinBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A ticket scanned at the door: its code (as printed or in its QR code) and the gate."""
+
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_NO_CONTROLS)]
+    gate: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_CONTROLS)]
+
+
+class CheckinView(msgspec.Struct, frozen=True):
+    """A ticket let in now: the seat to send its holder to."""
+
+    code: str
+    event_id: str
+    section: str
+    row: str
+    number: int
+    gate: str
+    checked_in_at: str
+
+
+class CheckedInBeforeBody(msgspec.Struct, frozen=True):
+    """409 of a ticket let in before: when (ISO 8601, UTC) and at which gate, and its seat."""
+
+    error: str
+    message: str
+    checked_in_at: str
+    gate: str
+    section: str
+    row: str
+    number: int
+
+
+class CheckinCountsView(msgspec.Struct, frozen=True):
+    """An event at the door: its live tickets, how many are in, how many came in by gate."""
+
+    event_id: str
+    live_tickets: int
+    checked_in: int
+    gates: dict[str, int]

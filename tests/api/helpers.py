@@ -121,6 +121,15 @@ async def pay(
     )
 
 
+async def gateway_ledger(url: str) -> dict[str, int]:
+    """The sandbox gateway's ledger: charged, refunded, balance (cents), charges, refunds."""
+    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as http:
+        answer = await http.get("/v1/ledger", headers={"Authorization": "Bearer sk_test_ledger"})
+        answer.raise_for_status()
+        ledger: dict[str, int] = answer.json()
+        return ledger
+
+
 # -- the waiting-room WebSocket --------------------------------------------------------
 
 
@@ -129,6 +138,11 @@ async def ws_connect(url: str) -> AsyncIterator[WsConnection]:
     """A WebSocket connection to ``url`` configured like the bench client."""
     async with connect_ws(url, open_timeout=10) as ws:
         yield ws
+
+
+async def send(ws: WsConnection, message: p.ClientMessage) -> None:
+    """Send a client message as a text frame, on a raw connection."""
+    await ws.send(p.encode(message).decode())
 
 
 async def recv(ws: WsConnection, wait_s: float = 10) -> p.ServerMessage:

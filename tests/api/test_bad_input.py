@@ -7,7 +7,7 @@ generator yields only inputs that are invalid by construction (checked against t
 rules), so the expected answer is always known: a 4xx JSON error over REST, an ``error``
 message over the WebSocket, and no change to the server's state.
 
-Each test counts what it sent and asserts a floor; the floors add up to more than 2,000
+Each test counts what it sent and asserts a floor; the floors add up to more than 2,500
 bad inputs per run (REST and WS together).
 """
 
@@ -17,19 +17,22 @@ import json
 import random
 import string
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from api.client.ws import WsConnection
-from api.wiring import Services
+from api.wiring import Services, open_services
 from realtime import protocol as p
+from storage.embedded import EmbeddedServers
 from tests.api.helpers import (
     FUTURE,
     count_bookings,
@@ -42,19 +45,21 @@ from tests.api.helpers import (
     join,
     new_key,
     pay,
+    pg_value,
     recv,
     sign,
     ws_connect,
 )
-from tests.conftest import ADMIN_KEY, admin_headers
+from tests.conftest import ADMIN_KEY, admin_headers, make_settings
 from waitroom.tokens import TokenKind
 
 pytestmark = pytest.mark.anyio
 
-#: Minimum bad inputs each test must send (sum: 2,500).
+#: Minimum bad inputs each test must send (sum: 2,900).
 EVENT_BODIES_MIN = 700
 PAYMENT_INPUTS_MIN = 500
 CANCEL_INPUTS_MIN = 200
+CHECKIN_INPUTS_MIN = 400
 PATHS_MIN = 100
 WS_FRAMES_MIN = 1_000
 
@@ -467,8 +472,8 @@ async def test_fuzzed_payment_requests_are_refused_without_side_effects(
             return {"Authorization": f"Bearer {value}", "Idempotency-Key": new_key("fuzz")}
 
         # Bodies: valid token and key, invalid body.
-        for _ in range(180):
-            choice = rng.randrange(9)
+        for _ in range(200):
+            choice = rng.randrange(10)
             if choice == 0:
                 category = "payment-body-not-an-object"
                 content = encode(rng, rand_other(rng, lambda v: isinstance(v, dict)))
@@ -491,9 +496,28 @@ async def test_fuzzed_payment_requests_are_refused_without_side_effects(
                 category = "payment-body-truncated"
                 text = encode(rng, {"card_token": "tok_visa"})
                 content = text[: rng.randrange(len(text))]
-            else:
+            elif choice == 8:
                 category = "payment-body-invalid-utf8-in-string"
                 content = invalid_utf8_inside_string(rng, encode(rng, {"card_token": "tok_visa"}))
+            else:  # a card that would pay, and an address that is not one
+                category = "payment-body-bad-email"
+                email = rng.choice(
+                    [
+                        rand_other(rng, lambda v: isinstance(v, str) or v is None),
+                        rand_text(rng, 30),
+                        "buyer@example.com\r\nBcc: all@example.com",
+                        "buyer@example.com\n",
+                        "Buyer <buyer@example.com>",
+                        "buyer@" + "x" * 250 + ".com",
+                        "@example.com",
+                        "buyer@",
+                        "buyer@localhost",
+                        "bü@example.com",
+                    ]
+                )
+                if isinstance(email, str) and _is_an_address(email):
+                    email = email + " "
+                content = encode(rng, {"card_token": "tok_visa", "email": email})
             resp = await http.post(url, content=content, headers=auth())
             tally.check(category, resp, content, 400)
 
@@ -650,6 +674,221 @@ async def test_fuzzed_cancellations_are_refused_without_side_effects(
     assert got.json()["status"] == "confirmed" and all(t["live"] for t in got.json()["tickets"])
     assert await event_state(http, event["id"]) == before
     assert tally.sent >= CANCEL_INPUTS_MIN, tally.sent
+
+
+def _no_controls(limit: int) -> Callable[[Any], bool]:
+    """Validity of a check-in code, a gate or a staff key's label: 1-``limit`` characters,
+    none of them a control character."""
+    return lambda v: (
+        isinstance(v, str) and 1 <= len(v) <= limit and not any(c in CONTROL for c in v)
+    )
+
+
+def bad_checkin_bodies(rng: random.Random, count: int, code: str) -> Iterator[tuple[str, bytes]]:
+    """``count`` (category, body) of POST /v1/checkin that must each be a 422."""
+    for _ in range(count):
+        choice = rng.randrange(12)
+        good = {"code": code, "gate": "Fuzz gate"}
+        if choice == 0:
+            yield (
+                "checkin-not-an-object",
+                encode(rng, rand_other(rng, lambda v: isinstance(v, dict))),
+            )
+        elif choice == 1:
+            yield "checkin-random-bytes", rng.randbytes(rng.randint(0, 200))
+        elif choice in (2, 3):
+            field = rng.choice(["code", "gate"])
+            limit = 256 if field == "code" else 64
+            value = rand_other(rng, _no_controls(limit))
+            yield f"checkin-bad-{field}", encode(rng, {**good, field: value})
+        elif choice == 4:
+            field = rng.choice(["code", "gate"])
+            value = rng.choice(["", "x" * (257 if field == "code" else 65)])
+            yield f"checkin-{field}-length", encode(rng, {**good, field: value})
+        elif choice == 5:
+            field = rng.choice(["code", "gate"])
+            text = good[field]
+            at = rng.randrange(len(text) + 1)
+            value = text[:at] + rng.choice(CONTROL) + text[at:]
+            yield f"checkin-{field}-control-character", encode(rng, {**good, field: value})
+        elif choice == 6:
+            yield "checkin-unknown-field", encode(rng, {**good, rand_text(rng, 8) + "_": 1})
+        elif choice == 7:
+            yield "checkin-missing-field", encode(rng, {rng.choice(["code", "gate"]): code})
+        elif choice == 8:
+            yield "checkin-deep-nesting", encode(rng, deep(rng))
+        elif choice == 9:
+            text = encode(rng, good)
+            yield "checkin-truncated", text[: rng.randrange(len(text))]
+        elif choice == 10:
+            yield "checkin-invalid-utf8", invalid_utf8_inside_string(rng, encode(rng, good))
+        else:  # a lone surrogate, escaped: not a string PostgreSQL could store
+            lone = rng.choice(["\\ud800", "\\udfff", "\\udbff"])
+            yield "checkin-lone-surrogate", f'{{"code": "a{lone}", "gate": "g"}}'.encode()
+
+
+async def test_fuzzed_checkin_requests_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Invalid check-in bodies (422), credentials that are no staff key in force (401), codes
+    the key's event has no ticket of (404) and invalid staff-key labels (400): all 4xx JSON,
+    no ticket let in, no key made; the genuine scan still lets the ticket in."""
+    rng = random.Random(20_261_104)
+    tally = Tally()
+    event = await create_event(http)
+    event_id = event["id"]
+    async with ws_connect(event["waitroom_url"]) as ws:
+        await join(ws, "fuzz-door", 1, "A")
+        prompt = await expect(ws, p.Prompt)
+    paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key("door"))
+    assert paid.status_code == 200, paid.text
+    code = paid.json()["tickets"][0]["code"]
+    keys = f"/v1/events/{event_id}/staff-keys"
+    made = await http.post(keys, json={"label": "Fuzz"}, headers=admin_headers())
+    revoked = await http.post(keys, json={"label": "Gone"}, headers=admin_headers())
+    assert made.status_code == revoked.status_code == 201, (made.text, revoked.text)
+    gone = await http.delete(f"{keys}/{revoked.json()['id']}", headers=admin_headers())
+    assert gone.status_code == 200, gone.text
+    staff = {"Authorization": f"Bearer {made.json()['key']}", "Content-Type": "application/json"}
+
+    for category, content in bad_checkin_bodies(rng, 240, code):
+        resp = await http.post("/v1/checkin", content=content, headers=staff)
+        tally.check(category, resp, content, 422)
+
+    valid = json.dumps({"code": code, "gate": "Fuzz gate"}).encode()
+    key = made.json()["key"]
+    for _ in range(80):
+        choice = rng.randrange(5)
+        headers: dict[str, bytes] = {}
+        if choice == 0:
+            headers = bad_admin_headers(rng)
+        elif choice == 1:
+            headers = {"Authorization": f"Bearer {revoked.json()['key']}".encode()}
+        elif choice == 2:
+            i = rng.randrange(3, len(key))
+            c = rng.choice([ch for ch in string.ascii_letters + string.digits if ch != key[i]])
+            headers = {"Authorization": f"Bearer {key[:i]}{c}{key[i + 1 :]}".encode()}
+        elif choice == 3:
+            headers = {"Authorization": f"Bearer {key[: rng.randrange(1, len(key))]}".encode()}
+        else:
+            headers = {"Authorization": f"Bearer {ADMIN_KEY}".encode()}
+        headers["Content-Type"] = b"application/json"
+        resp = await http.post("/v1/checkin", content=valid, headers=headers)
+        tally.check("checkin-not-a-staff-key", resp, headers, 401)
+
+    for _ in range(60):
+        other = (rand_text(rng, 60, controls=False) or "x").strip() or "x"
+        if other == code:
+            continue
+        body = json.dumps({"code": other, "gate": "Fuzz gate"}).encode()
+        resp = await http.post("/v1/checkin", content=body, headers=staff)
+        tally.check("checkin-unknown-code", resp, other, 404)
+
+    for _ in range(40):
+        label = rand_other(rng, _no_controls(64))
+        body = encode(rng, {"label": label})
+        resp = await http.post(keys, content=body, headers=admin_headers())
+        tally.check("staff-key-bad-label", resp, body, 400)
+
+    listed = await http.get(keys, headers=admin_headers())
+    assert [k["label"] for k in listed.json()["keys"]] == ["Fuzz"]
+    in_at = await pg_value(services, "SELECT checked_in_at FROM tickets WHERE code = $1", code)
+    assert in_at is None, "a bad check-in let the ticket in"
+    logged = await pg_value(
+        services,
+        "SELECT count(*) FROM event_log WHERE event_id = $1 AND kind = 'ticket_checked_in'",
+        event_id,
+    )
+    assert logged == 0
+    assert tally.sent >= CHECKIN_INPUTS_MIN, tally.sent
+    ok = await http.post("/v1/checkin", content=valid, headers=staff)
+    assert ok.status_code == 200, ok.text
+
+
+def _is_an_address(value: str) -> bool:
+    """Whether a payment would take ``value`` as its mail address."""
+    from api.http.schemas import PaymentBody
+
+    try:
+        msgspec.json.decode(json.dumps({"card_token": "t", "email": value}), type=PaymentBody)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+async def test_fuzzed_reads_of_a_booking_and_its_tickets_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Mutated, forged, expired and other bookings' tokens on a booking, its PDF and a
+    ticket's QR code are 401/403; codes that are not its tickets', and unknown events'
+    ticket keys, are 404; the booking reads the same afterwards."""
+    rng = random.Random(20_261_130)
+    tally = Tally()
+    event = await create_event(http)
+    event_id = event["id"]
+    bookings = []
+    for n in (1, 2):
+        async with ws_connect(event["waitroom_url"]) as ws:
+            queued = await join(ws, f"reader-{n}", 1, "A")
+            prompt = await expect(ws, p.Prompt)
+            paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key("reads"))
+            assert paid.status_code == 200, paid.text
+            bookings.append((queued.ticket, paid.json()))
+    (seq, mine), (_, other) = bookings
+    token, code = mine["booking_token"], mine["tickets"][0]["code"]
+    base = f"/v1/bookings/{mine['id']}"
+    targets = [base, f"{base}/tickets.pdf", f"{base}/tickets/{quote(code, safe='')}/qr.svg"]
+    other_secret = "fuzz-secret-" + "".join(rng.choice(ASCII) for _ in range(20))
+    for _ in range(150):
+        choice = rng.randrange(7)
+        category, status = "bad-booking-token", 401
+        if choice == 0:  # one character of the genuine token changed
+            i = rng.randrange(len(token))
+            c = rng.choice(
+                [ch for ch in string.ascii_letters + string.digits + "._-" if ch != token[i]]
+            )
+            bad = token[:i] + c + token[i + 1 :]
+        elif choice == 1:
+            bad = token[: rng.randrange(1, len(token))]
+        elif choice == 2:
+            bad = sign(event_id, seq, kind=TokenKind.BOOKING, secret=other_secret)
+        elif choice == 3:
+            bad = sign(event_id, seq, kind=TokenKind.BOOKING, ttl_s=-rng.randint(1, 10**6))
+        elif choice == 4:
+            bad = other["booking_token"]
+            category, status = "other-bookings-token", 403
+        elif choice == 5:
+            bad = sign(event_id, seq, kind=TokenKind.QUEUE)
+        else:
+            bad = "".join(rng.choice(ASCII) for _ in range(rng.randint(1, 80))).strip() or "x"
+        target = rng.choice(targets)
+        resp = await http.get(target, headers={"Authorization": f"Bearer {bad}"})
+        tally.check(category, resp, (target, bad), status)
+    for _ in range(60):
+        choice = rng.randrange(4)
+        if choice == 0:
+            bad_code = other["tickets"][0]["code"]
+        elif choice == 1:
+            i = rng.randrange(len(code))
+            bad_code = (
+                code[:i] + rng.choice([ch for ch in "AZaz09_-." if ch != code[i]]) + code[i + 1 :]
+            )
+        elif choice == 2:
+            bad_code = rand_text(rng, 60) or "x"
+        else:
+            bad_code = code + rng.choice(["x", ".", "=", "%00"])
+        resp = await http.get(
+            f"{base}/tickets/{quote(bad_code, safe='')}/qr.svg",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        tally.check("code-not-in-booking", resp, bad_code, 404)
+    for _ in range(40):
+        ident = rand_text(rng, 30) or "x"
+        resp = await http.get(f"/v1/events/{quote(ident, safe='')}/ticket-key")
+        tally.check("ticket-key-of-unknown-event", resp, ident, 404)
+    again = await http.get(base, headers={"Authorization": f"Bearer {token}"})
+    assert again.status_code == 200 and again.json() == mine
+    assert tally.sent >= 250, tally.sent
     assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
 
 
@@ -709,11 +948,11 @@ def bad_frames(
         frame: Frame
         if choice == 16:
             data = invalid_utf8_inside_string(rng, json.dumps(join_msg).encode())
-            frame = Frame("invalid-utf8-in-string", data)
+            frame = Frame("invalid-utf8-in-string", data, "binary_frame")
         elif choice == 0:  # text that is not a message
             frame = Frame("random-text", rand_text(rng, 60, controls=True))
         elif choice == 1:
-            frame = Frame("random-bytes", rng.randbytes(rng.randint(1, 200)))
+            frame = Frame("random-bytes", rng.randbytes(rng.randint(1, 200)), "binary_frame")
         elif choice == 2:
             frame = Frame(
                 "not-an-object", _text(rand_other(rng, lambda v: isinstance(v, dict)), rng)
@@ -866,3 +1105,113 @@ async def test_fuzzed_ws_frames_get_errors_and_leave_the_socket_usable(
         for category, examples in sorted(problems.items())
     )
     assert not problems, f"{sent} bad frames sent; contract broken:\n{report}"
+
+
+# -- rate limits ----------------------------------------------------------------------
+
+
+def fresh_address() -> str:
+    """A client address no other test used (buckets live in the session's Redis)."""
+    groups = uuid.uuid4().hex[:16]
+    return "2001:db8::" + ":".join(groups[i : i + 4] for i in range(0, 16, 4))
+
+
+@pytest.fixture
+async def limited_edge(servers: EmbeddedServers) -> AsyncIterator[Services]:
+    """Tight route limits (2 per address and per hold, 3 per admin key, no refill within
+    a test); loopback a trusted proxy, exempt itself, so X-Forwarded-For picks the client."""
+    settings = replace(
+        make_settings(
+            servers.redis_url,
+            servers.database_url,
+            trusted_proxies=("127.0.0.1/32",),
+            limit_exempt=("127.0.0.1/32",),
+            limit_per_ip=(0.001, 2),
+            limit_per_hold=(0.001, 2),
+            limit_per_admin_key=(0.001, 3),
+        ),
+        admin_key=f"admin-{uuid.uuid4().hex}",  # its own admin key bucket
+    )
+    async with open_services(settings) as running:
+        yield running
+
+
+def assert_rate_limited(resp: httpx.Response) -> None:
+    """A 429 rate_limited JSON error with a whole Retry-After (1,000 s: one token's refill)."""
+    body = resp.json() if resp.status_code == 429 else None
+    assert resp.status_code == 429, (resp.status_code, resp.text)
+    assert body is not None and set(body) == {"error", "message"} and body["message"], body
+    assert body["error"] == "rate_limited", body
+    assert resp.headers["retry-after"] == "1000", resp.headers
+
+
+async def test_every_limited_route_answers_429_past_its_bucket(limited_edge: Services) -> None:
+    """Per client address: the third request to a route is 429 and changes nothing (the
+    admin routes share one bucket: audit's is tested below, with the admin key's);
+    the address's other route groups and other addresses are unaffected; entries a client
+    wrote left of its address do not make it another client."""
+    admin = {"Authorization": f"Bearer {limited_edge.settings.admin_key}"}
+    async with httpx.AsyncClient(base_url=limited_edge.http_url, trust_env=False) as http:
+        created = await http.post("/v1/events", json=event_body(opens_at=FUTURE), headers=admin)
+        event_id = created.json()["id"]
+        before = await event_state(http, event_id)
+        hold = f"{event_id}.1"
+        routes: list[tuple[str, str, dict[str, Any]]] = [
+            ("POST", f"/v1/events/{event_id}/pause", {"headers": admin}),
+            ("POST", f"/v1/holds/{hold}/payment", {"json": {"card_token": "tok_visa"}}),
+            ("DELETE", f"/v1/holds/{hold}", {}),
+            ("GET", "/v1/bookings/b-unknown", {}),
+        ]
+        for method, url, kwargs in routes:
+            client = fresh_address()
+            sent = {"X-Forwarded-For": client, **kwargs.pop("headers", {})}
+            for _ in range(2):
+                resp = await http.request(method, url, headers=sent, **kwargs)
+                assert resp.status_code != 429, (url, resp.text)
+            spoofed = {**sent, "X-Forwarded-For": f"{fresh_address()}, {client}"}
+            assert_rate_limited(await http.request(method, url, headers=spoofed, **kwargs))
+            other = {**sent, "X-Forwarded-For": fresh_address()}
+            assert (await http.request(method, url, headers=other, **kwargs)).status_code != 429
+            if method == "POST" and url.endswith("/pause"):
+                await http.post(f"/v1/events/{event_id}/resume", headers=admin)
+        assert await event_state(http, event_id) == before
+
+
+async def test_a_hold_and_an_admin_key_have_buckets_of_their_own(limited_edge: Services) -> None:
+    """From a new address each time: the third payment of one hold that reaches the
+    gateway is 429 (the hold stays payable afterwards by nobody within the test), and
+    the fourth request with one admin key is 429."""
+    admin = {"Authorization": f"Bearer {limited_edge.settings.admin_key}"}
+    async with httpx.AsyncClient(base_url=limited_edge.http_url, trust_env=False) as http:
+        created = await http.post("/v1/events", json=event_body(), headers=admin)
+        event = created.json()
+        async with ws_connect(event["waitroom_url"]) as ws:
+            await join(ws, "limited-holder", 1, "GA")
+            prompt = await expect(ws, p.Prompt)
+        url = f"/v1/holds/{prompt.hold_id}/payment"
+        for i in range(3):
+            resp = await http.post(
+                url,
+                json={"card_token": "tok_declined"},
+                headers={
+                    "X-Forwarded-For": fresh_address(),
+                    "Authorization": f"Bearer {prompt.hold_token}",
+                    "Idempotency-Key": new_key(),
+                },
+            )
+            if i < 2:
+                assert resp.status_code == 402, resp.text
+            else:
+                assert_rate_limited(resp)
+        assert await count_bookings(limited_edge, event["id"]) == 0
+        # The admin key: one request was made above from loopback (exempt); three more
+        # from three addresses fill its bucket.
+        for i in range(4):
+            resp = await http.get(
+                f"/v1/events/{event['id']}/audit",
+                headers={**admin, "X-Forwarded-For": fresh_address()},
+            )
+            if i < 3:
+                assert resp.status_code == 200, resp.text
+            else:
+                assert_rate_limited(resp)

@@ -8,7 +8,7 @@ import anyio
 import msgspec
 import pytest
 
-from api.client import ApiError, BookingClient, WaitingRoom, WaitroomError
+from api.client import AlreadyCheckedIn, ApiError, BookingClient, WaitingRoom, WaitroomError
 from api.http.schemas import BookingView
 from api.wiring import Services
 from realtime import protocol as p
@@ -49,7 +49,7 @@ async def test_a_full_buy(client: BookingClient) -> None:
     seats = [(t.section, t.row, t.number) for t in booking.tickets]
     assert seats == [(s.section, s.row, s.number) for s in prompt.seats]
     replay = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", key)
-    assert _stored(replay) == _stored(booking)
+    assert replay == booking  # the same answer: its time and booking token are the record's
     assert _stored(await client.booking(booking.id, hold_token=prompt.hold_token)) == _stored(
         booking
     )
@@ -62,6 +62,33 @@ async def test_a_full_buy(client: BookingClient) -> None:
     audit = await client.audit(created.id, settled=True)
     assert audit.ok and audit.sold == audit.sold_in_postgres == 2
     assert "booking_" in await client.metrics()
+
+
+async def test_tickets_through_the_client(client: BookingClient) -> None:
+    """Pay with an address; read the booking with its booking token; the event's ticket key,
+    a ticket's QR code and the PDF; a forged token is refused with ApiError 401."""
+    created = await client.create_event(event_body())
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(created.waitroom_url) as room:
+            await room.join("buyer-t", quantity=2, section="A")
+            async for _ in room.until_prompt():
+                pass
+            prompt = room.prompt
+            assert prompt is not None
+            booking = await client.pay(
+                prompt.hold_id, prompt.hold_token, "tok_visa", new_key(), email="t@example.com"
+            )
+    assert booking.currency == "EUR" and booking.booking_token
+    read = await client.booking(booking.id, hold_token=booking.booking_token)
+    assert read == booking
+    key = await client.ticket_key(created.id)
+    assert (key.event_id, key.algorithm, len(key.public_key)) == (created.id, "Ed25519", 43)
+    svg = await client.ticket_qr(booking.id, booking.tickets[0].code, token=booking.booking_token)
+    assert svg.startswith("<svg")
+    assert (await client.tickets_pdf(booking.id)).startswith(b"%PDF-")  # the admin key
+    with pytest.raises(ApiError) as refused:
+        await client.booking(booking.id, hold_token=prompt.hold_token.replace(".", "x", 1))
+    assert refused.value.status == 401
 
 
 async def test_positions_on_the_way_and_a_resumed_place(client: BookingClient) -> None:
@@ -260,3 +287,44 @@ async def test_cancel_a_booking_and_an_event(client: BookingClient) -> None:
     assert (started.event_id, started.bookings, started.refunded) == (other.id, 0, 0)
     assert (await client.event(other.id)).state == "closed"
     assert (await client.event_cancellation(other.id)).event_id == other.id
+
+
+async def test_the_door_through_the_client(client: BookingClient) -> None:
+    """Staff keys made, listed and revoked; a check-in answers the seat, a second scan raises
+    ``AlreadyCheckedIn`` with the first scan's gate and time; a revoked key is a 401; the
+    counts; a bad gate is a 422."""
+    created = await client.create_event(event_body())
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(created.waitroom_url) as room:
+            await room.join("door-1", quantity=1)
+            async for _ in room.until_prompt():
+                pass
+            assert room.prompt is not None
+            booking = await client.pay(
+                room.prompt.hold_id, room.prompt.hold_token, "tok_visa", new_key()
+            )
+    staff = await client.create_staff_key(created.id, "Main door")
+    assert [k.label for k in (await client.staff_keys(created.id)).keys] == ["Main door"]
+    ticket = booking.tickets[0]
+    done = await client.checkin(staff.key, ticket.code, "Main")
+    assert (done.section, done.row, done.number, done.gate) == (
+        ticket.section,
+        ticket.row,
+        ticket.number,
+        "Main",
+    )
+    with pytest.raises(AlreadyCheckedIn) as again:
+        await client.checkin(staff.key, ticket.code, "Side")
+    assert (again.value.before.gate, again.value.before.checked_in_at) == (
+        "Main",
+        done.checked_in_at,
+    )
+    counts = await client.checkins(created.id)
+    assert (counts.live_tickets, counts.checked_in) == (1, 1)
+    with pytest.raises(ApiError) as bad:
+        await client.checkin(staff.key, ticket.code, "")
+    assert (bad.value.status, bad.value.code) == (422, "unprocessable")
+    await client.revoke_staff_key(created.id, staff.id)
+    with pytest.raises(ApiError) as revoked:
+        await client.checkin(staff.key, ticket.code, "Main")
+    assert revoked.value.status == 401

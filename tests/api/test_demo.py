@@ -85,6 +85,7 @@ def test_demo_output_off_a_terminal(servers: EmbeddedServers, tmp_path: Path) ->
     expected = min(19, os.nice(0) + FANOUT_NICENESS)
     assert seen and set(seen.values()) == {expected}, seen
 
+    assert re.search(r"Mail: SMTP smtp://127\.0\.0\.1:\d+, every mail kept in /\S+/mail", text_err)
     page = re.search(r"Waiting-room page: (http://\S+/events/\w+)", text_err)
     assert page is not None, text_err
     frames = [m for m in map(FRAME.search, text_err.splitlines()) if m]

@@ -119,9 +119,10 @@ def test_each_view_keeps_the_fields_of_the_record_it_shows() -> None:
     (AuditView adds ``ok``), so a field added to a record is not silently left off the wire."""
     import msgspec
 
-    from api.http.schemas import AuditView, SectionAvailability, TicketView
+    from api.http.schemas import AuditView, CheckinCountsView, SectionAvailability, TicketView
     from engine.audit import Audit
     from engine.bookings import Ticket
+    from engine.checkin import CheckinCounts
     from engine.sales import SectionSale
 
     def fields(kind: type) -> dict[str, object]:
@@ -130,3 +131,4 @@ def test_each_view_keeps_the_fields_of_the_record_it_shows() -> None:
     assert fields(TicketView) == fields(Ticket)
     assert fields(SectionAvailability) == fields(SectionSale)
     assert fields(AuditView) == {**fields(Audit), "ok": bool}
+    assert fields(CheckinCountsView) == fields(CheckinCounts)

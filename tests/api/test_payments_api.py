@@ -10,13 +10,15 @@ import pytest
 
 from api.client import ApiError, BookingClient, WaitingRoom
 from api.http.schemas import BookingView
-from api.wiring import Services
+from api.wiring import Services, open_services
 from realtime import protocol as p
+from storage.embedded import EmbeddedServers
 from tests.api.helpers import (
     FUTURE,
     assert_error,
     count_bookings,
     event_body,
+    gateway_ledger,
     new_key,
     outcome_of,
     pay,
@@ -24,7 +26,7 @@ from tests.api.helpers import (
     queued_in,
     sign,
 )
-from tests.conftest import admin_headers
+from tests.conftest import admin_client, admin_headers, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -104,6 +106,89 @@ async def test_same_idempotency_key_replays_the_booking(
     assert _seats(second) == _seats(first)
     assert await count_bookings(services, event.id) == 1
     assert await _availability(client, event.id) == (6, 0, 2, 0)
+
+
+async def test_a_replayed_payment_answers_the_same_bytes(
+    services: Services, client: BookingClient, http: httpx.AsyncClient
+) -> None:
+    """A payment replayed with its Idempotency-Key answers a body byte for byte the first one
+    (the instant it was made included), and charges once."""
+    event = await client.create_event(event_body())
+    async with WaitingRoom.connect(event.waitroom_url) as room:
+        _, prompt = await _hold(room, "buyer-1", 3)
+        key = new_key("bytes")
+        first = await pay(http, prompt.hold_id, prompt.hold_token, key)
+        assert first.status_code == 200, first.text
+        for _ in range(2):
+            again = await pay(http, prompt.hold_id, prompt.hold_token, key)
+            assert again.status_code == 200
+            assert again.content == first.content
+    assert await count_bookings(services, event.id) == 1
+
+
+async def test_a_charge_whose_answer_failed_is_found_and_booked(
+    services: Services, client: BookingClient, sandbox_gateway: str
+) -> None:
+    """The gateway charges tok_fail_after_charge, then answers 500: the payment asks the
+    gateway what became of it (retrieve), finds the charge and books it; charged once."""
+    before = await gateway_ledger(sandbox_gateway)
+    event = await client.create_event(event_body())
+    async with WaitingRoom.connect(event.waitroom_url) as room:
+        _, prompt = await _hold(room, "buyer-1")
+        key = new_key("after-charge")
+        booking = await client.pay(prompt.hold_id, prompt.hold_token, "tok_fail_after_charge", key)
+        assert await outcome_of(room) == p.Confirmed(booking_id=booking.id)
+        again = await client.pay(prompt.hold_id, prompt.hold_token, "tok_fail_after_charge", key)
+    assert again.id == booking.id
+    after = await gateway_ledger(sandbox_gateway)
+    assert after["charges"] - before["charges"] == 1
+    assert after["charged_cents"] - before["charged_cents"] == booking.amount_cents == 5_000
+    assert await count_bookings(services, event.id) == 1
+
+
+async def test_a_gateway_timeout_charges_nothing_and_leaves_the_hold_payable(
+    servers: EmbeddedServers, sandbox_gateway: str
+) -> None:
+    """tok_timeout: the gateway never answers; the payment ends 504 at the gateway timeout,
+    the payment is voided so nothing is charged later, and the hold can be paid again with
+    another key."""
+    settings = make_settings(
+        servers.redis_url, servers.database_url, gateway_timeout_s=1.0, payment_window_s=30.0
+    )
+    before = await gateway_ledger(sandbox_gateway)
+    async with open_services(settings) as running, admin_client(running) as client:
+        event = await client.create_event(event_body())
+        async with WaitingRoom.connect(event.waitroom_url) as room:
+            _, prompt = await _hold(room, "buyer-1")
+            with pytest.raises(ApiError) as refused:
+                await client.pay(prompt.hold_id, prompt.hold_token, "tok_timeout", new_key("t"))
+            assert (refused.value.status, refused.value.code) == (504, "payment_timeout")
+            assert await gateway_ledger(sandbox_gateway) == before
+            booking = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", new_key("v"))
+            assert await outcome_of(room) == p.Confirmed(booking_id=booking.id)
+    after = await gateway_ledger(sandbox_gateway)
+    assert after["charges"] - before["charges"] == 1
+
+
+async def test_a_charge_answered_after_the_timeout_is_found_and_booked(
+    servers: EmbeddedServers, sandbox_gateway: str
+) -> None:
+    """tok_slow: the gateway charges at once but answers only after the gateway timeout; the
+    payment asks (retrieve), finds the charge and books it: 200, one charge, one booking."""
+    settings = make_settings(
+        servers.redis_url, servers.database_url, gateway_timeout_s=1.0, payment_window_s=30.0
+    )
+    before = await gateway_ledger(sandbox_gateway)
+    async with open_services(settings) as running, admin_client(running) as client:
+        event = await client.create_event(event_body())
+        async with WaitingRoom.connect(event.waitroom_url) as room:
+            _, prompt = await _hold(room, "buyer-1")
+            booking = await client.pay(prompt.hold_id, prompt.hold_token, "tok_slow", new_key("s"))
+            assert await outcome_of(room) == p.Confirmed(booking_id=booking.id)
+        assert await count_bookings(running, event.id) == 1
+    after = await gateway_ledger(sandbox_gateway)
+    assert after["charges"] - before["charges"] == 1
+    assert after["charged_cents"] - before["charged_cents"] == booking.amount_cents
 
 
 async def test_other_key_after_payment_is_already_paid(

@@ -1,7 +1,7 @@
 """Hypothesis-generated bad input for every REST route and WS message type, sent concurrently.
 
 Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody, CancelBody,
-Join, Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
+CheckinBody, Join, Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
 value replaced by an arbitrary JSON value, an unknown field added, or the whole body
 replaced. Inputs the schema would still accept are filtered out, so every answer must
 be a 4xx ``{"error", "message"}`` (REST) or an ``error`` message (WS), with no state
@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from api.http.schemas import CancelBody, PaymentBody
+from api.http.schemas import CancelBody, CheckinBody, PaymentBody
 from api.wiring import Services
 from engine.errors import BookingError
 from engine.events import EventSpec, validate_event
@@ -38,6 +38,7 @@ from tests.api.helpers import (
     event_body,
     event_state,
     get_event,
+    pg_value,
     recv,
     sign,
     ws_connect,
@@ -53,6 +54,7 @@ T = TypeVar("T")
 EVENT_BODIES = 2_500
 PAYMENT_BODIES = 2_000
 CANCEL_BODIES = 1_000
+CHECKIN_BODIES = 1_000
 PATH_IDS = 2_500
 WS_FRAMES = 3_000
 CONCURRENCY = 8  # requests in flight (REST) / sockets (WS)
@@ -141,6 +143,14 @@ def _cancel_is_invalid(body: bytes) -> bool:
     return tickets is not None and (not tickets or len(set(tickets)) != len(tickets))
 
 
+def _checkin_is_invalid(body: bytes) -> bool:
+    try:
+        msgspec.json.decode(body, type=CheckinBody)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return True
+    return False
+
+
 SECTIONS = {s["id"] for s in BASE_EVENT["sections"]}
 
 
@@ -227,7 +237,11 @@ async def test_generated_payment_bodies_are_refused(
     """2,000 schema-mutated payment bodies with a valid token and key: all 4xx, nothing paid."""
     event = await create_event(http, opens_at=FUTURE)
     event_id = event["id"]
-    cases = bodies({"card_token": "tok_visa"}, _payment_is_invalid, PAYMENT_BODIES)
+    cases = bodies(
+        {"card_token": "tok_visa", "email": "buyer@example.com"},
+        _payment_is_invalid,
+        PAYMENT_BODIES,
+    )
     before = await event_state(http, event_id)
     requests = [
         (
@@ -289,11 +303,35 @@ async def test_generated_cancel_bodies_are_refused(
     assert got.json()["status"] == "confirmed" and all(t["live"] for t in got.json()["tickets"])
 
 
+async def test_generated_checkin_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """1,000 schema-mutated check-in bodies with a genuine staff key: all 4xx (422), nobody
+    let in."""
+    event = await create_event(http)
+    made = await http.post(
+        f"/v1/events/{event['id']}/staff-keys", json={"label": "Fuzz"}, headers=admin_headers()
+    )
+    assert made.status_code == 201, made.text
+    cases = bodies({"code": "T-0000-0000", "gate": "North"}, _checkin_is_invalid, CHECKIN_BODIES)
+    headers = {"Authorization": f"Bearer {made.json()['key']}", "Content-Type": "application/json"}
+    problems = await _send_all(http, [("POST", "/v1/checkin", headers, b) for b in cases])
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert len(cases) >= CHECKIN_BODIES
+    logged = await pg_value(
+        services, "SELECT count(*) FROM event_log WHERE kind = 'ticket_checked_in' AND "
+        "event_id = $1", event["id"],
+    )  # fmt: skip
+    assert logged == 0
+
+
 async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """2,500 generated ids in each route's path (events, admission, close, audit, paying for
-    and releasing holds, bookings and their cancellation, cancelling events) and generated ``limit``s of the list of events: all 4xx JSON."""
+    and releasing holds, bookings and their cancellation, cancelling events, their PDF and QR
+    codes, ticket keys, staff keys, check-in counts) and generated ``limit``s of the list of
+    events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
     admin = admin_headers()
@@ -309,6 +347,14 @@ async def test_generated_ids_in_every_route_are_refused(
         ("POST", "/v1/bookings/{}/cancel", {**admin, "Idempotency-Key": "fuzz"}),
         ("POST", "/v1/events/{}/cancel", admin),
         ("GET", "/v1/events/{}/cancellation", admin),
+        ("GET", "/v1/events/{}/staff-keys", admin),
+        ("POST", "/v1/events/{}/staff-keys", admin),
+        ("DELETE", f"/v1/events/{event['id']}/staff-keys/{{}}", admin),
+        ("DELETE", "/v1/events/{}/staff-keys/sknosuchkey", admin),
+        ("GET", "/v1/events/{}/checkins", {}),
+        ("GET", "/v1/bookings/{}/tickets.pdf", {}),
+        ("GET", "/v1/bookings/{}/tickets/T1.x/qr.svg", admin),
+        ("GET", "/v1/events/{}/ticket-key", {}),
     ]
     before = await count_events(services)
     requests = [

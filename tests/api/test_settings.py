@@ -1,5 +1,6 @@
 """Settings from the environment: the position frame budget, the start-up wait, the
-WebSocket URL told to clients, kept development secrets, the default data directory, logs, tracing."""
+WebSocket URL told to clients, kept development secrets, the default data directory, logs, tracing,
+the edge's limits."""
 
 from __future__ import annotations
 
@@ -134,3 +135,129 @@ def test_tracing_follows_the_collector_endpoint() -> None:
     assert Settings.from_env(endpoint).otlp_endpoint == "http://collector:4318"
     assert not Settings.from_env({**endpoint, "BOOKING_TRACING": "off"}).tracing_enabled
     assert Settings.from_env({"BOOKING_TRACING": "on"}).tracing_enabled
+
+
+def test_edge_limits_are_read_from_the_environment() -> None:
+    """Trusted proxies and exempt addresses as CIDR lists ("none": no address), limits as
+    RATE/BURST, the WebSocket cap and the timeouts as numbers; unset keeps the defaults."""
+    default = Settings.from_env({})
+    assert default.trusted_proxies == ()
+    assert default.limit_exempt == ("127.0.0.0/8", "::1/128")
+    settings = Settings.from_env(
+        {
+            "BOOKING_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1 2001:db8::/32",
+            "BOOKING_LIMIT_EXEMPT": "none",
+            "BOOKING_LIMIT_PER_IP": "5/50",
+            "BOOKING_LIMIT_PER_HOLD": "0.5/4",
+            "BOOKING_LIMIT_PER_ADMIN_KEY": "10/100",
+            "BOOKING_WS_CONNECTIONS_PER_IP": "7",
+            "BOOKING_WS_JOIN_TIMEOUT_S": "12.5",
+            "BOOKING_BODY_TIMEOUT_S": "3",
+        }
+    )
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.0.2.1", "2001:db8::/32")
+    assert settings.limit_exempt == ()
+    assert (settings.limit_per_ip, settings.limit_per_hold) == ((5.0, 50), (0.5, 4))
+    assert settings.limit_per_admin_key == (10.0, 100)
+    assert settings.ws_connections_per_ip == 7
+    assert (settings.ws_join_timeout_s, settings.body_timeout_s) == (12.5, 3.0)
+
+
+def test_the_gateway_is_read_from_the_environment() -> None:
+    """BOOKING_GATEWAY, BOOKING_STRIPE_API_KEY and BOOKING_STRIPE_API_BASE fill the gateway's
+    settings; the sandbox is the default; the key never shows in the settings' repr."""
+    assert Settings.from_env({}).gateway == "sandbox"
+    env = {
+        "BOOKING_GATEWAY": "stripe",
+        "BOOKING_STRIPE_API_KEY": "sk_live_0123456789abcdef",
+        "BOOKING_STRIPE_API_BASE": "https://api.stripe.com",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.gateway, settings.stripe_api_key, settings.stripe_api_base) == (
+        "stripe",
+        "sk_live_0123456789abcdef",
+        "https://api.stripe.com",
+    )
+    assert "sk_live" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BOOKING_GATEWAY": "paypal"}, "must be sandbox or stripe"),
+        ({"BOOKING_GATEWAY": "stripe"}, "needs BOOKING_STRIPE_API_KEY"),
+        ({"BOOKING_STRIPE_API_BASE": "ftp://gateway"}, "BOOKING_STRIPE_API_BASE must start with"),
+    ],
+)
+def test_a_gateway_that_cannot_work_is_refused(env: dict[str, str], message: str) -> None:
+    """An unknown gateway, Stripe without a key, or a base URL that is not HTTP: refused with
+    one line, before anything starts."""
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(env)
+
+
+def test_the_ticket_key_is_kept_given_or_derived_from_the_secret(tmp_path: Path) -> None:
+    """Embedded: a ticket key is made once in the data directory (0600) and read again;
+    given, BOOKING_TICKET_KEY wins; otherwise processes sharing BOOKING_SECRET share one."""
+    first = Settings.from_env({}, data_dir=tmp_path).with_kept_secrets()
+    again = Settings.from_env({}, data_dir=tmp_path).with_kept_secrets()
+    assert first.ticket_key_seed == again.ticket_key_seed and len(first.ticket_key_seed) == 32
+    assert stat.S_IMODE((tmp_path / "ticket-key").stat().st_mode) == 0o600
+    given = "A" * 43
+    assert Settings.from_env({"BOOKING_TICKET_KEY": given}).ticket_key_seed == bytes(32)
+    shared = {"BOOKING_SECRET": "s" * 32}
+    assert Settings.from_env(shared).ticket_key_seed == Settings.from_env(shared).ticket_key_seed
+    other = Settings.from_env({"BOOKING_SECRET": "t" * 32}).ticket_key_seed
+    assert other != Settings.from_env(shared).ticket_key_seed
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BOOKING_TRUSTED_PROXIES": "10.0.0.0/33"},
+        {"BOOKING_LIMIT_EXEMPT": "localhost"},
+        {"BOOKING_LIMIT_PER_IP": "20"},
+        {"BOOKING_LIMIT_PER_HOLD": "0/10"},
+        {"BOOKING_LIMIT_PER_ADMIN_KEY": "5/0"},
+        {"BOOKING_WS_CONNECTIONS_PER_IP": "0"},
+        {"BOOKING_WS_JOIN_TIMEOUT_S": "0"},
+    ],
+)
+def test_unusable_edge_limits_are_refused(env: dict[str, str]) -> None:
+    """A malformed CIDR, limit or timeout stops the command at start with one line."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BOOKING_TICKET_KEY": "short"},
+        {"BOOKING_TICKET_KEY": "!" * 43},
+        {"BOOKING_SMTP_URL": "http://mail.example.com"},
+        {"BOOKING_SMTP_URL": "mail.example.com:25"},
+        {"BOOKING_TOKEN_TTL_S": "0"},
+        {"BOOKING_MAIL_FROM": "nobody"},
+    ],
+)
+def test_unusable_ticket_and_mail_settings_are_refused(env: dict[str, str]) -> None:
+    """A ticket key that is not 32 bytes of base64url, an SMTP URL of another scheme, a
+    booking token that lives no time, a sender that is no address: refused at start."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(env)
+
+
+def test_mail_settings_are_read_from_the_environment() -> None:
+    """BOOKING_SMTP_URL, BOOKING_MAIL_FROM, BOOKING_TOKEN_TTL_S and BOOKING_PUBLIC_URL."""
+    settings = Settings.from_env(
+        {
+            "BOOKING_SMTP_URL": "smtps://user:pw@mail.example.com:465",
+            "BOOKING_MAIL_FROM": "tickets@example.com",
+            "BOOKING_TOKEN_TTL_S": "86400",
+            "BOOKING_PUBLIC_URL": "https://tickets.example.com",
+        }
+    )
+    assert settings.smtp_url == "smtps://user:pw@mail.example.com:465"
+    assert (settings.mail_from, settings.booking_token_ttl_s) == ("tickets@example.com", 86_400)
+    assert settings.public_url == "https://tickets.example.com"
+    assert "pw" not in repr(settings)

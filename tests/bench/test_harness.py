@@ -41,7 +41,10 @@ async def _run(services: Services, options: BenchOptions) -> BenchReport:
     return await run_bench(services.http_url, ADMIN_KEY, options, progress=None)
 
 
-@pytest.mark.parametrize("scenario", ["steady", "abandon", "slow-pay", "decline"])
+@pytest.mark.parametrize(
+    "scenario",
+    [pytest.param("steady", marks=pytest.mark.cluster), "abandon", "slow-pay", "decline"],
+)
 async def test_scenario_keeps_every_invariant(services: Services, scenario: str) -> None:
     """Each scenario runs to the end in two bench processes with every invariant holding."""
     report = await _run(services, _options(scenario, processes=2))

@@ -7,7 +7,14 @@ import pytest
 import trio
 import trio.testing
 
-from engine.payments import SANDBOX_CARDS, Charge, ChargeStatus, RefundRefused, SandboxGateway
+from engine.payments import (
+    SANDBOX_CARDS,
+    Charge,
+    ChargeStatus,
+    GatewayUnavailable,
+    RefundRefused,
+    SandboxGateway,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0)]
 
@@ -114,8 +121,28 @@ async def test_concurrent_retries_with_same_key_get_one_charge() -> None:
 
 
 def test_sandbox_card_table() -> None:
-    """The documented sandbox cards are exactly the four the gateway acts on."""
-    assert set(SANDBOX_CARDS) == {"tok_visa", "tok_mastercard", "tok_declined", "tok_timeout"}
+    """The documented sandbox cards are exactly the six the gateways act on."""
+    assert set(SANDBOX_CARDS) == {
+        "tok_visa",
+        "tok_mastercard",
+        "tok_declined",
+        "tok_timeout",
+        "tok_fail_after_charge",
+        "tok_slow",
+    }
+
+
+async def test_a_failure_after_charging_is_revealed_by_retrieve() -> None:
+    """tok_fail_after_charge is charged, then fails: the caller sees GatewayUnavailable, and
+    only retrieve tells it the money was taken."""
+    gateway = SandboxGateway()
+    with pytest.raises(GatewayUnavailable):
+        await gateway.charge(
+            amount_cents=900, card_token="tok_fail_after_charge", idempotency_key="k"
+        )
+    found = await gateway.retrieve(idempotency_key="k")
+    assert found is not None and found.status is ChargeStatus.SUCCEEDED
+    assert gateway.balance_cents() == 900
 
 
 async def test_retrieve_finds_the_charge_made_under_a_key() -> None:

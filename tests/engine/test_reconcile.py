@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from engine.checkout import Checkout, PaymentRequest
 from engine.events import EventSpec, RowSpec, SectionSpec
 from engine.payments import SandboxGateway
 from engine.reconcile import reconcile, run_reconciler
+from engine.ticket_codes import TicketCodes
 from plumbing.batcher import Batcher
 from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers, RedisServer
@@ -86,7 +88,12 @@ class Engine:
         real_confirm = self.checkout.confirm
         self.checkout.confirm = Batcher(never_confirm, name="confirm_paid")
         async with anyio.create_task_group() as tg:
-            for batcher in (self.checkout.begin, self.checkout.commit, self.checkout.confirm):
+            for batcher in (
+                self.checkout.begin,
+                self.checkout.claim,
+                self.checkout.commit,
+                self.checkout.confirm,
+            ):
                 await tg.start(batcher.run)
             tg.start_soon(self.checkout.pay, req)
             with anyio.fail_after(10):
@@ -98,7 +105,12 @@ class Engine:
     async def pay(self, event_id: str, seq: int) -> str:
         """A whole payment; the booking id."""
         async with anyio.create_task_group() as tg:
-            for batcher in (self.checkout.begin, self.checkout.commit, self.checkout.confirm):
+            for batcher in (
+                self.checkout.begin,
+                self.checkout.claim,
+                self.checkout.commit,
+                self.checkout.confirm,
+            ):
                 await tg.start(batcher.run)
             booking = await self.checkout.pay(PaymentRequest(event_id, seq, "idem-1", "tok_visa"))
             tg.cancel_scope.cancel()
@@ -123,8 +135,10 @@ async def open_engine(redis_url: str, database_url: str) -> AsyncIterator[Engine
             Bookings(pg),
             SandboxGateway(),
             clock,
+            TicketCodes(bytes(32)),
             payment_window_s=WINDOW_S,
             gateway_timeout_s=5,
+            booking_token_ttl_s=3_600,
         )
         yield Engine(redis, pg, catalog, checkout, clock)
 
@@ -203,6 +217,7 @@ async def test_worker_reconciles_when_it_starts(servers: EmbeddedServers, engine
         database_url=servers.database_url,
         metrics_port=0,
         reconcile_interval_s=3600,
+        stripe_api_base=os.environ["BOOKING_STRIPE_API_BASE"],
     )
     async with open_services(settings, Roles(api=False, worker=True)):
         ticket = await engine.redis.ticket(event_id, seq)

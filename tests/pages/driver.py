@@ -10,6 +10,7 @@ Every state a scenario reaches is shot at two widths (desktop 1280 px, phone 390
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -159,11 +160,33 @@ def buyer(page: Page, api: str, event_id: str, shots: Path) -> None:
     expect(page.locator("#seats li").first).to_contain_text("A · row")
     expect(page.locator("#amount")).to_have_text("£50.00")
     expect(page.locator("#countdown")).to_have_text(re.compile(r"^\d+:\d\d$"))
+    page.fill("#email", "buyer@example.com")  # the confirmation mail's address (optional)
     shoot(page, shots, "buyer-prompt")
     page.click("#pay")
     expect(page.locator("#outcome-card")).to_have_attribute("data-outcome", "confirmed")
     expect(page.locator("#rejoin")).to_be_hidden()
     shoot(page, shots, "buyer-confirmed")
+    # The tickets: seats, amount, a QR code each and the PDF, read with the booking token
+    # the page kept; still there when the buyer comes back later (a fresh load).
+    page.click("#tickets-link")
+    for _ in range(2):
+        expect(page.locator("#event-name")).to_have_text("Aurora live")
+        expect(page.locator("#booking-seats li")).to_have_count(2)
+        expect(page.locator("#booking-amount")).to_have_text("£50.00")
+        expect(page.locator("#tickets li .qr svg")).to_have_count(2)
+        expect(page.locator("#tickets li .ticket-code").first).to_contain_text("T1.")
+        shoot(page, shots, "buyer-tickets")
+        page.reload()
+    with page.expect_download() as download:
+        page.click("#pdf")
+    assert download.value.suggested_filename.endswith(".pdf")
+    expect(page.locator("#pdf-status")).to_have_text("The PDF is downloaded.")
+    # Another browser (no booking token kept): the page says how to get the tickets.
+    page.evaluate("localStorage.clear()")
+    page.reload()
+    expect(page.locator("#missing-card")).to_be_visible()
+    expect(page.locator("#booking-card")).to_be_hidden()
+    shoot(page, shots, "buyer-tickets-no-key")
 
 
 def expired(page: Page, api: str, event_id: str, shots: Path) -> None:
@@ -265,6 +288,82 @@ def cancel_event(page: Page, api: str, event_id: str, shots: Path) -> None:
     shoot(page, shots, "admin-event-cancelled")
 
 
+def checkin(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """The door: a wrong key is refused and asked for again; the staff key and gate are typed
+    once (kept across a reload); a typed code is let in (green, the seat), then refused as in
+    already (red, the time and gate); a cancelled and an unknown code are red; the counts
+    follow, here and on the admin page. ``CHECKIN_CODES``: two live codes and a cancelled one
+    (comma-separated); ``CHECKIN_KEY``: a staff key of the event."""
+    first, second, cancelled = os.environ["CHECKIN_CODES"].split(",")
+    key = os.environ["CHECKIN_KEY"]
+    expect(page.locator("#event-name")).to_have_text("Check-in · Door night")
+    expect(page.locator("#counts")).to_have_text("0 of 2 tickets in")
+    shoot(page, shots, "checkin-key")
+    page.fill("#staff-key", "sk_not-a-key")
+    page.fill("#gate", "North")
+    page.click("#start")
+    page.fill("#code", first)
+    page.click("#check")
+    expect(page.locator("#key-card")).to_be_visible()
+    expect(page.locator("#key-status")).to_contain_text("not a staff key")
+    page.fill("#staff-key", key)
+    page.fill("#gate", "North")
+    page.click("#start")
+    expect(page.locator("#gate-name")).to_have_text("North")
+    page.reload()  # the key and the gate are kept on the device
+    expect(page.locator("#scan-card")).to_be_visible()
+    expect(page.locator("#key-card")).to_be_hidden()
+    assert key not in page.inner_text("body") and key not in page.url
+    page.fill("#code", first)
+    page.click("#check")
+    result = page.locator("#result")
+    expect(result).to_have_attribute("data-result", "in")
+    expect(page.locator("#result-title")).to_have_text("Welcome in")
+    expect(page.locator("#result-detail")).to_have_text(re.compile(r"^A · row R1 · seat \d$"))
+    expect(page.locator("#counts")).to_have_text("1 of 2 tickets in")
+    shoot(page, shots, "checkin-admitted")
+    page.fill("#code", first)
+    page.click("#check")
+    expect(result).to_have_attribute("data-result", "already")
+    expect(page.locator("#result-detail")).to_have_text(
+        re.compile(r"^Came in at \d\d:\d\d at gate North \(A · row R1 · seat \d\)\.$")
+    )
+    shoot(page, shots, "checkin-already-in")
+    page.fill("#code", cancelled)
+    page.click("#check")
+    expect(result).to_have_attribute("data-result", "cancelled")
+    expect(page.locator("#result-title")).to_have_text("Cancelled ticket")
+    shoot(page, shots, "checkin-cancelled")
+    page.fill("#code", second + "-nope")
+    page.click("#check")
+    expect(result).to_have_attribute("data-result", "unknown")
+    expect(page.locator("#result-title")).to_have_text("Unknown ticket")
+    page.goto(page.url.removesuffix("/checkin") + "/admin")
+    expect(page.locator("#checked-in")).to_have_text("1 / 2")
+    # The admin makes a staff key for another door (shown once), sees it listed, revokes it.
+    page.fill("#key", ADMIN_KEY)
+    page.fill("#staff-label", "East door")
+    page.click("#make-key")
+    expect(page.locator("#new-key")).to_have_text(re.compile(r"^sk_"))
+    expect(page.locator("#staff-keys li")).to_have_count(2)
+    made = page.inner_text("#new-key")
+    assert made not in page.inner_text("#activity")
+    labels = [k["label"] for k in _staff_keys(api, event_id)]
+    assert labels == ["North", "East door"], labels
+    shoot(page, shots, "admin-staff-keys")
+    page.get_by_role("button", name="Revoke the key of East door").click()
+    expect(page.locator("#staff-keys li")).to_have_count(1)
+    expect(page.locator("#new-key-box")).to_be_hidden()
+    assert [k["label"] for k in _staff_keys(api, event_id)] == ["North"]
+
+
+def _staff_keys(api: str, event_id: str) -> list[dict[str, str]]:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    resp = httpx.get(f"{api}/v1/events/{event_id}/staff-keys", headers=headers)
+    keys: list[dict[str, str]] = resp.json()["keys"]
+    return keys
+
+
 SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "index": index,
     "buyer": buyer,
@@ -275,6 +374,7 @@ SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "pre_queue": pre_queue,
     "admin": admin,
     "cancel_event": cancel_event,
+    "checkin": checkin,
 }
 
 

@@ -6,6 +6,7 @@ Screenshots of every state land in ``artifacts/pages/`` (git-ignored), at 1280 p
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +17,16 @@ import pytest
 
 from api.wiring import Services
 from realtime import protocol as p
-from tests.api.helpers import FUTURE, create_event, expect, get_event, new_key, pay, ws_connect
+from tests.api.helpers import (
+    FUTURE,
+    create_event,
+    expect,
+    get_event,
+    new_key,
+    pay,
+    pg_value,
+    ws_connect,
+)
 from tests.conftest import admin_headers
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +41,9 @@ if shutil.which(CHROMIUM) is None:  # ./run-tests installs it; a bare pytest may
     pytestmark = [pytestmark, pytest.mark.skip(reason=f"{CHROMIUM} is not installed")]  # type: ignore[assignment]
 
 
-async def _run_scenario(name: str, url: str, api_url: str, event_id: str) -> None:
+async def _run_scenario(
+    name: str, url: str, api_url: str, event_id: str, env: dict[str, str] | None = None
+) -> None:
     """Run a browser scenario of tests/pages/driver.py in its own process.
 
     The browser runs outside the test's process: playwright's sync API needs a plain
@@ -41,7 +53,9 @@ async def _run_scenario(name: str, url: str, api_url: str, event_id: str) -> Non
     args = [sys.executable, "-m", "tests.pages.driver", name, url, api_url, event_id]
     args.append(str(ARTIFACTS))
     with anyio.fail_after(150):
-        done = await anyio.run_process(args, check=False, cwd=ROOT)
+        done = await anyio.run_process(
+            args, check=False, cwd=ROOT, env={**os.environ, **(env or {})}
+        )
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
 
 
@@ -89,6 +103,13 @@ async def test_a_buyer_chooses_a_section_waits_pays_and_is_confirmed(
     await _run_scenario("buyer", url, services.http_url, event["id"])
     sections = {s["id"]: s for s in (await get_event(http, event["id"]))["sections"]}
     assert (sections["A"]["sold"], sections["GA"]["sold"]) == (3, 0)  # the other buyer too
+    recipient = await pg_value(
+        services,
+        "SELECT m.recipient FROM mail_outbox m JOIN bookings b ON b.id = m.booking_id "
+        "WHERE b.event_id = $1",
+        event["id"],
+    )
+    assert recipient == "buyer@example.com"  # the address given on the page
 
 
 async def test_an_expired_hold_offers_to_get_back_in_line(
@@ -195,6 +216,44 @@ async def test_admin_console_cancels_the_event(services: Services, http: httpx.A
     await _run_scenario("cancel_event", url, services.http_url, event["id"])
     view = await get_event(http, event["id"])
     assert view["state"] == "closed" and view["sections"][0]["free"] == 2
+
+
+async def test_the_door_checks_tickets_in_by_typed_code(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """The check-in page with a staff key: green with the seat, red when in already (time and
+    gate), cancelled or unknown; the counts on the page and the admin page.
+
+    Headless chromium has no BarcodeDetector, so codes are typed. The third ticket is
+    cancelled by its buyer before the door opens."""
+    event = await create_event(http, name="Door night")
+    async with ws_connect(str(event["waitroom_url"])) as ws:
+        await ws.send(p.encode(p.Join(quantity=3, client_id="door", section="A")).decode())
+        await expect(ws, p.Queued)
+        prompt = await expect(ws, p.Prompt)
+    paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key())
+    assert paid.status_code == 200, paid.text
+    codes = [t["code"] for t in paid.json()["tickets"]]
+    cancelled = await http.post(
+        f"/v1/bookings/{paid.json()['id']}/cancel",
+        json={"tickets": [codes[2]]},
+        headers={"Authorization": f"Bearer {prompt.hold_token}", "Idempotency-Key": new_key()},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    made = await http.post(
+        f"/v1/events/{event['id']}/staff-keys", json={"label": "North"}, headers=admin_headers()
+    )
+    assert made.status_code == 201, made.text
+    url = f"{services.http_url}/events/{event['id']}/checkin"
+    env = {"CHECKIN_CODES": ",".join(codes), "CHECKIN_KEY": made.json()["key"]}
+    await _run_scenario("checkin", url, services.http_url, event["id"], env)
+    gates = await pg_value(
+        services,
+        "SELECT string_agg(coalesce(checked_in_gate, '-'), ',' ORDER BY code) FROM tickets "
+        "WHERE code = ANY($1)",
+        codes,
+    )
+    assert sorted(gates.split(",")) == ["-", "-", "North"]
 
 
 async def test_page_assets_are_served_by_name_only(http: httpx.AsyncClient) -> None:

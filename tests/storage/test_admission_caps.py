@@ -8,7 +8,7 @@ from storage.records import AdmissionCaps
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 HOLD = 2_000
 

@@ -8,7 +8,7 @@ from storage.records import AdmitSummary, EventState, Prompted, SoldOut
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, hold_pattern, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 
 @pytest.mark.anyio

@@ -8,7 +8,7 @@ from storage.records import BeginPaymentResult, BeginResult, ExpireSummary
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, WINDOW_MS, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 EXP = T0 + HOLD_MS
 SECTIONS = (("A", 1_500, "000|000|"),)

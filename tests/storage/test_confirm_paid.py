@@ -8,7 +8,7 @@ from storage.records import Confirmed, ExpireSummary
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, WINDOW_MS, Event, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 EXP = T0 + HOLD_MS
 

@@ -8,7 +8,7 @@ from storage.records import EventState, SectionCounts
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, new_event
 
-pytestmark = [pytest.mark.once, pytest.mark.anyio]
+pytestmark = [pytest.mark.once, pytest.mark.anyio, pytest.mark.cluster]
 
 SECTIONS = (("A", 1_500, "000|00|"), ("B", 900, "0000|"))
 

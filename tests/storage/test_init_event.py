@@ -7,7 +7,7 @@ import pytest
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, Event, assert_conserved, config_json, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 SECTIONS = (("A", 1_500, "000|00|"), ("B", 900, "0000|"))
 

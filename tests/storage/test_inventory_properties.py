@@ -17,7 +17,7 @@ from storage.records import AdmitSummary, TicketRecord
 from storage.redis_store import RedisStore, open_redis_store
 from tests.storage.helpers import T0, TERMINAL, Event, fewest_rows, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 
 SECTIONS = (("A", 300, "000|00|"), ("B", 100, "0000|"))

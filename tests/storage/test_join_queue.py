@@ -8,7 +8,7 @@ from storage.records import JoinResult, TicketRecord, TicketStatus
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 
 @pytest.mark.anyio

@@ -8,7 +8,7 @@ from storage.records import JoinResult, Left, Prompted
 from storage.redis_store import Presence, RedisStore
 from tests.storage.helpers import T0, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 GRACE = 60_000
 

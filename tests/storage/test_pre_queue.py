@@ -12,7 +12,7 @@ from storage.records import Prompted
 from storage.redis_store import JoinRequest, RedisStore
 from tests.storage.helpers import T0, config_json, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 OPENS = T0 + 60_000
 

@@ -7,7 +7,7 @@ import pytest
 from storage.redis_store import RedisStore
 from tests.storage.helpers import HOLD_MS, T0, Event, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 EXP = T0 + HOLD_MS
 

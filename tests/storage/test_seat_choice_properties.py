@@ -22,7 +22,7 @@ from storage.embedded import EmbeddedServers
 from storage.redis_store import RedisStore, open_redis_store
 from tests.storage.helpers import HOLD_MS, T0, hold_pattern, new_event, policy_seats
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 
 @dataclass(frozen=True)

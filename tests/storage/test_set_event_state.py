@@ -8,7 +8,7 @@ from storage.records import EventState, StateChange
 from storage.redis_store import RedisStore
 from tests.storage.helpers import T0, Event, new_event
 
-pytestmark = pytest.mark.once
+pytestmark = [pytest.mark.once, pytest.mark.cluster]
 
 OPENS = T0 + 10_000
 

@@ -7,7 +7,7 @@ import pytest
 from storage.redis_store import BucketLimit, RedisStore, TokenRequest
 from tests.storage.helpers import T0
 
-pytestmark = [pytest.mark.anyio, pytest.mark.once]
+pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.cluster]
 
 CLIENT = BucketLimit(rate_per_s=1.0, burst=3)
 IP = BucketLimit(rate_per_s=10.0, burst=5)

@@ -12,7 +12,7 @@ from storage.records import Confirmed, Prompted
 from storage.redis_store import JoinRequest, PaidHold, RedisStore
 from tests.storage.helpers import T0, new_event
 
-pytestmark = [pytest.mark.once, pytest.mark.anyio]
+pytestmark = [pytest.mark.once, pytest.mark.anyio, pytest.mark.cluster]
 
 JOIN_TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PAY_TP = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"

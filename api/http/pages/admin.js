@@ -127,6 +127,16 @@ async function readLatency() {
   }
 }
 
+// The door: tickets checked in of the live ones (read less often: it is a PostgreSQL count).
+async function readCheckins() {
+  try {
+    const c = await getJSON(`${eventUrl}/checkins`);
+    $("checked-in").textContent = `${count(c.checked_in)} / ${count(c.live_tickets)}`;
+  } catch (err) {
+    $("checked-in").textContent = "–";
+  }
+}
+
 async function refresh() {
   let ev;
   try {
@@ -226,9 +236,55 @@ $("cancel-event").addEventListener("click", () => {
     act("/cancel", "POST", null, cancelProgress).then(readCancellation);
   }
 });
+// Door staff keys: made (the key shown once, never logged), listed, revoked.
+async function listKeys() {
+  const key = $("key").value.trim();
+  if (!key) return;
+  const resp = await fetch(`${eventUrl}/staff-keys`, { headers: { Authorization: `Bearer ${key}` } });
+  if (!resp.ok) return;
+  const list = $("staff-keys");
+  list.replaceChildren();
+  for (const k of (await resp.json()).keys) {
+    const li = document.createElement("li");
+    const revoke = document.createElement("button");
+    revoke.type = "button";
+    revoke.className = "danger";
+    revoke.textContent = "Revoke";
+    revoke.setAttribute("aria-label", `Revoke the key of ${k.label}`);
+    revoke.addEventListener("click", () =>
+      act(`/staff-keys/${encodeURIComponent(k.id)}`, "DELETE", null, (a) => {
+        if ($("new-key-label").textContent === a.label) show("new-key-box", false);
+        listKeys();
+        return `Staff key of ${a.label} revoked.`;
+      }),
+    );
+    li.append(document.createTextNode(`${k.label} · made ${clockTime(Date.parse(k.created_at))} `), revoke);
+    list.append(li);
+  }
+}
+$("staff-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const label = $("staff-label").value.trim();
+  if (!label) {
+    $("admin-status").textContent = "Say who or which door the key is for.";
+    $("staff-label").focus();
+    return;
+  }
+  act("/staff-keys", "POST", { label }, (a) => {
+    $("new-key-label").textContent = a.label;
+    $("new-key").textContent = a.key;
+    show("new-key-box");
+    $("staff-label").value = "";
+    listKeys();
+    return `Staff key made for ${a.label}.`;
+  });
+});
+$("list-keys").addEventListener("click", listKeys);
 
 refresh();
 readLatency();
 setInterval(refresh, 1000);
 setInterval(readLatency, 2000);
 setInterval(readCancellation, 2000);
+readCheckins();
+setInterval(readCheckins, 5000);

@@ -327,6 +327,14 @@ function showPrompt(msg) {
   $("pay").focus();
 }
 
+// The card, and the address the confirmation mail with the tickets goes to (if given).
+function payment() {
+  const body = { card_token: $("card").value };
+  const email = $("email").value.trim();
+  if (email) body.email = email;
+  return body;
+}
+
 async function payNow() {
   if (!prompt) return;
   $("pay").disabled = true;
@@ -341,9 +349,14 @@ async function payNow() {
   const resp = await fetch(`/v1/holds/${encodeURIComponent(prompt.hold_id)}/payment`, {
     method: "POST",
     headers,
-    body: JSON.stringify({ card_token: $("card").value }),
+    body: JSON.stringify(payment()),
   });
   if (resp.ok) {
+    // The booking token outlives the hold: kept here, it opens the tickets page any time.
+    const booking = await resp.json();
+    localStorage.setItem(`booking:${booking.id}:token`, booking.booking_token);
+    $("tickets-link").href = `/bookings/${encodeURIComponent(booking.id)}`;
+    if ($("outcome-card").dataset.outcome === "confirmed") show("tickets-link"); // told already
     $("pay-status").textContent = "Payment received, confirming…";
     return;
   }
@@ -390,6 +403,7 @@ function finish(icon, title, text, kind) {
   $("outcome-text").textContent = text;
   // Back in line after a hold ran out or a place was given up, while seats are left.
   show("rejoin", ["expired", "left", "gone", "released"].includes(kind) && !(ev && over(ev)));
+  show("tickets-link", kind === "confirmed" && $("tickets-link").getAttribute("href") !== "#");
   $("outcome-title").focus();
   if (socket) socket.close();
 }
