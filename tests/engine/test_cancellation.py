@@ -34,6 +34,7 @@ from engine.events import EventSpec, SectionSpec
 from engine.interface import Engine, open_engine
 from engine.payments import GatewayUnavailable, Refund, SandboxGateway
 from engine.reconcile import reconcile
+from engine.ticket_codes import TicketCodes
 from plumbing.clock import WallClock
 from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers, PostgresServer
@@ -91,9 +92,11 @@ async def engine_on(
             TokenSigner(b"cancellation-test-secret-0123456789"),
             WallClock(),
             gateway,
+            TicketCodes(bytes(range(32))),
             payment_window_s=30,
             gateway_timeout_s=5,
             refund_retry_max_s=0.5,
+            booking_token_ttl_s=3_600,
         ) as engine:
             yield engine
 
