@@ -256,6 +256,35 @@ async def test_the_door_checks_tickets_in_by_typed_code(
     assert sorted(gates.split(",")) == ["-", "-", "North"]
 
 
+async def test_a_buyer_pays_reads_the_tickets_and_cancels_them_on_the_page(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """The buyer's whole path in the browser: join, pay, the tickets (QR codes, PDF), one
+    ticket cancelled after a confirmation, then the rest: the refunds shown, the tickets
+    marked. The gateway refunded what the page said, and the seats are on sale again."""
+    event = await create_event(http, name="Changed plans", **POUNDS)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("buyer_cancels", url, services.http_url, event["id"])
+    refunds = await pg_value(
+        services,
+        "SELECT array_agg(amount_cents ORDER BY created_at) FROM cancellations "
+        "WHERE event_id = $1 AND status = 'done' AND NOT by_admin",
+        event["id"],
+    )
+    assert refunds == [2_500, 5_000]
+    sections = {s["id"]: s for s in (await get_event(http, event["id"]))["sections"]}
+    assert (sections["A"]["free"], sections["A"]["sold"]) == (8, 0)
+
+
+async def test_tickets_of_an_event_without_refunds_offer_no_cancel(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """An event whose buyers may not cancel: the tickets page says so, with no button."""
+    event = await create_event(http, name="Final sale", buyer_refunds=False, **POUNDS)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("no_refunds", url, services.http_url, event["id"])
+
+
 async def test_page_assets_are_served_by_name_only(http: httpx.AsyncClient) -> None:
     """Scripts and the stylesheet are served by name with their types; anything else is 404."""
     for name, kind in [("common.js", "text/javascript"), ("style.css", "text/css")]:
