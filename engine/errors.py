@@ -22,7 +22,8 @@ Exception tree::
     │   ├── KeyReused             an idempotency key sent again with another request
     │   └── AlreadyCheckedIn a ticket scanned again at the door
     ├── Gone                 the resource exists but is no longer valid (410)
-    │   └── TicketNotLive    a cancelled ticket scanned at the door
+    │   ├── TicketNotLive    a cancelled ticket scanned at the door
+    │   └── TicketBeingCancelled  a ticket scanned while its cancellation is pending
     ├── PaymentDeclined      the gateway refused the card (402)
     ├── PaymentTimeout       the gateway did not answer in time (504)
     ├── RateLimited          too many requests from this client or for this hold (429)
@@ -62,6 +63,7 @@ __all__ = [
     "RefundRefused",
     "StorageError",
     "StorageUnavailable",
+    "TicketBeingCancelled",
     "TicketCheckedIn",
     "TicketNotInBooking",
     "TicketNotLive",
@@ -212,6 +214,13 @@ class TicketNotLive(Gone):
     """The ticket was cancelled: it lets nobody in."""
 
     code = "ticket_cancelled"
+
+
+class TicketBeingCancelled(Gone):
+    """A ticket scanned at the door while a cancellation of it is pending (its refund under
+    way): it lets nobody in. Should the refund be refused for good, it is live again."""
+
+    code = "cancellation_pending"
 
 
 class PaymentDeclined(BookingError):

@@ -50,7 +50,7 @@ REFUNDED = Counter(
     "Amount refunded by cancellations, in cents.",
     ["event"],
 )
-#: result: admitted, already_in, cancelled, unknown (scans with a refused key are not counted).
+#: result: admitted, already_in, cancelled, cancelling (a cancellation pending), unknown (scans with a refused key are not counted).
 CHECKINS = Counter(
     "booking_checkins_total", "Tickets scanned at the door, by result.", ["event", "result"]
 )

@@ -236,6 +236,8 @@ class CheckinRow(msgspec.Struct, frozen=True):
     admitted: bool
     checked_in_at: datetime | None
     gate: str | None
+    #: Not let in because a pending cancellation names it (its refund is under way).
+    cancelling: bool = False
 
 
 class CheckinCountsRow(msgspec.Struct, frozen=True):

@@ -315,9 +315,19 @@ SELECT {_STAFF_KEY_COLUMNS} FROM k
 """
 
 # The one statement that lets a ticket in: the key is checked, and the ticket set as in
-# only if it is live, of the key's event and not in yet. Two scans of one ticket at once
-# both reach the UPDATE; the second waits for the first's row lock, then finds
+# only if it is live, of the key's event, not in yet and not named by a pending cancellation
+# (its refund under way: the ticket is about to stop being live). Two scans of one ticket at
+# once both reach the UPDATE; the second waits for the first's row lock, then finds
 # checked_in_at set and updates nothing. The log entry commits with the update.
+#
+# It runs after _LOCK_SCANNED_BOOKING in the same transaction: a cancellation is recorded
+# with its booking's row locked FOR UPDATE, so the scan either waits for the recording to
+# commit (and then sees it pending) or holds its share lock first (and the recording, once
+# it has the row, sees the ticket in and refuses it). Without the lock both could pass.
+_LOCK_SCANNED_BOOKING = """
+SELECT 1 FROM bookings WHERE id = (SELECT booking_id FROM tickets WHERE code = $1) FOR SHARE
+"""
+
 _CHECK_IN = """
 WITH k AS (
     SELECT id, event_id FROM staff_keys WHERE key_hash = $1 AND revoked_at IS NULL
@@ -325,6 +335,8 @@ WITH k AS (
     UPDATE tickets t SET checked_in_at = now(), checked_in_gate = $3
     FROM k
     WHERE t.code = $2 AND t.event_id = k.event_id AND t.live AND t.checked_in_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM cancellations c WHERE c.booking_id = t.booking_id
+                      AND c.status = 'pending' AND t.code = ANY(c.codes))
     RETURNING t.code, t.event_id, t.booking_id, t.section, t.seat_row, t.seat_number,
               t.checked_in_at, t.checked_in_gate, k.id AS key_id
 ), log AS (
@@ -340,8 +352,10 @@ FROM k LEFT JOIN upd ON true
 """
 
 _SCANNED_TICKET = """
-SELECT code, event_id, section, seat_row, seat_number, live, checked_in_at, checked_in_gate
-FROM tickets WHERE code = $1 AND event_id = $2
+SELECT code, event_id, section, seat_row, seat_number, live, checked_in_at, checked_in_gate,
+       EXISTS (SELECT 1 FROM cancellations c WHERE c.booking_id = t.booking_id
+               AND c.status = 'pending' AND t.code = ANY(c.codes)) AS cancelling
+FROM tickets t WHERE code = $1 AND event_id = $2
 """
 
 _CHECKIN_COUNTS = """
@@ -716,11 +730,13 @@ class PgStore:
         """Let the ticket ``code`` in at ``gate`` with the staff key of ``key_hash``.
 
         None: no such key (or revoked). Else the key's event and the ticket after the scan
-        (``admitted`` when this scan let it in), None when the event has no such ticket.
+        (``admitted`` when this scan let it in; ``cancelling`` when it was not because a
+        pending cancellation names it), None when the event has no such ticket.
         """
 
         async def scan() -> Any:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(_LOCK_SCANNED_BOOKING, code)
                 row = await conn.fetchrow(_CHECK_IN, key_hash, code, gate)
                 if row is None or row["code"] is not None:
                     return row, None
@@ -755,6 +771,7 @@ class PgStore:
             admitted=False,
             checked_in_at=ticket["checked_in_at"],
             gate=ticket["checked_in_gate"],
+            cancelling=ticket["cancelling"],
         )
 
     async def checkin_counts(self, event_id: str) -> CheckinCountsRow:

@@ -330,8 +330,9 @@ class BookingClient:
 
         Raises :class:`AlreadyCheckedIn` (409, with when and at which gate) for a ticket in
         already, and ``ApiError`` 404 (no such ticket for the key's event), 410
-        (``ticket_cancelled``), 401 (not a staff key in force) or 422 (bad code or gate).
-        A scan is not retried: the door scans again.
+        (``ticket_cancelled``, or ``cancellation_pending`` while its refund is under way),
+        401 (not a staff key in force) or 422 (bad code or gate). A scan is not retried:
+        the door scans again.
         """
         headers = {"Authorization": f"Bearer {staff_key}"}
         response = await self._request(

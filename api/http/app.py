@@ -611,8 +611,9 @@ async def checkin(request: Request) -> Response:
     """``POST /v1/checkin``: let a ticket in with a staff key of its event; its seat.
 
     409 ``already_checked_in`` with when and at which gate it came in; 404 for a code the
-    key's event has no ticket of; 410 ``ticket_cancelled``; 422 for a body that is not a
-    code and a gate."""
+    key's event has no ticket of; 410 ``ticket_cancelled``, or ``cancellation_pending``
+    while a cancellation of the ticket is under way (its refund not made yet); 422 for a
+    body that is not a code and a gate."""
     await _limit(request, "checkin")
     staff_key = _bearer(request)
     await _limit(request, "checkin_key", admin=True)

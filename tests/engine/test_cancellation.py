@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
@@ -26,8 +27,10 @@ from engine.errors import (
     AlreadyCancelled,
     KeyReused,
     RefundNotAllowed,
+    TicketBeingCancelled,
     TicketCheckedIn,
     TicketNotInBooking,
+    TicketNotLive,
     Unprocessable,
 )
 from engine.events import EventSpec, SectionSpec
@@ -436,3 +439,94 @@ async def test_a_ticket_used_at_the_door_is_never_cancelled(
     assert await seats_of(engine, booking.event_id) == (5, 0, 1)
     with pytest.raises(TicketCheckedIn):
         await engine.cancellations.cancel(booking, "c", None, by_admin=True)
+
+
+async def test_a_ticket_whose_cancellation_is_pending_is_not_let_in(
+    engine: Engine, gateway: Gateway
+) -> None:
+    """A cancellation recorded, its refund retried (the gateway unreachable): the door
+    refuses its ticket (cancellation_pending) and lets the booking's other ticket in. Once
+    the refund is made the ticket is cancelled (ticket_cancelled), refunded once, and the
+    booking keeps the ticket used at the door."""
+    booking = await sell(engine, seats=2)
+    leaving, staying = (t.code for t in booking.tickets)
+    staff = await engine.checkin.create_key(booking.event_id, "Door")
+    gateway.down = True
+    pending = await engine.cancellations.cancel(booking, "k", [leaving], by_admin=False)
+    assert pending.status is CancellationStatus.PENDING
+    with pytest.raises(TicketBeingCancelled):
+        await engine.checkin.check_in(staff.key, leaving, "Door")
+    assert (await engine.checkin.check_in(staff.key, staying, "Door")).code == staying
+    pg = engine.checkout._pg
+    [row] = await sql(pg, "SELECT checked_in_at FROM tickets WHERE code = $1", leaving)
+    assert row["checked_in_at"] is None
+
+    gateway.down = False
+    async with anyio.create_task_group() as tg:
+        await tg.start(partial(run_cancellations, engine.cancellations, pg, interval_s=0.1))
+        with anyio.fail_after(30):
+            while (await pg.cancellation(pending.id)).status != "done":  # type: ignore[union-attr]  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+        tg.cancel_scope.cancel()
+    with pytest.raises(TicketNotLive):
+        await engine.checkin.check_in(staff.key, leaving, "Door")
+    assert len(gateway._refunds) == 1 and gateway.balance_cents() == PRICE
+    after = await engine.bookings.get(booking.id)
+    assert after.status is BookingStatus.CONFIRMED
+    assert [t.code for t in after.tickets if t.live] == [staying]
+    assert await seats_of(engine, booking.event_id) == (5, 0, 1)
+
+
+async def test_a_scan_during_the_recording_of_a_cancellation_waits_and_is_refused(
+    engine: Engine, servers: EmbeddedServers
+) -> None:
+    """A cancellation being recorded (its booking's row locked, the pending row written, not
+    committed yet) when the ticket is scanned: the scan waits for the recording, then sees
+    it and refuses the ticket, which is not let in."""
+    booking = await sell(engine, seats=1)
+    [code] = (t.code for t in booking.tickets)
+    staff = await engine.checkin.create_key(booking.event_id, "Door")
+    pg = engine.checkout._pg
+    assert servers.database_url is not None
+    conn = await pg._bridge.call(asyncpg.connect, servers.database_url)
+    refused: list[BaseException] = []
+
+    async def scan() -> None:
+        try:
+            await engine.checkin.check_in(staff.key, code, "Door")
+        except TicketBeingCancelled as exc:
+            refused.append(exc)
+
+    try:
+        await pg._bridge.call(conn.execute, "BEGIN")
+        await pg._bridge.call(
+            conn.execute, "SELECT 1 FROM bookings WHERE id = $1 FOR UPDATE", booking.id
+        )
+        await pg._bridge.call(
+            conn.execute,
+            "INSERT INTO cancellations (id, booking_id, event_id, idempotency_key, whole, "
+            "codes, amount_cents, charge_ref, by_admin, next_attempt_at) VALUES ($1, $2, $3, "
+            "'racing', true, $4, $5, '', false, now() + interval '1 hour')",
+            "cx" + uuid.uuid4().hex[:12],
+            booking.id,
+            booking.event_id,
+            [code],
+            PRICE,
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(scan)
+            with anyio.fail_after(20):  # the scan waits for the booking's row
+                while not await sql(  # noqa: ASYNC110
+                    pg,
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%FOR SHARE%'",
+                ):
+                    await anyio.sleep(0.05)
+            await pg._bridge.call(conn.execute, "COMMIT")
+    finally:
+        await pg._bridge.call(conn.close)
+    assert len(refused) == 1
+    [row] = await sql(pg, "SELECT checked_in_at FROM tickets WHERE code = $1", code)
+    assert row["checked_in_at"] is None
+    # This cancellation was only ever recorded: no worker is to take it up.
+    await sql(pg, "UPDATE cancellations SET status = 'refused' WHERE booking_id = $1", booking.id)
