@@ -80,6 +80,9 @@ class JoinRequest:
     section: str
     #: The join's span, to carry through the line ("" when not traced).
     traceparent: str = ""
+    #: The verified person joining ("" when the event requires no identity): one live
+    #: place per person, and the event's ``max_per_person`` over all its orders.
+    person: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +424,15 @@ class RedisStore:
         raw = await self._call("ticket", fetch)
         return None if raw is None else _ticket_decoder.decode(raw)
 
+    async def person_seats(self, event_id: str, person: str) -> int:
+        """Seats a verified person holds or bought in an event (its ``max_per_person`` count)."""
+
+        async def fetch() -> Any:
+            return await self._client.hget(event_keys(event_id).clients, f"#n:{person}")
+
+        raw = await self._call("person_seats", fetch)
+        return int(raw or 0)
+
     async def tickets(self, event_id: str) -> dict[int, TicketRecord]:
         """Every ticket of an event (for audits and tests: O(tickets))."""
 
@@ -496,7 +508,7 @@ class RedisStore:
             now,
             _shuffle_seeds,
             requests,
-            lambda r: [r.client_id, r.quantity, r.section, r.traceparent],
+            lambda r: [r.client_id, r.quantity, r.section, r.traceparent, r.person],
             _join_decoder,
         )
 
