@@ -8,6 +8,7 @@ commands (migrate, reconcile, event create) the same connected, migrated stores.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,6 +25,7 @@ from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
 from engine.bookings import Booking
 from engine.health import run_store_probe
+from engine.identity import IdentityVerifier
 from engine.interface import Engine, open_engine
 from engine.mail import run_mail_sender
 from engine.payments import PaymentGateway
@@ -39,6 +41,7 @@ from realtime.server import WaitroomHandler
 from realtime.session import Heartbeats
 from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
+from storage.jwks import JwksKeys
 from storage.pg_store import PgStore, open_pg_store
 from storage.redis_store import BucketLimit, RedisStore, open_redis_store
 from storage.smtp import SmtpMailer
@@ -236,6 +239,11 @@ async def _open_services(
             per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
         )
         line = WaitingLine(redis, clock, join_limits)
+        identity = IdentityVerifier(
+            JwksKeys(),
+            shared_secret=settings.identity_secret,
+            own_key=hashlib.sha256(b"identity\0" + settings.secret.encode()).digest(),
+        )
         hub = Hub(
             line,
             engine.holds,
@@ -313,6 +321,7 @@ async def _open_services(
                 connections_per_ip=settings.ws_connections_per_ip,
                 join_timeout_s=settings.ws_join_timeout_s,
                 join_wait_s=retry_after_s(join_limits.per_client, join_limits.per_ip),
+                identity=identity,
             )
             services.ws_port = await tg.start(
                 partial(

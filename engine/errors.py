@@ -6,6 +6,7 @@ Exception tree::
     ├── InvalidRequest       bad input (400/422)
     │   └── Unprocessable    a well-formed request whose body is not valid (422)
     ├── Unauthorized         missing or forged credentials (401)
+    │   └── IdentityRefused  an identity token or email code not accepted (``code`` says why)
     ├── Forbidden            valid credentials, not yours (403)
     ├── NotFound             no such event, hold or booking (404)
     ├── Conflict             the state forbids it (409)
@@ -40,6 +41,7 @@ __all__ = [
     "Forbidden",
     "Gone",
     "HoldExpired",
+    "IdentityRefused",
     "InvalidRequest",
     "InvalidState",
     "NotFound",
@@ -83,6 +85,19 @@ class Unauthorized(BookingError):
     """Credentials are missing, forged or expired."""
 
     code = "unauthorized"
+
+
+class IdentityRefused(Unauthorized):
+    """The proof of who the buyer is was refused; ``code`` says why: ``identity_required``,
+    ``identity_invalid`` (malformed, forged, unknown key), ``identity_expired``,
+    ``identity_wrong_audience``, ``identity_wrong_issuer``, ``identity_unavailable`` (its
+    keys could not be fetched: retry), ``code_invalid`` / ``code_expired`` (email codes)."""
+
+    code = "identity_invalid"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # why, as the stable machine-readable name
 
 
 class Forbidden(BookingError):

@@ -33,6 +33,10 @@ class EventRow(msgspec.Struct, frozen=True):
     max_active_holds: int
     sections: str
     currency: str = "EUR"
+    #: How buyers prove who they are, as JSON text ("" when anybody may join).
+    identity: str = ""
+    #: Seats one verified person may hold or buy over all its orders (0: no limit).
+    max_per_person: int = 0
 
 
 class SeatRow(msgspec.Struct, frozen=True, array_like=True):

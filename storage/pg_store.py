@@ -55,7 +55,8 @@ T = TypeVar("T")
 #: The columns of an ``EventRow``.
 _EVENT_COLUMNS = (
     "id, name, opens_at, max_per_order, hold_seconds, max_active_holds, "
-    "sections::text AS sections, currency"
+    "sections::text AS sections, currency, coalesce(identity::text, '') AS identity, "
+    "max_per_person"
 )
 _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 
@@ -376,8 +377,8 @@ class PgStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO events (id, name, opens_at, max_per_order, hold_seconds, "
-                    "max_active_holds, sections, currency) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
+                    "max_active_holds, sections, currency, identity, max_per_person) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10)",
                     event.id,
                     event.name,
                     event.opens_at,
@@ -386,6 +387,8 @@ class PgStore:
                     event.max_active_holds,
                     event.sections,
                     event.currency,
+                    event.identity or None,
+                    event.max_per_person,
                 )
                 await conn.copy_records_to_table(
                     "seats",

@@ -19,8 +19,11 @@ from urllib.parse import quote
 
 import anyio
 import httpx
+import jwt
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -345,4 +348,48 @@ async def test_generated_ws_messages_get_error_answers(
             tg.start_soon(talk, frames[k::CONCURRENCY])
     assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
     assert len(frames) >= WS_FRAMES
+    assert await event_state(http, event["id"]) == before
+
+
+IDENTITY_FRAMES = 500
+
+
+async def test_generated_identity_joins_get_error_answers(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 mutations of a join carrying a valid identity token, to an event that requires
+    one (checked with a PEM key): each answered with an error, no place taken."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    identity = {"kind": "jwt", "issuer": "https://shop", "audience": "fuzz", "public_key": pem}
+    event = await create_event(http, opens_at=FUTURE, identity=identity)
+    claims = {"sub": "p", "iss": "https://shop", "aud": "fuzz", "exp": int(time.time()) + 3600}
+    valid = jwt.encode(claims, key, algorithm="ES256")
+
+    def is_bad(frame: bytes) -> bool:
+        if not _frame_is_bad(frame):
+            return p.client_decoder.decode(frame).identity != valid  # type: ignore[union-attr]
+        return True
+
+    join = {"type": "join", "quantity": 2, "client_id": "fuzz", "identity": valid}
+    frames = draw_many(
+        st.lists(mutated(join).map(_encode).filter(is_bad), min_size=25, max_size=25),
+        IDENTITY_FRAMES // 25,
+    )
+    before = await event_state(http, event["id"])
+    problems: list[str] = []
+
+    async def talk(chunk: list[bytes]) -> None:
+        async with ws_connect(event["waitroom_url"]) as ws:
+            for frame in chunk:
+                await ws.send(frame.decode(), text=True)
+                answer = await recv(ws, wait_s=10)
+                if not (isinstance(answer, p.Error) and answer.code and answer.message):
+                    problems.append(f"answered {answer!r:.120} <- {frame!r:.160}")
+
+    async with anyio.create_task_group() as tg:
+        for k in range(CONCURRENCY):
+            tg.start_soon(talk, frames[k::CONCURRENCY])
+    assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
+    assert len(frames) >= IDENTITY_FRAMES
     assert await event_state(http, event["id"]) == before

@@ -81,9 +81,7 @@ async def test_admission_refuses_seats_over_the_persons_limit(
     assert await redis_store.person_seats(event_id, ALICE) == 2
 
 
-async def test_joins_without_a_person_are_unchanged(
-    redis_store: RedisStore, event_id: str
-) -> None:
+async def test_joins_without_a_person_are_unchanged(redis_store: RedisStore, event_id: str) -> None:
     """A client id without a person keeps its ended ticket (no second order), as before."""
     ev = await new_event(redis_store, event_id, max_per_person=1)
     await ev.join("c1", 2)
