@@ -24,6 +24,7 @@ from api.http.server import serve_http
 from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
 from engine.bookings import Booking
+from engine.email_identity import EmailIdentity
 from engine.health import run_store_probe
 from engine.identity import IdentityVerifier
 from engine.interface import Engine, open_engine
@@ -186,6 +187,16 @@ async def open_gateway(settings: Settings) -> AsyncIterator[StripeGateway]:
 
 
 @asynccontextmanager
+async def _open_code_mailer(smtp_url: str | None) -> AsyncIterator[SmtpMailer | None]:
+    """The mailer of identity codes (the API's, over its own bridge); None without SMTP."""
+    if smtp_url is None:
+        yield None
+        return
+    async with open_bridge() as bridge:
+        yield SmtpMailer(smtp_url, bridge)
+
+
+@asynccontextmanager
 async def open_services(
     settings: Settings,
     roles: Roles = Roles(),
@@ -231,6 +242,7 @@ async def _open_services(
             gateway_timeout_s=settings.gateway_timeout_s,
             booking_token_ttl_s=settings.booking_token_ttl_s,
         ) as engine,
+        _open_code_mailer(settings.smtp_url if roles.api else None) as code_mailer,
         anyio.create_task_group() as tg,
     ):
         addresses = AddressPolicy(settings.trusted_proxies, settings.limit_exempt)
@@ -239,10 +251,18 @@ async def _open_services(
             per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
         )
         line = WaitingLine(redis, clock, join_limits)
+        own_key = hashlib.sha256(b"identity\0" + settings.secret.encode()).digest()
         identity = IdentityVerifier(
-            JwksKeys(),
-            shared_secret=settings.identity_secret,
-            own_key=hashlib.sha256(b"identity\0" + settings.secret.encode()).digest(),
+            JwksKeys(), shared_secret=settings.identity_secret, own_key=own_key
+        )
+        email_identity = EmailIdentity(
+            engine.catalog,
+            redis,
+            identity,
+            code_mailer,
+            clock,
+            key=own_key,
+            sender=settings.mail_from,
         )
         hub = Hub(
             line,
@@ -295,6 +315,7 @@ async def _open_services(
             ),
             addresses=addresses,
             body_timeout_s=settings.body_timeout_s,
+            email_identity=email_identity,
         )
         if roles.worker and not roles.api:
             services.http_port = await tg.start(

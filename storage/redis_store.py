@@ -424,6 +424,50 @@ class RedisStore:
         raw = await self._call("ticket", fetch)
         return None if raw is None else _ticket_decoder.decode(raw)
 
+    async def put_email_code(
+        self, event_id: str, address_hash: str, code_hash: str, ttl_ms: int
+    ) -> None:
+        """Keep the (hashed) code sent to an address for ``ttl_ms``, replacing an earlier
+        one and forgetting its attempts."""
+        keys = event_keys(event_id)
+
+        async def put() -> Any:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(keys.email_code(address_hash), code_hash, px=ttl_ms)
+                pipe.delete(keys.email_attempts(address_hash))
+                return await pipe.execute()
+
+        await self._call("put_email_code", put)
+
+    async def try_email_code(
+        self, event_id: str, address_hash: str, ttl_ms: int
+    ) -> tuple[str | None, int]:
+        """Count an attempt at an address's code: its hash (None: no code, or it expired)
+        and the attempts made so far, this one included (one atomic step; the count
+        expires ``ttl_ms`` after the last attempt)."""
+        keys = event_keys(event_id)
+
+        async def attempt() -> Any:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.get(keys.email_code(address_hash))
+                pipe.incr(keys.email_attempts(address_hash))
+                pipe.pexpire(keys.email_attempts(address_hash), ttl_ms)
+                return await pipe.execute()
+
+        code_hash, attempts, _ = await self._call("try_email_code", attempt)
+        if isinstance(code_hash, bytes):
+            code_hash = code_hash.decode()
+        return code_hash, int(attempts)
+
+    async def drop_email_code(self, event_id: str, address_hash: str) -> None:
+        """Forget an address's code (used, or out of attempts)."""
+        keys = event_keys(event_id)
+
+        async def drop() -> Any:
+            return await self._client.delete(keys.email_code(address_hash))
+
+        await self._call("drop_email_code", drop)
+
     async def person_seats(self, event_id: str, person: str) -> int:
         """Seats a verified person holds or bought in an event (its ``max_per_person`` count)."""
 

@@ -22,9 +22,13 @@ from api.http.schemas import (
     CheckinView,
     CreatedEvent,
     CreatedStaffKey,
+    EmailCodeBody,
+    EmailCodeSent,
+    EmailVerifyBody,
     ErrorBody,
     EventList,
     EventView,
+    IdentityTokenView,
     PaymentBody,
     ReleasedView,
     StaffKeyBody,
@@ -268,6 +272,20 @@ class BookingClient:
         headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else self._admin
         path = f"/v1/bookings/{_segment(booking_id)}"
         return await self._call("GET", path, BookingView, headers=headers, retry=True)
+
+    # -- identity ---------------------------------------------------------------------------
+
+    async def send_email_code(self, event_id: str, email: str) -> EmailCodeSent:
+        """``POST /v1/events/{id}/identity/email``: mail a one-time code to ``email`` (an
+        event whose identity is ``email``)."""
+        path = f"/v1/events/{_segment(event_id)}/identity/email"
+        return await self._call("POST", path, EmailCodeSent, body=EmailCodeBody(email))
+
+    async def verify_email_code(self, event_id: str, email: str, code: str) -> IdentityTokenView:
+        """``POST /v1/events/{id}/identity/verify``: the mailed code exchanged for an identity
+        token to join with (ApiError 401 ``code_invalid`` / ``code_expired`` otherwise)."""
+        path = f"/v1/events/{_segment(event_id)}/identity/verify"
+        return await self._call("POST", path, IdentityTokenView, body=EmailVerifyBody(email, code))
 
     # -- check-in at the door ------------------------------------------------------------
 

@@ -25,10 +25,14 @@ __all__ = [
     "CheckinView",
     "CreatedEvent",
     "CreatedStaffKey",
+    "EmailCodeBody",
+    "EmailCodeSent",
+    "EmailVerifyBody",
     "ErrorBody",
     "EventList",
     "EventSummary",
     "EventView",
+    "IdentityTokenView",
     "PaymentBody",
     "ReleasedView",
     "SectionAvailability",
@@ -231,6 +235,33 @@ class StaffKeyView(msgspec.Struct, frozen=True):
     label: str
     created_at: str
     revoked_at: str | None = None
+
+
+class EmailCodeBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The address to send a one-time code to."""
+
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+
+
+class EmailCodeSent(msgspec.Struct, frozen=True):
+    """A code is on its way; it works for ``expires_in_s`` seconds."""
+
+    expires_in_s: int
+
+
+class EmailVerifyBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The address and the code mailed to it."""
+
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+    code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+
+
+class IdentityTokenView(msgspec.Struct, frozen=True):
+    """The identity token of a verified address: send it as the ``join`` message's
+    ``identity``; it joins this event until ``expires_at``."""
+
+    token: str
+    expires_at: str
 
 
 class CreatedStaffKey(msgspec.Struct, frozen=True):

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from api.http.schemas import CheckinBody, PaymentBody
+from api.http.schemas import CheckinBody, EmailCodeBody, EmailVerifyBody, PaymentBody
 from api.wiring import Services
 from engine.errors import BookingError
 from engine.events import EventSpec, validate_event
@@ -133,6 +133,17 @@ def _payment_is_invalid(body: bytes) -> bool:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return True
     return False
+
+
+def _invalid_as(kind: type[Any]) -> Callable[[bytes], bool]:
+    def invalid(body: bytes) -> bool:
+        try:
+            msgspec.json.decode(body, type=kind)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return True
+        return False
+
+    return invalid
 
 
 def _checkin_is_invalid(body: bytes) -> bool:
@@ -303,6 +314,8 @@ async def test_generated_ids_in_every_route_are_refused(
         ("GET", "/v1/bookings/{}/tickets.pdf", {}),
         ("GET", "/v1/bookings/{}/tickets/T1.x/qr.svg", admin),
         ("GET", "/v1/events/{}/ticket-key", {}),
+        ("POST", "/v1/events/{}/identity/email", {}),
+        ("POST", "/v1/events/{}/identity/verify", {}),
     ]
     before = await count_events(services)
     requests = [
@@ -393,3 +406,25 @@ async def test_generated_identity_joins_get_error_answers(
     assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
     assert len(frames) >= IDENTITY_FRAMES
     assert await event_state(http, event["id"]) == before
+
+
+IDENTITY_BODIES = 500
+
+
+async def test_generated_email_identity_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 schema-mutated bodies of each email identity route, to an event that verifies
+    addresses: all 400, no code kept."""
+    event = await create_event(http, identity={"kind": "email"})
+    base = f"/v1/events/{event['id']}/identity"
+    headers = {"Content-Type": "application/json"}
+    sends = bodies({"email": "a@example.org"}, _invalid_as(EmailCodeBody), IDENTITY_BODIES)
+    verifies = bodies(
+        {"email": "a@example.org", "code": "123456"}, _invalid_as(EmailVerifyBody), IDENTITY_BODIES
+    )
+    requests = [("POST", f"{base}/email", headers, b) for b in sends]
+    requests += [("POST", f"{base}/verify", headers, b) for b in verifies]
+    problems = await _send_all(http, requests)
+    assert problems == [], f"{len(problems)} of {len(requests)}:\n" + "\n".join(problems[:5])
+    assert len(sends) >= IDENTITY_BODIES and len(verifies) >= IDENTITY_BODIES
