@@ -1163,7 +1163,9 @@ async def test_fuzzed_identity_requests_are_refused_without_side_effects(
         elif choice == 3:
             content = encode(rng, {**good, rand_text(rng, 8) + "_": 1})
         elif choice == 4 and route == "verify":
-            code = rng.choice(["", "12345", "1234567", "abcdef", "12 456", "\uff11\uff12\uff13\uff14\uff15\uff16"])
+            code = rng.choice(
+                ["", "12345", "1234567", "abcdef", "12 456", "\uff11\uff12\uff13\uff14\uff15\uff16"]
+            )
             content = encode(rng, {**good, "code": code})
         else:
             dropped = rng.choice(list(good))
