@@ -24,6 +24,7 @@ from api.http.server import serve_http
 from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
 from engine.bookings import Booking
+from engine.challenge import JoinChallenges
 from engine.email_identity import EmailIdentity
 from engine.health import run_store_probe
 from engine.identity import IdentityVerifier
@@ -255,6 +256,12 @@ async def _open_services(
         identity = IdentityVerifier(
             JwksKeys(), shared_secret=settings.identity_secret, own_key=own_key
         )
+        challenges = JoinChallenges(
+            engine.catalog,
+            redis,
+            clock,
+            key=hashlib.sha256(b"challenge\0" + settings.secret.encode()).digest(),
+        )
         email_identity = EmailIdentity(
             engine.catalog,
             redis,
@@ -316,6 +323,7 @@ async def _open_services(
             addresses=addresses,
             body_timeout_s=settings.body_timeout_s,
             email_identity=email_identity,
+            challenges=challenges,
         )
         if roles.worker and not roles.api:
             services.http_port = await tg.start(
@@ -343,6 +351,7 @@ async def _open_services(
                 join_timeout_s=settings.ws_join_timeout_s,
                 join_wait_s=retry_after_s(join_limits.per_client, join_limits.per_ip),
                 identity=identity,
+                challenges=challenges,
             )
             services.ws_port = await tg.start(
                 partial(

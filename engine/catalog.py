@@ -59,6 +59,7 @@ class EventCatalog:
                 if spec.identity is None
                 else msgspec.json.encode(spec.identity).decode(),
                 max_per_person=spec.max_per_person,
+                challenge_difficulty=spec.challenge_difficulty,
             ),
             seats,
         )
@@ -107,6 +108,7 @@ class EventCatalog:
             currency=row.currency,
             identity=msgspec.json.decode(row.identity, type=IdentitySpec) if row.identity else None,
             max_per_person=row.max_per_person,
+            challenge_difficulty=row.challenge_difficulty,
         )
         self._specs[row.id] = spec
         return spec

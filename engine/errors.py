@@ -8,6 +8,7 @@ Exception tree::
     ├── Unauthorized         missing or forged credentials (401)
     │   └── IdentityRefused  an identity token or email code not accepted (``code`` says why)
     ├── Forbidden            valid credentials, not yours (403)
+    │   └── ChallengeRefused a join's proof of work missing, wrong, expired or replayed
     ├── NotFound             no such event, hold or booking (404)
     ├── Conflict             the state forbids it (409)
     │   ├── InvalidState     an event's state forbids the change
@@ -37,6 +38,7 @@ __all__ = [
     "AlreadyCheckedIn",
     "AlreadyPaid",
     "BookingError",
+    "ChallengeRefused",
     "Conflict",
     "Forbidden",
     "Gone",
@@ -104,6 +106,18 @@ class Forbidden(BookingError):
     """Credentials are valid but do not cover this resource."""
 
     code = "forbidden"
+
+
+class ChallengeRefused(Forbidden):
+    """A join's proof of work was refused; ``code`` says why: ``challenge_required``,
+    ``challenge_invalid`` (unreadable, wrong, or another event's), ``challenge_expired``,
+    ``challenge_replayed`` (its solution was used already)."""
+
+    code = "challenge_invalid"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # why, as the stable machine-readable name
 
 
 class NotFound(BookingError):

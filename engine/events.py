@@ -96,6 +96,9 @@ class EventSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: Seats one verified person may hold or buy over all its orders (0: no limit;
     #: needs ``identity``).
     max_per_person: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
+    #: The proof of work a join must bring: the counter range of its challenge (about
+    #: 0.75 x this many SHA-256 hashes to solve; 0: none). Admins change it live.
+    challenge_difficulty: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 0
 
     @property
     def capacity(self) -> int:

@@ -18,7 +18,14 @@ import msgspec
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from engine.catalog import EventCatalog
-from engine.errors import IdentityRefused, NotFound, StorageError, StorageUnavailable
+from engine.challenge import JoinChallenges
+from engine.errors import (
+    ChallengeRefused,
+    IdentityRefused,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+)
 from engine.identity import IdentityVerifier, person_client_id
 from plumbing import tracing
 from plumbing.client_ip import AddressPolicy
@@ -62,6 +69,7 @@ class WaitroomHandler:
         join_timeout_s: float = 30.0,
         join_wait_s: int = 1,
         identity: IdentityVerifier | None = None,
+        challenges: JoinChallenges | None = None,
     ) -> None:
         self._hub = hub  # routing of outcomes and positions
         self._line = line  # joins
@@ -75,6 +83,7 @@ class WaitroomHandler:
         self._join_timeout_s = join_timeout_s  # a socket that never joins is closed then
         self._join_wait_s = join_wait_s  # told to a client whose join was rate limited
         self._identity = identity  # checks identity tokens (None: no event may require one)
+        self._challenges = challenges  # checks proofs of work (None: none asked)
         self._open: Counter[str] = Counter()  # open sockets per (non-exempt) client address
 
     async def __call__(self, ws: Any) -> None:
@@ -186,6 +195,13 @@ class WaitroomHandler:
         if msg.section is not None and spec.section(msg.section) is None:
             _refuse(session, "invalid_section", f"no section {msg.section!r}")
             return
+        if self._challenges is not None:
+            # Cheapest check first: a bot that did no work costs two HMACs, no Redis write.
+            try:
+                await self._challenges.check(event_id, msg.challenge)
+            except ChallengeRefused as exc:
+                _refuse(session, exc.code, exc.message)
+                return
         client_id, person = msg.client_id, ""
         if spec.identity is not None:
             # One place per person: the line knows a verified buyer by its identity alone.

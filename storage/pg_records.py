@@ -37,6 +37,8 @@ class EventRow(msgspec.Struct, frozen=True):
     identity: str = ""
     #: Seats one verified person may hold or buy over all its orders (0: no limit).
     max_per_person: int = 0
+    #: The join challenge's difficulty at creation (0: none).
+    challenge_difficulty: int = 0
 
 
 class SeatRow(msgspec.Struct, frozen=True, array_like=True):

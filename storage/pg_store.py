@@ -56,7 +56,7 @@ T = TypeVar("T")
 _EVENT_COLUMNS = (
     "id, name, opens_at, max_per_order, hold_seconds, max_active_holds, "
     "sections::text AS sections, currency, coalesce(identity::text, '') AS identity, "
-    "max_per_person"
+    "max_per_person, challenge_difficulty"
 )
 _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 
@@ -377,8 +377,9 @@ class PgStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO events (id, name, opens_at, max_per_order, hold_seconds, "
-                    "max_active_holds, sections, currency, identity, max_per_person) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10)",
+                    "max_active_holds, sections, currency, identity, max_per_person, "
+                    "challenge_difficulty) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10, $11)",
                     event.id,
                     event.name,
                     event.opens_at,
@@ -389,6 +390,7 @@ class PgStore:
                     event.currency,
                     event.identity or None,
                     event.max_per_person,
+                    event.challenge_difficulty,
                 )
                 await conn.copy_records_to_table(
                     "seats",

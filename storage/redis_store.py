@@ -424,6 +424,32 @@ class RedisStore:
         raw = await self._call("ticket", fetch)
         return None if raw is None else _ticket_decoder.decode(raw)
 
+    async def challenge_difficulty(self, event_id: str) -> int | None:
+        """The join challenge's difficulty an admin set (None: never set)."""
+
+        async def fetch() -> Any:
+            return await self._client.get(event_keys(event_id).challenge_difficulty())
+
+        raw = await self._call("challenge_difficulty", fetch)
+        return None if raw is None else int(raw)
+
+    async def set_challenge_difficulty(self, event_id: str, difficulty: int) -> None:
+        """Set the join challenge's difficulty of an event."""
+
+        async def put() -> Any:
+            return await self._client.set(event_keys(event_id).challenge_difficulty(), difficulty)
+
+        await self._call("set_challenge_difficulty", put)
+
+    async def use_challenge(self, event_id: str, nonce: str, expires_ms: int) -> bool:
+        """Remember a solved challenge until ``expires_ms`` (epoch); False if it was used."""
+
+        async def mark() -> Any:
+            key = event_keys(event_id).used_challenge(nonce)
+            return await self._client.set(key, 1, nx=True, pxat=max(expires_ms, 1))
+
+        return bool(await self._call("use_challenge", mark))
+
     async def put_email_code(
         self, event_id: str, address_hash: str, code_hash: str, ttl_ms: int
     ) -> None:

@@ -16,6 +16,8 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    ChallengeBody,
+    ChallengeView,
     CheckedInBeforeBody,
     CheckinBody,
     CheckinCountsView,
@@ -273,7 +275,20 @@ class BookingClient:
         path = f"/v1/bookings/{_segment(booking_id)}"
         return await self._call("GET", path, BookingView, headers=headers, retry=True)
 
-    # -- identity ---------------------------------------------------------------------------
+    # -- proof of work and identity ------------------------------------------------------
+
+    async def challenge(self, event_id: str) -> ChallengeView:
+        """``GET /v1/events/{id}/challenge``: a join challenge to solve (``solve_challenge``)."""
+        path = f"/v1/events/{_segment(event_id)}/challenge"
+        return await self._call("GET", path, ChallengeView, retry=True)
+
+    async def set_challenge(self, event_id: str, difficulty: int) -> ChallengeBody:
+        """``PUT /v1/events/{id}/challenge``: the join challenge's difficulty, live (0: none)."""
+        path = f"/v1/events/{_segment(event_id)}/challenge"
+        return await self._call(
+            "PUT", path, ChallengeBody, body=ChallengeBody(difficulty), headers=self._admin
+        )
+
 
     async def send_email_code(self, event_id: str, email: str) -> EmailCodeSent:
         """``POST /v1/events/{id}/identity/email``: mail a one-time code to ``email`` (an

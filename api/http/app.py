@@ -36,6 +36,8 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    ChallengeBody,
+    ChallengeView,
     CheckedInBeforeBody,
     CheckinBody,
     CheckinCountsView,
@@ -60,6 +62,7 @@ from api.http.schemas import (
     TicketView,
 )
 from engine.bookings import Booking
+from engine.challenge import JoinChallenges
 from engine.checkin import StaffKey
 from engine.checkout import PaymentRequest
 from engine.email_identity import EmailIdentity
@@ -111,6 +114,8 @@ class HttpState:
     body_timeout_s: float = 10.0
     #: Codes mailed to buyers' addresses and their identity tokens (None: not served).
     email_identity: EmailIdentity | None = None
+    #: Join challenges (proof of work) and their difficulty (None: not served).
+    challenges: JoinChallenges | None = None
 
 
 class BodyTimeout(Exception):
@@ -368,6 +373,46 @@ async def set_admission(request: Request) -> Response:
         admissions_per_minute=body.admissions_per_minute,
     )
     return json_response(AdmissionView(event_id, caps.max_active, caps.rate_per_min))
+
+
+def _challenges(request: Request) -> JoinChallenges:
+    challenges = _state(request).challenges
+    if challenges is None:
+        raise Unavailable("join challenges are not served here", retry_after_s=60)
+    return challenges
+
+
+@operation(answers={200: ChallengeView}, errors=[404, 429, 503])
+async def get_challenge(request: Request) -> Response:
+    """``GET /v1/events/{id}/challenge``: a new proof-of-work challenge to solve before
+    joining (ALTCHA v2, SHA-256; ``difficulty`` 0: joins need none now). It expires in 5
+    minutes and its solution joins once."""
+    await _limit(request, "challenge")
+    event_id = request.path_params["event_id"]
+    await _state(request).engine.catalog.get(event_id)
+    challenge, difficulty = await _challenges(request).issue(event_id)
+    return json_response(
+        ChallengeView(challenge, difficulty), headers={"Cache-Control": "no-store"}
+    )
+
+
+@operation(
+    request=ChallengeBody,
+    answers={200: ChallengeBody},
+    example={"difficulty": 200_000},
+    errors=[400, 401, 404, 408, 429, 503],
+    credentials="admin",
+)
+async def set_challenge(request: Request) -> Response:
+    """``PUT /v1/events/{id}/challenge``: change the join challenge's difficulty live (its
+    counter range: about 0.75 x this many SHA-256 hashes per join; 0: none). Every
+    process applies it within a second."""
+    await _require_admin(request)
+    event_id = request.path_params["event_id"]
+    await _state(request).engine.catalog.get(event_id)
+    body = await _body(request, ChallengeBody)
+    await _challenges(request).set_difficulty(event_id, body.difficulty)
+    return json_response(body)
 
 
 @operation(
@@ -710,6 +755,8 @@ ROUTES = [
     Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
     # check-in at the door
+    Route("/v1/events/{event_id}/challenge", get_challenge, methods=["GET"]),
+    Route("/v1/events/{event_id}/challenge", set_challenge, methods=["PUT"]),
     Route("/v1/events/{event_id}/identity/email", send_email_code, methods=["POST"]),
     Route("/v1/events/{event_id}/identity/verify", verify_email_code, methods=["POST"]),
     Route("/v1/events/{event_id}/staff-keys", create_staff_key, methods=["POST"]),

@@ -10,7 +10,7 @@ is the engine's ``EventSpec``, which validates it.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -19,6 +19,8 @@ __all__ = [
     "AdmissionView",
     "AuditView",
     "BookingView",
+    "ChallengeBody",
+    "ChallengeView",
     "CheckedInBeforeBody",
     "CheckinBody",
     "CheckinCountsView",
@@ -235,6 +237,22 @@ class StaffKeyView(msgspec.Struct, frozen=True):
     label: str
     created_at: str
     revoked_at: str | None = None
+
+
+class ChallengeBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The join challenge's difficulty: its counter range (0: joins need no proof of work)."""
+
+    difficulty: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
+
+
+class ChallengeView(msgspec.Struct, frozen=True):
+    """A join challenge (ALTCHA v2: ``parameters`` and ``signature``, as altcha's libraries
+    and widget read them) and the event's difficulty now (0: a join needs no solution).
+    Solve it, then send the payload (base64 JSON of ``challenge`` and ``solution``) as the
+    ``join`` message's ``challenge``."""
+
+    challenge: dict[str, Any]
+    difficulty: int
 
 
 class EmailCodeBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -27,7 +27,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from api.http.schemas import CheckinBody, EmailCodeBody, EmailVerifyBody, PaymentBody
+from api.http.schemas import (
+    ChallengeBody,
+    CheckinBody,
+    EmailCodeBody,
+    EmailVerifyBody,
+    PaymentBody,
+)
 from api.wiring import Services
 from engine.errors import BookingError
 from engine.events import EventSpec, validate_event
@@ -315,6 +321,8 @@ async def test_generated_ids_in_every_route_are_refused(
         ("GET", "/v1/bookings/{}/tickets/T1.x/qr.svg", admin),
         ("GET", "/v1/events/{}/ticket-key", {}),
         ("POST", "/v1/events/{}/identity/email", {}),
+        ("GET", "/v1/events/{}/challenge", {}),
+        ("PUT", "/v1/events/{}/challenge", admin),
         ("POST", "/v1/events/{}/identity/verify", {}),
     ]
     before = await count_events(services)
@@ -428,3 +436,25 @@ async def test_generated_email_identity_bodies_are_refused(
     problems = await _send_all(http, requests)
     assert problems == [], f"{len(problems)} of {len(requests)}:\n" + "\n".join(problems[:5])
     assert len(sends) >= IDENTITY_BODIES and len(verifies) >= IDENTITY_BODIES
+
+
+async def test_generated_challenge_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 schema-mutated bodies of PUT /v1/events/{id}/challenge: all 400, the difficulty
+    unchanged; 200 generated join frames carrying a challenge field are refused."""
+    event = await create_event(http, challenge_difficulty=1_000)
+    url = f"/v1/events/{event['id']}/challenge"
+    headers = {**admin_headers(), "Content-Type": "application/json"}
+    cases = bodies({"difficulty": 5}, _invalid_as(ChallengeBody), IDENTITY_BODIES)
+    problems = await _send_all(http, [("PUT", url, headers, b) for b in cases])
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert (await http.get(url)).json()["difficulty"] == 1_000
+    join = {"type": "join", "quantity": 1, "client_id": "fuzz", "challenge": "x" * 40}
+    frames = draw_many(st.lists(mutated(join).map(_encode), min_size=25, max_size=25), 8)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        for frame in frames:
+            await ws.send(frame.decode(), text=True)
+            answer = await recv(ws, wait_s=10)
+            assert isinstance(answer, p.Error) and answer.code and answer.message, (answer, frame)
+    assert (await get_event(http, event["id"]))["queue_length"] == 0
