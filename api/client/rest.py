@@ -289,7 +289,6 @@ class BookingClient:
             "PUT", path, ChallengeBody, body=ChallengeBody(difficulty), headers=self._admin
         )
 
-
     async def send_email_code(self, event_id: str, email: str) -> EmailCodeSent:
         """``POST /v1/events/{id}/identity/email``: mail a one-time code to ``email`` (an
         event whose identity is ``email``)."""
