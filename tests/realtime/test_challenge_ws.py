@@ -11,7 +11,7 @@ from api.client import BookingClient, WaitingRoom, solve_challenge
 from realtime import protocol as p
 from tests.api.helpers import event_body, refused
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 DIFFICULTY = 2_000
 
