@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from engine.errors import InvalidRequest
 
@@ -159,8 +161,15 @@ def _validate_identity(spec: EventSpec) -> None:
         raise InvalidRequest("give jwks_url or public_key, not both")
     if identity.jwks_url and not re.match(r"^https?://[^\s/]+", identity.jwks_url):
         raise InvalidRequest("jwks_url must be an http(s) URL")
-    if identity.public_key and "-----BEGIN PUBLIC KEY-----" not in identity.public_key:
-        raise InvalidRequest("public_key must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+    if identity.public_key:
+        try:
+            key = load_pem_public_key(identity.public_key.encode())
+        except ValueError:
+            key = None
+        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise InvalidRequest(
+                "public_key must be an RSA or EC PEM public key (-----BEGIN PUBLIC KEY-----)"
+            )
 
 
 def seat_map(section: SectionSpec) -> str:

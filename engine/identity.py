@@ -12,9 +12,11 @@ place back, and the scripts count its seats against ``max_per_person``.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any, Protocol
 
 import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from engine.errors import IdentityRefused
 from engine.events import EventSpec, IdentitySpec
@@ -42,6 +44,17 @@ class KeySource(Protocol):
     async def signing_key(self, url: str, kid: str) -> jwt.PyJWK | None:
         """The key ``kid`` of ``url`` (fetched again when unknown); None if it has none."""
         ...
+
+
+@lru_cache(maxsize=256)
+def _public_key(pem: str) -> Any:
+    """An event's PEM key, parsed once (parsing costs more than checking a signature)."""
+    try:
+        return load_pem_public_key(pem.encode())
+    except ValueError as exc:
+        raise IdentityRefused(
+            "identity_unavailable", "the event's public key is not readable"
+        ) from exc
 
 
 def person_of(issuer: str, subject: str) -> str:
@@ -110,7 +123,7 @@ class IdentityVerifier:
         if identity.kind == "email":
             return self._own_key, ["HS256"], OWN_ISSUER, event_id
         if identity.public_key:
-            return identity.public_key, _ASYMMETRIC, identity.issuer, identity.audience
+            return _public_key(identity.public_key), _ASYMMETRIC, identity.issuer, identity.audience
         if identity.jwks_url:
             return (
                 await self._jwks_key(identity.jwks_url, token),
