@@ -3,7 +3,8 @@
 -- A verified person (an event that requires identity) joins under one client id
 -- derived from its identity, so a second device gets the same place back. Once
 -- that person's ticket has ended (confirmed, expired, left, sold_out) a new join
--- takes a new place (a further order), unless the seats the person holds or bought
+-- takes a new place (a further order; once the sale is over it gets its ended ticket
+-- back, as any client id does), unless the seats the person holds or bought
 -- plus the quantity asked would pass meta.max_per_person (0: no limit): st
 -- "person_limit", seq 0.
 --
@@ -37,13 +38,14 @@ for a = 4, #ARGV, 5 do
   local person = ARGV[a + 4]
   local existing = redis.call('HGET', K_CLIENTS, client)
   local rec = existing and get_ticket(existing)
-  if existing and not (person ~= '' and ENDED[rec.st]) then
+  local over = state == 'sold_out' or state == 'closed'
+  if existing and not (person ~= '' and ENDED[rec.st] and not over) then
     if rec.gone then -- back before its place was given up
       rec.gone = nil
       put_ticket(existing, rec)
     end
     out[#out + 1] = {seq = tonumber(existing), st = rec.st, place = place_of(existing, rec)}
-  elseif state == 'sold_out' or state == 'closed' then
+  elseif over then
     out[#out + 1] = {seq = 0, st = state, place = 0}
   elseif person ~= '' and max_per_person > 0 and person_seats(person) + qty > max_per_person then
     out[#out + 1] = {seq = 0, st = 'person_limit', place = 0}

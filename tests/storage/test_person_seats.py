@@ -81,6 +81,19 @@ async def test_admission_refuses_seats_over_the_persons_limit(
     assert await redis_store.person_seats(event_id, ALICE) == 2
 
 
+async def test_once_the_sale_is_over_a_person_gets_its_ended_ticket_back(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """After the sale closed, a person's join answers its confirmed ticket, not a new one."""
+    ev = await new_event(redis_store, event_id, max_per_person=4)
+    await ev.join(f"id:{ALICE}", 1, person=ALICE)
+    await ev.admit()
+    await ev.pay(1)
+    await ev.set_state("close")
+    again = await ev.join(f"id:{ALICE}", 1, person=ALICE, now=T0 + 1)
+    assert (again.seq, again.status) == (1, "confirmed")
+
+
 async def test_joins_without_a_person_are_unchanged(redis_store: RedisStore, event_id: str) -> None:
     """A client id without a person keeps its ended ticket (no second order), as before."""
     ev = await new_event(redis_store, event_id, max_per_person=1)
