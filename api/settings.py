@@ -117,6 +117,7 @@ ENVIRONMENT = {
     "BOOKING_IDENTITY_SECRET": "identity_secret",
     "BOOKING_MAIL_FROM": "mail_from",
     "BOOKING_PUBLIC_URL": "public_url",
+    "BOOKING_REFUND_RETRY_MAX_S": "refund_retry_max_s",
 }
 
 #: The payment gateways a deployment may pay through.
@@ -204,6 +205,11 @@ class Settings:
     #: How far back the periodic passes look, seconds (the pass at start reads every
     #: booking). A booking reaches Redis seconds after PostgreSQL, so minutes are ample.
     reconcile_window_s: float = 600.0
+    #: Longest wait between a worker's attempts at a refund the gateway could not make
+    #: (attempts back off from 0.5 s, doubling), seconds.
+    refund_retry_max_s: float = 60.0
+    #: How often a worker looks for pending cancellations whose next attempt is due, seconds.
+    cancellation_interval_s: float = 1.0
     #: How long a waiting client may be disconnected and keep its place, seconds.
     abandon_grace_s: float = 60.0
     #: Interval of the waiting room's heartbeat message, seconds. Every quiet client gets
@@ -297,6 +303,7 @@ class Settings:
             "position_frames_per_s",
             "ws_join_timeout_s",
             "body_timeout_s",
+            "refund_retry_max_s",
         ):
             if name in values:
                 values[name] = float(values[name])
@@ -315,6 +322,8 @@ class Settings:
             raise ValueError(f"tracing must be auto, on or off, not {settings.tracing!r}")
         if not settings.startup_wait_s >= 0:
             raise ValueError("startup_wait_s must not be negative")
+        if not settings.refund_retry_max_s > 0:
+            raise ValueError("refund_retry_max_s must be positive")
         if len(settings.secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigurationError(
                 f"BOOKING_SECRET must be at least {MIN_SECRET_BYTES} bytes "

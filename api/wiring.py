@@ -24,6 +24,7 @@ from api.http.server import serve_http
 from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
 from engine.bookings import Booking
+from engine.cancellation import run_cancellations
 from engine.challenge import JoinChallenges
 from engine.email_identity import EmailIdentity
 from engine.health import run_store_probe
@@ -241,6 +242,7 @@ async def _open_services(
             TicketCodes(settings.ticket_key_seed),
             payment_window_s=settings.payment_window_s,
             gateway_timeout_s=settings.gateway_timeout_s,
+            refund_retry_max_s=settings.refund_retry_max_s,
             booking_token_ttl_s=settings.booking_token_ttl_s,
         ) as engine,
         _open_code_mailer(settings.smtp_url if roles.api else None) as code_mailer,
@@ -294,6 +296,14 @@ async def _open_services(
                 )
             )
             await tg.start(partial(run_worker, redis, clock, policy))
+            await tg.start(
+                partial(
+                    run_cancellations,
+                    engine.cancellations,
+                    pg,
+                    interval_s=settings.cancellation_interval_s,
+                )
+            )
             await tg.start(
                 partial(
                     run_payment_recovery,

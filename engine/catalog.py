@@ -60,6 +60,8 @@ class EventCatalog:
                 else msgspec.json.encode(spec.identity).decode(),
                 max_per_person=spec.max_per_person,
                 challenge_difficulty=spec.challenge_difficulty,
+                buyer_refunds=spec.buyer_refunds,
+                refund_until=spec.refund_until,
             ),
             seats,
         )
@@ -109,6 +111,8 @@ class EventCatalog:
             identity=msgspec.json.decode(row.identity, type=IdentitySpec) if row.identity else None,
             max_per_person=row.max_per_person,
             challenge_difficulty=row.challenge_difficulty,
+            buyer_refunds=row.buyer_refunds,
+            refund_until=row.refund_until,
         )
         self._specs[row.id] = spec
         return spec

@@ -4,7 +4,7 @@ Exception tree::
 
     BookingError
     ├── InvalidRequest       bad input (400/422)
-    │   └── Unprocessable    a well-formed request whose body is not valid (422)
+    │   └── Unprocessable    well-formed, but not a valid request of the operation (422)
     ├── Unauthorized         missing or forged credentials (401)
     │   └── IdentityRefused  an identity token or email code not accepted (``code`` says why)
     ├── Forbidden            valid credentials, not yours (403)
@@ -15,6 +15,13 @@ Exception tree::
     │   ├── HoldExpired
     │   ├── PaymentInProgress
     │   ├── AlreadyPaid
+    │   ├── AlreadyCancelled      no live ticket of the booking (or this one) is left
+    │   ├── TicketNotInBooking
+    │   ├── TicketCheckedIn       a ticket used at the door is not cancelled
+    │   ├── CancellationInProgress
+    │   ├── RefundNotAllowed      the event's refund policy refuses the buyer
+    │   ├── RefundRefused         the gateway refused the refund for good
+    │   ├── KeyReused             an idempotency key sent again with another request
     │   └── AlreadyCheckedIn a ticket scanned again at the door
     ├── Gone                 the resource exists but is no longer valid (410)
     │   └── TicketNotLive    a cancelled ticket scanned at the door
@@ -35,9 +42,11 @@ from datetime import datetime
 from storage.errors import StorageError, StorageUnavailable
 
 __all__ = [
+    "AlreadyCancelled",
     "AlreadyCheckedIn",
     "AlreadyPaid",
     "BookingError",
+    "CancellationInProgress",
     "ChallengeRefused",
     "Conflict",
     "Forbidden",
@@ -46,14 +55,19 @@ __all__ = [
     "IdentityRefused",
     "InvalidRequest",
     "InvalidState",
+    "KeyReused",
     "NotFound",
     "NotReady",
     "PaymentDeclined",
     "PaymentInProgress",
     "PaymentTimeout",
     "RateLimited",
+    "RefundNotAllowed",
+    "RefundRefused",
     "StorageError",
     "StorageUnavailable",
+    "TicketCheckedIn",
+    "TicketNotInBooking",
     "TicketNotLive",
     "Unauthorized",
     "Unavailable",
@@ -78,9 +92,10 @@ class InvalidRequest(BookingError):
 
 
 class Unprocessable(InvalidRequest):
-    """The body is well-formed HTTP but not a valid request of the operation (422)."""
+    """Well-formed HTTP, but not a valid request of the operation: a body that does not
+    decode as one, or asks for something meaningless (an empty list) (422)."""
 
-    code = "invalid_request"
+    code = "unprocessable"
 
 
 class Unauthorized(BookingError):
@@ -158,6 +173,48 @@ class AlreadyPaid(Conflict):
     def __init__(self, message: str, booking_id: str | None) -> None:
         super().__init__(message)
         self.booking_id = booking_id  # the booking that paid it
+
+
+class AlreadyCancelled(Conflict):
+    """The booking, or a ticket asked for, was cancelled already."""
+
+    code = "already_cancelled"
+
+
+class TicketNotInBooking(Conflict):
+    """A ticket code asked for is not one of the booking's tickets."""
+
+    code = "ticket_not_in_booking"
+
+
+class TicketCheckedIn(Conflict):
+    """A ticket asked for was used at the door already: it cannot be cancelled."""
+
+    code = "ticket_checked_in"
+
+
+class CancellationInProgress(Conflict):
+    """Another cancellation of the same tickets is under way."""
+
+    code = "cancellation_in_progress"
+
+
+class RefundNotAllowed(Conflict):
+    """The event's refund policy does not let a buyer cancel (now)."""
+
+    code = "refund_not_allowed"
+
+
+class RefundRefused(Conflict):
+    """The payment provider refused the refund for good; the tickets stay live."""
+
+    code = "refund_refused"
+
+
+class KeyReused(Conflict):
+    """The idempotency key was used before for another request."""
+
+    code = "idempotency_key_reused"
 
 
 class AlreadyCheckedIn(Conflict):

@@ -101,6 +101,14 @@ class EventSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: The proof of work a join must bring: the counter range of its challenge (about
     #: 0.75 x this many SHA-256 hashes to solve; 0: none). Admins change it live.
     challenge_difficulty: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 0
+    #: Refund policy: whether a buyer may cancel a booking with a full refund, and until
+    #: when (None: no deadline). An admin may always cancel and refund.
+    buyer_refunds: bool = True
+    refund_until: datetime | None = None
+
+    def buyer_may_cancel(self, now: datetime) -> bool:
+        """Whether the refund policy lets a buyer cancel with a full refund at ``now``."""
+        return self.buyer_refunds and (self.refund_until is None or now <= self.refund_until)
 
     @property
     def capacity(self) -> int:
@@ -135,6 +143,11 @@ def validate_event(spec: EventSpec) -> None:
         raise InvalidRequest("an event may have at most 200,000 seats")
     if not _EARLIEST <= spec.opens_at <= _LATEST:
         raise InvalidRequest("opens_at must be between 2000 and 2999")
+    if spec.refund_until is not None:
+        if spec.refund_until.tzinfo is None:
+            raise InvalidRequest("refund_until must carry a time zone, e.g. 2026-12-01T10:00:00Z")
+        if not _EARLIEST <= spec.refund_until <= _LATEST:
+            raise InvalidRequest("refund_until must be between 2000 and 2999")
     texts = (
         [spec.name]
         + [s.name for s in spec.sections]

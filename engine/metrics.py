@@ -8,12 +8,14 @@ __all__ = [
     "ACTIVE_HOLDS",
     "ADMISSIONS",
     "BOOKINGS",
+    "CANCELLATIONS",
     "CHECKINS",
     "HOLDS_EXPIRED",
     "MAILS",
     "PAYMENTS",
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
+    "REFUNDED",
     "REVENUE",
     "SOLD_OUT",
     "STORE_UP",
@@ -34,6 +36,18 @@ BOOKINGS = Counter("booking_bookings_total", "Bookings made durable.", ["event"]
 REVENUE = Counter(
     "booking_revenue_cents",
     "Amount of the bookings made durable, in cents.",
+    ["event"],
+)
+CANCELLATIONS = Counter(
+    "booking_cancellations_total",
+    "Cancellation attempts by result: refunded, retry (the gateway could not refund yet), "
+    "refused (the gateway refused for good).",
+    ["result"],
+)
+#: Refunds made by cancellations, in cents, like REVENUE.
+REFUNDED = Counter(
+    "booking_refunded_cents",
+    "Amount refunded by cancellations, in cents.",
     ["event"],
 )
 #: result: admitted, already_in, cancelled, unknown (scans with a refused key are not counted).

@@ -62,6 +62,7 @@ __all__ = [
     "BucketLimit",
     "Presence",
     "RedisStore",
+    "ReturnedSeats",
     "TokenRequest",
     "is_cluster_url",
     "open_redis_store",
@@ -143,6 +144,17 @@ class BookedSeats:
     positions: tuple[int, ...]
     client_id: str
     amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnedSeats:
+    """Seats of a booking's cancelled tickets (one section), to be put back on sale."""
+
+    event_id: str
+    seq: int
+    booking_id: str
+    section: str
+    positions: tuple[int, ...]
 
 
 _admit_decoder = msgspec.json.Decoder(AdmitSummary)
@@ -674,6 +686,18 @@ class RedisStore:
                 b.client_id,
                 b.amount_cents,
             ],
+            _strings_decoder,
+        )
+
+    async def return_seats(self, returned: Sequence[ReturnedSeats], now: int) -> list[str]:
+        """Free the seats of cancelled tickets (one round trip for all): "returned", "done"
+        (returned before) or "conflict:<reason>" each; a sold-out event opens again."""
+        return await self._scripts.per_event(
+            "return_seats",
+            now,
+            [],
+            returned,
+            lambda r: [r.seq, r.booking_id, r.section, ",".join(map(str, r.positions))],
             _strings_decoder,
         )
 

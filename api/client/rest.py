@@ -16,6 +16,8 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    CancelBody,
+    CancellationView,
     ChallengeBody,
     ChallengeView,
     CheckedInBeforeBody,
@@ -28,6 +30,7 @@ from api.http.schemas import (
     EmailCodeSent,
     EmailVerifyBody,
     ErrorBody,
+    EventCancellationView,
     EventList,
     EventView,
     IdentityTokenView,
@@ -229,6 +232,17 @@ class BookingClient:
         path = f"/v1/events/{_segment(event_id)}/audit" + ("?settled=1" if settled else "")
         return await self._call("GET", path, AuditView, headers=self._admin, retry=True)
 
+    async def cancel_event(self, event_id: str) -> EventCancellationView:
+        """``POST /v1/events/{id}/cancel``: cancel the whole event; the workers refund every
+        live booking. Asking again changes nothing; the progress so far."""
+        path = f"/v1/events/{_segment(event_id)}/cancel"
+        return await self._call("POST", path, EventCancellationView, headers=self._admin)
+
+    async def event_cancellation(self, event_id: str) -> EventCancellationView:
+        """``GET /v1/events/{id}/cancellation``: how far the event's cancellation got."""
+        path = f"/v1/events/{_segment(event_id)}/cancellation"
+        return await self._call("GET", path, EventCancellationView, headers=self._admin, retry=True)
+
     # -- holds and bookings --------------------------------------------------------------
 
     async def pay(
@@ -300,6 +314,28 @@ class BookingClient:
         token to join with (ApiError 401 ``code_invalid`` / ``code_expired`` otherwise)."""
         path = f"/v1/events/{_segment(event_id)}/identity/verify"
         return await self._call("POST", path, IdentityTokenView, body=EmailVerifyBody(email, code))
+
+    async def cancel(
+        self,
+        booking_id: str,
+        idempotency_key: str,
+        *,
+        tickets: list[str] | None = None,
+        hold_token: str | None = None,
+    ) -> CancellationView:
+        """``POST /v1/bookings/{id}/cancel``: cancel the booking (or the ``tickets`` named by
+        code) and refund them, as its holder (``hold_token``) or, without one, the admin.
+
+        ``status`` is ``refunded`` once done (the seats are back on sale) or ``pending``
+        while the refund is retried; the same ``idempotency_key`` again answers the same
+        cancellation. Refusals raise ``ApiError`` (409 ``already_cancelled``,
+        ``ticket_not_in_booking``, ``refund_not_allowed``, ...)."""
+        headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else dict(self._admin)
+        headers["Idempotency-Key"] = idempotency_key
+        path = f"/v1/bookings/{_segment(booking_id)}/cancel"
+        return await self._call(
+            "POST", path, CancellationView, body=CancelBody(tickets), headers=headers, retry=True
+        )
 
     # -- check-in at the door ------------------------------------------------------------
 

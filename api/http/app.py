@@ -36,6 +36,8 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    CancelBody,
+    CancellationView,
     ChallengeBody,
     ChallengeView,
     CheckedInBeforeBody,
@@ -47,6 +49,7 @@ from api.http.schemas import (
     EmailCodeBody,
     EmailCodeSent,
     EmailVerifyBody,
+    EventCancellationView,
     EventList,
     EventSummary,
     EventView,
@@ -62,6 +65,7 @@ from api.http.schemas import (
     TicketView,
 )
 from engine.bookings import Booking
+from engine.cancellation import Cancellation, CancellationStatus, EventCancellation
 from engine.challenge import JoinChallenges
 from engine.checkin import StaffKey
 from engine.checkout import PaymentRequest
@@ -174,7 +178,7 @@ async def _require_admin(request: Request) -> None:
     await _limit(request, "admin_key", admin=True)
 
 
-async def _body(request: Request, kind: type[T]) -> T:
+async def _body(request: Request, kind: type[T], empty: T | None = None) -> T:
     limit = _state(request).max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -188,6 +192,8 @@ async def _body(request: Request, kind: type[T]) -> T:
                     raise InvalidRequest(f"body larger than {limit} bytes")
     if scope.cancelled_caught:
         raise BodyTimeout
+    if not raw and empty is not None:  # no body at all: the operation's default
+        return empty
     try:
         return msgspec.json.decode(raw, type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -202,11 +208,48 @@ async def _booking_view(engine: Engine, booking: Booking) -> BookingView:
         status=booking.status,
         amount_cents=booking.amount_cents,
         created_at=booking.created_at.isoformat(),
-        tickets=[TicketView(t.code, t.section, t.row, t.number) for t in booking.tickets],
+        tickets=[TicketView(t.code, t.section, t.row, t.number, t.live) for t in booking.tickets],
         booking_token=engine.holds.booking_token(booking.hold_id, booking.token_expires_s),
         booking_token_expires_s=booking.token_expires_s,
         currency=await engine.tickets.currency(booking),
     )
+
+
+def _cancellation_view(cancellation: Cancellation) -> CancellationView:
+    completed = cancellation.completed_at
+    return CancellationView(
+        id=cancellation.id,
+        booking_id=cancellation.booking_id,
+        status=cancellation.status,
+        tickets=cancellation.tickets,
+        amount_cents=cancellation.amount_cents,
+        refund_reference=cancellation.refund_reference,
+        booking_status=cancellation.booking_status,
+        requested_at=cancellation.requested_at.astimezone(UTC).isoformat(),
+        completed_at=None if completed is None else completed.astimezone(UTC).isoformat(),
+    )
+
+
+def _event_cancellation_view(progress: EventCancellation) -> EventCancellationView:
+    completed = progress.completed_at
+    return EventCancellationView(
+        event_id=progress.event_id,
+        status=progress.status,
+        bookings=progress.bookings,
+        refunded=progress.refunded,
+        pending=progress.pending,
+        refused=progress.refused,
+        refunded_cents=progress.refunded_cents,
+        requested_at=progress.requested_at.astimezone(UTC).isoformat(),
+        completed_at=None if completed is None else completed.astimezone(UTC).isoformat(),
+    )
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("idempotency-key", "")
+    if not 1 <= len(key) <= 128 or not key.isprintable():
+        raise InvalidRequest("send an Idempotency-Key header (1-128 printable characters)")
+    return key
 
 
 def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
@@ -229,6 +272,10 @@ def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
         ],
         waitroom_url=waitroom_url,
         currency=spec.currency,
+        buyer_refunds=spec.buyer_refunds,
+        refund_until=None
+        if spec.refund_until is None
+        else spec.refund_until.astimezone(UTC).isoformat(),
     )
 
 
@@ -486,19 +533,19 @@ async def get_booking(request: Request) -> Response:
     return json_response(await _booking_view(engine, booking))
 
 
-async def _readable_booking(request: Request) -> Booking:
+async def _readable_booking(request: Request, route: str = "booking") -> Booking:
     """The booking of the path, if the caller is an admin or holds its hold or booking token.
 
-    Within the booking reads' limits (per address, then per hold or admin key), and
-    credentials before the lookup: an unknown id must not answer differently."""
+    Within ``route``'s limits (per address, then per hold or admin key), and credentials
+    before the lookup: an unknown id must not answer differently."""
     engine = _state(request).engine
-    await _limit(request, "booking")
+    await _limit(request, route)
     if _is_admin(request):
-        await _limit(request, "booking_admin", admin=True)
+        await _limit(request, f"{route}_admin", admin=True)
         return await engine.bookings.get(request.path_params["booking_id"])
     token = _bearer(request)
     hold = engine.holds.reader(token)
-    await _limit(request, "booking_hold", hold=hold)
+    await _limit(request, f"{route}_hold", hold=hold)
     booking = await engine.bookings.get(request.path_params["booking_id"])
     engine.holds.authorize_reading(token, booking.hold_id)
     return booking
@@ -691,6 +738,57 @@ async def checkin_counts(request: Request) -> Response:
     )
 
 
+@operation(
+    request=CancelBody,
+    answers={200: CancellationView, 202: CancellationView},
+    example={"tickets": ["<ticket code>"]},
+    errors=[400, 401, 403, 404, 408, 409, 422, 429, 503],
+    credentials="admin_or_hold",
+    headers={
+        "Idempotency-Key": "1-128 printable characters; a retry with the same key cancels "
+        "and refunds once, and answers the same"
+    },
+)
+async def cancel_booking(request: Request) -> Response:
+    """``POST /v1/bookings/{id}/cancel``: cancel the booking, or the tickets named, and refund
+    their prices; 200 once refunded (seats back on sale), 202 while the refund is retried."""
+    engine = _state(request).engine
+    booking = await _readable_booking(request, "cancel")
+    admin = _is_admin(request)
+    key = _idempotency_key(request)
+    body = await _body(request, CancelBody, CancelBody())
+    cancellation = await engine.cancellations.cancel(booking, key, body.tickets, by_admin=admin)
+    status = 202 if cancellation.status is CancellationStatus.PENDING else 200
+    return json_response(_cancellation_view(cancellation), status=status)
+
+
+@operation(
+    answers={202: EventCancellationView},
+    errors=[401, 404, 429, 503],
+    credentials="admin",
+    links={"Progress": ("event_cancellation", {"event_id": "$response.body#/event_id"})},
+)
+async def cancel_event(request: Request) -> Response:
+    """``POST /v1/events/{id}/cancel``: cancel the whole event: the sale closes and the workers
+    cancel and refund every live booking (asking again changes nothing); the progress."""
+    await _require_admin(request)
+    progress = await _state(request).engine.cancellations.cancel_event(
+        request.path_params["event_id"]
+    )
+    return json_response(_event_cancellation_view(progress), status=202)
+
+
+@operation(answers={200: EventCancellationView}, errors=[401, 404, 429, 503], credentials="admin")
+async def event_cancellation(request: Request) -> Response:
+    """``GET /v1/events/{id}/cancellation``: how far the event's cancellation got (refunded n
+    of m bookings); 404 when the event is not being cancelled."""
+    await _require_admin(request)
+    progress = await _state(request).engine.cancellations.event_progress(
+        request.path_params["event_id"]
+    )
+    return json_response(_event_cancellation_view(progress))
+
+
 @operation(answers={200: TEXT})
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: the process is alive."""
@@ -767,6 +865,9 @@ ROUTES = [
     Route("/v1/events/{event_id}/ticket-key", ticket_key, methods=["GET"]),
     Route("/v1/bookings/{booking_id}/tickets.pdf", tickets_pdf, methods=["GET"]),
     Route("/v1/bookings/{booking_id}/tickets/{code}/qr.svg", ticket_qr, methods=["GET"]),
+    Route("/v1/bookings/{booking_id}/cancel", cancel_booking, methods=["POST"]),
+    Route("/v1/events/{event_id}/cancel", cancel_event, methods=["POST"]),
+    Route("/v1/events/{event_id}/cancellation", event_cancellation, methods=["GET"]),
     Route("/v1/waitroom/schema.json", waitroom_schema_json, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),

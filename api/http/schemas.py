@@ -19,6 +19,8 @@ __all__ = [
     "AdmissionView",
     "AuditView",
     "BookingView",
+    "CancelBody",
+    "CancellationView",
     "ChallengeBody",
     "ChallengeView",
     "CheckedInBeforeBody",
@@ -31,6 +33,7 @@ __all__ = [
     "EmailCodeSent",
     "EmailVerifyBody",
     "ErrorBody",
+    "EventCancellationView",
     "EventList",
     "EventSummary",
     "EventView",
@@ -96,6 +99,10 @@ class EventView(msgspec.Struct, frozen=True):
     admissions_per_minute: int = 0  # 0: no rate cap
     admitted: int = 0  # clients admitted so far (seats held for them)
     currency: str = "EUR"  # ISO 4217 code of every price of the event
+    #: Refund policy: whether buyers may cancel with a full refund, until when (None: no
+    #: deadline); an admin may always cancel and refund.
+    buyer_refunds: bool = True
+    refund_until: str | None = None
 
 
 class EventSummary(msgspec.Struct, frozen=True):
@@ -151,6 +158,7 @@ class TicketView(msgspec.Struct, frozen=True):
     section: str
     row: str
     number: int
+    live: bool = True  # false once the ticket was cancelled
 
 
 class BookingView(msgspec.Struct, frozen=True):
@@ -217,6 +225,48 @@ class AuditView(msgspec.Struct, frozen=True, kw_only=True):
     #: Tickets held before an earlier ticket was (admission must follow join order).
     admitted_out_of_order: int = 0
     ok: bool
+
+
+class CancelBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Cancel a booking: the tickets to cancel by code (left out or null: every live one)."""
+
+    tickets: (
+        Annotated[
+            list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]],
+            msgspec.Meta(max_length=100),
+        ]
+        | None
+    ) = None
+
+
+class CancellationView(msgspec.Struct, frozen=True):
+    """A cancellation and its refund: ``status`` pending (the refund is retried until
+    done), refunded or refused."""
+
+    id: str
+    booking_id: str
+    status: str
+    tickets: list[str]
+    amount_cents: int
+    refund_reference: str | None
+    booking_status: str | None
+    requested_at: str
+    completed_at: str | None
+
+
+class EventCancellationView(msgspec.Struct, frozen=True):
+    """A whole event being cancelled: ``status`` running or done; of its ``bookings``, how
+    many are ``refunded``, ``pending`` (the refund is retried) or ``refused`` by the gateway."""
+
+    event_id: str
+    status: str
+    bookings: int
+    refunded: int
+    pending: int
+    refused: int
+    refunded_cents: int
+    requested_at: str
+    completed_at: str | None
 
 
 #: Text a person types or a scanner reads: no control characters.

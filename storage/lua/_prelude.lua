@@ -31,7 +31,9 @@
 -- pu (payment window ends, ms), k (idempotency key), bk (booking id),
 -- rt (released by the expiry sweep, ms), tp (a traced join's traceparent, while
 -- the ticket waits in the pre-queue: the shuffle moves it to the line's entry),
--- pn (the verified person the ticket belongs to, when the event requires identity).
+-- pn (the verified person the ticket belongs to, when the event requires identity),
+-- cx (positions of a confirmed ticket's cancelled seats, returned to sale and
+-- taken out of seats; see return_seats.lua).
 
 local K_META, K_STATS, K_QUEUE, K_TICKETS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_CLIENTS, K_EXPIRY, K_NOTIFY = KEYS[5], KEYS[6], KEYS[7]

@@ -55,9 +55,10 @@ from waitroom.tokens import TokenKind
 
 pytestmark = pytest.mark.anyio
 
-#: Minimum bad inputs each test must send (sum: 2,700).
+#: Minimum bad inputs each test must send (sum: 2,900).
 EVENT_BODIES_MIN = 700
 PAYMENT_INPUTS_MIN = 500
+CANCEL_INPUTS_MIN = 200
 CHECKIN_INPUTS_MIN = 400
 PATHS_MIN = 100
 WS_FRAMES_MIN = 1_000
@@ -593,6 +594,86 @@ async def test_fuzzed_payment_requests_are_refused_without_side_effects(
         ok = await pay(http, hold_id, token, new_key("fuzz-final"))
         assert ok.status_code == 200, ok.text
     assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
+
+
+async def test_fuzzed_cancellations_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Invalid cancel bodies, idempotency keys and tokens on a real booking: all 4xx JSON, the
+    booking untouched, no seat returned."""
+    rng = random.Random(20_261_104)
+    tally = Tally()
+    event = await create_event(http)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        queued = await join(ws, "fuzz-canceller", 2, "A")
+        prompt = await expect(ws, p.Prompt)
+        paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key("fuzz-cx"))
+        assert paid.status_code == 200, paid.text
+    booking = paid.json()
+    codes = [t["code"] for t in booking["tickets"]]
+    url = f"/v1/bookings/{booking['id']}/cancel"
+    token = prompt.hold_token
+    before = await event_state(http, event["id"])
+
+    def auth(value: str = token) -> dict[str, str]:
+        return {"Authorization": f"Bearer {value}", "Idempotency-Key": new_key("fuzz")}
+
+    for _ in range(120):
+        choice = rng.randrange(7)
+        status = 400
+        if choice == 0:
+            category = "cancel-body-not-an-object"
+            content = encode(rng, rand_other(rng, lambda v: isinstance(v, dict)))
+        elif choice == 1:
+            category, content = "cancel-body-random-bytes", rng.randbytes(rng.randint(1, 200))
+        elif choice == 2:
+            category = "cancel-body-tickets-not-a-list"
+            bad = rand_other(rng, lambda v: v is None or isinstance(v, list))
+            content = encode(rng, {"tickets": bad})
+        elif choice == 3:
+            category = "cancel-body-code-not-a-string"
+            content = encode(rng, {"tickets": [rand_other(rng, lambda v: isinstance(v, str))]})
+        elif choice == 4:
+            category = "cancel-body-unknown-field"
+            content = encode(rng, {"tickets": codes[:1], rand_text(rng, 8) + "_": 1})
+        elif choice == 5:
+            category, status = "cancel-body-empty-or-repeated", 422
+            content = encode(rng, {"tickets": rng.choice([[], [codes[0], codes[0]]])})
+        else:
+            category = "cancel-body-truncated"
+            text = encode(rng, {"tickets": codes})
+            content = text[: rng.randrange(1, len(text))]
+        tally.check(
+            category, await http.post(url, content=content, headers=auth()), content, status
+        )
+    valid = encode(rng, {"tickets": codes[:1]})
+    for _ in range(60):
+        choice = rng.randrange(3)
+        if choice == 0:
+            i = rng.randrange(len(token))
+            forged = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+            resp = await http.post(url, content=valid, headers=auth(forged))
+            tally.check("cancel-forged-token", resp, forged, 401)
+        elif choice == 1:
+            other = sign(event["id"], queued.ticket + 1 + rng.randrange(50))
+            resp = await http.post(url, content=valid, headers=auth(other))
+            tally.check("cancel-another-holds-token", resp, other, 403)
+        else:
+            key = rng.choice(["", "k" * rng.randint(129, 300), "bad\tkey"])
+            headers = {"Authorization": f"Bearer {token}"}
+            if key:
+                headers["Idempotency-Key"] = key
+            resp = await http.post(url, content=valid, headers=headers)
+            tally.check("cancel-bad-idempotency-key", resp, key, 400)
+    for _ in range(30):
+        ident = quote(rand_text(rng, 30) or "x", safe="")
+        resp = await http.post(f"/v1/bookings/{ident}/cancel", content=valid, headers=auth())
+        tally.check("cancel-unknown-booking", resp, ident, 404)
+
+    got = await http.get(f"/v1/bookings/{booking['id']}", headers=admin_headers())
+    assert got.json()["status"] == "confirmed" and all(t["live"] for t in got.json()["tickets"])
+    assert await event_state(http, event["id"]) == before
+    assert tally.sent >= CANCEL_INPUTS_MIN, tally.sent
 
 
 def _no_controls(limit: int) -> Callable[[Any], bool]:

@@ -1,6 +1,6 @@
 """Hypothesis-generated bad input for every REST route and WS message type, sent concurrently.
 
-Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody,
+Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody, CancelBody,
 CheckinBody, Join, Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
 value replaced by an arbitrary JSON value, an unknown field added, or the whole body
 replaced. Inputs the schema would still accept are filtered out, so every answer must
@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from api.http.schemas import (
+    CancelBody,
     ChallengeBody,
     CheckinBody,
     EmailCodeBody,
@@ -62,6 +63,7 @@ T = TypeVar("T")
 #: Inputs per test (sum: 11,000).
 EVENT_BODIES = 2_500
 PAYMENT_BODIES = 2_000
+CANCEL_BODIES = 1_000
 CHECKIN_BODIES = 1_000
 PATH_IDS = 2_500
 WS_FRAMES = 3_000
@@ -150,6 +152,16 @@ def _invalid_as(kind: type[Any]) -> Callable[[bytes], bool]:
         return False
 
     return invalid
+
+
+def _cancel_is_invalid(body: bytes) -> bool:
+    """True unless the body would cancel: it does not decode, or names no or a repeated ticket."""
+    try:
+        decoded = msgspec.json.decode(body, type=CancelBody)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return True
+    tickets = decoded.tickets
+    return tickets is not None and (not tickets or len(set(tickets)) != len(tickets))
 
 
 def _checkin_is_invalid(body: bytes) -> bool:
@@ -272,6 +284,46 @@ async def test_generated_payment_bodies_are_refused(
     assert await count_bookings(services, event_id) == 0
 
 
+async def test_generated_cancel_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """1,000 schema-mutated cancel bodies from the booking's own holder: all 4xx, the booking
+    and the seats untouched."""
+    event = await create_event(http)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        await ws.send(p.encode(p.Join(quantity=2, client_id="fuzz-cx", section="A")).decode())
+        while not isinstance(prompt := await recv(ws), p.Prompt):
+            pass
+    headers = {"Authorization": f"Bearer {prompt.hold_token}", "Idempotency-Key": "fuzz-pay"}
+    paid = await http.post(
+        f"/v1/holds/{prompt.hold_id}/payment", json={"card_token": "tok_visa"}, headers=headers
+    )
+    assert paid.status_code == 200, paid.text
+    booking = paid.json()
+    codes = [t["code"] for t in booking["tickets"]]
+    cases = bodies({"tickets": codes}, _cancel_is_invalid, CANCEL_BODIES)
+    before = await event_state(http, event["id"])
+    requests = [
+        (
+            "POST",
+            f"/v1/bookings/{booking['id']}/cancel",
+            {
+                "Authorization": f"Bearer {prompt.hold_token}",
+                "Idempotency-Key": f"fuzz-{i}",
+                "Content-Type": "application/json",
+            },
+            b,
+        )
+        for i, b in enumerate(cases)
+    ]
+    problems = await _send_all(http, requests)
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert len(cases) >= CANCEL_BODIES
+    assert await event_state(http, event["id"]) == before
+    got = await http.get(f"/v1/bookings/{booking['id']}", headers=admin_headers())
+    assert got.json()["status"] == "confirmed" and all(t["live"] for t in got.json()["tickets"])
+
+
 async def test_generated_checkin_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -298,8 +350,9 @@ async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """2,500 generated ids in each route's path (events, admission, close, audit, paying for
-    and releasing holds, bookings, their PDF and QR codes, ticket keys, staff keys, check-in
-    counts) and generated ``limit``s of the list of events: all 4xx JSON."""
+    and releasing holds, bookings and their cancellation, cancelling events, their PDF and QR
+    codes, ticket keys, staff keys, check-in counts) and generated ``limit``s of the list of
+    events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
     admin = admin_headers()
@@ -312,6 +365,9 @@ async def test_generated_ids_in_every_route_are_refused(
         ("POST", "/v1/holds/{}/payment", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("DELETE", "/v1/holds/{}", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("GET", "/v1/bookings/{}", {}),
+        ("POST", "/v1/bookings/{}/cancel", {**admin, "Idempotency-Key": "fuzz"}),
+        ("POST", "/v1/events/{}/cancel", admin),
+        ("GET", "/v1/events/{}/cancellation", admin),
         ("GET", "/v1/events/{}/staff-keys", admin),
         ("POST", "/v1/events/{}/staff-keys", admin),
         ("DELETE", f"/v1/events/{event['id']}/staff-keys/{{}}", admin),

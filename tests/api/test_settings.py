@@ -28,6 +28,15 @@ def test_a_budget_that_sends_nothing_is_refused(budget: str) -> None:
         Settings.from_env({"BOOKING_POSITION_FRAMES_PER_S": budget})
 
 
+def test_refund_retry_cap_is_read_from_the_environment() -> None:
+    """BOOKING_REFUND_RETRY_MAX_S caps the wait between refund attempts; 0 or less is refused."""
+    assert Settings.from_env({}).refund_retry_max_s == 60.0
+    assert Settings.from_env({"BOOKING_REFUND_RETRY_MAX_S": "5"}).refund_retry_max_s == 5.0
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(ValueError, match="refund_retry_max_s"):
+            Settings.from_env({"BOOKING_REFUND_RETRY_MAX_S": bad})
+
+
 def test_startup_wait_is_read_from_the_environment() -> None:
     """BOOKING_STARTUP_WAIT_S sets how long start-up waits for the stores, as a number; 0 is allowed."""
     assert Settings.from_env({}).startup_wait_s == 60.0

@@ -282,6 +282,22 @@ def admin(page: Page, api: str, event_id: str, shots: Path) -> None:
     shoot(page, shots, "admin-mid-sale")
 
 
+def cancel_event(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """An event cancelled from the console: once confirmed, the sale closes and the progress
+    reaches every booking refunded, as the API says."""
+    # Every seat is sold: "Sold out" once the worker looked again, "On sale" until then.
+    expect(page.locator("#state")).to_have_text(re.compile("^(On sale|Sold out)$"))
+    page.fill("#key", ADMIN_KEY)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel-event")
+    expect(page.locator("#state")).to_have_text("Closed")
+    expect(page.locator("#cancel-progress")).to_contain_text("Event cancelled: 1 of 1 bookings")
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    progress = httpx.get(f"{api}/v1/events/{event_id}/cancellation", headers=headers).json()
+    assert (progress["status"], progress["refunded"]) == ("done", 1)
+    shoot(page, shots, "admin-event-cancelled")
+
+
 def checkin(page: Page, api: str, event_id: str, shots: Path) -> None:
     """The door: a wrong key is refused and asked for again; the staff key and gate are typed
     once (kept across a reload); a typed code is let in (green, the seat), then refused as in
@@ -368,6 +384,7 @@ SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "challenge": challenge,
     "pre_queue": pre_queue,
     "admin": admin,
+    "cancel_event": cancel_event,
     "checkin": checkin,
 }
 

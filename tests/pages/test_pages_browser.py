@@ -217,14 +217,27 @@ async def test_admin_console_mid_sale(services: Services, http: httpx.AsyncClien
     assert (view["state"], view["max_active_holds"]) == ("open", 7)
 
 
+async def test_admin_console_cancels_the_event(services: Services, http: httpx.AsyncClient) -> None:
+    """An event whose seats are all sold, cancelled with the console's button: the sale
+    closes, the progress shows every booking refunded, and the seats are free again."""
+    event = await create_event(
+        http, name="Cancelled show", sections=[{"id": "GA", "price_cents": 1_000, "capacity": 2}]
+    )
+    await _sell_everything(http, event)
+    url = f"{services.http_url}/events/{event['id']}/admin"
+    await _run_scenario("cancel_event", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert view["state"] == "closed" and view["sections"][0]["free"] == 2
+
+
 async def test_the_door_checks_tickets_in_by_typed_code(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """The check-in page with a staff key: green with the seat, red when in already (time and
     gate), cancelled or unknown; the counts on the page and the admin page.
 
-    Headless chromium has no BarcodeDetector, so codes are typed. The cancelled ticket is
-    made by setting ``tickets.live = false`` with SQL on the real database."""
+    Headless chromium has no BarcodeDetector, so codes are typed. The third ticket is
+    cancelled by its buyer before the door opens."""
     event = await create_event(http, name="Door night")
     async with ws_connect(str(event["waitroom_url"])) as ws:
         await ws.send(p.encode(p.Join(quantity=3, client_id="door", section="A")).decode())
@@ -233,7 +246,12 @@ async def test_the_door_checks_tickets_in_by_typed_code(
     paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key())
     assert paid.status_code == 200, paid.text
     codes = [t["code"] for t in paid.json()["tickets"]]
-    await pg_value(services, "UPDATE tickets SET live = false WHERE code = $1", codes[2])
+    cancelled = await http.post(
+        f"/v1/bookings/{paid.json()['id']}/cancel",
+        json={"tickets": [codes[2]]},
+        headers={"Authorization": f"Bearer {prompt.hold_token}", "Idempotency-Key": new_key()},
+    )
+    assert cancelled.status_code == 200, cancelled.text
     made = await http.post(
         f"/v1/events/{event['id']}/staff-keys", json={"label": "North"}, headers=admin_headers()
     )

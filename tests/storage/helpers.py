@@ -85,7 +85,7 @@ async def assert_conserved(store: RedisStore, event_id: str) -> EventSnapshot:
     for seq, t in tickets.items():
         if t.status in ("held", "paying", "confirmed"):
             assert t.held_section in maps, (seq, t)
-            assert len(t.seats) == t.quantity, (seq, t)
+            assert len(t.seats) + len(t.cancelled) == t.quantity, (seq, t)
             want = "s" if t.status == "confirmed" else "h"
             for p in t.seats:
                 assert (t.held_section, p) not in owner, (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.redis_store import RedisStore
+from storage.redis_store import RedisStore, ReturnedSeats
 from tests.storage.helpers import HOLD_MS, T0, new_event
 
 pytestmark = [pytest.mark.once, pytest.mark.cluster, pytest.mark.anyio]
@@ -102,3 +102,23 @@ async def test_joins_without_a_person_are_unchanged(redis_store: RedisStore, eve
     await ev.pay(1)
     again = await ev.join("c1", 2, now=T0 + 1)
     assert (again.seq, again.status) == (1, "confirmed")
+
+
+async def test_cancelled_seats_leave_the_persons_count(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Seats of a paid order given back by a cancellation no longer count to the person's
+    limit: the person may order that many again."""
+    ev = await new_event(redis_store, event_id, max_per_person=2)
+    me = f"id:{ALICE}"
+    await ev.join(me, 2, person=ALICE)
+    await ev.admit()
+    await ev.pay(1)
+    assert await redis_store.person_seats(event_id, ALICE) == 2
+    held = (await ev.ticket(1)).seats
+    returned = ReturnedSeats(event_id, 1, "bk1", "A", [held[0]])
+    assert await redis_store.return_seats([returned], T0 + 1) == ["returned"]
+    assert await redis_store.person_seats(event_id, ALICE) == 1
+    await ev.check()
+    again = await ev.join(me, 1, person=ALICE, now=T0 + 2)
+    assert (again.seq, again.status) == (2, "queued")
