@@ -114,6 +114,7 @@ ENVIRONMENT = {
     "BOOKING_TICKET_KEY": "ticket_key",
     "BOOKING_TOKEN_TTL_S": "booking_token_ttl_s",
     "BOOKING_SMTP_URL": "smtp_url",
+    "BOOKING_IDENTITY_SECRET": "identity_secret",
     "BOOKING_MAIL_FROM": "mail_from",
     "BOOKING_PUBLIC_URL": "public_url",
     "BOOKING_REFUND_RETRY_MAX_S": "refund_retry_max_s",
@@ -255,6 +256,9 @@ class Settings:
     #: SMTP server of confirmation mails (smtp://[user:password@]host:port or smtps://);
     #: None: no mail is sent (buyers' addresses wait in the outbox until one is set).
     smtp_url: str | None = field(default=None, repr=False)
+    #: HS256 secret shared with the operator's site that signs identity tokens (events
+    #: whose ``identity`` is ``jwt`` with neither ``jwks_url`` nor ``public_key``).
+    identity_secret: str | None = field(default=None, repr=False)
     #: The From address of confirmation mails.
     mail_from: str = "tickets@booking.invalid"
     #: Base URL of the pages as buyers reach them (a mail links the tickets page under

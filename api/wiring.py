@@ -8,6 +8,7 @@ commands (migrate, reconcile, event create) the same connected, migrated stores.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,7 +25,10 @@ from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
 from engine.bookings import Booking
 from engine.cancellation import run_cancellations
+from engine.challenge import JoinChallenges
+from engine.email_identity import EmailIdentity
 from engine.health import run_store_probe
+from engine.identity import IdentityVerifier
 from engine.interface import Engine, open_engine
 from engine.mail import run_mail_sender
 from engine.payments import PaymentGateway
@@ -40,6 +44,7 @@ from realtime.server import WaitroomHandler
 from realtime.session import Heartbeats
 from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
+from storage.jwks import JwksKeys
 from storage.pg_store import PgStore, open_pg_store
 from storage.redis_store import BucketLimit, RedisStore, open_redis_store
 from storage.smtp import SmtpMailer
@@ -184,6 +189,16 @@ async def open_gateway(settings: Settings) -> AsyncIterator[StripeGateway]:
 
 
 @asynccontextmanager
+async def _open_code_mailer(smtp_url: str | None) -> AsyncIterator[SmtpMailer | None]:
+    """The mailer of identity codes (the API's, over its own bridge); None without SMTP."""
+    if smtp_url is None:
+        yield None
+        return
+    async with open_bridge() as bridge:
+        yield SmtpMailer(smtp_url, bridge)
+
+
+@asynccontextmanager
 async def open_services(
     settings: Settings,
     roles: Roles = Roles(),
@@ -230,6 +245,7 @@ async def _open_services(
             refund_retry_max_s=settings.refund_retry_max_s,
             booking_token_ttl_s=settings.booking_token_ttl_s,
         ) as engine,
+        _open_code_mailer(settings.smtp_url if roles.api else None) as code_mailer,
         anyio.create_task_group() as tg,
     ):
         addresses = AddressPolicy(settings.trusted_proxies, settings.limit_exempt)
@@ -238,6 +254,25 @@ async def _open_services(
             per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
         )
         line = WaitingLine(redis, clock, join_limits)
+        own_key = hashlib.sha256(b"identity\0" + settings.secret.encode()).digest()
+        identity = IdentityVerifier(
+            JwksKeys(), shared_secret=settings.identity_secret, own_key=own_key
+        )
+        challenges = JoinChallenges(
+            engine.catalog,
+            redis,
+            clock,
+            key=hashlib.sha256(b"challenge\0" + settings.secret.encode()).digest(),
+        )
+        email_identity = EmailIdentity(
+            engine.catalog,
+            redis,
+            identity,
+            code_mailer,
+            clock,
+            key=own_key,
+            sender=settings.mail_from,
+        )
         hub = Hub(
             line,
             engine.holds,
@@ -297,6 +332,8 @@ async def _open_services(
             ),
             addresses=addresses,
             body_timeout_s=settings.body_timeout_s,
+            email_identity=email_identity,
+            challenges=challenges,
         )
         if roles.worker and not roles.api:
             services.http_port = await tg.start(
@@ -323,6 +360,8 @@ async def _open_services(
                 connections_per_ip=settings.ws_connections_per_ip,
                 join_timeout_s=settings.ws_join_timeout_s,
                 join_wait_s=retry_after_s(join_limits.per_client, join_limits.per_ip),
+                identity=identity,
+                challenges=challenges,
             )
             services.ws_port = await tg.start(
                 partial(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import anyio
 from websockets.exceptions import WebSocketException
 
-from api.client import ApiError, BookingClient, WaitingRoom
+from api.client import ApiError, BookingClient, WaitingRoom, solve_challenge
 from realtime import protocol as p
 
 __all__ = ["Behaviour", "ClientResult", "run_client"]
@@ -74,12 +74,14 @@ async def run_client(
     local_address: tuple[str, int] | None = None,
     leave_after_s: float | None = None,
     reconnect_at: anyio.Event | None = None,
+    challenge_of: str | None = None,
 ) -> ClientResult:
     """Run one buyer to its outcome, filling in ``result`` as it goes.
 
     ``leave_after_s``: with ``Behaviour.LEAVE``, close the socket this long after
     ``queued`` (outcome ``left``). ``reconnect_at``: once set, drop the socket
     and resume the place with the queue token on a new one (a reconnect storm).
+    ``challenge_of``: the event whose join challenge to solve first, as a page does.
     """
     try:
         await _run(
@@ -92,6 +94,7 @@ async def run_client(
             local_address,
             leave_after_s,
             reconnect_at,
+            challenge_of,
         )
     # A failed handshake (InvalidMessage when the server drops the connection under a
     # storm) or a closed socket ends this client with an error, never its process.
@@ -111,8 +114,13 @@ async def _run(
     local_address: tuple[str, int] | None,
     leave_after_s: float | None,
     reconnect_at: anyio.Event | None,
+    challenge_of: str | None,
 ) -> None:
-    first: p.ClientMessage = p.Join(quantity=r.quantity, client_id=r.client_id)
+    solved = None
+    if challenge_of is not None:
+        view = await http.challenge(challenge_of)
+        solved = await solve_challenge(view) if view.difficulty else None
+    first: p.ClientMessage = p.Join(quantity=r.quantity, client_id=r.client_id, challenge=solved)
     state = _Conversation()
     while True:
         async with AsyncExitStack() as stack:

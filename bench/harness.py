@@ -75,6 +75,8 @@ class BenchOptions:
     ws_servers: tuple[str, ...] = ()
     #: How much lower than this process the bench processes run (0-19).
     niceness: int = 0
+    #: The join challenge's difficulty (0: none); each client solves one, as a page does.
+    challenge_difficulty: int = 0
 
     def scenario_spec(self) -> Scenario:
         """The scenario with this run's overrides."""
@@ -350,6 +352,8 @@ async def run_bench(
             max_active_holds=options.max_active_holds,
             name=f"Bench: {options.scenario}",
         )
+        if options.challenge_difficulty:
+            body["challenge_difficulty"] = options.challenge_difficulty
         created = await client.create_event(body)
         event_id, waitroom_url = created.id, created.waitroom_url
         require_loopback(waitroom_url)
@@ -358,6 +362,8 @@ async def run_bench(
         if scenario.flash:  # nobody is admitted until everyone is in line
             await client.pause(event_id)
         jobs = _jobs(options, http_url, waitroom_url, deadline, scenario.reconnect > 0)
+        if options.challenge_difficulty:
+            jobs = [msgspec.structs.replace(j, challenge_of=event_id) for j in jobs]
         latest: dict[int, Progress] = {}
         done: dict[int, Done] = {}
         samples: list[Sample] = []

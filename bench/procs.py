@@ -41,6 +41,7 @@ class Job(msgspec.Struct, frozen=True):
     http_connections: int = 64
     storm_after_joined_s: float = 0.0  # this long after all joined, the storm (0: none)
     niceness: int = 0  # how much lower than its parent the process runs (0-19)
+    challenge_of: str | None = None  # the event whose join challenge each client solves
 
 
 class Progress(msgspec.Struct, frozen=True, tag=True):
@@ -92,6 +93,7 @@ async def run_job(
                 local_address=(address, 0),
                 leave_after_s=spec.leave_after_s,
                 reconnect_at=storm if spec.reconnects else None,
+                challenge_of=job.challenge_of,
             )
 
         async def report() -> None:

@@ -6,7 +6,9 @@ Exception tree::
     ├── InvalidRequest       bad input (400/422)
     │   └── Unprocessable    well-formed, but not a valid request of the operation (422)
     ├── Unauthorized         missing or forged credentials (401)
+    │   └── IdentityRefused  an identity token or email code not accepted (``code`` says why)
     ├── Forbidden            valid credentials, not yours (403)
+    │   └── ChallengeRefused a join's proof of work missing, wrong, expired or replayed
     ├── NotFound             no such event, hold or booking (404)
     ├── Conflict             the state forbids it (409)
     │   ├── InvalidState     an event's state forbids the change
@@ -46,10 +48,12 @@ __all__ = [
     "AlreadyPaid",
     "BookingError",
     "CancellationInProgress",
+    "ChallengeRefused",
     "Conflict",
     "Forbidden",
     "Gone",
     "HoldExpired",
+    "IdentityRefused",
     "InvalidRequest",
     "InvalidState",
     "KeyReused",
@@ -102,10 +106,35 @@ class Unauthorized(BookingError):
     code = "unauthorized"
 
 
+class IdentityRefused(Unauthorized):
+    """The proof of who the buyer is was refused; ``code`` says why: ``identity_required``,
+    ``identity_invalid`` (malformed, forged, unknown key), ``identity_expired``,
+    ``identity_wrong_audience``, ``identity_wrong_issuer``, ``identity_unavailable`` (its
+    keys could not be fetched: retry), ``code_invalid`` / ``code_expired`` (email codes)."""
+
+    code = "identity_invalid"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # why, as the stable machine-readable name
+
+
 class Forbidden(BookingError):
     """Credentials are valid but do not cover this resource."""
 
     code = "forbidden"
+
+
+class ChallengeRefused(Forbidden):
+    """A join's proof of work was refused; ``code`` says why: ``challenge_required``,
+    ``challenge_invalid`` (unreadable, wrong, or another event's), ``challenge_expired``,
+    ``challenge_replayed`` (its solution was used already)."""
+
+    code = "challenge_invalid"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # why, as the stable machine-readable name
 
 
 class NotFound(BookingError):

@@ -18,7 +18,15 @@ import msgspec
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from engine.catalog import EventCatalog
-from engine.errors import NotFound, StorageError, StorageUnavailable
+from engine.challenge import JoinChallenges
+from engine.errors import (
+    ChallengeRefused,
+    IdentityRefused,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+)
+from engine.identity import IdentityVerifier, person_client_id
 from plumbing import tracing
 from plumbing.client_ip import AddressPolicy
 from plumbing.clock import Clock
@@ -27,7 +35,7 @@ from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS
 from realtime.session import ClientSession, Heartbeats
 from realtime.transport import close_websocket
-from waitroom.line import RATE_LIMITED, UnknownTicket, WaitingLine
+from waitroom.line import PERSON_LIMIT, RATE_LIMITED, UnknownTicket, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
 
 __all__ = ["WaitroomHandler"]
@@ -60,6 +68,8 @@ class WaitroomHandler:
         connections_per_ip: int = 200,
         join_timeout_s: float = 30.0,
         join_wait_s: int = 1,
+        identity: IdentityVerifier | None = None,
+        challenges: JoinChallenges | None = None,
     ) -> None:
         self._hub = hub  # routing of outcomes and positions
         self._line = line  # joins
@@ -72,6 +82,8 @@ class WaitroomHandler:
         self._connections_per_ip = connections_per_ip  # open sockets per client address
         self._join_timeout_s = join_timeout_s  # a socket that never joins is closed then
         self._join_wait_s = join_wait_s  # told to a client whose join was rate limited
+        self._identity = identity  # checks identity tokens (None: no event may require one)
+        self._challenges = challenges  # checks proofs of work (None: none asked)
         self._open: Counter[str] = Counter()  # open sockets per (non-exempt) client address
 
     async def __call__(self, ws: Any) -> None:
@@ -183,6 +195,25 @@ class WaitroomHandler:
         if msg.section is not None and spec.section(msg.section) is None:
             _refuse(session, "invalid_section", f"no section {msg.section!r}")
             return
+        if self._challenges is not None:
+            # Cheapest check first: a bot that did no work costs two HMACs, no Redis write.
+            try:
+                await self._challenges.check(event_id, msg.challenge)
+            except ChallengeRefused as exc:
+                _refuse(session, exc.code, exc.message)
+                return
+        client_id, person = msg.client_id, ""
+        if spec.identity is not None:
+            # One place per person: the line knows a verified buyer by its identity alone.
+            if self._identity is None:
+                _refuse(session, "identity_unavailable", "identity is not checked here")
+                return
+            try:
+                person = await self._identity.person(event_id, spec, msg.identity)
+            except IdentityRefused as exc:
+                _refuse(session, exc.code, exc.message)
+                return
+            client_id = person_client_id(person)
         ch = await self._hub.channel(event_id)
         if tracing.ENABLED:
             parent = _traceparent(ws)
@@ -193,20 +224,24 @@ class WaitroomHandler:
             with tracing.span("join", parent, attributes=attributes) as span:
                 result = await self._line.join(
                     event_id,
-                    msg.client_id,
+                    client_id,
                     msg.quantity,
                     msg.section or "",
                     ip=ip,
                     traceparent=span.traceparent,
+                    person=person,
                 )
                 span.set("booking.ticket", result.seq)
                 span.set("booking.join_status", result.status)
         else:
             result = await self._line.join(
-                event_id, msg.client_id, msg.quantity, msg.section or "", ip=ip
+                event_id, client_id, msg.quantity, msg.section or "", ip=ip, person=person
             )
         if result.status == RATE_LIMITED:
             _refuse(session, "rate_limited", f"too many joins; retry in {self._join_wait_s} s")
+            return
+        if result.status == PERSON_LIMIT:
+            _refuse(session, "person_limit", f"at most {spec.max_per_person} seats per person")
             return
         if result.seq == 0:
             session.send(p.encode(p.SoldOut()))

@@ -38,6 +38,22 @@ class EventKeys:
         """Hash: a token bucket limiting joins to this event per ``kind`` (client, ip) and name."""
         return f"ev:{{{self.event_id}}}:bucket:{kind}:{name}"
 
+    def challenge_difficulty(self) -> str:
+        """String: the join challenge's difficulty as an admin set it (absent: the spec's)."""
+        return f"ev:{{{self.event_id}}}:challenge"
+
+    def used_challenge(self, nonce: str) -> str:
+        """String: a join challenge already solved and used, until it expires."""
+        return f"ev:{{{self.event_id}}}:challenge:used:{nonce}"
+
+    def email_code(self, address_hash: str) -> str:
+        """String: the HMAC of the one-time code sent to an address, expiring with it."""
+        return f"ev:{{{self.event_id}}}:code:{address_hash}"
+
+    def email_attempts(self, address_hash: str) -> str:
+        """String: attempts at an address's code, expiring with it."""
+        return f"ev:{{{self.event_id}}}:code:{address_hash}:n"
+
     def seat_map(self, section_id: str) -> str:
         """String: one character per seat of a section, rows separated by ``|``."""
         return f"ev:{{{self.event_id}}}:map:{section_id}"

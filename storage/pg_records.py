@@ -37,6 +37,12 @@ class EventRow(msgspec.Struct, frozen=True):
     max_active_holds: int
     sections: str
     currency: str = "EUR"
+    #: How buyers prove who they are, as JSON text ("" when anybody may join).
+    identity: str = ""
+    #: Seats one verified person may hold or buy over all its orders (0: no limit).
+    max_per_person: int = 0
+    #: The join challenge's difficulty at creation (0: none).
+    challenge_difficulty: int = 0
     #: Whether a buyer may cancel with a full refund, and until when (None: no deadline).
     buyer_refunds: bool = True
     refund_until: datetime | None = None

@@ -59,7 +59,8 @@ T = TypeVar("T")
 #: The columns of an ``EventRow``.
 _EVENT_COLUMNS = (
     "id, name, opens_at, max_per_order, hold_seconds, max_active_holds, "
-    "sections::text AS sections, currency, buyer_refunds, refund_until"
+    "sections::text AS sections, currency, coalesce(identity::text, '') AS identity, "
+    "max_per_person, challenge_difficulty, buyer_refunds, refund_until"
 )
 _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 
@@ -457,8 +458,9 @@ class PgStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO events (id, name, opens_at, max_per_order, hold_seconds, "
-                    "max_active_holds, sections, currency, buyer_refunds, refund_until) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)",
+                    "max_active_holds, sections, currency, identity, max_per_person, "
+                    "challenge_difficulty, buyer_refunds, refund_until) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13)",
                     event.id,
                     event.name,
                     event.opens_at,
@@ -467,6 +469,9 @@ class PgStore:
                     event.max_active_holds,
                     event.sections,
                     event.currency,
+                    event.identity or None,
+                    event.max_per_person,
+                    event.challenge_difficulty,
                     event.buyer_refunds,
                     event.refund_until,
                 )

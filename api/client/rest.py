@@ -18,16 +18,22 @@ from api.http.schemas import (
     BookingView,
     CancelBody,
     CancellationView,
+    ChallengeBody,
+    ChallengeView,
     CheckedInBeforeBody,
     CheckinBody,
     CheckinCountsView,
     CheckinView,
     CreatedEvent,
     CreatedStaffKey,
+    EmailCodeBody,
+    EmailCodeSent,
+    EmailVerifyBody,
     ErrorBody,
     EventCancellationView,
     EventList,
     EventView,
+    IdentityTokenView,
     PaymentBody,
     ReleasedView,
     StaffKeyBody,
@@ -282,6 +288,32 @@ class BookingClient:
         headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else self._admin
         path = f"/v1/bookings/{_segment(booking_id)}"
         return await self._call("GET", path, BookingView, headers=headers, retry=True)
+
+    # -- proof of work and identity ------------------------------------------------------
+
+    async def challenge(self, event_id: str) -> ChallengeView:
+        """``GET /v1/events/{id}/challenge``: a join challenge to solve (``solve_challenge``)."""
+        path = f"/v1/events/{_segment(event_id)}/challenge"
+        return await self._call("GET", path, ChallengeView, retry=True)
+
+    async def set_challenge(self, event_id: str, difficulty: int) -> ChallengeBody:
+        """``PUT /v1/events/{id}/challenge``: the join challenge's difficulty, live (0: none)."""
+        path = f"/v1/events/{_segment(event_id)}/challenge"
+        return await self._call(
+            "PUT", path, ChallengeBody, body=ChallengeBody(difficulty), headers=self._admin
+        )
+
+    async def send_email_code(self, event_id: str, email: str) -> EmailCodeSent:
+        """``POST /v1/events/{id}/identity/email``: mail a one-time code to ``email`` (an
+        event whose identity is ``email``)."""
+        path = f"/v1/events/{_segment(event_id)}/identity/email"
+        return await self._call("POST", path, EmailCodeSent, body=EmailCodeBody(email))
+
+    async def verify_email_code(self, event_id: str, email: str, code: str) -> IdentityTokenView:
+        """``POST /v1/events/{id}/identity/verify``: the mailed code exchanged for an identity
+        token to join with (ApiError 401 ``code_invalid`` / ``code_expired`` otherwise)."""
+        path = f"/v1/events/{_segment(event_id)}/identity/verify"
+        return await self._call("POST", path, IdentityTokenView, body=EmailVerifyBody(email, code))
 
     async def cancel(
         self,

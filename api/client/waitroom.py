@@ -67,11 +67,27 @@ class WaitingRoom:
         return message
 
     async def join(
-        self, client_id: str, quantity: int = 1, section: str | None = None
+        self,
+        client_id: str,
+        quantity: int = 1,
+        section: str | None = None,
+        *,
+        identity: str | None = None,
+        challenge: str | None = None,
     ) -> p.Queued | p.SoldOut:
         """Take a place in line for ``quantity`` seats (in ``section``, or any): ``queued``,
-        or ``sold_out`` when nothing is left to wait for."""
-        await self.send(p.Join(quantity=quantity, client_id=client_id, section=section))
+        or ``sold_out`` when nothing is left to wait for. ``identity``: the identity token
+        an event that requires one asks for (refused: WaitroomError with its code);
+        ``challenge``: a solved join challenge (``api.client.challenge.solve_challenge``)."""
+        await self.send(
+            p.Join(
+                quantity=quantity,
+                client_id=client_id,
+                section=section,
+                identity=identity,
+                challenge=challenge,
+            )
+        )
         message = await self._next()
         if not isinstance(message, p.Queued | p.SoldOut):
             raise _unexpected("queued", message)

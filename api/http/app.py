@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar
 
@@ -38,16 +38,22 @@ from api.http.schemas import (
     BookingView,
     CancelBody,
     CancellationView,
+    ChallengeBody,
+    ChallengeView,
     CheckedInBeforeBody,
     CheckinBody,
     CheckinCountsView,
     CheckinView,
     CreatedEvent,
     CreatedStaffKey,
+    EmailCodeBody,
+    EmailCodeSent,
+    EmailVerifyBody,
     EventCancellationView,
     EventList,
     EventSummary,
     EventView,
+    IdentityTokenView,
     PaymentBody,
     ReleasedView,
     SectionAvailability,
@@ -60,8 +66,10 @@ from api.http.schemas import (
 )
 from engine.bookings import Booking
 from engine.cancellation import Cancellation, CancellationStatus, EventCancellation
+from engine.challenge import JoinChallenges
 from engine.checkin import StaffKey
 from engine.checkout import PaymentRequest
+from engine.email_identity import EmailIdentity
 from engine.errors import (
     AlreadyCheckedIn,
     BookingError,
@@ -108,6 +116,10 @@ class HttpState:
     addresses: AddressPolicy = field(default_factory=AddressPolicy)
     #: Longest a request body may take to arrive, seconds.
     body_timeout_s: float = 10.0
+    #: Codes mailed to buyers' addresses and their identity tokens (None: not served).
+    email_identity: EmailIdentity | None = None
+    #: Join challenges (proof of work) and their difficulty (None: not served).
+    challenges: JoinChallenges | None = None
 
 
 class BodyTimeout(Exception):
@@ -410,6 +422,46 @@ async def set_admission(request: Request) -> Response:
     return json_response(AdmissionView(event_id, caps.max_active, caps.rate_per_min))
 
 
+def _challenges(request: Request) -> JoinChallenges:
+    challenges = _state(request).challenges
+    if challenges is None:
+        raise Unavailable("join challenges are not served here", retry_after_s=60)
+    return challenges
+
+
+@operation(answers={200: ChallengeView}, errors=[404, 429, 503])
+async def get_challenge(request: Request) -> Response:
+    """``GET /v1/events/{id}/challenge``: a new proof-of-work challenge to solve before
+    joining (ALTCHA v2, SHA-256; ``difficulty`` 0: joins need none now). It expires in 5
+    minutes and its solution joins once."""
+    await _limit(request, "challenge")
+    event_id = request.path_params["event_id"]
+    await _state(request).engine.catalog.get(event_id)
+    challenge, difficulty = await _challenges(request).issue(event_id)
+    return json_response(
+        ChallengeView(challenge, difficulty), headers={"Cache-Control": "no-store"}
+    )
+
+
+@operation(
+    request=ChallengeBody,
+    answers={200: ChallengeBody},
+    example={"difficulty": 200_000},
+    errors=[400, 401, 404, 408, 429, 503],
+    credentials="admin",
+)
+async def set_challenge(request: Request) -> Response:
+    """``PUT /v1/events/{id}/challenge``: change the join challenge's difficulty live (its
+    counter range: about 0.75 x this many SHA-256 hashes per join; 0: none). Every
+    process applies it within a second."""
+    await _require_admin(request)
+    event_id = request.path_params["event_id"]
+    await _state(request).engine.catalog.get(event_id)
+    body = await _body(request, ChallengeBody)
+    await _challenges(request).set_difficulty(event_id, body.difficulty)
+    return json_response(body)
+
+
 @operation(
     answers={200: AuditView},
     errors=[401, 404, 429, 503],
@@ -580,6 +632,51 @@ async def create_staff_key(request: Request) -> Response:
     view = _staff_key_view(made.staff_key)
     created = CreatedStaffKey(view.id, view.event_id, view.label, view.created_at, made.key)
     return json_response(created, status=201)
+
+
+def _email_identity(request: Request) -> EmailIdentity:
+    email = _state(request).email_identity
+    if email is None:
+        raise Unavailable("email identity is not served here", retry_after_s=60)
+    return email
+
+
+@operation(
+    request=EmailCodeBody,
+    answers={202: EmailCodeSent},
+    errors=[400, 404, 409, 429, 503],
+    example={"email": "buyer@example.org"},
+)
+async def send_email_code(request: Request) -> Response:
+    """``POST /v1/events/{id}/identity/email``: mail a one-time code to the address (an event
+    whose ``identity`` is ``email``; an earlier code is replaced). 409 for an event that
+    does not verify addresses, or a deployment without an SMTP server; 503 when the SMTP
+    server did not take the mail."""
+    await _limit(request, "identity_email")
+    event_id = request.path_params["event_id"]
+    await _state(request).engine.catalog.get(event_id)  # an unknown event is a 404
+    body = await _body(request, EmailCodeBody)
+    ttl_s = await _email_identity(request).send_code(event_id, body.email)
+    return json_response(EmailCodeSent(ttl_s), status=202)
+
+
+@operation(
+    request=EmailVerifyBody,
+    answers={200: IdentityTokenView},
+    errors=[400, 401, 404, 409, 429, 503],
+    example={"email": "buyer@example.org", "code": "042917"},
+)
+async def verify_email_code(request: Request) -> Response:
+    """``POST /v1/events/{id}/identity/verify``: the code mailed to the address, exchanged for
+    an identity token (the ``join`` message's ``identity``). 401 ``code_invalid`` for a wrong
+    code, ``code_expired`` when none waits (expired, used, or out of its tries)."""
+    await _limit(request, "identity_verify")
+    event_id = request.path_params["event_id"]
+    await _state(request).engine.catalog.get(event_id)
+    body = await _body(request, EmailVerifyBody)
+    made = await _email_identity(request).verify(event_id, body.email, body.code)
+    expires_at = datetime.fromtimestamp(made.expires_s, UTC).isoformat()
+    return json_response(IdentityTokenView(made.token, expires_at))
 
 
 @operation(answers={200: StaffKeyList}, errors=[401, 404, 429, 503], credentials="admin")
@@ -757,6 +854,10 @@ ROUTES = [
     Route("/v1/holds/{hold_id}", release_hold, methods=["DELETE"]),
     Route("/v1/bookings/{booking_id}", get_booking, methods=["GET"]),
     # check-in at the door
+    Route("/v1/events/{event_id}/challenge", get_challenge, methods=["GET"]),
+    Route("/v1/events/{event_id}/challenge", set_challenge, methods=["PUT"]),
+    Route("/v1/events/{event_id}/identity/email", send_email_code, methods=["POST"]),
+    Route("/v1/events/{event_id}/identity/verify", verify_email_code, methods=["POST"]),
     Route("/v1/events/{event_id}/staff-keys", create_staff_key, methods=["POST"]),
     Route("/v1/events/{event_id}/staff-keys", list_staff_keys, methods=["GET"]),
     Route("/v1/events/{event_id}/staff-keys/{key_id}", revoke_staff_key, methods=["DELETE"]),

@@ -10,7 +10,7 @@ is the engine's ``EventSpec``, which validates it.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -21,17 +21,23 @@ __all__ = [
     "BookingView",
     "CancelBody",
     "CancellationView",
+    "ChallengeBody",
+    "ChallengeView",
     "CheckedInBeforeBody",
     "CheckinBody",
     "CheckinCountsView",
     "CheckinView",
     "CreatedEvent",
     "CreatedStaffKey",
+    "EmailCodeBody",
+    "EmailCodeSent",
+    "EmailVerifyBody",
     "ErrorBody",
     "EventCancellationView",
     "EventList",
     "EventSummary",
     "EventView",
+    "IdentityTokenView",
     "PaymentBody",
     "ReleasedView",
     "SectionAvailability",
@@ -281,6 +287,49 @@ class StaffKeyView(msgspec.Struct, frozen=True):
     label: str
     created_at: str
     revoked_at: str | None = None
+
+
+class ChallengeBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The join challenge's difficulty: its counter range (0: joins need no proof of work)."""
+
+    difficulty: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
+
+
+class ChallengeView(msgspec.Struct, frozen=True):
+    """A join challenge (ALTCHA v2: ``parameters`` and ``signature``, as altcha's libraries
+    and widget read them) and the event's difficulty now (0: a join needs no solution).
+    Solve it, then send the payload (base64 JSON of ``challenge`` and ``solution``) as the
+    ``join`` message's ``challenge``."""
+
+    challenge: dict[str, Any]
+    difficulty: int
+
+
+class EmailCodeBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The address to send a one-time code to."""
+
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+
+
+class EmailCodeSent(msgspec.Struct, frozen=True):
+    """A code is on its way; it works for ``expires_in_s`` seconds."""
+
+    expires_in_s: int
+
+
+class EmailVerifyBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The address and the code mailed to it."""
+
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+    code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+
+
+class IdentityTokenView(msgspec.Struct, frozen=True):
+    """The identity token of a verified address: send it as the ``join`` message's
+    ``identity``; it joins this event until ``expires_at``."""
+
+    token: str
+    expires_at: str
 
 
 class CreatedStaffKey(msgspec.Struct, frozen=True):

@@ -11,7 +11,8 @@
 --   "conflict:<reason>"  left alone: "booking" (the ticket is not confirmed with this
 --                        booking), "section" (no such section)
 -- A returned seat leaves the ticket record's seats (its list cx keeps them): the record
--- stays "confirmed" with the seats still booked. Seats sold -> free, counters with them,
+-- stays "confirmed" with the seats still booked, and a verified person's count of seats
+-- (max_per_person) goes down by the seats cancelled. Seats sold -> free, counters with them,
 -- so free + held + sold = capacity still holds. An event that was sold out opens again
 -- (state "open", new joins taken); the clients told "sold out" already are done with,
 -- their queued records marked so, as admission would have. A notify entry "return"
@@ -50,6 +51,7 @@ for a = 2, #ARGV, 4 do
       mark_seats(i, sold, '0')
       move_count(section, #sold, 'sold', 'free')
       returned = returned + #sold
+      count_person(rec, -#gone) -- a person's cancelled seats no longer count to its limit
       rec.cx = rec.cx or {}
       for _, p in ipairs(gone) do
         rec.cx[#rec.cx + 1] = p

@@ -1215,3 +1215,65 @@ async def test_a_hold_and_an_admin_key_have_buckets_of_their_own(limited_edge: S
                 assert resp.status_code == 200, resp.text
             else:
                 assert_rate_limited(resp)
+
+
+async def test_fuzzed_identity_requests_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Bad bodies of the email identity routes (400), codes for addresses sent none (401
+    code_expired), events that verify no addresses (409), unknown events (404): all 4xx
+    JSON; a join with a random identity token is an ``error``; nobody takes a place."""
+    rng = random.Random(20_261_130)
+    tally = Tally()
+    event = await create_event(http, identity={"kind": "email"})
+    plain = await create_event(http)
+    json_headers = {"Content-Type": "application/json"}
+    base = f"/v1/events/{event['id']}/identity"
+    for _ in range(120):
+        route = rng.choice(["email", "verify"])
+        good: dict[str, Any] = {"email": "fuzz@example.org"}
+        if route == "verify":
+            good["code"] = "123456"
+        choice = rng.randrange(6)
+        if choice == 0:
+            content = encode(rng, rand_other(rng, lambda v: isinstance(v, dict)))
+        elif choice == 1:
+            content = rng.randbytes(rng.randint(0, 200))
+        elif choice == 2:
+            content = encode(rng, {**good, "email": rand_text(rng, 40)})
+        elif choice == 3:
+            content = encode(rng, {**good, rand_text(rng, 8) + "_": 1})
+        elif choice == 4 and route == "verify":
+            code = rng.choice(
+                ["", "12345", "1234567", "abcdef", "12 456", "\uff11\uff12\uff13\uff14\uff15\uff16"]
+            )
+            content = encode(rng, {**good, "code": code})
+        else:
+            dropped = rng.choice(list(good))
+            content = encode(rng, {k: v for k, v in good.items() if k != dropped})
+        resp = await http.post(f"{base}/{route}", content=content, headers=json_headers)
+        tally.check(f"identity-{route}-bad-body", resp, content, 400)
+    for _ in range(20):
+        address = f"{rand_text(rng, 10, controls=False).encode().hex()}x@example.org"
+        body = json.dumps({"email": address, "code": f"{rng.randrange(10**6):06d}"}).encode()
+        resp = await http.post(f"{base}/verify", content=body, headers=json_headers)
+        tally.check("identity-verify-no-code", resp, body, 401)
+        resp = await http.post(
+            f"/v1/events/{plain['id']}/identity/verify", content=body, headers=json_headers
+        )
+        tally.check("identity-verify-not-email-event", resp, body, 409)
+        resp = await http.post(
+            "/v1/events/evnosuchevent/identity/email", content=body, headers=json_headers
+        )
+        tally.check("identity-email-unknown-event", resp, body, 404)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        for _ in range(40):
+            token = rng.choice(
+                [rand_text(rng, 200, controls=False) or "x", ".".join(["eyJ" + "A" * 20] * 3)]
+            )
+            frame = p.encode(p.Join(quantity=1, client_id="fuzz", identity=token)).decode()
+            await ws.send(frame)
+            error = await expect(ws, p.Error)
+            assert error.code.startswith("identity_"), error
+    assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
+    assert (await get_event(http, event["id"]))["queue_length"] == 0

@@ -19,12 +19,22 @@ from urllib.parse import quote
 
 import anyio
 import httpx
+import jwt
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from api.http.schemas import CancelBody, CheckinBody, PaymentBody
+from api.http.schemas import (
+    CancelBody,
+    ChallengeBody,
+    CheckinBody,
+    EmailCodeBody,
+    EmailVerifyBody,
+    PaymentBody,
+)
 from api.wiring import Services
 from engine.errors import BookingError
 from engine.events import EventSpec, validate_event
@@ -131,6 +141,17 @@ def _payment_is_invalid(body: bytes) -> bool:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return True
     return False
+
+
+def _invalid_as(kind: type[Any]) -> Callable[[bytes], bool]:
+    def invalid(body: bytes) -> bool:
+        try:
+            msgspec.json.decode(body, type=kind)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return True
+        return False
+
+    return invalid
 
 
 def _cancel_is_invalid(body: bytes) -> bool:
@@ -355,6 +376,10 @@ async def test_generated_ids_in_every_route_are_refused(
         ("GET", "/v1/bookings/{}/tickets.pdf", {}),
         ("GET", "/v1/bookings/{}/tickets/T1.x/qr.svg", admin),
         ("GET", "/v1/events/{}/ticket-key", {}),
+        ("POST", "/v1/events/{}/identity/email", {}),
+        ("GET", "/v1/events/{}/challenge", {}),
+        ("PUT", "/v1/events/{}/challenge", admin),
+        ("POST", "/v1/events/{}/identity/verify", {}),
     ]
     before = await count_events(services)
     requests = [
@@ -401,3 +426,91 @@ async def test_generated_ws_messages_get_error_answers(
     assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
     assert len(frames) >= WS_FRAMES
     assert await event_state(http, event["id"]) == before
+
+
+IDENTITY_FRAMES = 500
+
+
+async def test_generated_identity_joins_get_error_answers(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 mutations of a join carrying a valid identity token, to an event that requires
+    one (checked with a PEM key): each answered with an error, no place taken."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    identity = {"kind": "jwt", "issuer": "https://shop", "audience": "fuzz", "public_key": pem}
+    event = await create_event(http, opens_at=FUTURE, identity=identity)
+    claims = {"sub": "p", "iss": "https://shop", "aud": "fuzz", "exp": int(time.time()) + 3600}
+    valid = jwt.encode(claims, key, algorithm="ES256")
+
+    def is_bad(frame: bytes) -> bool:
+        if not _frame_is_bad(frame):
+            return p.client_decoder.decode(frame).identity != valid  # type: ignore[union-attr]
+        return True
+
+    join = {"type": "join", "quantity": 2, "client_id": "fuzz", "identity": valid}
+    frames = draw_many(
+        st.lists(mutated(join).map(_encode).filter(is_bad), min_size=25, max_size=25),
+        IDENTITY_FRAMES // 25,
+    )
+    before = await event_state(http, event["id"])
+    problems: list[str] = []
+
+    async def talk(chunk: list[bytes]) -> None:
+        async with ws_connect(event["waitroom_url"]) as ws:
+            for frame in chunk:
+                await ws.send(frame.decode(), text=True)
+                answer = await recv(ws, wait_s=10)
+                if not (isinstance(answer, p.Error) and answer.code and answer.message):
+                    problems.append(f"answered {answer!r:.120} <- {frame!r:.160}")
+
+    async with anyio.create_task_group() as tg:
+        for k in range(CONCURRENCY):
+            tg.start_soon(talk, frames[k::CONCURRENCY])
+    assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
+    assert len(frames) >= IDENTITY_FRAMES
+    assert await event_state(http, event["id"]) == before
+
+
+IDENTITY_BODIES = 500
+
+
+async def test_generated_email_identity_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 schema-mutated bodies of each email identity route, to an event that verifies
+    addresses: all 400, no code kept."""
+    event = await create_event(http, identity={"kind": "email"})
+    base = f"/v1/events/{event['id']}/identity"
+    headers = {"Content-Type": "application/json"}
+    sends = bodies({"email": "a@example.org"}, _invalid_as(EmailCodeBody), IDENTITY_BODIES)
+    verifies = bodies(
+        {"email": "a@example.org", "code": "123456"}, _invalid_as(EmailVerifyBody), IDENTITY_BODIES
+    )
+    requests = [("POST", f"{base}/email", headers, b) for b in sends]
+    requests += [("POST", f"{base}/verify", headers, b) for b in verifies]
+    problems = await _send_all(http, requests)
+    assert problems == [], f"{len(problems)} of {len(requests)}:\n" + "\n".join(problems[:5])
+    assert len(sends) >= IDENTITY_BODIES and len(verifies) >= IDENTITY_BODIES
+
+
+async def test_generated_challenge_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 schema-mutated bodies of PUT /v1/events/{id}/challenge: all 400, the difficulty
+    unchanged; 200 generated join frames carrying a challenge field are refused."""
+    event = await create_event(http, challenge_difficulty=1_000)
+    url = f"/v1/events/{event['id']}/challenge"
+    headers = {**admin_headers(), "Content-Type": "application/json"}
+    cases = bodies({"difficulty": 5}, _invalid_as(ChallengeBody), IDENTITY_BODIES)
+    problems = await _send_all(http, [("PUT", url, headers, b) for b in cases])
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert (await http.get(url)).json()["difficulty"] == 1_000
+    join = {"type": "join", "quantity": 1, "client_id": "fuzz", "challenge": "x" * 40}
+    frames = draw_many(st.lists(mutated(join).map(_encode), min_size=25, max_size=25), 8)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        for frame in frames:
+            await ws.send(frame.decode(), text=True)
+            answer = await recv(ws, wait_s=10)
+            assert isinstance(answer, p.Error) and answer.code and answer.message, (answer, frame)
+    assert (await get_event(http, event["id"]))["queue_length"] == 0

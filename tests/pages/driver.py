@@ -233,6 +233,16 @@ def release(page: Page, api: str, event_id: str, shots: Path) -> None:
     shoot(page, shots, "buyer-released")
 
 
+def challenge(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """An event asking for proof of work: the page solves the challenge in a Web Worker and
+    takes its place; the admin page shows the difficulty."""
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible(timeout=60_000)
+    shoot(page, shots, "buyer-after-challenge")
+    page.goto(f"{api}/events/{event_id}/admin")
+    expect(page.locator("#difficulty")).to_have_value("20000")
+
+
 def pre_queue(page: Page, api: str, event_id: str, shots: Path) -> None:
     """Joining before the sale opens shows the pre-queue: no position yet, the opening ahead."""
     expect(page.locator("#event-name")).to_have_text("Early birds")
@@ -462,6 +472,7 @@ SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "sold_out": sold_out,
     "leave": leave,
     "release": release,
+    "challenge": challenge,
     "pre_queue": pre_queue,
     "admin": admin,
     "cancel_event": cancel_event,

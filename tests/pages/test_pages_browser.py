@@ -184,6 +184,18 @@ async def _buyers(http: httpx.AsyncClient, waitroom_url: str, count: int) -> Non
             tg.start_soon(buyer, n)
 
 
+async def test_the_page_solves_the_join_challenge(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """With a join challenge asked, the page solves it (Web Worker, WebCrypto) and is
+    admitted; its solution was checked and remembered by the server."""
+    event = await create_event(http, name="Proof of work", challenge_difficulty=20_000)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("challenge", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert view["active_holds"] == 1
+
+
 async def test_admin_console_mid_sale(services: Services, http: httpx.AsyncClient) -> None:
     """While buyers join and pay, the console draws the sale and shows each section; with the
     admin key typed in it changes the caps, pauses and resumes; a wrong key changes nothing."""

@@ -204,6 +204,21 @@ $("resume").addEventListener("click", stateChange("resume"));
 $("close").addEventListener("click", () => {
   if (window.confirm("Close the sale? Nobody else will be let in, and it cannot be reopened.")) stateChange("close")();
 });
+// The join challenge's difficulty: raised during a join flood, each join then costs a
+// device that many SHA-256 hashes (three quarters of it on average).
+async function showDifficulty() {
+  try {
+    $("difficulty").value = (await (await fetch(`${eventUrl}/challenge`)).json()).difficulty;
+  } catch (err) {
+    // shown on the next load
+  }
+}
+$("challenge-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const body = { difficulty: Number($("difficulty").value) };
+  act("/challenge", "PUT", body, (a) => (a.difficulty ? `Joins now solve a challenge of ${count(a.difficulty)} hashes.` : "Joins need no challenge."));
+});
+showDifficulty();
 $("caps-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const body = {
