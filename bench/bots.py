@@ -32,22 +32,18 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import jwt
 import msgspec
 from websockets.exceptions import WebSocketException
 
 from api.client import ApiError, BookingClient, WaitingRoom, solve_challenge
+from bench.client import IDENTITY_AUDIENCE, IDENTITY_ISSUER, identity_token
 from bench.harness import require_loopback
 from bench.scenarios import event_body
 from plumbing.runtime import run
 from realtime import protocol as p
 
-__all__ = ["AUDIENCE", "ISSUER", "BotsOptions", "BotsReport", "Buyer", "run_bots"]
+__all__ = ["BotsOptions", "BotsReport", "Buyer", "run_bots"]
 
-#: The identity tokens' issuer and audience (signed HS256 with the deployment's
-#: ``BOOKING_IDENTITY_SECRET``, as an operator's site would).
-ISSUER = "https://shop.bench"
-AUDIENCE = "booking-bench"
 #: Seats a fair buyer asks for.
 FAIR_QUANTITY = 2
 
@@ -150,11 +146,6 @@ class BotsReport:
         }
 
 
-def _token(secret: str, subject: str) -> str:
-    claims = {"sub": subject, "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 3600}
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
 def _event(options: BotsOptions) -> dict[str, Any]:
     body = event_body(
         options.seats,
@@ -163,7 +154,7 @@ def _event(options: BotsOptions) -> dict[str, Any]:
         name="Bench: bots",
     )
     if options.identity:
-        body["identity"] = {"kind": "jwt", "issuer": ISSUER, "audience": AUDIENCE}
+        body["identity"] = {"kind": "jwt", "issuer": IDENTITY_ISSUER, "audience": IDENTITY_AUDIENCE}
         body["max_per_person"] = options.max_per_person
     if options.challenge_difficulty:
         body["challenge_difficulty"] = options.challenge_difficulty
@@ -182,7 +173,7 @@ class _Run:
         if not self.options.identity:
             return None
         if subject not in self.tokens:
-            self.tokens[subject] = _token(self.options.identity_secret, subject)
+            self.tokens[subject] = identity_token(self.options.identity_secret, subject)
         return self.tokens[subject]
 
     async def buyer(

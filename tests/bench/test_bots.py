@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from api.client import BookingClient, WaitingRoom, WaitroomError
 from api.wiring import Services, open_services
 from bench.bots import BotsOptions, run_bots
+from bench.harness import BenchOptions, run_bench
 from plumbing.client_ip import LOOPBACK
 from storage.embedded import EmbeddedServers
-from tests.conftest import ADMIN_KEY, make_settings
+from tests.conftest import ADMIN_KEY, RUNTIME, make_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -70,3 +72,28 @@ async def test_identity_bounds_the_actor(behind_proxy: Services, identity: bool)
         assert s["fair_seats"] > 0, s
     else:
         assert s["actor_seats"] > bound, s
+
+
+async def test_bench_clients_join_with_identities(behind_proxy: Services) -> None:
+    """``booking demo --identity``: the event requires identity, every client joins with a
+    token of its own (one person each), and the sale runs as usual."""
+    options = BenchOptions(
+        scenario="steady",
+        clients=40,
+        seats=30,
+        hold_seconds=5,
+        max_active_holds=40,
+        max_seconds=60,
+        arrival_s=1.0,
+        runtime=RUNTIME,
+        identity_secret=IDENTITY_SECRET,
+    )
+    report = await run_bench(behind_proxy.http_url, ADMIN_KEY, options)
+    assert report.problems == []
+    assert report.seats_sold > 0
+    async with BookingClient(behind_proxy.http_url, admin_key=ADMIN_KEY) as client:
+        view = await client.event(report.event_id)
+    async with WaitingRoom.connect(view.waitroom_url) as room:
+        with pytest.raises(WaitroomError) as refused:
+            await room.join("no-identity")
+    assert refused.value.code == "identity_required"
