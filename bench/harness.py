@@ -27,7 +27,7 @@ import anyio.abc
 import msgspec
 
 from api.client import ApiError, BookingClient
-from bench.client import ClientResult
+from bench.client import IDENTITY_AUDIENCE, IDENTITY_ISSUER, ClientResult
 from bench.display import ProgressSink, SaleFrame, plural
 from bench.procs import Done, Job, Progress, Report
 from bench.sale import SaleReport, render_summary, scrape_counters
@@ -77,6 +77,9 @@ class BenchOptions:
     niceness: int = 0
     #: The join challenge's difficulty (0: none); each client solves one, as a page does.
     challenge_difficulty: int = 0
+    #: Non-empty: the event requires a verified identity (HS256 tokens signed with this,
+    #: the deployment's ``BOOKING_IDENTITY_SECRET``) and each client joins with its own.
+    identity_secret: str = field(default="", repr=False)
 
     def scenario_spec(self) -> Scenario:
         """The scenario with this run's overrides."""
@@ -354,6 +357,12 @@ async def run_bench(
         )
         if options.challenge_difficulty:
             body["challenge_difficulty"] = options.challenge_difficulty
+        if options.identity_secret:
+            body["identity"] = {
+                "kind": "jwt",
+                "issuer": IDENTITY_ISSUER,
+                "audience": IDENTITY_AUDIENCE,
+            }
         created = await client.create_event(body)
         event_id, waitroom_url = created.id, created.waitroom_url
         require_loopback(waitroom_url)
@@ -364,6 +373,9 @@ async def run_bench(
         jobs = _jobs(options, http_url, waitroom_url, deadline, scenario.reconnect > 0)
         if options.challenge_difficulty:
             jobs = [msgspec.structs.replace(j, challenge_of=event_id) for j in jobs]
+        if options.identity_secret:
+            secret = options.identity_secret
+            jobs = [msgspec.structs.replace(j, identity_secret=secret) for j in jobs]
         latest: dict[int, Progress] = {}
         done: dict[int, Done] = {}
         samples: list[Sample] = []

@@ -42,6 +42,7 @@ class Job(msgspec.Struct, frozen=True):
     storm_after_joined_s: float = 0.0  # this long after all joined, the storm (0: none)
     niceness: int = 0  # how much lower than its parent the process runs (0-19)
     challenge_of: str | None = None  # the event whose join challenge each client solves
+    identity_secret: str = ""  # each client joins with an identity token signed with it
 
 
 class Progress(msgspec.Struct, frozen=True, tag=True):
@@ -94,6 +95,7 @@ async def run_job(
                 leave_after_s=spec.leave_after_s,
                 reconnect_at=storm if spec.reconnects else None,
                 challenge_of=job.challenge_of,
+                identity_secret=job.identity_secret,
             )
 
         async def report() -> None:

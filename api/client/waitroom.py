@@ -42,10 +42,18 @@ class WaitingRoom:
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, url: str, *, open_timeout: float = 60, local_address: tuple[str, int] | None = None
+        cls,
+        url: str,
+        *,
+        open_timeout: float = 60,
+        local_address: tuple[str, int] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> AsyncIterator[WaitingRoom]:
-        """Open ``url`` (an event's ``waitroom_url``); closed on leaving the block."""
-        async with connect_ws(url, open_timeout=open_timeout, local_address=local_address) as ws:
+        """Open ``url`` (an event's ``waitroom_url``); closed on leaving the block.
+        ``headers``: sent with the handshake."""
+        async with connect_ws(
+            url, open_timeout=open_timeout, local_address=local_address, headers=headers
+        ) as ws:
             yield cls(ws)
 
     async def send(self, message: p.ClientMessage) -> None:
