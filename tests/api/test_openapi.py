@@ -79,6 +79,7 @@ async def test_docs_page_lists_every_operation_and_message(http: httpx.AsyncClie
 
 
 @pytest.mark.slow
+@pytest.mark.once  # the document and the validation are the same code on both runtimes
 async def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
     services: Services, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:

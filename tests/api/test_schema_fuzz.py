@@ -58,6 +58,10 @@ from tests.conftest import admin_headers
 
 pytestmark = pytest.mark.anyio
 
+# The REST fuzz tests are marked ``once``: what they try is the routes' validation, which is
+# the same code on both runtimes, and they cost a minute and a half a pass. The WS ones run on
+# both, since each runtime has its own WebSocket server under the same protocol code.
+
 T = TypeVar("T")
 
 #: Inputs per test (sum: 11,000).
@@ -236,6 +240,7 @@ async def _send_all(
     return problems
 
 
+@pytest.mark.once
 async def test_generated_event_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -252,6 +257,7 @@ async def test_generated_event_bodies_are_refused(
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.once
 async def test_generated_payment_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -284,6 +290,7 @@ async def test_generated_payment_bodies_are_refused(
     assert await count_bookings(services, event_id) == 0
 
 
+@pytest.mark.once
 async def test_generated_cancel_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -324,6 +331,7 @@ async def test_generated_cancel_bodies_are_refused(
     assert got.json()["status"] == "confirmed" and all(t["live"] for t in got.json()["tickets"])
 
 
+@pytest.mark.once
 async def test_generated_checkin_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -346,6 +354,7 @@ async def test_generated_checkin_bodies_are_refused(
     assert logged == 0
 
 
+@pytest.mark.once
 async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -475,6 +484,7 @@ async def test_generated_identity_joins_get_error_answers(
 IDENTITY_BODIES = 500
 
 
+@pytest.mark.once
 async def test_generated_email_identity_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -494,6 +504,7 @@ async def test_generated_email_identity_bodies_are_refused(
     assert len(sends) >= IDENTITY_BODIES and len(verifies) >= IDENTITY_BODIES
 
 
+@pytest.mark.once
 async def test_generated_challenge_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:

@@ -171,6 +171,7 @@ async def query(http: httpx.AsyncClient, expr: str) -> list[dict[str, Any]]:
 
 @pytest.mark.anyio
 @pytest.mark.slow
+@pytest.mark.once  # the metrics are the same code on both runtimes
 async def test_every_dashboard_panel_has_data(servers: EmbeddedServers, tmp_path: Path) -> None:
     """Serve (2 processes) and a worker process, a short sale, Prometheus scraping them
     with the scrape config's jobs: every panel query of the dashboard returns data."""

@@ -29,7 +29,9 @@ from tests.api.helpers import (
 )
 from tests.conftest import admin_headers
 
-pytestmark = pytest.mark.anyio
+# Once, on trio: what these try is the pages' own scripts in a real browser; the servers
+# under them are the same code on both runtimes, and the protocol and HTTP tests run on each.
+pytestmark = [pytest.mark.anyio, pytest.mark.once]
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +40,7 @@ ARTIFACTS = ROOT / "artifacts"
 POUNDS = {"currency": "GBP"}
 
 if shutil.which(CHROMIUM) is None:  # ./run-tests installs it; a bare pytest may lack it
-    pytestmark = [pytestmark, pytest.mark.skip(reason=f"{CHROMIUM} is not installed")]  # type: ignore[assignment]
+    pytestmark = [*pytestmark, pytest.mark.skip(reason=f"{CHROMIUM} is not installed")]
 
 
 async def _run_scenario(
