@@ -218,8 +218,16 @@ async def _converse(
                     r.ticket, r.queued_at, r.first_eta_s = msg.ticket, time.time(), msg.eta_s
                 state.token = msg.token
                 state.queued.set()
+                if msg.sold_out_for_now:  # resumed during a sell-out: see ``position``
+                    r.outcome, r.ended_at = "sold_out", time.time()
+                    return
             case p.Position():
                 r.positions += 1
+                # Sold out for now: seats come back only if bookings are cancelled, and a
+                # simulated sale cancels none, so the buyer stops waiting there.
+                if msg.sold_out_for_now:
+                    r.outcome, r.ended_at = "sold_out", time.time()
+                    return
             case p.Prompt():
                 if r.prompted_at:  # the same hold again, after a resume
                     continue
