@@ -3,12 +3,14 @@ is refunded, and the seats go back to the line."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
 import pytest
+from pypdf import PdfReader
 
 from api.client import ApiError, BookingClient, WaitingRoom
 from api.http.schemas import BookingView
@@ -242,3 +244,27 @@ async def test_an_admin_cancels_the_whole_event(
     assert await seats(client, event.id) == (8, 0, 0)
     assert await client.cancel_event(event.id) == progress
 
+
+async def test_the_tickets_pdf_leaves_cancelled_tickets_out(client: BookingClient) -> None:
+    """One ticket of three cancelled: the PDF has a page for each of the two live tickets and
+    no trace of the cancelled code; the rest cancelled: one page saying the booking was
+    cancelled, with no ticket code on it."""
+    event = await client.create_event(event_body())
+    booking, token = await buy(client, event.waitroom_url, 3)
+    gone = booking.tickets[1].code
+    await client.cancel(booking.id, new_key(), tickets=[gone])
+    live = [t.code for t in booking.tickets if t.code != gone]
+
+    pdf = PdfReader(io.BytesIO(await client.tickets_pdf(booking.id, token=token)))
+    texts = [page.extract_text().replace("\n", "") for page in pdf.pages]
+    assert len(texts) == 2
+    for text, code in zip(texts, live, strict=True):
+        assert code in text and "Ticket" in text and "of 2" in text
+    assert not any(gone in text for text in texts)
+
+    await client.cancel(booking.id, new_key())
+    pdf = PdfReader(io.BytesIO(await client.tickets_pdf(booking.id, token=token)))
+    [page] = pdf.pages
+    text = page.extract_text().replace("\n", "")
+    assert "was cancelled" in text
+    assert not any(t.code in text for t in booking.tickets)

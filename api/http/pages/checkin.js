@@ -113,7 +113,11 @@ async function startCamera() {
 
 async function refreshCounts() {
   try {
-    const counts = await getJSON(`/v1/events/${encodeURIComponent(eventId)}/checkins`);
+    const resp = await fetch(`/v1/events/${encodeURIComponent(eventId)}/checkins`, {
+      headers: { Accept: "application/json", Authorization: `Bearer ${door.key}` },
+    });
+    if (!resp.ok) throw new Error(resp.statusText);
+    const counts = await resp.json();
     $("counts").textContent = `${count(counts.checked_in)} of ${count(counts.live_tickets)} tickets in`;
   } catch (err) {
     $("counts").textContent = "counts unavailable";
