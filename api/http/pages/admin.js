@@ -307,3 +307,5 @@ setInterval(readLatency, 2000);
 setInterval(readCancellation, 2000);
 readCheckins();
 setInterval(readCheckins, 5000);
+$("key").addEventListener("change", readCheckins); // the counts need the key
+

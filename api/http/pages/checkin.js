@@ -111,7 +111,12 @@ async function startCamera() {
   }
 }
 
+// The counts need the staff key (or the admin key): none before the door has one.
 async function refreshCounts() {
+  if (!door) {
+    $("counts").textContent = "counts shown once the staff key is entered";
+    return;
+  }
   try {
     const resp = await fetch(`/v1/events/${encodeURIComponent(eventId)}/checkins`, {
       headers: { Accept: "application/json", Authorization: `Bearer ${door.key}` },
@@ -134,6 +139,7 @@ $("key-form").addEventListener("submit", (e) => {
   $("staff-key").value = "";
   $("key-status").textContent = "";
   ready();
+  refreshCounts();
 });
 
 $("code-form").addEventListener("submit", (e) => {
