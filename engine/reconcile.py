@@ -31,7 +31,7 @@ import anyio
 from engine.cancellation import Cancellations, CancellationStatus, returned
 from plumbing.clock import Clock
 from storage.errors import StorageError
-from storage.pg_records import BookingConflict, LiveBooking
+from storage.pg_records import BookingConflict, LiveBooking, ReturnedSeatRow
 from storage.pg_store import PgStore
 from storage.redis_store import BookedSeats, RedisStore
 
@@ -123,9 +123,13 @@ async def reconcile(
         chunk_back = cancelled[start : start + BATCH]
         back = await redis.return_seats([returned(r) for r in chunk_back], clock.now_ms())
         report.returns.update(back)
+        refunded = await _conflicts_of(pg, chunk_back, back)
         for seats, result in zip(chunk_back, back, strict=True):
             if result == "returned":
                 logger.warning("reconciled cancelled seats of booking %s", seats.booking_id)
+            elif result == "conflict:booking" and seats.booking_id in refunded:
+                # A booking refunded for a conflict: its seats were another ticket's all along.
+                logger.debug("seats of booking %s stay with another ticket", seats.booking_id)
             elif result.startswith("conflict"):
                 logger.error(
                     "cancelled seats of booking %s: Redis disagrees (%s)", seats.booking_id, result
@@ -164,6 +168,18 @@ async def reconcile(
                             done.amount_cents,
                         )
     return report
+
+
+async def _conflicts_of(
+    pg: PgStore, rows: Sequence[ReturnedSeatRow], results: Sequence[str]
+) -> set[str]:
+    """The bookings among ``rows`` whose seats Redis refused that were logged as conflicts
+    (read only when some were refused: the rare case)."""
+    events = {r.event_id for r, res in zip(rows, results, strict=True) if res.startswith("conf")}
+    found: set[str] = set()
+    for event_id in sorted(events):
+        found.update(str(c["booking_id"]) for c in await pg.conflicts(event_id))
+    return found
 
 
 async def run_reconciler(

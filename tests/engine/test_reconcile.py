@@ -213,7 +213,7 @@ async def test_conflict_is_logged_once_and_nothing_is_sold_twice(engine: Engine)
 
 
 async def test_a_conflict_is_refunded_by_the_worker_with_nobody_asking(
-    servers: EmbeddedServers, sandbox_gateway: str
+    servers: EmbeddedServers, sandbox_gateway: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A paid booking whose seats went to the next client cannot stand: the worker's
     reconciliation at start cancels it and refunds its charge through the cancellation path.
@@ -260,6 +260,11 @@ async def test_a_conflict_is_refunded_by_the_worker_with_nobody_asking(
             assert other is not None and (other.status, other.seats) == ("held", [1, 2])
             audit = await audit_event(engine.redis, engine.pg, event_id, settled=False)
             assert (audit.oversold, audit.sold, audit.held, audit.sold_in_postgres) == (0, 0, 2, 0)
+            # Later passes find the refunded booking's seats another ticket's: no alarm.
+            caplog.clear()
+            report = await reconcile(engine.redis, engine.pg, engine.clock, event_ids=[event_id])
+            assert (dict(report.returns), report.conflicts) == ({"conflict:booking": 1}, 0)
+            assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
     finally:
         await gateway.aclose()
 
