@@ -23,7 +23,10 @@ FROM python:3.11-slim
 ENV PATH=/opt/booking/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     BOOKING_LOG_FORMAT=json \
     BOOKING_HEALTHCHECK_URL=http://127.0.0.1:8000/readyz
-RUN useradd --system --create-home --uid 10001 booking
+# /var/lib/booking: the data directory a volume is mounted on (the sandbox gateway's state),
+# owned by the user so a new named volume starts writable.
+RUN useradd --system --create-home --uid 10001 booking \
+    && install -d -o booking -g booking /var/lib/booking
 COPY --from=build /opt/booking /opt/booking
 USER booking
 WORKDIR /home/booking

@@ -293,6 +293,7 @@ async def _open_services(
                     clock,
                     interval_s=settings.reconcile_interval_s,
                     window_s=settings.reconcile_window_s,
+                    refunds=engine.cancellations,
                 )
             )
             await tg.start(partial(run_worker, redis, clock, policy))

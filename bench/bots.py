@@ -222,6 +222,10 @@ class _Run:
                         case p.SoldOut():
                             b.outcome = "sold_out"
                             return
+                        # Sold out for now: the bots' sale cancels nothing, so none returns.
+                        case p.Position(sold_out_for_now=True):
+                            b.outcome = "sold_out"
+                            return
                         case p.Left():
                             b.outcome = "left"
                             return
@@ -302,13 +306,15 @@ async def run_bots(http_url: str, admin_key: str, options: BotsOptions) -> BotsR
                 await admin.resume(created.id)
                 opened_after = time.monotonic() - started
                 # Superseded sockets (one identity, many ids) never hear an outcome: the
-                # run ends once every fair buyer is done and the line and holds are empty.
+                # run ends once every fair buyer is done and no hold is open, with the line
+                # empty or sold out (its places kept for seats no one here will return).
                 while time.monotonic() < deadline:
                     await anyio.sleep(0.5)
                     if any(not b.outcome for b in fair):
                         continue
                     view = await admin.event(created.id)
-                    if view.queue_length == 0 and view.active_holds == 0:
+                    done = view.queue_length == 0 or view.state == "sold_out"
+                    if done and view.active_holds == 0:
                         stopped_early = False
                         break
                 clients.cancel_scope.cancel()

@@ -66,6 +66,9 @@ class ClientResult:
     first_eta_s: float | None = None
     positions: int = 0  # position updates received
     outcome: str = ""  # confirmed, expired, sold_out, error
+    #: The sold_out outcome was "sold out for now": the buyer stopped waiting, its place
+    #: still kept (queued) by the server.
+    place_kept: bool = False
     ended_at: float = 0.0  # wall time the outcome arrived, s
     expires_ms: int = 0  # the hold's deadline, ms since the epoch
     hold_id: str = ""
@@ -218,8 +221,16 @@ async def _converse(
                     r.ticket, r.queued_at, r.first_eta_s = msg.ticket, time.time(), msg.eta_s
                 state.token = msg.token
                 state.queued.set()
+                if msg.sold_out_for_now:  # resumed during a sell-out: see ``position``
+                    r.outcome, r.ended_at, r.place_kept = "sold_out", time.time(), True
+                    return
             case p.Position():
                 r.positions += 1
+                # Sold out for now: seats come back only if bookings are cancelled, and a
+                # simulated sale cancels none, so the buyer stops waiting there.
+                if msg.sold_out_for_now:
+                    r.outcome, r.ended_at, r.place_kept = "sold_out", time.time(), True
+                    return
             case p.Prompt():
                 if r.prompted_at:  # the same hold again, after a resume
                     continue

@@ -252,8 +252,11 @@ def check_invariants(results: list[ClientResult], audit: dict[str, Any]) -> list
         out.append(f"{joined} clients joined, the server has {tickets} tickets")
     open_tickets = tickets - sum(by_state.get(s, 0) for s in TERMINAL)
     left = sum(1 for r in results if r.outcome == "left")
-    if open_tickets > left:  # only a client that left can still have a ticket in play
-        out.append(f"{open_tickets} tickets not decided, only {left} clients left")
+    kept = sum(1 for r in results if r.place_kept)  # told "sold out for now": still queued
+    if open_tickets > left + kept:  # else only a client that left can have a ticket in play
+        out.append(
+            f"{open_tickets} tickets not decided, only {left} clients left and {kept} places kept"
+        )
     out.extend(_admission_order(results))
     if audit.get("admitted_out_of_order", 0):
         out.append(f"audit: {audit['admitted_out_of_order']} tickets admitted out of join order")

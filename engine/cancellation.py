@@ -59,6 +59,7 @@ __all__ = [
     "CancellationStatus",
     "Cancellations",
     "EventCancellation",
+    "conflict_key",
     "refund_key",
     "returned",
     "run_cancellations",
@@ -152,6 +153,12 @@ def event_cancellation_from_row(row: EventCancellationRow) -> EventCancellation:
 def event_key(event_id: str) -> str:
     """The idempotency key of the cancellations an event's cancellation makes."""
     return f"event/{event_id}"
+
+
+def conflict_key(booking_id: str) -> str:
+    """The idempotency key of the cancellation that refunds a booking reconciliation found
+    in conflict: one per booking, whichever worker or pass asks."""
+    return f"reconcile/{booking_id}"
 
 
 def refund_key(cancellation_id: str) -> str:
@@ -313,6 +320,27 @@ class Cancellations:
                 cancellation_id,
                 exc,
             )
+
+    async def refund_conflict(self, booking_id: str) -> Cancellation | None:
+        """Cancel and refund a paid booking that cannot stand: reconciliation found its seats
+        sold or held for another ticket in Redis. The whole booking, as an admin's
+        cancellation (no refund policy applies: the sale could not keep its seats), under
+        :func:`conflict_key`, so every pass and every worker drives the same one; its seats
+        stay with the other ticket (``return_seats.lua`` finds them not this booking's). A
+        refund the gateway could not make yet stays pending for :func:`run_cancellations`.
+        None when it cannot be cancelled now (logged; the next pass asks again).
+        """
+        booking = await self._bookings.get(booking_id)
+        try:
+            return await self.cancel(booking, conflict_key(booking_id), None, by_admin=True)
+        except (
+            AlreadyCancelled,
+            CancellationInProgress,
+            RefundRefused,
+            TicketCheckedIn,
+        ) as exc:
+            logger.warning("booking %s in conflict not refunded now: %s", booking_id, exc)
+            return None
 
     # -- a whole event --------------------------------------------------------------------
 

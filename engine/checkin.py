@@ -22,6 +22,7 @@ from engine.catalog import EventCatalog
 from engine.errors import (
     AlreadyCheckedIn,
     Conflict,
+    Forbidden,
     NotFound,
     TicketBeingCancelled,
     TicketNotLive,
@@ -151,6 +152,18 @@ class Checkin:
             )
         CHECKINS.labels(event_id, "admitted").inc()
         return CheckedIn(code, event_id, *seat, gate=gate, checked_in_at=when)
+
+    async def authorize_counts(self, event_id: str, staff_key: str) -> None:
+        """A staff key may read its own event's door counts: Unauthorized when it is no staff
+        key in force, Forbidden when it is another event's (NotFound: no such event)."""
+        await self._catalog.get(event_id)
+        if not staff_key.startswith(STAFF_KEY_PREFIX):
+            raise Unauthorized("the admin key or a staff key of this event is required")
+        owner = await self._pg.staff_key_event(hash_staff_key(staff_key))
+        if owner is None:
+            raise Unauthorized("the admin key or a staff key of this event is required")
+        if owner != event_id:
+            raise Forbidden("this staff key is for another event")
 
     async def counts(self, event_id: str) -> CheckinCounts:
         """How many of ``event_id``'s live tickets are in (NotFound if no such event)."""

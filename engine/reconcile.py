@@ -6,7 +6,10 @@ that lost its last writes can leave a booking whose seats Redis does not show
 sold. Reconciliation reads the confirmed bookings and hands them to
 ``reconcile_bookings.lua``, which sells their seats when the ticket still holds
 them or when they are still free, and reports a conflict otherwise; each conflict
-is logged once in PostgreSQL's event_log as a refund to make. Cancelled tickets go
+is logged once in PostgreSQL's event_log, and (given the engine's cancellations, as
+the worker's passes are) the booking is cancelled and its charge refunded through
+the cancellation path (``Cancellations.refund_conflict``: recorded, refunded under a
+key of its own, the tickets no longer live), with nobody asking. Cancelled tickets go
 the other way: the seats of every done cancellation are handed to
 ``return_seats.lua`` first, which frees those Redis still shows sold to the
 cancelled booking (a crash between the cancellation's commit and its seats'
@@ -25,10 +28,10 @@ from datetime import UTC, datetime
 
 import anyio
 
-from engine.cancellation import returned
+from engine.cancellation import Cancellations, CancellationStatus, returned
 from plumbing.clock import Clock
 from storage.errors import StorageError
-from storage.pg_records import BookingConflict, LiveBooking
+from storage.pg_records import BookingConflict, LiveBooking, ReturnedSeatRow
 from storage.pg_store import PgStore
 from storage.redis_store import BookedSeats, RedisStore
 
@@ -52,6 +55,9 @@ class ReconcileReport:
     new_conflicts: int = 0
     #: Done cancellations looked at, by result (returned, done, conflict:*).
     returns: Counter[str] = field(default_factory=Counter)
+    #: Bookings in conflict cancelled to refund them, by where the cancellation stands
+    #: (refunded, pending, refused; "not_now" when it could not be made this pass).
+    refunds: Counter[str] = field(default_factory=Counter)
 
     @property
     def repaired(self) -> int:
@@ -70,6 +76,9 @@ class ReconcileReport:
         if self.returns:
             back = ", ".join(f"{r} {n}" for r, n in sorted(self.returns.items()))
             line += f"; cancellations checked: {sum(self.returns.values())} ({back})"
+        if self.refunds:
+            refunds = ", ".join(f"{r} {n}" for r, n in sorted(self.refunds.items()))
+            line += f"; conflicts refunded: {refunds}"
         return line
 
 
@@ -94,12 +103,15 @@ async def reconcile(
     event_ids: Sequence[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    refunds: Cancellations | None = None,
 ) -> ReconcileReport:
     """Make Redis show every confirmed booking (created in [``since``, ``until``)) of these
     events sold.
 
-    ``event_ids`` defaults to every event Redis knows. Raises StorageError when
-    either store fails; a later pass picks up where this one stopped.
+    ``event_ids`` defaults to every event Redis knows. With ``refunds``, every booking
+    in conflict is cancelled and refunded (a booking still in conflict at a later pass,
+    its refund pending, is asked for the same cancellation again). Raises StorageError
+    when either store fails; a later pass picks up where this one stopped.
     """
     if event_ids is None:
         event_ids = await redis.event_ids()
@@ -111,9 +123,13 @@ async def reconcile(
         chunk_back = cancelled[start : start + BATCH]
         back = await redis.return_seats([returned(r) for r in chunk_back], clock.now_ms())
         report.returns.update(back)
+        refunded = await _conflicts_of(pg, chunk_back, back)
         for seats, result in zip(chunk_back, back, strict=True):
             if result == "returned":
                 logger.warning("reconciled cancelled seats of booking %s", seats.booking_id)
+            elif result == "conflict:booking" and seats.booking_id in refunded:
+                # A booking refunded for a conflict: its seats were another ticket's all along.
+                logger.debug("seats of booking %s stay with another ticket", seats.booking_id)
             elif result.startswith("conflict"):
                 logger.error(
                     "cancelled seats of booking %s: Redis disagrees (%s)", seats.booking_id, result
@@ -140,7 +156,30 @@ async def reconcile(
                     c.hold_id,
                     c.reason,
                 )
+            if refunds is not None:
+                for c in conflicts:
+                    done = await refunds.refund_conflict(c.booking_id)
+                    status = "not_now" if done is None else done.status.value
+                    report.refunds[status] += 1
+                    if done is not None and done.status is CancellationStatus.REFUNDED:
+                        logger.warning(
+                            "booking %s in conflict cancelled: %d cents refunded",
+                            c.booking_id,
+                            done.amount_cents,
+                        )
     return report
+
+
+async def _conflicts_of(
+    pg: PgStore, rows: Sequence[ReturnedSeatRow], results: Sequence[str]
+) -> set[str]:
+    """The bookings among ``rows`` whose seats Redis refused that were logged as conflicts
+    (read only when some were refused: the rare case)."""
+    events = {r.event_id for r, res in zip(rows, results, strict=True) if res.startswith("conf")}
+    found: set[str] = set()
+    for event_id in sorted(events):
+        found.update(str(c["booking_id"]) for c in await pg.conflicts(event_id))
+    return found
 
 
 async def run_reconciler(
@@ -151,6 +190,7 @@ async def run_reconciler(
     interval_s: float,
     window_s: float,
     settle_s: float = SETTLE_S,
+    refunds: Cancellations | None = None,
     task_status: anyio.abc.TaskStatus[ReconcileReport | None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Reconcile every booking once (reported through ``started``), then every ``interval_s``
@@ -162,11 +202,12 @@ async def run_reconciler(
     leave bookings younger than ``settle_s`` to the checkout that is confirming
     them (the next pass takes them if it died). A pass that finds a store
     unreachable is retried at the next interval; the worker starts either way,
-    since admission does not depend on it.
+    since admission does not depend on it. ``refunds``: the engine's cancellations, which
+    refund the bookings found in conflict (see :func:`reconcile`).
     """
     first: ReconcileReport | None = None
     try:
-        first = await reconcile(redis, pg, clock)
+        first = await reconcile(redis, pg, clock, refunds=refunds)
         logger.info("reconciliation at start: %s", first.summary())
     except StorageError as exc:
         logger.warning("reconciliation at start skipped: %s", exc)
@@ -180,10 +221,10 @@ async def run_reconciler(
             since = datetime.fromtimestamp(now_s - window_s, UTC)
         until = datetime.fromtimestamp(now_s - settle_s, UTC)
         try:
-            report = await reconcile(redis, pg, clock, since=since, until=until)
+            report = await reconcile(redis, pg, clock, since=since, until=until, refunds=refunds)
         except StorageError as exc:  # unreachable or failing: the next pass tries again
             logger.warning("reconciliation skipped: %s", exc)
             continue
         whole_done = True
-        if report.repaired or report.conflicts:
+        if report.repaired or report.conflicts or report.refunds:
             logger.warning("reconciliation: %s", report.summary())

@@ -60,13 +60,30 @@ def _latin1(text: str) -> str:
 
 
 def render_pdf(booking: Booking, spec: EventSpec) -> bytes:
-    """The booking's printable tickets: one A4 page per ticket, with its QR code."""
+    """The booking's printable tickets: one A4 page per live ticket, with its QR code.
+
+    Cancelled tickets are left out (a printed code of one would only be refused at the
+    door); a booking with none left gets one page that says so, with no code on it.
+    """
     pdf = FPDF(format="A4", unit="mm")
     pdf.set_title(_latin1(f"Tickets: {spec.name}"))
     pdf.set_creator("booking engine")
     pdf.set_auto_page_break(auto=False)
     when = spec.opens_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    for n, ticket in enumerate(booking.tickets, start=1):
+    live = [t for t in booking.tickets if t.live]
+    if not live:
+        pdf.add_page()
+        pdf.set_font("Helvetica", "B", 22)
+        pdf.multi_cell(0, 10, _latin1(spec.name), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 12)
+        pdf.multi_cell(
+            0,
+            8,
+            f"Booking {booking.id} was cancelled: it has no valid ticket.",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    for n, ticket in enumerate(live, start=1):
         pdf.add_page()
         pdf.set_font("Helvetica", "B", 22)
         pdf.multi_cell(0, 10, _latin1(spec.name), new_x="LMARGIN", new_y="NEXT")
@@ -79,7 +96,7 @@ def render_pdf(booking: Booking, spec: EventSpec) -> bytes:
         pdf.cell(
             0,
             8,
-            f"Ticket {n} of {len(booking.tickets)} - booking {booking.id}",
+            f"Ticket {n} of {len(live)} - booking {booking.id}",
             new_x="LMARGIN",
             new_y="NEXT",
         )
@@ -140,6 +157,6 @@ class Tickets:
         return await anyio.to_thread.run_sync(qr_svg, code)
 
     async def pdf(self, booking: Booking) -> bytes:
-        """The booking's PDF tickets, one page per ticket."""
+        """The booking's PDF tickets, one page per live ticket (see :func:`render_pdf`)."""
         spec = await self._catalog.get(booking.event_id)
         return await anyio.to_thread.run_sync(render_pdf, booking, spec)

@@ -80,34 +80,40 @@ class EventChannel:
 
         A client is due once its interval has passed since its last update: its rank's
         interval under ``cadence`` (whole ticks), or a tenth of its wait if longer. It is
-        sent a frame when its position, ``seats_may_return`` or what its wait rests on
-        (:class:`WaitBasis`, the same for the whole line) changed; otherwise it stays due. Due times are rounded to the nearest tick, so a rank's interval of n ticks
+        sent a frame when its position, ``seats_may_return``, whether the event is sold
+        out for now (``state``) or what its wait rests on (:class:`WaitBasis`, the same
+        for the whole line) changed; otherwise it stays due. Due times are rounded to the nearest tick, so a rank's interval of n ticks
         is n ticks whatever the jitter of the tick itself.
         """
         horizon = now + base_s / 2
         serving = self.serving
         estimator, outlook = self.estimator, self.outlook
         basis: WaitBasis = estimate_wait(estimator, 1, outlook).basis
+        sold_out_for_now = self.state == EventState.SOLD_OUT
         rank = sent = 0
         for session in self.ranked:
             if not session.waiting:  # decided since the ranking was refreshed
                 continue
             rank += 1
-            if session.next_position_at > horizon:
+            if session.next_position_at > horizon and sold_out_for_now == session.sold_out_for_now:
                 continue
             pos = position(session.place, serving)
             if (
                 pos == session.last_position
                 and seats_may_return == session.seats_may_return
+                and sold_out_for_now == session.sold_out_for_now
                 and basis == session.wait_basis
             ):
                 continue
             if sent >= allowance:
                 break
             session.seats_may_return = seats_may_return
+            session.sold_out_for_now = sold_out_for_now
             wait = estimate_wait(estimator, pos, outlook)
             session.wait_basis = wait.basis
-            message = position_message(pos, wait, seats_may_return=seats_may_return)
+            message = position_message(
+                pos, wait, seats_may_return=seats_may_return, sold_out_for_now=sold_out_for_now
+            )
             session.send_position(pos, p.encode(message))
             eta = wait.eta_s if wait.eta_s is not None else wait.high_s
             session.next_position_at = now + max(

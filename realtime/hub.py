@@ -15,6 +15,7 @@ and every message is built in ``realtime/messages.py``; this module runs the tas
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -26,7 +27,7 @@ from engine.holds import Holds, hold_id
 from plumbing import log_context, tracing
 from realtime import protocol as p
 from realtime.channel import EventChannel, budget_share
-from realtime.messages import outcome_message, queued_message
+from realtime.messages import outcome_message, position_message, queued_message
 from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT
 from realtime.session import ClientSession
 from waitroom.cadence import plan_cadence
@@ -109,8 +110,9 @@ class Hub:
             # The ``queued`` message tells this position; the ticker sends changes.
             session.last_position = position(session.place, ch.serving)
             session.wait_basis = estimate_wait(ch.estimator, 1, ch.outlook).basis
+            session.sold_out_for_now = ch.state == EventState.SOLD_OUT  # so ``queued`` says
             ch.rank(session)
-        if ch.state == EventState.SOLD_OUT:
+        if ch.state == EventState.CLOSED:
             return False
         return session.place == 0 or ch.serving < session.place
 
@@ -126,7 +128,15 @@ class Hub:
 
     def queued_message(self, ch: EventChannel, seq: int, place: int, token: str) -> p.Queued:
         """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
-        return queued_message(ch.estimator, ch.outlook, ch.serving, seq, place, token)
+        return queued_message(
+            ch.estimator,
+            ch.outlook,
+            ch.serving,
+            seq,
+            place,
+            token,
+            sold_out_for_now=ch.state == EventState.SOLD_OUT and place > 0,
+        )
 
     async def outcome_message(self, event_id: str, outcome: Outcome) -> p.ServerMessage:
         """The message that tells a client of ``event_id`` its outcome."""
@@ -171,7 +181,35 @@ class Hub:
             logger.debug("%s delivered", kind)
         return message
 
+    def _sold_out_for_now(self, ch: EventChannel, after: int) -> None:
+        """The event sold out: tell every client still waiting at once that its place is
+        kept (a ``position`` with ``sold_out_for_now``), outside the position budget."""
+        ch.state = EventState.SOLD_OUT
+        ch.outlook = dataclasses.replace(ch.outlook, state=EventState.SOLD_OUT)
+        sent = 0
+        for session in ch.sessions.values():
+            if session.place > after and session.waiting and not session.sold_out_for_now:
+                pos = position(session.place, ch.serving)
+                wait = estimate_wait(ch.estimator, pos, ch.outlook)
+                message = position_message(pos, wait, seats_may_return=False, sold_out_for_now=True)
+                session.seats_may_return = False
+                session.sold_out_for_now = True
+                session.wait_basis = wait.basis
+                session.send_position(pos, p.encode(message))
+                sent += 1
+        if sent:
+            POSITIONS_SENT.inc(sent)
+
+    def _reopened(self, ch: EventChannel) -> None:
+        """Cancelled seats came back to a sold-out event: admission goes on from the line's
+        head, and the next position round tells the waiting clients (``sold_out_for_now``
+        false), ahead of their usual cadence."""
+        ch.state = EventState.OPEN
+        ch.outlook = dataclasses.replace(ch.outlook, state=EventState.OPEN)
+
     def _sold_out_after(self, ch: EventChannel, after: int) -> None:
+        """The sale is over: every client still waiting is told a final ``sold_out``."""
+        ch.state = EventState.CLOSED
         frame = p.encode(p.SoldOut())
         for session in ch.sessions.values():
             if (session.place == 0 or session.place > after) and session.waiting:
@@ -212,10 +250,15 @@ class Hub:
             for batch in batches:
                 ch.last_notify_id = batch.entry_id
                 ch.serving = max(ch.serving, batch.serving)
+                if batch.kind == "return" and ch.state == EventState.SOLD_OUT:
+                    # Cancelled seats came back: the sale is open again (known before the
+                    # next status read, so a client attaching now is not told sold out).
+                    self._reopened(ch)
                 for outcome in batch.outcomes:
                     await self._deliver(ch, outcome)
+                if batch.sold_out_wait is not None and ch.state != EventState.CLOSED:
+                    self._sold_out_for_now(ch, batch.sold_out_wait)
                 if batch.sold_out_after is not None:
-                    ch.state = EventState.SOLD_OUT
                     self._sold_out_after(ch, batch.sold_out_after)
 
     async def _place_pre_queue(self, ch: EventChannel) -> None:
@@ -247,11 +290,13 @@ class Hub:
             ch.estimator.prior_rate = admission_prior(
                 status.max_active, ch.outlook.hold_s, status.rate_per_min
             )
-            if status.state == EventState.SOLD_OUT and ch.state != EventState.SOLD_OUT:
-                ch.state = EventState.SOLD_OUT
+            # A notify entry missed (the reader restarted) is caught up with here.
+            if status.state == EventState.CLOSED and ch.state != EventState.CLOSED:
                 self._sold_out_after(ch, ch.serving)
+            elif status.state == EventState.SOLD_OUT and ch.state != EventState.SOLD_OUT:
+                self._sold_out_for_now(ch, ch.serving)
             elif status.state != EventState.SOLD_OUT and ch.state == EventState.SOLD_OUT:
-                ch.state = status.state  # cancelled seats came back: the sale takes joins again
+                self._reopened(ch)
             if status.opened:
                 await self._place_pre_queue(ch)
             # From here to the end of the round nothing yields: the ranking stays true.

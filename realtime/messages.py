@@ -27,8 +27,11 @@ def queued_message(
     seq: int,
     place: int,
     token: str,
+    *,
+    sold_out_for_now: bool = False,
 ) -> p.Queued:
-    """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue)."""
+    """The ``queued`` message for ticket ``seq`` at ``place`` (0: in the pre-queue);
+    ``sold_out_for_now``: the event is sold out, the place kept for seats that may return."""
     if place == 0:
         return p.Queued(
             ticket=seq, token=token, position=0, eta_s=None, eta_basis="not_open", pre_queue=True
@@ -43,10 +46,13 @@ def queued_message(
         eta_low_s=wait.low_s,
         eta_high_s=wait.high_s,
         eta_basis=_basis(wait),
+        sold_out_for_now=sold_out_for_now,
     )
 
 
-def position_message(pos: int, wait: Wait, *, seats_may_return: bool) -> p.Position:
+def position_message(
+    pos: int, wait: Wait, *, seats_may_return: bool, sold_out_for_now: bool = False
+) -> p.Position:
     """The ``position`` message for a client at ``pos`` whose wait is ``wait``."""
     return p.Position(
         position=pos,
@@ -55,6 +61,7 @@ def position_message(pos: int, wait: Wait, *, seats_may_return: bool) -> p.Posit
         eta_high_s=wait.high_s,
         eta_basis=_basis(wait),
         seats_may_return=seats_may_return,
+        sold_out_for_now=sold_out_for_now,
     )
 
 

@@ -81,7 +81,8 @@ ClientMessage = Join | Resume | Ping
 #: What a wait estimate rests on: ``measured`` (the line's outflow), ``caps`` (nothing
 #: measured yet: the admission caps), ``stalled`` (nobody has left the line lately: the
 #: buyers ahead are checking out; ``eta_s`` null), ``paused`` (admission paused; null),
-#: ``not_open`` (the sale has not opened; null), ``over`` (sold out or closed; null).
+#: ``not_open`` (the sale has not opened; null), ``over`` (sold out or closed; null; with
+#: ``sold_out_for_now`` the place is kept and the wait goes on if seats come back).
 WaitBasisName = Literal["measured", "caps", "stalled", "paused", "not_open", "over"]
 
 
@@ -90,6 +91,7 @@ class Queued(_Message, frozen=True):
 
     ``pre_queue``: you joined before the sale opens; your place is drawn at random
     when it opens (``position`` is 0 until then, followed by a ``position``).
+    ``sold_out_for_now``: as in ``position``.
     ``eta_s``: the estimated wait in seconds, null when there is no honest number
     (``eta_basis`` says why). It is never above the longest the admission caps allow.
     ``eta_low_s`` / ``eta_high_s`` bound the estimated wait (0 when not known; while
@@ -104,6 +106,7 @@ class Queued(_Message, frozen=True):
     eta_high_s: float = 0.0
     eta_basis: WaitBasisName = "measured"
     pre_queue: bool = False
+    sold_out_for_now: bool = False
 
 
 class Position(_Message, frozen=True):
@@ -112,6 +115,13 @@ class Position(_Message, frozen=True):
 
     ``seats_may_return``: no seat is free, but open holds may still be released;
     if they are, admission goes on in order (sent again when this changes).
+
+    ``sold_out_for_now``: sold out for now: no seat is free and no hold is open, but
+    seats may come back if bookings are cancelled; keep your place. If they come
+    back, admission goes on from the head of the line, in order, before anyone who
+    joins later (a ``position`` with it false says so); if the sale ends first, you
+    are told ``sold_out``. Sent to every waiting client at once when the event sells
+    out, and again when it changes.
     """
 
     position: int
@@ -120,6 +130,7 @@ class Position(_Message, frozen=True):
     eta_high_s: float = 0.0
     eta_basis: WaitBasisName = "measured"
     seats_may_return: bool = False
+    sold_out_for_now: bool = False
 
 
 class Seat(msgspec.Struct, frozen=True):
@@ -155,7 +166,8 @@ class Expired(_Message, frozen=True):
 
 
 class SoldOut(_Message, frozen=True, tag="sold_out"):
-    """Nothing is left for you."""
+    """Nothing is left for you (final: the sale is over, or nothing can be held for
+    your order; "sold out for now" is a ``position`` with ``sold_out_for_now``)."""
 
 
 class Left(_Message, frozen=True):

@@ -36,6 +36,7 @@ class ClientSession:
         self.waiting = False  # in line, not yet decided
         self.last_position = -1  # the last position sent
         self.seats_may_return = False  # the last seats_may_return sent
+        self.sold_out_for_now = False  # the last sold_out_for_now sent
         self.wait_basis = ""  # what the last wait sent rested on (a WaitBasis value)
         self.next_position_at = 0.0  # loop time before which no position update is due
         self._max_pending = max_pending  # outbox bound before disconnecting

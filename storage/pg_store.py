@@ -699,6 +699,18 @@ class PgStore:
 
         return StaffKeyRow(**dict(await self._call("insert_staff_key", insert)))
 
+    async def staff_key_event(self, key_hash: bytes) -> str | None:
+        """The event of the staff key in force with this hash (None: no such key)."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchval(
+                "SELECT event_id FROM staff_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                key_hash,
+            )
+
+        result: str | None = await self._call("staff_key_event", fetch)
+        return result
+
     async def staff_keys(self, event_id: str) -> list[StaffKeyRow]:
         """The staff keys of an event not revoked, oldest first."""
 

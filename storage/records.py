@@ -302,7 +302,12 @@ class NotifyBatch(msgspec.Struct, frozen=True):
     """One entry of an event's notify stream: the outcomes of one script call."""
 
     entry_id: str
-    kind: str  # "admit", "expire" or "confirm": the script that wrote it
+    kind: str  # "admit", "expire", "confirm", "return" or "close": the script that wrote it
     serving: int
     outcomes: list[Outcome]
+    #: The sale is over (closed): every client still waiting after this place (and in the
+    #: pre-queue) is told a final "sold out".
     sold_out_after: int | None = None
+    #: The event sold out for now: the clients still waiting after this place keep their
+    #: places, and get seats in order if cancelled ones come back.
+    sold_out_wait: int | None = None

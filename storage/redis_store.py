@@ -200,12 +200,14 @@ def _outcome(item: list[Any]) -> Outcome:
 def _notify_batch(entry_id: bytes, fields: dict[bytes, bytes]) -> NotifyBatch:
     items = _items_decoder.decode(fields[b"d"])
     after = fields.get(b"sold_out_after")
+    wait = fields.get(b"sold_out_wait")
     return NotifyBatch(
         entry_id=entry_id.decode(),
         kind=fields[b"k"].decode(),
         serving=int(fields[b"srv"]),
         outcomes=[_outcome(i) for i in items] if isinstance(items, list) else [],
         sold_out_after=int(after) if after is not None else None,
+        sold_out_wait=int(wait) if wait is not None else None,
     )
 
 

@@ -136,7 +136,9 @@ class WaitingLine:
             case TicketStatus.SOLD_OUT:
                 return SoldOut(seq)
         status = await self._redis.status(event_id)
-        if status is not None and status.state in (EventState.SOLD_OUT, EventState.CLOSED):
+        # Sold out for now, a ticket keeps its place (seats may come back); a closed sale
+        # has nothing left for anyone still waiting.
+        if status is not None and status.state == EventState.CLOSED:
             return SoldOut(seq)
         return None
 

@@ -380,10 +380,12 @@ class BookingClient:
             raise _error(response)
         return _decoder(CheckinView).decode(response.content)
 
-    async def checkins(self, event_id: str) -> CheckinCountsView:
-        """``GET /v1/events/{id}/checkins``: live tickets, how many are in, and by gate."""
+    async def checkins(self, event_id: str, *, staff_key: str | None = None) -> CheckinCountsView:
+        """``GET /v1/events/{id}/checkins``: live tickets, how many are in, and by gate; with
+        the admin key, or ``staff_key`` (a staff key of the event)."""
         path = f"/v1/events/{_segment(event_id)}/checkins"
-        return await self._call("GET", path, CheckinCountsView, retry=True)
+        headers = self._admin if staff_key is None else {"Authorization": f"Bearer {staff_key}"}
+        return await self._call("GET", path, CheckinCountsView, headers=headers, retry=True)
 
     # -- tickets -------------------------------------------------------------------------
 

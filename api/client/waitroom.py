@@ -27,7 +27,8 @@ class WaitingRoom:
     """One buyer's connection to an event's waiting room.
 
     ``queued`` is the latest ``queued`` answer (its ``token`` resumes the place on a
-    new connection), ``prompt`` the hold offered once the buyer's turn came. The
+    new connection), ``prompt`` the hold offered once the buyer's turn came,
+    ``sold_out_for_now`` whether the event is sold out with the place kept. The
     methods skip heartbeats and pongs; an ``error`` message raises
     :class:`WaitroomError`. :meth:`receive` is the message stream itself, for
     callers that handle every message.
@@ -38,6 +39,9 @@ class WaitingRoom:
         self.queued: p.Queued | None = None  # the latest place in line
         self.prompt: p.Prompt | None = None  # the hold offered, once prompted
         self._outcome: Outcome | None = None  # how the place ended, once it has
+        #: The latest ``queued`` or ``position`` said the event is sold out for now: the
+        #: place is kept, and seats come to it in order if bookings are cancelled.
+        self.sold_out_for_now = False
 
     @classmethod
     @asynccontextmanager
@@ -66,6 +70,9 @@ class WaitingRoom:
         match message:
             case p.Queued():
                 self.queued = message
+                self.sold_out_for_now = message.sold_out_for_now
+            case p.Position():
+                self.sold_out_for_now = message.sold_out_for_now
             case p.Prompt():
                 self.prompt = message
             case p.Confirmed() | p.Expired() | p.SoldOut() | p.Left():

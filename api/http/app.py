@@ -729,11 +729,23 @@ async def checkin(request: Request) -> Response:
     return json_response(view)
 
 
-@operation(answers={200: CheckinCountsView}, errors=[404, 503])
+@operation(
+    answers={200: CheckinCountsView}, errors=[401, 403, 404, 429, 503], credentials="admin_or_staff"
+)
 async def checkin_counts(request: Request) -> Response:
     """``GET /v1/events/{id}/checkins``: the event at the door: live tickets, how many are
-    in, how many came in at each gate."""
-    counts = await _state(request).engine.checkin.counts(request.path_params["event_id"])
+    in, how many came in at each gate. To the admin, or with a staff key of the event (403
+    for another event's key)."""
+    event_id = request.path_params["event_id"]
+    engine = _state(request).engine
+    if _is_admin(request):
+        await _require_admin(request)
+    else:
+        await _limit(request, "checkin_counts")
+        staff_key = _bearer(request)
+        await _limit(request, "checkin_counts_key", admin=True)
+        await engine.checkin.authorize_counts(event_id, staff_key)
+    counts = await engine.checkin.counts(event_id)
     return json_response(
         CheckinCountsView(counts.event_id, counts.live_tickets, counts.checked_in, counts.gates)
     )

@@ -27,7 +27,7 @@ __all__ = ["Operation", "openapi_document", "operation", "operation_of", "waitro
 H = TypeVar("H", bound=Callable[..., Any])
 
 #: Who may call an operation: anyone, an admin, a hold's holder, or either of the last two.
-Credentials = Literal["none", "admin", "hold", "admin_or_hold", "staff"]
+Credentials = Literal["none", "admin", "hold", "admin_or_hold", "staff", "admin_or_staff"]
 
 #: Media types of answers that are not JSON.
 HTML = "text/html"
@@ -235,6 +235,7 @@ def _operation(
         "hold": ("holdToken",),
         "admin_or_hold": ("adminKey", "holdToken"),
         "staff": ("staffKey",),
+        "admin_or_staff": ("adminKey", "staffKey"),
     }[declared.credentials]
     security: list[dict[str, list[str]]] = [{scheme: []} for scheme in schemes]
     if security:

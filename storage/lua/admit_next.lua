@@ -34,7 +34,9 @@
 -- free room); reason says why the call stopped: "empty" (nobody waiting),
 -- "capped" (max_active holds open), "rate" (the admission rate is used up until
 -- next_ms), "waiting_for_seats" (the head of the line needs seats that open
--- holds may give back), "not_open", or "budget".
+-- holds may give back), "sold_out" (nothing free, no hold open: the line keeps
+-- its places until cancelled seats come back or the sale is closed), "not_open",
+-- or "budget".
 -- Seats: best row first; together in one row when possible, otherwise spread
 -- over the fewest rows. Section "" tries every section, best first.
 
@@ -71,13 +73,19 @@ if state ~= 'open' and state ~= 'sold_out' then
   return summary(0, 0, 0, 'not_open')
 end
 
--- Nothing left and nothing can come back: everyone still waiting is told at once.
+-- Nothing free and no hold open: the event is sold out for now. Everyone still waiting
+-- keeps its place and is told so at once (one notify entry, field sold_out_wait: the
+-- places after it); cancelled seats coming back (return_seats.lua) open the sale again
+-- and admission goes on from the line's head. The final "sold out" comes when the sale
+-- is closed (set_event_state.lua).
 local function close_if_sold_out(serving)
   if state == 'open' and stat('free') == 0 and stat('held') == 0 then
     state = 'sold_out'
     redis.call('HSET', K_META, 'state', state)
-    notify('admit', {}, {sold_out_after = serving})
+    notify('admit', {}, {sold_out_wait = serving})
+    return true
   end
+  return false
 end
 
 local serving = stat('serving')
@@ -85,8 +93,12 @@ if serving >= stat('seq') then
   close_if_sold_out(serving)
   return summary(0, 0, 0, 'empty')
 end
+-- Sold out (now, or since an earlier call): the line waits for seats to come back.
+if state == 'sold_out' or close_if_sold_out(serving) then
+  return summary(0, 0, 0, 'sold_out')
+end
 local budget = max_count
-if state == 'open' then
+do
   local room = num(redis.call('HGET', K_META, 'max_active')) - redis.call('ZCARD', K_EXPIRY)
   if room <= 0 then
     return summary(0, 0, 0, 'capped')
@@ -97,7 +109,7 @@ end
 -- The rate cap: refill the bucket, then admit at most the whole tokens in it.
 local rate = num(redis.call('HGET', K_META, 'rate_per_min'))
 local tokens_mt = nil
-if state == 'open' and rate > 0 then
+if rate > 0 then
   local cap_mt = math.max(1000, math.floor(rate * 1000 / 60))
   local last_ms = redis.call('HGET', K_STATS, 'tb_ms')
   if last_ms then
@@ -358,10 +370,6 @@ for _, entry in ipairs(entries) do
     put_ticket(seq, rec)
     left = left + 1
     items[#items + 1] = {seq, 'left'}
-  elseif state == 'sold_out' then
-    rec.st = 'sold_out'
-    put_ticket(seq, rec)
-    sold_out = sold_out + 1
   elseif rec.pn and max_per_person > 0 and person_seats(rec.pn) + rec.q > max_per_person then
     rec.st = 'sold_out' -- nothing is left for this person
     put_ticket(seq, rec)

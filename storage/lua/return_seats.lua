@@ -14,9 +14,9 @@
 -- stays "confirmed" with the seats still booked, and a verified person's count of seats
 -- (max_per_person) goes down by the seats cancelled. Seats sold -> free, counters with them,
 -- so free + held + sold = capacity still holds. An event that was sold out opens again
--- (state "open", new joins taken); the clients told "sold out" already are done with,
--- their queued records marked so, as admission would have. A notify entry "return"
--- wakes admission workers waiting for seats (the line's head gets them as usual).
+-- (state "open", new joins taken behind the line): the clients still waiting were told
+-- "sold out for now" and kept their places, so admission resumes with them, in order.
+-- A notify entry "return" wakes admission workers waiting for seats.
 
 local out, returned = {}, 0
 for a = 2, #ARGV, 4 do
@@ -71,28 +71,8 @@ flush_maps()
 if returned > 0 then
   redis.call('HINCRBY', K_STATS, 'returned', returned)
   if redis.call('HGET', K_META, 'state') == 'sold_out' then
-    -- Everyone after serving was told "sold out" when the event sold out: mark them
-    -- so before the line takes new joins again.
-    local serving, told = stat('serving'), 0
-    local entries = redis.call('XRANGE', K_QUEUE, (serving + 1) .. '-0', '+')
-    for _, entry in ipairs(entries) do
-      local place = tonumber(string.match(entry[1], '^(%d+)'))
-      local seq, fields = place, entry[2]
-      for f = 3, #fields, 2 do
-        if fields[f] == 't' then
-          seq = tonumber(fields[f + 1])
-        end
-      end
-      local q = get_ticket(seq)
-      if q and q.st == 'queued' then
-        q.st = 'sold_out'
-        put_ticket(seq, q)
-        told = told + 1
-      end
-      serving = place
-    end
-    redis.call('HSET', K_STATS, 'serving', serving)
-    redis.call('HINCRBY', K_STATS, 'sold_out', told)
+    -- The line kept its places through the sell-out: admission goes on from its head,
+    -- so those who waited get the seats before anyone who joins from now on.
     redis.call('HSET', K_META, 'state', 'open')
   end
   notify('return', {}, nil)

@@ -3,6 +3,7 @@
 -- KEYS: the event layout of _prelude.lua.
 -- ARGV[1] now_ms  current time, ms since epoch
 -- ARGV[2] action  "pause", "resume" or "close"
+-- Closing tells the clients still waiting that nothing is left (see below).
 -- Returns JSON {ok, state}: ok false (state unchanged) when the action does not
 -- apply to the current state, e.g. resuming an event that is not paused.
 
@@ -23,4 +24,10 @@ if new == nil then
   return cjson.encode({ok = false, state = state})
 end
 redis.call('HSET', K_META, 'state', new)
+if new == 'closed' then
+  -- No seat can come back to the line any more: everyone still waiting (the pre-queue
+  -- too) is told a final "sold out" at once, by one notify entry (field sold_out_after:
+  -- the places after it). Their records stay queued; a closed sale reads them as sold out.
+  notify('close', {}, {sold_out_after = stat('serving')})
+end
 return cjson.encode({ok = true, state = new})

@@ -6,7 +6,7 @@ import copy
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -206,6 +206,18 @@ async def prompted(room: WaitingRoom, wait_s: float = STEP_S) -> p.Prompt:
             pass
     assert room.prompt is not None, f"no prompt: {await room.outcome()!r}"
     return room.prompt
+
+
+async def told_sold_out_for_now(room: WaitingRoom, wait_s: float = STEP_S) -> None:
+    """Wait (at most ``wait_s``) until the room says the event is sold out for now; the
+    place must still be waiting then (no prompt, no outcome)."""
+    with anyio.fail_after(wait_s):
+        async with aclosing(room.until_prompt()) as updates:
+            async for _ in updates:
+                if room.sold_out_for_now:
+                    break
+    assert room.sold_out_for_now, f"not told sold out for now: {await room.outcome()!r}"
+    assert room.prompt is None
 
 
 async def outcome_of(room: WaitingRoom, wait_s: float = STEP_S) -> Outcome:

@@ -730,9 +730,10 @@ def bad_checkin_bodies(rng: random.Random, count: int, code: str) -> Iterator[tu
 async def test_fuzzed_checkin_requests_are_refused_without_side_effects(
     services: Services, http: httpx.AsyncClient
 ) -> None:
-    """Invalid check-in bodies (422), credentials that are no staff key in force (401), codes
-    the key's event has no ticket of (404) and invalid staff-key labels (400): all 4xx JSON,
-    no ticket let in, no key made; the genuine scan still lets the ticket in."""
+    """Invalid check-in bodies (422), credentials that are no staff key in force (401; for the
+    door's counts also, and 403 for another event's staff key), codes the key's event has no
+    ticket of (404) and invalid staff-key labels (400): all 4xx JSON, no ticket let in, no key
+    made; the genuine scan still lets the ticket in."""
     rng = random.Random(20_261_104)
     tally = Tally()
     event = await create_event(http)
@@ -775,6 +776,32 @@ async def test_fuzzed_checkin_requests_are_refused_without_side_effects(
         headers["Content-Type"] = b"application/json"
         resp = await http.post("/v1/checkin", content=valid, headers=headers)
         tally.check("checkin-not-a-staff-key", resp, headers, 401)
+
+    # The door's counts: the admin key or a staff key of the event, nothing else.
+    counts = f"/v1/events/{event_id}/checkins"
+    for _ in range(60):
+        choice = rng.randrange(4)
+        if choice == 0:
+            headers = bad_admin_headers(rng)
+        elif choice == 1:
+            headers = {"Authorization": f"Bearer {revoked.json()['key']}".encode()}
+        elif choice == 2:
+            i = rng.randrange(3, len(key))
+            c = rng.choice([ch for ch in string.ascii_letters + string.digits if ch != key[i]])
+            headers = {"Authorization": f"Bearer {key[:i]}{c}{key[i + 1 :]}".encode()}
+        else:
+            headers = {"Authorization": f"Bearer {key[: rng.randrange(1, len(key))]}".encode()}
+        resp = await http.get(counts, headers=headers)
+        tally.check("checkin-counts-not-a-key", resp, headers, 401)
+    elsewhere = (await create_event(http))["id"]
+    theirs = await http.post(
+        f"/v1/events/{elsewhere}/staff-keys", json={"label": "Theirs"}, headers=admin_headers()
+    )
+    assert theirs.status_code == 201, theirs.text
+    their_key = {"Authorization": f"Bearer {theirs.json()['key']}".encode()}
+    for _ in range(5):
+        resp = await http.get(counts, headers=their_key)
+        tally.check("checkin-counts-another-events-key", resp, their_key, 403)
 
     for _ in range(60):
         other = (rand_text(rng, 60, controls=False) or "x").strip() or "x"

@@ -3,18 +3,28 @@ is refunded, and the seats go back to the line."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
 import pytest
+from pypdf import PdfReader
 
 from api.client import ApiError, BookingClient, WaitingRoom
 from api.http.schemas import BookingView
 from api.wiring import Services
 from realtime import protocol as p
-from tests.api.helpers import assert_error, event_body, new_key, outcome_of, prompted, queued_in
+from tests.api.helpers import (
+    assert_error,
+    event_body,
+    new_key,
+    outcome_of,
+    prompted,
+    queued_in,
+    told_sold_out_for_now,
+)
 from tests.conftest import admin_headers
 from waitroom.records import EventState
 
@@ -179,25 +189,30 @@ async def test_cancelled_seats_go_to_a_buyer_still_waiting(client: BookingClient
 async def test_a_sold_out_event_opens_again_when_seats_come_back(
     services: Services, client: BookingClient
 ) -> None:
-    """Two places, both bought: the next buyer is told sold_out and the event is sold out;
-    a cancellation opens it again (the waiting room's channel too: new joiners wait as in an
-    open sale) and a new buyer gets the seats."""
+    """Two places, both bought: the next buyer is told "sold out for now" and keeps its place
+    (a join after it is refused); a cancellation opens the event again (the waiting room's
+    channel too), the buyer who waited gets a returned seat, and a new buyer the other."""
     event = await client.create_event(
         event_body(sections=[{"id": "GA", "price_cents": 1_000, "capacity": 2}])
     )
     booking, _ = await buy(client, event.waitroom_url, 2, "GA")
     async with WaitingRoom.connect(event.waitroom_url) as late:
-        await late.join("too-late", 1, "GA")
-        assert isinstance(await outcome_of(late), p.SoldOut)
-    assert (await client.event(event.id)).state == "sold_out"
-    channel = await services.hub.channel(event.id)
-    assert channel.state == EventState.SOLD_OUT
-    await client.cancel(booking.id, new_key())
-    assert (await client.event(event.id)).state == "open"
-    with anyio.fail_after(20):
-        while channel.state != EventState.OPEN:  # noqa: ASYNC110 (read by the hub's ticker)
-            await anyio.sleep(0.1)
-    again, _ = await buy(client, event.waitroom_url, 2, "GA")
+        await queued_in(late, "too-late", 1, "GA")
+        await told_sold_out_for_now(late)
+        assert (await client.event(event.id)).state == "sold_out"
+        channel = await services.hub.channel(event.id)
+        assert channel.state == EventState.SOLD_OUT
+        async with WaitingRoom.connect(event.waitroom_url) as refused:
+            assert isinstance(await refused.join("refused", 1, "GA"), p.SoldOut)
+        await client.cancel(booking.id, new_key())
+        assert (await client.event(event.id)).state == "open"
+        held = await prompted(late)
+        paid = await client.pay(held.hold_id, held.hold_token, "tok_visa", new_key())
+        assert paid.status == "confirmed"
+        with anyio.fail_after(20):
+            while channel.state != EventState.OPEN:  # noqa: ASYNC110 (read by the hub)
+                await anyio.sleep(0.1)
+    again, _ = await buy(client, event.waitroom_url, 1, "GA")
     assert again.status == "confirmed"
     assert await seats(client, event.id, "GA") == (0, 0, 2)
 
@@ -228,3 +243,28 @@ async def test_an_admin_cancels_the_whole_event(
         assert (await client.booking(booking.id)).status == "cancelled"
     assert await seats(client, event.id) == (8, 0, 0)
     assert await client.cancel_event(event.id) == progress
+
+
+async def test_the_tickets_pdf_leaves_cancelled_tickets_out(client: BookingClient) -> None:
+    """One ticket of three cancelled: the PDF has a page for each of the two live tickets and
+    no trace of the cancelled code; the rest cancelled: one page saying the booking was
+    cancelled, with no ticket code on it."""
+    event = await client.create_event(event_body())
+    booking, token = await buy(client, event.waitroom_url, 3)
+    gone = booking.tickets[1].code
+    await client.cancel(booking.id, new_key(), tickets=[gone])
+    live = [t.code for t in booking.tickets if t.code != gone]
+
+    pdf = PdfReader(io.BytesIO(await client.tickets_pdf(booking.id, token=token)))
+    texts = [page.extract_text().replace("\n", "") for page in pdf.pages]
+    assert len(texts) == 2
+    for text, code in zip(texts, live, strict=True):
+        assert code in text and "Ticket" in text and "of 2" in text
+    assert not any(gone in text for text in texts)
+
+    await client.cancel(booking.id, new_key())
+    pdf = PdfReader(io.BytesIO(await client.tickets_pdf(booking.id, token=token)))
+    [page] = pdf.pages
+    text = page.extract_text().replace("\n", "")
+    assert "was cancelled" in text
+    assert not any(t.code in text for t in booking.tickets)

@@ -257,3 +257,35 @@ async def test_a_staff_key_opens_its_events_check_in_and_nothing_else(
     missing = await http.post("/v1/checkin", json={"code": code, "gate": "Door"})
     assert_error(missing, 401, "unauthorized")
     assert (await client.checkins(other.id)).checked_in == 0
+
+
+async def test_the_door_counts_need_the_admin_key_or_a_staff_key_of_the_event(
+    client: BookingClient, http: httpx.AsyncClient
+) -> None:
+    """``GET /v1/events/{id}/checkins`` answers the admin and the event's staff keys; no key
+    or a key that is none (or revoked) is 401, another event's staff key 403, JSON errors;
+    an unknown event stays 404 for the admin."""
+    event = await client.create_event(event_body())
+    other = await client.create_event(event_body())
+    booking = await buy(client, event.waitroom_url, 1)
+    staff = await client.create_staff_key(event.id, "Door")
+    theirs = await client.create_staff_key(other.id, "Their door")
+    await client.checkin(staff.key, booking.tickets[0].code, "Door")
+    path = f"/v1/events/{event.id}/checkins"
+
+    assert_error(await http.get(path), 401, "unauthorized")
+    for token in ("sk_not-a-key", "not-even-a-staff-key", theirs.key.upper()):
+        resp = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert_error(resp, 401, "unauthorized")
+    resp = await http.get(path, headers={"Authorization": f"Bearer {theirs.key}"})
+    assert_error(resp, 403)
+
+    as_staff = await client.checkins(event.id, staff_key=staff.key)
+    as_admin = await client.checkins(event.id)
+    assert as_staff == as_admin
+    assert (as_staff.live_tickets, as_staff.checked_in, as_staff.gates) == (1, 1, {"Door": 1})
+
+    await client.revoke_staff_key(event.id, staff.id)
+    resp = await http.get(path, headers={"Authorization": f"Bearer {staff.key}"})
+    assert_error(resp, 401, "unauthorized")
+    assert_error(await http.get("/v1/events/evnope00000000/checkins", headers=admin_headers()), 404)

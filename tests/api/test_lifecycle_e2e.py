@@ -30,6 +30,7 @@ from tests.api.helpers import (
     pg_value,
     prompted,
     queued_in,
+    told_sold_out_for_now,
 )
 from tests.api.test_tickets_api import ShiftedClock
 from tests.conftest import admin_client, make_settings
@@ -91,15 +92,18 @@ async def _pay(client: BookingClient, room: WaitingRoom, prompt: p.Prompt) -> Bo
 async def test_a_sale_its_cancellations_the_door_and_the_money(
     timed_services: tuple[Services, ShiftedClock], sandbox_gateway: str
 ) -> None:
-    """Six buyers want 12 seats of 8: four are prompted and pay, the two behind them wait and
-    are told sold out. Past the holds' deadline every booking is read with its booking token
-    (the hold token is refused), with its QR codes and PDF. Two of the four buyers cancel
-    (one whole, one ticket of two): the sold-out event opens again and the returned seats go,
-    in line order, to buyers who joined the reopened sale and wait there; one of them waits
-    behind a hold for the seat the second cancellation returns; once they pay, the event is
-    sold out again and the buyer behind them is told so. Every live ticket is let in once
-    (again: 409; a cancelled one: 410). The gateway's ledger moved by exactly PostgreSQL's
-    payments minus refunds, and the seats are conserved in Redis and PostgreSQL."""
+    """Six buyers want 10 seats of 8: four are prompted and pay, the two behind them are told
+    "sold out for now" and keep their places, still connected (a new join is refused). Past
+    the holds' deadline every booking is read with its booking token (the hold token is
+    refused), with its QR codes and PDF. Two of the four buyers cancel (one whole, one
+    ticket of two): the sold-out event opens again and the returned seats go to the two who
+    waited through the sell-out, in their line order, before a buyer who joins the reopened
+    sale; that one waits behind their holds, is told "sold out for now" once they pay, and
+    gets the seat the second cancellation returns; the buyer who joins behind it is told
+    "sold out for now" once it pays, then sold_out when the sale is closed. Every live
+    ticket is let in once (again: 409; a cancelled one: 410). The gateway's ledger moved by
+    exactly PostgreSQL's payments minus refunds, and the seats are conserved in Redis and
+    PostgreSQL."""
     services, clock = timed_services
     ledger_before = await gateway_ledger(sandbox_gateway)
     async with admin_client(services) as client, AsyncExitStack() as rooms:
@@ -123,9 +127,11 @@ async def test_a_sale_its_cancellations_the_door_and_the_money(
         bookings = [
             await _pay(client, buyer, prompt) for buyer, prompt in zip(first, prompts, strict=True)
         ]
-        for buyer in late:
-            assert isinstance(await outcome_of(buyer), p.SoldOut)
+        for buyer in late:  # sold out for now: still in line, still connected
+            await told_sold_out_for_now(buyer)
         assert await _state(client, event.id) == "sold_out"
+        refused = await room()
+        assert isinstance(await refused.join(f"refused-{uuid.uuid4().hex[:6]}", 1, "A"), p.SoldOut)
         assert await _counts(client, event.id) == (0, 0, 8)
         await _audit_ok(client, event.id)
 
@@ -154,15 +160,23 @@ async def test_a_sale_its_cancellations_the_door_and_the_money(
             "cancelled",
         )
         assert await _state(client, event.id) == "open"
-        assert await _counts(client, event.id) == (2, 0, 6)
 
-        # The reopened sale takes joins; the returned seats go to the first in line.
-        second = await room()
-        await queued_in(second, f"second-{uuid.uuid4().hex[:6]}", 2, "A")
-        second_prompt = await prompted(second)
-        assert _seats(second_prompt) == _ticket_seats(whole)
-        third = await room()  # wants one: nothing free, a hold open: waits in line
-        await queued_in(third, f"third-{uuid.uuid4().hex[:6]}", 1, "A")
+        # The returned seats go to the two who waited through the sell-out, in line order
+        # (the better seat to the first), before a buyer who joins the reopened sale.
+        late_prompts = [await prompted(buyer) for buyer in late]
+        assert [_seats(pr) for pr in late_prompts] == [
+            {min(_ticket_seats(whole))},
+            {max(_ticket_seats(whole))},
+        ]
+        second = await room()  # wants one: nothing free, holds open: waits in line
+        await queued_in(second, f"second-{uuid.uuid4().hex[:6]}", 1, "A")
+        assert await _counts(client, event.id) == (0, 2, 6)
+        bookings += [
+            await _pay(client, buyer, prompt)
+            for buyer, prompt in zip(late, late_prompts, strict=True)
+        ]
+        await told_sold_out_for_now(second)
+        assert await _state(client, event.id) == "sold_out"
 
         given_back = [partial.tickets[1].code]
         done = await client.cancel(
@@ -174,17 +188,16 @@ async def test_a_sale_its_cancellations_the_door_and_the_money(
             PRICE,
             "confirmed",
         )
-        third_prompt = await prompted(third)
-        assert _seats(third_prompt) == _ticket_seats(partial, given_back)
-        last = await room()  # behind them: told sold out once they have paid
+        second_prompt = await prompted(second)
+        assert _seats(second_prompt) == _ticket_seats(partial, given_back)
+        last = await room()  # behind it: sold out for now once it has paid
         await queued_in(last, f"last-{uuid.uuid4().hex[:6]}", 1, "A")
-        bookings += [
-            await _pay(client, second, second_prompt),
-            await _pay(client, third, third_prompt),
-        ]
-        assert isinstance(await outcome_of(last), p.SoldOut)
+        bookings.append(await _pay(client, second, second_prompt))
+        await told_sold_out_for_now(last)
         assert await _state(client, event.id) == "sold_out"
         assert await _counts(client, event.id) == (0, 0, 8)
+        await client.close(event.id)  # the sale is over: nothing can come back to the line
+        assert isinstance(await outcome_of(last), p.SoldOut)
 
         # -- the door: every live ticket once ----------------------------------------------
         staff = await client.create_staff_key(event.id, "Main door")
@@ -228,7 +241,7 @@ async def test_a_sale_its_cancellations_the_door_and_the_money(
             "charged_cents": paid,
             "refunded_cents": refunded,
             "balance_cents": paid - refunded,
-            "charges": 6,  # one per booking
+            "charges": 7,  # one per booking
             "refunds": 2,  # one per cancellation
         }
 

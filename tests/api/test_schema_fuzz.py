@@ -381,7 +381,7 @@ async def test_generated_ids_in_every_route_are_refused(
         ("POST", "/v1/events/{}/staff-keys", admin),
         ("DELETE", f"/v1/events/{event['id']}/staff-keys/{{}}", admin),
         ("DELETE", "/v1/events/{}/staff-keys/sknosuchkey", admin),
-        ("GET", "/v1/events/{}/checkins", {}),
+        ("GET", "/v1/events/{}/checkins", admin),
         ("GET", "/v1/bookings/{}/tickets.pdf", {}),
         ("GET", "/v1/bookings/{}/tickets/T1.x/qr.svg", admin),
         ("GET", "/v1/events/{}/ticket-key", {}),

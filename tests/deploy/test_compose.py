@@ -216,3 +216,15 @@ def test_the_runtime_runs_without_dev_or_demo_packages() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "booking-engine[demo]" in done.stderr
+
+
+def test_the_sandbox_gateway_keeps_its_state_in_a_volume() -> None:
+    """The gateway's data directory (its SQLite state) is a named volume the image's user owns,
+    so payments and refunds outlive a restart of its container."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    gateway = compose["services"]["gateway"]
+    data_dir = gateway["environment"]["BOOKING_DATA_DIR"]
+    assert f"gateway-data:{data_dir}" in gateway["volumes"]
+    assert "gateway-data" in compose["volumes"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"install -d -o booking -g booking {data_dir}" in dockerfile

@@ -247,25 +247,34 @@ async def test_the_refund_policy_binds_buyers_not_admins(engine: Engine, gateway
 
 
 async def test_returned_seats_reopen_a_sold_out_event(engine: Engine) -> None:
-    """The last seats sold, the event sold out; a cancellation opens it again (state open,
-    new joins taken), and the returned seats go to the next buyer."""
+    """The last seats sold, the event sold out for now with a buyer still in line (its place
+    kept); a cancellation opens it again (state open, new joins taken), and the returned
+    seats go first to the buyer who waited, then to one who joins after the return."""
     booking = await sell(engine, capacity=2, seats=2)
     redis = engine.checkout._redis
     now = WallClock().now_ms()
     [late] = await redis.join([JoinRequest(booking.event_id, "late", 1, "")], now)
-    await redis.admit(booking.event_id, now, 10)  # told sold out: nothing can come back
-    status = await redis.status(booking.event_id)
-    assert status is not None and status.state == EventState.SOLD_OUT
+    summary = await redis.admit(booking.event_id, now, 10)
+    assert (summary.state, summary.reason) == (EventState.SOLD_OUT, "sold_out")
+    assert (await redis.ticket(booking.event_id, late.seq)).status == "queued"  # type: ignore[union-attr]
     [refused] = await redis.join([JoinRequest(booking.event_id, "refused", 1, "")], now)
     assert refused.seq == 0
 
     await engine.cancellations.cancel(booking, "k", None, by_admin=True)
     status = await redis.status(booking.event_id)
     assert status is not None and status.state == EventState.OPEN
-    assert (await redis.ticket(booking.event_id, late.seq)).status == "sold_out"  # type: ignore[union-attr]
-    again = await buy(engine, booking.event_id, 2)
+    [after] = await redis.join([JoinRequest(booking.event_id, "after", 2, "")], now)
+    assert after.seq > late.seq  # behind the one who waited
+    summary = await redis.admit(booking.event_id, now, 10)
+    assert (summary.admitted, summary.reason) == (1, "waiting_for_seats")
+    waited = await redis.ticket(booking.event_id, late.seq)
+    assert waited is not None and waited.status == "held"  # the returned seats' first taker
+    assert (await redis.ticket(booking.event_id, after.seq)).status == "queued"  # type: ignore[union-attr]
+    again = await engine.checkout.pay(
+        PaymentRequest(booking.event_id, late.seq, "late", "tok_visa")
+    )
     assert again.status is BookingStatus.CONFIRMED
-    assert await seats_of(engine, booking.event_id) == (0, 0, 2)
+    assert await seats_of(engine, booking.event_id) == (1, 0, 1)
 
 
 async def test_the_worker_retries_a_refund_until_the_gateway_is_back(

@@ -16,14 +16,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from api.settings import Settings
+from api.settings import SANDBOX_API_KEY, Settings
 from api.wiring import Roles, open_services
 from engine.audit import audit_event
 from engine.bookings import Bookings
 from engine.catalog import EventCatalog
 from engine.checkout import Checkout, PaymentRequest
 from engine.events import EventSpec, RowSpec, SectionSpec
-from engine.payments import SandboxGateway
+from engine.payments import PaymentGateway, SandboxGateway
 from engine.reconcile import reconcile, run_reconciler
 from engine.ticket_codes import TicketCodes
 from plumbing.batcher import Batcher
@@ -31,6 +31,8 @@ from storage.bridge import open_bridge
 from storage.embedded import EmbeddedServers, RedisServer
 from storage.pg_store import PgStore, open_pg_store
 from storage.redis_store import JoinRequest, PaidHold, RedisStore, open_redis_store
+from storage.stripe_gateway import StripeGateway
+from tests.api.helpers import gateway_ledger
 
 pytestmark = pytest.mark.anyio
 
@@ -118,8 +120,10 @@ class Engine:
 
 
 @asynccontextmanager
-async def open_engine(redis_url: str, database_url: str) -> AsyncIterator[Engine]:
-    """An Engine over these servers."""
+async def open_engine(
+    redis_url: str, database_url: str, gateway: PaymentGateway | None = None
+) -> AsyncIterator[Engine]:
+    """An Engine over these servers, paying through ``gateway`` (default: in-process)."""
     clock = ManualClock()
     async with (
         open_bridge() as bridge,
@@ -133,7 +137,7 @@ async def open_engine(redis_url: str, database_url: str) -> AsyncIterator[Engine
             pg,
             catalog,
             Bookings(pg),
-            SandboxGateway(),
+            gateway or SandboxGateway(),
             clock,
             TicketCodes(bytes(32)),
             payment_window_s=WINDOW_S,
@@ -206,6 +210,63 @@ async def test_conflict_is_logged_once_and_nothing_is_sold_twice(engine: Engine)
     ]
     audit = await audit_event(engine.redis, engine.pg, event_id, settled=False)
     assert (audit.oversold, audit.sold, audit.held) == (0, 0, 2)
+
+
+async def test_a_conflict_is_refunded_by_the_worker_with_nobody_asking(
+    servers: EmbeddedServers, sandbox_gateway: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A paid booking whose seats went to the next client cannot stand: the worker's
+    reconciliation at start cancels it and refunds its charge through the cancellation path.
+    The sandbox gateway's ledger shows the one refund (a second worker refunds nothing more),
+    the booking is cancelled in PostgreSQL, and the other client keeps the seats."""
+    gateway = StripeGateway(SANDBOX_API_KEY, api_base=sandbox_gateway, sandbox=True)
+    try:
+        async with open_engine(servers.redis_url, servers.database_url, gateway) as engine:
+            event_id, seq = await engine.sale_with_one_hold(seats=2)
+            before = await gateway_ledger(sandbox_gateway)
+            await engine.pay_but_crash_before_confirm(event_id, seq)
+            engine.clock.now += int(WINDOW_S * 1000) + 1
+            await engine.redis.expire(event_id, engine.clock.now, 100)
+            await engine.redis.join([JoinRequest(event_id, "c2", 2, "")], engine.clock.now)
+            assert (await engine.redis.admit(event_id, engine.clock.now, 10)).admitted == 1
+            booking_id = await engine.pg.booking_for_key(f"{event_id}.{seq}/idem-1")
+            assert booking_id is not None
+
+            settings = Settings(
+                redis_url=servers.redis_url,
+                database_url=servers.database_url,
+                metrics_port=0,
+                reconcile_interval_s=3600,
+                stripe_api_base=sandbox_gateway,
+            )
+            for _ in range(2):  # the reconciliation at start of two workers, one after the other
+                async with open_services(settings, Roles(api=False, worker=True)):
+                    pass
+            ledger = await gateway_ledger(sandbox_gateway)
+            moved = {k: ledger[k] - before[k] for k in ledger}
+            assert moved == {
+                "charged_cents": 2_000,
+                "refunded_cents": 2_000,
+                "balance_cents": 0,
+                "charges": 1,
+                "refunds": 1,
+            }
+            booking = await Bookings(engine.pg).get(booking_id)
+            assert booking.status == "cancelled"
+            assert not any(t.live for t in booking.tickets)
+            conflicts = await engine.pg.conflicts(event_id)
+            assert [c["booking_id"] for c in conflicts] == [booking_id]
+            other = await engine.redis.ticket(event_id, seq + 1)
+            assert other is not None and (other.status, other.seats) == ("held", [1, 2])
+            audit = await audit_event(engine.redis, engine.pg, event_id, settled=False)
+            assert (audit.oversold, audit.sold, audit.held, audit.sold_in_postgres) == (0, 0, 2, 0)
+            # Later passes find the refunded booking's seats another ticket's: no alarm.
+            caplog.clear()
+            report = await reconcile(engine.redis, engine.pg, engine.clock, event_ids=[event_id])
+            assert (dict(report.returns), report.conflicts) == ({"conflict:booking": 1}, 0)
+            assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    finally:
+        await gateway.aclose()
 
 
 async def test_worker_reconciles_when_it_starts(servers: EmbeddedServers, engine: Engine) -> None:

@@ -137,6 +137,18 @@ async def test_a_sold_out_event_offers_no_place_in_line(
     await _run_scenario("sold_out", url, services.http_url, event["id"])
 
 
+async def test_sold_out_for_now_keeps_the_place_until_seats_come_back(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Every seat paid while the page's buyer waits: the page says sold out for now and keeps
+    the place; a cancellation gives the buyer a returned seat."""
+    event = await create_event(
+        http, name="Back again", sections=[{"id": "GA", "price_cents": 900, "capacity": 2}]
+    )
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("sold_out_for_now", url, services.http_url, event["id"])
+
+
 async def test_leaving_the_line_forgets_the_place(
     services: Services, http: httpx.AsyncClient
 ) -> None:

@@ -191,10 +191,11 @@ async def test_section_sold_while_others_remain_sells_out_that_ticket(
 
 
 @pytest.mark.anyio
-async def test_event_sells_out_and_tells_the_rest_of_the_line(
+async def test_event_sells_out_for_now_and_the_line_keeps_its_places(
     redis_store: RedisStore, event_id: str
 ) -> None:
-    """With nothing free or held the event becomes sold_out; a notify entry has sold_out_after."""
+    """With nothing free or held the event becomes sold_out before anyone more is decided;
+    one notify entry has sold_out_wait, and every waiting ticket stays queued."""
     ev = await new_event(redis_store, event_id, [("A", 100, "00|")])
     await ev.join("buyer", 2)
     await ev.admit()
@@ -204,28 +205,25 @@ async def test_event_sells_out_and_tells_the_rest_of_the_line(
     summary = await ev.admit(max_count=1)
     assert (summary.state, summary.sold_out, summary.serving, summary.reason) == (
         "sold_out",
+        0,
         1,
-        2,
-        "budget",
+        "sold_out",
     )
     assert (await ev.meta())["state"] == "sold_out"
     notes = await ev.notes()
-    assert [n.kind for n in notes] == ["admit", "confirm", "admit", "admit"]
-    assert notes[2].outcomes == [SoldOut(2)]
-    assert (notes[3].outcomes, notes[3].sold_out_after, notes[3].serving) == ([], 2, 2)
+    assert [n.kind for n in notes] == ["admit", "confirm", "admit"]
+    assert (notes[2].outcomes, notes[2].sold_out_wait, notes[2].sold_out_after) == ([], 1, None)
 
-    # The rest of the line is marked sold out without a notify entry each.
+    # Later calls decide nothing and write nothing: the line waits for seats to return.
+    before = await ev.state()
     summary = await ev.admit()
     assert (summary.state, summary.sold_out, summary.serving, summary.reason) == (
         "sold_out",
-        2,
-        4,
-        "empty",
+        0,
+        1,
+        "sold_out",
     )
-    assert [(await ev.ticket(s)).status for s in (2, 3, 4)] == ["sold_out"] * 3
-    assert len(await ev.notes()) == 4
-    before = await ev.state()
-    assert (await ev.admit()).reason == "empty"
+    assert [(await ev.ticket(s)).status for s in (2, 3, 4)] == ["queued"] * 3
     assert await ev.state() == before
 
 
@@ -239,7 +237,7 @@ async def test_sells_out_with_nobody_waiting(redis_store: RedisStore, event_id: 
     summary = await ev.admit(now=T0 + 5)
     assert (summary.state, summary.reason, summary.sold) == ("sold_out", "empty", 1)
     last = (await ev.notes())[-1]
-    assert (last.kind, last.outcomes, last.sold_out_after) == ("admit", [], 1)
+    assert (last.kind, last.outcomes, last.sold_out_wait) == ("admit", [], 1)
     before = await ev.state()
     await ev.admit(now=T0 + 6)
     assert await ev.state() == before, "sold_out is announced once"

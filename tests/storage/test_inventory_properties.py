@@ -308,12 +308,13 @@ def model_admit(
 
     if serving >= last:
         return after(state), "empty", {}
+    if after(state) == "sold_out":  # sold out for now: the line keeps its places
+        return "sold_out", "sold_out", {}
     budget = max_count
-    if state == "open":
-        room = MAX_ACTIVE - sum(t.status in ("held", "paying") for t in tickets.values())
-        if room <= 0:
-            return state, "capped", {}
-        budget = min(budget, room)
+    room = MAX_ACTIVE - sum(t.status in ("held", "paying") for t in tickets.values())
+    if room <= 0:
+        return state, "capped", {}
+    budget = min(budget, room)
     # Skipped entries use no budget; the call stops once budget clients were decided.
     entries = order[serving:last]
     changes: dict[int, tuple[str, str | None, list[int]]] = {}
@@ -325,9 +326,6 @@ def model_admit(
             break
         t = tickets[seq]
         if t.status != "queued":
-            continue
-        if state == "sold_out":
-            changes[seq] = ("sold_out", None, [])
             continue
         cands = [
             s

@@ -70,46 +70,54 @@ async def test_seats_of_another_booking_or_ticket_are_left_alone(
     assert (await ev.maps())["A"][:2] == "ss"
 
 
-async def test_a_sold_out_event_opens_again(redis_store: RedisStore, event_id: str) -> None:
-    """Every seat sold, a client told sold out: returned seats open the event (new joins
-    taken, the next one admitted to them); the client told sold out stays so."""
+async def test_a_sold_out_event_opens_again_for_the_line_first(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Every seat sold with clients still waiting: they keep their places (queued, not told
+    sold out); returned seats open the event, and admission gives them to the waiting
+    clients in line order before anyone who joins after the return."""
     ev = await new_event(redis_store, event_id, [("A", 1_000, "00|")])
     await ev.join("alice", 2)
     await ev.admit()
     await ev.pay(1)
-    await ev.join("bob", 1)
-    await ev.admit()
+    await ev.join_many([("bob", 1, ""), ("dave", 1, ""), ("erin", 2, "")])
+    assert (await ev.admit()).reason == "sold_out"
     assert (await ev.meta())["state"] == "sold_out"
-    assert (await ev.ticket(2)).status == "sold_out"
+    assert [(await ev.ticket(s)).status for s in (2, 3, 4)] == ["queued"] * 3
     assert (await ev.join("late", 1)).seq == 0  # refused while sold out
 
     assert await _return(ev, (1, "bk1", "A", (1, 2))) == ["returned"]
     assert (await ev.meta())["state"] == "open"
-    assert (await ev.ticket(2)).status == "sold_out"
+    assert (await ev.stats())["serving"] == 1  # nobody was passed over
+    assert (await ev.notes())[-1].kind == "return"
     joined = await ev.join("carol", 2, now=T0 + 300)
-    assert joined.seq == 3
-    assert (await ev.admit(now=T0 + 300)).admitted == 1
-    assert (await ev.ticket(3)).seats == [1, 2]
+    assert joined.seq == 5  # behind the line
+
+    summary = await ev.admit(now=T0 + 300)
+    assert (summary.admitted, summary.sold_out) == (2, 0)
+    assert [(await ev.ticket(s)).seats for s in (2, 3)] == [[1], [2]]
+    assert [(await ev.ticket(s)).status for s in (4, 5)] == ["queued"] * 2
     await ev.check()
 
 
-async def test_clients_told_sold_out_before_admission_reached_them_stay_so(
+async def test_the_line_waits_through_a_partial_return(
     redis_store: RedisStore, event_id: str
 ) -> None:
-    """The event sold out with clients still queued (told "sold out" by the notify entry, not
-    yet marked by admission): reopening marks them sold out and moves serving past them, so
-    the returned seats go to new joins, not to clients who were told to leave."""
+    """One seat back for a head that wants two: the head waits (no one behind it is served
+    first), and the event sells out for now again once that seat is held and paid."""
     ev = await new_event(redis_store, event_id, [("A", 1_000, "00|")])
     await ev.join("alice", 2)
     await ev.admit()
     await ev.pay(1)
-    await ev.join("bob", 1)
-    await ev.join("dave", 1)
-    await ev.admit(max_count=1)  # bob decided: sold out; the event sells out, dave still queued
-    assert (await ev.meta())["state"] == "sold_out"
+    await ev.join_many([("bob", 1, ""), ("dave", 1, "")])
+    await ev.admit()
+    assert await _return(ev, (1, "bk1", "A", (2,))) == ["returned"]
+    summary = await ev.admit(now=T0 + 300)
+    assert (summary.admitted, summary.serving) == (1, 2)
+    assert (await ev.ticket(2)).seats == [2]
+    await ev.pay(2, now=T0 + 300)
+    summary = await ev.admit(now=T0 + 301)
+    assert (summary.state, summary.reason) == ("sold_out", "sold_out")
+    assert (await ev.notes())[-1].sold_out_wait == 2
     assert (await ev.ticket(3)).status == "queued"
-
-    assert await _return(ev, (1, "bk1", "A", (1,))) == ["returned"]
-    assert (await ev.meta())["state"] == "open"
-    assert (await ev.ticket(3)).status == "sold_out"
-    assert (await ev.stats())["serving"] == 3
+    await ev.check()

@@ -129,6 +129,28 @@ async def test_close_from_any_state_once(
 
 
 @pytest.mark.anyio
+async def test_closing_tells_the_line_a_final_sold_out(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Closing a sold-out event writes one notify entry whose sold_out_after is the serving
+    counter: the clients who kept their places are told nothing is left; their records
+    stay queued (a closed sale reads them as sold out) and joins are refused."""
+    ev = await new_event(redis_store, event_id, [("A", 100, "0|")], opens_at_ms=T0)
+    await ev.join_many([("c1", 1, ""), ("c2", 1, ""), ("c3", 1, "")])
+    await ev.admit()
+    await ev.pay(1)
+    assert (await ev.admit()).state == "sold_out"
+    assert (await ev.join("c4", 1)).seq == 0  # sold out: no new place
+    before = await ev.notes()
+    assert await ev.set_state("close") == StateChange(ok=True, state=EventState.CLOSED)
+    notes = await ev.notes()
+    assert len(notes) == len(before) + 1
+    assert (notes[-1].kind, notes[-1].outcomes, notes[-1].sold_out_after) == ("close", [], 1)
+    assert (await ev.admit()).reason == "not_open"
+    assert [(await ev.ticket(s)).status for s in (2, 3)] == ["queued"] * 2
+
+
+@pytest.mark.anyio
 async def test_state_changes_leave_holds_and_payments_alone(
     redis_store: RedisStore, event_id: str
 ) -> None:

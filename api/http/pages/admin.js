@@ -129,8 +129,12 @@ async function readLatency() {
 
 // The door: tickets checked in of the live ones (read less often: it is a PostgreSQL count).
 async function readCheckins() {
+  const key = $("key").value.trim();
+  if (!key) return;
   try {
-    const c = await getJSON(`${eventUrl}/checkins`);
+    const resp = await fetch(`${eventUrl}/checkins`, { headers: { Authorization: `Bearer ${key}` } });
+    if (!resp.ok) throw new Error(resp.statusText);
+    const c = await resp.json();
     $("checked-in").textContent = `${count(c.checked_in)} / ${count(c.live_tickets)}`;
   } catch (err) {
     $("checked-in").textContent = "–";
@@ -303,3 +307,5 @@ setInterval(readLatency, 2000);
 setInterval(readCancellation, 2000);
 readCheckins();
 setInterval(readCheckins, 5000);
+$("key").addEventListener("change", readCheckins); // the counts need the key
+

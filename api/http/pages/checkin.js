@@ -111,9 +111,18 @@ async function startCamera() {
   }
 }
 
+// The counts need the staff key (or the admin key): none before the door has one.
 async function refreshCounts() {
+  if (!door) {
+    $("counts").textContent = "counts shown once the staff key is entered";
+    return;
+  }
   try {
-    const counts = await getJSON(`/v1/events/${encodeURIComponent(eventId)}/checkins`);
+    const resp = await fetch(`/v1/events/${encodeURIComponent(eventId)}/checkins`, {
+      headers: { Accept: "application/json", Authorization: `Bearer ${door.key}` },
+    });
+    if (!resp.ok) throw new Error(resp.statusText);
+    const counts = await resp.json();
     $("counts").textContent = `${count(counts.checked_in)} of ${count(counts.live_tickets)} tickets in`;
   } catch (err) {
     $("counts").textContent = "counts unavailable";
@@ -130,6 +139,7 @@ $("key-form").addEventListener("submit", (e) => {
   $("staff-key").value = "";
   $("key-status").textContent = "";
   ready();
+  refreshCounts();
 });
 
 $("code-form").addEventListener("submit", (e) => {

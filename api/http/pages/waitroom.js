@@ -250,7 +250,7 @@ function showWait(msg) {
       return;
     case "over":
       eta.textContent = "–";
-      range.textContent = "Nobody else is being let in.";
+      range.textContent = msg.sold_out_for_now ? "Sold out for now." : "Nobody else is being let in.";
       return;
     case "not_open":
       return;
@@ -299,11 +299,13 @@ function handle(msg) {
           "You're in the pre-queue. When the sale opens, everyone here gets a random place: arriving early gains nothing, and you lose nothing by waiting.";
       } else {
         showPosition(msg);
+        show("sold-out-for-now", Boolean(msg.sold_out_for_now));
       }
       break;
     case "position":
       showPosition(msg);
       show("may-return", Boolean(msg.seats_may_return));
+      show("sold-out-for-now", Boolean(msg.sold_out_for_now));
       break;
     case "prompt":
       showPrompt(msg);
