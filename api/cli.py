@@ -110,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
         "--clients", type=_positive, default=3000, help="simulated buyers (default 3000)"
     )
     sale.add_argument(
-        "--rows", type=_positive, default=40, help="rows of 30 seats (default 40: 1,200 seats)"
+        "--rows",
+        type=_positive,
+        help="rows of 30 seats (default: as many as the buyers ask for in a flash sale, so "
+        "that every buyer can hold at once; 40, 1,200 seats, in the other scenarios)",
     )
     sale.add_argument(
         "--hold-seconds", type=_positive, default=10, help="hold time of the event (default 10)"
@@ -474,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         arrival_s = defaults.arrival_s if args.arrival_seconds is None else args.arrival_seconds
         plan = ChaosPlan(
             clients=args.clients,
-            rows=args.rows,
+            rows=args.rows or 40,
             hold_seconds=args.hold_seconds,
             arrival_s=arrival_s,
             pay_ratio=defaults.pay_ratio if args.pay_ratio is None else args.pay_ratio,

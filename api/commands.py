@@ -25,6 +25,7 @@ from bench.chaos import ChaosPlan, run_chaos
 from bench.display import SaleDisplay
 from bench.harness import BenchOptions, BenchReport, run_bench
 from bench.outputs import write_outputs
+from bench.scenarios import SCENARIOS
 from engine.catalog import EventCatalog
 from engine.events import EventSpec, validate_event
 from engine.reconcile import reconcile as reconcile_all
@@ -166,7 +167,7 @@ class SaleOptions:
     """The knobs of a simulated sale."""
 
     clients: int = 3000
-    rows: int = 40
+    rows: int | None = None  # None: the scenario's default (see seats)
     hold_seconds: int = 10
     pay_ratio: float | None = None  # None: the scenario's
     arrival_s: float | None = None  # None: the scenario's
@@ -186,8 +187,6 @@ class SaleOptions:
         out = [
             "--clients",
             str(self.clients),
-            "--rows",
-            str(self.rows),
             "--hold-seconds",
             str(self.hold_seconds),
             "--scenario",
@@ -201,6 +200,7 @@ class SaleOptions:
             "--bench-runtime",
             self.bench_runtime,
         ]
+        out += ["--rows", str(self.rows)] if self.rows is not None else []
         out += ["--pay-ratio", str(self.pay_ratio)] if self.pay_ratio is not None else []
         out += ["--arrival-seconds", str(self.arrival_s)] if self.arrival_s is not None else []
         out += ["--json", str(self.json_path)] if self.json_path else []
@@ -209,12 +209,25 @@ class SaleOptions:
         out += ["--identity"] if self.identity_secret else []  # the secret from the environment
         return out + (["--plots", str(self.plots_dir)] if self.plots_dir else [])
 
+    def seats(self) -> int:
+        """Seats of the sale's event: ``rows`` of 30; by default, in a flash sale, as many as
+        the buyers ask for (0), so that every buyer can hold at once and the rates measure
+        the engine rather than buyers waiting for holds to expire; otherwise 1,200."""
+        if self.rows is not None:
+            return self.rows * 30
+        return 0 if SCENARIOS[self.scenario].flash else 1200
+
+    def seats_text(self) -> str:
+        """The seats, for a line of the command's output."""
+        seats = self.seats()
+        return f"{seats} seats" if seats else "as many seats as they ask for"
+
     def bench_options(self) -> BenchOptions:
         """The harness's options for this sale."""
         return BenchOptions(
             scenario=self.scenario,
             clients=self.clients,
-            seats=self.rows * 30,
+            seats=self.seats(),
             hold_seconds=self.hold_seconds,
             max_active_holds=self.max_active_holds,
             processes=self.processes,
@@ -232,7 +245,7 @@ async def bench(url: str, admin_key: str, options: SaleOptions) -> int:
     """Run a scenario against the deployment at ``url``; print the summary; 1 if an invariant
     broke, 130 if interrupted (Ctrl-C: the summary is of the clients' results so far)."""
     print(
-        f"Bench {options.scenario}: {options.clients} buyers for {options.rows * 30} seats at {url}",
+        f"Bench {options.scenario}: {options.clients} buyers for {options.seats_text()} at {url}",
         file=sys.stderr,
     )
     async with open_interrupt() as interrupted:
@@ -379,10 +392,16 @@ async def demo(
             worker_argv += ["--metrics-port", str(settings.metrics_port)]
             tg.start_soon(_run_passing_stderr, worker_argv, env)
         print(
-            f"Sale {options.scenario}: {options.clients} buyers for {options.rows * 30} seats",
+            f"Sale {options.scenario}: {options.clients} buyers for {options.seats_text()}",
             file=sys.stderr,
         )
-        bench_options = replace(options.bench_options(), niceness=FANOUT_NICENESS)
+        here = [role for role, on in (("servers", roles.api), ("worker", roles.worker)) if on]
+        bench_options = replace(
+            options.bench_options(),
+            niceness=FANOUT_NICENESS,
+            cpu_role=" + ".join(here) or "bench",  # what this process does beside the harness
+            store_urls=(settings.redis_url or "", settings.database_url or ""),
+        )
         code, report = await _sale(
             http_url, settings.admin_key, bench_options, options, interrupted
         )

@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import itertools
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -28,10 +29,11 @@ import msgspec
 
 from api.client import ApiError, BookingClient
 from bench.client import IDENTITY_AUDIENCE, IDENTITY_ISSUER, ClientResult
+from bench.cpu import ROLES, CpuMeter
 from bench.display import ProgressSink, SaleFrame, plural
 from bench.procs import Done, Job, Progress, Report
 from bench.sale import SaleReport, render_summary, scrape_counters
-from bench.scenarios import SCENARIOS, Scenario, event_body, plan_clients
+from bench.scenarios import SCENARIOS, ClientSpec, Scenario, event_body, plan_clients
 from bench.tally import Tally, tally_of
 
 __all__ = [
@@ -58,6 +60,8 @@ class BenchOptions:
 
     scenario: str = "steady"
     clients: int = 3000
+    #: 0: as many as the buyers ask for, so that every buyer can hold at once and the
+    #: rates measure the engine, not buyers waiting for holds to expire.
     seats: int = 1200
     hold_seconds: int = 10
     max_active_holds: int = 300
@@ -80,6 +84,10 @@ class BenchOptions:
     #: Non-empty: the event requires a verified identity (HS256 tokens signed with this,
     #: the deployment's ``BOOKING_IDENTITY_SECRET``) and each client joins with its own.
     identity_secret: str = field(default="", repr=False)
+    #: What this process is, for the CPU by role ("bench": the harness alone; the demo
+    #: serves from it too). The stores' URLs name the Redis and PostgreSQL to measure.
+    cpu_role: str = "bench"
+    store_urls: tuple[str, str] = ("", "")
 
     def scenario_spec(self) -> Scenario:
         """The scenario with this run's overrides."""
@@ -122,6 +130,10 @@ class BenchReport(SaleReport):
     stopped_early: bool = False
     processes: int = 1
     interrupted: bool = False  # stopped by a signal (Ctrl-C): the results are partial
+    seats_requested: int = 0  # the seats every buyer asked for, together
+    seats_sized_to_demand: bool = False  # the event was made with as many seats
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by role
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # at the end of the sale
 
     @property
     def problems(self) -> list[str]:
@@ -139,6 +151,27 @@ class BenchReport(SaleReport):
         if len(times) < 2 or times[-1] <= times[0]:
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])
+
+    def busiest_admissions_per_s(self, window_s: float = 5.0) -> float:
+        """Holds made per second in the busiest ``window_s`` of the sale (all of them over
+        first..last hold when they took less)."""
+        times = sorted(r.admitted_at for r in self.results if r.prompted_at)
+        if not times or times[-1] - times[0] < window_s:
+            return self.admissions_per_s()
+        best, first = 0, 0
+        for last, t in enumerate(times):
+            while t - times[first] >= window_s:
+                first += 1
+            best = max(best, last - first + 1)
+        return best / window_s
+
+    def cpu_us_per(self, count: int) -> dict[str, float]:
+        """CPU µs by role (and "total") per one of ``count`` things (0: nothing counted)."""
+        if not count or not self.cpu_s:
+            return {}
+        out = {role: s * 1e6 / count for role, s in self.cpu_s.items() if role != "other"}
+        out["total"] = sum(out.values())
+        return out
 
     def prompts_per_s(self) -> float:
         """Prompts received per second, from the first hold made to the last prompt received:
@@ -188,12 +221,28 @@ class BenchReport(SaleReport):
             ("free + held + sold = capacity", _yes_no(self.audit.get("conserved"))),
             ("most waiting at once", f"{max((s.queue_length for s in self.samples), default=0)}"),
             ("elapsed", f"{self.elapsed_s:.1f} s"),
+            ("seats asked / capacity", self._seats_note()),
             ("holds made (first..last hold)", f"{self.admissions_per_s():.1f} /s"),
+            ("holds made (busiest 5 s)", f"{self.busiest_admissions_per_s():.1f} /s"),
             ("prompts received (first hold..last prompt)", f"{self.prompts_per_s():.1f} /s"),
             ("bookings (first hold..last booking)", f"{self.bookings_per_s():.1f} /s"),
             *self.latency_rows(),
             ("prompts after their deadline", f"{sum(1 for r in self.results if r.late_prompt)}"),
+            ("CPU per admission, µs", _by_role(self.cpu_us_per(t.admitted))),
+            ("CPU per paid booking, µs", _by_role(self.cpu_us_per(t.confirmed))),
+            ("CPU, s", _by_role(self.cpu_s, ".1f")),
+            ("load average (1, 5, 15 min)", " ".join(f"{x:.2f}" for x in self.load_average)),
         ]
+
+    def _seats_note(self) -> str:
+        counts = f"{self.seats_requested} / {self.capacity}"
+        if self.seats_requested > self.capacity:
+            return (
+                f"{counts}: fewer seats than asked for, so buyers after the first wave "
+                "waited for holds to expire, and the rates include that wait"
+            )
+        how = "sized to the demand" if self.seats_sized_to_demand else "given"
+        return f"{counts} ({how}): every buyer could hold at once"
 
     def to_json(self) -> bytes:
         """Machine-readable results, with every client and the queue samples."""
@@ -207,6 +256,13 @@ class BenchReport(SaleReport):
                 "admissions_per_s": self.admissions_per_s(),
                 "prompts_per_s": self.prompts_per_s(),
                 "bookings_per_s": self.bookings_per_s(),
+                "busiest_admissions_per_s": self.busiest_admissions_per_s(),
+                "seats_requested": self.seats_requested,
+                "seats_sized_to_demand": self.seats_sized_to_demand,
+                "cpu_s": self.cpu_s,
+                "cpu_us_per_admission": self.cpu_us_per(tally_of(self.results).admitted),
+                "cpu_us_per_booking": self.cpu_us_per(tally_of(self.results).confirmed),
+                "load_average": self.load_average,
                 "samples": self.samples,
                 "results": self.results,
             }
@@ -290,14 +346,13 @@ def require_loopback(url: str) -> None:
 
 
 def _jobs(
-    options: BenchOptions, http_url: str, waitroom_url: str, deadline: float, storm: bool
+    options: BenchOptions,
+    specs: list[ClientSpec],
+    http_url: str,
+    waitroom_url: str,
+    deadline: float,
+    storm: bool,
 ) -> list[Job]:
-    specs = plan_clients(
-        options.scenario_spec(),
-        options.clients,
-        hold_seconds=options.hold_seconds,
-        seed=options.seed,
-    )
     n = options.process_count()
     path = urlsplit(waitroom_url).path
     jobs = []
@@ -350,10 +405,14 @@ async def run_bench(
     deadline = time.time() + options.max_seconds
     sink = progress or ProgressSink()
     stop = stop or anyio.Event()
+    specs = plan_clients(
+        scenario, options.clients, hold_seconds=options.hold_seconds, seed=options.seed
+    )
+    requested = sum(c.quantity for c in specs)
     async with BookingClient(http_url, admin_key=admin_key) as client:
         before = await scrape_counters(client)
         body = event_body(
-            options.seats,
+            options.seats or requested,
             hold_seconds=options.hold_seconds,
             max_active_holds=options.max_active_holds,
             name=f"Bench: {options.scenario}",
@@ -373,7 +432,7 @@ async def run_bench(
         capacity = sum(sum(r["seats"] for r in s["rows"]) for s in body["sections"])
         if scenario.flash:  # nobody is admitted until everyone is in line
             await client.pause(event_id)
-        jobs = _jobs(options, http_url, waitroom_url, deadline, scenario.reconnect > 0)
+        jobs = _jobs(options, specs, http_url, waitroom_url, deadline, scenario.reconnect > 0)
         if options.challenge_difficulty:
             jobs = [msgspec.structs.replace(j, challenge_of=event_id) for j in jobs]
         if options.identity_secret:
@@ -382,6 +441,8 @@ async def run_bench(
         latest: dict[int, Progress] = {}
         done: dict[int, Done] = {}
         samples: list[Sample] = []
+        redis_url, database_url = options.store_urls
+        cpu = CpuMeter(options.cpu_role, redis_url=redis_url, database_url=database_url)
         started = time.time()
         opened_at = 0.0 if scenario.flash else started
         all_done = anyio.Event()
@@ -433,6 +494,7 @@ async def run_bench(
 
         async def sample() -> None:
             while not all_done.is_set():
+                cpu.sample()
                 view = None
                 # A server too busy to answer in time misses a sample, not the run.
                 with anyio.move_on_after(5), contextlib.suppress(ApiError, ConnectionError):
@@ -463,6 +525,8 @@ async def run_bench(
                 for job in jobs:
                     procs.start_soon(run_process, job)
             all_done.set()
+        cpu.sample()
+        load_average = os.getloadavg()
         elapsed = time.time() - started
         results = [r for k in sorted(done) for r in done[k].results]
         final = SaleFrame(elapsed, options.clients, capacity, tally_of(results), stop.is_set())
@@ -491,6 +555,10 @@ async def run_bench(
             stopped_early=stopped_early,
             processes=len(jobs),
             interrupted=stop.is_set(),
+            seats_requested=requested,
+            seats_sized_to_demand=not options.seats,
+            cpu_s=cpu.seconds(),
+            load_average=load_average,
         )
 
 
@@ -513,6 +581,16 @@ async def _forward_stop(process: anyio.abc.Process, stop: anyio.Event) -> None:
     await stop.wait()
     if process.returncode is None:
         process.send_signal(signal.SIGINT)
+
+
+def _by_role(values: dict[str, float], spec: str = ".0f") -> str:
+    """``servers 120, worker 30, ... (total 345)``: every role measured, in ROLES order."""
+    if not values:
+        return "-"
+    roles = [r for r in (*ROLES, *sorted(values)) if r in values and r != "total"]
+    text = ", ".join(f"{r} {values[r]:{spec}}" for r in dict.fromkeys(roles) if r != "other")
+    total = values.get("total", sum(v for r, v in values.items() if r != "other"))
+    return f"{text} (total {total:{spec}})"
 
 
 def _yes_no(value: object) -> str:

@@ -1,7 +1,9 @@
 """The thin runners around the admission and expiry scripts, one pair per event.
 
 Admission decides the head of the line as fast as checkout capacity allows
-(``max_active_holds``); the sweep releases holds when their time is up. Both are
+(``max_active_holds``); the sweep releases holds when their time is up. Each
+admission call releases the holds that are due first, and admits nobody while more
+are due than it released: releases never wait behind admissions. Both are
 safe to run in every worker process at once: each script call is atomic.
 """
 
@@ -59,6 +61,8 @@ class AdmissionPolicy:
 
 
 def _record(event_id: str, s: AdmitSummary) -> None:
+    if s.released:
+        HOLDS_EXPIRED.labels(event_id).inc(s.released)
     if s.admitted:
         ADMISSIONS.labels(event_id).inc(s.admitted)
     if s.sold_out:
@@ -90,6 +94,7 @@ async def run_admission(
     # The event's series exist from the start, so rates read 0 rather than nothing.
     ADMISSIONS.labels(event_id)
     SOLD_OUT.labels(event_id)
+    HOLDS_EXPIRED.labels(event_id)
     log_context.bind(event=event_id)  # this task's lines are about this event
     while True:
         try:
@@ -110,7 +115,7 @@ async def _wait_for_work(
     redis: RedisStore, event_id: str, summary: AdmitSummary, clock: Clock, policy: AdmissionPolicy
 ) -> None:
     """Wait until the next admission call may decide something (not at all after a full batch)."""
-    if summary.reason == "budget":
+    if summary.reason in ("budget", "expiring"):  # more to decide, or more holds due
         return
     if summary.reason == "empty":
         await redis.wait_for_line(event_id, summary.seq, int(policy.idle_wait_s * 1000))
@@ -121,7 +126,7 @@ async def _wait_for_work(
     ):  # the next token; a cap changed live is seen within blocked_wait_s
         wait_ms = min(max(summary.next_ms - clock.now_ms(), 1), int(policy.blocked_wait_s * 1000))
         await anyio.sleep(wait_ms / 1000)
-    else:  # capped, waiting_for_seats: an expiry or a payment (a notify entry) frees room
+    else:  # capped, waiting_for_seats, sold_out: an expiry, a payment or returned seats wake it
         await redis.wait_for_notify(event_id, summary.notify_id, int(policy.blocked_wait_s * 1000))
 
 

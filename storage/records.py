@@ -89,6 +89,7 @@ class AdmitSummary(msgspec.Struct, frozen=True):
     notify_id: str = "0-0"
     next_ms: int = 0  # with reason "rate": when the next admission is allowed (ms)
     left: int = 0  # clients skipped because they left (gone longer than the grace)
+    released: int = 0  # holds that were due, released by this call before admitting
     #: (seq, traceparent) of each traced join admitted by this call (tracing on only).
     traces: list[tuple[int, str]] = []
 

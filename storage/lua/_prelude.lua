@@ -210,6 +210,39 @@ local function notify(kind, items, extra)
   redis.call(unpack(fields))
 end
 
+-- Release up to limit holds due at now (paying ones are kept until their payment window
+-- ends), notify their clients, and write the seat maps back. Afterwards the call may
+-- search the maps again: the cache is emptied, so the next read sees the freed seats.
+-- Returns the holds released and whether more are due.
+-- Each released ticket records rt, the release time (ms), for audits.
+local function release_due(now, limit)
+  local due = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', now, 'LIMIT', 0, limit)
+  local items = {}
+  for _, seq in ipairs(due) do
+    local rec = get_ticket(seq)
+    if rec and rec.st == 'paying' and now < rec.pu then
+      redis.call('ZADD', K_EXPIRY, rec.pu, seq)
+    else
+      if rec and (rec.st == 'held' or rec.st == 'paying') then
+        release_seats(rec)
+        rec.st, rec.rt = 'expired', now
+        put_ticket(seq, rec)
+        items[#items + 1] = {tonumber(seq), 'expired'}
+      end
+      redis.call('ZREM', K_EXPIRY, seq)
+    end
+  end
+  if #items > 0 then
+    flush_maps()
+    seat_maps = {}
+    redis.call('HINCRBY', K_STATS, 'expired', #items)
+    notify('expire', items, nil)
+  end
+  local more = #due >= limit
+    and #redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', now, 'LIMIT', 0, 1) > 0
+  return #items, more
+end
+
 -- The line opens once opens_at has passed. Tickets taken before (the pre-queue:
 -- seqs 1..n, as nothing else can have joined yet) get places 1..n in a uniformly
 -- random order, drawn from the caller's seeds: Redis 6.2 gives scripts a fixed

@@ -27,7 +27,7 @@
 --                    this long ago (ticket field gone) is skipped as "left"; left
 --                    clients take no hold and count against no cap or budget
 -- Returns JSON {state, admitted, sold_out, skipped, serving, seq, active, free,
--- held, sold, reason, notify_id, next_ms, left[, traces]}; traces, only when a
+-- held, sold, reason, notify_id, next_ms, left, released[, traces]}; traces, only when a
 -- traced join was admitted, lists [seq, traceparent] of each (the prompt's notify
 -- item carries the traceparent too, as its 7th element); notify_id is the newest notify entry
 -- (a worker that must wait blocks on entries after it: expiries and payments
@@ -36,7 +36,9 @@
 -- next_ms), "waiting_for_seats" (the head of the line needs seats that open
 -- holds may give back), "sold_out" (nothing free, no hold open: the line keeps
 -- its places until cancelled seats come back or the sale is closed), "not_open",
--- or "budget".
+-- "budget", or "expiring" (more holds are due than the call released: call again).
+-- Holds due at now_ms are released first, as expire_holds does (released: how many;
+-- their clients get an "expire" notify entry).
 -- Seats: best row first; together in one row when possible, otherwise spread
 -- over the fewest rows. Section "" tries every section, best first.
 
@@ -54,7 +56,7 @@ local function last_notify_id()
   return last[1][1]
 end
 
-local next_ms, left = 0, 0
+local next_ms, left, released = 0, 0, 0
 local traces = {}
 
 local function summary(admitted, sold_out, skipped, reason)
@@ -62,7 +64,7 @@ local function summary(admitted, sold_out, skipped, reason)
     skipped = skipped, serving = stat('serving'), seq = stat('seq'),
     active = redis.call('ZCARD', K_EXPIRY), free = stat('free'), held = stat('held'),
     sold = stat('sold'), reason = reason, notify_id = last_notify_id(), next_ms = next_ms,
-    left = left}
+    left = left, released = released}
   if #traces > 0 then
     out.traces = traces
   end
@@ -71,6 +73,16 @@ end
 
 if state ~= 'open' and state ~= 'sold_out' then
   return summary(0, 0, 0, 'not_open')
+end
+
+-- Holds that are due go back first, so a release never waits behind admissions: with
+-- tens of thousands of holds falling due together, admitting between the sweep's calls
+-- made the last of them late. While more are due than one call releases, the call
+-- admits nobody (reason "expiring") and the caller calls again at once.
+local more_due
+released, more_due = release_due(now, max_count)
+if more_due then
+  return summary(0, 0, 0, 'expiring')
 end
 
 -- Nothing free and no hold open: the event is sold out for now. Everyone still waiting

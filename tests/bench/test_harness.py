@@ -208,3 +208,57 @@ def test_rates_count_holds_made_and_prompts_received() -> None:
     report = BenchReport("ev", 10, results, 10.0, {}, scenario="flash", processes=1)
     assert report.admissions_per_s() == pytest.approx(4 / 4.0)
     assert report.prompts_per_s() == pytest.approx(5 / 8.5)
+
+
+def test_busiest_window_and_cpu_per_admission() -> None:
+    """The busiest 5 s counts the holds made in the densest 5 s; CPU per admission and
+    per booking divide each role's CPU by the clients admitted and confirmed."""
+    burst = [100.0 + i * 0.01 for i in range(100)]  # 100 holds in 1 s ...
+    trickle = [110.0 + i for i in range(10)]  # ... then one a second
+    results = [
+        ClientResult(f"c{i}", Behaviour.PAY, 1, admitted_at=t, prompted_at=t + 0.1)
+        for i, t in enumerate(burst + trickle)
+    ]
+    results[0].outcome, results[0].seats = "confirmed", 1
+    report = BenchReport(
+        "ev", 200, results, 30.0, {}, scenario="flash", cpu_s={"servers": 0.11, "Redis": 0.022}
+    )
+    assert report.busiest_admissions_per_s() == pytest.approx(100 / 5)
+    assert report.admissions_per_s() == pytest.approx(109 / 19)
+    per = report.cpu_us_per(110)
+    assert per == pytest.approx({"servers": 1000.0, "Redis": 200.0, "total": 1200.0})
+    assert report.cpu_us_per(1)["total"] == pytest.approx(132_000)
+    rows = dict(report.summary_rows())
+    assert rows["CPU per admission, µs"] == "servers 1000, Redis 200 (total 1200)"
+    assert rows["holds made (busiest 5 s)"] == "20.0 /s"
+
+
+def test_seats_row_says_whether_buyers_waited_for_seats() -> None:
+    """The summary says whether every buyer could hold at once or waited for seats."""
+    short = BenchReport("ev", 100, [], 1.0, {}, seats_requested=250)
+    assert "fewer seats than asked for" in dict(short.summary_rows())["seats asked / capacity"]
+    sized = BenchReport("ev", 270, [], 1.0, {}, seats_requested=250, seats_sized_to_demand=True)
+    assert dict(sized.summary_rows())["seats asked / capacity"] == (
+        "250 / 270 (sized to the demand): every buyer could hold at once"
+    )
+
+
+def test_flash_sale_seats_default_to_the_demand() -> None:
+    """A flash sale without --rows gets as many seats as its buyers ask for; other
+    scenarios keep 1,200, and --rows always wins."""
+    assert SaleOptions(scenario="flash").bench_options().seats == 0  # sized by the harness
+    assert SaleOptions(scenario="steady").bench_options().seats == 1200
+    assert SaleOptions(scenario="flash", rows=10).bench_options().seats == 300
+    assert "--rows" not in SaleOptions(scenario="flash").argv()
+
+
+async def test_flash_sale_sized_to_the_demand_holds_everyone_at_once(services: Services) -> None:
+    """With seats 0 the event has a seat for every seat asked, nobody is told sold out,
+    and the CPU of the harness and its bench processes is measured."""
+    report = await _run(services, _options("flash", clients=60, seats=0))
+    assert report.problems == []
+    assert report.seats_sized_to_demand
+    assert report.seats_requested <= report.capacity < report.seats_requested + 100
+    assert report.seats_requested == sum(r.quantity for r in report.results)
+    assert sum(r.outcome == "sold_out" for r in report.results) == 0
+    assert report.cpu_s.get("bench", 0.0) > 0.0

@@ -127,3 +127,29 @@ async def test_released_seats_go_to_the_next_in_line(
     assert (summary.admitted, summary.serving) == (1, 2)
     t2 = await ev.ticket(2)
     assert (t2.status, t2.seats, t2.expires_ms) == ("held", [1, 2], EXP + HOLD_MS)
+
+
+@pytest.mark.anyio
+async def test_admission_releases_due_holds_before_admitting(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """admit_next releases the holds that are due first; while more are due than it
+    released it admits nobody ("expiring"), so a release never waits behind admissions."""
+    ev = await new_event(redis_store, event_id)  # 8 seats
+    await ev.join_many([(f"c{i}", 2, "") for i in range(4)])
+    assert (await ev.admit()).admitted == 4  # every seat held, due at EXP
+    await ev.join("late", 2, now=EXP - 1)
+
+    first = await ev.admit(EXP, 2)
+    assert (first.released, first.admitted, first.reason) == (2, 0, "expiring")
+    assert [(await ev.ticket(s)).status for s in (1, 2, 3, 4)] == ["expired"] * 2 + ["held"] * 2
+
+    second = await ev.admit(EXP, 2)
+    assert (second.released, second.admitted) == (2, 1)
+    tickets = await redis_store.tickets(event_id)
+    assert [tickets[s].released_ms for s in (1, 2, 3, 4)] == [EXP] * 4  # at their deadline
+    assert tickets[5].status == "held"
+    notes = await ev.notes()
+    assert [n.kind for n in notes] == ["admit", "expire", "expire", "admit"]
+    assert (await ev.stats())["expired"] == 4
+    assert await ev.expire(EXP) == ExpireSummary(released=0, next_ms=EXP + HOLD_MS)

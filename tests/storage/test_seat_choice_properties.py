@@ -51,7 +51,9 @@ async def play(store: RedisStore, sale: Sale) -> None:
     expected = list(sale.shape)
     open_holds: dict[int, list[int]] = {}
     for b, (quantities, give_back) in enumerate(sale.batches):
-        now = T0 + HOLD_MS * (b + 1)  # a batch's holds are due when the next batch starts
+        # A ms apart: no hold is due at the next batch's admit_next (which would release it
+        # first), every earlier batch's at the give-back sweep of now + HOLD_MS.
+        now = T0 + b
         free = expected.count("0")
         asked: list[int] = []
         for q in quantities:

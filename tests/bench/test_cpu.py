@@ -1,0 +1,45 @@
+"""CPU by role, read from /proc: the roles named from command lines, and time counted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from bench.cpu import CpuMeter, role_of
+
+
+def test_roles_from_command_lines() -> None:
+    """Each process of a sale is named from its command line, Redis by its rewritten title."""
+    py = sys.executable
+    assert role_of([py, "-m", "bench.procs", "trio"]) == "bench"
+    assert role_of([py, "-m", "api.cli", "worker", "--runtime", "trio"]) == "worker"
+    assert role_of([py, "-m", "api.cli", "serve", "--reuse-port"]) == "servers"
+    assert role_of(["/x/bin/redis-server unixsocket:/tmp/d/redis/redis.sock"]) == "Redis"
+    assert role_of(["postgres: postgres postgres [local] idle"]) == "PostgreSQL"
+    assert role_of(["/x/bin/postgres", "-D", "/tmp/d"]) == "PostgreSQL"
+    assert role_of([py, "-m", "api.cli", "gateway"]) is None
+    assert role_of([]) is None
+
+
+def test_meter_counts_this_process_and_its_children() -> None:
+    """CPU spent after the meter starts counts: this process's under its role, a child
+    started meanwhile under the child's, all of it (sampled before it ends)."""
+    meter = CpuMeter("servers")
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # burn 0.3 s of CPU here
+        pass
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", burn + "input()", "bench.procs"], stdin=subprocess.PIPE
+    )
+    try:
+        time.sleep(0.1)
+        give_up = time.monotonic() + 60  # a busy machine takes longer, a broken meter forever
+        while meter.seconds().get("bench", 0.0) < 0.25 and time.monotonic() < give_up:
+            meter.sample()
+            time.sleep(0.05)
+    finally:
+        child.communicate(b"\n")
+    seconds = meter.seconds()
+    assert seconds["servers"] >= 0.25 and seconds["bench"] >= 0.25, seconds
