@@ -70,3 +70,22 @@ async def test_the_admin_turns_the_challenge_on_live(client: BookingClient) -> N
     await client.set_challenge(event.id, 0)
     async with WaitingRoom.connect(event.waitroom_url) as room:
         assert isinstance(await room.join("after"), p.Queued)
+
+
+async def test_the_event_tells_what_a_join_needs(client: BookingClient) -> None:
+    """``GET /v1/events/{id}`` says whether identity is required and how, the cap per
+    person, and the challenge's difficulty as it is now (0 once the admin turns it off)."""
+    plain = await client.event((await client.create_event(event_body())).id)
+    assert (plain.identity, plain.max_per_person, plain.challenge_difficulty) == (None, 0, 0)
+    body = event_body(identity={"kind": "email"}, max_per_person=3, challenge_difficulty=DIFFICULTY)
+    event = await client.create_event(body)
+    view = await client.event(event.id)
+    assert (view.identity, view.max_per_person, view.challenge_difficulty) == (
+        "email",
+        3,
+        DIFFICULTY,
+    )
+    await client.set_challenge(event.id, 0)
+    assert (await client.event(event.id)).challenge_difficulty == 0
+    jwt = event_body(identity={"kind": "jwt", "issuer": "shop", "audience": "sale"})
+    assert (await client.event((await client.create_event(jwt)).id)).identity == "jwt"
