@@ -5,7 +5,8 @@ the counter itself, at random in ``[difficulty / 2, difficulty]``, and signs the
 derives (SHA-256 of salt, nonce and counter), so a solver tries ``3/4 * difficulty``
 hashes on average while the check is two HMACs (no key derivation). The challenge names
 its event and expires after ``CHALLENGE_TTL_S``; a solution is used once (remembered in
-Redis until it expires, in the event's hash tag). The difficulty is the event's
+Redis until it expires, in the event's hash tag; the joins checked at the same time share
+one round trip, ``used``, a batcher to run beside the line's). The difficulty is the event's
 ``challenge_difficulty`` until an admin changes it live (``set_difficulty``); 0: no
 challenge. Joins read it through a cache of ``DIFFICULTY_CACHE_S``.
 """
@@ -20,8 +21,9 @@ import anyio
 
 from engine.catalog import EventCatalog
 from engine.errors import ChallengeRefused
+from plumbing.batcher import Batcher
 from plumbing.clock import Clock
-from storage.redis_store import RedisStore
+from storage.redis_store import RedisStore, UsedChallenge
 
 __all__ = ["ALGORITHM", "CHALLENGE_TTL_S", "DIFFICULTY_CACHE_S", "JoinChallenges"]
 
@@ -45,6 +47,10 @@ class JoinChallenges:
         self._sign_key = key  # signs the challenge's parameters
         self._key_key = bytes(b ^ 0x5C for b in key)  # signs the derived key (fast check)
         self._cached: dict[str, tuple[float, int]] = {}  # event -> (read at, difficulty)
+        #: Solutions marked used: one round trip per batch of concurrent joins (run it).
+        self.used: Batcher[UsedChallenge, bool] = Batcher(
+            redis.use_challenges, name="use_challenges"
+        )
 
     async def difficulty(self, event_id: str) -> int:
         """The counter range of the event's challenges now (0: joins need none)."""
@@ -101,5 +107,5 @@ class JoinChallenges:
         if not parameters.expires_at:
             raise ChallengeRefused("challenge_invalid", "the challenge has no expiry")
         expires_ms = parameters.expires_at * 1000
-        if not await self._redis.use_challenge(event_id, parameters.nonce, expires_ms):
+        if not await self.used.submit(UsedChallenge(event_id, parameters.nonce, expires_ms)):
             raise ChallengeRefused("challenge_replayed", "this solution was used already")
