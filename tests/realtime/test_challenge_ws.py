@@ -5,10 +5,14 @@ from __future__ import annotations
 import base64
 import json
 
+import anyio
 import pytest
 
 from api.client import BookingClient, WaitingRoom, solve_challenge
+from api.wiring import Services
+from engine.challenge import JoinChallenges
 from realtime import protocol as p
+from storage.metrics import ROUND_TRIPS
 from tests.api.helpers import event_body, refused
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
@@ -89,3 +93,26 @@ async def test_the_event_tells_what_a_join_needs(client: BookingClient) -> None:
     assert (await client.event(event.id)).challenge_difficulty == 0
     jwt = event_body(identity={"kind": "jwt", "issuer": "shop", "audience": "sale"})
     assert (await client.event((await client.create_event(jwt)).id)).identity == "jwt"
+
+
+async def test_joins_meeting_a_stale_difficulty_read_it_once(
+    services: Services, client: BookingClient
+) -> None:
+    """Joins arriving together (a sale's opening) with no fresh difficulty cached wait for
+    one Redis read instead of each making its own: thousands of reads at once timed out
+    connecting and failed the joins."""
+    event = await client.create_event(event_body())
+    await client.set_challenge(event.id, DIFFICULTY)
+    challenges = JoinChallenges(services.engine.catalog, services.redis, services.clock, key=b"k")
+    reads = ROUND_TRIPS.labels("redis", "challenge_difficulty")
+    before = reads._value.get()
+    seen: list[int] = []
+
+    async def join_check() -> None:
+        seen.append(await challenges.difficulty(event.id))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(join_check)
+    assert seen == [DIFFICULTY] * 200
+    assert reads._value.get() - before == 1

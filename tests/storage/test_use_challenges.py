@@ -11,7 +11,7 @@ from storage.metrics import ROUND_TRIPS
 from storage.redis_store import RedisStore, UsedChallenge
 from tests.storage.helpers import T0
 
-pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
+pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.cluster]
 
 
 def _trips() -> float:
