@@ -87,10 +87,10 @@ def main() -> None:
         "wall_s": round(time.monotonic() - started, 1),
         "cpu_s": {k: round(v, 2) for k, v in sorted(totals.items())},
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
-        "processes": sorted(
-            ([_role(cmd), round(cpu, 2), cmd[:160]] for cmd, cpu in seen.values()),
-            key=lambda p: -float(p[1]),
-        ),
+        "processes": [
+            [_role(cmd), round(cpu, 2), cmd[:160]]
+            for cmd, cpu in sorted(seen.values(), key=lambda p: -p[1])
+        ],
     }
     print(json.dumps(out), file=sys.stderr)
     if args.json:

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.cluster]
 
 
 def _trips() -> float:
-    return ROUND_TRIPS.labels("redis", "use_challenges")._value.get()
+    value: float = ROUND_TRIPS.labels("redis", "use_challenges")._value.get()
+    return value
 
 
 async def test_a_batch_marks_each_solution_once_in_one_round_trip(
