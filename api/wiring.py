@@ -280,7 +280,7 @@ async def _open_services(
             position_frames_per_s=settings.position_frames_per_s,
         )
         services = Services(settings, redis, pg, engine, line, hub, clock, policy=policy)
-        for batcher in (line.joins, line.presence):
+        for batcher in (line.joins, line.presence, challenges.used):
             await tg.start(batcher.run)
         await tg.start(partial(run_store_probe, redis, pg))
         if roles.worker:

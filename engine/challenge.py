@@ -5,7 +5,8 @@ the counter itself, at random in ``[difficulty / 2, difficulty]``, and signs the
 derives (SHA-256 of salt, nonce and counter), so a solver tries ``3/4 * difficulty``
 hashes on average while the check is two HMACs (no key derivation). The challenge names
 its event and expires after ``CHALLENGE_TTL_S``; a solution is used once (remembered in
-Redis until it expires, in the event's hash tag). The difficulty is the event's
+Redis until it expires, in the event's hash tag; the joins checked at the same time share
+one round trip, ``used``, a batcher to run beside the line's). The difficulty is the event's
 ``challenge_difficulty`` until an admin changes it live (``set_difficulty``); 0: no
 challenge. Joins read it through a cache of ``DIFFICULTY_CACHE_S``.
 """
@@ -20,8 +21,9 @@ import anyio
 
 from engine.catalog import EventCatalog
 from engine.errors import ChallengeRefused
+from plumbing.batcher import Batcher
 from plumbing.clock import Clock
-from storage.redis_store import RedisStore
+from storage.redis_store import RedisStore, UsedChallenge
 
 __all__ = ["ALGORITHM", "CHALLENGE_TTL_S", "DIFFICULTY_CACHE_S", "JoinChallenges"]
 
@@ -45,18 +47,36 @@ class JoinChallenges:
         self._sign_key = key  # signs the challenge's parameters
         self._key_key = bytes(b ^ 0x5C for b in key)  # signs the derived key (fast check)
         self._cached: dict[str, tuple[float, int]] = {}  # event -> (read at, difficulty)
+        self._reading: dict[str, anyio.Event] = {}  # event -> its read under way, set when done
+        #: Solutions marked used: one round trip per batch of concurrent joins (run it).
+        self.used: Batcher[UsedChallenge, bool] = Batcher(
+            redis.use_challenges, name="use_challenges"
+        )
 
     async def difficulty(self, event_id: str) -> int:
-        """The counter range of the event's challenges now (0: joins need none)."""
-        now = anyio.current_time()
-        cached = self._cached.get(event_id)
-        if cached is not None and now - cached[0] < DIFFICULTY_CACHE_S:
-            return cached[1]
-        live = await self._redis.challenge_difficulty(event_id)
-        if live is None:
-            live = (await self._catalog.get(event_id)).challenge_difficulty
-        self._cached[event_id] = (now, live)
-        return live
+        """The counter range of the event's challenges now (0: joins need none).
+
+        One read at a time per event: the joins that find the cached value stale together
+        (thousands at a sale's opening) wait for that read instead of each opening its
+        own Redis connection for the same value."""
+        while True:
+            cached = self._cached.get(event_id)
+            if cached is not None and anyio.current_time() - cached[0] < DIFFICULTY_CACHE_S:
+                return cached[1]
+            reading = self._reading.get(event_id)
+            if reading is None:
+                break
+            await reading.wait()  # then the value it read, or (it failed) a read of our own
+        done = self._reading[event_id] = anyio.Event()
+        try:
+            live = await self._redis.challenge_difficulty(event_id)
+            if live is None:
+                live = (await self._catalog.get(event_id)).challenge_difficulty
+            self._cached[event_id] = (anyio.current_time(), live)
+            return live
+        finally:
+            del self._reading[event_id]
+            done.set()
 
     async def set_difficulty(self, event_id: str, difficulty: int) -> None:
         """Change the event's difficulty for every process (each sees it within a second)."""
@@ -101,5 +121,5 @@ class JoinChallenges:
         if not parameters.expires_at:
             raise ChallengeRefused("challenge_invalid", "the challenge has no expiry")
         expires_ms = parameters.expires_at * 1000
-        if not await self._redis.use_challenge(event_id, parameters.nonce, expires_ms):
+        if not await self.used.submit(UsedChallenge(event_id, parameters.nonce, expires_ms)):
             raise ChallengeRefused("challenge_replayed", "this solution was used already")

@@ -64,6 +64,7 @@ __all__ = [
     "RedisStore",
     "ReturnedSeats",
     "TokenRequest",
+    "UsedChallenge",
     "is_cluster_url",
     "open_redis_store",
 ]
@@ -92,6 +93,15 @@ class TokenRequest:
 
     event_id: str
     buckets: tuple[tuple[str, str], ...]  # (kind, name), in the order of the limits
+
+
+@dataclass(frozen=True, slots=True)
+class UsedChallenge:
+    """A solved join challenge of an event, remembered until its challenge expires."""
+
+    event_id: str
+    nonce: str
+    expires_ms: int  # epoch ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,14 +465,26 @@ class RedisStore:
 
         await self._call("set_challenge_difficulty", put)
 
-    async def use_challenge(self, event_id: str, nonce: str, expires_ms: int) -> bool:
-        """Remember a solved challenge until ``expires_ms`` (epoch); False if it was used."""
-
-        async def mark() -> Any:
-            key = event_keys(event_id).used_challenge(nonce)
-            return await self._client.set(key, 1, nx=True, pxat=max(expires_ms, 1))
-
-        return bool(await self._call("use_challenge", mark))
+    async def use_challenges(self, used: Sequence[UsedChallenge]) -> list[bool]:
+        """Remember solved challenges until they expire; one round trip for all of them
+        (one script call per event, each in its event's hash tag). False for a solution
+        used already, by an earlier call or earlier in ``used``."""
+        by_event: dict[str, list[int]] = defaultdict(list)
+        for i, u in enumerate(used):
+            by_event[u.event_id].append(i)
+        calls: list[ScriptCall] = [
+            (
+                "use_challenges",
+                [event_keys(event_id).used_challenge(used[i].nonce) for i in idx],
+                [used[i].expires_ms for i in idx],
+            )
+            for event_id, idx in by_event.items()
+        ]
+        raws = await self._scripts.run("use_challenges", calls)
+        answered: dict[int, bool] = {}
+        for idx, raw in zip(by_event.values(), raws, strict=True):
+            answered.update(zip(idx, (bool(x) for x in _ints_decoder.decode(raw)), strict=True))
+        return [answered[i] for i in range(len(used))]
 
     async def put_email_code(
         self, event_id: str, address_hash: str, code_hash: str, ttl_ms: int

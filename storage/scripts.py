@@ -54,10 +54,11 @@ SCRIPT_NAMES = (
     "take_tokens",
     "set_admission",
     "mark_presence",
+    "use_challenges",
 )
 
 #: Scripts that do not work on an event's key layout, loaded without the prelude.
-_STANDALONE = frozenset({"take_tokens"})
+_STANDALONE = frozenset({"take_tokens", "use_challenges"})
 
 #: One script call: the script's name, its KEYS and its ARGV.
 ScriptCall = tuple[str, list[str], list[Any]]

@@ -252,7 +252,7 @@ def _idempotency_key(request: Request) -> str:
     return key
 
 
-def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
+def _event_view(sale: SaleStatus, waitroom_url: str, difficulty: int) -> EventView:
     spec = sale.spec
     return EventView(
         id=sale.event_id,
@@ -276,6 +276,9 @@ def _event_view(sale: SaleStatus, waitroom_url: str) -> EventView:
         refund_until=None
         if spec.refund_until is None
         else spec.refund_until.astimezone(UTC).isoformat(),
+        identity=None if spec.identity is None else spec.identity.kind,
+        max_per_person=spec.max_per_person,
+        challenge_difficulty=difficulty,
     )
 
 
@@ -363,13 +366,18 @@ async def list_events(request: Request) -> Response:
 
 @operation(answers={200: EventView}, errors=[404, 503])
 async def get_event(request: Request) -> Response:
-    """``GET /v1/events/{id}``: the event's sale now: state, caps, line, seats per section."""
+    """``GET /v1/events/{id}``: the event's sale now: state, caps, line, seats per section,
+    and what a join must bring (identity, proof of work at its live difficulty)."""
     state = _state(request)
     event_id = request.path_params["event_id"]
     sale = await state.engine.sales.status(event_id)
-    return json_response(
-        _event_view(sale, state.waitroom_url(event_id, request.headers.get("host")))
+    difficulty = (
+        sale.spec.challenge_difficulty
+        if state.challenges is None
+        else await state.challenges.difficulty(event_id)
     )
+    url = state.waitroom_url(event_id, request.headers.get("host"))
+    return json_response(_event_view(sale, url, difficulty))
 
 
 async def _change_state(

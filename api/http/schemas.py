@@ -10,7 +10,7 @@ is the engine's ``EventSpec``, which validates it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -103,6 +103,14 @@ class EventView(msgspec.Struct, frozen=True):
     #: deadline); an admin may always cancel and refund.
     buyer_refunds: bool = True
     refund_until: str | None = None
+    #: What a join must bring. ``identity``: how a buyer proves who it is (``jwt``: a
+    #: token the operator's site signs; ``email``: a code mailed by
+    #: ``POST .../identity/email``, exchanged at ``.../identity/verify``; null: nothing).
+    identity: Literal["jwt", "email"] | None = None
+    #: Seats one verified person may hold or buy over all its orders (0: no limit).
+    max_per_person: int = 0
+    #: The join challenge's difficulty now (``GET .../challenge``; 0: joins need none).
+    challenge_difficulty: int = 0
 
 
 class EventSummary(msgspec.Struct, frozen=True):

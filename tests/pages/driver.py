@@ -23,6 +23,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 from websockets.sync.client import ClientConnection, connect
 
+from storage.dev_smtp import read_maildir
 from tests.conftest import ADMIN_KEY
 
 CHROMIUM = "/usr/bin/chromium"
@@ -496,6 +497,119 @@ def _staff_keys(api: str, event_id: str) -> list[dict[str, str]]:
     return keys
 
 
+def _mailed_code(address: str, nth: int) -> str:
+    """The code of the ``nth`` mail to ``address`` in the maildir SIGNIN_MAILDIR (waited for)."""
+    maildir = Path(os.environ["SIGNIN_MAILDIR"])
+    deadline = time.monotonic() + 30
+    while len(found := [m for m in read_maildir(maildir) if m["To"] == address]) < nth:
+        assert time.monotonic() < deadline, f"no mail number {nth} to {address}"
+        time.sleep(0.1)
+    match = re.search(r"\b(\d{6})\b", str(found[nth - 1]["Subject"]))
+    assert match is not None, found[nth - 1]["Subject"]
+    return match.group(1)
+
+
+def _send_code(page: Page, address: str) -> None:
+    page.get_by_label("Your email address").fill(address)
+    page.get_by_role("button", name="Email me a code").click()
+
+
+def _type_code(page: Page, code: str) -> None:
+    page.get_by_label("The 6-digit code").fill(code)
+    page.get_by_role("button", name="Confirm").click()
+
+
+def email_signin(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """An event verifying addresses: sign in first (no join form before); a malformed
+    address is caught on the page; the code arrives by mail; a wrong code is said so; after
+    too many wrong tries the right code has expired and a new one is sent; confirmed, the
+    buyer joins with the proof, solves the challenge and is prompted."""
+    status = page.locator("#signin-status")
+    expect(page.locator("#signin-card")).to_be_visible()
+    expect(page.locator("#join-card")).to_be_hidden()
+    shoot(page, shots, "signin-email")
+    _send_code(page, "not an address")
+    expect(status).to_contain_text("Enter your email address")
+    expect(page.locator("#signin-email")).to_have_attribute("aria-invalid", "true")
+    _send_code(page, "buyer@example.org")
+    expect(page.locator("#code-form")).to_be_visible()
+    expect(page.locator("#signin-code")).to_be_focused()
+    expect(status).to_contain_text("We emailed a code to buyer@example.org")
+    code = _mailed_code("buyer@example.org", 1)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(5):  # the code's tries (MAX_ATTEMPTS)
+        _type_code(page, wrong)
+        expect(status).to_contain_text("That code is not right")
+        expect(page.locator("#signin-code")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#verify-code")).to_be_enabled()
+        page.evaluate("document.getElementById('signin-status').textContent = ''")
+    shoot(page, shots, "signin-wrong-code")
+    _type_code(page, code)  # right, but out of tries: a new one is needed
+    expect(status).to_contain_text("has expired or has been used up")
+    expect(page.locator("#email-form")).to_be_visible()
+    expect(page.locator("#send-code")).to_be_focused()
+    shoot(page, shots, "signin-code-expired")
+    page.get_by_role("button", name="Email me a code").click()
+    _type_code(page, _mailed_code("buyer@example.org", 2))
+    expect(page.locator("#join-card")).to_be_visible()
+    expect(page.locator("#signin-card")).to_be_hidden()
+    expect(page.locator("#signed-in")).to_have_text(
+        "Signed in as buyer@example.org. At most 2 tickets per person."
+    )
+    expect(page.locator("#join")).to_be_focused()
+    shoot(page, shots, "signin-signed-in")
+    page.select_option("#quantity", "2")
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible(timeout=60_000)
+    shoot(page, shots, "signin-prompt")
+
+
+def email_rate_limited(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """Asking for codes past the route's limit: the page says how long to wait and keeps
+    the button off meanwhile."""
+    status = page.locator("#signin-status")
+    for n in range(3):
+        _send_code(page, f"hasty{n}@example.org")
+        if n < 2:
+            expect(page.locator("#code-form")).to_be_visible()
+            page.get_by_role("button", name="Use another address").click()
+    expect(status).to_contain_text(
+        re.compile(r"Too many tries from here\. Please wait \d+ (s|min) before")
+    )
+    expect(page.locator("#send-code")).to_be_disabled()
+    shoot(page, shots, "signin-rate-limited")
+
+
+def token_signin(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """An event admitting only the operator's buyers: without a token the page says where to
+    sign in; with one in the address's fragment it is taken out of the address bar; an
+    expired one is refused at join and the page says so; a good one joins and is prompted."""
+    base = page.url
+    expect(page.locator("#need-identity-card")).to_be_visible()
+    expect(page.locator("#join-card")).to_be_hidden()
+    expect(page.locator("#signin-card")).to_be_hidden()
+    shoot(page, shots, "signin-operator-needed")
+    for token, joins in (
+        (os.environ["SIGNIN_EXPIRED_TOKEN"], False),
+        (os.environ["SIGNIN_TOKEN"], True),
+    ):
+        page.goto("about:blank")
+        page.goto(f"{base}#identity={token}")
+        expect(page.locator("#join-card")).to_be_visible()
+        assert "identity" not in page.evaluate("location.href"), page.url
+        assert page.evaluate("location.href") == base
+        expect(page.locator("#signed-in")).to_have_text("Signed in through the organiser's site.")
+        page.click("#join")
+        if joins:
+            expect(page.locator("#prompt-card")).to_be_visible(timeout=60_000)
+            shoot(page, shots, "signin-token-prompt")
+        else:
+            expect(page.locator("#need-identity-card")).to_be_visible()
+            expect(page.locator("#need-identity-text")).to_contain_text("could not be used")
+            expect(page.locator("#join-card")).to_be_hidden()
+            shoot(page, shots, "signin-token-refused")
+
+
 SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "index": index,
     "buyer": buyer,
@@ -511,6 +625,9 @@ SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "checkin": checkin,
     "buyer_cancels": buyer_cancels,
     "no_refunds": no_refunds,
+    "email_signin": email_signin,
+    "email_rate_limited": email_rate_limited,
+    "token_signin": token_signin,
 }
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import base64
 import json
 
+import anyio
 import pytest
 
 from api.client import BookingClient, WaitingRoom, solve_challenge
+from api.wiring import Services
+from engine.challenge import JoinChallenges
 from realtime import protocol as p
+from storage.metrics import ROUND_TRIPS
 from tests.api.helpers import event_body, refused
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
@@ -70,3 +74,45 @@ async def test_the_admin_turns_the_challenge_on_live(client: BookingClient) -> N
     await client.set_challenge(event.id, 0)
     async with WaitingRoom.connect(event.waitroom_url) as room:
         assert isinstance(await room.join("after"), p.Queued)
+
+
+async def test_the_event_tells_what_a_join_needs(client: BookingClient) -> None:
+    """``GET /v1/events/{id}`` says whether identity is required and how, the cap per
+    person, and the challenge's difficulty as it is now (0 once the admin turns it off)."""
+    plain = await client.event((await client.create_event(event_body())).id)
+    assert (plain.identity, plain.max_per_person, plain.challenge_difficulty) == (None, 0, 0)
+    body = event_body(identity={"kind": "email"}, max_per_person=3, challenge_difficulty=DIFFICULTY)
+    event = await client.create_event(body)
+    view = await client.event(event.id)
+    assert (view.identity, view.max_per_person, view.challenge_difficulty) == (
+        "email",
+        3,
+        DIFFICULTY,
+    )
+    await client.set_challenge(event.id, 0)
+    assert (await client.event(event.id)).challenge_difficulty == 0
+    jwt = event_body(identity={"kind": "jwt", "issuer": "shop", "audience": "sale"})
+    assert (await client.event((await client.create_event(jwt)).id)).identity == "jwt"
+
+
+async def test_joins_meeting_a_stale_difficulty_read_it_once(
+    services: Services, client: BookingClient
+) -> None:
+    """Joins arriving together (a sale's opening) with no fresh difficulty cached wait for
+    one Redis read instead of each making its own: thousands of reads at once timed out
+    connecting and failed the joins."""
+    event = await client.create_event(event_body())
+    await client.set_challenge(event.id, DIFFICULTY)
+    challenges = JoinChallenges(services.engine.catalog, services.redis, services.clock, key=b"k")
+    reads = ROUND_TRIPS.labels("redis", "challenge_difficulty")
+    before = reads._value.get()
+    seen: list[int] = []
+
+    async def join_check() -> None:
+        seen.append(await challenges.difficulty(event.id))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(200):
+            tg.start_soon(join_check)
+    assert seen == [DIFFICULTY] * 200
+    assert reads._value.get() - before == 1

@@ -1,5 +1,6 @@
-// The waiting room: sections and prices, choosing a section, joining, the live position and
-// what the wait rests on, the payment prompt, the outcome and getting back in line.
+// The waiting room: sections and prices, signing in when the sale requires a verified
+// identity, choosing a section, joining, the live position and what the wait rests on, the
+// payment prompt, the outcome and getting back in line.
 // Reconnects with the resume token after a network loss; no build step, no libraries.
 "use strict";
 
@@ -20,6 +21,207 @@ let countdownTimer = null;
 let prompt = null;
 let preQueueTimer = null;
 let releasing = false; // the buyer gave the held seats back: "expired" is their doing
+
+// Sign-in. An event that requires a verified identity is joined with an identity token
+// (the join message's "identity"): either the operator's site hands it to the page, or the
+// buyer confirms an email address with a mailed code. The token is kept for this tab only.
+const identityKey = `waitroom:${eventId}:identity`;
+let identity = sessionStorage.getItem(identityKey); // the token joins carry (null: none)
+let identityWho = sessionStorage.getItem(`${identityKey}:who`) || ""; // the confirmed address
+let signinAddress = ""; // where the code was sent
+
+function rememberIdentity(token, who) {
+  identity = token;
+  identityWho = who;
+  sessionStorage.setItem(identityKey, token);
+  sessionStorage.setItem(`${identityKey}:who`, who);
+}
+
+function forgetIdentity() {
+  identity = null;
+  identityWho = "";
+  sessionStorage.removeItem(identityKey);
+  sessionStorage.removeItem(`${identityKey}:who`);
+}
+
+// The operator's site links buyers here as /events/{id}#identity=<token> (its known-user
+// token). A fragment never leaves the browser: not in the request, the server's or a
+// proxy's logs, nor a Referer header. Read once, then taken out of the address bar, so a
+// shared or bookmarked address does not carry it.
+function identityFromAddress() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (!params.has("identity")) return;
+  const token = params.get("identity");
+  params.delete("identity");
+  const rest = params.toString();
+  history.replaceState(history.state, "", `${location.pathname}${location.search}${rest ? `#${rest}` : ""}`);
+  if (token) rememberIdentity(token, "");
+}
+identityFromAddress();
+
+// What invites the buyer in: the join form, or first the sign-in the event requires
+// (the email code here, or, for the operator's tokens, word to come from its site).
+function showJoin(on) {
+  const required = Boolean(ev && ev.identity);
+  const signin = on && required && !identity;
+  show("join-card", on && !signin);
+  show("signin-card", signin && ev.identity === "email");
+  show("need-identity-card", signin && ev.identity !== "email");
+  const perPerson = ev && ev.max_per_person ? ` At most ${count(ev.max_per_person)} tickets per person.` : "";
+  const who = identityWho ? `Signed in as ${identityWho}.` : "Signed in through the organiser's site.";
+  $("signed-in").textContent = required && identity ? `${who}${perPerson}` : "";
+  show("signed-in", required && Boolean(identity));
+}
+
+function signinSays(text) {
+  $("signin-status").textContent = text;
+}
+
+function markInvalid(id, bad) {
+  if (bad) $(id).setAttribute("aria-invalid", "true");
+  else $(id).removeAttribute("aria-invalid");
+}
+
+async function postJSON(url, body) {
+  const resp = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { resp, body: await resp.json().catch(() => ({})) };
+}
+
+// 429: the wait the server asks for is said once; the button comes back after it.
+function waitOut(resp, button, what) {
+  const wait = Math.max(1, Number(resp.headers.get("Retry-After")) || 1);
+  button.disabled = true;
+  signinSays(`Too many tries from here. Please wait ${formatWait(wait)} before you ${what} again.`);
+  setTimeout(() => {
+    button.disabled = false;
+    signinSays(`You can ${what} again now.`);
+  }, wait * 1000);
+}
+
+function showCodeStep(on) {
+  show("email-form", !on);
+  show("code-form", on);
+  markInvalid("signin-code", false);
+  if (on) {
+    $("signin-code").value = "";
+    $("signin-code").focus();
+  } else {
+    $("signin-email").focus();
+  }
+}
+
+async function sendCode(e) {
+  e.preventDefault();
+  const address = $("signin-email").value.trim();
+  const plausible = /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(address);
+  markInvalid("signin-email", !plausible);
+  if (!plausible) {
+    signinSays("Enter your email address, like name@example.com.");
+    $("signin-email").focus();
+    return;
+  }
+  $("send-code").disabled = true;
+  signinSays("Sending the code…");
+  let r;
+  try {
+    r = await postJSON(`${eventUrl}/identity/email`, { email: address });
+  } catch (err) {
+    $("send-code").disabled = false;
+    signinSays("Could not reach the server; try again.");
+    return;
+  }
+  if (r.resp.status === 429) {
+    waitOut(r.resp, $("send-code"), "ask for a code");
+    return;
+  }
+  $("send-code").disabled = false;
+  if (r.resp.status === 202) {
+    signinAddress = address;
+    $("code-address").textContent = address;
+    showCodeStep(true);
+    signinSays(`We emailed a code to ${address}. It works for ${formatWait(r.body.expires_in_s)}.`);
+    return;
+  }
+  const says = {
+    400: "That address was not accepted: check it and try again.",
+    409: "This sale cannot confirm addresses by email just now. Please contact the organiser.",
+    503: "The email could not be sent just now. Try again in a moment.",
+  };
+  markInvalid("signin-email", r.resp.status === 400);
+  signinSays(says[r.resp.status] || r.body.message || "Something went wrong; try again.");
+}
+
+async function verifyCode(e) {
+  e.preventDefault();
+  const code = $("signin-code").value.replace(/\s/g, "");
+  if (!/^\d{6}$/.test(code)) {
+    markInvalid("signin-code", true);
+    signinSays("Enter the 6 digits from the email.");
+    $("signin-code").focus();
+    return;
+  }
+  $("verify-code").disabled = true;
+  signinSays("Checking the code…");
+  let r;
+  try {
+    r = await postJSON(`${eventUrl}/identity/verify`, { email: signinAddress, code });
+  } catch (err) {
+    $("verify-code").disabled = false;
+    signinSays("Could not reach the server; try again.");
+    return;
+  }
+  if (r.resp.status === 429) {
+    waitOut(r.resp, $("verify-code"), "try a code");
+    return;
+  }
+  $("verify-code").disabled = false;
+  if (r.resp.ok) {
+    rememberIdentity(r.body.token, signinAddress);
+    signinSays("");
+    if (ev) showState(ev);
+    $("join-status").textContent = `Signed in as ${signinAddress}. You can join the line now.`;
+    $("join").focus();
+    return;
+  }
+  if (r.body.error === "code_invalid") {
+    markInvalid("signin-code", true);
+    signinSays("That code is not right. Check the email and type the 6 digits again.");
+    $("signin-code").select();
+    $("signin-code").focus();
+    return;
+  }
+  if (r.body.error === "code_expired") {
+    showCodeStep(false);
+    signinSays("That code has expired or has been used up (or had too many wrong tries). Ask for a new one.");
+    $("send-code").focus();
+    return;
+  }
+  signinSays(r.body.message || "Something went wrong; try again.");
+}
+
+// A join refused for its identity (expired, or not this sale's): sign in again.
+function identityRefused(msg) {
+  forgetIdentity();
+  if (ev) showState(ev);
+  if (ev && ev.identity === "email") {
+    showCodeStep(false);
+    signinSays(`Your sign-in could not be used (${msg.message}). Confirm your address again.`);
+  } else {
+    $("need-identity-text").textContent =
+      `The organiser's sign-in could not be used (${msg.message}). Go back to the organiser's site and follow its link to this page again.`;
+  }
+}
+
+$("email-form").addEventListener("submit", sendCode);
+$("code-form").addEventListener("submit", verifyCode);
+$("other-address").addEventListener("click", () => {
+  showCodeStep(false);
+  signinSays("");
+});
 
 function clientId() {
   let id = localStorage.getItem(clientKey);
@@ -106,7 +308,7 @@ function showState(e) {
   updateChoices(e);
   if (!inLine && !done) {
     const ended = over(e);
-    show("join-card", !ended);
+    showJoin(!ended);
     show("closed-card", ended);
     if (ended) {
       $("closed-title").textContent = e.state === "closed" ? "Sale closed" : "Sold out";
@@ -339,6 +541,7 @@ function handle(msg) {
         if (ev) showState(ev);
         $("join").disabled = false;
         $("join-status").textContent = `Could not join: ${msg.message}`;
+        if (msg.code.startsWith("identity_")) identityRefused(msg);
       } else {
         $("line-status").textContent = `Error: ${msg.message}`;
       }
@@ -489,6 +692,7 @@ $("join-form").addEventListener("submit", (e) => {
   const chosen = document.querySelector("input[name=section]:checked");
   const join = { type: "join", quantity: Number($("quantity").value), client_id: clientId() };
   if (chosen && chosen.value) join.section = chosen.value;
+  if (ev && ev.identity && identity) join.identity = identity; // the verified person joins
   joinMessage(join).then(connect, () => {
     $("join-status").textContent = "Could not reach the server; try again.";
     $("join").disabled = false;
