@@ -12,6 +12,8 @@ one of each, built over the stores and started in the caller's task group by
 - ``bookings``  what a paid hold became (``engine/bookings.py``)
 - ``checkin``   staff keys and tickets scanned at the door (``engine/checkin.py``)
 - ``tickets``   the buyer's tickets: signed codes, QR codes, the PDF (``engine/tickets.py``)
+- ``webhooks``  integrators' URLs for an event's log (``engine/webhooks.py``; the relay
+                that sends them is ``engine/eventlog.py``)
 
 The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
 """
@@ -33,6 +35,7 @@ from engine.payments import PaymentGateway
 from engine.sales import Sales
 from engine.ticket_codes import TicketCodes
 from engine.tickets import Tickets
+from engine.webhooks import Webhooks
 from plumbing.clock import Clock
 from storage.pg_store import PgStore
 from storage.redis_store import RedisStore
@@ -52,6 +55,7 @@ class Engine:
     bookings: Bookings
     checkin: Checkin
     tickets: Tickets
+    webhooks: Webhooks
 
 
 @asynccontextmanager
@@ -90,6 +94,7 @@ async def open_engine(
         bookings=bookings,
         checkin=Checkin(pg, catalog),
         tickets=Tickets(codes, catalog),
+        webhooks=Webhooks(pg, catalog),
     )
     async with anyio.create_task_group() as tg:
         for batcher in (checkout.begin, checkout.claim, checkout.commit, checkout.confirm):

@@ -178,7 +178,7 @@ WITH done AS (
 )
 INSERT INTO webhook_deliveries (webhook_id, event_id, seq)
 SELECT w.id, s.event_id, s.seq FROM stamped s
-JOIN webhooks w ON w.event_id = s.event_id AND w.state <> 'removed'
+JOIN webhooks w ON w.event_id = s.event_id AND w.state <> 'removed' AND s.seq >= w.from_seq
 ON CONFLICT DO NOTHING
 """
 
@@ -404,12 +404,15 @@ class EventLogStore:
                     url,
                     secret,
                 )
-                await conn.execute(
-                    _APPEND,
+                seq = await conn.fetchval(
+                    _APPEND + " RETURNING seq",
                     [event_id],
                     ["webhook_registered"],
                     [msgspec.json.encode({"webhook_id": webhook_id, "url": url}).decode()],
                     [_json(actor)],
+                )
+                await conn.execute(
+                    "UPDATE webhooks SET from_seq = $2 WHERE id = $1", webhook_id, seq
                 )
                 return await conn.fetchrow(
                     f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks w WHERE w.id = $1", webhook_id

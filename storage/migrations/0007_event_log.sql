@@ -54,7 +54,7 @@ CREATE TRIGGER event_log_number BEFORE INSERT ON event_log
 FOR EACH ROW EXECUTE FUNCTION event_log_number();
 
 -- Integrators' URLs per event. The secret signs deliveries (it must be kept to sign them;
--- it is shown once, when registered). A endpoint is 'dead' once a delivery failed too
+-- it is shown once, when registered). An endpoint is 'dead' once a delivery failed too
 -- often: its queue waits, in order, until the admin redelivers.
 CREATE TABLE webhooks (
     id          text PRIMARY KEY,
@@ -62,6 +62,8 @@ CREATE TABLE webhooks (
     url         text NOT NULL,
     secret      text NOT NULL,
     state       text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'dead', 'removed')),
+    -- The seq of its own webhook_registered entry: deliveries start there.
+    from_seq    bigint NOT NULL DEFAULT 0,
     created_at  timestamptz NOT NULL DEFAULT now(),
     removed_at  timestamptz
 );
