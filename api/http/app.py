@@ -40,6 +40,7 @@ from api.http.schemas import (
     CheckinView,
     CreatedEvent,
     CreatedStaffKey,
+    CreatedWebhook,
     EventList,
     EventSummary,
     EventView,
@@ -52,6 +53,9 @@ from api.http.schemas import (
     StateView,
     TicketKeyView,
     TicketView,
+    WebhookBody,
+    WebhookList,
+    WebhookView,
 )
 from engine.bookings import Booking
 from engine.checkin import StaffKey
@@ -66,10 +70,13 @@ from engine.errors import (
     Unavailable,
     Unprocessable,
 )
+from engine.eventlog import Actor
 from engine.events import EventSpec
 from engine.interface import Engine
 from engine.sales import Sales, SaleStatus
 from engine.ticket_codes import CODE_VERSION
+from engine.webhooks import WebhookRow
+from plumbing.log_context import REQUEST_ID
 from waitroom.records import EventState
 
 __all__ = ["API_VERSION", "OPS_ROUTES", "ROUTES", "HttpState", "create_app", "create_ops_app"]
@@ -120,6 +127,16 @@ def _require_admin(request: Request) -> None:
     _bearer(request)
     if not _is_admin(request):
         raise Unauthorized("admin key required")
+
+
+def _admin_actor(request: Request) -> Actor:
+    """Who an admin request's change is logged as: the admin key's holder, the request's id
+    and the address it came from."""
+    return Actor(
+        who="admin",
+        request_id=REQUEST_ID.get(),
+        client_ip=request.client.host if request.client else None,
+    )
 
 
 async def _body(request: Request, kind: type[T]) -> T:
@@ -238,7 +255,7 @@ async def create_event(request: Request) -> Response:
     _require_admin(request)
     state = _state(request)
     spec = await _body(request, EventSpec)
-    event_id = await state.engine.sales.create(spec)
+    event_id = await state.engine.sales.create(spec, _admin_actor(request))
     return json_response(
         CreatedEvent(event_id, state.waitroom_url(event_id, request.headers.get("host"))),
         status=201,
@@ -271,12 +288,12 @@ async def get_event(request: Request) -> Response:
 
 
 async def _change_state(
-    request: Request, change: Callable[[Sales, str], Awaitable[EventState]]
+    request: Request, change: Callable[[Sales, str, Actor], Awaitable[EventState]]
 ) -> Response:
     """Pause, resume or close the event of the path (admin only): its new state."""
     _require_admin(request)
     event_id = request.path_params["event_id"]
-    new_state = await change(_state(request).engine.sales, event_id)
+    new_state = await change(_state(request).engine.sales, event_id, _admin_actor(request))
     return json_response(StateView(event_id, new_state))
 
 
@@ -316,6 +333,7 @@ async def set_admission(request: Request) -> Response:
         event_id,
         max_active_holds=body.max_active_holds,
         admissions_per_minute=body.admissions_per_minute,
+        actor=_admin_actor(request),
     )
     return json_response(AdmissionView(event_id, caps.max_active, caps.rate_per_min))
 
@@ -470,7 +488,7 @@ async def create_staff_key(request: Request) -> Response:
     event_id = request.path_params["event_id"]
     await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
     body = await _body(request, StaffKeyBody)
-    made = await engine.checkin.create_key(event_id, body.label)
+    made = await engine.checkin.create_key(event_id, body.label, _admin_actor(request))
     view = _staff_key_view(made.staff_key)
     created = CreatedStaffKey(view.id, view.event_id, view.label, view.created_at, made.key)
     return json_response(created, status=201)
@@ -490,7 +508,9 @@ async def revoke_staff_key(request: Request) -> Response:
     change)."""
     _require_admin(request)
     path = request.path_params
-    key = await _state(request).engine.checkin.revoke_key(path["event_id"], path["key_id"])
+    key = await _state(request).engine.checkin.revoke_key(
+        path["event_id"], path["key_id"], _admin_actor(request)
+    )
     return json_response(_staff_key_view(key))
 
 
@@ -531,6 +551,77 @@ async def checkin_counts(request: Request) -> Response:
     return json_response(
         CheckinCountsView(counts.event_id, counts.live_tickets, counts.checked_in, counts.gates)
     )
+
+
+# -- webhooks: the event log POSTed to integrators --------------------------------------
+
+
+def _webhook_view(row: WebhookRow) -> WebhookView:
+    created = row.created_at.astimezone(UTC).isoformat()
+    return WebhookView(
+        row.id, row.event_id, row.url, row.state, created, row.pending, row.dead, row.delivered
+    )
+
+
+@operation(
+    request=WebhookBody,
+    answers={201: CreatedWebhook},
+    errors=[400, 401, 404, 503],
+    credentials="admin",
+    example={"url": "https://integrator.example/booking-events"},
+    links={
+        "RemoveWebhook": (
+            "remove_webhook",
+            {"event_id": "$response.body#/event_id", "webhook_id": "$response.body#/id"},
+        )
+    },
+)
+async def create_webhook(request: Request) -> Response:
+    """``POST /v1/events/{id}/webhooks``: POST the event's log to a URL, each entry signed
+    (``Booking-Signature``) with the secret in this answer, shown this once only."""
+    _require_admin(request)
+    engine = _state(request).engine
+    event_id = request.path_params["event_id"]
+    await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
+    body = await _body(request, WebhookBody)
+    row = await engine.webhooks.register(event_id, body.url, _admin_actor(request))
+    view = _webhook_view(row)
+    created = CreatedWebhook(
+        view.id, view.event_id, view.url, view.state, view.created_at, row.secret or ""
+    )
+    return json_response(created, status=201)
+
+
+@operation(answers={200: WebhookList}, errors=[401, 404, 503], credentials="admin")
+async def list_webhooks(request: Request) -> Response:
+    """``GET /v1/events/{id}/webhooks``: the event's webhooks and their queues (no secrets)."""
+    _require_admin(request)
+    rows = await _state(request).engine.webhooks.list(request.path_params["event_id"])
+    return json_response(WebhookList([_webhook_view(r) for r in rows]))
+
+
+@operation(answers={200: WebhookView}, errors=[401, 404, 503], credentials="admin")
+async def remove_webhook(request: Request) -> Response:
+    """``DELETE /v1/events/{id}/webhooks/{webhook_id}``: stop sending to a webhook (what it
+    has not been sent is dropped)."""
+    _require_admin(request)
+    path = request.path_params
+    row = await _state(request).engine.webhooks.remove(
+        path["event_id"], path["webhook_id"], _admin_actor(request)
+    )
+    return json_response(_webhook_view(row))
+
+
+@operation(answers={200: WebhookView}, errors=[401, 404, 503], credentials="admin")
+async def redeliver_webhook(request: Request) -> Response:
+    """``POST /v1/events/{id}/webhooks/{webhook_id}/redeliver``: send a dead webhook's queue
+    again, in order, from its first undelivered entry (no change for a webhook not dead)."""
+    _require_admin(request)
+    path = request.path_params
+    row = await _state(request).engine.webhooks.redeliver(
+        path["event_id"], path["webhook_id"], _admin_actor(request)
+    )
+    return json_response(_webhook_view(row))
 
 
 @operation(answers={200: TEXT})
@@ -601,6 +692,14 @@ ROUTES = [
     Route("/v1/events/{event_id}/staff-keys", list_staff_keys, methods=["GET"]),
     Route("/v1/events/{event_id}/staff-keys/{key_id}", revoke_staff_key, methods=["DELETE"]),
     Route("/v1/events/{event_id}/checkins", checkin_counts, methods=["GET"]),
+    Route("/v1/events/{event_id}/webhooks", create_webhook, methods=["POST"]),
+    Route("/v1/events/{event_id}/webhooks", list_webhooks, methods=["GET"]),
+    Route("/v1/events/{event_id}/webhooks/{webhook_id}", remove_webhook, methods=["DELETE"]),
+    Route(
+        "/v1/events/{event_id}/webhooks/{webhook_id}/redeliver",
+        redeliver_webhook,
+        methods=["POST"],
+    ),
     Route("/v1/checkin", checkin, methods=["POST"]),
     Route("/v1/events/{event_id}/ticket-key", ticket_key, methods=["GET"]),
     Route("/v1/bookings/{booking_id}/tickets.pdf", tickets_pdf, methods=["GET"]),
