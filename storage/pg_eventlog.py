@@ -92,6 +92,9 @@ class WebhookBatch:
     failed: tuple[int, str] | None = None
 
 
+#: Longest wait for a pooled connection (or its release), s.
+_ACQUIRE_TIMEOUT_S = 30.0
+
 _ENTRY_COLUMNS = (
     "l.event_id, l.seq, l.kind, l.version, l.created_at, l.actor::text, l.payload::text"
 )
@@ -330,7 +333,7 @@ class EventLogStore:
         normally, else rolled back (shielded: a cancelled caller still ends it)."""
 
         async def begin() -> tuple[Any, Any]:
-            conn = await self._pool.acquire()
+            conn = await self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S)
             tr = conn.transaction()
             try:
                 await tr.start()
@@ -339,13 +342,19 @@ class EventLogStore:
                 raise
             return conn, tr
 
-        conn, tr = await self._call(op, begin)
+        # Shielded: a caller cancelled while the connection is being taken would otherwise
+        # drop it on the drivers' loop, never released (and the pool's close waits for it).
+        with anyio.CancelScope(shield=True):
+            conn, tr = await self._call(op, begin)
 
         async def end(commit: bool) -> None:
             try:
                 await (tr.commit() if commit else tr.rollback())
+            except BaseException:
+                conn.terminate()  # its state is unknown: closed rather than reused
+                raise
             finally:
-                await self._pool.release(conn)
+                await self._pool.release(conn, timeout=_ACQUIRE_TIMEOUT_S)
 
         try:
             yield conn
