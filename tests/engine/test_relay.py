@@ -96,6 +96,10 @@ async def test_every_entry_arrives_once_in_order_signed(servers: EmbeddedServers
         [view] = (await client.webhooks(event_id)).webhooks
         assert (view.state, view.pending, view.dead) == ("active", 0, 0)
         assert view.delivered == len(expected)
+        metrics = await client.metrics()
+        assert 'booking_webhook_deliveries_total{result="delivered"}' in metrics
+        assert "booking_relay_lag_seconds " in metrics
+        assert "booking_log_entries_relayed_total " in metrics
 
 
 async def _has(rx: Receiver, n: int) -> bool:
