@@ -154,6 +154,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sale.add_argument("--plots", type=Path, help="write PNG plots into this directory")
     sale.add_argument(
+        "--challenge-difficulty",
+        type=int,
+        default=0,
+        help="the event asks a join challenge of this difficulty; every buyer solves one",
+    )
+    sale.add_argument(
+        "--identity",
+        action="store_true",
+        help="the event requires a verified identity: every buyer joins with a token of its "
+        "own signed with BOOKING_IDENTITY_SECRET",
+    )
+    sale.add_argument(
         "--bench-runtime", choices=RUNTIMES, default="trio", help="runtime of the bench processes"
     )
     demo = sub.add_parser(
@@ -497,7 +509,13 @@ def main(argv: list[str] | None = None) -> int:
             args.max_active_holds,
             args.plots,
             args.bench_runtime,
+            challenge_difficulty=args.challenge_difficulty,
         )
+        if args.identity:
+            if not settings.identity_secret:
+                say("booking: --identity needs BOOKING_IDENTITY_SECRET", logging.ERROR)
+                return 2
+            options = replace(options, identity_secret=settings.identity_secret)
         if args.command == "bench":
             options = replace(options, ws_servers=tuple(args.ws_server))
             try:

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from subprocess import PIPE
@@ -189,6 +189,8 @@ class SaleOptions:
     plots_dir: Path | None = None
     bench_runtime: str = "trio"
     ws_servers: tuple[str, ...] = ()
+    challenge_difficulty: int = 0  # the event's join challenge (0: none)
+    identity_secret: str = field(default="", repr=False)  # non-empty: identity required
 
     def argv(self) -> list[str]:
         """These options as ``booking bench`` flags."""
@@ -213,6 +215,9 @@ class SaleOptions:
         out += ["--pay-ratio", str(self.pay_ratio)] if self.pay_ratio is not None else []
         out += ["--arrival-seconds", str(self.arrival_s)] if self.arrival_s is not None else []
         out += ["--json", str(self.json_path)] if self.json_path else []
+        if self.challenge_difficulty:
+            out += ["--challenge-difficulty", str(self.challenge_difficulty)]
+        out += ["--identity"] if self.identity_secret else []  # the secret from the environment
         return out + (["--plots", str(self.plots_dir)] if self.plots_dir else [])
 
     def bench_options(self) -> BenchOptions:
@@ -229,6 +234,8 @@ class SaleOptions:
             arrival_s=self.arrival_s,
             runtime=self.bench_runtime,
             ws_servers=self.ws_servers,
+            challenge_difficulty=self.challenge_difficulty,
+            identity_secret=self.identity_secret,
         )
 
 

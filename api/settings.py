@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from plumbing.client_ip import LOOPBACK, parse_networks
+
 if TYPE_CHECKING:
     from engine.eventlog import RelayPolicy
 
@@ -101,12 +103,21 @@ ENVIRONMENT = {
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
     "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
+    "BOOKING_TRUSTED_PROXIES": "trusted_proxies",
+    "BOOKING_LIMIT_EXEMPT": "limit_exempt",
+    "BOOKING_LIMIT_PER_IP": "limit_per_ip",
+    "BOOKING_LIMIT_PER_HOLD": "limit_per_hold",
+    "BOOKING_LIMIT_PER_ADMIN_KEY": "limit_per_admin_key",
+    "BOOKING_WS_CONNECTIONS_PER_IP": "ws_connections_per_ip",
+    "BOOKING_WS_JOIN_TIMEOUT_S": "ws_join_timeout_s",
+    "BOOKING_BODY_TIMEOUT_S": "body_timeout_s",
     "BOOKING_GATEWAY": "gateway",
     "BOOKING_STRIPE_API_KEY": "stripe_api_key",
     "BOOKING_STRIPE_API_BASE": "stripe_api_base",
     "BOOKING_TICKET_KEY": "ticket_key",
     "BOOKING_TOKEN_TTL_S": "booking_token_ttl_s",
     "BOOKING_SMTP_URL": "smtp_url",
+    "BOOKING_IDENTITY_SECRET": "identity_secret",
     "BOOKING_MAIL_FROM": "mail_from",
     "BOOKING_PUBLIC_URL": "public_url",
     "BOOKING_WORKER_RELAY": "worker_relay",
@@ -116,6 +127,7 @@ ENVIRONMENT = {
     "BOOKING_WEBHOOK_BACKOFF_S": "webhook_backoff_s",
     "BOOKING_WEBHOOK_BACKOFF_MAX_S": "webhook_backoff_max_s",
     "BOOKING_WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
+    "BOOKING_REFUND_RETRY_MAX_S": "refund_retry_max_s",
 }
 
 #: The payment gateways a deployment may pay through.
@@ -203,6 +215,11 @@ class Settings:
     #: How far back the periodic passes look, seconds (the pass at start reads every
     #: booking). A booking reaches Redis seconds after PostgreSQL, so minutes are ample.
     reconcile_window_s: float = 600.0
+    #: Longest wait between a worker's attempts at a refund the gateway could not make
+    #: (attempts back off from 0.5 s, doubling), seconds.
+    refund_retry_max_s: float = 60.0
+    #: How often a worker looks for pending cancellations whose next attempt is due, seconds.
+    cancellation_interval_s: float = 1.0
     #: How long a waiting client may be disconnected and keep its place, seconds.
     abandon_grace_s: float = 60.0
     #: Interval of the waiting room's heartbeat message, seconds. Every quiet client gets
@@ -210,6 +227,27 @@ class Settings:
     #: idle timeout of any proxy in front (commonly 60 s). The page reconnects after 75 s
     #: of silence.
     heartbeat_interval_s: float = 30.0
+    #: Proxies whose X-Forwarded-For is believed (CIDRs): behind them the client is the
+    #: rightmost address not in this list. Empty: the peer address is the client.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Client addresses the edge's limits spare (the route buckets, per IP and per
+    #: identity, and the WebSocket connection cap): loopback by default, so a bench's
+    #: thousands of clients on 127.0.0.1 are not one client. Joins keep their own buckets.
+    limit_exempt: tuple[str, ...] = LOOPBACK
+    #: Requests per client address, per route (payment, release, booking reads, admin):
+    #: (refill per second, burst). A buyer makes a handful; an office behind one NAT many.
+    limit_per_ip: tuple[float, int] = (20.0, 200)
+    #: Requests per hold, per route (payment, release, booking reads of its holder).
+    limit_per_hold: tuple[float, int] = (2.0, 20)
+    #: Requests per admin key, per route kind (the admin routes).
+    limit_per_admin_key: tuple[float, int] = (50.0, 500)
+    #: Open waiting-room WebSockets per client address (in each process).
+    ws_connections_per_ip: int = 200
+    #: A WebSocket that has neither joined nor resumed after this long is closed, seconds.
+    ws_join_timeout_s: float = 30.0
+    #: Longest a request body may take to arrive, seconds (then 408 and the connection
+    #: closed); 5 s more is hypercorn's read timeout, so any stalled connection ends.
+    body_timeout_s: float = 10.0
     #: The payment gateway: "sandbox" (the sandbox gateway process, ``booking gateway``:
     #: test cards, no money) or "stripe" (Stripe, with stripe_api_key). Both are paid
     #: through the same Stripe adapter; only the sandbox takes the test card tokens.
@@ -228,6 +266,9 @@ class Settings:
     #: SMTP server of confirmation mails (smtp://[user:password@]host:port or smtps://);
     #: None: no mail is sent (buyers' addresses wait in the outbox until one is set).
     smtp_url: str | None = field(default=None, repr=False)
+    #: HS256 secret shared with the operator's site that signs identity tokens (events
+    #: whose ``identity`` is ``jwt`` with neither ``jwks_url`` nor ``public_key``).
+    identity_secret: str | None = field(default=None, repr=False)
     #: The From address of confirmation mails.
     mail_from: str = "tickets@booking.invalid"
     #: Base URL of the pages as buyers reach them (a mail links the tickets page under
@@ -263,10 +304,18 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("admin_key_generated", "admin_key" not in values)
         values.setdefault("secret_generated", "secret" not in values)
+        for name in ("trusted_proxies", "limit_exempt"):
+            if isinstance(values.get(name), str):
+                text = values[name].strip()
+                values[name] = () if text == "none" else tuple(text.replace(",", " ").split())
+        for name in ("limit_per_ip", "limit_per_hold", "limit_per_admin_key"):
+            if isinstance(values.get(name), str):
+                values[name] = _rate_burst(name, values[name])
         for name in (
             "http_port",
             "ws_port",
             "metrics_port",
+            "ws_connections_per_ip",
             "booking_token_ttl_s",
             "log_stream_maxlen",
             "webhook_max_attempts",
@@ -278,6 +327,9 @@ class Settings:
             "abandon_grace_s",
             "heartbeat_interval_s",
             "position_frames_per_s",
+            "ws_join_timeout_s",
+            "body_timeout_s",
+            "refund_retry_max_s",
             "admission_summary_s",
             "webhook_timeout_s",
             "webhook_backoff_s",
@@ -300,11 +352,26 @@ class Settings:
             raise ValueError(f"tracing must be auto, on or off, not {settings.tracing!r}")
         if not settings.startup_wait_s >= 0:
             raise ValueError("startup_wait_s must not be negative")
+        if not settings.refund_retry_max_s > 0:
+            raise ValueError("refund_retry_max_s must be positive")
         if len(settings.secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigurationError(
                 f"BOOKING_SECRET must be at least {MIN_SECRET_BYTES} bytes "
                 f"(it has {len(settings.secret.encode())})"
             )
+        for name in ("trusted_proxies", "limit_exempt"):
+            try:
+                parse_networks(getattr(settings, name))
+            except ValueError as exc:
+                raise ConfigurationError(f"{name}: {exc}") from None
+        for name in ("limit_per_ip", "limit_per_hold", "limit_per_admin_key"):
+            rate, burst = getattr(settings, name)
+            if not (rate > 0 and burst >= 1):
+                raise ConfigurationError(f"{name} needs a positive rate and a burst of 1 or more")
+        if settings.ws_connections_per_ip < 1:
+            raise ConfigurationError("ws_connections_per_ip must be 1 or more")
+        if not (settings.ws_join_timeout_s > 0 and settings.body_timeout_s > 0):
+            raise ConfigurationError("ws_join_timeout_s and body_timeout_s must be positive")
         if settings.gateway not in GATEWAYS:
             raise ConfigurationError(
                 f"BOOKING_GATEWAY must be sandbox or stripe, not {settings.gateway!r}"
@@ -418,6 +485,15 @@ class Settings:
 
 #: Addresses that bind every interface, and that no client can connect to.
 _EVERY_INTERFACE = ("0.0.0.0", "::", "")
+
+
+def _rate_burst(name: str, text: str) -> tuple[float, int]:
+    """``RATE/BURST`` (e.g. ``20/200``: 20 a second, 200 at once) as a pair."""
+    rate, _, burst = text.partition("/")
+    try:
+        return float(rate), int(burst)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be RATE/BURST, e.g. 20/200 (not {text!r})") from None
 
 
 def _ticket_seed(text: str) -> bytes:

@@ -8,6 +8,7 @@ commands (migrate, reconcile, event create) the same connected, migrated stores.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -23,8 +24,12 @@ from api.http.server import serve_http
 from api.settings import SANDBOX_API_KEY, ConfigurationError, Settings
 from engine.admission import AdmissionPolicy
 from engine.bookings import Booking
+from engine.cancellation import run_cancellations
+from engine.challenge import JoinChallenges
+from engine.email_identity import EmailIdentity
 from engine.eventlog import run_admission_summaries, run_relay
 from engine.health import run_store_probe
+from engine.identity import IdentityVerifier
 from engine.interface import Engine, open_engine
 from engine.mail import run_mail_sender
 from engine.payments import PaymentGateway
@@ -32,6 +37,7 @@ from engine.reconcile import run_reconciler
 from engine.saga import run_payment_recovery
 from engine.ticket_codes import TicketCodes
 from engine.worker import run_worker
+from plumbing.client_ip import AddressPolicy
 from plumbing.clock import Clock, WallClock
 from realtime.hub import Hub
 from realtime.protocol import Heartbeat, encode
@@ -39,10 +45,12 @@ from realtime.server import WaitroomHandler
 from realtime.session import Heartbeats
 from realtime.transport import serve_websockets
 from storage.bridge import open_bridge
+from storage.jwks import JwksKeys
 from storage.pg_store import PgStore, open_pg_store
 from storage.redis_store import BucketLimit, RedisStore, open_redis_store
 from storage.smtp import SmtpMailer
 from storage.stripe_gateway import STRIPE_API_BASE, StripeGateway
+from waitroom.limits import RouteLimiter, RouteLimits, retry_after_s
 from waitroom.line import JoinLimits, WaitingLine
 from waitroom.tokens import TokenSigner
 
@@ -182,6 +190,16 @@ async def open_gateway(settings: Settings) -> AsyncIterator[StripeGateway]:
 
 
 @asynccontextmanager
+async def _open_code_mailer(smtp_url: str | None) -> AsyncIterator[SmtpMailer | None]:
+    """The mailer of identity codes (the API's, over its own bridge); None without SMTP."""
+    if smtp_url is None:
+        yield None
+        return
+    async with open_bridge() as bridge:
+        yield SmtpMailer(smtp_url, bridge)
+
+
+@asynccontextmanager
 async def open_services(
     settings: Settings,
     roles: Roles = Roles(),
@@ -225,17 +243,36 @@ async def _open_services(
             TicketCodes(settings.ticket_key_seed),
             payment_window_s=settings.payment_window_s,
             gateway_timeout_s=settings.gateway_timeout_s,
+            refund_retry_max_s=settings.refund_retry_max_s,
             booking_token_ttl_s=settings.booking_token_ttl_s,
         ) as engine,
+        _open_code_mailer(settings.smtp_url if roles.api else None) as code_mailer,
         anyio.create_task_group() as tg,
     ):
-        line = WaitingLine(
+        addresses = AddressPolicy(settings.trusted_proxies, settings.limit_exempt)
+        join_limits = JoinLimits(
+            per_client=BucketLimit(settings.join_client_rate_per_s, settings.join_client_burst),
+            per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
+        )
+        line = WaitingLine(redis, clock, join_limits)
+        own_key = hashlib.sha256(b"identity\0" + settings.secret.encode()).digest()
+        identity = IdentityVerifier(
+            JwksKeys(), shared_secret=settings.identity_secret, own_key=own_key
+        )
+        challenges = JoinChallenges(
+            engine.catalog,
             redis,
             clock,
-            JoinLimits(
-                per_client=BucketLimit(settings.join_client_rate_per_s, settings.join_client_burst),
-                per_ip=BucketLimit(settings.join_ip_rate_per_s, settings.join_ip_burst),
-            ),
+            key=hashlib.sha256(b"challenge\0" + settings.secret.encode()).digest(),
+        )
+        email_identity = EmailIdentity(
+            engine.catalog,
+            redis,
+            identity,
+            code_mailer,
+            clock,
+            key=own_key,
+            sender=settings.mail_from,
         )
         hub = Hub(
             line,
@@ -260,6 +297,14 @@ async def _open_services(
                 )
             )
             await tg.start(partial(run_worker, redis, clock, policy))
+            await tg.start(
+                partial(
+                    run_cancellations,
+                    engine.cancellations,
+                    pg,
+                    interval_s=settings.cancellation_interval_s,
+                )
+            )
             await tg.start(
                 partial(
                     run_payment_recovery,
@@ -288,6 +333,19 @@ async def _open_services(
             admin_key=settings.admin_key,
             max_body_bytes=settings.max_body_bytes,
             waitroom_url=services.waitroom_url,
+            limiter=RouteLimiter(
+                redis,
+                clock,
+                RouteLimits(
+                    per_ip=BucketLimit(*settings.limit_per_ip),
+                    per_hold=BucketLimit(*settings.limit_per_hold),
+                    per_admin=BucketLimit(*settings.limit_per_admin_key),
+                ),
+            ),
+            addresses=addresses,
+            body_timeout_s=settings.body_timeout_s,
+            email_identity=email_identity,
+            challenges=challenges,
         )
         if roles.worker and not roles.api:
             services.http_port = await tg.start(
@@ -310,6 +368,12 @@ async def _open_services(
                 clock,
                 max_pending=settings.max_pending_messages,
                 heartbeats=heartbeats,
+                addresses=addresses,
+                connections_per_ip=settings.ws_connections_per_ip,
+                join_timeout_s=settings.ws_join_timeout_s,
+                join_wait_s=retry_after_s(join_limits.per_client, join_limits.per_ip),
+                identity=identity,
+                challenges=challenges,
             )
             services.ws_port = await tg.start(
                 partial(
@@ -328,6 +392,8 @@ async def _open_services(
                     settings.host,
                     settings.http_port,
                     reuse_port=settings.reuse_port,
+                    # Later than the body timeout, so a stalled body is answered 408 first.
+                    read_timeout_s=settings.body_timeout_s + 5,
                 )
             )
             if settings.reuse_port:

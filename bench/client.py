@@ -9,12 +9,36 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 import anyio
+import jwt
 from websockets.exceptions import WebSocketException
 
-from api.client import ApiError, BookingClient, WaitingRoom
+from api.client import ApiError, BookingClient, WaitingRoom, solve_challenge
 from realtime import protocol as p
 
-__all__ = ["Behaviour", "ClientResult", "run_client"]
+__all__ = [
+    "IDENTITY_AUDIENCE",
+    "IDENTITY_ISSUER",
+    "Behaviour",
+    "ClientResult",
+    "identity_token",
+    "run_client",
+]
+
+#: The bench's identity tokens' issuer and audience: signed HS256 with the deployment's
+#: ``BOOKING_IDENTITY_SECRET``, as an operator's site signs its known users'.
+IDENTITY_ISSUER = "https://shop.bench"
+IDENTITY_AUDIENCE = "booking-bench"
+
+
+def identity_token(secret: str, subject: str, expires_in_s: int = 3600) -> str:
+    """An identity token for ``subject``, as the operator's site would sign it."""
+    claims = {
+        "sub": subject,
+        "iss": IDENTITY_ISSUER,
+        "aud": IDENTITY_AUDIENCE,
+        "exp": int(time.time()) + expires_in_s,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 class Behaviour(enum.Enum):
@@ -74,12 +98,16 @@ async def run_client(
     local_address: tuple[str, int] | None = None,
     leave_after_s: float | None = None,
     reconnect_at: anyio.Event | None = None,
+    challenge_of: str | None = None,
+    identity_secret: str = "",
 ) -> ClientResult:
     """Run one buyer to its outcome, filling in ``result`` as it goes.
 
     ``leave_after_s``: with ``Behaviour.LEAVE``, close the socket this long after
     ``queued`` (outcome ``left``). ``reconnect_at``: once set, drop the socket
     and resume the place with the queue token on a new one (a reconnect storm).
+    ``challenge_of``: the event whose join challenge to solve first, as a page does.
+    ``identity_secret``: join with an identity token of its own (the client id as subject).
     """
     try:
         await _run(
@@ -92,6 +120,8 @@ async def run_client(
             local_address,
             leave_after_s,
             reconnect_at,
+            challenge_of,
+            identity_secret,
         )
     # A failed handshake (InvalidMessage when the server drops the connection under a
     # storm) or a closed socket ends this client with an error, never its process.
@@ -111,8 +141,17 @@ async def _run(
     local_address: tuple[str, int] | None,
     leave_after_s: float | None,
     reconnect_at: anyio.Event | None,
+    challenge_of: str | None,
+    identity_secret: str,
 ) -> None:
-    first: p.ClientMessage = p.Join(quantity=r.quantity, client_id=r.client_id)
+    solved = None
+    if challenge_of is not None:
+        view = await http.challenge(challenge_of)
+        solved = await solve_challenge(view) if view.difficulty else None
+    identity = identity_token(identity_secret, r.client_id) if identity_secret else None
+    first: p.ClientMessage = p.Join(
+        quantity=r.quantity, client_id=r.client_id, challenge=solved, identity=identity
+    )
     state = _Conversation()
     while True:
         async with AsyncExitStack() as stack:

@@ -27,7 +27,7 @@ import anyio.abc
 import msgspec
 
 from api.client import ApiError, BookingClient
-from bench.client import ClientResult
+from bench.client import IDENTITY_AUDIENCE, IDENTITY_ISSUER, ClientResult
 from bench.display import ProgressSink, SaleFrame, plural
 from bench.procs import Done, Job, Progress, Report
 from bench.sale import SaleReport, render_summary, scrape_counters
@@ -75,6 +75,11 @@ class BenchOptions:
     ws_servers: tuple[str, ...] = ()
     #: How much lower than this process the bench processes run (0-19).
     niceness: int = 0
+    #: The join challenge's difficulty (0: none); each client solves one, as a page does.
+    challenge_difficulty: int = 0
+    #: Non-empty: the event requires a verified identity (HS256 tokens signed with this,
+    #: the deployment's ``BOOKING_IDENTITY_SECRET``) and each client joins with its own.
+    identity_secret: str = field(default="", repr=False)
 
     def scenario_spec(self) -> Scenario:
         """The scenario with this run's overrides."""
@@ -350,6 +355,14 @@ async def run_bench(
             max_active_holds=options.max_active_holds,
             name=f"Bench: {options.scenario}",
         )
+        if options.challenge_difficulty:
+            body["challenge_difficulty"] = options.challenge_difficulty
+        if options.identity_secret:
+            body["identity"] = {
+                "kind": "jwt",
+                "issuer": IDENTITY_ISSUER,
+                "audience": IDENTITY_AUDIENCE,
+            }
         created = await client.create_event(body)
         event_id, waitroom_url = created.id, created.waitroom_url
         require_loopback(waitroom_url)
@@ -358,6 +371,11 @@ async def run_bench(
         if scenario.flash:  # nobody is admitted until everyone is in line
             await client.pause(event_id)
         jobs = _jobs(options, http_url, waitroom_url, deadline, scenario.reconnect > 0)
+        if options.challenge_difficulty:
+            jobs = [msgspec.structs.replace(j, challenge_of=event_id) for j in jobs]
+        if options.identity_secret:
+            secret = options.identity_secret
+            jobs = [msgspec.structs.replace(j, identity_secret=secret) for j in jobs]
         latest: dict[int, Progress] = {}
         done: dict[int, Done] = {}
         samples: list[Sample] = []

@@ -19,6 +19,7 @@ class BookingStatus(StrEnum):
     """Where a booking stands."""
 
     CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"  # every ticket cancelled (see engine/cancellation.py)
 
 
 class Ticket(msgspec.Struct, frozen=True):
@@ -28,6 +29,8 @@ class Ticket(msgspec.Struct, frozen=True):
     section: str
     row: str
     number: int
+    #: False once the ticket was cancelled.
+    live: bool = True
 
 
 class Booking(msgspec.Struct, frozen=True):
@@ -46,7 +49,7 @@ class Booking(msgspec.Struct, frozen=True):
 
 def ticket_from_row(row: TicketRow) -> Ticket:
     """The ticket of a stored ticket row."""
-    return Ticket(row.code, row.section, row.seat_row, row.seat_number)
+    return Ticket(row.code, row.section, row.seat_row, row.seat_number, row.live)
 
 
 def booking_from_row(row: BookingRow) -> Booking:

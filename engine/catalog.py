@@ -7,7 +7,14 @@ import secrets
 import msgspec
 
 from engine.errors import NotFound
-from engine.events import EventSpec, SectionSpec, seat_map, seat_positions, validate_event
+from engine.events import (
+    EventSpec,
+    IdentitySpec,
+    SectionSpec,
+    seat_map,
+    seat_positions,
+    validate_event,
+)
 from engine.ids import is_valid_id
 from storage.log_events import Actor, EventCreatedPayload, SectionCapacity
 from storage.pg_records import EventRow, SeatRow
@@ -52,6 +59,13 @@ class EventCatalog:
                 max_active_holds=spec.max_active_holds,
                 sections=msgspec.json.encode(spec.sections).decode(),
                 currency=spec.currency,
+                identity=""
+                if spec.identity is None
+                else msgspec.json.encode(spec.identity).decode(),
+                max_per_person=spec.max_per_person,
+                challenge_difficulty=spec.challenge_difficulty,
+                buyer_refunds=spec.buyer_refunds,
+                refund_until=spec.refund_until,
             ),
             seats,
             EventCreatedPayload(
@@ -77,6 +91,7 @@ class EventCatalog:
             "hold_ms": spec.hold_seconds * 1000,
             "max_active": spec.max_active_holds,
             "max_per_order": spec.max_per_order,
+            "max_per_person": spec.max_per_person,
             "sections": [
                 {"id": s.id, "price_cents": s.price_cents, "map": seat_map(s)}
                 for s in spec.sections
@@ -114,6 +129,11 @@ class EventCatalog:
             hold_seconds=row.hold_seconds,
             max_active_holds=row.max_active_holds,
             currency=row.currency,
+            identity=msgspec.json.decode(row.identity, type=IdentitySpec) if row.identity else None,
+            max_per_person=row.max_per_person,
+            challenge_difficulty=row.challenge_difficulty,
+            buyer_refunds=row.buyer_refunds,
+            refund_until=row.refund_until,
         )
         self._specs[row.id] = spec
         return spec

@@ -19,7 +19,14 @@ from datetime import datetime
 import msgspec
 
 from engine.catalog import EventCatalog
-from engine.errors import AlreadyCheckedIn, Conflict, NotFound, TicketNotLive, Unauthorized
+from engine.errors import (
+    AlreadyCheckedIn,
+    Conflict,
+    NotFound,
+    TicketBeingCancelled,
+    TicketNotLive,
+    Unauthorized,
+)
 from engine.ids import is_valid_id
 from engine.metrics import CHECKINS
 from storage.log_events import Actor
@@ -118,8 +125,9 @@ class Checkin:
         """Let the ticket ``code`` in at ``gate``; the seat.
 
         Unauthorized: the key is no staff key in force. NotFound: its event has no such
-        ticket. TicketNotLive: the ticket was cancelled. AlreadyCheckedIn: it was let in
-        before (when and at which gate).
+        ticket. TicketNotLive: the ticket was cancelled. TicketBeingCancelled: a
+        cancellation of it is pending (its refund under way). AlreadyCheckedIn: it was let
+        in before (when and at which gate).
         """
         if not staff_key.startswith(STAFF_KEY_PREFIX):
             raise Unauthorized("a staff key of this event is required")
@@ -133,6 +141,9 @@ class Checkin:
         if not ticket.live:
             CHECKINS.labels(event_id, "cancelled").inc()
             raise TicketNotLive("this ticket was cancelled")
+        if ticket.cancelling:
+            CHECKINS.labels(event_id, "cancelling").inc()
+            raise TicketBeingCancelled("this ticket is being cancelled and refunded")
         when = ticket.checked_in_at
         if when is None:  # live and not in, yet not let in: it changed between the two reads
             raise Conflict("the ticket changed while it was scanned: scan it again")

@@ -11,14 +11,17 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from engine.errors import InvalidRequest
 
 __all__ = [
     "EventSpec",
+    "IdentitySpec",
     "RowSpec",
     "SeatLabel",
     "SectionSpec",
@@ -61,6 +64,24 @@ class SectionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return sum(r.seats for r in self.rows) if self.rows else self.capacity
 
 
+class IdentitySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a buyer proves who it is before taking a place in line (one place per person).
+
+    ``jwt``: the operator's site signs an identity token (its ``sub`` is the person),
+    checked for ``issuer``, ``audience`` and expiry; signed RS256/ES256 with a key
+    from ``jwks_url`` (fetched, cached, fetched again for an unknown ``kid``) or with
+    ``public_key`` (PEM), else HS256 with the deployment's ``BOOKING_IDENTITY_SECRET``.
+    ``email``: the engine sends a one-time code to the buyer's address and signs a token
+    of its own for the verified address (``issuer`` and ``audience`` are its own).
+    """
+
+    kind: Literal["jwt", "email"]
+    issuer: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    audience: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    jwks_url: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    public_key: Annotated[str, msgspec.Meta(max_length=8192)] = ""
+
+
 class EventSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What an organiser gives to create an event."""
 
@@ -72,6 +93,22 @@ class EventSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_active_holds: Count = 500
     #: The currency of the prices (ISO 4217 code).
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "EUR"
+    #: How buyers prove who they are (null: anybody may join, one place per client id).
+    identity: IdentitySpec | None = None
+    #: Seats one verified person may hold or buy over all its orders (0: no limit;
+    #: needs ``identity``).
+    max_per_person: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
+    #: The proof of work a join must bring: the counter range of its challenge (about
+    #: 0.75 x this many SHA-256 hashes to solve; 0: none). Admins change it live.
+    challenge_difficulty: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 0
+    #: Refund policy: whether a buyer may cancel a booking with a full refund, and until
+    #: when (None: no deadline). An admin may always cancel and refund.
+    buyer_refunds: bool = True
+    refund_until: datetime | None = None
+
+    def buyer_may_cancel(self, now: datetime) -> bool:
+        """Whether the refund policy lets a buyer cancel with a full refund at ``now``."""
+        return self.buyer_refunds and (self.refund_until is None or now <= self.refund_until)
 
     @property
     def capacity(self) -> int:
@@ -106,6 +143,11 @@ def validate_event(spec: EventSpec) -> None:
         raise InvalidRequest("an event may have at most 200,000 seats")
     if not _EARLIEST <= spec.opens_at <= _LATEST:
         raise InvalidRequest("opens_at must be between 2000 and 2999")
+    if spec.refund_until is not None:
+        if spec.refund_until.tzinfo is None:
+            raise InvalidRequest("refund_until must carry a time zone, e.g. 2026-12-01T10:00:00Z")
+        if not _EARLIEST <= spec.refund_until <= _LATEST:
+            raise InvalidRequest("refund_until must be between 2000 and 2999")
     texts = (
         [spec.name]
         + [s.name for s in spec.sections]
@@ -113,6 +155,34 @@ def validate_event(spec: EventSpec) -> None:
     )
     if any(not t.isprintable() for t in texts):
         raise InvalidRequest("names and row labels must be printable text")
+    _validate_identity(spec)
+
+
+def _validate_identity(spec: EventSpec) -> None:
+    identity = spec.identity
+    if identity is None:
+        if spec.max_per_person:
+            raise InvalidRequest("max_per_person needs identity: a person must be known")
+        return
+    if identity.kind == "email":
+        if identity.issuer or identity.audience or identity.jwks_url or identity.public_key:
+            raise InvalidRequest("an email identity takes no issuer, audience or keys")
+        return
+    if not identity.issuer or not identity.audience:
+        raise InvalidRequest("a jwt identity needs the issuer and audience its tokens carry")
+    if identity.jwks_url and identity.public_key:
+        raise InvalidRequest("give jwks_url or public_key, not both")
+    if identity.jwks_url and not re.match(r"^https?://[^\s/]+", identity.jwks_url):
+        raise InvalidRequest("jwks_url must be an http(s) URL")
+    if identity.public_key:
+        try:
+            key = load_pem_public_key(identity.public_key.encode())
+        except ValueError:
+            key = None
+        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise InvalidRequest(
+                "public_key must be an RSA or EC PEM public key (-----BEGIN PUBLIC KEY-----)"
+            )
 
 
 def seat_map(section: SectionSpec) -> str:

@@ -113,6 +113,18 @@ class Holds:
             raise HoldExpired("the hold expired; its seats went back on sale")
         return event_id, seq
 
+    def reader(self, token: str) -> str:
+        """The hold whose booking ``token`` may read: a live hold token's, or a booking
+        token's; Unauthorized for anything else."""
+        if token.startswith(f"{TokenKind.BOOKING.value}."):
+            try:
+                claims = self._signer.verify(token, TokenKind.BOOKING, self._clock.now_ms() / 1000)
+            except InvalidToken as exc:
+                raise Unauthorized(f"booking token refused: {exc}") from None
+        else:
+            claims = self._claims(token, expired_ok=False)
+        return hold_id(claims.event_id, claims.seq)
+
     def booking_token(self, hold: str, expires_s: int) -> str:
         """The booking token of the booking ``hold`` became, valid until ``expires_s``.
 
@@ -125,13 +137,5 @@ class Holds:
     def authorize_reading(self, token: str, hold: str) -> None:
         """Pass if ``token`` is the unexpired hold token or booking token of ``hold``;
         else Unauthorized or Forbidden."""
-        kind = TokenKind.BOOKING if token.startswith(f"{TokenKind.BOOKING.value}.") else None
-        if kind is None:
-            claims = self._claims(token, expired_ok=False)
-        else:
-            try:
-                claims = self._signer.verify(token, kind, self._clock.now_ms() / 1000)
-            except InvalidToken as exc:
-                raise Unauthorized(f"booking token refused: {exc}") from None
-        if hold_id(claims.event_id, claims.seq) != hold:
+        if self.reader(token) != hold:
             raise Forbidden("this token is for another booking")

@@ -10,6 +10,8 @@ one of each, built over the stores and started in the caller's task group by
 - ``holds``     hold ids, the offer a client sees, who may pay (``engine/holds.py``)
 - ``checkout``  paying for a hold (``engine/checkout.py``)
 - ``bookings``  what a paid hold became (``engine/bookings.py``)
+- ``cancellations``  cancelling bookings, refunds, seats back on sale
+                (``engine/cancellation.py``)
 - ``checkin``   staff keys and tickets scanned at the door (``engine/checkin.py``)
 - ``tickets``   the buyer's tickets: signed codes, QR codes, the PDF (``engine/tickets.py``)
 - ``webhooks``  integrators' URLs for an event's log (``engine/webhooks.py``; the relay
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 import anyio
 
 from engine.bookings import Bookings
+from engine.cancellation import Cancellations
 from engine.catalog import EventCatalog
 from engine.checkin import Checkin
 from engine.checkout import Checkout
@@ -53,6 +56,7 @@ class Engine:
     holds: Holds
     checkout: Checkout
     bookings: Bookings
+    cancellations: Cancellations
     checkin: Checkin
     tickets: Tickets
     webhooks: Webhooks
@@ -69,6 +73,7 @@ async def open_engine(
     *,
     payment_window_s: float,
     gateway_timeout_s: float,
+    refund_retry_max_s: float = 60.0,
     booking_token_ttl_s: int,
 ) -> AsyncIterator[Engine]:
     """The engine over these stores, its batchers running for the duration of the block."""
@@ -92,6 +97,16 @@ async def open_engine(
         holds=Holds(catalog, signer, clock, payment_window_s=payment_window_s),
         checkout=checkout,
         bookings=bookings,
+        cancellations=Cancellations(
+            redis,
+            pg,
+            catalog,
+            bookings,
+            gateway,
+            clock,
+            gateway_timeout_s=gateway_timeout_s,
+            retry_max_s=refund_retry_max_s,
+        ),
         checkin=Checkin(pg, catalog),
         tickets=Tickets(codes, catalog),
         webhooks=Webhooks(pg, catalog),

@@ -8,6 +8,7 @@ __all__ = [
     "ACTIVE_HOLDS",
     "ADMISSIONS",
     "BOOKINGS",
+    "CANCELLATIONS",
     "CHECKINS",
     "HOLDS_EXPIRED",
     "LOG_ENTRIES_RELAYED",
@@ -15,6 +16,7 @@ __all__ = [
     "PAYMENTS",
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
+    "REFUNDED",
     "RELAY_LAG",
     "REVENUE",
     "SOLD_OUT",
@@ -39,7 +41,19 @@ REVENUE = Counter(
     "Amount of the bookings made durable, in cents.",
     ["event"],
 )
-#: result: admitted, already_in, cancelled, unknown (scans with a refused key are not counted).
+CANCELLATIONS = Counter(
+    "booking_cancellations_total",
+    "Cancellation attempts by result: refunded, retry (the gateway could not refund yet), "
+    "refused (the gateway refused for good).",
+    ["result"],
+)
+#: Refunds made by cancellations, in cents, like REVENUE.
+REFUNDED = Counter(
+    "booking_refunded_cents",
+    "Amount refunded by cancellations, in cents.",
+    ["event"],
+)
+#: result: admitted, already_in, cancelled, cancelling (a cancellation pending), unknown (scans with a refused key are not counted).
 CHECKINS = Counter(
     "booking_checkins_total", "Tickets scanned at the door, by result.", ["event", "result"]
 )

@@ -6,8 +6,13 @@ that lost its last writes can leave a booking whose seats Redis does not show
 sold. Reconciliation reads the confirmed bookings and hands them to
 ``reconcile_bookings.lua``, which sells their seats when the ticket still holds
 them or when they are still free, and reports a conflict otherwise; each conflict
-is logged once in PostgreSQL's event_log as a refund to make. Running it again
-changes nothing, so every worker runs it at start and then periodically.
+is logged once in PostgreSQL's event_log as a refund to make. Cancelled tickets go
+the other way: the seats of every done cancellation are handed to
+``return_seats.lua`` first, which frees those Redis still shows sold to the
+cancelled booking (a crash between the cancellation's commit and its seats'
+return, or a Redis that lost its last writes), so a seat is free in Redis once its
+ticket is no longer live. Running it again changes nothing, so every worker runs
+it at start and then periodically.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from datetime import UTC, datetime
 
 import anyio
 
+from engine.cancellation import returned
 from plumbing.clock import Clock
 from storage.errors import StorageError
 from storage.pg_records import BookingConflict, LiveBooking
@@ -44,11 +50,13 @@ class ReconcileReport:
     results: Counter[str] = field(default_factory=Counter)
     #: Conflicts logged for the first time by this pass.
     new_conflicts: int = 0
+    #: Done cancellations looked at, by result (returned, done, conflict:*).
+    returns: Counter[str] = field(default_factory=Counter)
 
     @property
     def repaired(self) -> int:
-        """Bookings whose seats this pass marked sold."""
-        return self.results["sold"] + self.results["retaken"]
+        """Bookings whose seats this pass marked sold, or freed after a cancellation."""
+        return self.results["sold"] + self.results["retaken"] + self.returns["returned"]
 
     @property
     def conflicts(self) -> int:
@@ -58,7 +66,11 @@ class ReconcileReport:
     def summary(self) -> str:
         """One line for logs and the command line."""
         parts = ", ".join(f"{r} {n}" for r, n in sorted(self.results.items()))
-        return f"bookings checked: {sum(self.results.values())} ({parts or 'none'})"
+        line = f"bookings checked: {sum(self.results.values())} ({parts or 'none'})"
+        if self.returns:
+            back = ", ".join(f"{r} {n}" for r, n in sorted(self.returns.items()))
+            line += f"; cancellations checked: {sum(self.returns.values())} ({back})"
+        return line
 
 
 def _booked(b: LiveBooking) -> BookedSeats:
@@ -92,6 +104,20 @@ async def reconcile(
     if event_ids is None:
         event_ids = await redis.event_ids()
     report = ReconcileReport()
+    # Seats of cancelled tickets first: a seat cancelled and booked again is free for
+    # the new booking to be sold.
+    cancelled = await pg.returned_seats(event_ids, since=since, until=until)
+    for start in range(0, len(cancelled), BATCH):
+        chunk_back = cancelled[start : start + BATCH]
+        back = await redis.return_seats([returned(r) for r in chunk_back], clock.now_ms())
+        report.returns.update(back)
+        for seats, result in zip(chunk_back, back, strict=True):
+            if result == "returned":
+                logger.warning("reconciled cancelled seats of booking %s", seats.booking_id)
+            elif result.startswith("conflict"):
+                logger.error(
+                    "cancelled seats of booking %s: Redis disagrees (%s)", seats.booking_id, result
+                )
     bookings = await pg.live_bookings(event_ids, since, until)
     for start in range(0, len(bookings), BATCH):
         chunk = bookings[start : start + BATCH]

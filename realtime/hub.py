@@ -250,6 +250,8 @@ class Hub:
             if status.state == EventState.SOLD_OUT and ch.state != EventState.SOLD_OUT:
                 ch.state = EventState.SOLD_OUT
                 self._sold_out_after(ch, ch.serving)
+            elif status.state != EventState.SOLD_OUT and ch.state == EventState.SOLD_OUT:
+                ch.state = status.state  # cancelled seats came back: the sale takes joins again
             if status.opened:
                 await self._place_pre_queue(ch)
             # From here to the end of the round nothing yields: the ranking stays true.

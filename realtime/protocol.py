@@ -48,11 +48,21 @@ ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[
 
 
 class Join(_ClientMessage, frozen=True):
-    """Take a place in line for ``quantity`` seats (in ``section``, or any)."""
+    """Take a place in line for ``quantity`` seats (in ``section``, or any).
+
+    ``identity``: the identity token an event that requires one asks for (signed by the
+    operator's site, or by ``POST /v1/events/{id}/identity/verify``). With it the place
+    belongs to the person the token names, not to ``client_id``: the person's other
+    devices get the same place back. ``challenge``: the solved proof of work.
+    """
 
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
     client_id: ClientId
     section: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    identity: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)] | None = None
+    #: The solved proof of work (an ALTCHA payload, base64) of ``GET
+    #: /v1/events/{id}/challenge``, when the event asks for one (used once).
+    challenge: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
 
 
 class Resume(_ClientMessage, frozen=True):

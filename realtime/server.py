@@ -7,7 +7,9 @@ Each connection gets a session and a writer task; the reader handles ``join`` an
 from __future__ import annotations
 
 import logging
+import math
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,14 +18,24 @@ import msgspec
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from engine.catalog import EventCatalog
-from engine.errors import NotFound, StorageError, StorageUnavailable
+from engine.challenge import JoinChallenges
+from engine.errors import (
+    ChallengeRefused,
+    IdentityRefused,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+)
+from engine.identity import IdentityVerifier, person_client_id
 from plumbing import tracing
+from plumbing.client_ip import AddressPolicy
 from plumbing.clock import Clock
 from realtime import protocol as p
 from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS
 from realtime.session import ClientSession, Heartbeats
-from waitroom.line import RATE_LIMITED, UnknownTicket, WaitingLine
+from realtime.transport import close_websocket
+from waitroom.line import PERSON_LIMIT, RATE_LIMITED, UnknownTicket, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
 
 __all__ = ["WaitroomHandler"]
@@ -52,6 +64,12 @@ class WaitroomHandler:
         *,
         max_pending: int = 32,
         heartbeats: Heartbeats,
+        addresses: AddressPolicy | None = None,
+        connections_per_ip: int = 200,
+        join_timeout_s: float = 30.0,
+        join_wait_s: int = 1,
+        identity: IdentityVerifier | None = None,
+        challenges: JoinChallenges | None = None,
     ) -> None:
         self._hub = hub  # routing of outcomes and positions
         self._line = line  # joins
@@ -60,9 +78,23 @@ class WaitroomHandler:
         self._clock = clock  # token expiry
         self._max_pending = max_pending  # per-client outbox bound
         self._heartbeats = heartbeats  # keeps quiet connections alive
+        self._addresses = addresses or AddressPolicy()  # trusted proxies, exempt clients
+        self._connections_per_ip = connections_per_ip  # open sockets per client address
+        self._join_timeout_s = join_timeout_s  # a socket that never joins is closed then
+        self._join_wait_s = join_wait_s  # told to a client whose join was rate limited
+        self._identity = identity  # checks identity tokens (None: no event may require one)
+        self._challenges = challenges  # checks proofs of work (None: none asked)
+        self._open: Counter[str] = Counter()  # open sockets per (non-exempt) client address
 
     async def __call__(self, ws: Any) -> None:
         """Serve ``ws`` until it closes."""
+        ip = self._client_ip(ws)
+        counted = not self._addresses.exempt(ip)
+        if counted and self._open[ip] >= self._connections_per_ip:
+            await _turn_away(ws, self._connections_per_ip)
+            return
+        if counted:
+            self._open[ip] += 1
         OPEN_SOCKETS.inc()
         session = ClientSession(ws, max_pending=self._max_pending)
         try:
@@ -70,7 +102,7 @@ class WaitroomHandler:
                 tg.start_soon(session.run_writer)
                 self._heartbeats.add(session)
                 try:
-                    await self._read(ws, session)
+                    await self._read(ws, session, ip)
                 finally:
                     self._heartbeats.discard(session)
                     # Let the writer send what is queued (an error, say), briefly.
@@ -80,6 +112,10 @@ class WaitroomHandler:
             if not _is_disconnect(exc):
                 logger.exception("waitroom connection failed")
         finally:
+            if counted:
+                self._open[ip] -= 1
+                if not self._open[ip]:
+                    del self._open[ip]
             routed = self._hub.detach(session)
             OPEN_SOCKETS.dec()
             if routed and session.waiting and session.event_id is not None:
@@ -93,7 +129,14 @@ class WaitroomHandler:
             except StorageError:
                 logger.warning("waitroom: could not mark ticket %s of %s as gone", seq, event_id)
 
-    async def _read(self, ws: Any, session: ClientSession) -> None:
+    def _client_ip(self, ws: Any) -> str:
+        """The client's address: the peer, or behind trusted proxies from the handshake's
+        X-Forwarded-For."""
+        request = getattr(ws, "request", None)
+        forwarded = request.headers.get_all("X-Forwarded-For") if request is not None else []
+        return self._addresses.client(_peer_ip(ws), forwarded)
+
+    async def _read(self, ws: Any, session: ClientSession, ip: str) -> None:
         match = _PATH.match(ws.request.path.split("?", 1)[0])
         if match is None:
             _refuse(session, "not_found", "use /v1/events/{id}/waitroom")
@@ -104,14 +147,27 @@ class WaitroomHandler:
         except NotFound:
             _refuse(session, "not_found", f"no event {event_id!r}")
             return
+        # Until it joins or resumes, a connection has join_timeout_s; then it is closed.
+        join_deadline = anyio.current_time() + self._join_timeout_s
         while True:
-            try:
-                raw = await ws.recv(decode=False)
-            except ConnectionClosedOK:
+            with anyio.move_on_after(
+                math.inf if session.event_id is not None else join_deadline - anyio.current_time()
+            ) as waiting:
+                try:
+                    raw = await ws.recv()
+                except ConnectionClosedOK:
+                    return
+            if waiting.cancelled_caught:
+                _refuse(
+                    session, "join_timeout", f"join or resume within {self._join_timeout_s:g} s"
+                )
                 return
+            if isinstance(raw, bytes):
+                _refuse(session, "binary_frame", "send messages as JSON text frames")
+                continue
             try:
                 message = p.client_decoder.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 _refuse(session, "invalid_message", str(exc))
                 continue
             if isinstance(message, p.Ping):
@@ -122,7 +178,7 @@ class WaitroomHandler:
                 continue
             try:
                 if isinstance(message, p.Join):
-                    await self._join(event_id, message, session, _peer_ip(ws), ws)
+                    await self._join(event_id, message, session, ip, ws)
                 else:
                     await self._resume(event_id, message, session)
             except StorageError:
@@ -139,6 +195,25 @@ class WaitroomHandler:
         if msg.section is not None and spec.section(msg.section) is None:
             _refuse(session, "invalid_section", f"no section {msg.section!r}")
             return
+        if self._challenges is not None:
+            # Cheapest check first: a bot that did no work costs two HMACs, no Redis write.
+            try:
+                await self._challenges.check(event_id, msg.challenge)
+            except ChallengeRefused as exc:
+                _refuse(session, exc.code, exc.message)
+                return
+        client_id, person = msg.client_id, ""
+        if spec.identity is not None:
+            # One place per person: the line knows a verified buyer by its identity alone.
+            if self._identity is None:
+                _refuse(session, "identity_unavailable", "identity is not checked here")
+                return
+            try:
+                person = await self._identity.person(event_id, spec, msg.identity)
+            except IdentityRefused as exc:
+                _refuse(session, exc.code, exc.message)
+                return
+            client_id = person_client_id(person)
         ch = await self._hub.channel(event_id)
         if tracing.ENABLED:
             parent = _traceparent(ws)
@@ -149,20 +224,24 @@ class WaitroomHandler:
             with tracing.span("join", parent, attributes=attributes) as span:
                 result = await self._line.join(
                     event_id,
-                    msg.client_id,
+                    client_id,
                     msg.quantity,
                     msg.section or "",
                     ip=ip,
                     traceparent=span.traceparent,
+                    person=person,
                 )
                 span.set("booking.ticket", result.seq)
                 span.set("booking.join_status", result.status)
         else:
             result = await self._line.join(
-                event_id, msg.client_id, msg.quantity, msg.section or "", ip=ip
+                event_id, client_id, msg.quantity, msg.section or "", ip=ip, person=person
             )
         if result.status == RATE_LIMITED:
-            _refuse(session, "rate_limited", "too many joins; wait a moment and try again")
+            _refuse(session, "rate_limited", f"too many joins; retry in {self._join_wait_s} s")
+            return
+        if result.status == PERSON_LIMIT:
+            _refuse(session, "person_limit", f"at most {spec.max_per_person} seats per person")
             return
         if result.seq == 0:
             session.send(p.encode(p.SoldOut()))
@@ -230,6 +309,16 @@ async def _wait_out_restart(read: Callable[[], Awaitable[T]]) -> T:
 def _refuse(session: ClientSession, code: str, message: str) -> None:
     """Answer the client's last message with an ``error``."""
     session.send(p.encode(p.Error(code=code, message=message)))
+
+
+async def _turn_away(ws: Any, cap: int) -> None:
+    """Refuse a connection over its address's cap: an ``error``, then close (1013)."""
+    message = f"at most {cap} connections per address; close one and retry"
+    try:
+        await ws.send(p.encode(p.Error(code="too_many_connections", message=message)), text=True)
+        await close_websocket(ws, 1013, "too many connections")
+    except ConnectionClosed:
+        pass
 
 
 def _is_disconnect(exc: BaseException) -> bool:

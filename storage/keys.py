@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EVENTS_KEY", "EventKeys", "event_keys"]
+__all__ = ["EVENTS_KEY", "EventKeys", "edge_bucket", "event_keys"]
 
 #: Set of every event id this deployment knows; read by workers to find work.
 EVENTS_KEY = "events"
@@ -40,6 +40,22 @@ class EventKeys:
         """Hash: a token bucket limiting joins to this event per ``kind`` (client, ip) and name."""
         return f"ev:{{{self.event_id}}}:bucket:{kind}:{name}"
 
+    def challenge_difficulty(self) -> str:
+        """String: the join challenge's difficulty as an admin set it (absent: the spec's)."""
+        return f"ev:{{{self.event_id}}}:challenge"
+
+    def used_challenge(self, nonce: str) -> str:
+        """String: a join challenge already solved and used, until it expires."""
+        return f"ev:{{{self.event_id}}}:challenge:used:{nonce}"
+
+    def email_code(self, address_hash: str) -> str:
+        """String: the HMAC of the one-time code sent to an address, expiring with it."""
+        return f"ev:{{{self.event_id}}}:code:{address_hash}"
+
+    def email_attempts(self, address_hash: str) -> str:
+        """String: attempts at an address's code, expiring with it."""
+        return f"ev:{{{self.event_id}}}:code:{address_hash}:n"
+
     def seat_map(self, section_id: str) -> str:
         """String: one character per seat of a section, rows separated by ``|``."""
         return f"ev:{{{self.event_id}}}:map:{section_id}"
@@ -59,3 +75,9 @@ def event_keys(event_id: str) -> EventKeys:
         notify=f"{prefix}:notify",
         log=f"{prefix}:log",
     )
+
+
+def edge_bucket(route: str, kind: str, name: str) -> str:
+    """Hash: a token bucket limiting one route of the edge per ``kind`` (ip, hold, admin)
+    and name; every bucket of a route shares the route's hash tag."""
+    return f"edge:{{{route}}}:bucket:{kind}:{name}"

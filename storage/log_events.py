@@ -130,6 +130,44 @@ class ConfirmationMailedPayload(_Payload, frozen=True):
     attempts: int
 
 
+class CancellationRequestedPayload(_Payload, frozen=True):
+    cancellation_id: str
+    booking_id: str
+    #: The tickets being cancelled, by code.
+    codes: list[str]
+    #: What is to be refunded.
+    amount_cents: int
+    by_admin: bool
+
+
+class BookingCancelledPayload(_Payload, frozen=True):
+    cancellation_id: str
+    booking_id: str
+    codes: list[str]
+    #: What was refunded.
+    amount_cents: int
+    refund_ref: str | None
+    #: The booking after the cancellation: ``cancelled`` once no ticket is left, else
+    #: ``confirmed`` with fewer live tickets.
+    booking_status: str | None
+
+
+class RefundRefusedPayload(_Payload, frozen=True):
+    cancellation_id: str
+    booking_id: str
+    reason: str
+
+
+class EventCancelRequestedPayload(_Payload, frozen=True):
+    """Nothing more than the entry's event."""
+
+
+class EventCancelledPayload(_Payload, frozen=True):
+    #: Bookings refunded, and the cents refunded, over the event's cancellation.
+    refunded: int
+    refunded_cents: int
+
+
 class WebhookPayload(_Payload, frozen=True):
     webhook_id: str
     url: str
@@ -262,6 +300,37 @@ class ConfirmationMailed(_Entry, frozen=True, tag="confirmation_mailed"):
     payload: ConfirmationMailedPayload
 
 
+class CancellationRequested(_Entry, frozen=True, tag="cancellation_requested"):
+    """A buyer or the admin asked to cancel a booking or some of its tickets (recorded
+    before any refund)."""
+
+    payload: CancellationRequestedPayload
+
+
+class BookingCancelled(_Entry, frozen=True, tag="booking_cancelled"):
+    """A cancellation was refunded and done: its tickets are no longer live."""
+
+    payload: BookingCancelledPayload
+
+
+class RefundRefused(_Entry, frozen=True, tag="refund_refused"):
+    """The gateway refused a cancellation's refund for good: the tickets stay live."""
+
+    payload: RefundRefusedPayload
+
+
+class EventCancelRequested(_Entry, frozen=True, tag="event_cancel_requested"):
+    """The admin cancelled the whole event: the sale closes, every booking is refunded."""
+
+    payload: EventCancelRequestedPayload
+
+
+class EventCancelled(_Entry, frozen=True, tag="event_cancelled"):
+    """Every booking of a cancelled event was refunded."""
+
+    payload: EventCancelledPayload
+
+
 class WebhookRegistered(_Entry, frozen=True, tag="webhook_registered"):
     """The admin registered a webhook URL (its secret is never logged)."""
 
@@ -300,6 +369,11 @@ LogEntry = Union[  # noqa: UP007 (a runtime union for msgspec)
     StaffKeyRevoked,
     TicketCheckedIn,
     ConfirmationMailed,
+    CancellationRequested,
+    BookingCancelled,
+    RefundRefused,
+    EventCancelRequested,
+    EventCancelled,
     WebhookRegistered,
     WebhookRemoved,
     WebhookRedelivered,

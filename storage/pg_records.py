@@ -9,13 +9,17 @@ import msgspec
 __all__ = [
     "BookingConflict",
     "BookingRow",
+    "CancellationRow",
     "CheckinCountsRow",
     "CheckinRow",
     "CommitResult",
+    "EventCancellationRow",
     "EventRow",
     "LiveBooking",
     "MailJob",
     "NewBooking",
+    "NewCancellation",
+    "ReturnedSeatRow",
     "SeatRow",
     "StaffKeyRow",
     "TicketRow",
@@ -33,6 +37,15 @@ class EventRow(msgspec.Struct, frozen=True):
     max_active_holds: int
     sections: str
     currency: str = "EUR"
+    #: How buyers prove who they are, as JSON text ("" when anybody may join).
+    identity: str = ""
+    #: Seats one verified person may hold or buy over all its orders (0: no limit).
+    max_per_person: int = 0
+    #: The join challenge's difficulty at creation (0: none).
+    challenge_difficulty: int = 0
+    #: Whether a buyer may cancel with a full refund, and until when (None: no deadline).
+    buyer_refunds: bool = True
+    refund_until: datetime | None = None
 
 
 class SeatRow(msgspec.Struct, frozen=True, array_like=True):
@@ -125,6 +138,61 @@ class BookingConflict(msgspec.Struct, frozen=True):
     reason: str
 
 
+class NewCancellation(msgspec.Struct, frozen=True):
+    """A cancellation asked for: the whole booking (``codes`` None) or some of its tickets."""
+
+    id: str
+    booking_id: str
+    idempotency_key: str
+    codes: list[str] | None
+    by_admin: bool
+
+
+class CancellationRow(msgspec.Struct, frozen=True):
+    """A cancellation as recorded: ``status`` pending, done or refused."""
+
+    id: str
+    booking_id: str
+    event_id: str
+    idempotency_key: str
+    whole: bool
+    codes: list[str]
+    amount_cents: int
+    charge_ref: str
+    by_admin: bool
+    status: str
+    refund_ref: str | None
+    booking_status: str | None
+    attempts: int
+    created_at: datetime
+    done_at: datetime | None
+
+
+class ReturnedSeatRow(msgspec.Struct, frozen=True):
+    """Seats of a done cancellation, one section of one booking, as Redis must free them."""
+
+    event_id: str
+    booking_id: str
+    ticket_seq: int
+    section: str
+    positions: list[int]
+
+
+class EventCancellationRow(msgspec.Struct, frozen=True):
+    """A whole event's cancellation and how far it got: bookings refunded, pending (the
+    refund being retried), and still live (not yet cancelled)."""
+
+    event_id: str
+    status: str
+    requested_at: datetime
+    done_at: datetime | None
+    refunded: int
+    pending: int
+    refused: int
+    live: int
+    refunded_cents: int
+
+
 class SagaClaim(msgspec.Struct, frozen=True):
     """A payment about to charge a card: its saga starts (or starts again after a decline)."""
 
@@ -174,6 +242,8 @@ class CheckinRow(msgspec.Struct, frozen=True):
     admitted: bool
     checked_in_at: datetime | None
     gate: str | None
+    #: Not let in because a pending cancellation names it (its refund is under way).
+    cancelling: bool = False
 
 
 class CheckinCountsRow(msgspec.Struct, frozen=True):

@@ -24,13 +24,17 @@ from storage.pg_eventlog import EventLogStore
 from storage.pg_records import (
     BookingConflict,
     BookingRow,
+    CancellationRow,
     CheckinCountsRow,
     CheckinRow,
     CommitResult,
+    EventCancellationRow,
     EventRow,
     LiveBooking,
     MailJob,
     NewBooking,
+    NewCancellation,
+    ReturnedSeatRow,
     SagaClaim,
     SagaRow,
     SeatRow,
@@ -57,7 +61,8 @@ T = TypeVar("T")
 #: The columns of an ``EventRow``.
 _EVENT_COLUMNS = (
     "id, name, opens_at, max_per_order, hold_seconds, max_active_holds, "
-    "sections::text AS sections, currency"
+    "sections::text AS sections, currency, coalesce(identity::text, '') AS identity, "
+    "max_per_person, challenge_difficulty, buyer_refunds, refund_until"
 )
 _MIGRATION_LOCK = 0x626F6F6B  # advisory lock id held while migrating ("book")
 
@@ -225,6 +230,69 @@ ORDER BY c.event_id  -- log heads locked in one order (0007_event_log.sql)
 RETURNING id
 """
 
+_CANCELLATION_COLUMNS = (
+    "id, booking_id, event_id, idempotency_key, whole, codes, amount_cents, charge_ref, "
+    "by_admin, status, refund_ref, booking_status, attempts, created_at, done_at"
+)
+
+_BOOKING_TICKET_PRICES = """
+SELECT t.code, t.live, t.checked_in_at IS NOT NULL AS used, s.price_cents
+FROM tickets t JOIN seats s
+  ON s.event_id = t.event_id AND s.section = t.section AND s.position = t.position
+WHERE t.booking_id = $1
+"""
+
+_CANCEL_BOOKING_IF_EMPTY = """
+UPDATE bookings SET status = 'cancelled', cancelled_at = now()
+WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM tickets WHERE booking_id = $1 AND live)
+RETURNING status
+"""
+
+_RETURNED_SEATS = """
+SELECT c.event_id, c.booking_id, b.ticket_seq, t.section,
+       array_agg(t.position ORDER BY t.position) AS positions
+FROM cancellations c
+JOIN bookings b ON b.id = c.booking_id
+JOIN tickets t ON t.booking_id = c.booking_id AND t.code = ANY(c.codes)
+WHERE c.status = 'done'
+  AND ($1::text[] IS NULL OR c.event_id = ANY($1::text[]))
+  AND ($2::text[] IS NULL OR c.id = ANY($2::text[]))
+  AND ($3::timestamptz IS NULL OR c.done_at >= $3)
+  AND ($4::timestamptz IS NULL OR c.done_at < $4)
+GROUP BY c.id, c.event_id, c.booking_id, b.ticket_seq, t.section
+ORDER BY c.event_id, b.ticket_seq
+"""
+
+#: Bookings of event $1 with a live ticket not used at the door and no cancellation under
+#: key $2 (a booking whose tickets were all checked in is not cancelled).
+_UNCANCELLED = """
+b.event_id = $1 AND b.status = 'confirmed'
+AND EXISTS (SELECT 1 FROM tickets t WHERE t.booking_id = b.id AND t.live
+            AND t.checked_in_at IS NULL)
+AND NOT EXISTS (SELECT 1 FROM cancellations x WHERE x.booking_id = b.id AND x.idempotency_key = $2)
+"""
+
+_EVENT_CANCELLATION = f"""
+SELECT e.event_id, e.status, e.requested_at, e.done_at,
+       count(c.id) FILTER (WHERE c.status = 'done') AS refunded,
+       count(c.id) FILTER (WHERE c.status = 'pending') AS pending,
+       count(c.id) FILTER (WHERE c.status = 'refused') AS refused,
+       (SELECT count(*) FROM bookings b WHERE {_UNCANCELLED}) AS live,
+       coalesce(sum(c.amount_cents) FILTER (WHERE c.status = 'done'), 0) AS refunded_cents
+FROM event_cancellations e
+LEFT JOIN cancellations c ON c.event_id = e.event_id AND c.idempotency_key = $2
+WHERE e.event_id = $1
+GROUP BY e.event_id
+"""
+
+_FINISH_EVENT_CANCELLATION = f"""
+UPDATE event_cancellations SET status = 'done', done_at = now()
+WHERE event_id = $1 AND status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM cancellations WHERE event_id = $1 AND status = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM bookings b WHERE {_UNCANCELLED})
+RETURNING event_id
+"""
+
 _STAFF_KEY_COLUMNS = "id, event_id, label, created_at, revoked_at"
 
 _INSERT_STAFF_KEY = f"""
@@ -255,9 +323,19 @@ SELECT {_STAFF_KEY_COLUMNS} FROM k
 """
 
 # The one statement that lets a ticket in: the key is checked, and the ticket set as in
-# only if it is live, of the key's event and not in yet. Two scans of one ticket at once
-# both reach the UPDATE; the second waits for the first's row lock, then finds
+# only if it is live, of the key's event, not in yet and not named by a pending cancellation
+# (its refund under way: the ticket is about to stop being live). Two scans of one ticket at
+# once both reach the UPDATE; the second waits for the first's row lock, then finds
 # checked_in_at set and updates nothing. The log entry commits with the update.
+#
+# It runs after _LOCK_SCANNED_BOOKING in the same transaction: a cancellation is recorded
+# with its booking's row locked FOR UPDATE, so the scan either waits for the recording to
+# commit (and then sees it pending) or holds its share lock first (and the recording, once
+# it has the row, sees the ticket in and refuses it). Without the lock both could pass.
+_LOCK_SCANNED_BOOKING = """
+SELECT 1 FROM bookings WHERE id = (SELECT booking_id FROM tickets WHERE code = $1) FOR SHARE
+"""
+
 _CHECK_IN = """
 WITH k AS (
     SELECT id, event_id FROM staff_keys WHERE key_hash = $1 AND revoked_at IS NULL
@@ -265,6 +343,8 @@ WITH k AS (
     UPDATE tickets t SET checked_in_at = now(), checked_in_gate = $3
     FROM k
     WHERE t.code = $2 AND t.event_id = k.event_id AND t.live AND t.checked_in_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM cancellations c WHERE c.booking_id = t.booking_id
+                      AND c.status = 'pending' AND t.code = ANY(c.codes))
     RETURNING t.code, t.event_id, t.booking_id, t.section, t.seat_row, t.seat_number,
               t.checked_in_at, t.checked_in_gate, k.id AS key_id
 ), log AS (
@@ -280,8 +360,10 @@ FROM k LEFT JOIN upd ON true
 """
 
 _SCANNED_TICKET = """
-SELECT code, event_id, section, seat_row, seat_number, live, checked_in_at, checked_in_gate
-FROM tickets WHERE code = $1 AND event_id = $2
+SELECT code, event_id, section, seat_row, seat_number, live, checked_in_at, checked_in_gate,
+       EXISTS (SELECT 1 FROM cancellations c WHERE c.booking_id = t.booking_id
+               AND c.status = 'pending' AND t.code = ANY(c.codes)) AS cancelling
+FROM tickets t WHERE code = $1 AND event_id = $2
 """
 
 _CHECKIN_COUNTS = """
@@ -396,8 +478,9 @@ class PgStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO events (id, name, opens_at, max_per_order, hold_seconds, "
-                    "max_active_holds, sections, currency) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
+                    "max_active_holds, sections, currency, identity, max_per_person, "
+                    "challenge_difficulty, buyer_refunds, refund_until) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12, $13)",
                     event.id,
                     event.name,
                     event.opens_at,
@@ -406,6 +489,11 @@ class PgStore:
                     event.max_active_holds,
                     event.sections,
                     event.currency,
+                    event.identity or None,
+                    event.max_per_person,
+                    event.challenge_difficulty,
+                    event.buyer_refunds,
+                    event.refund_until,
                 )
                 await conn.copy_records_to_table(
                     "seats",
@@ -680,11 +768,13 @@ class PgStore:
         """Let the ticket ``code`` in at ``gate`` with the staff key of ``key_hash``.
 
         None: no such key (or revoked). Else the key's event and the ticket after the scan
-        (``admitted`` when this scan let it in), None when the event has no such ticket.
+        (``admitted`` when this scan let it in; ``cancelling`` when it was not because a
+        pending cancellation names it), None when the event has no such ticket.
         """
 
         async def scan() -> Any:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(_LOCK_SCANNED_BOOKING, code)
                 row = await conn.fetchrow(_CHECK_IN, key_hash, code, gate)
                 if row is None or row["code"] is not None:
                     return row, None
@@ -719,6 +809,7 @@ class PgStore:
             admitted=False,
             checked_in_at=ticket["checked_in_at"],
             gate=ticket["checked_in_gate"],
+            cancelling=ticket["cancelling"],
         )
 
     async def checkin_counts(self, event_id: str) -> CheckinCountsRow:
@@ -773,6 +864,351 @@ class PgStore:
             return await self._pool.fetchval("SELECT 1")
 
         await self._call("ping", ping)
+
+    # -- cancellations ------------------------------------------------------------------
+
+    async def begin_cancellation(self, new: NewCancellation) -> CancellationRow | str:
+        """Record a cancellation as pending, before any money moves; or find the one already
+        recorded under the same booking and idempotency key.
+
+        One transaction, with the booking's row locked, so two cancellations of the same
+        tickets cannot both be recorded. A refusal is returned as its reason (nothing is
+        written): ``missing`` (no booking), ``cancelled`` (no live ticket left),
+        ``not_in_booking:<code>``, ``not_live:<code>`` (cancelled already),
+        ``checked_in:<code>`` (used at the door: never cancelled; a whole-booking
+        cancellation takes the live tickets not checked in) or ``pending:<code>``
+        (another cancellation of it is under way).
+        """
+
+        async def begin() -> CancellationRow | str:
+            async with self._pool.acquire() as conn, conn.transaction():
+                booking = await conn.fetchrow(
+                    "SELECT id, event_id, status FROM bookings WHERE id = $1 FOR UPDATE",
+                    new.booking_id,
+                )
+                if booking is None:
+                    return "missing"
+                existing = await conn.fetchrow(
+                    f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations "
+                    "WHERE booking_id = $1 AND idempotency_key = $2",
+                    new.booking_id,
+                    new.idempotency_key,
+                )
+                if existing is not None:
+                    return CancellationRow(**dict(existing))
+                tickets = {
+                    r["code"]: (r["live"], r["price_cents"], r["used"])
+                    for r in await conn.fetch(_BOOKING_TICKET_PRICES, new.booking_id)
+                }
+                pending = set(
+                    await conn.fetchval(
+                        "SELECT coalesce(array_agg(code), '{}') FROM cancellations, "
+                        "unnest(codes) AS code WHERE booking_id = $1 AND status = 'pending'",
+                        new.booking_id,
+                    )
+                )
+                if new.codes is None:  # every live ticket not used at the door yet
+                    codes = sorted(c for c, (live, _, used) in tickets.items() if live and not used)
+                    if not codes:
+                        live = [c for c, (is_live, _, _) in tickets.items() if is_live]
+                        return f"checked_in:{live[0]}" if live else "cancelled"
+                else:
+                    codes = new.codes
+                    for code in codes:
+                        if code not in tickets:
+                            return f"not_in_booking:{code}"
+                        if not tickets[code][0]:
+                            return f"not_live:{code}"
+                        if tickets[code][2]:
+                            return f"checked_in:{code}"
+                for code in codes:
+                    if code in pending:
+                        return f"pending:{code}"
+                charge_ref = await conn.fetchval(
+                    "SELECT gateway_ref FROM payments WHERE booking_id = $1", new.booking_id
+                )
+                amount = sum(tickets[c][1] for c in codes)
+                row = await conn.fetchrow(
+                    "INSERT INTO cancellations (id, booking_id, event_id, idempotency_key, "
+                    "whole, codes, amount_cents, charge_ref, by_admin, next_attempt_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + interval '5 seconds') "
+                    f"RETURNING {_CANCELLATION_COLUMNS}",
+                    new.id,
+                    new.booking_id,
+                    booking["event_id"],
+                    new.idempotency_key,
+                    new.codes is None,
+                    codes,
+                    amount,
+                    charge_ref or "",
+                    new.by_admin,
+                )
+                await conn.execute(
+                    "INSERT INTO event_log (event_id, kind, payload) VALUES ($1, "
+                    "'cancellation_requested', jsonb_build_object('cancellation_id', $2::text, "
+                    "'booking_id', $3::text, 'codes', $4::text[], 'amount_cents', $5::int, "
+                    "'by_admin', $6::boolean))",
+                    booking["event_id"],
+                    new.id,
+                    new.booking_id,
+                    codes,
+                    amount,
+                    new.by_admin,
+                )
+                return CancellationRow(**dict(row))
+
+        return await self._call("begin_cancellation", begin)
+
+    async def finish_cancellation(
+        self, cancellation_id: str, refund_ref: str
+    ) -> tuple[CancellationRow, list[ReturnedSeatRow]]:
+        """A refunded cancellation, done in one transaction: its tickets no longer live, the
+        booking cancelled when none is left, the cancellation done, an event_log row.
+        Finishing one that is no longer pending changes nothing. With the row, the seats
+        this call's finishing returns (read in the same transaction; none when it was
+        finished already)."""
+
+        async def finish() -> Any:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE cancellations SET status = 'done', refund_ref = $2, done_at = now() "
+                    "WHERE id = $1 AND status = 'pending' RETURNING booking_id, event_id, codes, "
+                    "amount_cents",
+                    cancellation_id,
+                    refund_ref,
+                )
+                if row is not None:
+                    await conn.execute(
+                        "UPDATE tickets SET live = false WHERE booking_id = $1 AND code = ANY($2)",
+                        row["booking_id"],
+                        row["codes"],
+                    )
+                    status = (
+                        await conn.fetchval(_CANCEL_BOOKING_IF_EMPTY, row["booking_id"])
+                        or "confirmed"  # live tickets are left
+                    )
+                    await conn.execute(
+                        "UPDATE cancellations SET booking_status = $2 WHERE id = $1",
+                        cancellation_id,
+                        status,
+                    )
+                    await conn.execute(
+                        "INSERT INTO event_log (event_id, kind, payload) VALUES ($1, "
+                        "'booking_cancelled', jsonb_build_object('cancellation_id', $2::text, "
+                        "'booking_id', $3::text, 'codes', $4::text[], 'amount_cents', $5::int, "
+                        "'refund_ref', $6::text, 'booking_status', $7::text))",
+                        row["event_id"],
+                        cancellation_id,
+                        row["booking_id"],
+                        row["codes"],
+                        row["amount_cents"],
+                        refund_ref,
+                        status,
+                    )
+                done = await conn.fetchrow(
+                    f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1",
+                    cancellation_id,
+                )
+                seats = []
+                if row is not None:  # finished by this call: its seats to return
+                    seats = await conn.fetch(_RETURNED_SEATS, None, [cancellation_id], None, None)
+                return done, seats
+
+        done, seats = await self._call("finish_cancellation", finish)
+        return CancellationRow(**dict(done)), [ReturnedSeatRow(**dict(r)) for r in seats]
+
+    async def refuse_cancellation(self, cancellation_id: str, reason: str) -> CancellationRow:
+        """The gateway refused the refund for good: the cancellation ends refused (its
+        tickets stay live), logged in event_log."""
+
+        async def refuse() -> Any:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE cancellations SET status = 'refused', last_error = $2, "
+                    "done_at = now() WHERE id = $1 AND status = 'pending' "
+                    "RETURNING booking_id, event_id",
+                    cancellation_id,
+                    reason,
+                )
+                if row is not None:
+                    await conn.execute(
+                        "INSERT INTO event_log (event_id, kind, payload) VALUES ($1, "
+                        "'refund_refused', jsonb_build_object('cancellation_id', $2::text, "
+                        "'booking_id', $3::text, 'reason', $4::text))",
+                        row["event_id"],
+                        cancellation_id,
+                        row["booking_id"],
+                        reason,
+                    )
+                return await conn.fetchrow(
+                    f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1",
+                    cancellation_id,
+                )
+
+        return CancellationRow(**dict(await self._call("refuse_cancellation", refuse)))
+
+    async def postpone_cancellation(self, cancellation_id: str, error: str, wait_s: float) -> None:
+        """A refund attempt failed (gateway unreachable): count it, try again in ``wait_s``."""
+
+        async def postpone() -> Any:
+            return await self._pool.execute(
+                "UPDATE cancellations SET attempts = attempts + 1, last_error = $2, "
+                "next_attempt_at = now() + make_interval(secs => $3) "
+                "WHERE id = $1 AND status = 'pending'",
+                cancellation_id,
+                error,
+                wait_s,
+            )
+
+        await self._call("postpone_cancellation", postpone)
+
+    async def due_cancellations(self, limit: int) -> list[CancellationRow]:
+        """Pending cancellations whose next attempt is due, the longest waiting first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations "
+                "WHERE status = 'pending' AND next_attempt_at <= now() "
+                "ORDER BY next_attempt_at LIMIT $1",
+                limit,
+            )
+
+        return [CancellationRow(**dict(r)) for r in await self._call("due_cancellations", fetch)]
+
+    async def cancellation_for_key(
+        self, booking_id: str, idempotency_key: str
+    ) -> CancellationRow | None:
+        """The cancellation recorded for a booking under an idempotency key, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(
+                f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations "
+                "WHERE booking_id = $1 AND idempotency_key = $2",
+                booking_id,
+                idempotency_key,
+            )
+
+        row = await self._call("cancellation_for_key", fetch)
+        return None if row is None else CancellationRow(**dict(row))
+
+    async def cancellation(self, cancellation_id: str) -> CancellationRow | None:
+        """One cancellation, or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(
+                f"SELECT {_CANCELLATION_COLUMNS} FROM cancellations WHERE id = $1",
+                cancellation_id,
+            )
+
+        row = await self._call("cancellation", fetch)
+        return None if row is None else CancellationRow(**dict(row))
+
+    async def returned_seats(
+        self,
+        event_ids: Sequence[str] | None = None,
+        cancellation_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[ReturnedSeatRow]:
+        """Seats of done cancellations (of these events, or these cancellations; done in
+        [``since``, ``until``)), per booking and section, for Redis to free."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                _RETURNED_SEATS,
+                None if event_ids is None else list(event_ids),
+                None if cancellation_ids is None else list(cancellation_ids),
+                since,
+                until,
+            )
+
+        return [ReturnedSeatRow(**dict(r)) for r in await self._call("returned_seats", fetch)]
+
+    # -- a whole event's cancellation -----------------------------------------------------
+
+    async def begin_event_cancellation(self, event_id: str) -> bool:
+        """Record that an event is being cancelled as a whole (logged in event_log); False
+        if it was already."""
+
+        async def begin() -> bool:
+            async with self._pool.acquire() as conn, conn.transaction():
+                inserted = await conn.fetchval(
+                    "INSERT INTO event_cancellations (event_id) VALUES ($1) "
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                    event_id,
+                )
+                if inserted is None:
+                    return False
+                await conn.execute(
+                    "INSERT INTO event_log (event_id, kind, payload) "
+                    "VALUES ($1, 'event_cancel_requested', '{}'::jsonb)",
+                    event_id,
+                )
+                return True
+
+        result: bool = await self._call("begin_event_cancellation", begin)
+        return result
+
+    async def event_cancellation(self, event_id: str, key: str) -> EventCancellationRow | None:
+        """An event's cancellation and its progress (cancellations under ``key``), or None."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetchrow(_EVENT_CANCELLATION, event_id, key)
+
+        row = await self._call("event_cancellation", fetch)
+        return None if row is None else EventCancellationRow(**dict(row))
+
+    async def running_event_cancellations(self) -> list[str]:
+        """Events whose cancellation is not done yet."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                "SELECT event_id FROM event_cancellations WHERE status = 'running' "
+                "ORDER BY requested_at"
+            )
+
+        return [r["event_id"] for r in await self._call("running_event_cancellations", fetch)]
+
+    async def uncancelled_booking_ids(
+        self, event_id: str, key: str, limit: int, skip: Sequence[str] = ()
+    ) -> list[str]:
+        """Confirmed bookings of an event with a live ticket not checked in and no
+        cancellation under ``key`` yet (none of ``skip``), oldest first."""
+
+        async def fetch() -> Any:
+            return await self._pool.fetch(
+                f"SELECT b.id FROM bookings b WHERE {_UNCANCELLED} AND b.id <> ALL($4::text[]) "
+                "ORDER BY b.created_at, b.id LIMIT $3",
+                event_id,
+                key,
+                limit,
+                list(skip),
+            )
+
+        return [r["id"] for r in await self._call("uncancelled_booking_ids", fetch)]
+
+    async def finish_event_cancellation(self, event_id: str, key: str) -> bool:
+        """Mark an event's cancellation done once every live booking has a cancellation under
+        ``key`` and none of the event's cancellations is pending (logged in event_log);
+        whether it is done now. A booking whose refund was refused stays live, reported."""
+
+        async def finish() -> bool:
+            async with self._pool.acquire() as conn, conn.transaction():
+                done = await conn.fetchval(_FINISH_EVENT_CANCELLATION, event_id, key)
+                if done is None:
+                    return False
+                await conn.execute(
+                    "INSERT INTO event_log (event_id, kind, payload) SELECT $1, 'event_cancelled', "
+                    "jsonb_build_object('refunded', count(*) FILTER (WHERE status = 'done'), "
+                    "'refunded_cents', coalesce(sum(amount_cents) FILTER (WHERE status = 'done'), 0)) "
+                    "FROM cancellations WHERE event_id = $1 AND idempotency_key = $2",
+                    event_id,
+                    key,
+                )
+                return True
+
+        result: bool = await self._call("finish_event_cancellation", finish)
+        return result
 
 
 @asynccontextmanager

@@ -192,6 +192,10 @@ class TicketRecord(msgspec.Struct, frozen=True):
     gone_ms: int | None = msgspec.field(default=None, name="gone")
     #: The hold's number, in the order holds were made.
     hold_number: int | None = msgspec.field(default=None, name="an")
+    #: The verified person the ticket belongs to (events that require identity).
+    person: str | None = msgspec.field(default=None, name="pn")
+    #: Seats of a confirmed ticket cancelled and back on sale (no longer in ``seats``).
+    cancelled: list[int] = msgspec.field(default=[], name="cx")
 
     @property
     def deadline_ms(self) -> int:

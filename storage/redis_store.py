@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -31,7 +32,7 @@ from redis.crc import key_slot
 
 from storage.bridge import Bridge
 from storage.errors import StorageError
-from storage.keys import EVENTS_KEY, event_keys
+from storage.keys import EVENTS_KEY, edge_bucket, event_keys
 from storage.records import (
     AdmissionCaps,
     AdmitSummary,
@@ -61,6 +62,7 @@ __all__ = [
     "BucketLimit",
     "Presence",
     "RedisStore",
+    "ReturnedSeats",
     "TokenRequest",
     "is_cluster_url",
     "open_redis_store",
@@ -79,6 +81,9 @@ class JoinRequest:
     section: str
     #: The join's span, to carry through the line ("" when not traced).
     traceparent: str = ""
+    #: The verified person joining ("" when the event requires no identity): one live
+    #: place per person, and the event's ``max_per_person`` over all its orders.
+    person: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,17 @@ class BookedSeats:
     positions: tuple[int, ...]
     client_id: str
     amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnedSeats:
+    """Seats of a booking's cancelled tickets (one section), to be put back on sale."""
+
+    event_id: str
+    seq: int
+    booking_id: str
+    section: str
+    positions: tuple[int, ...]
 
 
 _admit_decoder = msgspec.json.Decoder(AdmitSummary)
@@ -449,6 +465,85 @@ class RedisStore:
         raw = await self._call("ticket", fetch)
         return None if raw is None else _ticket_decoder.decode(raw)
 
+    async def challenge_difficulty(self, event_id: str) -> int | None:
+        """The join challenge's difficulty an admin set (None: never set)."""
+
+        async def fetch() -> Any:
+            return await self._client.get(event_keys(event_id).challenge_difficulty())
+
+        raw = await self._call("challenge_difficulty", fetch)
+        return None if raw is None else int(raw)
+
+    async def set_challenge_difficulty(self, event_id: str, difficulty: int) -> None:
+        """Set the join challenge's difficulty of an event."""
+
+        async def put() -> Any:
+            return await self._client.set(event_keys(event_id).challenge_difficulty(), difficulty)
+
+        await self._call("set_challenge_difficulty", put)
+
+    async def use_challenge(self, event_id: str, nonce: str, expires_ms: int) -> bool:
+        """Remember a solved challenge until ``expires_ms`` (epoch); False if it was used."""
+
+        async def mark() -> Any:
+            key = event_keys(event_id).used_challenge(nonce)
+            return await self._client.set(key, 1, nx=True, pxat=max(expires_ms, 1))
+
+        return bool(await self._call("use_challenge", mark))
+
+    async def put_email_code(
+        self, event_id: str, address_hash: str, code_hash: str, ttl_ms: int
+    ) -> None:
+        """Keep the (hashed) code sent to an address for ``ttl_ms``, replacing an earlier
+        one and forgetting its attempts."""
+        keys = event_keys(event_id)
+
+        async def put() -> Any:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(keys.email_code(address_hash), code_hash, px=ttl_ms)
+                pipe.delete(keys.email_attempts(address_hash))
+                return await pipe.execute()
+
+        await self._call("put_email_code", put)
+
+    async def try_email_code(
+        self, event_id: str, address_hash: str, ttl_ms: int
+    ) -> tuple[str | None, int]:
+        """Count an attempt at an address's code: its hash (None: no code, or it expired)
+        and the attempts made so far, this one included (one atomic step; the count
+        expires ``ttl_ms`` after the last attempt)."""
+        keys = event_keys(event_id)
+
+        async def attempt() -> Any:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.get(keys.email_code(address_hash))
+                pipe.incr(keys.email_attempts(address_hash))
+                pipe.pexpire(keys.email_attempts(address_hash), ttl_ms)
+                return await pipe.execute()
+
+        code_hash, attempts, _ = await self._call("try_email_code", attempt)
+        if isinstance(code_hash, bytes):
+            code_hash = code_hash.decode()
+        return code_hash, int(attempts)
+
+    async def drop_email_code(self, event_id: str, address_hash: str) -> None:
+        """Forget an address's code (used, or out of attempts)."""
+        keys = event_keys(event_id)
+
+        async def drop() -> Any:
+            return await self._client.delete(keys.email_code(address_hash))
+
+        await self._call("drop_email_code", drop)
+
+    async def person_seats(self, event_id: str, person: str) -> int:
+        """Seats a verified person holds or bought in an event (its ``max_per_person`` count)."""
+
+        async def fetch() -> Any:
+            return await self._client.hget(event_keys(event_id).clients, f"#n:{person}")
+
+        raw = await self._call("person_seats", fetch)
+        return int(raw or 0)
+
     async def tickets(self, event_id: str) -> dict[int, TicketRecord]:
         """Every ticket of an event (for audits and tests: O(tickets))."""
 
@@ -524,14 +619,23 @@ class RedisStore:
             now,
             _shuffle_seeds,
             requests,
-            lambda r: [r.client_id, r.quantity, r.section, r.traceparent],
+            lambda r: [r.client_id, r.quantity, r.section, r.traceparent, r.person],
             _join_decoder,
         )
 
     async def take_tokens(
-        self, requests: Sequence[TokenRequest], limits: Sequence[BucketLimit], now: int
+        self,
+        requests: Sequence[TokenRequest],
+        limits: Sequence[BucketLimit],
+        now: int,
+        *,
+        edge: bool = False,
     ) -> list[bool]:
-        """Take a token from every bucket of each request (all or none); one round trip."""
+        """Take a token from every bucket of each request (all or none); one round trip.
+
+        ``edge``: the requests' ``event_id`` names an edge route, not an event (its
+        buckets are ``edge_bucket`` keys rather than the event's join buckets).
+        """
         by_event: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             if len(r.buckets) != len(limits):
@@ -542,8 +646,8 @@ class RedisStore:
             head += [limit.rate_per_s, limit.burst]
         calls: list[ScriptCall] = []
         for event_id, idx in by_event.items():
-            k = event_keys(event_id)
-            keys = [k.join_bucket(kind, name) for i in idx for kind, name in requests[i].buckets]
+            name_of = partial(edge_bucket, event_id) if edge else event_keys(event_id).join_bucket
+            keys = [name_of(kind, name) for i in idx for kind, name in requests[i].buckets]
             calls.append(("take_tokens", keys, head))
         raws = await self._scripts.run("take_tokens", calls)
         answered: dict[int, bool] = {}
@@ -611,6 +715,18 @@ class RedisStore:
                 b.client_id,
                 b.amount_cents,
             ],
+            _strings_decoder,
+        )
+
+    async def return_seats(self, returned: Sequence[ReturnedSeats], now: int) -> list[str]:
+        """Free the seats of cancelled tickets (one round trip for all): "returned", "done"
+        (returned before) or "conflict:<reason>" each; a sold-out event opens again."""
+        return await self._scripts.per_event(
+            "return_seats",
+            now,
+            [],
+            returned,
+            lambda r: [r.seq, r.booking_id, r.section, ",".join(map(str, r.positions))],
             _strings_decoder,
         )
 

@@ -50,6 +50,7 @@ SCRIPT_NAMES = (
     "confirm_paid",
     "set_event_state",
     "reconcile_bookings",
+    "return_seats",
     "take_tokens",
     "set_admission",
     "mark_presence",

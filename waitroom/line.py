@@ -22,10 +22,12 @@ from storage.records import (
 )
 from storage.redis_store import BucketLimit, JoinRequest, Presence, RedisStore, TokenRequest
 
-__all__ = ["RATE_LIMITED", "JoinLimits", "UnknownTicket", "WaitingLine"]
+__all__ = ["PERSON_LIMIT", "RATE_LIMITED", "JoinLimits", "UnknownTicket", "WaitingLine"]
 
 #: The status of a join refused by the rate limit (nothing was written to the line).
 RATE_LIMITED = "rate_limited"
+#: The status of a join refused because the person's seats would pass ``max_per_person``.
+PERSON_LIMIT = "person_limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +80,17 @@ class WaitingLine:
         *,
         ip: str = "",
         traceparent: str = "",
+        person: str = "",
     ) -> JoinResult:
         """A place in line for ``client_id`` (the same place again if it has one).
 
         ``status`` is ``rate_limited`` (seq 0) when the client id or ``ip`` joined too often.
         ``traceparent`` (a traced join's span) travels with the ticket to its admission.
+        ``person``: the verified person joining (its one client id is ``client_id``); once
+        its ticket has ended it may join again for another order, and ``status`` is
+        ``person_limit`` (seq 0) when that would pass the event's ``max_per_person``.
         """
-        request = JoinRequest(event_id, client_id, quantity, section, traceparent)
+        request = JoinRequest(event_id, client_id, quantity, section, traceparent, person)
         return await self.joins.submit((request, ip))
 
     async def _presence_batch(self, marks: list[Presence]) -> list[str]:

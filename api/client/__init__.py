@@ -8,6 +8,7 @@ programs use it without loading the engine. Error answers raise :class:`ApiError
 :class:`WaitroomError` (``code``, ``message``).
 """
 
+from api.client.challenge import solve_challenge
 from api.client.rest import AlreadyCheckedIn, ApiError, BookingClient
 from api.client.waitroom import Outcome, WaitingRoom, WaitroomError
 
@@ -18,4 +19,5 @@ __all__ = [
     "Outcome",
     "WaitingRoom",
     "WaitroomError",
+    "solve_challenge",
 ]

@@ -16,6 +16,10 @@ from api.http.schemas import (
     AdmissionView,
     AuditView,
     BookingView,
+    CancelBody,
+    CancellationView,
+    ChallengeBody,
+    ChallengeView,
     CheckedInBeforeBody,
     CheckinBody,
     CheckinCountsView,
@@ -23,9 +27,14 @@ from api.http.schemas import (
     CreatedEvent,
     CreatedStaffKey,
     CreatedWebhook,
+    EmailCodeBody,
+    EmailCodeSent,
+    EmailVerifyBody,
     ErrorBody,
+    EventCancellationView,
     EventList,
     EventView,
+    IdentityTokenView,
     PaymentBody,
     ReleasedView,
     StaffKeyBody,
@@ -227,6 +236,17 @@ class BookingClient:
         path = f"/v1/events/{_segment(event_id)}/audit" + ("?settled=1" if settled else "")
         return await self._call("GET", path, AuditView, headers=self._admin, retry=True)
 
+    async def cancel_event(self, event_id: str) -> EventCancellationView:
+        """``POST /v1/events/{id}/cancel``: cancel the whole event; the workers refund every
+        live booking. Asking again changes nothing; the progress so far."""
+        path = f"/v1/events/{_segment(event_id)}/cancel"
+        return await self._call("POST", path, EventCancellationView, headers=self._admin)
+
+    async def event_cancellation(self, event_id: str) -> EventCancellationView:
+        """``GET /v1/events/{id}/cancellation``: how far the event's cancellation got."""
+        path = f"/v1/events/{_segment(event_id)}/cancellation"
+        return await self._call("GET", path, EventCancellationView, headers=self._admin, retry=True)
+
     # -- holds and bookings --------------------------------------------------------------
 
     async def pay(
@@ -272,6 +292,54 @@ class BookingClient:
         headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else self._admin
         path = f"/v1/bookings/{_segment(booking_id)}"
         return await self._call("GET", path, BookingView, headers=headers, retry=True)
+
+    # -- proof of work and identity ------------------------------------------------------
+
+    async def challenge(self, event_id: str) -> ChallengeView:
+        """``GET /v1/events/{id}/challenge``: a join challenge to solve (``solve_challenge``)."""
+        path = f"/v1/events/{_segment(event_id)}/challenge"
+        return await self._call("GET", path, ChallengeView, retry=True)
+
+    async def set_challenge(self, event_id: str, difficulty: int) -> ChallengeBody:
+        """``PUT /v1/events/{id}/challenge``: the join challenge's difficulty, live (0: none)."""
+        path = f"/v1/events/{_segment(event_id)}/challenge"
+        return await self._call(
+            "PUT", path, ChallengeBody, body=ChallengeBody(difficulty), headers=self._admin
+        )
+
+    async def send_email_code(self, event_id: str, email: str) -> EmailCodeSent:
+        """``POST /v1/events/{id}/identity/email``: mail a one-time code to ``email`` (an
+        event whose identity is ``email``)."""
+        path = f"/v1/events/{_segment(event_id)}/identity/email"
+        return await self._call("POST", path, EmailCodeSent, body=EmailCodeBody(email))
+
+    async def verify_email_code(self, event_id: str, email: str, code: str) -> IdentityTokenView:
+        """``POST /v1/events/{id}/identity/verify``: the mailed code exchanged for an identity
+        token to join with (ApiError 401 ``code_invalid`` / ``code_expired`` otherwise)."""
+        path = f"/v1/events/{_segment(event_id)}/identity/verify"
+        return await self._call("POST", path, IdentityTokenView, body=EmailVerifyBody(email, code))
+
+    async def cancel(
+        self,
+        booking_id: str,
+        idempotency_key: str,
+        *,
+        tickets: list[str] | None = None,
+        hold_token: str | None = None,
+    ) -> CancellationView:
+        """``POST /v1/bookings/{id}/cancel``: cancel the booking (or the ``tickets`` named by
+        code) and refund them, as its holder (``hold_token``) or, without one, the admin.
+
+        ``status`` is ``refunded`` once done (the seats are back on sale) or ``pending``
+        while the refund is retried; the same ``idempotency_key`` again answers the same
+        cancellation. Refusals raise ``ApiError`` (409 ``already_cancelled``,
+        ``ticket_not_in_booking``, ``refund_not_allowed``, ...)."""
+        headers = {"Authorization": f"Bearer {hold_token}"} if hold_token else dict(self._admin)
+        headers["Idempotency-Key"] = idempotency_key
+        path = f"/v1/bookings/{_segment(booking_id)}/cancel"
+        return await self._call(
+            "POST", path, CancellationView, body=CancelBody(tickets), headers=headers, retry=True
+        )
 
     # -- check-in at the door ------------------------------------------------------------
 
@@ -324,8 +392,9 @@ class BookingClient:
 
         Raises :class:`AlreadyCheckedIn` (409, with when and at which gate) for a ticket in
         already, and ``ApiError`` 404 (no such ticket for the key's event), 410
-        (``ticket_cancelled``), 401 (not a staff key in force) or 422 (bad code or gate).
-        A scan is not retried: the door scans again.
+        (``ticket_cancelled``, or ``cancellation_pending`` while its refund is under way),
+        401 (not a staff key in force) or 422 (bad code or gate). A scan is not retried:
+        the door scans again.
         """
         headers = {"Authorization": f"Bearer {staff_key}"}
         response = await self._request(

@@ -42,10 +42,18 @@ class WaitingRoom:
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, url: str, *, open_timeout: float = 60, local_address: tuple[str, int] | None = None
+        cls,
+        url: str,
+        *,
+        open_timeout: float = 60,
+        local_address: tuple[str, int] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> AsyncIterator[WaitingRoom]:
-        """Open ``url`` (an event's ``waitroom_url``); closed on leaving the block."""
-        async with connect_ws(url, open_timeout=open_timeout, local_address=local_address) as ws:
+        """Open ``url`` (an event's ``waitroom_url``); closed on leaving the block.
+        ``headers``: sent with the handshake."""
+        async with connect_ws(
+            url, open_timeout=open_timeout, local_address=local_address, headers=headers
+        ) as ws:
             yield cls(ws)
 
     async def send(self, message: p.ClientMessage) -> None:
@@ -67,11 +75,27 @@ class WaitingRoom:
         return message
 
     async def join(
-        self, client_id: str, quantity: int = 1, section: str | None = None
+        self,
+        client_id: str,
+        quantity: int = 1,
+        section: str | None = None,
+        *,
+        identity: str | None = None,
+        challenge: str | None = None,
     ) -> p.Queued | p.SoldOut:
         """Take a place in line for ``quantity`` seats (in ``section``, or any): ``queued``,
-        or ``sold_out`` when nothing is left to wait for."""
-        await self.send(p.Join(quantity=quantity, client_id=client_id, section=section))
+        or ``sold_out`` when nothing is left to wait for. ``identity``: the identity token
+        an event that requires one asks for (refused: WaitroomError with its code);
+        ``challenge``: a solved join challenge (``api.client.challenge.solve_challenge``)."""
+        await self.send(
+            p.Join(
+                quantity=quantity,
+                client_id=client_id,
+                section=section,
+                identity=identity,
+                challenge=challenge,
+            )
+        )
         message = await self._next()
         if not isinstance(message, p.Queued | p.SoldOut):
             raise _unexpected("queued", message)

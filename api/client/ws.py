@@ -27,15 +27,23 @@ class WsConnection(Protocol):
 
 @asynccontextmanager
 async def connect_ws(
-    url: str, *, local_address: tuple[str, int] | None = None, open_timeout: float = 60
+    url: str,
+    *,
+    local_address: tuple[str, int] | None = None,
+    open_timeout: float = 60,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[WsConnection]:
-    """Open a client connection: no compression, no library pings, no proxy lookup."""
+    """Open a client connection: no compression, no library pings, no proxy lookup.
+
+    ``headers``: sent with the handshake (as a proxy in front adds ``X-Forwarded-For``)."""
     options: dict[str, Any] = {
         "compression": None,
         "ping_interval": None,
         "proxy": None,
         "open_timeout": open_timeout,
     }
+    if headers:
+        options["additional_headers"] = headers
     if sniffio.current_async_library() == "trio":
         from websockets.trio.client import connect
 

@@ -16,6 +16,7 @@ from engine.errors import (
     NotFound,
     PaymentDeclined,
     PaymentTimeout,
+    RateLimited,
     Unauthorized,
     Unavailable,
     Unprocessable,
@@ -36,6 +37,7 @@ STATUS: dict[type[BookingError], int] = {
     Gone: 410,
     Unavailable: 503,
     PaymentTimeout: 504,
+    RateLimited: 429,
 }
 
 
@@ -50,7 +52,9 @@ def handle_booking_error(request: Request, exc: Exception) -> Response:
     """Answer a domain error with its status."""
     assert isinstance(exc, BookingError)
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    headers = None
+    if isinstance(exc, Unavailable | RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}
     return error_response(status, exc.code, exc.message, headers)

@@ -44,9 +44,11 @@ _ERRORS = {
     402: "the card was declined (the hold stays payable)",
     403: "the credentials are for another hold or booking",
     404: "no such event, hold, booking or page",
+    408: "the request body did not arrive in time (the connection is closed)",
     409: "the state does not allow it",
     410: "the ticket was cancelled",
-    422: "the body is not a valid request of this operation",
+    422: "the body is not a valid request of this operation, or asks for something meaningless",
+    429: "too many requests from this address or for this hold; retry after Retry-After seconds",
     503: "Redis or PostgreSQL is unreachable; retry after Retry-After seconds",
     504: "the payment provider did not answer; nothing was charged",
 }

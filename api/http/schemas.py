@@ -10,7 +10,7 @@ is the engine's ``EventSpec``, which validates it.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -19,6 +19,10 @@ __all__ = [
     "AdmissionView",
     "AuditView",
     "BookingView",
+    "CancelBody",
+    "CancellationView",
+    "ChallengeBody",
+    "ChallengeView",
     "CheckedInBeforeBody",
     "CheckinBody",
     "CheckinCountsView",
@@ -26,10 +30,15 @@ __all__ = [
     "CreatedEvent",
     "CreatedStaffKey",
     "CreatedWebhook",
+    "EmailCodeBody",
+    "EmailCodeSent",
+    "EmailVerifyBody",
     "ErrorBody",
+    "EventCancellationView",
     "EventList",
     "EventSummary",
     "EventView",
+    "IdentityTokenView",
     "PaymentBody",
     "ReleasedView",
     "SectionAvailability",
@@ -94,6 +103,10 @@ class EventView(msgspec.Struct, frozen=True):
     admissions_per_minute: int = 0  # 0: no rate cap
     admitted: int = 0  # clients admitted so far (seats held for them)
     currency: str = "EUR"  # ISO 4217 code of every price of the event
+    #: Refund policy: whether buyers may cancel with a full refund, until when (None: no
+    #: deadline); an admin may always cancel and refund.
+    buyer_refunds: bool = True
+    refund_until: str | None = None
 
 
 class EventSummary(msgspec.Struct, frozen=True):
@@ -149,6 +162,7 @@ class TicketView(msgspec.Struct, frozen=True):
     section: str
     row: str
     number: int
+    live: bool = True  # false once the ticket was cancelled
 
 
 class BookingView(msgspec.Struct, frozen=True):
@@ -217,6 +231,48 @@ class AuditView(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
 
 
+class CancelBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Cancel a booking: the tickets to cancel by code (left out or null: every live one)."""
+
+    tickets: (
+        Annotated[
+            list[Annotated[str, msgspec.Meta(min_length=1, max_length=256)]],
+            msgspec.Meta(max_length=100),
+        ]
+        | None
+    ) = None
+
+
+class CancellationView(msgspec.Struct, frozen=True):
+    """A cancellation and its refund: ``status`` pending (the refund is retried until
+    done), refunded or refused."""
+
+    id: str
+    booking_id: str
+    status: str
+    tickets: list[str]
+    amount_cents: int
+    refund_reference: str | None
+    booking_status: str | None
+    requested_at: str
+    completed_at: str | None
+
+
+class EventCancellationView(msgspec.Struct, frozen=True):
+    """A whole event being cancelled: ``status`` running or done; of its ``bookings``, how
+    many are ``refunded``, ``pending`` (the refund is retried) or ``refused`` by the gateway."""
+
+    event_id: str
+    status: str
+    bookings: int
+    refunded: int
+    pending: int
+    refused: int
+    refunded_cents: int
+    requested_at: str
+    completed_at: str | None
+
+
 #: Text a person types or a scanner reads: no control characters.
 _NO_CONTROLS = r"^[^\x00-\x1f\x7f]+$"
 
@@ -235,6 +291,49 @@ class StaffKeyView(msgspec.Struct, frozen=True):
     label: str
     created_at: str
     revoked_at: str | None = None
+
+
+class ChallengeBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The join challenge's difficulty: its counter range (0: joins need no proof of work)."""
+
+    difficulty: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
+
+
+class ChallengeView(msgspec.Struct, frozen=True):
+    """A join challenge (ALTCHA v2: ``parameters`` and ``signature``, as altcha's libraries
+    and widget read them) and the event's difficulty now (0: a join needs no solution).
+    Solve it, then send the payload (base64 JSON of ``challenge`` and ``solution``) as the
+    ``join`` message's ``challenge``."""
+
+    challenge: dict[str, Any]
+    difficulty: int
+
+
+class EmailCodeBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The address to send a one-time code to."""
+
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+
+
+class EmailCodeSent(msgspec.Struct, frozen=True):
+    """A code is on its way; it works for ``expires_in_s`` seconds."""
+
+    expires_in_s: int
+
+
+class EmailVerifyBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The address and the code mailed to it."""
+
+    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+    code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+
+
+class IdentityTokenView(msgspec.Struct, frozen=True):
+    """The identity token of a verified address: send it as the ``join`` message's
+    ``identity``; it joins this event until ``expires_at``."""
+
+    token: str
+    expires_at: str
 
 
 class CreatedStaffKey(msgspec.Struct, frozen=True):

@@ -6,12 +6,72 @@ import logging
 from typing import Any
 
 import anyio
+import h11
+import msgspec
 import sniffio
+import trio
 from hypercorn.config import Config
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.tcp_server import TCPServer
 
 from plumbing.listen import BACKLOG, listening_socket
 
 __all__ = ["serve_http"]
+
+#: Largest request head (request line and headers) buffered, bytes; larger is a 431.
+MAX_HEAD_BYTES = 16 * 1024
+
+
+async def _json_error_response(self: H11Protocol, status_code: int) -> None:
+    """hypercorn's answer to a request h11 cannot parse (a malformed Content-Length, a
+    header too large), with the usual ``{"error", "message"}`` body rather than none."""
+    reason = "request headers too large" if status_code == 431 else "malformed HTTP request"
+    body = msgspec.json.encode({"error": "invalid_request", "message": reason})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *self.config.response_headers("h11"),
+    ]
+    await self._send_h11_event(h11.Response(status_code=status_code, headers=headers))
+    await self._send_h11_event(h11.Data(data=body))
+    await self._send_h11_event(h11.EndOfMessage())
+
+
+# hypercorn has no setting for this answer: its one method that sends it is replaced.
+H11Protocol._send_error_response = _json_error_response  # type: ignore[method-assign]
+
+
+async def _close_after_writes(self: TCPServer) -> None:
+    """hypercorn's close of a trio connection, with the write half shut only between writes.
+
+    hypercorn shuts the write half without its send lock. When a client leaves mid-body two
+    tasks close the connection at once: the reader (answering the broken request) and the
+    application (answering the disconnect it was handed). A write that meets the other's
+    shutdown fails with BusyResourceError, which neither expects: in the application it
+    is logged as an error; in the reader it escapes the connection and ends the whole
+    server. A write in flight gets as long to finish as a read has (a client that does
+    not read cannot hold the connection open); the socket is then closed whatever
+    happens, cancelled or not, which also ends such a write, with an error its writer
+    expects.
+    """
+    try:
+        if self.send_lock.statistics().owner is not trio.lowlevel.current_task():
+            with trio.move_on_after(self.config.read_timeout or 10):
+                async with self.send_lock:
+                    await self.stream.send_eof()
+    except (
+        trio.BrokenResourceError,
+        trio.BusyResourceError,
+        trio.ClosedResourceError,
+        AttributeError,  # a TLS stream has no write half to shut
+    ):
+        pass
+    finally:
+        await self.stream.aclose()
+
+
+TCPServer._close = _close_after_writes  # type: ignore[method-assign]
 
 
 async def serve_http(
@@ -20,13 +80,16 @@ async def serve_http(
     port: int,
     *,
     reuse_port: bool = False,
+    read_timeout_s: float = 10.0,
     task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until cancelled; ``task_status.started`` gets the bound port.
 
     The socket is bound and listening before hypercorn starts (handed over by file
     descriptor), so the port is known and accepting at once; ``reuse_port`` lets
-    other processes serve the same port (plumbing/listen.py).
+    other processes serve the same port (plumbing/listen.py). A connection that sends
+    nothing for ``read_timeout_s`` is closed, idle keep-alive connections included: every
+    connection ends.
     """
     sock = listening_socket(host, port, reuse_port=reuse_port)
     port = sock.getsockname()[1]
@@ -34,7 +97,12 @@ async def serve_http(
     config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) it from here
     config.backlog = BACKLOG
     config.keep_alive_max_requests = 1_000_000  # don't recycle busy keep-alive connections
-    config.keep_alive_timeout = 75  # longer than clients' idle pools keep connections
+    config.read_timeout = read_timeout_s  # type: ignore[assignment]
+    # hypercorn keeps a connection whose read timed out open until its keep-alive timer
+    # ends, unread: an idle keep-alive connection must be closed by the same clock, or a
+    # client reusing it after the read timeout waits out the rest of the keep-alive time.
+    config.keep_alive_timeout = read_timeout_s
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     if sniffio.current_async_library() == "trio":

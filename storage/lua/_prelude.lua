@@ -12,7 +12,8 @@
 --                    c (client id), for shuffled pre-queue tickets t (ticket seq),
 --                    and for a traced join tp (its W3C traceparent)
 --   KEYS[4] tickets  hash: seq -> JSON ticket record (see below)
---   KEYS[5] clients  hash: client id -> seq
+--   KEYS[5] clients  hash: client id -> seq; and '#n:<person>' -> seats that verified
+--                    person holds or bought in this event (client ids cannot hold '#')
 --   KEYS[6] expiry   zset: seq of each open hold, score = release time (ms)
 --   KEYS[7] notify   stream: outcomes for the realtime servers
 --   KEYS[7+i]        string: seat map of the i-th section of meta.sections
@@ -29,7 +30,10 @@
 -- an (the hold's number: 1 for the event's first hold, then in the order made),
 -- pu (payment window ends, ms), k (idempotency key), bk (booking id),
 -- rt (released by the expiry sweep, ms), tp (a traced join's traceparent, while
--- the ticket waits in the pre-queue: the shuffle moves it to the line's entry).
+-- the ticket waits in the pre-queue: the shuffle moves it to the line's entry),
+-- pn (the verified person the ticket belongs to, when the event requires identity),
+-- cx (positions of a confirmed ticket's cancelled seats, returned to sale and
+-- taken out of seats; see return_seats.lua).
 
 local K_META, K_STATS, K_QUEUE, K_TICKETS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_CLIENTS, K_EXPIRY, K_NOTIFY = KEYS[5], KEYS[6], KEYS[7]
@@ -172,11 +176,26 @@ local function put_ticket(seq, rec)
   redis.call('HSET', K_TICKETS, seq, cjson.encode(rec))
 end
 
--- Give a held or paying ticket's seats back to the free pool.
+-- Seats the verified person holds or bought in this event (max_per_person's count).
+local function person_seats(person)
+  return num(redis.call('HGET', K_CLIENTS, '#n:' .. person))
+end
+
+-- Add n (negative: take away) to the count of the person a ticket belongs to, if any.
+-- Every script that holds, sells back or frees a person's seats calls it in the same
+-- call, so the count moves atomically with the seats.
+local function count_person(rec, n)
+  if rec.pn and n ~= 0 then
+    redis.call('HINCRBY', K_CLIENTS, '#n:' .. rec.pn, n)
+  end
+end
+
+-- Give a held or paying ticket's seats back to the free pool (and its person's count).
 local function release_seats(rec)
   local i = SECTION_INDEX[rec.hs]
   mark_seats(i, rec.seats, '0')
   move_count(rec.hs, #rec.seats, 'held', 'free')
+  count_person(rec, -#rec.seats)
 end
 
 local function notify(kind, items, extra)

@@ -13,6 +13,11 @@
 -- second's worth, at least one token; tb_ms the last refill, ms). Only
 -- admissions take a token.
 --
+-- A ticket of a verified person (field pn) holds seats only while that person's
+-- seats held or bought stay within meta.max_per_person (0 or absent: no limit);
+-- join_queue refuses a join over the limit already, and a person has one live
+-- ticket at a time, so this is the atomic backstop: such a ticket is told sold_out.
+--
 -- KEYS: the event layout of _prelude.lua.
 -- ARGV[1] now_ms     current time, ms since epoch
 -- ARGV[2] max_count  most queue entries to decide in this call
@@ -36,6 +41,7 @@
 local now, max_count, grace_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
 open_line(now, ARGV[3], ARGV[4])
 local state = redis.call('HGET', K_META, 'state')
+local max_per_person = num(redis.call('HGET', K_META, 'max_per_person'))
 
 -- The newest notify entry: a blocked worker waits for entries after it.
 local function last_notify_id()
@@ -356,6 +362,11 @@ for _, entry in ipairs(entries) do
     rec.st = 'sold_out'
     put_ticket(seq, rec)
     sold_out = sold_out + 1
+  elseif rec.pn and max_per_person > 0 and person_seats(rec.pn) + rec.q > max_per_person then
+    rec.st = 'sold_out' -- nothing is left for this person
+    put_ticket(seq, rec)
+    sold_out = sold_out + 1
+    items[#items + 1] = {seq, 'sold_out'}
   else
     local section, seats = choose(rec.s, rec.q)
     if seats then
@@ -364,6 +375,7 @@ for _, entry in ipairs(entries) do
       hold_seats(i, seats)
       move_count(section, rec.q, 'free', 'held')
       rec.st, rec.hs, rec.seats = 'held', section, seats
+      count_person(rec, rec.q)
       rec.amt = rec.q * num(redis.call('HGET', K_META, 'price:' .. section))
       rec.exp = now + hold_ms
       rec.an = admissions_before + admitted + 1

@@ -3,6 +3,7 @@
 -- KEYS: the event layout of _prelude.lua (seat map keys in section order).
 -- ARGV[1] now_ms   current time, ms since epoch (unused; kept for a uniform call)
 -- ARGV[2] config   JSON {opens_at_ms, hold_ms, max_active, max_per_order,
+--                  max_per_person (0 or absent: no limit),
 --                  sections: [{id, price_cents, map}]}; map as in _prelude.lua
 -- Returns 1 when created, 0 when the event already existed (idempotent).
 
@@ -22,7 +23,7 @@ for i, sec in ipairs(cfg.sections) do
 end
 redis.call('HSET', K_META, 'state', 'scheduled', 'opens_at_ms', cfg.opens_at_ms,
   'hold_ms', cfg.hold_ms, 'max_active', cfg.max_active, 'max_per_order', cfg.max_per_order,
-  'sections', table.concat(ids, ','))
+  'max_per_person', cfg.max_per_person or 0, 'sections', table.concat(ids, ','))
 redis.call('HSET', K_STATS, 'seq', 0, 'serving', 0, 'capacity', capacity, 'free', capacity,
   'held', 0, 'sold', 0, 'admitted', 0, 'expired', 0, 'confirmed', 0, 'sold_out', 0)
 return 1

@@ -97,6 +97,7 @@ for a = 2, #ARGV, 7 do
       redis.call('ZREM', K_EXPIRY, seq)
     end
     rec.st, rec.hs, rec.seats, rec.amt = 'confirmed', section, seats, amount
+    count_person(rec, #seats) -- freed or never counted above: the booking counts again
     rec.k, rec.bk, rec.pu, rec.rt = key, booking, nil, nil
     put_ticket(seq, rec)
     redis.call('HINCRBY', K_STATS, 'confirmed', 1)

@@ -1,9 +1,10 @@
--- take_tokens.lua: token buckets in front of joins. Each request takes one token from
--- every one of its buckets, or from none of them when any is empty. Loaded without
--- _prelude.lua: its keys are buckets, not an event's layout.
+-- take_tokens.lua: token buckets in front of joins and of the edge's routes. Each request
+-- takes one token from every one of its buckets, or from none of them when any is empty. Loaded
+-- without _prelude.lua: its keys are buckets, not an event's layout.
 --
 -- KEYS: bucket hashes {tk = tokens, ts = last refill ms}, `per` consecutive keys per
---       request (e.g. its client id's bucket, then its IP's); all under one event's tag
+--       request (e.g. its client id's bucket, then its IP's); all under one hash tag (an
+--       event's, or an edge route's)
 -- ARGV[1] now_ms  current time, ms since epoch
 -- ARGV[2] per     buckets per request
 -- ARGV[3..]       per bucket position j = 1..per: rate (tokens per second), burst

@@ -140,6 +140,11 @@ async def ws_connect(url: str) -> AsyncIterator[WsConnection]:
         yield ws
 
 
+async def send(ws: WsConnection, message: p.ClientMessage) -> None:
+    """Send a client message as a text frame, on a raw connection."""
+    await ws.send(p.encode(message).decode())
+
+
 async def recv(ws: WsConnection, wait_s: float = 10) -> p.ServerMessage:
     """The next server message (positions included)."""
     with anyio.fail_after(wait_s):

@@ -17,9 +17,10 @@ import json
 import random
 import string
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -29,8 +30,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from api.client.ws import WsConnection
-from api.wiring import Services
+from api.wiring import Services, open_services
 from realtime import protocol as p
+from storage.embedded import EmbeddedServers
 from tests.api.helpers import (
     FUTURE,
     count_bookings,
@@ -48,14 +50,15 @@ from tests.api.helpers import (
     sign,
     ws_connect,
 )
-from tests.conftest import ADMIN_KEY, admin_headers
+from tests.conftest import ADMIN_KEY, admin_headers, make_settings
 from waitroom.tokens import TokenKind
 
 pytestmark = pytest.mark.anyio
 
-#: Minimum bad inputs each test must send (sum: 2,700).
+#: Minimum bad inputs each test must send (sum: 2,900).
 EVENT_BODIES_MIN = 700
 PAYMENT_INPUTS_MIN = 500
+CANCEL_INPUTS_MIN = 200
 CHECKIN_INPUTS_MIN = 400
 PATHS_MIN = 100
 WS_FRAMES_MIN = 1_000
@@ -593,6 +596,86 @@ async def test_fuzzed_payment_requests_are_refused_without_side_effects(
     assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
 
 
+async def test_fuzzed_cancellations_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Invalid cancel bodies, idempotency keys and tokens on a real booking: all 4xx JSON, the
+    booking untouched, no seat returned."""
+    rng = random.Random(20_261_104)
+    tally = Tally()
+    event = await create_event(http)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        queued = await join(ws, "fuzz-canceller", 2, "A")
+        prompt = await expect(ws, p.Prompt)
+        paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key("fuzz-cx"))
+        assert paid.status_code == 200, paid.text
+    booking = paid.json()
+    codes = [t["code"] for t in booking["tickets"]]
+    url = f"/v1/bookings/{booking['id']}/cancel"
+    token = prompt.hold_token
+    before = await event_state(http, event["id"])
+
+    def auth(value: str = token) -> dict[str, str]:
+        return {"Authorization": f"Bearer {value}", "Idempotency-Key": new_key("fuzz")}
+
+    for _ in range(120):
+        choice = rng.randrange(7)
+        status = 400
+        if choice == 0:
+            category = "cancel-body-not-an-object"
+            content = encode(rng, rand_other(rng, lambda v: isinstance(v, dict)))
+        elif choice == 1:
+            category, content = "cancel-body-random-bytes", rng.randbytes(rng.randint(1, 200))
+        elif choice == 2:
+            category = "cancel-body-tickets-not-a-list"
+            bad = rand_other(rng, lambda v: v is None or isinstance(v, list))
+            content = encode(rng, {"tickets": bad})
+        elif choice == 3:
+            category = "cancel-body-code-not-a-string"
+            content = encode(rng, {"tickets": [rand_other(rng, lambda v: isinstance(v, str))]})
+        elif choice == 4:
+            category = "cancel-body-unknown-field"
+            content = encode(rng, {"tickets": codes[:1], rand_text(rng, 8) + "_": 1})
+        elif choice == 5:
+            category, status = "cancel-body-empty-or-repeated", 422
+            content = encode(rng, {"tickets": rng.choice([[], [codes[0], codes[0]]])})
+        else:
+            category = "cancel-body-truncated"
+            text = encode(rng, {"tickets": codes})
+            content = text[: rng.randrange(1, len(text))]
+        tally.check(
+            category, await http.post(url, content=content, headers=auth()), content, status
+        )
+    valid = encode(rng, {"tickets": codes[:1]})
+    for _ in range(60):
+        choice = rng.randrange(3)
+        if choice == 0:
+            i = rng.randrange(len(token))
+            forged = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+            resp = await http.post(url, content=valid, headers=auth(forged))
+            tally.check("cancel-forged-token", resp, forged, 401)
+        elif choice == 1:
+            other = sign(event["id"], queued.ticket + 1 + rng.randrange(50))
+            resp = await http.post(url, content=valid, headers=auth(other))
+            tally.check("cancel-another-holds-token", resp, other, 403)
+        else:
+            key = rng.choice(["", "k" * rng.randint(129, 300), "bad\tkey"])
+            headers = {"Authorization": f"Bearer {token}"}
+            if key:
+                headers["Idempotency-Key"] = key
+            resp = await http.post(url, content=valid, headers=headers)
+            tally.check("cancel-bad-idempotency-key", resp, key, 400)
+    for _ in range(30):
+        ident = quote(rand_text(rng, 30) or "x", safe="")
+        resp = await http.post(f"/v1/bookings/{ident}/cancel", content=valid, headers=auth())
+        tally.check("cancel-unknown-booking", resp, ident, 404)
+
+    got = await http.get(f"/v1/bookings/{booking['id']}", headers=admin_headers())
+    assert got.json()["status"] == "confirmed" and all(t["live"] for t in got.json()["tickets"])
+    assert await event_state(http, event["id"]) == before
+    assert tally.sent >= CANCEL_INPUTS_MIN, tally.sent
+
+
 def _no_controls(limit: int) -> Callable[[Any], bool]:
     """Validity of a check-in code, a gate or a staff key's label: 1-``limit`` characters,
     none of them a control character."""
@@ -927,11 +1010,11 @@ def bad_frames(
         frame: Frame
         if choice == 16:
             data = invalid_utf8_inside_string(rng, json.dumps(join_msg).encode())
-            frame = Frame("invalid-utf8-in-string", data)
+            frame = Frame("invalid-utf8-in-string", data, "binary_frame")
         elif choice == 0:  # text that is not a message
             frame = Frame("random-text", rand_text(rng, 60, controls=True))
         elif choice == 1:
-            frame = Frame("random-bytes", rng.randbytes(rng.randint(1, 200)))
+            frame = Frame("random-bytes", rng.randbytes(rng.randint(1, 200)), "binary_frame")
         elif choice == 2:
             frame = Frame(
                 "not-an-object", _text(rand_other(rng, lambda v: isinstance(v, dict)), rng)
@@ -1084,3 +1167,175 @@ async def test_fuzzed_ws_frames_get_errors_and_leave_the_socket_usable(
         for category, examples in sorted(problems.items())
     )
     assert not problems, f"{sent} bad frames sent; contract broken:\n{report}"
+
+
+# -- rate limits ----------------------------------------------------------------------
+
+
+def fresh_address() -> str:
+    """A client address no other test used (buckets live in the session's Redis)."""
+    groups = uuid.uuid4().hex[:16]
+    return "2001:db8::" + ":".join(groups[i : i + 4] for i in range(0, 16, 4))
+
+
+@pytest.fixture
+async def limited_edge(servers: EmbeddedServers) -> AsyncIterator[Services]:
+    """Tight route limits (2 per address and per hold, 3 per admin key, no refill within
+    a test); loopback a trusted proxy, exempt itself, so X-Forwarded-For picks the client."""
+    settings = replace(
+        make_settings(
+            servers.redis_url,
+            servers.database_url,
+            trusted_proxies=("127.0.0.1/32",),
+            limit_exempt=("127.0.0.1/32",),
+            limit_per_ip=(0.001, 2),
+            limit_per_hold=(0.001, 2),
+            limit_per_admin_key=(0.001, 3),
+        ),
+        admin_key=f"admin-{uuid.uuid4().hex}",  # its own admin key bucket
+    )
+    async with open_services(settings) as running:
+        yield running
+
+
+def assert_rate_limited(resp: httpx.Response) -> None:
+    """A 429 rate_limited JSON error with a whole Retry-After (1,000 s: one token's refill)."""
+    body = resp.json() if resp.status_code == 429 else None
+    assert resp.status_code == 429, (resp.status_code, resp.text)
+    assert body is not None and set(body) == {"error", "message"} and body["message"], body
+    assert body["error"] == "rate_limited", body
+    assert resp.headers["retry-after"] == "1000", resp.headers
+
+
+async def test_every_limited_route_answers_429_past_its_bucket(limited_edge: Services) -> None:
+    """Per client address: the third request to a route is 429 and changes nothing (the
+    admin routes share one bucket: audit's is tested below, with the admin key's);
+    the address's other route groups and other addresses are unaffected; entries a client
+    wrote left of its address do not make it another client."""
+    admin = {"Authorization": f"Bearer {limited_edge.settings.admin_key}"}
+    async with httpx.AsyncClient(base_url=limited_edge.http_url, trust_env=False) as http:
+        created = await http.post("/v1/events", json=event_body(opens_at=FUTURE), headers=admin)
+        event_id = created.json()["id"]
+        before = await event_state(http, event_id)
+        hold = f"{event_id}.1"
+        routes: list[tuple[str, str, dict[str, Any]]] = [
+            ("POST", f"/v1/events/{event_id}/pause", {"headers": admin}),
+            ("POST", f"/v1/holds/{hold}/payment", {"json": {"card_token": "tok_visa"}}),
+            ("DELETE", f"/v1/holds/{hold}", {}),
+            ("GET", "/v1/bookings/b-unknown", {}),
+        ]
+        for method, url, kwargs in routes:
+            client = fresh_address()
+            sent = {"X-Forwarded-For": client, **kwargs.pop("headers", {})}
+            for _ in range(2):
+                resp = await http.request(method, url, headers=sent, **kwargs)
+                assert resp.status_code != 429, (url, resp.text)
+            spoofed = {**sent, "X-Forwarded-For": f"{fresh_address()}, {client}"}
+            assert_rate_limited(await http.request(method, url, headers=spoofed, **kwargs))
+            other = {**sent, "X-Forwarded-For": fresh_address()}
+            assert (await http.request(method, url, headers=other, **kwargs)).status_code != 429
+            if method == "POST" and url.endswith("/pause"):
+                await http.post(f"/v1/events/{event_id}/resume", headers=admin)
+        assert await event_state(http, event_id) == before
+
+
+async def test_a_hold_and_an_admin_key_have_buckets_of_their_own(limited_edge: Services) -> None:
+    """From a new address each time: the third payment of one hold that reaches the
+    gateway is 429 (the hold stays payable afterwards by nobody within the test), and
+    the fourth request with one admin key is 429."""
+    admin = {"Authorization": f"Bearer {limited_edge.settings.admin_key}"}
+    async with httpx.AsyncClient(base_url=limited_edge.http_url, trust_env=False) as http:
+        created = await http.post("/v1/events", json=event_body(), headers=admin)
+        event = created.json()
+        async with ws_connect(event["waitroom_url"]) as ws:
+            await join(ws, "limited-holder", 1, "GA")
+            prompt = await expect(ws, p.Prompt)
+        url = f"/v1/holds/{prompt.hold_id}/payment"
+        for i in range(3):
+            resp = await http.post(
+                url,
+                json={"card_token": "tok_declined"},
+                headers={
+                    "X-Forwarded-For": fresh_address(),
+                    "Authorization": f"Bearer {prompt.hold_token}",
+                    "Idempotency-Key": new_key(),
+                },
+            )
+            if i < 2:
+                assert resp.status_code == 402, resp.text
+            else:
+                assert_rate_limited(resp)
+        assert await count_bookings(limited_edge, event["id"]) == 0
+        # The admin key: one request was made above from loopback (exempt); three more
+        # from three addresses fill its bucket.
+        for i in range(4):
+            resp = await http.get(
+                f"/v1/events/{event['id']}/audit",
+                headers={**admin, "X-Forwarded-For": fresh_address()},
+            )
+            if i < 3:
+                assert resp.status_code == 200, resp.text
+            else:
+                assert_rate_limited(resp)
+
+
+async def test_fuzzed_identity_requests_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Bad bodies of the email identity routes (400), codes for addresses sent none (401
+    code_expired), events that verify no addresses (409), unknown events (404): all 4xx
+    JSON; a join with a random identity token is an ``error``; nobody takes a place."""
+    rng = random.Random(20_261_130)
+    tally = Tally()
+    event = await create_event(http, identity={"kind": "email"})
+    plain = await create_event(http)
+    json_headers = {"Content-Type": "application/json"}
+    base = f"/v1/events/{event['id']}/identity"
+    for _ in range(120):
+        route = rng.choice(["email", "verify"])
+        good: dict[str, Any] = {"email": "fuzz@example.org"}
+        if route == "verify":
+            good["code"] = "123456"
+        choice = rng.randrange(6)
+        if choice == 0:
+            content = encode(rng, rand_other(rng, lambda v: isinstance(v, dict)))
+        elif choice == 1:
+            content = rng.randbytes(rng.randint(0, 200))
+        elif choice == 2:
+            content = encode(rng, {**good, "email": rand_text(rng, 40)})
+        elif choice == 3:
+            content = encode(rng, {**good, rand_text(rng, 8) + "_": 1})
+        elif choice == 4 and route == "verify":
+            code = rng.choice(
+                ["", "12345", "1234567", "abcdef", "12 456", "\uff11\uff12\uff13\uff14\uff15\uff16"]
+            )
+            content = encode(rng, {**good, "code": code})
+        else:
+            dropped = rng.choice(list(good))
+            content = encode(rng, {k: v for k, v in good.items() if k != dropped})
+        resp = await http.post(f"{base}/{route}", content=content, headers=json_headers)
+        tally.check(f"identity-{route}-bad-body", resp, content, 400)
+    for _ in range(20):
+        address = f"{rand_text(rng, 10, controls=False).encode().hex()}x@example.org"
+        body = json.dumps({"email": address, "code": f"{rng.randrange(10**6):06d}"}).encode()
+        resp = await http.post(f"{base}/verify", content=body, headers=json_headers)
+        tally.check("identity-verify-no-code", resp, body, 401)
+        resp = await http.post(
+            f"/v1/events/{plain['id']}/identity/verify", content=body, headers=json_headers
+        )
+        tally.check("identity-verify-not-email-event", resp, body, 409)
+        resp = await http.post(
+            "/v1/events/evnosuchevent/identity/email", content=body, headers=json_headers
+        )
+        tally.check("identity-email-unknown-event", resp, body, 404)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        for _ in range(40):
+            token = rng.choice(
+                [rand_text(rng, 200, controls=False) or "x", ".".join(["eyJ" + "A" * 20] * 3)]
+            )
+            frame = p.encode(p.Join(quantity=1, client_id="fuzz", identity=token)).decode()
+            await ws.send(frame)
+            error = await expect(ws, p.Error)
+            assert error.code.startswith("identity_"), error
+    assert not tally.problems, f"{tally.sent} bad inputs sent; contract broken:\n{tally.report()}"
+    assert (await get_event(http, event["id"]))["queue_length"] == 0

@@ -254,6 +254,41 @@ async def test_list_release_and_close(client: BookingClient) -> None:
     assert (conflict.value.status, conflict.value.code) == (409, "invalid_state")
 
 
+async def test_cancel_a_booking_and_an_event(client: BookingClient) -> None:
+    """cancel (as the holder, some tickets, then the rest; a replay answers the same; a refusal
+    is an ApiError), then cancel_event and event_cancellation on another event."""
+    created = await client.create_event(event_body())
+    with anyio.fail_after(WAIT_S):
+        async with WaitingRoom.connect(created.waitroom_url) as room:
+            await room.join("canceller-1", quantity=2, section="A")
+            async with aclosing(room.until_prompt()) as updates:
+                async for _ in updates:
+                    pass
+            prompt = room.prompt
+            assert prompt is not None
+            booking = await client.pay(prompt.hold_id, prompt.hold_token, "tok_visa", new_key())
+    first, second = (t.code for t in booking.tickets)
+    key = new_key("cancel")
+    part = await client.cancel(booking.id, key, tickets=[first], hold_token=prompt.hold_token)
+    assert (part.status, part.tickets, part.booking_status) == ("refunded", [first], "confirmed")
+    again = await client.cancel(booking.id, key, tickets=[first], hold_token=prompt.hold_token)
+    assert again == part
+    with pytest.raises(ApiError) as refused:
+        await client.cancel(booking.id, new_key(), tickets=[first])
+    assert (refused.value.status, refused.value.code) == (409, "already_cancelled")
+    rest = await client.cancel(booking.id, new_key())  # the admin, every live ticket
+    assert (rest.tickets, rest.booking_status) == ([second], "cancelled")
+
+    other = await client.create_event(event_body())
+    with pytest.raises(ApiError) as none:
+        await client.event_cancellation(other.id)
+    assert none.value.status == 404
+    started = await client.cancel_event(other.id)
+    assert (started.event_id, started.bookings, started.refunded) == (other.id, 0, 0)
+    assert (await client.event(other.id)).state == "closed"
+    assert (await client.event_cancellation(other.id)).event_id == other.id
+
+
 async def test_the_door_through_the_client(client: BookingClient) -> None:
     """Staff keys made, listed and revoked; a check-in answers the seat, a second scan raises
     ``AlreadyCheckedIn`` with the first scan's gate and time; a revoked key is a 401; the
@@ -288,7 +323,7 @@ async def test_the_door_through_the_client(client: BookingClient) -> None:
     assert (counts.live_tickets, counts.checked_in) == (1, 1)
     with pytest.raises(ApiError) as bad:
         await client.checkin(staff.key, ticket.code, "")
-    assert (bad.value.status, bad.value.code) == (422, "invalid_request")
+    assert (bad.value.status, bad.value.code) == (422, "unprocessable")
     await client.revoke_staff_key(created.id, staff.id)
     with pytest.raises(ApiError) as revoked:
         await client.checkin(staff.key, ticket.code, "Main")

@@ -1,6 +1,6 @@
 """Hypothesis-generated bad input for every REST route and WS message type, sent concurrently.
 
-Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody,
+Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody, CancelBody,
 CheckinBody, Join, Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
 value replaced by an arbitrary JSON value, an unknown field added, or the whole body
 replaced. Inputs the schema would still accept are filtered out, so every answer must
@@ -19,12 +19,22 @@ from urllib.parse import quote
 
 import anyio
 import httpx
+import jwt
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from api.http.schemas import CheckinBody, PaymentBody
+from api.http.schemas import (
+    CancelBody,
+    ChallengeBody,
+    CheckinBody,
+    EmailCodeBody,
+    EmailVerifyBody,
+    PaymentBody,
+)
 from api.wiring import Services
 from engine.errors import BookingError
 from engine.events import EventSpec, validate_event
@@ -53,6 +63,7 @@ T = TypeVar("T")
 #: Inputs per test (sum: 11,000).
 EVENT_BODIES = 2_500
 PAYMENT_BODIES = 2_000
+CANCEL_BODIES = 1_000
 CHECKIN_BODIES = 1_000
 PATH_IDS = 2_500
 WS_FRAMES = 3_000
@@ -130,6 +141,27 @@ def _payment_is_invalid(body: bytes) -> bool:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return True
     return False
+
+
+def _invalid_as(kind: type[Any]) -> Callable[[bytes], bool]:
+    def invalid(body: bytes) -> bool:
+        try:
+            msgspec.json.decode(body, type=kind)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return True
+        return False
+
+    return invalid
+
+
+def _cancel_is_invalid(body: bytes) -> bool:
+    """True unless the body would cancel: it does not decode, or names no or a repeated ticket."""
+    try:
+        decoded = msgspec.json.decode(body, type=CancelBody)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return True
+    tickets = decoded.tickets
+    return tickets is not None and (not tickets or len(set(tickets)) != len(tickets))
 
 
 def _checkin_is_invalid(body: bytes) -> bool:
@@ -252,6 +284,46 @@ async def test_generated_payment_bodies_are_refused(
     assert await count_bookings(services, event_id) == 0
 
 
+async def test_generated_cancel_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """1,000 schema-mutated cancel bodies from the booking's own holder: all 4xx, the booking
+    and the seats untouched."""
+    event = await create_event(http)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        await ws.send(p.encode(p.Join(quantity=2, client_id="fuzz-cx", section="A")).decode())
+        while not isinstance(prompt := await recv(ws), p.Prompt):
+            pass
+    headers = {"Authorization": f"Bearer {prompt.hold_token}", "Idempotency-Key": "fuzz-pay"}
+    paid = await http.post(
+        f"/v1/holds/{prompt.hold_id}/payment", json={"card_token": "tok_visa"}, headers=headers
+    )
+    assert paid.status_code == 200, paid.text
+    booking = paid.json()
+    codes = [t["code"] for t in booking["tickets"]]
+    cases = bodies({"tickets": codes}, _cancel_is_invalid, CANCEL_BODIES)
+    before = await event_state(http, event["id"])
+    requests = [
+        (
+            "POST",
+            f"/v1/bookings/{booking['id']}/cancel",
+            {
+                "Authorization": f"Bearer {prompt.hold_token}",
+                "Idempotency-Key": f"fuzz-{i}",
+                "Content-Type": "application/json",
+            },
+            b,
+        )
+        for i, b in enumerate(cases)
+    ]
+    problems = await _send_all(http, requests)
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert len(cases) >= CANCEL_BODIES
+    assert await event_state(http, event["id"]) == before
+    got = await http.get(f"/v1/bookings/{booking['id']}", headers=admin_headers())
+    assert got.json()["status"] == "confirmed" and all(t["live"] for t in got.json()["tickets"])
+
+
 async def test_generated_checkin_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
@@ -278,8 +350,9 @@ async def test_generated_ids_in_every_route_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """2,500 generated ids in each route's path (events, admission, close, audit, paying for
-    and releasing holds, bookings, their PDF and QR codes, ticket keys, staff keys, webhooks,
-    check-in counts) and generated ``limit``s of the list of events: all 4xx JSON."""
+    and releasing holds, bookings and their cancellation, cancelling events, their PDF and QR
+    codes, ticket keys, staff keys, webhooks, check-in counts) and generated ``limit``s of the
+    list of events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
     admin = admin_headers()
@@ -292,6 +365,9 @@ async def test_generated_ids_in_every_route_are_refused(
         ("POST", "/v1/holds/{}/payment", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("DELETE", "/v1/holds/{}", {"Authorization": f"Bearer {sign(event['id'], 1)}"}),
         ("GET", "/v1/bookings/{}", {}),
+        ("POST", "/v1/bookings/{}/cancel", {**admin, "Idempotency-Key": "fuzz"}),
+        ("POST", "/v1/events/{}/cancel", admin),
+        ("GET", "/v1/events/{}/cancellation", admin),
         ("GET", "/v1/events/{}/staff-keys", admin),
         ("POST", "/v1/events/{}/staff-keys", admin),
         ("DELETE", f"/v1/events/{event['id']}/staff-keys/{{}}", admin),
@@ -305,6 +381,10 @@ async def test_generated_ids_in_every_route_are_refused(
         ("GET", "/v1/bookings/{}/tickets.pdf", {}),
         ("GET", "/v1/bookings/{}/tickets/T1.x/qr.svg", admin),
         ("GET", "/v1/events/{}/ticket-key", {}),
+        ("POST", "/v1/events/{}/identity/email", {}),
+        ("GET", "/v1/events/{}/challenge", {}),
+        ("PUT", "/v1/events/{}/challenge", admin),
+        ("POST", "/v1/events/{}/identity/verify", {}),
     ]
     before = await count_events(services)
     requests = [
@@ -351,3 +431,91 @@ async def test_generated_ws_messages_get_error_answers(
     assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
     assert len(frames) >= WS_FRAMES
     assert await event_state(http, event["id"]) == before
+
+
+IDENTITY_FRAMES = 500
+
+
+async def test_generated_identity_joins_get_error_answers(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 mutations of a join carrying a valid identity token, to an event that requires
+    one (checked with a PEM key): each answered with an error, no place taken."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    identity = {"kind": "jwt", "issuer": "https://shop", "audience": "fuzz", "public_key": pem}
+    event = await create_event(http, opens_at=FUTURE, identity=identity)
+    claims = {"sub": "p", "iss": "https://shop", "aud": "fuzz", "exp": int(time.time()) + 3600}
+    valid = jwt.encode(claims, key, algorithm="ES256")
+
+    def is_bad(frame: bytes) -> bool:
+        if not _frame_is_bad(frame):
+            return p.client_decoder.decode(frame).identity != valid  # type: ignore[union-attr]
+        return True
+
+    join = {"type": "join", "quantity": 2, "client_id": "fuzz", "identity": valid}
+    frames = draw_many(
+        st.lists(mutated(join).map(_encode).filter(is_bad), min_size=25, max_size=25),
+        IDENTITY_FRAMES // 25,
+    )
+    before = await event_state(http, event["id"])
+    problems: list[str] = []
+
+    async def talk(chunk: list[bytes]) -> None:
+        async with ws_connect(event["waitroom_url"]) as ws:
+            for frame in chunk:
+                await ws.send(frame.decode(), text=True)
+                answer = await recv(ws, wait_s=10)
+                if not (isinstance(answer, p.Error) and answer.code and answer.message):
+                    problems.append(f"answered {answer!r:.120} <- {frame!r:.160}")
+
+    async with anyio.create_task_group() as tg:
+        for k in range(CONCURRENCY):
+            tg.start_soon(talk, frames[k::CONCURRENCY])
+    assert problems == [], f"{len(problems)} of {len(frames)}:\n" + "\n".join(problems[:5])
+    assert len(frames) >= IDENTITY_FRAMES
+    assert await event_state(http, event["id"]) == before
+
+
+IDENTITY_BODIES = 500
+
+
+async def test_generated_email_identity_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 schema-mutated bodies of each email identity route, to an event that verifies
+    addresses: all 400, no code kept."""
+    event = await create_event(http, identity={"kind": "email"})
+    base = f"/v1/events/{event['id']}/identity"
+    headers = {"Content-Type": "application/json"}
+    sends = bodies({"email": "a@example.org"}, _invalid_as(EmailCodeBody), IDENTITY_BODIES)
+    verifies = bodies(
+        {"email": "a@example.org", "code": "123456"}, _invalid_as(EmailVerifyBody), IDENTITY_BODIES
+    )
+    requests = [("POST", f"{base}/email", headers, b) for b in sends]
+    requests += [("POST", f"{base}/verify", headers, b) for b in verifies]
+    problems = await _send_all(http, requests)
+    assert problems == [], f"{len(problems)} of {len(requests)}:\n" + "\n".join(problems[:5])
+    assert len(sends) >= IDENTITY_BODIES and len(verifies) >= IDENTITY_BODIES
+
+
+async def test_generated_challenge_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 schema-mutated bodies of PUT /v1/events/{id}/challenge: all 400, the difficulty
+    unchanged; 200 generated join frames carrying a challenge field are refused."""
+    event = await create_event(http, challenge_difficulty=1_000)
+    url = f"/v1/events/{event['id']}/challenge"
+    headers = {**admin_headers(), "Content-Type": "application/json"}
+    cases = bodies({"difficulty": 5}, _invalid_as(ChallengeBody), IDENTITY_BODIES)
+    problems = await _send_all(http, [("PUT", url, headers, b) for b in cases])
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert (await http.get(url)).json()["difficulty"] == 1_000
+    join = {"type": "join", "quantity": 1, "client_id": "fuzz", "challenge": "x" * 40}
+    frames = draw_many(st.lists(mutated(join).map(_encode), min_size=25, max_size=25), 8)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        for frame in frames:
+            await ws.send(frame.decode(), text=True)
+            answer = await recv(ws, wait_s=10)
+            assert isinstance(answer, p.Error) and answer.code and answer.message, (answer, frame)
+    assert (await get_event(http, event["id"]))["queue_length"] == 0

@@ -1,5 +1,6 @@
 """Settings from the environment: the position frame budget, the start-up wait, the
-WebSocket URL told to clients, kept development secrets, the default data directory, logs, tracing."""
+WebSocket URL told to clients, kept development secrets, the default data directory, logs, tracing,
+the edge's limits."""
 
 from __future__ import annotations
 
@@ -25,6 +26,15 @@ def test_a_budget_that_sends_nothing_is_refused(budget: str) -> None:
     """A budget of no frames per second would leave clients without positions: refused at start."""
     with pytest.raises(ValueError, match="position_frames_per_s"):
         Settings.from_env({"BOOKING_POSITION_FRAMES_PER_S": budget})
+
+
+def test_refund_retry_cap_is_read_from_the_environment() -> None:
+    """BOOKING_REFUND_RETRY_MAX_S caps the wait between refund attempts; 0 or less is refused."""
+    assert Settings.from_env({}).refund_retry_max_s == 60.0
+    assert Settings.from_env({"BOOKING_REFUND_RETRY_MAX_S": "5"}).refund_retry_max_s == 5.0
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(ValueError, match="refund_retry_max_s"):
+            Settings.from_env({"BOOKING_REFUND_RETRY_MAX_S": bad})
 
 
 def test_startup_wait_is_read_from_the_environment() -> None:
@@ -127,6 +137,32 @@ def test_tracing_follows_the_collector_endpoint() -> None:
     assert Settings.from_env({"BOOKING_TRACING": "on"}).tracing_enabled
 
 
+def test_edge_limits_are_read_from_the_environment() -> None:
+    """Trusted proxies and exempt addresses as CIDR lists ("none": no address), limits as
+    RATE/BURST, the WebSocket cap and the timeouts as numbers; unset keeps the defaults."""
+    default = Settings.from_env({})
+    assert default.trusted_proxies == ()
+    assert default.limit_exempt == ("127.0.0.0/8", "::1/128")
+    settings = Settings.from_env(
+        {
+            "BOOKING_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1 2001:db8::/32",
+            "BOOKING_LIMIT_EXEMPT": "none",
+            "BOOKING_LIMIT_PER_IP": "5/50",
+            "BOOKING_LIMIT_PER_HOLD": "0.5/4",
+            "BOOKING_LIMIT_PER_ADMIN_KEY": "10/100",
+            "BOOKING_WS_CONNECTIONS_PER_IP": "7",
+            "BOOKING_WS_JOIN_TIMEOUT_S": "12.5",
+            "BOOKING_BODY_TIMEOUT_S": "3",
+        }
+    )
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.0.2.1", "2001:db8::/32")
+    assert settings.limit_exempt == ()
+    assert (settings.limit_per_ip, settings.limit_per_hold) == ((5.0, 50), (0.5, 4))
+    assert settings.limit_per_admin_key == (10.0, 100)
+    assert settings.ws_connections_per_ip == 7
+    assert (settings.ws_join_timeout_s, settings.body_timeout_s) == (12.5, 3.0)
+
+
 def test_the_gateway_is_read_from_the_environment() -> None:
     """BOOKING_GATEWAY, BOOKING_STRIPE_API_KEY and BOOKING_STRIPE_API_BASE fill the gateway's
     settings; the sandbox is the default; the key never shows in the settings' repr."""
@@ -173,6 +209,24 @@ def test_the_ticket_key_is_kept_given_or_derived_from_the_secret(tmp_path: Path)
     assert Settings.from_env(shared).ticket_key_seed == Settings.from_env(shared).ticket_key_seed
     other = Settings.from_env({"BOOKING_SECRET": "t" * 32}).ticket_key_seed
     assert other != Settings.from_env(shared).ticket_key_seed
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BOOKING_TRUSTED_PROXIES": "10.0.0.0/33"},
+        {"BOOKING_LIMIT_EXEMPT": "localhost"},
+        {"BOOKING_LIMIT_PER_IP": "20"},
+        {"BOOKING_LIMIT_PER_HOLD": "0/10"},
+        {"BOOKING_LIMIT_PER_ADMIN_KEY": "5/0"},
+        {"BOOKING_WS_CONNECTIONS_PER_IP": "0"},
+        {"BOOKING_WS_JOIN_TIMEOUT_S": "0"},
+    ],
+)
+def test_unusable_edge_limits_are_refused(env: dict[str, str]) -> None:
+    """A malformed CIDR, limit or timeout stops the command at start with one line."""
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(env)
 
 
 @pytest.mark.parametrize(

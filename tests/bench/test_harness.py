@@ -58,6 +58,16 @@ async def test_scenario_keeps_every_invariant(services: Services, scenario: str)
         assert report.outcomes["expired"] > 0
 
 
+async def test_clients_solve_the_join_challenge(services: Services) -> None:
+    """With a join challenge asked, every bench client solves one and the sale runs as usual."""
+    report = await _run(
+        services, _options("steady", clients=40, seats=30, challenge_difficulty=500)
+    )
+    assert report.problems == []
+    assert report.seats_sold > 0
+    assert not [e for r in report.results for e in r.errors if "challenge" in e]
+
+
 async def test_flash_sale_admits_in_join_order_once_everyone_is_in_line(
     services: Services,
 ) -> None:

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from axe_playwright_python.sync_playwright import Axe
@@ -232,6 +233,16 @@ def release(page: Page, api: str, event_id: str, shots: Path) -> None:
     shoot(page, shots, "buyer-released")
 
 
+def challenge(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """An event asking for proof of work: the page solves the challenge in a Web Worker and
+    takes its place; the admin page shows the difficulty."""
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible(timeout=60_000)
+    shoot(page, shots, "buyer-after-challenge")
+    page.goto(f"{api}/events/{event_id}/admin")
+    expect(page.locator("#difficulty")).to_have_value("20000")
+
+
 def pre_queue(page: Page, api: str, event_id: str, shots: Path) -> None:
     """Joining before the sale opens shows the pre-queue: no position yet, the opening ahead."""
     expect(page.locator("#event-name")).to_have_text("Early birds")
@@ -270,6 +281,22 @@ def admin(page: Page, api: str, event_id: str, shots: Path) -> None:
     expect(page.locator("#activity li")).not_to_have_count(0)
     assert ADMIN_KEY not in page.inner_text("body") and ADMIN_KEY not in page.url
     shoot(page, shots, "admin-mid-sale")
+
+
+def cancel_event(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """An event cancelled from the console: once confirmed, the sale closes and the progress
+    reaches every booking refunded, as the API says."""
+    # Every seat is sold: "Sold out" once the worker looked again, "On sale" until then.
+    expect(page.locator("#state")).to_have_text(re.compile("^(On sale|Sold out)$"))
+    page.fill("#key", ADMIN_KEY)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel-event")
+    expect(page.locator("#state")).to_have_text("Closed")
+    expect(page.locator("#cancel-progress")).to_contain_text("Event cancelled: 1 of 1 bookings")
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    progress = httpx.get(f"{api}/v1/events/{event_id}/cancellation", headers=headers).json()
+    assert (progress["status"], progress["refunded"]) == ("done", 1)
+    shoot(page, shots, "admin-event-cancelled")
 
 
 def checkin(page: Page, api: str, event_id: str, shots: Path) -> None:
@@ -341,6 +368,96 @@ def checkin(page: Page, api: str, event_id: str, shots: Path) -> None:
     assert [k["label"] for k in _staff_keys(api, event_id)] == ["North"]
 
 
+def buyer_cancels(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """The buyer's whole path: join, pay, the tickets with their QR codes and the PDF; then
+    cancel one ticket (asked first: saying no changes nothing), see the refund and the ticket
+    marked cancelled; then cancel the rest, and the booking is cancelled."""
+    page.get_by_label("A · £25.00").check()
+    page.select_option("#quantity", "3")
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible()
+    expect(page.locator("#amount")).to_have_text("£75.00")
+    page.click("#pay")
+    expect(page.locator("#outcome-card")).to_have_attribute("data-outcome", "confirmed")
+    page.click("#tickets-link")
+    expect(page.locator("#tickets li .qr svg")).to_have_count(3)
+    with page.expect_download() as download:
+        page.click("#pdf")
+    assert download.value.suggested_filename.endswith(".pdf")
+    expect(page.locator("#cancel-policy")).to_contain_text("refunded in full")
+    expect(page.locator("#cancel-tickets input")).to_have_count(3)
+    expect(page.locator("#cancel-chosen")).to_be_disabled()
+    shoot(page, shots, "buyer-tickets-cancel")
+    booking_id = page.locator("#booking-id").inner_text()
+    token = page.evaluate(f"localStorage.getItem('booking:{booking_id}:token')")
+    seat = page.locator("#cancel-tickets label").nth(1).inner_text().split(" · £")[0]
+    page.locator("#cancel-tickets input").nth(1).check()
+    page.click("#cancel-chosen")
+    expect(page.locator("#cancel-question")).to_contain_text(f"Cancel 1 ticket ({seat})?")
+    expect(page.locator("#cancel-question")).to_contain_text("£25.00 is refunded")
+    expect(page.locator("#cancel-yes")).to_be_focused()
+    shoot(page, shots, "buyer-cancel-confirm")
+    page.click("#cancel-no")  # changed their mind: nothing is cancelled
+    expect(page.locator("#cancel-confirm")).to_be_hidden()
+    assert all(t["live"] for t in _booking(api, booking_id, token)["tickets"])
+
+    page.click("#cancel-chosen")
+    page.click("#cancel-yes")
+    expect(page.locator("#refund-note")).to_have_text(
+        "Cancelled 1 ticket. Refunded £25.00 to the card you paid with."
+    )
+    expect(page.locator("#refunded-amount")).to_have_text("£25.00")
+    expect(page.locator("#tickets li.cancelled")).to_have_count(1)
+    expect(page.locator("#tickets li.cancelled")).to_contain_text(f"Cancelled2/3 · {seat}")
+    expect(page.locator("#tickets li .qr svg")).to_have_count(2)
+    expect(page.locator("#booking-seats li.cancelled")).to_have_text(f"{seat} (cancelled)")
+    expect(page.locator("#booking-status")).to_have_text("Confirmed")
+    expect(page.locator("#cancel-tickets input")).to_have_count(2)
+    shoot(page, shots, "buyer-cancelled-partly")
+    page.reload()  # the same, read again
+    expect(page.locator("#tickets li.cancelled")).to_have_count(1)
+    expect(page.locator("#refunded-amount")).to_have_text("£25.00")
+
+    page.click("#cancel-all")
+    expect(page.locator("#cancel-question")).to_contain_text("Cancel your whole booking")
+    expect(page.locator("#cancel-question")).to_contain_text("£50.00 is refunded")
+    page.click("#cancel-yes")
+    expect(page.locator("#refund-note")).to_contain_text("Refunded £50.00")
+    expect(page.locator("#booking-status")).to_have_text("Cancelled")
+    expect(page.locator("#refunded-amount")).to_have_text("£75.00")
+    expect(page.locator("#tickets li.cancelled")).to_have_count(3)
+    expect(page.locator("#tickets li .qr svg")).to_have_count(0)
+    expect(page.locator("#cancel-card")).to_be_hidden()
+    shoot(page, shots, "buyer-cancelled")
+    view = _booking(api, booking_id, token)
+    assert view["status"] == "cancelled" and not any(t["live"] for t in view["tickets"])
+
+
+def no_refunds(page: Page, api: str, event_id: str, shots: Path) -> None:
+    """Tickets of an event without buyer refunds: the page says so and offers no cancel."""
+    page.click("#join")
+    expect(page.locator("#prompt-card")).to_be_visible()
+    page.click("#pay")
+    expect(page.locator("#outcome-card")).to_have_attribute("data-outcome", "confirmed")
+    page.click("#tickets-link")
+    expect(page.locator("#tickets li .qr svg")).to_have_count(1)
+    expect(page.locator("#cancel-policy")).to_have_text(
+        "Tickets of this event cannot be cancelled or refunded here."
+    )
+    expect(page.locator("#cancel-all")).to_be_hidden()
+    expect(page.locator("#cancel-chosen")).to_be_hidden()
+    shoot(page, shots, "buyer-tickets-no-refunds")
+
+
+def _booking(api: str, booking_id: str, token: str) -> dict[str, Any]:
+    resp = httpx.get(
+        f"{api}/v1/bookings/{booking_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status_code == 200, resp.text
+    view: dict[str, Any] = resp.json()
+    return view
+
+
 def _staff_keys(api: str, event_id: str) -> list[dict[str, str]]:
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     resp = httpx.get(f"{api}/v1/events/{event_id}/staff-keys", headers=headers)
@@ -355,9 +472,13 @@ SCENARIOS: dict[str, Callable[[Page, str, str, Path], None]] = {
     "sold_out": sold_out,
     "leave": leave,
     "release": release,
+    "challenge": challenge,
     "pre_queue": pre_queue,
     "admin": admin,
+    "cancel_event": cancel_event,
     "checkin": checkin,
+    "buyer_cancels": buyer_cancels,
+    "no_refunds": no_refunds,
 }
 
 

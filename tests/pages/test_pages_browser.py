@@ -184,6 +184,18 @@ async def _buyers(http: httpx.AsyncClient, waitroom_url: str, count: int) -> Non
             tg.start_soon(buyer, n)
 
 
+async def test_the_page_solves_the_join_challenge(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """With a join challenge asked, the page solves it (Web Worker, WebCrypto) and is
+    admitted; its solution was checked and remembered by the server."""
+    event = await create_event(http, name="Proof of work", challenge_difficulty=20_000)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("challenge", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert view["active_holds"] == 1
+
+
 async def test_admin_console_mid_sale(services: Services, http: httpx.AsyncClient) -> None:
     """While buyers join and pay, the console draws the sale and shows each section; with the
     admin key typed in it changes the caps, pauses and resumes; a wrong key changes nothing."""
@@ -205,14 +217,27 @@ async def test_admin_console_mid_sale(services: Services, http: httpx.AsyncClien
     assert (view["state"], view["max_active_holds"]) == ("open", 7)
 
 
+async def test_admin_console_cancels_the_event(services: Services, http: httpx.AsyncClient) -> None:
+    """An event whose seats are all sold, cancelled with the console's button: the sale
+    closes, the progress shows every booking refunded, and the seats are free again."""
+    event = await create_event(
+        http, name="Cancelled show", sections=[{"id": "GA", "price_cents": 1_000, "capacity": 2}]
+    )
+    await _sell_everything(http, event)
+    url = f"{services.http_url}/events/{event['id']}/admin"
+    await _run_scenario("cancel_event", url, services.http_url, event["id"])
+    view = await get_event(http, event["id"])
+    assert view["state"] == "closed" and view["sections"][0]["free"] == 2
+
+
 async def test_the_door_checks_tickets_in_by_typed_code(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """The check-in page with a staff key: green with the seat, red when in already (time and
     gate), cancelled or unknown; the counts on the page and the admin page.
 
-    Headless chromium has no BarcodeDetector, so codes are typed. The cancelled ticket is
-    made by setting ``tickets.live = false`` with SQL on the real database."""
+    Headless chromium has no BarcodeDetector, so codes are typed. The third ticket is
+    cancelled by its buyer before the door opens."""
     event = await create_event(http, name="Door night")
     async with ws_connect(str(event["waitroom_url"])) as ws:
         await ws.send(p.encode(p.Join(quantity=3, client_id="door", section="A")).decode())
@@ -221,7 +246,12 @@ async def test_the_door_checks_tickets_in_by_typed_code(
     paid = await pay(http, prompt.hold_id, prompt.hold_token, new_key())
     assert paid.status_code == 200, paid.text
     codes = [t["code"] for t in paid.json()["tickets"]]
-    await pg_value(services, "UPDATE tickets SET live = false WHERE code = $1", codes[2])
+    cancelled = await http.post(
+        f"/v1/bookings/{paid.json()['id']}/cancel",
+        json={"tickets": [codes[2]]},
+        headers={"Authorization": f"Bearer {prompt.hold_token}", "Idempotency-Key": new_key()},
+    )
+    assert cancelled.status_code == 200, cancelled.text
     made = await http.post(
         f"/v1/events/{event['id']}/staff-keys", json={"label": "North"}, headers=admin_headers()
     )
@@ -236,6 +266,35 @@ async def test_the_door_checks_tickets_in_by_typed_code(
         codes,
     )
     assert sorted(gates.split(",")) == ["-", "-", "North"]
+
+
+async def test_a_buyer_pays_reads_the_tickets_and_cancels_them_on_the_page(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """The buyer's whole path in the browser: join, pay, the tickets (QR codes, PDF), one
+    ticket cancelled after a confirmation, then the rest: the refunds shown, the tickets
+    marked. The gateway refunded what the page said, and the seats are on sale again."""
+    event = await create_event(http, name="Changed plans", **POUNDS)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("buyer_cancels", url, services.http_url, event["id"])
+    refunds = await pg_value(
+        services,
+        "SELECT array_agg(amount_cents ORDER BY created_at) FROM cancellations "
+        "WHERE event_id = $1 AND status = 'done' AND NOT by_admin",
+        event["id"],
+    )
+    assert refunds == [2_500, 5_000]
+    sections = {s["id"]: s for s in (await get_event(http, event["id"]))["sections"]}
+    assert (sections["A"]["free"], sections["A"]["sold"]) == (8, 0)
+
+
+async def test_tickets_of_an_event_without_refunds_offer_no_cancel(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """An event whose buyers may not cancel: the tickets page says so, with no button."""
+    event = await create_event(http, name="Final sale", buyer_refunds=False, **POUNDS)
+    url = f"{services.http_url}/events/{event['id']}"
+    await _run_scenario("no_refunds", url, services.http_url, event["id"])
 
 
 async def test_page_assets_are_served_by_name_only(http: httpx.AsyncClient) -> None:

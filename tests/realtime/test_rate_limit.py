@@ -39,7 +39,8 @@ async def test_client_id_joining_too_often_is_refused(limited: Services) -> None
             async with WaitingRoom.connect(event.waitroom_url) as room:
                 assert (await queued_in(room, "eager")).ticket == 1
         async with WaitingRoom.connect(event.waitroom_url) as room:
-            await refused(room, p.Join(quantity=1, client_id="eager"), "rate_limited")
+            error = await refused(room, p.Join(quantity=1, client_id="eager"), "rate_limited")
+            assert "retry in 1000 s" in error.message, error  # one token of the 0.001/s bucket
             # The socket stays usable for a resume or another message.
             await refused(room, p.Join(quantity=1, client_id="eager"), "rate_limited")
         assert (await client.event(event.id)).queue_length == 1

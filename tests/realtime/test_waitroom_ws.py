@@ -68,20 +68,21 @@ async def test_invalid_json_is_error_invalid_message_and_socket_stays_usable(
             await room.ws.send(frame)
             await expect_error(room.ws, "invalid_message")
         await room.ws.send(b"\x00\xff binary junk")
-        await expect_error(room.ws, "invalid_message")
+        await expect_error(room.ws, "binary_frame")  # the protocol is text frames
         queued = await queued_in(room, "client-1")
         assert queued.ticket == 1
     assert (await client.event(event.id)).queue_length == 1
 
 
-async def test_invalid_utf8_inside_a_json_string_is_invalid_message(
+async def test_invalid_utf8_inside_a_json_string_is_refused(
     client: BookingClient,
 ) -> None:
-    """A frame whose JSON string holds invalid UTF-8 gets invalid_message; the socket stays usable."""
+    """A frame whose JSON string holds invalid UTF-8 can only be binary: it gets binary_frame
+    (a text frame must be UTF-8); the socket stays usable."""
     event = await client.create_event(event_body(opens_at=FUTURE))
     async with WaitingRoom.connect(event.waitroom_url) as room:
         await room.ws.send(b'{"type": "join", "quantity": 1, "client_id": "c\xff"}')
-        await expect_error(room.ws, "invalid_message")
+        await expect_error(room.ws, "binary_frame")
         queued = await queued_in(room, "client-1")
         assert queued.ticket == 1
 

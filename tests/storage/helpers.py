@@ -42,6 +42,7 @@ def config_json(
     hold_ms: int = HOLD_MS,
     max_active: int = 100,
     max_per_order: int = 10,
+    max_per_person: int = 0,
 ) -> bytes:
     """The init_event config JSON for these sections and settings."""
     return json.dumps(
@@ -50,6 +51,7 @@ def config_json(
             "hold_ms": hold_ms,
             "max_active": max_active,
             "max_per_order": max_per_order,
+            "max_per_person": max_per_person,
             "sections": [{"id": s, "price_cents": p, "map": m} for s, p, m in sections],
         }
     ).encode()
@@ -83,7 +85,7 @@ async def assert_conserved(store: RedisStore, event_id: str) -> EventSnapshot:
     for seq, t in tickets.items():
         if t.status in ("held", "paying", "confirmed"):
             assert t.held_section in maps, (seq, t)
-            assert len(t.seats) == t.quantity, (seq, t)
+            assert len(t.seats) + len(t.cancelled) == t.quantity, (seq, t)
             want = "s" if t.status == "confirmed" else "h"
             for p in t.seats:
                 assert (t.held_section, p) not in owner, (
@@ -95,6 +97,14 @@ async def assert_conserved(store: RedisStore, event_id: str) -> EventSnapshot:
         for pos, ch in enumerate(seat_map, start=1):
             if ch in "hs":
                 assert (sec, pos) in owner, f"seat {sec}:{pos} is {ch!r} but no ticket has it"
+
+    # Each verified person's count is the seats its tickets hold or bought.
+    persons: Counter[str] = Counter()
+    for t in tickets.values():
+        if t.person is not None:
+            persons[t.person] += len(t.seats) if t.status in ("held", "paying", "confirmed") else 0
+    for person, seats in persons.items():
+        assert await store.person_seats(event_id, person) == seats, (person, seats)
 
     # Counters of outcomes agree with the ticket records.
     states = Counter(t.status for t in tickets.values())
@@ -126,16 +136,20 @@ class Event:
         return created
 
     async def join_many(
-        self, requests: Sequence[tuple[str, int, str]], now: int = T0
+        self, requests: Sequence[tuple[str, int, str]], now: int = T0, person: str = ""
     ) -> list[JoinResult]:
-        """Run join_queue once for (client, quantity, section) triples."""
-        out = await self.store.join([JoinRequest(self.id, c, q, s) for c, q, s in requests], now)
+        """Run join_queue once for (client, quantity, section) triples (all as ``person``)."""
+        out = await self.store.join(
+            [JoinRequest(self.id, c, q, s, person=person) for c, q, s in requests], now
+        )
         await self.check()
         return out
 
-    async def join(self, client: str, qty: int = 1, section: str = "", now: int = T0) -> JoinResult:
-        """Run join_queue for one client."""
-        [res] = await self.join_many([(client, qty, section)], now)
+    async def join(
+        self, client: str, qty: int = 1, section: str = "", now: int = T0, person: str = ""
+    ) -> JoinResult:
+        """Run join_queue for one client (``person``: a verified identity's)."""
+        [res] = await self.join_many([(client, qty, section)], now, person)
         return res
 
     async def admit(self, now: int = T0, max_count: int = 100) -> AdmitSummary:

@@ -28,6 +28,7 @@ async def test_create_writes_meta_counters_and_maps(redis_store: RedisStore, eve
         "hold_ms": "30000",
         "max_active": "7",
         "max_per_order": "4",
+        "max_per_person": "0",
         "sections": "A,B",
         "price:A": "1500",
         "price:B": "900",

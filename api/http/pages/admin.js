@@ -1,6 +1,7 @@
 // Event admin: live figures and charts of the sale from the aggregate status (one small read
 // a second, whatever the size of the line), seats per section, and the controls: pause,
-// resume, close and the admission caps, with the admin key typed in and kept in memory.
+// resume, close, the admission caps and cancelling the whole event (with its refunds'
+// progress), with the admin key typed in and kept in memory.
 "use strict";
 
 const eventId = document.body.dataset.eventId;
@@ -146,6 +147,7 @@ async function refresh() {
   }
   const now = Date.now();
   document.title = `${ev.name} · admin`;
+  lastCurrency = ev.currency;
   $("event-name").textContent = ev.name;
   setState($("state"), ev.state);
   $("ws-url").textContent = ev.waitroom_url;
@@ -202,6 +204,21 @@ $("resume").addEventListener("click", stateChange("resume"));
 $("close").addEventListener("click", () => {
   if (window.confirm("Close the sale? Nobody else will be let in, and it cannot be reopened.")) stateChange("close")();
 });
+// The join challenge's difficulty: raised during a join flood, each join then costs a
+// device that many SHA-256 hashes (three quarters of it on average).
+async function showDifficulty() {
+  try {
+    $("difficulty").value = (await (await fetch(`${eventUrl}/challenge`)).json()).difficulty;
+  } catch (err) {
+    // shown on the next load
+  }
+}
+$("challenge-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const body = { difficulty: Number($("difficulty").value) };
+  act("/challenge", "PUT", body, (a) => (a.difficulty ? `Joins now solve a challenge of ${count(a.difficulty)} hashes.` : "Joins need no challenge."));
+});
+showDifficulty();
 $("caps-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const body = {
@@ -211,6 +228,29 @@ $("caps-form").addEventListener("submit", (e) => {
   act("/admission", "PATCH", body, (a) => `Caps applied: ${count(a.max_active_holds)} holds at once, ${a.admissions_per_minute ? count(a.admissions_per_minute) + " admissions a minute" : "no rate cap"}.`);
 });
 
+// Cancelling the whole event: the workers refund every booking; its progress is shown
+// (read with the admin key, once typed) until it is done.
+function cancelProgress(c) {
+  const money_ = money(c.refunded_cents, lastCurrency);
+  const more = [c.pending ? `${count(c.pending)} refund(s) being retried` : "", c.refused ? `${count(c.refused)} refused` : ""].filter(Boolean).join(", ");
+  const head = c.status === "done" ? "Event cancelled" : "Cancelling the event";
+  return `${head}: ${count(c.refunded)} of ${count(c.bookings)} bookings refunded (${money_})${more ? `; ${more}` : ""}.`;
+}
+let lastCurrency = "EUR";
+async function readCancellation() {
+  const key = $("key").value.trim();
+  if (!key) return;
+  const resp = await fetch(`${eventUrl}/cancellation`, { headers: { Authorization: `Bearer ${key}` } });
+  if (!resp.ok) return;
+  const progress = $("cancel-progress");
+  progress.textContent = cancelProgress(await resp.json());
+  progress.hidden = false;
+}
+$("cancel-event").addEventListener("click", () => {
+  if (window.confirm("Cancel the whole event? The sale closes and every booking is refunded; this cannot be undone.")) {
+    act("/cancel", "POST", null, cancelProgress).then(readCancellation);
+  }
+});
 // Door staff keys: made (the key shown once, never logged), listed, revoked.
 async function listKeys() {
   const key = $("key").value.trim();
@@ -260,5 +300,6 @@ refresh();
 readLatency();
 setInterval(refresh, 1000);
 setInterval(readLatency, 2000);
+setInterval(readCancellation, 2000);
 readCheckins();
 setInterval(readCheckins, 5000);

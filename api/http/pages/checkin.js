@@ -50,6 +50,8 @@ async function check(code) {
     } else if (resp.status === 409) {
       const at = _hhmm.format(new Date(body.checked_in_at));
       verdict("already", "Already in", `Came in at ${at} at gate ${body.gate} (${seat(body)}).`);
+    } else if (resp.status === 410 && body.error === "cancellation_pending") {
+      verdict("cancelled", "Ticket being cancelled", "Its holder is cancelling it for a refund: it lets nobody in.");
     } else if (resp.status === 410) {
       verdict("cancelled", "Cancelled ticket", "This ticket was cancelled: it lets nobody in.");
     } else if (resp.status === 404) {

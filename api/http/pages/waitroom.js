@@ -146,6 +146,51 @@ async function loadEvent() {
   }, 5000);
 }
 
+// Proof of work (ALTCHA v2, SHA-256, deterministic): find the counter whose SHA-256 of
+// salt + nonce + counter (big-endian uint32) starts with keyPrefix. Solved in a Web Worker
+// with WebCrypto so the page stays responsive; the server checks it with two HMACs.
+const POW_WORKER = `onmessage = async (e) => {
+  const p = e.data.parameters;
+  const bytes = (h) => Uint8Array.from(h.match(/../g) || [], (b) => parseInt(b, 16));
+  const salt = bytes(p.salt), nonce = bytes(p.nonce);
+  const buf = new Uint8Array(salt.length + nonce.length + 4);
+  buf.set(salt);
+  buf.set(nonce, salt.length);
+  const view = new DataView(buf.buffer);
+  for (let n = 0; n < 4294967296; n++) {
+    view.setUint32(salt.length + nonce.length, n);
+    const key = new Uint8Array(await crypto.subtle.digest("SHA-256", buf)).slice(0, p.keyLength);
+    const hex = Array.from(key, (b) => b.toString(16).padStart(2, "0")).join("");
+    if (hex.startsWith(p.keyPrefix)) {
+      postMessage({ counter: n, derivedKey: hex });
+      return;
+    }
+  }
+};`;
+
+function solve(challenge) {
+  return new Promise((resolve, reject) => {
+    const url = URL.createObjectURL(new Blob([POW_WORKER], { type: "text/javascript" }));
+    const worker = new Worker(url);
+    worker.onmessage = (e) => {
+      worker.terminate();
+      URL.revokeObjectURL(url);
+      resolve(btoa(JSON.stringify({ challenge, solution: e.data })));
+    };
+    worker.onerror = (e) => reject(e);
+    worker.postMessage(challenge);
+  });
+}
+
+// The join message, with a freshly solved challenge when the event asks for one (a
+// solution joins once, so a reconnect before the place was taken solves a new one).
+async function joinMessage(join) {
+  const { challenge, difficulty } = await getJSON(`${eventUrl}/challenge`);
+  if (!difficulty) return join;
+  $("join-status").textContent = "Proving this is a person's device…";
+  return { ...join, challenge: await solve(challenge) };
+}
+
 function connect(first) {
   socket = new WebSocket(wsUrl);
   socket.onopen = () => {
@@ -162,8 +207,9 @@ function connect(first) {
     if (done) return;
     $("line-status").textContent = "Connection lost, reconnecting… your place is kept.";
     const token = sessionStorage.getItem(tokenKey);
-    const again = token ? { type: "resume", token } : first;
-    setTimeout(() => connect(again), retryMs);
+    const { challenge: _spent, ...join } = first;
+    const again = token ? Promise.resolve({ type: "resume", token }) : joinMessage(join);
+    setTimeout(() => again.then(connect), retryMs);
     retryMs = Math.min(retryMs * 2, 10000);
   };
 }
@@ -441,7 +487,11 @@ $("join-form").addEventListener("submit", (e) => {
   const chosen = document.querySelector("input[name=section]:checked");
   const join = { type: "join", quantity: Number($("quantity").value), client_id: clientId() };
   if (chosen && chosen.value) join.section = chosen.value;
-  connect(join);
+  joinMessage(join).then(connect, () => {
+    $("join-status").textContent = "Could not reach the server; try again.";
+    $("join").disabled = false;
+    inLine = false;
+  });
 });
 $("pay").addEventListener("click", payNow);
 $("release").addEventListener("click", release);
