@@ -234,4 +234,4 @@ async def test_every_dashboard_panel_has_data(servers: EmbeddedServers, tmp_path
     assert empty == []
     assert report.event_id in events  # the dashboard's event variable lists it
     health = {r["name"]: r.get("lastError", "") for g in rules for r in g["rules"]}
-    assert len(health) == 7 and set(health.values()) == {""}, health
+    assert len(health) == 9 and set(health.values()) == {""}, health

@@ -99,7 +99,7 @@ async def receiver() -> AsyncIterator[Receiver]:
                 except (anyio.BrokenResourceError, OSError):
                     return
 
-    async with anyio.create_task_group() as tg:
+    async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, serve)
         try:
             yield state
