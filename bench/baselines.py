@@ -89,7 +89,8 @@ def lua_ceiling(
         for first in range(0, clients, 500):
             args: list[Any] = [int(time.time() * 1000), *_seeds()]
             for i in range(first, min(first + 500, clients)):
-                args += [f"c{i}", 1, "", ""]  # client, quantity, any section, untraced
+                # client, quantity, any section, untraced, no verified person
+                args += [f"c{i}", 1, "", "", ""]
             join(keys=keys, args=args)
         joined_s = time.perf_counter() - started
         admitted, calls = 0, 0
