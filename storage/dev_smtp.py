@@ -24,6 +24,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from storage.embedded import stop_process
+
 __all__ = ["DevSmtpServer", "dev_smtp_server", "read_maildir"]
 
 
@@ -85,12 +87,7 @@ class DevSmtpServer:
         """Stop the process."""
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc)
         self._proc = None
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "open_shared_servers",
     "shared_servers_state",
     "start_gateway_process",
+    "stop_process",
     "stop_shared_servers",
 ]
 
@@ -194,13 +195,18 @@ class RedisServer:
         """Stop the server cleanly."""
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc)
         self._proc = None
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Ask a server process to stop (SIGTERM); kill it if it has not within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextmanager
@@ -303,12 +309,7 @@ class ClusterNodeServer:
         """Stop the server cleanly."""
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc)
         self._proc = None
 
 

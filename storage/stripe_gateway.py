@@ -55,6 +55,14 @@ _UNKNOWN = (
     stripe.AuthenticationError,  # our configuration: nothing was done
     stripe.PermissionError,
 )
+#: On the payment calls, also a request refused as it stands (a replayed key with other
+#: parameters, an intent in a state the call does not expect): unknown, never a decline.
+_UNSETTLED = (*_UNKNOWN, stripe.IdempotencyError, stripe.InvalidRequestError)
+
+
+def _unavailable(exc: stripe.StripeError) -> GatewayUnavailable:
+    """The port's "outcome unknown" for a provider failure."""
+    return GatewayUnavailable(f"the payment provider failed: {exc.user_message or exc}")
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -177,10 +185,8 @@ class StripeGateway:
                     raise
                 # Succeeded (a charge under this key already) or cancelled (voided).
                 confirmed = await self._intents.retrieve_async(intent.id)
-        except (*_UNKNOWN, stripe.IdempotencyError, stripe.InvalidRequestError) as exc:
-            raise GatewayUnavailable(
-                f"the payment provider failed: {exc.user_message or exc}"
-            ) from exc
+        except _UNSETTLED as exc:
+            raise _unavailable(exc) from exc
         if confirmed.status == "succeeded":
             return Charge(reference=confirmed.id, status=ChargeStatus.SUCCEEDED)
         if confirmed.status == "processing":
@@ -194,10 +200,8 @@ class StripeGateway:
         try:
             intent = await self._create(idempotency_key, amount_cents, currency)
             current = await self._intents.retrieve_async(intent.id)
-        except (*_UNKNOWN, stripe.IdempotencyError, stripe.InvalidRequestError) as exc:
-            raise GatewayUnavailable(
-                f"the payment provider failed: {exc.user_message or exc}"
-            ) from exc
+        except _UNSETTLED as exc:
+            raise _unavailable(exc) from exc
         if current.status == "succeeded":
             return Charge(reference=current.id, status=ChargeStatus.SUCCEEDED)
         return None
@@ -218,10 +222,8 @@ class StripeGateway:
                     if exc.code != "payment_intent_unexpected_state":
                         raise
                     current = await self._intents.retrieve_async(intent.id)
-        except (*_UNKNOWN, stripe.IdempotencyError, stripe.InvalidRequestError) as exc:
-            raise GatewayUnavailable(
-                f"the payment provider failed: {exc.user_message or exc}"
-            ) from exc
+        except _UNSETTLED as exc:
+            raise _unavailable(exc) from exc
         if current.status == "succeeded":
             return Charge(reference=current.id, status=ChargeStatus.SUCCEEDED)
         if current.status != "canceled":
@@ -240,9 +242,7 @@ class StripeGateway:
         except (stripe.InvalidRequestError, stripe.IdempotencyError) as exc:
             raise RefundRefused(str(exc.user_message or exc)) from exc
         except _UNKNOWN as exc:
-            raise GatewayUnavailable(
-                f"the payment provider failed: {exc.user_message or exc}"
-            ) from exc
+            raise _unavailable(exc) from exc
         if made.status == "failed":
             raise RefundRefused(f"refund {made.id} failed")
         return Refund(
