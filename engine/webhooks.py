@@ -4,7 +4,6 @@ the admin. Sending them is the relay's (``engine/eventlog.py``)."""
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlsplit
 
 from engine.catalog import EventCatalog
 from engine.errors import InvalidRequest, NotFound
@@ -12,6 +11,7 @@ from engine.ids import is_valid_id
 from storage.log_events import Actor
 from storage.pg_eventlog import WebhookRow
 from storage.pg_store import PgStore
+from storage.webhook_client import unsendable
 
 __all__ = ["WebhookRow", "Webhooks"]
 
@@ -29,9 +29,10 @@ class Webhooks:
     async def register(self, event_id: str, url: str, actor: Actor | None = None) -> WebhookRow:
         """Register ``url`` for the event's log; the answer holds its secret, never again."""
         await self._catalog.get(event_id)
-        parts = urlsplit(url)
-        if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
+        if len(url) > MAX_URL:
             raise InvalidRequest("url must be an absolute http(s) URL of at most 2000 characters")
+        if (why := unsendable(url)) is not None:
+            raise InvalidRequest(f"url cannot be sent to: {why}")
         webhook_id = "wh" + secrets.token_hex(6)
         secret = "whsec_" + secrets.token_urlsafe(32)
         return await self._pg.log.add_webhook(webhook_id, event_id, url, secret, actor)

@@ -805,11 +805,28 @@ async def test_fuzzed_checkin_requests_are_refused_without_side_effects(
     assert ok.status_code == 200, ok.text
 
 
+#: URLs of the body's shape (http(s), no space) that no request could be sent to.
+UNSENDABLE_URLS = (
+    "http://a..b/hook",  # an empty label
+    "https://" + "a" * 64 + ".example/",  # a label over 63 characters
+    "http://./",
+    "http://x\u0080y/",  # not a host name in any encoding
+    "http://bad\u0000host/",
+    "http://[::1/",  # an unclosed IPv6 literal
+    "http://[zz::1]/",
+    "http://integrator.example:port/",
+    "http://integrator.example:0/",
+    "http://integrator.example:70000/",
+    "https:///no-host",
+    "http://user@/",
+)
+
+
 def bad_webhook_bodies(rng: random.Random, count: int) -> Iterator[tuple[str, bytes]]:
     """Webhook bodies that are not one absolute http(s) URL of at most 2,000 characters."""
     good = {"url": "https://integrator.example/hook"}
     for _ in range(count):
-        choice = rng.randrange(8)
+        choice = rng.randrange(9)
         if choice == 0:
             yield "webhook-not-json", rand_text(rng, 30).encode("utf-8", "surrogatepass")
         elif choice == 1:
@@ -826,6 +843,8 @@ def bad_webhook_bodies(rng: random.Random, count: int) -> Iterator[tuple[str, by
         elif choice == 6:
             space = rng.choice([" ", "\n", "\t"])
             yield "webhook-url-space", f'{{"url": "https://a{space}b/"}}'.encode()
+        elif choice == 7:
+            yield "webhook-url-unsendable", encode(rng, {"url": rng.choice(UNSENDABLE_URLS)})
         else:
             yield "webhook-body-not-object", encode(rng, rng.choice([[good], "x", 1, None]))
 

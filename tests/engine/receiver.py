@@ -38,6 +38,8 @@ class Receiver:
     status: Callable[[int], int] = lambda n: 200
     #: While set, requests wait (a receiver that does not answer).
     hold: anyio.Event | None = None
+    #: When set, the answer's body trickles, a byte every this many seconds, never ending.
+    trickle_s: float | None = None
     requests: int = 0
 
     def delivered_keys(self) -> list[tuple[str, int]]:
@@ -93,9 +95,13 @@ async def receiver() -> AsyncIterator[Receiver]:
                 if 200 <= status < 300:
                     msgspec.json.decode(body)  # a body that is not JSON fails here
                     state.accepted.append(got)
-                reply = f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode()
+                length = 0 if state.trickle_s is None else 1_000_000
+                reply = f"HTTP/1.1 {status} X\r\nContent-Length: {length}\r\n\r\n".encode()
                 try:
                     await stream.send(reply)
+                    while state.trickle_s is not None:
+                        await anyio.sleep(state.trickle_s)
+                        await stream.send(b" ")
                 except (anyio.BrokenResourceError, OSError):
                     return
 

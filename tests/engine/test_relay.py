@@ -168,6 +168,66 @@ async def test_a_dead_receiver_holds_its_own_queue_until_redelivered(
         assert bad.all_signed(dead_hook.secret)
 
 
+async def test_a_url_no_request_can_be_sent_to_fails_only_its_own_webhook(
+    servers: EmbeddedServers,
+) -> None:
+    """Webhooks whose URLs no request can be sent to (stored as they are, the way rows
+    registered before the API refused such URLs would be): each fails its attempts and is
+    dead; the relay, the other webhook and the API go on."""
+    async with (
+        system(servers, webhook_max_attempts=2) as services,
+        admin_client(services) as client,
+        receiver() as good,
+    ):
+        event_id = (await client.create_event(event_body())).id
+        bad_ids = []
+        for n, url in enumerate(("http://a..b/hook", "http://bad\u0001host/", "http://x:y/")):
+            row = await services.pg.log.add_webhook(f"whbad{n}", event_id, url, "whsec_x", None)
+            bad_ids.append(row.id)
+        good_hook = await client.create_webhook(event_id, good.url)
+        await changes(client, event_id, 4)
+
+        async def all_dead() -> bool:
+            hooks = {h.id: h for h in (await client.webhooks(event_id)).webhooks}
+            return all(hooks[i].state == "dead" for i in bad_ids)
+
+        await until(all_dead)
+        first = await registered_seq(services, event_id, good_hook.id)
+        expected = await log_keys(services, event_id, first - 1)
+        await until(lambda: _has(good, len(expected)))
+        assert good.delivered_keys() == expected
+        hooks = {h.id: h for h in (await client.webhooks(event_id)).webhooks}
+        assert all(hooks[i].dead == 1 and hooks[i].delivered == 0 for i in bad_ids)
+        await client.pause(event_id)  # the API still answers: nothing took the process down
+        expected = await log_keys(services, event_id, first - 1)
+        await until(lambda: _has(good, len(expected)))
+
+
+async def test_a_receiver_trickling_its_answer_is_cut_off_at_the_timeout(
+    servers: EmbeddedServers,
+) -> None:
+    """A receiver that answers a byte at a time, never finishing, keeps no sender longer
+    than the timeout in all: each attempt fails, and after the last the webhook is dead."""
+    async with (
+        system(servers, webhook_timeout_s=1.0, webhook_max_attempts=2) as services,
+        admin_client(services) as client,
+        receiver() as rx,
+    ):
+        rx.trickle_s = 0.2  # each byte well within the timeout of a single read
+        event_id = (await client.create_event(event_body())).id
+        hook = await client.create_webhook(event_id, rx.url)
+
+        async def dead() -> bool:
+            [view] = (await client.webhooks(event_id)).webhooks
+            return view.state == "dead"
+
+        await until(dead)
+        assert rx.requests == 2  # the attempts, each cut off
+        [view] = (await client.webhooks(event_id)).webhooks
+        assert (view.id, view.dead, view.delivered) == (hook.id, 1, 0)
+        assert services.http_url  # the system is still up
+
+
 async def test_a_receiver_that_never_answers_does_not_slow_payments(
     servers: EmbeddedServers,
 ) -> None:
