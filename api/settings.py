@@ -285,7 +285,7 @@ class Settings:
     #: How often a worker summarises the waiting room (joins, holds, expiries) into the
     #: log, seconds.
     admission_summary_s: float = 60.0
-    #: A webhook POST not answered in this long failed, seconds.
+    #: A webhook POST not answered in full in this long (connecting included) failed, s.
     webhook_timeout_s: float = 10.0
     #: The wait before a failed delivery's retry, doubling per attempt up to the max, s.
     webhook_backoff_s: float = 1.0

@@ -86,7 +86,7 @@ class RelayPolicy:
     senders: int = 2
     #: Entries sent to one webhook per claim, in order.
     webhook_batch: int = 50
-    #: A POST not answered in this long failed, s.
+    #: A POST not answered in full in this long (connecting included) failed, s.
     webhook_timeout_s: float = 10.0
     #: The first retry's wait, doubled per attempt up to the max, s.
     webhook_backoff_s: float = 1.0
