@@ -201,6 +201,9 @@ w.id, w.event_id, w.url, w.state, w.created_at,
     AS delivered
 """
 
+# The webhook's row locked FOR NO KEY UPDATE, held while its entries are POSTed: the relay
+# queueing deliveries meanwhile takes the row's KEY SHARE lock (the deliveries' foreign
+# key), which FOR UPDATE would make wait for the whole batch, however slow the receiver.
 _CLAIM_WEBHOOK = """
 SELECT w.id, w.event_id, w.url, w.secret FROM webhooks w
 WHERE w.state = 'active' AND (
@@ -208,7 +211,7 @@ WHERE w.state = 'active' AND (
     WHERE d.webhook_id = w.id AND d.state = 'pending' ORDER BY d.seq LIMIT 1
 ) <= now()
 LIMIT 1
-FOR UPDATE OF w SKIP LOCKED
+FOR NO KEY UPDATE OF w SKIP LOCKED
 """
 
 _WEBHOOK_DUE = f"""
@@ -450,7 +453,7 @@ class EventLogStore:
                 # The webhook's row lock: a sender holding it finishes its batch first.
                 url = await conn.fetchval(
                     "SELECT url FROM webhooks WHERE id = $1 AND event_id = $2 "
-                    "AND state <> 'removed' FOR UPDATE",
+                    "AND state <> 'removed' FOR NO KEY UPDATE",
                     webhook_id,
                     event_id,
                 )

@@ -228,6 +228,37 @@ async def test_a_receiver_trickling_its_answer_is_cut_off_at_the_timeout(
         assert services.http_url  # the system is still up
 
 
+async def test_a_receiver_that_never_answers_does_not_hold_up_the_relay(
+    servers: EmbeddedServers,
+) -> None:
+    """While a sender waits on its webhook's answer (holding the webhook's row), the relay
+    publishes the event's new entries to the stream and queues them to that webhook."""
+    async with (
+        system(servers, webhook_timeout_s=120) as services,
+        admin_client(services) as client,
+        receiver() as rx,
+    ):
+        rx.hold = anyio.Event()
+        event_id = (await client.create_event(event_body())).id
+        hook = await client.create_webhook(event_id, rx.url)
+        await until(lambda: _has_received(rx))  # the sender is stuck in its first POST
+        await changes(client, event_id, 3)
+        last = (await log_keys(services, event_id))[-1][1]
+
+        async def published_and_queued() -> bool:
+            streamed = any(seq == last for seq, _ in await services.redis.read_log(event_id))
+            queued = await pg_value(
+                services,
+                "SELECT max(seq) FROM webhook_deliveries WHERE webhook_id = $1",
+                hook.id,
+            )
+            return streamed and queued == last
+
+        await until(published_and_queued, 30)
+        assert len(rx.received) == 1  # still stuck
+        rx.hold.set()
+
+
 async def test_a_receiver_that_never_answers_does_not_slow_payments(
     servers: EmbeddedServers,
 ) -> None:
