@@ -1,4 +1,4 @@
-"""The ``booking`` command line: serve, worker, demo, bench, chaos, migrate, reconcile,
+"""The ``booking`` command line: serve, worker, relay, demo, bench, chaos, migrate, reconcile,
 event create, dev up / down."""
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
         "worker",
         parents=[common, metrics],
         help="run an engine worker (admission, hold expiry)",
+    )
+    sub.add_parser(
+        "relay",
+        parents=[common],
+        help="publish the event log to its Redis streams and webhooks (any number may run)",
     )
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
     sub.add_parser(
@@ -465,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(s, args.processes)
     elif args.command == "worker":
         from api.commands import worker as command
+    elif args.command == "relay":
+        from api.commands import relay as command
     elif args.command == "migrate":
         from api.commands import migrate as command
     elif args.command == "reconcile":

@@ -27,6 +27,7 @@ from bench.harness import BenchOptions, BenchReport, run_bench
 from bench.outputs import write_outputs
 from bench.scenarios import SCENARIOS
 from engine.catalog import EventCatalog
+from engine.eventlog import run_relay
 from engine.events import EventSpec, validate_event
 from engine.reconcile import reconcile as reconcile_all
 from plumbing.clock import WallClock
@@ -45,6 +46,7 @@ __all__ = [
     "migrate",
     "read_event_spec",
     "reconcile",
+    "relay",
     "serve",
     "worker",
 ]
@@ -122,6 +124,15 @@ async def gateway(
             await anyio.sleep_forever()
     finally:
         store.close()
+    return 0
+
+
+async def relay(settings: Settings) -> int:
+    """Publish the event log (the Redis streams, the webhooks) until interrupted; any number
+    of relays may run, alone or alongside workers."""
+    async with open_stores(settings, wait_s=settings.startup_wait_s) as (redis, pg):
+        say("relay running")
+        await run_relay(pg, redis, settings.relay_policy)
     return 0
 
 

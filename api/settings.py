@@ -12,10 +12,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from plumbing.client_ip import LOOPBACK, parse_networks
+
+if TYPE_CHECKING:
+    from engine.eventlog import RelayPolicy
 
 __all__ = [
     "ENVIRONMENT",
@@ -117,6 +120,13 @@ ENVIRONMENT = {
     "BOOKING_IDENTITY_SECRET": "identity_secret",
     "BOOKING_MAIL_FROM": "mail_from",
     "BOOKING_PUBLIC_URL": "public_url",
+    "BOOKING_WORKER_RELAY": "worker_relay",
+    "BOOKING_LOG_STREAM_MAXLEN": "log_stream_maxlen",
+    "BOOKING_ADMISSION_SUMMARY_S": "admission_summary_s",
+    "BOOKING_WEBHOOK_TIMEOUT_S": "webhook_timeout_s",
+    "BOOKING_WEBHOOK_BACKOFF_S": "webhook_backoff_s",
+    "BOOKING_WEBHOOK_BACKOFF_MAX_S": "webhook_backoff_max_s",
+    "BOOKING_WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
     "BOOKING_REFUND_RETRY_MAX_S": "refund_retry_max_s",
 }
 
@@ -268,6 +278,20 @@ class Settings:
     #: after mail_retry_s, doubling per attempt up to an hour.
     mail_interval_s: float = 1.0
     mail_retry_s: float = 5.0
+    #: "on": every worker also relays the event log (``booking relay`` runs it alone).
+    worker_relay: str = "on"
+    #: Each event's log stream (``ev:{E}:log``) is trimmed to about this many entries.
+    log_stream_maxlen: int = 100_000
+    #: How often a worker summarises the waiting room (joins, holds, expiries) into the
+    #: log, seconds.
+    admission_summary_s: float = 60.0
+    #: A webhook POST not answered in full in this long (connecting included) failed, s.
+    webhook_timeout_s: float = 10.0
+    #: The wait before a failed delivery's retry, doubling per attempt up to the max, s.
+    webhook_backoff_s: float = 1.0
+    webhook_backoff_max_s: float = 300.0
+    #: Attempts before a delivery is dead (its webhook waits for the admin's redeliver).
+    webhook_max_attempts: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -293,6 +317,8 @@ class Settings:
             "metrics_port",
             "ws_connections_per_ip",
             "booking_token_ttl_s",
+            "log_stream_maxlen",
+            "webhook_max_attempts",
         ):
             if name in values:
                 values[name] = int(values[name])
@@ -304,6 +330,10 @@ class Settings:
             "ws_join_timeout_s",
             "body_timeout_s",
             "refund_retry_max_s",
+            "admission_summary_s",
+            "webhook_timeout_s",
+            "webhook_backoff_s",
+            "webhook_backoff_max_s",
         ):
             if name in values:
                 values[name] = float(values[name])
@@ -358,7 +388,32 @@ class Settings:
             raise ConfigurationError("BOOKING_TOKEN_TTL_S must be a positive number of seconds")
         if "@" not in settings.mail_from:
             raise ConfigurationError("BOOKING_MAIL_FROM must be a mail address")
+        if settings.worker_relay not in ("on", "off"):
+            raise ConfigurationError("BOOKING_WORKER_RELAY must be on or off")
+        for name, var in (
+            ("admission_summary_s", "BOOKING_ADMISSION_SUMMARY_S"),
+            ("webhook_timeout_s", "BOOKING_WEBHOOK_TIMEOUT_S"),
+            ("webhook_backoff_s", "BOOKING_WEBHOOK_BACKOFF_S"),
+            ("webhook_backoff_max_s", "BOOKING_WEBHOOK_BACKOFF_MAX_S"),
+            ("log_stream_maxlen", "BOOKING_LOG_STREAM_MAXLEN"),
+            ("webhook_max_attempts", "BOOKING_WEBHOOK_MAX_ATTEMPTS"),
+        ):
+            if not getattr(settings, name) > 0:
+                raise ConfigurationError(f"{var} must be positive")
         return settings
+
+    @property
+    def relay_policy(self) -> RelayPolicy:
+        """How this deployment's relays publish the log and send webhooks."""
+        from engine.eventlog import RelayPolicy
+
+        return RelayPolicy(
+            stream_maxlen=self.log_stream_maxlen,
+            webhook_timeout_s=self.webhook_timeout_s,
+            webhook_backoff_s=self.webhook_backoff_s,
+            webhook_backoff_max_s=self.webhook_backoff_max_s,
+            webhook_max_attempts=self.webhook_max_attempts,
+        )
 
     @property
     def embedded(self) -> bool:

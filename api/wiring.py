@@ -27,6 +27,7 @@ from engine.bookings import Booking
 from engine.cancellation import run_cancellations
 from engine.challenge import JoinChallenges
 from engine.email_identity import EmailIdentity
+from engine.eventlog import run_admission_summaries, run_relay
 from engine.health import run_store_probe
 from engine.identity import IdentityVerifier
 from engine.interface import Engine, open_engine
@@ -70,7 +71,7 @@ class Roles:
     """Which parts this process runs."""
 
     api: bool = True  # HTTP API + waiting-room WebSocket
-    worker: bool = True  # admission and expiry sweep
+    worker: bool = True  # admission and expiry sweep (and the relay, BOOKING_WORKER_RELAY)
 
 
 @dataclass
@@ -317,6 +318,17 @@ async def _open_services(
             )
             if settings.smtp_url:
                 await tg.start(partial(_send_mail, services, settings.smtp_url))
+            await tg.start(
+                partial(
+                    run_admission_summaries,
+                    pg,
+                    redis,
+                    clock,
+                    interval_s=settings.admission_summary_s,
+                )
+            )
+            if settings.worker_relay == "on":
+                await tg.start(partial(run_relay, pg, redis, settings.relay_policy))
         http_state = HttpState(
             engine=engine,
             admin_key=settings.admin_key,

@@ -16,6 +16,7 @@ from engine.events import (
     validate_event,
 )
 from engine.ids import is_valid_id
+from storage.log_events import Actor, EventCreatedPayload, SectionCapacity
 from storage.pg_records import EventRow, SeatRow
 from storage.pg_store import PgStore
 from storage.redis_store import RedisStore
@@ -36,8 +37,11 @@ class EventCatalog:
         self._pg = pg  # the record of events
         self._specs: dict[str, EventSpec] = {}  # event id -> spec, filled on first use
 
-    async def create(self, spec: EventSpec, event_id: str | None = None) -> str:
-        """Validate and record a new event; return its id."""
+    async def create(
+        self, spec: EventSpec, event_id: str | None = None, actor: Actor | None = None
+    ) -> str:
+        """Validate and record a new event (its ``event_created`` log entry in the same
+        transaction); return its id."""
         validate_event(spec)
         event_id = event_id or new_event_id()
         seats = [
@@ -64,6 +68,23 @@ class EventCatalog:
                 refund_until=spec.refund_until,
             ),
             seats,
+            EventCreatedPayload(
+                name=spec.name,
+                opens_at=spec.opens_at,
+                currency=spec.currency,
+                max_per_order=spec.max_per_order,
+                hold_seconds=spec.hold_seconds,
+                max_active_holds=spec.max_active_holds,
+                sections=[
+                    SectionCapacity(
+                        id=s.id,
+                        capacity=sum(1 for _ in seat_positions(s)),
+                        price_cents=s.price_cents,
+                    )
+                    for s in spec.sections
+                ],
+            ),
+            actor,
         )
         config = {
             "opens_at_ms": int(spec.opens_at.timestamp() * 1000),

@@ -30,6 +30,7 @@ from engine.errors import (
 )
 from engine.ids import is_valid_id
 from engine.metrics import CHECKINS
+from storage.log_events import Actor
 from storage.pg_records import StaffKeyRow
 from storage.pg_store import PgStore
 
@@ -93,12 +94,14 @@ class Checkin:
         self._pg = pg  # tickets and staff keys
         self._catalog = catalog  # events (a key is made for a known one only)
 
-    async def create_key(self, event_id: str, label: str) -> NewStaffKey:
+    async def create_key(
+        self, event_id: str, label: str, actor: Actor | None = None
+    ) -> NewStaffKey:
         """A new staff key of ``event_id`` (NotFound if there is no such event)."""
         await self._catalog.get(event_id)
         key = STAFF_KEY_PREFIX + secrets.token_urlsafe(32)
         row = await self._pg.insert_staff_key(
-            "sk" + secrets.token_hex(6), event_id, label, hash_staff_key(key)
+            "sk" + secrets.token_hex(6), event_id, label, hash_staff_key(key), actor
         )
         return NewStaffKey(_staff_key(row), key)
 
@@ -107,10 +110,14 @@ class Checkin:
         await self._catalog.get(event_id)
         return [_staff_key(row) for row in await self._pg.staff_keys(event_id)]
 
-    async def revoke_key(self, event_id: str, key_id: str) -> StaffKey:
+    async def revoke_key(self, event_id: str, key_id: str, actor: Actor | None = None) -> StaffKey:
         """Revoke a staff key of ``event_id`` at once (again: no change); NotFound if none."""
         await self._catalog.get(event_id)
-        row = await self._pg.revoke_staff_key(event_id, key_id) if is_valid_id(key_id) else None
+        row = (
+            await self._pg.revoke_staff_key(event_id, key_id, actor)
+            if is_valid_id(key_id)
+            else None
+        )
         if row is None:
             raise NotFound(f"no staff key {key_id!r} for event {event_id!r}")
         return _staff_key(row)

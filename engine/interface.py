@@ -14,6 +14,8 @@ one of each, built over the stores and started in the caller's task group by
                 (``engine/cancellation.py``)
 - ``checkin``   staff keys and tickets scanned at the door (``engine/checkin.py``)
 - ``tickets``   the buyer's tickets: signed codes, QR codes, the PDF (``engine/tickets.py``)
+- ``webhooks``  integrators' URLs for an event's log (``engine/webhooks.py``; the relay
+                that sends them is ``engine/eventlog.py``)
 
 The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
 """
@@ -36,6 +38,7 @@ from engine.payments import PaymentGateway
 from engine.sales import Sales
 from engine.ticket_codes import TicketCodes
 from engine.tickets import Tickets
+from engine.webhooks import Webhooks
 from plumbing.clock import Clock
 from storage.pg_store import PgStore
 from storage.redis_store import RedisStore
@@ -56,6 +59,7 @@ class Engine:
     cancellations: Cancellations
     checkin: Checkin
     tickets: Tickets
+    webhooks: Webhooks
 
 
 @asynccontextmanager
@@ -105,6 +109,7 @@ async def open_engine(
         ),
         checkin=Checkin(pg, catalog),
         tickets=Tickets(codes, catalog),
+        webhooks=Webhooks(pg, catalog),
     )
     async with anyio.create_task_group() as tg:
         for batcher in (checkout.begin, checkout.claim, checkout.commit, checkout.confirm):

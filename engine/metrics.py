@@ -11,15 +11,18 @@ __all__ = [
     "CANCELLATIONS",
     "CHECKINS",
     "HOLDS_EXPIRED",
+    "LOG_ENTRIES_RELAYED",
     "MAILS",
     "PAYMENTS",
     "PAYMENT_LATENCY",
     "QUEUE_LENGTH",
     "REFUNDED",
+    "RELAY_LAG",
     "REVENUE",
     "SOLD_OUT",
     "STORE_UP",
     "SWEEP_LAG",
+    "WEBHOOK_DELIVERIES",
 ]
 
 QUEUE_LENGTH = Gauge("booking_queue_length", "Clients waiting in line.", ["event"])
@@ -74,4 +77,17 @@ STORE_UP = Gauge(
     "booking_store_up",
     "1 when the store answered this process's last probe, else 0.",
     ["store"],
+)
+
+RELAY_LAG = Gauge(
+    "booking_relay_lag_seconds",
+    "Age of the oldest event log entry not yet published by the relay (0: none waits).",
+)
+LOG_ENTRIES_RELAYED = Counter(
+    "booking_log_entries_relayed_total", "Event log entries published to the Redis streams."
+)
+WEBHOOK_DELIVERIES = Counter(
+    "booking_webhook_deliveries_total",
+    "Webhook POSTs by result (delivered; failed, to be tried again; dead: the last attempt).",
+    ["result"],
 )

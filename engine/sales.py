@@ -17,6 +17,7 @@ from engine.errors import InvalidRequest, InvalidState, NotFound, NotReady
 from engine.events import EventSpec
 from plumbing.clock import Clock
 from storage.errors import StorageError
+from storage.log_events import Actor, AdmissionCapsPayload, SaleStatePayload
 from storage.pg_store import PgStore
 from storage.records import AdmissionCaps, EventState, EventStatus, SectionCounts
 from storage.redis_store import RedisStore
@@ -61,9 +62,9 @@ class Sales:
         self._catalog = catalog  # event specs
         self._clock = clock  # state changes are stamped
 
-    async def create(self, spec: EventSpec) -> str:
+    async def create(self, spec: EventSpec, actor: Actor | None = None) -> str:
         """Validate and record a new event; its id."""
-        return await self._catalog.create(spec)
+        return await self._catalog.create(spec, actor=actor)
 
     async def status(self, event_id: str) -> SaleStatus:
         """The sale of ``event_id`` now; NotFound if there is no such event."""
@@ -94,35 +95,61 @@ class Sales:
             if (status := statuses.get(event_id)) is not None
         ]
 
-    async def _change_state(self, event_id: str, action: str) -> EventState:
+    async def _change_state(self, event_id: str, action: str, actor: Actor | None) -> EventState:
         await self._catalog.get(event_id)
         result = await self._redis.set_event_state(event_id, action, self._clock.now_ms())
         if not result.ok:
             raise InvalidState(f"cannot {action} an event that is {result.state}")
+        # Logged after Redis changed: the script decides whether the change is allowed, so
+        # only changes that happened are logged (a crash in between loses the entry, never
+        # logs a change that did not happen).
+        kind = {"pause": "sale_paused", "resume": "sale_resumed", "close": "sale_closed"}[action]
+        await self._pg.log.append(
+            [(event_id, kind, SaleStatePayload(state=result.state.value), actor)]
+        )
         return result.state
 
-    async def pause(self, event_id: str) -> EventState:
+    async def pause(self, event_id: str, actor: Actor | None = None) -> EventState:
         """Stop admission (the line keeps its order); InvalidState unless it is open."""
-        return await self._change_state(event_id, "pause")
+        return await self._change_state(event_id, "pause", actor)
 
-    async def resume(self, event_id: str) -> EventState:
+    async def resume(self, event_id: str, actor: Actor | None = None) -> EventState:
         """Restart admission after a pause; InvalidState unless it is paused."""
-        return await self._change_state(event_id, "resume")
+        return await self._change_state(event_id, "resume", actor)
 
-    async def close(self, event_id: str) -> EventState:
+    async def close(self, event_id: str, actor: Actor | None = None) -> EventState:
         """End the sale: no more joins or admissions."""
-        return await self._change_state(event_id, "close")
+        return await self._change_state(event_id, "close", actor)
 
     async def set_admission(
-        self, event_id: str, *, max_active_holds: int | None, admissions_per_minute: int | None
+        self,
+        event_id: str,
+        *,
+        max_active_holds: int | None,
+        admissions_per_minute: int | None,
+        actor: Actor | None = None,
     ) -> AdmissionCaps:
         """Change the caps in force (None keeps one; at least one must be given)."""
         if max_active_holds is None and admissions_per_minute is None:
             raise InvalidRequest("send max_active_holds and/or admissions_per_minute")
         await self._catalog.get(event_id)
-        return await self._redis.set_admission(
+        caps = await self._redis.set_admission(
             event_id, self._clock.now_ms(), max_active_holds, admissions_per_minute
         )
+        await self._pg.log.append(
+            [
+                (
+                    event_id,
+                    "admission_caps_changed",
+                    AdmissionCapsPayload(
+                        max_active_holds=caps.max_active,
+                        admissions_per_minute=caps.rate_per_min,
+                    ),
+                    actor,
+                )
+            ]
+        )
+        return caps
 
     async def audit(self, event_id: str, *, settled: bool) -> Audit:
         """The event's invariants checked now (``settled``: PostgreSQL must equal Redis too)."""

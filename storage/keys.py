@@ -33,6 +33,8 @@ class EventKeys:
     expiry: str
     #: Stream: outcomes for the realtime servers (prompts, expiries, confirmations).
     notify: str
+    #: Stream: the event's log as the relay publishes it (fields ``seq``, ``entry``), trimmed.
+    log: str
 
     def join_bucket(self, kind: str, name: str) -> str:
         """Hash: a token bucket limiting joins to this event per ``kind`` (client, ip) and name."""
@@ -71,6 +73,7 @@ def event_keys(event_id: str) -> EventKeys:
         clients=f"{prefix}:clients",
         expiry=f"{prefix}:expiry",
         notify=f"{prefix}:notify",
+        log=f"{prefix}:log",
     )
 
 

@@ -18,7 +18,9 @@ import msgspec
 
 from storage.bridge import Bridge
 from storage.errors import StorageError, StorageUnavailable
+from storage.log_events import Actor
 from storage.metrics import BATCH_SIZE, ROUND_TRIPS
+from storage.pg_eventlog import EventLogStore
 from storage.pg_records import (
     BookingConflict,
     BookingRow,
@@ -108,6 +110,7 @@ WITH input AS (
                               'amount_cents', bk.amount_cents,
                               'mail_queued', i.email IS NOT NULL)
     FROM bk JOIN input i ON i.booking_id = bk.id
+    ORDER BY bk.event_id  -- log heads locked in one order (0007_event_log.sql)
 )
 SELECT booking_id, created_at FROM pay
 """
@@ -127,6 +130,7 @@ INSERT INTO event_log (event_id, kind, payload)
 SELECT event_id, 'payment_claimed',
        jsonb_build_object('idempotency_key', idempotency_key, 'hold_id', hold_id)
 FROM claimed
+ORDER BY event_id  -- log heads locked in one order (0007_event_log.sql)
 """
 
 _MOVE_SAGA = """
@@ -222,6 +226,7 @@ WHERE NOT EXISTS (
     WHERE l.event_id = c.event_id AND l.kind = 'reconcile_conflict'
       AND l.payload->>'booking_id' = c.booking_id
 )
+ORDER BY c.event_id  -- log heads locked in one order (0007_event_log.sql)
 RETURNING id
 """
 
@@ -295,8 +300,9 @@ WITH k AS (
     INSERT INTO staff_keys (id, event_id, label, key_hash) VALUES ($1, $2, $3, $4)
     RETURNING {_STAFF_KEY_COLUMNS}
 ), log AS (
-    INSERT INTO event_log (event_id, kind, payload)
-    SELECT event_id, 'staff_key_created', jsonb_build_object('staff_key_id', id, 'label', label)
+    INSERT INTO event_log (event_id, kind, payload, actor)
+    SELECT event_id, 'staff_key_created', jsonb_build_object('staff_key_id', id, 'label', label),
+           $5::jsonb
     FROM k
 )
 SELECT {_STAFF_KEY_COLUMNS} FROM k
@@ -308,8 +314,9 @@ WITH k AS (
     WHERE id = $1 AND event_id = $2 AND revoked_at IS NULL
     RETURNING {_STAFF_KEY_COLUMNS}
 ), log AS (
-    INSERT INTO event_log (event_id, kind, payload)
-    SELECT event_id, 'staff_key_revoked', jsonb_build_object('staff_key_id', id, 'label', label)
+    INSERT INTO event_log (event_id, kind, payload, actor)
+    SELECT event_id, 'staff_key_revoked', jsonb_build_object('staff_key_id', id, 'label', label),
+           $3::jsonb
     FROM k
 )
 SELECT {_STAFF_KEY_COLUMNS} FROM k
@@ -367,6 +374,10 @@ GROUP BY checked_in_gate
 """
 
 
+def _actor_json(actor: Actor | None) -> str | None:
+    return None if actor is None else msgspec.json.encode(actor).decode()
+
+
 def _commit_args(batch: Sequence[NewBooking]) -> list[list[Any]]:
     cols: list[list[Any]] = [[] for _ in range(16)]
     for b in batch:
@@ -403,6 +414,8 @@ class PgStore:
     def __init__(self, pool: asyncpg.Pool, bridge: Bridge) -> None:
         self._pool = pool  # asyncpg pool, used only on the drivers' loop
         self._bridge = bridge  # crosses into the drivers' loop
+        #: The event log: appending, the relay's claims, webhooks.
+        self.log = EventLogStore(pool, self._call)
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         ROUND_TRIPS.labels("postgres", op).inc()
@@ -451,8 +464,15 @@ class PgStore:
 
         return await self._call("migrate", apply)
 
-    async def insert_event(self, event: EventRow, seats: Sequence[SeatRow]) -> None:
-        """Record a new event and its seats in one transaction."""
+    async def insert_event(
+        self,
+        event: EventRow,
+        seats: Sequence[SeatRow],
+        created: msgspec.Struct | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        """Record a new event and its seats in one transaction (with its ``event_created``
+        log entry, ``created``, when given)."""
 
         async def insert() -> None:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -487,6 +507,14 @@ class PgStore:
                         "price_cents",
                     ],
                 )
+                if created is not None:
+                    await conn.execute(
+                        "INSERT INTO event_log (event_id, kind, payload, actor) "
+                        "VALUES ($1, 'event_created', $2::jsonb, $3::jsonb)",
+                        event.id,
+                        msgspec.json.encode(created).decode(),
+                        _actor_json(actor),
+                    )
 
         await self._call("insert_event", insert)
 
@@ -690,12 +718,14 @@ class PgStore:
         return [(r["section"], r["position"]) for r in await self._call("sold_positions", fetch)]
 
     async def insert_staff_key(
-        self, key_id: str, event_id: str, label: str, key_hash: bytes
+        self, key_id: str, event_id: str, label: str, key_hash: bytes, actor: Actor | None = None
     ) -> StaffKeyRow:
-        """Record a new staff key of an event (its hash) and log it."""
+        """Record a new staff key of an event (its hash) and log it (with who made it)."""
 
         async def insert() -> Any:
-            return await self._pool.fetchrow(_INSERT_STAFF_KEY, key_id, event_id, label, key_hash)
+            return await self._pool.fetchrow(
+                _INSERT_STAFF_KEY, key_id, event_id, label, key_hash, _actor_json(actor)
+            )
 
         return StaffKeyRow(**dict(await self._call("insert_staff_key", insert)))
 
@@ -723,12 +753,15 @@ class PgStore:
 
         return [StaffKeyRow(**dict(r)) for r in await self._call("staff_keys", fetch)]
 
-    async def revoke_staff_key(self, event_id: str, key_id: str) -> StaffKeyRow | None:
-        """Revoke a staff key of an event (logged once); the key, or None if there is none."""
+    async def revoke_staff_key(
+        self, event_id: str, key_id: str, actor: Actor | None = None
+    ) -> StaffKeyRow | None:
+        """Revoke a staff key of an event (logged once, with who did it); the key, or None if
+        there is none."""
 
         async def revoke() -> Any:
             async with self._pool.acquire() as conn:
-                row = await conn.fetchrow(_REVOKE_STAFF_KEY, key_id, event_id)
+                row = await conn.fetchrow(_REVOKE_STAFF_KEY, key_id, event_id, _actor_json(actor))
                 if row is None:  # unknown, or revoked already
                     row = await conn.fetchrow(
                         f"SELECT {_STAFF_KEY_COLUMNS} FROM staff_keys "

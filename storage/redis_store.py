@@ -325,6 +325,35 @@ class RedisStore:
                 )
         return out
 
+    async def publish_log(self, entries: Sequence[tuple[str, int, bytes]], maxlen: int) -> None:
+        """Append (event id, seq, entry JSON) to each event's log stream, in order, in one
+        round trip per node; each stream trimmed to about ``maxlen`` entries."""
+        if not entries:
+            return
+
+        async def append() -> Any:
+            pipe = self._client.pipeline(transaction=False)
+            for event_id, seq, body in entries:
+                pipe.xadd(
+                    event_keys(event_id).log,
+                    {"seq": seq, "entry": body},
+                    maxlen=maxlen,
+                    approximate=True,
+                )
+            return await pipe.execute()
+
+        trips = self._scripts.nodes([event_keys(e).log for e, _, _ in entries])
+        await self._scripts.call("publish_log", append, trips=trips)
+
+    async def read_log(self, event_id: str, count: int = 10_000) -> list[tuple[int, bytes]]:
+        """An event's log stream as published: (seq, entry JSON), oldest first."""
+
+        async def fetch() -> Any:
+            return await self._client.xrange(event_keys(event_id).log, count=count)
+
+        rows = await self._call("read_log", fetch)
+        return [(int(fields[b"seq"]), bytes(fields[b"entry"])) for _, fields in rows]
+
     async def wait_for_joins(self, after_seq: Mapping[str, int], block_ms: int) -> bool:
         """Block until any of these events' lines has an entry after its seq (or time runs out)."""
         if not after_seq:

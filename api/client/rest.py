@@ -26,6 +26,7 @@ from api.http.schemas import (
     CheckinView,
     CreatedEvent,
     CreatedStaffKey,
+    CreatedWebhook,
     EmailCodeBody,
     EmailCodeSent,
     EmailVerifyBody,
@@ -41,6 +42,9 @@ from api.http.schemas import (
     StaffKeyView,
     StateView,
     TicketKeyView,
+    WebhookBody,
+    WebhookList,
+    WebhookView,
 )
 
 __all__ = ["AlreadyCheckedIn", "ApiError", "BookingClient"]
@@ -356,6 +360,32 @@ class BookingClient:
         """``DELETE /v1/events/{id}/staff-keys/{key_id}``: revoke a staff key at once."""
         path = f"/v1/events/{_segment(event_id)}/staff-keys/{_segment(key_id)}"
         return await self._call("DELETE", path, StaffKeyView, headers=self._admin)
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    async def create_webhook(self, event_id: str, url: str) -> CreatedWebhook:
+        """``POST /v1/events/{id}/webhooks``: POST the event's log to ``url``; the signing
+        ``secret`` is in this answer only."""
+        path = f"/v1/events/{_segment(event_id)}/webhooks"
+        return await self._call(
+            "POST", path, CreatedWebhook, body=WebhookBody(url), headers=self._admin
+        )
+
+    async def webhooks(self, event_id: str) -> WebhookList:
+        """``GET /v1/events/{id}/webhooks``: the event's webhooks and their queues."""
+        path = f"/v1/events/{_segment(event_id)}/webhooks"
+        return await self._call("GET", path, WebhookList, headers=self._admin, retry=True)
+
+    async def remove_webhook(self, event_id: str, webhook_id: str) -> WebhookView:
+        """``DELETE /v1/events/{id}/webhooks/{webhook_id}``: stop sending to a webhook."""
+        path = f"/v1/events/{_segment(event_id)}/webhooks/{_segment(webhook_id)}"
+        return await self._call("DELETE", path, WebhookView, headers=self._admin)
+
+    async def redeliver_webhook(self, event_id: str, webhook_id: str) -> WebhookView:
+        """``POST /v1/events/{id}/webhooks/{webhook_id}/redeliver``: send a dead webhook's
+        queue again, in order."""
+        path = f"/v1/events/{_segment(event_id)}/webhooks/{_segment(webhook_id)}/redeliver"
+        return await self._call("POST", path, WebhookView, headers=self._admin)
 
     async def checkin(self, staff_key: str, code: str, gate: str) -> CheckinView:
         """``POST /v1/checkin``: let the ticket ``code`` in at ``gate``; its seat.

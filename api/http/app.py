@@ -46,6 +46,7 @@ from api.http.schemas import (
     CheckinView,
     CreatedEvent,
     CreatedStaffKey,
+    CreatedWebhook,
     EmailCodeBody,
     EmailCodeSent,
     EmailVerifyBody,
@@ -63,6 +64,9 @@ from api.http.schemas import (
     StateView,
     TicketKeyView,
     TicketView,
+    WebhookBody,
+    WebhookList,
+    WebhookView,
 )
 from engine.bookings import Booking
 from engine.cancellation import Cancellation, CancellationStatus, EventCancellation
@@ -81,11 +85,14 @@ from engine.errors import (
     Unavailable,
     Unprocessable,
 )
+from engine.eventlog import Actor
 from engine.events import EventSpec
 from engine.interface import Engine
 from engine.sales import Sales, SaleStatus
 from engine.ticket_codes import CODE_VERSION
+from engine.webhooks import WebhookRow
 from plumbing.client_ip import AddressPolicy
+from plumbing.log_context import REQUEST_ID
 from waitroom.limits import RouteLimiter, identity
 from waitroom.records import EventState
 
@@ -176,6 +183,12 @@ async def _require_admin(request: Request) -> None:
     if not _is_admin(request):
         raise Unauthorized("admin key required")
     await _limit(request, "admin_key", admin=True)
+
+
+def _admin_actor(request: Request) -> Actor:
+    """Who an admin request's change is logged as: the admin key's holder, the request's id
+    and the address it came from (behind trusted proxies, the client's)."""
+    return Actor(who="admin", request_id=REQUEST_ID.get(), client_ip=client_ip(request))
 
 
 async def _body(request: Request, kind: type[T], empty: T | None = None) -> T:
@@ -343,7 +356,7 @@ async def create_event(request: Request) -> Response:
     await _require_admin(request)
     state = _state(request)
     spec = await _body(request, EventSpec)
-    event_id = await state.engine.sales.create(spec)
+    event_id = await state.engine.sales.create(spec, _admin_actor(request))
     return json_response(
         CreatedEvent(event_id, state.waitroom_url(event_id, request.headers.get("host"))),
         status=201,
@@ -381,12 +394,12 @@ async def get_event(request: Request) -> Response:
 
 
 async def _change_state(
-    request: Request, change: Callable[[Sales, str], Awaitable[EventState]]
+    request: Request, change: Callable[[Sales, str, Actor], Awaitable[EventState]]
 ) -> Response:
     """Pause, resume or close the event of the path (admin only): its new state."""
     await _require_admin(request)
     event_id = request.path_params["event_id"]
-    new_state = await change(_state(request).engine.sales, event_id)
+    new_state = await change(_state(request).engine.sales, event_id, _admin_actor(request))
     return json_response(StateView(event_id, new_state))
 
 
@@ -426,6 +439,7 @@ async def set_admission(request: Request) -> Response:
         event_id,
         max_active_holds=body.max_active_holds,
         admissions_per_minute=body.admissions_per_minute,
+        actor=_admin_actor(request),
     )
     return json_response(AdmissionView(event_id, caps.max_active, caps.rate_per_min))
 
@@ -636,7 +650,7 @@ async def create_staff_key(request: Request) -> Response:
     event_id = request.path_params["event_id"]
     await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
     body = await _body(request, StaffKeyBody)
-    made = await engine.checkin.create_key(event_id, body.label)
+    made = await engine.checkin.create_key(event_id, body.label, _admin_actor(request))
     view = _staff_key_view(made.staff_key)
     created = CreatedStaffKey(view.id, view.event_id, view.label, view.created_at, made.key)
     return json_response(created, status=201)
@@ -701,7 +715,9 @@ async def revoke_staff_key(request: Request) -> Response:
     change)."""
     await _require_admin(request)
     path = request.path_params
-    key = await _state(request).engine.checkin.revoke_key(path["event_id"], path["key_id"])
+    key = await _state(request).engine.checkin.revoke_key(
+        path["event_id"], path["key_id"], _admin_actor(request)
+    )
     return json_response(_staff_key_view(key))
 
 
@@ -757,6 +773,77 @@ async def checkin_counts(request: Request) -> Response:
     return json_response(
         CheckinCountsView(counts.event_id, counts.live_tickets, counts.checked_in, counts.gates)
     )
+
+
+# -- webhooks: the event log POSTed to integrators --------------------------------------
+
+
+def _webhook_view(row: WebhookRow) -> WebhookView:
+    created = row.created_at.astimezone(UTC).isoformat()
+    return WebhookView(
+        row.id, row.event_id, row.url, row.state, created, row.pending, row.dead, row.delivered
+    )
+
+
+@operation(
+    request=WebhookBody,
+    answers={201: CreatedWebhook},
+    errors=[400, 401, 404, 408, 429, 503],
+    credentials="admin",
+    example={"url": "https://integrator.example/booking-events"},
+    links={
+        "RemoveWebhook": (
+            "remove_webhook",
+            {"event_id": "$response.body#/event_id", "webhook_id": "$response.body#/id"},
+        )
+    },
+)
+async def create_webhook(request: Request) -> Response:
+    """``POST /v1/events/{id}/webhooks``: POST the event's log to a URL, each entry signed
+    (``Booking-Signature``) with the secret in this answer, shown this once only."""
+    await _require_admin(request)
+    engine = _state(request).engine
+    event_id = request.path_params["event_id"]
+    await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
+    body = await _body(request, WebhookBody)
+    row = await engine.webhooks.register(event_id, body.url, _admin_actor(request))
+    view = _webhook_view(row)
+    created = CreatedWebhook(
+        view.id, view.event_id, view.url, view.state, view.created_at, row.secret or ""
+    )
+    return json_response(created, status=201)
+
+
+@operation(answers={200: WebhookList}, errors=[401, 404, 429, 503], credentials="admin")
+async def list_webhooks(request: Request) -> Response:
+    """``GET /v1/events/{id}/webhooks``: the event's webhooks and their queues (no secrets)."""
+    await _require_admin(request)
+    rows = await _state(request).engine.webhooks.list(request.path_params["event_id"])
+    return json_response(WebhookList([_webhook_view(r) for r in rows]))
+
+
+@operation(answers={200: WebhookView}, errors=[401, 404, 429, 503], credentials="admin")
+async def remove_webhook(request: Request) -> Response:
+    """``DELETE /v1/events/{id}/webhooks/{webhook_id}``: stop sending to a webhook (what it
+    has not been sent is dropped)."""
+    await _require_admin(request)
+    path = request.path_params
+    row = await _state(request).engine.webhooks.remove(
+        path["event_id"], path["webhook_id"], _admin_actor(request)
+    )
+    return json_response(_webhook_view(row))
+
+
+@operation(answers={200: WebhookView}, errors=[401, 404, 429, 503], credentials="admin")
+async def redeliver_webhook(request: Request) -> Response:
+    """``POST /v1/events/{id}/webhooks/{webhook_id}/redeliver``: send a dead webhook's queue
+    again, in order, from its first undelivered entry (no change for a webhook not dead)."""
+    await _require_admin(request)
+    path = request.path_params
+    row = await _state(request).engine.webhooks.redeliver(
+        path["event_id"], path["webhook_id"], _admin_actor(request)
+    )
+    return json_response(_webhook_view(row))
 
 
 @operation(
@@ -882,6 +969,14 @@ ROUTES = [
     Route("/v1/events/{event_id}/staff-keys", list_staff_keys, methods=["GET"]),
     Route("/v1/events/{event_id}/staff-keys/{key_id}", revoke_staff_key, methods=["DELETE"]),
     Route("/v1/events/{event_id}/checkins", checkin_counts, methods=["GET"]),
+    Route("/v1/events/{event_id}/webhooks", create_webhook, methods=["POST"]),
+    Route("/v1/events/{event_id}/webhooks", list_webhooks, methods=["GET"]),
+    Route("/v1/events/{event_id}/webhooks/{webhook_id}", remove_webhook, methods=["DELETE"]),
+    Route(
+        "/v1/events/{event_id}/webhooks/{webhook_id}/redeliver",
+        redeliver_webhook,
+        methods=["POST"],
+    ),
     Route("/v1/checkin", checkin, methods=["POST"]),
     Route("/v1/events/{event_id}/ticket-key", ticket_key, methods=["GET"]),
     Route("/v1/bookings/{booking_id}/tickets.pdf", tickets_pdf, methods=["GET"]),

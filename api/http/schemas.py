@@ -29,6 +29,7 @@ __all__ = [
     "CheckinView",
     "CreatedEvent",
     "CreatedStaffKey",
+    "CreatedWebhook",
     "EmailCodeBody",
     "EmailCodeSent",
     "EmailVerifyBody",
@@ -47,6 +48,9 @@ __all__ = [
     "StateView",
     "TicketKeyView",
     "TicketView",
+    "WebhookBody",
+    "WebhookList",
+    "WebhookView",
 ]
 
 #: A mail address as a payment accepts it: ASCII, one @, a dotted domain (no display name);
@@ -394,3 +398,43 @@ class CheckinCountsView(msgspec.Struct, frozen=True):
     live_tickets: int
     checked_in: int
     gates: dict[str, int]
+
+
+class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A URL to POST the event's log to: absolute http(s)."""
+
+    url: Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
+
+
+class WebhookView(msgspec.Struct, frozen=True):
+    """A webhook of an event and its queue (never its secret)."""
+
+    id: str
+    event_id: str
+    url: str
+    #: ``active``; ``dead``: a delivery failed its last attempt, its queue waits in order
+    #: for the admin's redeliver.
+    state: str
+    created_at: str
+    #: Entries waiting to be sent, dead (given up on), and delivered.
+    pending: int
+    dead: int
+    delivered: int
+
+
+class CreatedWebhook(msgspec.Struct, frozen=True):
+    """A webhook just registered: ``secret`` (its deliveries' signing key) is shown this once
+    and never again."""
+
+    id: str
+    event_id: str
+    url: str
+    state: str
+    created_at: str
+    secret: str
+
+
+class WebhookList(msgspec.Struct, frozen=True):
+    """The webhooks of an event, oldest first."""
+
+    webhooks: list[WebhookView]

@@ -832,6 +832,87 @@ async def test_fuzzed_checkin_requests_are_refused_without_side_effects(
     assert ok.status_code == 200, ok.text
 
 
+#: URLs of the body's shape (http(s), no space) that no request could be sent to.
+UNSENDABLE_URLS = (
+    "http://a..b/hook",  # an empty label
+    "https://" + "a" * 64 + ".example/",  # a label over 63 characters
+    "http://./",
+    "http://x\u0080y/",  # not a host name in any encoding
+    "http://bad\u0000host/",
+    "http://[::1/",  # an unclosed IPv6 literal
+    "http://[zz::1]/",
+    "http://integrator.example:port/",
+    "http://integrator.example:0/",
+    "http://integrator.example:70000/",
+    "https:///no-host",
+    "http://user@/",
+)
+
+
+def bad_webhook_bodies(rng: random.Random, count: int) -> Iterator[tuple[str, bytes]]:
+    """Webhook bodies that are not one absolute http(s) URL of at most 2,000 characters."""
+    good = {"url": "https://integrator.example/hook"}
+    for _ in range(count):
+        choice = rng.randrange(9)
+        if choice == 0:
+            yield "webhook-not-json", rand_text(rng, 30).encode("utf-8", "surrogatepass")
+        elif choice == 1:
+            yield "webhook-url-missing", encode(rng, {})
+        elif choice == 2:
+            yield "webhook-extra-field", encode(rng, {**good, rand_text(rng, 10) + "x": 1})
+        elif choice == 3:
+            yield "webhook-url-not-a-string", encode(rng, {"url": rand_json(rng)})
+        elif choice == 4:
+            scheme = rng.choice(["ftp", "file", "javascript", "", "http:/", "HTTPS"])
+            yield "webhook-url-scheme", encode(rng, {"url": f"{scheme}://x/{rand_text(rng, 9)}"})
+        elif choice == 5:
+            yield "webhook-url-too-long", encode(rng, {"url": "https://x/" + "a" * 2_000})
+        elif choice == 6:
+            space = rng.choice([" ", "\n", "\t"])
+            yield "webhook-url-space", f'{{"url": "https://a{space}b/"}}'.encode()
+        elif choice == 7:
+            yield "webhook-url-unsendable", encode(rng, {"url": rng.choice(UNSENDABLE_URLS)})
+        else:
+            yield "webhook-body-not-object", encode(rng, rng.choice([[good], "x", 1, None]))
+
+
+async def test_fuzzed_webhook_requests_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """Invalid webhook bodies (400), no admin key (401), unknown webhooks (404): all 4xx
+    JSON, no webhook registered, nothing logged."""
+    rng = random.Random(20_261_130)
+    tally = Tally()
+    event_id = (await create_event(http))["id"]
+    hooks = f"/v1/events/{event_id}/webhooks"
+    for category, content in bad_webhook_bodies(rng, 160):
+        headers = {**admin_headers(), "Content-Type": "application/json"}
+        resp = await http.post(hooks, content=content, headers=headers)
+        tally.check(category, resp, content, 400)
+    good = json.dumps({"url": "https://integrator.example/hook"}).encode()
+    for _ in range(30):
+        resp = await http.post(hooks, content=good, headers=bad_admin_headers(rng))
+        tally.check("webhook-not-admin", resp, good, 401)
+    for _ in range(20):
+        other = quote(rand_text(rng, 30, controls=False) or "x", safe="")
+        for method, path in (
+            ("DELETE", f"{hooks}/{other}"),
+            ("POST", f"{hooks}/{other}/redeliver"),
+        ):
+            resp = await http.request(method, path, headers=admin_headers())
+            tally.check("webhook-unknown", resp, other, {404, 405})
+    assert not tally.problems, tally.report()
+    listed = await http.get(hooks, headers=admin_headers())
+    assert listed.json() == {"webhooks": []}
+    logged = await pg_value(
+        services,
+        "SELECT count(*) FROM event_log WHERE event_id = $1 AND kind LIKE 'webhook%'",
+        event_id,
+    )
+    assert logged == 0
+    assert tally.sent >= 200, tally.sent
+
+
 def _is_an_address(value: str) -> bool:
     """Whether a payment would take ``value`` as its mail address."""
     from api.http.schemas import PaymentBody

@@ -328,3 +328,23 @@ async def test_the_door_through_the_client(client: BookingClient) -> None:
     with pytest.raises(ApiError) as revoked:
         await client.checkin(staff.key, ticket.code, "Main")
     assert revoked.value.status == 401
+
+
+async def test_webhooks_through_the_client(client: BookingClient) -> None:
+    """A webhook registered (its secret in that answer only), listed without it, redelivered
+    (no change while it is not dead), removed; an unknown one is a 404, a bad URL a 400."""
+    created = await client.create_event(event_body())
+    hook = await client.create_webhook(created.id, "https://integrator.example/hook")
+    assert hook.secret.startswith("whsec_") and hook.state == "active"
+    [listed] = (await client.webhooks(created.id)).webhooks
+    assert (listed.id, listed.url, listed.state) == (hook.id, hook.url, "active")
+    assert not hasattr(listed, "secret")
+    assert (await client.redeliver_webhook(created.id, hook.id)).state == "active"
+    assert (await client.remove_webhook(created.id, hook.id)).state == "removed"
+    assert (await client.webhooks(created.id)).webhooks == []
+    with pytest.raises(ApiError) as unknown:
+        await client.remove_webhook(created.id, hook.id)
+    assert unknown.value.status == 404
+    with pytest.raises(ApiError) as bad:
+        await client.create_webhook(created.id, "ftp://integrator.example/hook")
+    assert (bad.value.status, bad.value.code) == (400, "invalid_request")

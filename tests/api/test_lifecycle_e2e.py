@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -20,6 +21,7 @@ from pypdf import PdfReader
 from api.client import AlreadyCheckedIn, ApiError, BookingClient, WaitingRoom
 from api.http.schemas import BookingView
 from api.wiring import Services, open_services
+from engine.eventlog import decode_entry
 from realtime import protocol as p
 from storage.embedded import EmbeddedServers
 from tests.api.helpers import (
@@ -261,3 +263,10 @@ async def test_a_sale_its_cancellations_the_door_and_the_money(
             event.id,
         )
         assert pending == 0
+
+        # Every change of the sale's afterlife is in the event's log, typed, numbered in order.
+        entries = [decode_entry(e) for e in await services.pg.log.entries(event.id)]
+        assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+        kinds = Counter(type(e).__name__ for e in entries)
+        assert kinds["BookingConfirmed"] == 6 and kinds["TicketCheckedIn"] == 8, kinds
+        assert kinds["CancellationRequested"] == kinds["BookingCancelled"] == 2, kinds

@@ -261,3 +261,38 @@ def test_mail_settings_are_read_from_the_environment() -> None:
     assert (settings.mail_from, settings.booking_token_ttl_s) == ("tickets@example.com", 86_400)
     assert settings.public_url == "https://tickets.example.com"
     assert "pw" not in repr(settings)
+
+
+def test_relay_and_webhook_settings_are_read_from_the_environment() -> None:
+    """BOOKING_WORKER_RELAY, the log stream's length, the summaries' cadence, and the
+    webhooks' timeout, backoff and attempts, handed to the relay as its policy."""
+    settings = Settings.from_env(
+        {
+            "BOOKING_WORKER_RELAY": "off",
+            "BOOKING_LOG_STREAM_MAXLEN": "5000",
+            "BOOKING_ADMISSION_SUMMARY_S": "30",
+            "BOOKING_WEBHOOK_TIMEOUT_S": "2.5",
+            "BOOKING_WEBHOOK_BACKOFF_S": "0.5",
+            "BOOKING_WEBHOOK_BACKOFF_MAX_S": "60",
+            "BOOKING_WEBHOOK_MAX_ATTEMPTS": "4",
+        }
+    )
+    assert (settings.worker_relay, settings.admission_summary_s) == ("off", 30.0)
+    policy = settings.relay_policy
+    assert (policy.stream_maxlen, policy.webhook_timeout_s) == (5000, 2.5)
+    assert (policy.webhook_backoff_s, policy.webhook_backoff_max_s) == (0.5, 60.0)
+    assert policy.webhook_max_attempts == 4
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BOOKING_WORKER_RELAY": "sometimes"},
+        {"BOOKING_WEBHOOK_MAX_ATTEMPTS": "0"},
+        {"BOOKING_WEBHOOK_BACKOFF_S": "-1"},
+        {"BOOKING_LOG_STREAM_MAXLEN": "0"},
+    ],
+)
+def test_unusable_relay_settings_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(env)

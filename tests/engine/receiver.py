@@ -1,0 +1,113 @@
+"""A webhook receiver for the tests: a small HTTP/1.1 server on loopback (anyio, so on trio
+and asyncio alike) that records what it is sent and answers as the test tells it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+import msgspec
+
+from storage.log_events import decode_entry
+from storage.webhook_client import verify
+
+
+@dataclass
+class Received:
+    """One POST: its signature header and body."""
+
+    signature: str
+    body: bytes
+
+    @property
+    def key(self) -> tuple[str, int]:
+        entry = decode_entry(self.body)
+        return entry.event_id, entry.seq
+
+
+@dataclass
+class Receiver:
+    """What was received, and how to answer: ``status(n)`` for the n-th request (0-based)."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    accepted: list[Received] = field(default_factory=list)
+    status: Callable[[int], int] = lambda n: 200
+    #: While set, requests wait (a receiver that does not answer).
+    hold: anyio.Event | None = None
+    #: When set, the answer's body trickles, a byte every this many seconds, never ending.
+    trickle_s: float | None = None
+    requests: int = 0
+
+    def delivered_keys(self) -> list[tuple[str, int]]:
+        return [r.key for r in self.accepted]
+
+    def all_signed(self, secret: str) -> bool:
+        return all(verify(secret, r.signature, r.body) for r in self.received)
+
+
+async def _read_request(stream: anyio.abc.ByteStream) -> tuple[dict[str, str], bytes] | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        body += await stream.receive(65536)
+    return headers, body
+
+
+@asynccontextmanager
+async def receiver() -> AsyncIterator[Receiver]:
+    """A receiver listening on a free loopback port until the block ends."""
+    state = Receiver()
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    state.url = f"http://127.0.0.1:{port}/hook"
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            while True:
+                try:
+                    request = await _read_request(stream)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    return
+                if request is None:
+                    return
+                headers, body = request
+                n = state.requests
+                state.requests += 1
+                got = Received(headers.get("booking-signature", ""), body)
+                state.received.append(got)
+                if state.hold is not None:
+                    await state.hold.wait()
+                status = state.status(n)
+                if 200 <= status < 300:
+                    msgspec.json.decode(body)  # a body that is not JSON fails here
+                    state.accepted.append(got)
+                length = 0 if state.trickle_s is None else 1_000_000
+                reply = f"HTTP/1.1 {status} X\r\nContent-Length: {length}\r\n\r\n".encode()
+                try:
+                    await stream.send(reply)
+                    while state.trickle_s is not None:
+                        await anyio.sleep(state.trickle_s)
+                        await stream.send(b" ")
+                except (anyio.BrokenResourceError, OSError):
+                    return
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        try:
+            yield state
+        finally:
+            tg.cancel_scope.cancel()
