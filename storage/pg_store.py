@@ -956,16 +956,17 @@ class PgStore:
                     new.by_admin,
                 )
                 await conn.execute(
-                    "INSERT INTO event_log (event_id, kind, payload) VALUES ($1, "
+                    "INSERT INTO event_log (event_id, kind, payload, actor) VALUES ($1, "
                     "'cancellation_requested', jsonb_build_object('cancellation_id', $2::text, "
                     "'booking_id', $3::text, 'codes', $4::text[], 'amount_cents', $5::int, "
-                    "'by_admin', $6::boolean))",
+                    "'by_admin', $6::boolean), $7::jsonb)",
                     booking["event_id"],
                     new.id,
                     new.booking_id,
                     codes,
                     amount,
                     new.by_admin,
+                    _actor_json(new.actor),
                 )
                 return CancellationRow(**dict(row))
 
@@ -1138,9 +1139,9 @@ class PgStore:
 
     # -- a whole event's cancellation -----------------------------------------------------
 
-    async def begin_event_cancellation(self, event_id: str) -> bool:
-        """Record that an event is being cancelled as a whole (logged in event_log); False
-        if it was already."""
+    async def begin_event_cancellation(self, event_id: str, actor: Actor | None = None) -> bool:
+        """Record that an event is being cancelled as a whole (logged in event_log, with the
+        admin who asked); False if it was already."""
 
         async def begin() -> bool:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -1152,9 +1153,10 @@ class PgStore:
                 if inserted is None:
                     return False
                 await conn.execute(
-                    "INSERT INTO event_log (event_id, kind, payload) "
-                    "VALUES ($1, 'event_cancel_requested', '{}'::jsonb)",
+                    "INSERT INTO event_log (event_id, kind, payload, actor) "
+                    "VALUES ($1, 'event_cancel_requested', '{}'::jsonb, $2::jsonb)",
                     event_id,
+                    _actor_json(actor),
                 )
                 return True
 

@@ -926,7 +926,9 @@ async def cancel_booking(request: Request) -> Response:
     admin = _is_admin(request)
     key = _idempotency_key(request)
     body = await _body(request, CancelBody, CancelBody())
-    cancellation = await engine.cancellations.cancel(booking, key, body.tickets, by_admin=admin)
+    cancellation = await engine.cancellations.cancel(
+        booking, key, body.tickets, by_admin=admin, actor=_admin_actor(request) if admin else None
+    )
     status = 202 if cancellation.status is CancellationStatus.PENDING else 200
     return json_response(_cancellation_view(cancellation), status=status)
 
@@ -942,7 +944,7 @@ async def cancel_event(request: Request) -> Response:
     cancel and refund every live booking (asking again changes nothing); the progress."""
     await _require_admin(request)
     progress = await _state(request).engine.cancellations.cancel_event(
-        request.path_params["event_id"]
+        request.path_params["event_id"], _admin_actor(request)
     )
     return json_response(_event_cancellation_view(progress), status=202)
 
