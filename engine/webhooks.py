@@ -19,6 +19,17 @@ __all__ = ["WebhookRow", "Webhooks"]
 MAX_URL = 2000
 
 
+def _sendable(hostname: str | None) -> bool:
+    """Whether a URL's host name can be sent to (IDNA takes labels of 1-63 characters)."""
+    if not hostname:
+        return False
+    try:
+        hostname.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 class Webhooks:
     """An event's webhooks."""
 
@@ -30,7 +41,11 @@ class Webhooks:
         """Register ``url`` for the event's log; the answer holds its secret, never again."""
         await self._catalog.get(event_id)
         parts = urlsplit(url)
-        if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
+        if (
+            len(url) > MAX_URL
+            or parts.scheme not in ("http", "https")
+            or not _sendable(parts.hostname)
+        ):
             raise InvalidRequest("url must be an absolute http(s) URL of at most 2000 characters")
         webhook_id = "wh" + secrets.token_hex(6)
         secret = "whsec_" + secrets.token_urlsafe(32)

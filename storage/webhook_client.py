@@ -59,7 +59,9 @@ class WebhookClient:
         }
         try:
             response = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+            # A URL the client cannot send to (a host name IDNA refuses) fails like a refusal:
+            # the sender must never die of one endpoint.
             return f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= response.status_code < 300:
             return None
