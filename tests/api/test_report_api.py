@@ -4,8 +4,11 @@ equal to the system of record's tables, rebuilt byte for byte by a replay of the
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,6 +25,8 @@ from tests.api.helpers import STEP_S, event_body, new_key, pg_value, prompted, q
 from tests.conftest import admin_client, admin_headers, make_settings
 
 pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def buy_in(
@@ -228,3 +233,37 @@ async def test_the_report_needs_the_admin_and_an_event(
     with pytest.raises(ApiError) as missing:
         await client.report("nosuchevent")
     assert missing.value.status == 404
+
+
+async def test_booking_replay_rebuilds_the_report_and_refuses_an_event_without_a_log(
+    services: Services, client: BookingClient, http: httpx.AsyncClient
+) -> None:
+    """``booking replay --event E`` (the command, in its own process) rebuilds the same
+    report and says how many entries it applied; an event with no log is exit 1, one line."""
+    created = await client.create_event(event_body())
+    await buy_in(client, created.waitroom_url, 2, "GA")
+    live = await caught_up(http, created.id)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": services.settings.database_url or "",
+        "REDIS_URL": services.settings.redis_url or "",
+    }
+    replayed = await anyio.run_process(
+        [sys.executable, "-m", "api.cli", "replay", "--event", created.id],
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    applied = json.loads(live)["as_of_seq"]
+    assert f"replayed {applied} entries of event {created.id}" in replayed.stdout.decode()
+    assert await caught_up(http, created.id) == live
+    missing = await anyio.run_process(
+        [sys.executable, "-m", "api.cli", "replay", "--event", "nosuchevent"],
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "has no event log entries" in missing.stderr.decode()
