@@ -317,8 +317,9 @@ function drawReport(chart, minutes) {
   const y = (v) => (h - 4 - ((h - 8) * Math.max(0, v)) / max).toFixed(1);
   let body;
   if (chart.running) {
-    const step = w / Math.max(values.length - 1, 1);
-    const points = values.map((v, i) => [(i * step).toFixed(1), y(v)]);
+    const line = values.length === 1 ? [values[0], values[0]] : values; // one minute: flat
+    const step = w / (line.length - 1);
+    const points = line.map((v, i) => [(i * step).toFixed(1), y(v)]);
     const d = points.map(([px, py], i) => `${i ? "L" : "M"}${px} ${py}`).join("");
     body = `<path class="area" d="M0 ${h}${points.map(([px, py]) => `L${px} ${py}`).join("")}L${points[points.length - 1][0]} ${h}Z"/><path class="line" d="${d}"/>`;
   } else {
@@ -343,19 +344,42 @@ async function readReport() {
   const r = await resp.json();
   reportCurrency = r.currency || reportCurrency;
   const t = r.totals;
-  $("r-sold").textContent = `${count(t.tickets_sold - t.tickets_cancelled)} (${count(t.tickets_sold)} sold)`;
+  $("r-sold").textContent = count(t.tickets_sold);
   $("r-revenue").textContent = money(t.revenue_cents, reportCurrency);
   $("r-refunded").textContent = money(t.refunded_cents, reportCurrency);
   $("r-net").textContent = money(t.net_revenue_cents, reportCurrency);
-  $("r-cancellations").textContent = count(t.cancellations);
+  $("r-cancellations").textContent = `${count(t.cancellations)} (${count(t.tickets_cancelled)} tickets)`;
   $("r-checked-in").textContent = count(t.checked_in);
   const behind = r.log_seq - r.as_of_seq;
   $("report-note").textContent = `Built from the event log by the workers: ${count(r.as_of_seq)} entries counted${behind ? `, ${count(behind)} still to count` : ""}.`;
   for (const chart of REPORT_CHARTS) drawReport(chart, r.minutes);
 }
 
+// Every event, newest first, each linking its own admin page (this one marked).
+async function listEvents() {
+  try {
+    const { events } = await getJSON("/v1/events");
+    $("admin-events").replaceChildren(
+      ...events.map((ev) => {
+        const li = document.createElement("li");
+        const link = document.createElement("a");
+        link.href = `/events/${encodeURIComponent(ev.id)}/admin`;
+        link.textContent = ev.name;
+        if (ev.id === eventId) link.setAttribute("aria-current", "page");
+        const state = (STATE_WORDS[ev.state] || ev.state).toLowerCase();
+        li.append(link, document.createTextNode(` · ${state} · ${count(ev.sold)} of ${count(ev.capacity)} sold`));
+        return li;
+      }),
+    );
+  } catch (err) {
+    // listed again on the next round
+  }
+}
+
 refresh();
 readLatency();
+listEvents();
+setInterval(listEvents, 15000);
 setInterval(refresh, 1000);
 setInterval(readLatency, 2000);
 setInterval(readCancellation, 2000);
