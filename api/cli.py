@@ -1,4 +1,4 @@
-"""The ``booking`` command line: serve, worker, relay, demo, bench, chaos, migrate, reconcile,
+"""The ``booking`` command line: serve, worker, relay, replay, demo, bench, chaos, migrate, reconcile,
 event create, dev up / down."""
 
 from __future__ import annotations
@@ -104,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="publish the event log to its Redis streams and webhooks (any number may run)",
     )
+    replay = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="rebuild an event's read models (its report) from its event log, in one transaction",
+    )
+    replay.add_argument("--event", required=True, help="the event's id")
     sub.add_parser("migrate", parents=[common], help="apply database migrations and exit")
     sub.add_parser(
         "reconcile",
@@ -472,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
         from api.commands import worker as command
     elif args.command == "relay":
         from api.commands import relay as command
+    elif args.command == "replay":
+        from api.commands import replay as run_replay
+
+        def command(s: Settings) -> Awaitable[int]:
+            return run_replay(s, args.event)
     elif args.command == "migrate":
         from api.commands import migrate as command
     elif args.command == "reconcile":

@@ -121,6 +121,7 @@ ENVIRONMENT = {
     "BOOKING_MAIL_FROM": "mail_from",
     "BOOKING_PUBLIC_URL": "public_url",
     "BOOKING_WORKER_RELAY": "worker_relay",
+    "BOOKING_WORKER_PROJECTOR": "worker_projector",
     "BOOKING_LOG_STREAM_MAXLEN": "log_stream_maxlen",
     "BOOKING_ADMISSION_SUMMARY_S": "admission_summary_s",
     "BOOKING_WEBHOOK_TIMEOUT_S": "webhook_timeout_s",
@@ -280,6 +281,8 @@ class Settings:
     mail_retry_s: float = 5.0
     #: "on": every worker also relays the event log (``booking relay`` runs it alone).
     worker_relay: str = "on"
+    #: "on": every worker also projects the event log into the read models (the reports).
+    worker_projector: str = "on"
     #: Each event's log stream (``ev:{E}:log``) is trimmed to about this many entries.
     log_stream_maxlen: int = 100_000
     #: How often a worker summarises the waiting room (joins, holds, expiries) into the
@@ -390,6 +393,8 @@ class Settings:
             raise ConfigurationError("BOOKING_MAIL_FROM must be a mail address")
         if settings.worker_relay not in ("on", "off"):
             raise ConfigurationError("BOOKING_WORKER_RELAY must be on or off")
+        if settings.worker_projector not in ("on", "off"):
+            raise ConfigurationError("BOOKING_WORKER_PROJECTOR must be on or off")
         for name, var in (
             ("admission_summary_s", "BOOKING_ADMISSION_SUMMARY_S"),
             ("webhook_timeout_s", "BOOKING_WEBHOOK_TIMEOUT_S"),

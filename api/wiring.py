@@ -33,6 +33,7 @@ from engine.identity import IdentityVerifier
 from engine.interface import Engine, open_engine
 from engine.mail import run_mail_sender
 from engine.payments import PaymentGateway
+from engine.readmodels import run_projector
 from engine.reconcile import run_reconciler
 from engine.saga import run_payment_recovery
 from engine.ticket_codes import TicketCodes
@@ -71,7 +72,7 @@ class Roles:
     """Which parts this process runs."""
 
     api: bool = True  # HTTP API + waiting-room WebSocket
-    worker: bool = True  # admission and expiry sweep (and the relay, BOOKING_WORKER_RELAY)
+    worker: bool = True  # admission, expiry, the projector (and the relay, BOOKING_WORKER_RELAY)
 
 
 @dataclass
@@ -329,6 +330,8 @@ async def _open_services(
             )
             if settings.worker_relay == "on":
                 await tg.start(partial(run_relay, pg, redis, settings.relay_policy))
+            if settings.worker_projector == "on":
+                await tg.start(partial(run_projector, pg))
         http_state = HttpState(
             engine=engine,
             admin_key=settings.admin_key,

@@ -45,6 +45,7 @@ from engine.payments import GatewayUnavailable, PaymentGateway
 from engine.payments import RefundRefused as GatewayRefused
 from plumbing.clock import Clock
 from storage.errors import StorageError
+from storage.log_events import Actor
 from storage.pg_records import (
     CancellationRow,
     EventCancellationRow,
@@ -207,7 +208,13 @@ class Cancellations:
         self._retry_max_s = retry_max_s  # longest wait between refund attempts
 
     async def cancel(
-        self, booking: Booking, idempotency_key: str, codes: list[str] | None, *, by_admin: bool
+        self,
+        booking: Booking,
+        idempotency_key: str,
+        codes: list[str] | None,
+        *,
+        by_admin: bool,
+        actor: Actor | None = None,
     ) -> Cancellation:
         """Cancel ``codes`` of ``booking`` (None: every live ticket not checked in) and refund
         their prices.
@@ -232,6 +239,7 @@ class Cancellations:
             idempotency_key=idempotency_key,
             codes=codes,
             by_admin=by_admin,
+            actor=actor,
         )
         existing = await self._pg.cancellation_for_key(booking.id, idempotency_key)
         if existing is None and not by_admin:
@@ -344,11 +352,11 @@ class Cancellations:
 
     # -- a whole event --------------------------------------------------------------------
 
-    async def cancel_event(self, event_id: str) -> EventCancellation:
+    async def cancel_event(self, event_id: str, actor: Actor | None = None) -> EventCancellation:
         """Cancel a whole event (an admin's decision): recorded, the sale closed; the
         workers then cancel and refund every live booking. Asking again changes nothing."""
         await self._catalog.get(event_id)  # NotFound
-        if await self._pg.begin_event_cancellation(event_id):
+        if await self._pg.begin_event_cancellation(event_id, actor):
             logger.info("event %s is being cancelled", event_id)
         await self._redis.set_event_state(event_id, "close", self._clock.now_ms())
         return await self.event_progress(event_id)

@@ -16,6 +16,8 @@ one of each, built over the stores and started in the caller's task group by
 - ``tickets``   the buyer's tickets: signed codes, QR codes, the PDF (``engine/tickets.py``)
 - ``webhooks``  integrators' URLs for an event's log (``engine/webhooks.py``; the relay
                 that sends them is ``engine/eventlog.py``)
+- ``reports``   an event's report, read from the read models the worker's projector
+                builds from the log (``engine/readmodels.py``)
 
 The waiting line itself (joins, places, outcomes) is ``waitroom.line.WaitingLine``.
 """
@@ -35,6 +37,7 @@ from engine.checkin import Checkin
 from engine.checkout import Checkout
 from engine.holds import Holds
 from engine.payments import PaymentGateway
+from engine.readmodels import Reports
 from engine.sales import Sales
 from engine.ticket_codes import TicketCodes
 from engine.tickets import Tickets
@@ -60,6 +63,7 @@ class Engine:
     checkin: Checkin
     tickets: Tickets
     webhooks: Webhooks
+    reports: Reports
 
 
 @asynccontextmanager
@@ -110,6 +114,7 @@ async def open_engine(
         checkin=Checkin(pg, catalog),
         tickets=Tickets(codes, catalog),
         webhooks=Webhooks(pg, catalog),
+        reports=Reports(pg, catalog),
     )
     async with anyio.create_task_group() as tg:
         for batcher in (checkout.begin, checkout.claim, checkout.commit, checkout.confirm):

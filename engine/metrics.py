@@ -15,6 +15,10 @@ __all__ = [
     "MAILS",
     "PAYMENTS",
     "PAYMENT_LATENCY",
+    "PROJECTED",
+    "PROJECTION_DELAY",
+    "PROJECTION_LAG_ENTRIES",
+    "PROJECTION_LAG_SECONDS",
     "QUEUE_LENGTH",
     "REFUNDED",
     "RELAY_LAG",
@@ -90,4 +94,21 @@ WEBHOOK_DELIVERIES = Counter(
     "booking_webhook_deliveries_total",
     "Webhook POSTs by result (delivered; failed, to be tried again; dead: the last attempt).",
     ["result"],
+)
+
+PROJECTION_LAG_ENTRIES = Gauge(
+    "booking_projection_lag_entries",
+    "Event log entries written but not yet applied to the read models, over every event.",
+)
+PROJECTION_LAG_SECONDS = Gauge(
+    "booking_projection_lag_seconds",
+    "Age of the oldest event log entry not yet applied to the read models (0: none waits).",
+)
+PROJECTION_DELAY = Histogram(
+    "booking_projection_delay_seconds",
+    "From an entry's writing to its application to the read models, per entry applied.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+PROJECTED = Counter(
+    "booking_projected_entries_total", "Event log entries applied to the read models."
 )

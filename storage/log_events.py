@@ -85,11 +85,21 @@ class AdmissionSummaryPayload(_Payload, frozen=True):
     confirmed_total: int
 
 
+class SoldTicket(_Payload, frozen=True):
+    """One ticket of a new booking: its section and what it cost."""
+
+    code: str
+    section: str
+    price_cents: int
+
+
 class BookingConfirmedPayload(_Payload, frozen=True):
     booking_id: str
     hold_id: str
     amount_cents: int
     mail_queued: bool
+    #: Its tickets (version 2; entries of version 1 have none).
+    tickets: list[SoldTicket] = []
 
 
 class PaymentClaimedPayload(_Payload, frozen=True):
@@ -443,7 +453,10 @@ def events_markdown() -> str:
         "(`tests/storage/test_event_log.py` fails when this page and the structs differ).",
         "",
         "Every entry is one JSON object: the same on the Redis stream `ev:{E}:log` (field",
-        "`entry`) and as a webhook's body.",
+        "`entry`) and as a webhook's body. Inside the system the log has two consumers: the",
+        "relay (the streams and webhooks) and the projector, which counts the entries into the",
+        "read models behind `GET /v1/events/{id}/report` (`booking replay --event E` rebuilds",
+        "them from the log).",
         "",
         "| field | type | |",
         "|---|---|---|",
@@ -451,7 +464,8 @@ def events_markdown() -> str:
     ]
     for field in msgspec.structs.fields(_Entry):
         doc = {
-            "version": "the payload's schema version (1 for every type now)",
+            "version": "the payload's schema version (2 for `booking_confirmed` since it lists "
+            "its tickets, 1 for every other type)",
             "event_id": "the event it belongs to",
             "seq": "its number in the event's log: 1, 2, 3, ... in commit order, no gaps",
             "at": "when it was written (RFC 3339, UTC)",
@@ -468,9 +482,10 @@ def events_markdown() -> str:
         lines += ["| payload field | type |", "|---|---|"]
         for field in msgspec.structs.fields(payload_type):
             lines.append(f"| `{field.name}` | {_type_name(field.type)} |")
-            if field.name == "sections":
-                for sub in msgspec.structs.fields(SectionCapacity):
-                    lines.append(f"| `sections[].{sub.name}` | {_type_name(sub.type)} |")
+            nested: dict[str, type[_Payload]] = {"sections": SectionCapacity, "tickets": SoldTicket}
+            if field.name in nested:
+                for sub in msgspec.structs.fields(nested[field.name]):
+                    lines.append(f"| `{field.name}[].{sub.name}` | {_type_name(sub.type)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,8 @@ from datetime import datetime
 
 import msgspec
 
+from storage.log_events import Actor
+
 __all__ = [
     "BookingConflict",
     "BookingRow",
@@ -146,6 +148,8 @@ class NewCancellation(msgspec.Struct, frozen=True):
     idempotency_key: str
     codes: list[str] | None
     by_admin: bool
+    #: Who asked, when the admin did (logged with the request).
+    actor: Actor | None = None
 
 
 class CancellationRow(msgspec.Struct, frozen=True):

@@ -21,6 +21,7 @@ from storage.errors import StorageError, StorageUnavailable
 from storage.log_events import Actor
 from storage.metrics import BATCH_SIZE, ROUND_TRIPS
 from storage.pg_eventlog import EventLogStore
+from storage.pg_readmodels import ReadModelStore
 from storage.pg_records import (
     BookingConflict,
     BookingRow,
@@ -99,17 +100,26 @@ WITH input AS (
     FROM unnest($9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::int[])
         AS s(code, booking_id, section, position, seat_row, seat_number)
     JOIN bk ON bk.id = s.booking_id
+    RETURNING code, booking_id, event_id, section, position
+), sold AS (  -- each ticket's section and price, for the entry (read models count them)
+    SELECT tk.booking_id, jsonb_agg(jsonb_build_object(
+               'code', tk.code, 'section', tk.section, 'price_cents', st.price_cents)
+               ORDER BY tk.section, tk.position) AS tickets
+    FROM tk JOIN seats st
+      ON st.event_id = tk.event_id AND st.section = tk.section AND st.position = tk.position
+    GROUP BY tk.booking_id
 ), mail AS (
     INSERT INTO mail_outbox (booking_id, event_id, recipient)
     SELECT bk.id, bk.event_id, i.email FROM bk JOIN input i ON i.booking_id = bk.id
     WHERE i.email IS NOT NULL
 ), log AS (
-    INSERT INTO event_log (event_id, kind, payload)
-    SELECT bk.event_id, 'booking_confirmed',
+    INSERT INTO event_log (event_id, kind, version, payload)
+    SELECT bk.event_id, 'booking_confirmed', 2,
            jsonb_build_object('booking_id', bk.id, 'hold_id', bk.hold_id,
                               'amount_cents', bk.amount_cents,
-                              'mail_queued', i.email IS NOT NULL)
-    FROM bk JOIN input i ON i.booking_id = bk.id
+                              'mail_queued', i.email IS NOT NULL,
+                              'tickets', coalesce(sold.tickets, '[]'::jsonb))
+    FROM bk JOIN input i ON i.booking_id = bk.id LEFT JOIN sold ON sold.booking_id = bk.id
     ORDER BY bk.event_id  -- log heads locked in one order (0007_event_log.sql)
 )
 SELECT booking_id, created_at FROM pay
@@ -416,6 +426,8 @@ class PgStore:
         self._bridge = bridge  # crosses into the drivers' loop
         #: The event log: appending, the relay's claims, webhooks.
         self.log = EventLogStore(pool, self._call)
+        #: The read models projected from the log: the projector's cursors, reports.
+        self.readmodels = ReadModelStore(pool, self._call)
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         ROUND_TRIPS.labels("postgres", op).inc()
@@ -956,16 +968,17 @@ class PgStore:
                     new.by_admin,
                 )
                 await conn.execute(
-                    "INSERT INTO event_log (event_id, kind, payload) VALUES ($1, "
+                    "INSERT INTO event_log (event_id, kind, payload, actor) VALUES ($1, "
                     "'cancellation_requested', jsonb_build_object('cancellation_id', $2::text, "
                     "'booking_id', $3::text, 'codes', $4::text[], 'amount_cents', $5::int, "
-                    "'by_admin', $6::boolean))",
+                    "'by_admin', $6::boolean), $7::jsonb)",
                     booking["event_id"],
                     new.id,
                     new.booking_id,
                     codes,
                     amount,
                     new.by_admin,
+                    _actor_json(new.actor),
                 )
                 return CancellationRow(**dict(row))
 
@@ -1138,9 +1151,9 @@ class PgStore:
 
     # -- a whole event's cancellation -----------------------------------------------------
 
-    async def begin_event_cancellation(self, event_id: str) -> bool:
-        """Record that an event is being cancelled as a whole (logged in event_log); False
-        if it was already."""
+    async def begin_event_cancellation(self, event_id: str, actor: Actor | None = None) -> bool:
+        """Record that an event is being cancelled as a whole (logged in event_log, with the
+        admin who asked); False if it was already."""
 
         async def begin() -> bool:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -1152,9 +1165,10 @@ class PgStore:
                 if inserted is None:
                     return False
                 await conn.execute(
-                    "INSERT INTO event_log (event_id, kind, payload) "
-                    "VALUES ($1, 'event_cancel_requested', '{}'::jsonb)",
+                    "INSERT INTO event_log (event_id, kind, payload, actor) "
+                    "VALUES ($1, 'event_cancel_requested', '{}'::jsonb, $2::jsonb)",
                     event_id,
+                    _actor_json(actor),
                 )
                 return True
 

@@ -33,6 +33,7 @@ from api.http.schemas import (
     ErrorBody,
     EventCancellationView,
     EventList,
+    EventReport,
     EventView,
     IdentityTokenView,
     PaymentBody,
@@ -360,6 +361,12 @@ class BookingClient:
         """``DELETE /v1/events/{id}/staff-keys/{key_id}``: revoke a staff key at once."""
         path = f"/v1/events/{_segment(event_id)}/staff-keys/{_segment(key_id)}"
         return await self._call("DELETE", path, StaffKeyView, headers=self._admin)
+
+    async def report(self, event_id: str) -> EventReport:
+        """``GET /v1/events/{id}/report``: the event's sales, revenue, refunds, cancellations,
+        check-ins and admissions, in total, per section and per minute (minor units)."""
+        path = f"/v1/events/{_segment(event_id)}/report"
+        return await self._call("GET", path, EventReport, headers=self._admin, retry=True)
 
     # -- webhooks -------------------------------------------------------------------------
 

@@ -52,11 +52,15 @@ from api.http.schemas import (
     EmailVerifyBody,
     EventCancellationView,
     EventList,
+    EventReport,
     EventSummary,
     EventView,
     IdentityTokenView,
     PaymentBody,
     ReleasedView,
+    ReportMinute,
+    ReportSection,
+    ReportTotals,
     SectionAvailability,
     StaffKeyBody,
     StaffKeyList,
@@ -88,6 +92,7 @@ from engine.errors import (
 from engine.eventlog import Actor
 from engine.events import EventSpec
 from engine.interface import Engine
+from engine.readmodels import ReportRows
 from engine.sales import Sales, SaleStatus
 from engine.ticket_codes import CODE_VERSION
 from engine.webhooks import WebhookRow
@@ -775,6 +780,82 @@ async def checkin_counts(request: Request) -> Response:
     )
 
 
+# -- the report: read models projected from the event log ------------------------------
+
+
+def _report_view(event_id: str, rows: ReportRows) -> EventReport:
+    t = rows.totals
+    totals = ReportTotals(
+        bookings=t.bookings if t else 0,
+        tickets_sold=t.tickets_sold if t else 0,
+        revenue_cents=t.revenue_cents if t else 0,
+        cancellations=t.cancellations if t else 0,
+        bookings_cancelled=t.bookings_cancelled if t else 0,
+        tickets_cancelled=t.tickets_cancelled if t else 0,
+        refunded_cents=t.refunded_cents if t else 0,
+        net_revenue_cents=(t.revenue_cents - t.refunded_cents) if t else 0,
+        refunds_refused=t.refunds_refused if t else 0,
+        checked_in=t.checked_in if t else 0,
+        joined=t.joined if t else 0,
+        admitted=t.admitted if t else 0,
+        expired=t.expired if t else 0,
+        confirmed=t.confirmed if t else 0,
+    )
+    sections = [
+        ReportSection(
+            section=s.section,
+            capacity=s.capacity,
+            price_cents=s.price_cents,
+            tickets_sold=s.tickets_sold,
+            revenue_cents=s.revenue_cents,
+            tickets_cancelled=s.tickets_cancelled,
+            refunded_cents=s.refunded_cents,
+            net_revenue_cents=s.revenue_cents - s.refunded_cents,
+            checked_in=s.checked_in,
+        )
+        for s in rows.sections
+    ]
+    minutes = [
+        ReportMinute(
+            minute=m.minute.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            bookings=m.bookings,
+            tickets_sold=m.tickets_sold,
+            revenue_cents=m.revenue_cents,
+            cancellations=m.cancellations,
+            tickets_cancelled=m.tickets_cancelled,
+            refunded_cents=m.refunded_cents,
+            checked_in=m.checked_in,
+            joined=m.joined,
+            admitted=m.admitted,
+            expired=m.expired,
+            confirmed=m.confirmed,
+        )
+        for m in rows.minutes
+    ]
+    return EventReport(
+        event_id=event_id,
+        name=t.name if t else "",
+        currency=t.currency if t else "",
+        state=t.state if t else "",
+        as_of_seq=rows.applied_seq,
+        log_seq=rows.log_seq,
+        totals=totals,
+        sections=sections,
+        minutes=minutes,
+    )
+
+
+@operation(answers={200: EventReport}, errors=[401, 404, 429, 503], credentials="admin")
+async def event_report(request: Request) -> Response:
+    """``GET /v1/events/{id}/report``: the event's sales, revenue, refunds, cancellations,
+    check-ins and admissions, in total, per section and per minute (money in minor units of
+    ``currency``), from the read models the workers project from its event log."""
+    await _require_admin(request)
+    event_id = request.path_params["event_id"]
+    rows = await _state(request).engine.reports.report(event_id)
+    return json_response(_report_view(event_id, rows))
+
+
 # -- webhooks: the event log POSTed to integrators --------------------------------------
 
 
@@ -865,7 +946,9 @@ async def cancel_booking(request: Request) -> Response:
     admin = _is_admin(request)
     key = _idempotency_key(request)
     body = await _body(request, CancelBody, CancelBody())
-    cancellation = await engine.cancellations.cancel(booking, key, body.tickets, by_admin=admin)
+    cancellation = await engine.cancellations.cancel(
+        booking, key, body.tickets, by_admin=admin, actor=_admin_actor(request) if admin else None
+    )
     status = 202 if cancellation.status is CancellationStatus.PENDING else 200
     return json_response(_cancellation_view(cancellation), status=status)
 
@@ -881,7 +964,7 @@ async def cancel_event(request: Request) -> Response:
     cancel and refund every live booking (asking again changes nothing); the progress."""
     await _require_admin(request)
     progress = await _state(request).engine.cancellations.cancel_event(
-        request.path_params["event_id"]
+        request.path_params["event_id"], _admin_actor(request)
     )
     return json_response(_event_cancellation_view(progress), status=202)
 
@@ -971,6 +1054,7 @@ ROUTES = [
     Route("/v1/events/{event_id}/checkins", checkin_counts, methods=["GET"]),
     Route("/v1/events/{event_id}/webhooks", create_webhook, methods=["POST"]),
     Route("/v1/events/{event_id}/webhooks", list_webhooks, methods=["GET"]),
+    Route("/v1/events/{event_id}/report", event_report, methods=["GET"]),
     Route("/v1/events/{event_id}/webhooks/{webhook_id}", remove_webhook, methods=["DELETE"]),
     Route(
         "/v1/events/{event_id}/webhooks/{webhook_id}/redeliver",

@@ -36,11 +36,15 @@ __all__ = [
     "ErrorBody",
     "EventCancellationView",
     "EventList",
+    "EventReport",
     "EventSummary",
     "EventView",
     "IdentityTokenView",
     "PaymentBody",
     "ReleasedView",
+    "ReportMinute",
+    "ReportSection",
+    "ReportTotals",
     "SectionAvailability",
     "StaffKeyBody",
     "StaffKeyList",
@@ -438,3 +442,79 @@ class WebhookList(msgspec.Struct, frozen=True):
     """The webhooks of an event, oldest first."""
 
     webhooks: list[WebhookView]
+
+
+class ReportTotals(msgspec.Struct, frozen=True):
+    """An event's totals. Money is in the currency's minor units (cents)."""
+
+    #: Bookings made, tickets sold, what was paid for them.
+    bookings: int
+    tickets_sold: int
+    revenue_cents: int
+    #: Cancellations done (refunded), whole bookings cancelled, tickets cancelled, refunded.
+    cancellations: int
+    bookings_cancelled: int
+    tickets_cancelled: int
+    refunded_cents: int
+    #: ``revenue_cents - refunded_cents``.
+    net_revenue_cents: int
+    #: Refunds the payment provider refused for good (their tickets stay live).
+    refunds_refused: int
+    #: Tickets let in at the door.
+    checked_in: int
+    #: The waiting room, from the per-minute admission summaries: joins, holds given,
+    #: holds ended unpaid, payments confirmed.
+    joined: int
+    admitted: int
+    expired: int
+    confirmed: int
+
+
+class ReportSection(msgspec.Struct, frozen=True):
+    """One section's totals (minor units)."""
+
+    section: str
+    capacity: int
+    price_cents: int
+    tickets_sold: int
+    revenue_cents: int
+    tickets_cancelled: int
+    refunded_cents: int
+    net_revenue_cents: int
+    checked_in: int
+
+
+class ReportMinute(msgspec.Struct, frozen=True):
+    """What happened in one minute (RFC 3339, its start, UTC): only minutes with activity."""
+
+    minute: str
+    bookings: int
+    tickets_sold: int
+    revenue_cents: int
+    cancellations: int
+    tickets_cancelled: int
+    refunded_cents: int
+    checked_in: int
+    joined: int
+    admitted: int
+    expired: int
+    confirmed: int
+
+
+class EventReport(msgspec.Struct, frozen=True):
+    """An event's sales, refunds, check-ins and admissions, built from its event log: in
+    total, per section (in the event's order) and per minute."""
+
+    event_id: str
+    name: str
+    #: ISO 4217: the currency of every ``*_cents`` field.
+    currency: str
+    #: The sale's state as the log last told it.
+    state: str
+    #: The log entries the report counts (1..as_of_seq), and how many the log holds: the
+    #: report is behind by the difference, while the projector catches up.
+    as_of_seq: int
+    log_seq: int
+    totals: ReportTotals
+    sections: list[ReportSection]
+    minutes: list[ReportMinute]

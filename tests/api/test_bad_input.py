@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import httpx
 import msgspec
 import pytest
@@ -889,6 +890,11 @@ async def test_fuzzed_webhook_requests_are_refused_without_side_effects(
         headers = {**admin_headers(), "Content-Type": "application/json"}
         resp = await http.post(hooks, content=content, headers=headers)
         tally.check(category, resp, content, 400)
+    for host in ("a" * 64 + ".example", "x." + "b" * 70, "..example"):
+        content = json.dumps({"url": f"https://{host}/hook"}).encode()
+        headers = {**admin_headers(), "Content-Type": "application/json"}
+        resp = await http.post(hooks, content=content, headers=headers)
+        tally.check("webhook-url-host-not-idna", resp, content, 400)
     good = json.dumps({"url": "https://integrator.example/hook"}).encode()
     for _ in range(30):
         resp = await http.post(hooks, content=good, headers=bad_admin_headers(rng))
@@ -911,6 +917,46 @@ async def test_fuzzed_webhook_requests_are_refused_without_side_effects(
     )
     assert logged == 0
     assert tally.sent >= 200, tally.sent
+
+
+async def test_fuzzed_report_requests_are_refused_without_side_effects(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """The report without the admin key (401), of unknown events (404), by other methods
+    (405): all 4xx JSON; nothing logged, the report unchanged, and random query strings
+    change nothing of it either."""
+    rng = random.Random(20_261_130)
+    tally = Tally()
+    event_id = (await create_event(http, opens_at=FUTURE))["id"]  # nothing logged meanwhile
+    report = f"/v1/events/{event_id}/report"
+    logged = "SELECT count(*) FROM event_log WHERE event_id = $1"
+    before_log = await pg_value(services, logged, event_id)
+    with anyio.fail_after(30):  # the worker's projector applies the event's creation
+        while True:
+            before = await http.get(report, headers=admin_headers())
+            if before.json()["as_of_seq"] >= before_log:
+                break
+            await anyio.sleep(0.05)
+    for _ in range(60):
+        headers = bad_admin_headers(rng)
+        tally.check("report-not-admin", await http.get(report, headers=headers), headers, 401)
+    for _ in range(60):
+        other = quote(rand_text(rng, 30) or "x", safe="")
+        resp = await http.get(f"/v1/events/{other}/report", headers=admin_headers())
+        tally.check("report-unknown-event", resp, other, 404)
+    for _ in range(30):
+        method = rng.choice(["POST", "PUT", "DELETE", "PATCH"])
+        resp = await http.request(method, report, headers=admin_headers(), content=b"{}")
+        tally.check("report-method", resp, method, 405)
+    assert not tally.problems, tally.report()
+    for _ in range(20):
+        query = quote(rand_text(rng, 20, controls=False) or "x", safe="=&")
+        resp = await http.get(f"{report}?{query}", headers=admin_headers())
+        assert resp.status_code == 200 and resp.content == before.content, (query, resp.text)
+    assert await pg_value(services, logged, event_id) == before_log
+    after = await http.get(report, headers=admin_headers())
+    assert after.content == before.content
+    assert tally.sent >= 150, tally.sent
 
 
 def _is_an_address(value: str) -> bool:

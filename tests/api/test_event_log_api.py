@@ -12,6 +12,8 @@ from engine.eventlog import decode_entry, summarise_once
 from storage.log_events import (
     AdmissionCapsChanged,
     AdmissionSummary,
+    CancellationRequested,
+    EventCancelRequested,
     EventCreated,
     SaleOpened,
 )
@@ -86,3 +88,28 @@ async def test_every_change_is_logged_typed_in_order_with_its_admin(
     await summarise_once(services.pg, services.redis, services.clock)
     again = await services.pg.log.entries(event_id, entries[-1].seq)
     assert [type(decode_entry(e)).__name__ for e in again] == []
+
+
+async def test_cancellations_are_logged_with_the_admin_who_asked(
+    services: Services, client: BookingClient
+) -> None:
+    """A booking cancelled by the admin and a whole event cancelled carry the admin (request
+    id, address); a buyer's own cancellation carries nobody."""
+    created = await client.create_event(event_body())
+    event_id = created.id
+    by_admin = await buy(client, created.waitroom_url, 1)
+    by_buyer = await buy(client, created.waitroom_url, 1)
+    await client.cancel(by_admin.id, "admin-cancel")
+    await client.cancel(by_buyer.id, "buyer-cancel", hold_token=by_buyer.booking_token)
+    await client.cancel_event(event_id)
+
+    entries = [decode_entry(e) for e in await services.pg.log.entries(event_id)]
+    asked = {e.payload.booking_id: e for e in entries if isinstance(e, CancellationRequested)}
+    admin_asked = asked[by_admin.id]
+    assert admin_asked.payload.by_admin
+    assert admin_asked.actor is not None and admin_asked.actor.who == "admin"
+    assert admin_asked.actor.request_id and admin_asked.actor.client_ip == "127.0.0.1"
+    assert not asked[by_buyer.id].payload.by_admin and asked[by_buyer.id].actor is None
+    event_cancel = next(e for e in entries if isinstance(e, EventCancelRequested))
+    assert event_cancel.actor is not None and event_cancel.actor.who == "admin"
+    assert event_cancel.actor.request_id

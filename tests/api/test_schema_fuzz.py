@@ -360,7 +360,7 @@ async def test_generated_ids_in_every_route_are_refused(
 ) -> None:
     """2,500 generated ids in each route's path (events, admission, close, audit, paying for
     and releasing holds, bookings and their cancellation, cancelling events, their PDF and QR
-    codes, ticket keys, staff keys, webhooks, check-in counts) and generated ``limit``s of the
+    codes, ticket keys, staff keys, webhooks, check-in counts, reports) and generated ``limit``s of the
     list of events: all 4xx JSON."""
     event = await create_event(http)
     ids = draw_many(st.lists(st.text(min_size=1, max_size=40), min_size=25, max_size=25), 100)
@@ -387,6 +387,8 @@ async def test_generated_ids_in_every_route_are_refused(
         ("POST", f"/v1/events/{event['id']}/webhooks/{{}}/redeliver", admin),
         ("DELETE", "/v1/events/{}/webhooks/whnosuchhook", admin),
         ("GET", "/v1/events/{}/checkins", admin),
+        ("GET", "/v1/events/{}/report", admin),
+        ("GET", "/v1/events/{}/report", {}),
         ("GET", "/v1/bookings/{}/tickets.pdf", {}),
         ("GET", "/v1/bookings/{}/tickets/T1.x/qr.svg", admin),
         ("GET", "/v1/events/{}/ticket-key", {}),

@@ -269,6 +269,7 @@ def test_relay_and_webhook_settings_are_read_from_the_environment() -> None:
     settings = Settings.from_env(
         {
             "BOOKING_WORKER_RELAY": "off",
+            "BOOKING_WORKER_PROJECTOR": "off",
             "BOOKING_LOG_STREAM_MAXLEN": "5000",
             "BOOKING_ADMISSION_SUMMARY_S": "30",
             "BOOKING_WEBHOOK_TIMEOUT_S": "2.5",
@@ -278,6 +279,7 @@ def test_relay_and_webhook_settings_are_read_from_the_environment() -> None:
         }
     )
     assert (settings.worker_relay, settings.admission_summary_s) == ("off", 30.0)
+    assert settings.worker_projector == "off"
     policy = settings.relay_policy
     assert (policy.stream_maxlen, policy.webhook_timeout_s) == (5000, 2.5)
     assert (policy.webhook_backoff_s, policy.webhook_backoff_max_s) == (0.5, 60.0)
@@ -288,6 +290,7 @@ def test_relay_and_webhook_settings_are_read_from_the_environment() -> None:
     "env",
     [
         {"BOOKING_WORKER_RELAY": "sometimes"},
+        {"BOOKING_WORKER_PROJECTOR": "yes"},
         {"BOOKING_WEBHOOK_MAX_ATTEMPTS": "0"},
         {"BOOKING_WEBHOOK_BACKOFF_S": "-1"},
         {"BOOKING_LOG_STREAM_MAXLEN": "0"},

@@ -309,6 +309,17 @@ def admin(page: Page, api: str, event_id: str, shots: Path) -> None:
     page.wait_for_timeout(8_000)  # more of the sale on the charts
     expect(page.locator("#chart-sold path.line")).to_have_count(1)
     expect(page.locator("#activity li")).not_to_have_count(0)
+    # The report (read with the key): its totals, and its charts drawn from its JSON.
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    report = httpx.get(f"{api}/v1/events/{event_id}/report", headers=headers).json()
+    assert report["totals"]["bookings"] > 0, report
+    expect(page.locator("#r-revenue")).not_to_have_text("\u2013")  # the placeholder dash
+    expect(page.locator("#report-revenue path.line")).to_have_count(1)
+    expect(page.locator("#report-sales rect")).not_to_have_count(0)
+    expect(page.locator("#report-checkins rect")).not_to_have_count(0)
+    # Every event listed, this one marked, each linking its admin page.
+    current = page.locator(f'#admin-events a[href="/events/{event_id}/admin"]')
+    expect(current).to_have_attribute("aria-current", "page")
     assert ADMIN_KEY not in page.inner_text("body") and ADMIN_KEY not in page.url
     shoot(page, shots, "admin-mid-sale")
 

@@ -1,7 +1,8 @@
 // Event admin: live figures and charts of the sale from the aggregate status (one small read
 // a second, whatever the size of the line), seats per section, and the controls: pause,
 // resume, close, the admission caps and cancelling the whole event (with its refunds'
-// progress), with the admin key typed in and kept in memory.
+// progress), with the admin key typed in and kept in memory; the report built from the event
+// log (totals, sales, revenue and check-ins over the sale) once the key is typed.
 "use strict";
 
 const eventId = document.body.dataset.eventId;
@@ -300,11 +301,94 @@ $("staff-form").addEventListener("submit", (e) => {
 });
 $("list-keys").addEventListener("click", listKeys);
 
+// The report: the read models the workers build from the event log, drawn as inline SVG
+// (bars per minute; revenue as a running total), read with the admin key once typed.
+const REPORT_CHARTS = [
+  { id: "report-sales", label: "Tickets sold per minute", value: (m) => m.tickets_sold, fmt: (v) => count(v) },
+  { id: "report-revenue", label: "Net revenue", value: (m) => m.revenue_cents - m.refunded_cents, running: true, fmt: (v) => money(v, reportCurrency) },
+  { id: "report-checkins", label: "Check-ins per minute", value: (m) => m.checked_in, fmt: (v) => count(v) },
+];
+let reportCurrency = "EUR";
+
+function drawReport(chart, minutes) {
+  const svg = $(chart.id);
+  if (!minutes.length) return;
+  const w = 300;
+  const h = 90;
+  let total = 0;
+  const values = minutes.map((m) => (chart.running ? (total += chart.value(m)) : chart.value(m)));
+  const max = Math.max(1, ...values);
+  const y = (v) => (h - 4 - ((h - 8) * Math.max(0, v)) / max).toFixed(1);
+  let body;
+  if (chart.running) {
+    const line = values.length === 1 ? [values[0], values[0]] : values; // one minute: flat
+    const step = w / (line.length - 1);
+    const points = line.map((v, i) => [(i * step).toFixed(1), y(v)]);
+    const d = points.map(([px, py], i) => `${i ? "L" : "M"}${px} ${py}`).join("");
+    body = `<path class="area" d="M0 ${h}${points.map(([px, py]) => `L${px} ${py}`).join("")}L${points[points.length - 1][0]} ${h}Z"/><path class="line" d="${d}"/>`;
+  } else {
+    const bw = w / values.length;
+    body = values.map((v, i) => `<rect class="area" x="${(i * bw).toFixed(1)}" y="${y(v)}" width="${Math.max(bw - 1, 0.5).toFixed(1)}" height="${(h - y(v)).toFixed(1)}"/>`).join("");
+  }
+  svg.innerHTML = `<line class="grid" x1="0" y1="4" x2="${w}" y2="4"/><line class="grid" x1="0" y1="${h / 2}" x2="${w}" y2="${h / 2}"/>${body}`;
+  const first = clockTime(Date.parse(minutes[0].minute));
+  const lastMinute = clockTime(Date.parse(minutes[minutes.length - 1].minute));
+  const text = chart.running
+    ? `${chart.fmt(values[values.length - 1])} from ${first} to ${lastMinute}`
+    : `peak ${chart.fmt(max)} a minute · ${first} to ${lastMinute}`;
+  svg.setAttribute("aria-label", `${chart.label}: ${text}`);
+  $(`axis-${chart.id}`).textContent = text;
+}
+
+async function readReport() {
+  const key = $("key").value.trim();
+  if (!key) return;
+  const resp = await fetch(`${eventUrl}/report`, { headers: { Authorization: `Bearer ${key}` } });
+  if (!resp.ok) return;
+  const r = await resp.json();
+  reportCurrency = r.currency || reportCurrency;
+  const t = r.totals;
+  $("r-sold").textContent = count(t.tickets_sold);
+  $("r-revenue").textContent = money(t.revenue_cents, reportCurrency);
+  $("r-refunded").textContent = money(t.refunded_cents, reportCurrency);
+  $("r-net").textContent = money(t.net_revenue_cents, reportCurrency);
+  $("r-cancellations").textContent = `${count(t.cancellations)} (${count(t.tickets_cancelled)} tickets)`;
+  $("r-checked-in").textContent = count(t.checked_in);
+  const behind = r.log_seq - r.as_of_seq;
+  $("report-note").textContent = `Built from the event log by the workers: ${count(r.as_of_seq)} entries counted${behind ? `, ${count(behind)} still to count` : ""}.`;
+  for (const chart of REPORT_CHARTS) drawReport(chart, r.minutes);
+}
+
+// Every event, newest first, each linking its own admin page (this one marked).
+async function listEvents() {
+  try {
+    const { events } = await getJSON("/v1/events");
+    $("admin-events").replaceChildren(
+      ...events.map((ev) => {
+        const li = document.createElement("li");
+        const link = document.createElement("a");
+        link.href = `/events/${encodeURIComponent(ev.id)}/admin`;
+        link.textContent = ev.name;
+        if (ev.id === eventId) link.setAttribute("aria-current", "page");
+        const state = (STATE_WORDS[ev.state] || ev.state).toLowerCase();
+        li.append(link, document.createTextNode(` · ${state} · ${count(ev.sold)} of ${count(ev.capacity)} sold`));
+        return li;
+      }),
+    );
+  } catch (err) {
+    // listed again on the next round
+  }
+}
+
 refresh();
 readLatency();
+listEvents();
+setInterval(listEvents, 15000);
 setInterval(refresh, 1000);
 setInterval(readLatency, 2000);
 setInterval(readCancellation, 2000);
+setInterval(readReport, 5000);
+$("key").addEventListener("change", readReport);
 readCheckins();
 setInterval(readCheckins, 5000);
 $("key").addEventListener("change", readCheckins); // the counts need the key
