@@ -102,6 +102,7 @@ class _PooledClient(stripe.HTTPClient):
                 proxy=proxy,
                 max_connections=_POOL_CONNECTIONS,
                 max_keepalive_connections=_POOL_CONNECTIONS,
+                keepalive_expiry=_KEEPALIVE_S,
             )
             for _ in range(_POOLS)
         ]
@@ -143,6 +144,9 @@ class _PooledClient(stripe.HTTPClient):
 #: Connection pools to the gateway in one process, and connections kept alive in each.
 _POOLS = 16
 _POOL_CONNECTIONS = 16
+#: How long an idle connection is kept (httpx's default): a provider closing idle
+#: connections sooner would fail the next call on it, an outcome unknown to be resolved.
+_KEEPALIVE_S = 5.0
 
 
 def _card_digest(card_token: str) -> str:
