@@ -16,8 +16,15 @@ A charge under the port's idempotency key ``K`` is two calls:
 
 Network failures, Stripe's 5xx, 409 ``idempotency_key_in_use`` and rate limits become
 :class:`GatewayUnavailable` (the outcome is unknown: ask :meth:`retrieve`); card declines a
-declined :class:`Charge`; refund refusals :class:`RefundRefused`. The client is httpx's,
-through anyio, so it runs on trio and on asyncio alike, without the bridge.
+declined :class:`Charge`; refund refusals :class:`RefundRefused`. The HTTP client is
+httpcore's connection pools, through anyio, so it runs on trio and on asyncio alike,
+without the bridge.
+
+Why not one call (a PaymentIntent created with ``confirm=true`` and the card): Stripe keeps
+a key's first answer, 500 included, refuses the key with other parameters, and cannot be
+asked for an intent by key or (consistently) by metadata; an intent created and confirmed
+at once and answered 500 could not be found from ``K`` alone, a void could not stop it
+arriving late, and another card after a decline would make a second intent for ``K``.
 """
 
 from __future__ import annotations
