@@ -5,6 +5,7 @@ sandbox's state surviving a restart."""
 from __future__ import annotations
 
 import secrets
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -116,6 +117,29 @@ async def test_test_cards_are_refused_outside_the_sandbox(sandbox_gateway: str) 
         await real.aclose()
     assert charge.status is ChargeStatus.DECLINED
     assert await gateway_ledger(sandbox_gateway) == before
+
+
+async def test_an_unreachable_gateway_is_an_unknown_outcome() -> None:
+    """Nothing listens at the gateway's address: every call says unavailable (the outcome is
+    unknown: the caller asks again later), never a decline and never a raw transport error."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    adapter = StripeGateway("sk_test_gone", api_base=f"http://127.0.0.1:{port}", sandbox=True)
+    key = _key("gone")
+    try:
+        with pytest.raises(GatewayUnavailable, match="network error"):
+            await adapter.charge(
+                amount_cents=500, currency="EUR", card_token="tok_visa", idempotency_key=key
+            )
+        with pytest.raises(GatewayUnavailable):
+            await adapter.retrieve(idempotency_key=key, amount_cents=500, currency="EUR")
+        with pytest.raises(GatewayUnavailable):
+            await adapter.void(idempotency_key=key, amount_cents=500, currency="EUR")
+        with pytest.raises(GatewayUnavailable):
+            await adapter.refund(charge_reference="pi_x", amount_cents=1, idempotency_key=key)
+    finally:
+        await adapter.aclose()
 
 
 async def test_a_failure_after_charging_is_revealed_by_retrieve(
