@@ -13,17 +13,17 @@ batch is claimed again (published twice, never lost).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import anyio
 import asyncpg
 import msgspec
 
 from storage.log_events import Actor, entry_json
+from storage.pg_transaction import Call, held_transaction
 
 __all__ = [
     "Delivery",
@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Call = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
 class RelayedEntry(msgspec.Struct, frozen=True):
@@ -91,9 +90,6 @@ class WebhookBatch:
     delivered: list[int] = field(default_factory=list)
     failed: tuple[int, str] | None = None
 
-
-#: Longest wait for a pooled connection (or its release), s.
-_ACQUIRE_TIMEOUT_S = 30.0
 
 _ENTRY_COLUMNS = (
     "l.event_id, l.seq, l.kind, l.version, l.created_at, l.actor::text, l.payload::text"
@@ -331,50 +327,11 @@ class EventLogStore:
         return [_entry(r) for r in await self._call("log_entries", fetch)]
 
     @asynccontextmanager
-    async def _transaction(self, op: str) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction held across calls: committed if the block ends
-        normally, else rolled back (shielded: a cancelled caller still ends it)."""
-
-        async def begin() -> tuple[Any, Any]:
-            conn = await self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S)
-            tr = conn.transaction()
-            try:
-                await tr.start()
-            except BaseException:
-                await self._pool.release(conn)
-                raise
-            return conn, tr
-
-        # Shielded: a caller cancelled while the connection is being taken would otherwise
-        # drop it on the drivers' loop, never released (and the pool's close waits for it).
-        with anyio.CancelScope(shield=True):
-            conn, tr = await self._call(op, begin)
-
-        async def end(commit: bool) -> None:
-            try:
-                await (tr.commit() if commit else tr.rollback())
-            except BaseException:
-                conn.terminate()  # its state is unknown: closed rather than reused
-                raise
-            finally:
-                await self._pool.release(conn, timeout=_ACQUIRE_TIMEOUT_S)
-
-        try:
-            yield conn
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                with suppress(Exception):
-                    await self._call(op, lambda: end(False))
-            raise
-        with anyio.CancelScope(shield=True):
-            await self._call(op, lambda: end(True))
-
-    @asynccontextmanager
     async def relay_batch(self, max_events: int, max_entries: int) -> AsyncIterator[RelayBatch]:
         """Claim unpublished entries of up to ``max_events`` events (``max_entries`` each),
         their cursors locked; when the block ends normally they are marked published and
         queued to each webhook of their event, else left for the next claim."""
-        async with self._transaction("relay_claim") as conn:
+        async with held_transaction(self._pool, self._call, "relay_claim") as conn:
 
             async def claim() -> Any:
                 return await conn.fetch(_CLAIM_RELAY, max_events, max_entries)
@@ -510,7 +467,7 @@ class EventLogStore:
         the sender records in the batch are written when the block ends: a failure is
         tried again after ``backoff_s`` doubled per attempt (at most ``backoff_max_s``),
         and is dead, with its webhook, after ``max_attempts``."""
-        async with self._transaction("webhook_claim") as conn:
+        async with held_transaction(self._pool, self._call, "webhook_claim") as conn:
 
             async def claim() -> Any:
                 hook = await conn.fetchrow(_CLAIM_WEBHOOK)

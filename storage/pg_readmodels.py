@@ -10,17 +10,17 @@ for a rebuild) keeps two projectors off one event at a time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import anyio
 import asyncpg
 import msgspec
 
 from storage.log_events import entry_json
+from storage.pg_transaction import Call, held_transaction
 
 __all__ = [
     "EVENT_COUNTERS",
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Call = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 #: The counters of each table, in the report's order.
 EVENT_COUNTERS = (
@@ -75,8 +74,6 @@ MINUTE_COUNTERS = (
     "expired",
     "confirmed",
 )
-
-_ACQUIRE_TIMEOUT_S = 30.0
 
 
 class StoredEntry(msgspec.Struct, frozen=True):
@@ -370,47 +367,10 @@ class ReadModelStore:
         self._call = call  # PgStore._call: counted, errors mapped to StorageError
 
     @asynccontextmanager
-    async def _transaction(self, op: str) -> AsyncIterator[asyncpg.Connection]:
-        """A connection in a transaction held across calls: committed if the block ends
-        normally, else rolled back (shielded: a cancelled caller still ends it)."""
-
-        async def begin() -> tuple[Any, Any]:
-            conn = await self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S)
-            tr = conn.transaction()
-            try:
-                await tr.start()
-            except BaseException:
-                await self._pool.release(conn)
-                raise
-            return conn, tr
-
-        with anyio.CancelScope(shield=True):
-            conn, tr = await self._call(op, begin)
-
-        async def end(commit: bool) -> None:
-            try:
-                await (tr.commit() if commit else tr.rollback())
-            except BaseException:
-                conn.terminate()  # its state is unknown: closed rather than reused
-                raise
-            finally:
-                await self._pool.release(conn, timeout=_ACQUIRE_TIMEOUT_S)
-
-        try:
-            yield conn
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                with suppress(Exception):
-                    await self._call(op, lambda: end(False))
-            raise
-        with anyio.CancelScope(shield=True):
-            await self._call(op, lambda: end(True))
-
-    @asynccontextmanager
     async def claim(self, event_id: str | None = None) -> AsyncIterator[ProjectionTx | None]:
         """The cursor of an event (``event_id``, or any) whose log is ahead of its read
         models, locked (skipping those another projector holds); None when there is none."""
-        async with self._transaction("projection_claim") as conn:
+        async with held_transaction(self._pool, self._call, "projection_claim") as conn:
 
             async def claim() -> Any:
                 return await conn.fetchrow(_CLAIM, event_id)
@@ -426,7 +386,7 @@ class ReadModelStore:
         """An event's read models emptied and its cursor at 0, in a transaction that holds
         the cursor (waiting for a projector applying it) until the block ends: what is
         applied in the block replaces them, all at once, when it commits."""
-        async with self._transaction("projection_rebuild") as conn:
+        async with held_transaction(self._pool, self._call, "projection_rebuild") as conn:
 
             async def reset() -> None:
                 await conn.execute(
