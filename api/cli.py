@@ -124,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
         "--rows",
         type=_positive,
         help="rows of 30 seats (default: as many as the buyers ask for in a flash sale, so "
-        "that every buyer can hold at once; 40, 1,200 seats, in the other scenarios)",
+        "that every buyer can hold at once, up to 200,000 seats; 40, 1,200 seats, in the "
+        "other scenarios)",
     )
     sale.add_argument(
         "--hold-seconds", type=_positive, default=10, help="hold time of the event (default 10)"

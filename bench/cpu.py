@@ -170,6 +170,10 @@ class CpuMeter:
                     named = role_of(_cmdline(pid))
                     if named is None and role in ("Redis", "PostgreSQL"):
                         named = role  # a backend of the store
+                    if named is None and (seen := self._last.get((pid, stats[pid][1]))):
+                        # Ended and not yet reaped, a process has no command line left:
+                        # it keeps the role it had while it ran.
+                        named = seen[0]
                     roles[pid] = named or "other"
                 stack.extend(children.get(pid, []))
         for pid, role in roles.items():

@@ -60,8 +60,9 @@ class BenchOptions:
 
     scenario: str = "steady"
     clients: int = 3000
-    #: 0: as many as the buyers ask for, so that every buyer can hold at once and the
-    #: rates measure the engine, not buyers waiting for holds to expire.
+    #: 0: as many as the buyers ask for (up to the 200,000 an event may have), so that
+    #: every buyer can hold at once and the rates measure the engine, not buyers
+    #: waiting for holds to expire.
     seats: int = 1200
     hold_seconds: int = 10
     max_active_holds: int = 300

@@ -129,14 +129,22 @@ def plan_clients(
     return out
 
 
+#: The most seats an event may have, and a row (the API refuses more).
+MAX_EVENT_SEATS = 200_000
+MAX_ROW_SEATS = 500
+
+
 def event_body(
     seats: int, *, hold_seconds: int, max_active_holds: int, name: str = "Bench night"
 ) -> dict[str, Any]:
-    """An event of about ``seats`` seats in two priced sections, rows of 30 or longer.
+    """An event of about ``seats`` seats in two priced sections, rows of 30 to 500.
 
-    At most ~300 rows, so the body stays within the API's request size limit.
+    At most ~300 rows (400 of 500 seats at the most an event may have, 200,000), so
+    the body stays within the API's request size limit. More seats than that are
+    capped: 100,000 buyers ask for ~250,000, and wait for holds to expire.
     """
-    per_row = max(30, -(-seats // 300))
+    seats = min(seats, MAX_EVENT_SEATS)
+    per_row = min(MAX_ROW_SEATS, max(30, -(-seats // 300)))
     rows = max(2, -(-seats // per_row))
     body = demo_event(rows, per_row, hold_seconds=hold_seconds, max_active_holds=max_active_holds)
     body["name"] = name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench.cpu import CpuMeter, role_of
 
@@ -43,3 +44,25 @@ def test_meter_counts_this_process_and_its_children() -> None:
         child.communicate(b"\n")
     seconds = meter.seconds()
     assert seconds["servers"] >= 0.25 and seconds["bench"] >= 0.25, seconds
+
+
+def test_a_process_that_ended_keeps_its_role() -> None:
+    """A bench process that has exited but is not reaped yet has no command line left;
+    its CPU still counts under the role it had, not under no role ("other")."""
+    meter = CpuMeter("servers")
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", burn, "bench.procs"])
+    try:
+        give_up = time.monotonic() + 60
+        while meter.seconds().get("bench", 0.0) <= 0.0 and time.monotonic() < give_up:
+            meter.sample()  # seen running, as a bench process
+            time.sleep(0.02)
+        stat = Path(f"/proc/{child.pid}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # exited, not reaped
+            assert time.monotonic() < give_up, "the child did not exit"
+            time.sleep(0.05)
+        meter.sample()
+    finally:
+        child.wait()
+    seconds = meter.seconds()
+    assert "other" not in seconds and seconds["bench"] >= 0.25, seconds

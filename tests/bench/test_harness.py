@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import msgspec
 import pytest
 
 from api.commands import SaleOptions, bench
+from api.settings import Settings
 from api.wiring import Services
 from bench.client import Behaviour, ClientResult
 from bench.harness import BenchOptions, BenchReport, check_invariants, require_loopback, run_bench
 from bench.procs import progress_of
-from bench.scenarios import SCENARIOS, plan_clients
+from bench.scenarios import MAX_EVENT_SEATS, SCENARIOS, event_body, plan_clients
+from engine.events import EventSpec, validate_event
 from tests.conftest import ADMIN_KEY, RUNTIME
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -250,6 +253,19 @@ def test_flash_sale_seats_default_to_the_demand() -> None:
     assert SaleOptions(scenario="steady").bench_options().seats == 1200
     assert SaleOptions(scenario="flash", rows=10).bench_options().seats == 300
     assert "--rows" not in SaleOptions(scenario="flash").argv()
+
+
+def test_event_bodies_stay_within_what_the_api_accepts() -> None:
+    """100,000 buyers of a flash sale ask for ~250,000 seats: the event gets the most an
+    event may have (200,000 seats, rows of at most 500) in a body under the size limit,
+    not a body the API refuses; fewer seats get about as many as asked."""
+    limit = Settings().max_body_bytes
+    for seats in (1_000, 125_000, 150_001, 200_000, 250_000):
+        raw = json.dumps(event_body(seats, hold_seconds=5, max_active_holds=100_000)).encode()
+        assert len(raw) <= limit
+        spec = msgspec.json.decode(raw, type=EventSpec)
+        validate_event(spec)
+        assert min(seats, MAX_EVENT_SEATS) <= spec.capacity < min(seats, MAX_EVENT_SEATS) + 500
 
 
 async def test_flash_sale_sized_to_the_demand_holds_everyone_at_once(services: Services) -> None:
