@@ -28,7 +28,13 @@ START = T0 - 5_000  # the event opens at T0
 
 #: Ticket state changes any script may make; everything else is a bug.
 ALLOWED = {
-    "admit": {("queued", "held"), ("queued", "sold_out")},
+    # Admission releases the holds that are due before it admits anyone.
+    "admit": {
+        ("queued", "held"),
+        ("queued", "sold_out"),
+        ("held", "expired"),
+        ("paying", "expired"),
+    },
     "begin": {("held", "paying")},
     "abort": {("paying", "held")},
     "confirm": {("paying", "confirmed")},
@@ -134,8 +140,23 @@ class Runner:
         elif kind == "admit":
             summary = await ev.admit(now, op[1])
             post = await self.store.tickets(ev.id)
-            self.check_admit(pre, post, pre_snap.stats["serving"], summary)
-            if self.model_admit:
+            # Due holds go back first (as the sweep would release them), before any admission.
+            released = {
+                q for q in post if post[q].status == "expired" and pre[q].status != "expired"
+            }
+            assert len(released) == summary.released <= op[1]
+            for q in released:
+                t = pre[q]
+                due = (
+                    t.expires_ms
+                    if t.status == "held"
+                    else max(t.expires_ms, t.paying_until_ms or 0)
+                )
+                assert t.status in ("held", "paying") and due <= now, (q, t)
+            self.check_admit(pre, post, pre_snap.stats["serving"], summary, released)
+            if summary.reason == "expiring":  # more due than one call releases: nobody admitted
+                assert summary.admitted == summary.sold_out == 0
+            elif self.model_admit:
                 state, reason, changes = model_admit(
                     meta=pre_snap.meta,
                     stats=pre_snap.stats,
@@ -144,6 +165,7 @@ class Runner:
                     now=now,
                     max_count=op[1],
                     order=line_order(post),
+                    released=released,
                 )
                 got = {q: (post[q].status, post[q].held_section, post[q].seats) for q in changes}
                 assert (summary.state, summary.reason, got) == (state, reason, changes), pre_maps
@@ -216,10 +238,12 @@ class Runner:
         post: dict[int, TicketRecord],
         serving: int,
         s: AdmitSummary,
+        released: set[int],
     ) -> None:
-        """Only the entries between the old and new serving counter were decided, in order."""
+        """Only the entries between the old and new serving counter were decided, in order
+        (besides the due holds the call released first)."""
         order = line_order(post)
-        decided = {q for q in post if post[q].status != pre[q].status}
+        decided = {q for q in post if post[q].status != pre[q].status} - released
         assert decided <= set(order[serving : s.serving])
         for q in order[serving : s.serving]:
             assert post[q].status != "queued"
@@ -289,8 +313,10 @@ def model_admit(
     now: int,
     max_count: int,
     order: list[int],
+    released: set[int],
 ) -> tuple[str, str, dict[int, tuple[str, str | None, list[int]]]]:
-    """What admit_next should decide, per its header: (state, reason, {seq: (status, held section, seats)})."""
+    """What admit_next should decide, per its header: (state, reason, {seq: (status, held section, seats)}),
+    after the due holds it released first (``released``) gave their seats back."""
     state = meta["state"]
     if state == "scheduled" and now >= int(meta["opens_at_ms"]):
         state = "open"
@@ -300,6 +326,13 @@ def model_admit(
     free = {s: stats[f"free:{s}"] for s in ORDER}
     held = {s: stats[f"held:{s}"] for s in ORDER}
     serving, last = stats["serving"], stats["seq"]
+    for q in released:
+        t = tickets[q]
+        assert t.held_section is not None
+        for p in t.seats:
+            seat_maps[t.held_section][p - 1] = "0"
+        free[t.held_section] += t.quantity
+        held[t.held_section] -= t.quantity
 
     def after(st8: str) -> str:
         if st8 == "open" and sum(free.values()) == 0 and sum(held.values()) == 0:
@@ -311,7 +344,9 @@ def model_admit(
     if after(state) == "sold_out":  # sold out for now: the line keeps its places
         return "sold_out", "sold_out", {}
     budget = max_count
-    room = MAX_ACTIVE - sum(t.status in ("held", "paying") for t in tickets.values())
+    room = MAX_ACTIVE - sum(
+        t.status in ("held", "paying") for q, t in tickets.items() if q not in released
+    )
     if room <= 0:
         return state, "capped", {}
     budget = min(budget, room)
