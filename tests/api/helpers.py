@@ -210,12 +210,14 @@ async def prompted(room: WaitingRoom, wait_s: float = STEP_S) -> p.Prompt:
 
 async def told_sold_out_for_now(room: WaitingRoom, wait_s: float = STEP_S) -> None:
     """Wait (at most ``wait_s``) until the room says the event is sold out for now; the
-    place must still be waiting then (no prompt, no outcome)."""
+    place must still be waiting then (no prompt, no outcome). The ``queued`` answer may
+    have said so already, when the event sold out before the join was placed."""
     with anyio.fail_after(wait_s):
-        async with aclosing(room.until_prompt()) as updates:
-            async for _ in updates:
-                if room.sold_out_for_now:
-                    break
+        if not room.sold_out_for_now:
+            async with aclosing(room.until_prompt()) as updates:
+                async for _ in updates:
+                    if room.sold_out_for_now:
+                        break
     assert room.sold_out_for_now, f"not told sold out for now: {await room.outcome()!r}"
     assert room.prompt is None
 
