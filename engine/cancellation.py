@@ -72,6 +72,11 @@ logger = logging.getLogger(__name__)
 MAX_CODES = 100
 
 
+#: Why a booking the engine cancels of its own accord (a conflict, an event's cancellation)
+#: is left as it is for now: logged or counted, never raised.
+_NOT_CANCELLABLE_NOW = (AlreadyCancelled, CancellationInProgress, RefundRefused, TicketCheckedIn)
+
+
 class CancellationStatus(StrEnum):
     """Where a cancellation stands."""
 
@@ -341,12 +346,7 @@ class Cancellations:
         booking = await self._bookings.get(booking_id)
         try:
             return await self.cancel(booking, conflict_key(booking_id), None, by_admin=True)
-        except (
-            AlreadyCancelled,
-            CancellationInProgress,
-            RefundRefused,
-            TicketCheckedIn,
-        ) as exc:
+        except _NOT_CANCELLABLE_NOW as exc:
             logger.warning("booking %s in conflict not refunded now: %s", booking_id, exc)
             return None
 
@@ -385,12 +385,7 @@ class Cancellations:
                 booking = await self._bookings.get(booking_id)
                 try:
                     await self.cancel(booking, key, None, by_admin=True)
-                except (
-                    AlreadyCancelled,
-                    CancellationInProgress,
-                    RefundRefused,
-                    TicketCheckedIn,
-                ) as exc:
+                except _NOT_CANCELLABLE_NOW as exc:
                     skipped.append(booking_id)
                     logger.warning(
                         "event %s: booking %s not cancelled now: %s", event_id, booking_id, exc
