@@ -127,11 +127,21 @@ async def run_client(
             identity_secret,
         )
     # A failed handshake (InvalidMessage when the server drops the connection under a
-    # storm) or a closed socket ends this client with an error, never its process.
-    except (OSError, WebSocketException) as exc:
-        result.errors.append(f"{type(exc).__name__}: {exc}")
+    # storm) or a closed socket (a server shutting down) ends this client with an error,
+    # never its process: raised inside the conversation's task group, it comes grouped.
+    except* (OSError, WebSocketException) as group:
+        result.errors.extend(f"{type(e).__name__}: {e}" for e in _leaves(group))
         result.outcome = result.outcome or "error"
     return result
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions of a (nested) group."""
+    return [
+        leaf
+        for e in group.exceptions
+        for leaf in (_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    ]
 
 
 async def _run(
