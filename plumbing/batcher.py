@@ -13,10 +13,15 @@ from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ["Batcher", "BatcherStatistics"]
+__all__ = ["Batcher", "BatcherStatistics", "BatcherStopped"]
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
+
+
+class BatcherStopped(RuntimeError):
+    """The batcher is not running: not started yet, or shut down (its callers' work is
+    not done)."""
 
 
 @dataclass(slots=True)
@@ -58,7 +63,7 @@ class Batcher(Generic[Req, Res]):
     async def submit(self, request: Req) -> Res:
         """Queue ``request`` for the next batch and wait for its result."""
         if not self._running:
-            raise RuntimeError(f"batcher {self.name!r} is not running")
+            raise BatcherStopped(f"batcher {self.name!r} is not running")
         slot: _Slot[Req, Res] = _Slot(request)
         self._pending.append(slot)
         self._wakeup.set()
@@ -88,7 +93,7 @@ class Batcher(Generic[Req, Res]):
         finally:
             self._running = False
             for slot in self._pending:
-                slot.error = RuntimeError(f"batcher {self.name!r} stopped")
+                slot.error = BatcherStopped(f"batcher {self.name!r} stopped")
                 slot.done.set()
 
     async def _serve(self, slots: list[_Slot[Req, Res]]) -> None:
@@ -105,7 +110,7 @@ class Batcher(Generic[Req, Res]):
             return
         except BaseException:  # cancelled: callers must not hang
             for slot in slots:
-                slot.error = RuntimeError(f"batcher {self.name!r} was cancelled mid-batch")
+                slot.error = BatcherStopped(f"batcher {self.name!r} was cancelled mid-batch")
                 slot.done.set()
             raise
         if len(results) != len(slots):

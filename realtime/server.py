@@ -28,6 +28,7 @@ from engine.errors import (
 )
 from engine.identity import IdentityVerifier, person_client_id
 from plumbing import tracing
+from plumbing.batcher import BatcherStopped
 from plumbing.client_ip import AddressPolicy
 from plumbing.clock import Clock
 from realtime import protocol as p
@@ -128,6 +129,10 @@ class WaitroomHandler:
                 await self._line.mark_presence(event_id, seq, gone=True)
             except StorageError:
                 logger.warning("waitroom: could not mark ticket %s of %s as gone", seq, event_id)
+            except BatcherStopped:
+                # The server is shutting down: as after a crash, the place stays and
+                # the client resumes it on another server (or is skipped in its turn).
+                logger.debug("waitroom: shutting down; ticket %s of %s not marked", seq, event_id)
 
     def _client_ip(self, ws: Any) -> str:
         """The client's address: the peer, or behind trusted proxies from the handshake's

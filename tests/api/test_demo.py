@@ -102,10 +102,6 @@ def test_demo_output_off_a_terminal(servers: EmbeddedServers, tmp_path: Path) ->
         assert found is not None and found.group(1) == last[name], (name, last, text_out)
 
 
-# Trio only for now: on asyncio + uvloop the bench process interrupted by the signal
-# sometimes reports no results at all ("clients joined 0 of 0" after 300 had joined), a
-# defect of the asyncio bench's interrupt path still to be fixed.
-@pytest.mark.once
 @pytest.mark.parametrize("servers_flags", [[], ["--server-processes", "2"]], ids=["one", "two"])
 def test_ctrl_c_prints_the_partial_summary_and_exits_130(
     servers: EmbeddedServers, tmp_path: Path, servers_flags: list[str]
@@ -141,8 +137,10 @@ def test_ctrl_c_prints_the_partial_summary_and_exits_130(
     # it reported leaves its clients out of a partial summary.
     joined = re.search(r"clients joined +(\d+) of \d+", text_out)
     assert joined is not None and int(joined.group(1)) > 0, text_out + text_err
-    if not servers_flags:  # server processes log their own shutdown (asyncio: tracebacks)
-        assert "Traceback" not in text_err, text_err
+    # Nobody's shutdown is an error: not the servers', nor the bench's clients whose
+    # servers closed their connections under them.
+    assert "Traceback" not in text_err, text_err
+    if not servers_flags:
         # The servers in the demo's process outlive the Ctrl-C: the audit is still read.
         assert re.search(r"oversold +0\n", text_out), text_out
         assert re.search(r"free \+ held \+ sold = capacity +yes\n", text_out), text_out

@@ -9,7 +9,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from plumbing.batcher import Batcher
+from plumbing.batcher import Batcher, BatcherStopped
 
 pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0)]
 
@@ -246,13 +246,13 @@ async def test_submit_before_run_is_refused() -> None:
     """Submitting to a batcher whose runner has not started raises RuntimeError."""
     handler = GatedHandler()
     batcher: Batcher[int, str] = Batcher(handler, name="orders")
-    with pytest.raises(RuntimeError, match="'orders' is not running"):
+    with pytest.raises(BatcherStopped, match="'orders' is not running"):
         await batcher.submit(1)
     assert handler.batches == []
 
 
 async def test_submit_after_runner_stopped_is_refused() -> None:
-    """Once the runner is cancelled, new submits raise RuntimeError instead of waiting forever."""
+    """Once the runner is cancelled, new submits raise BatcherStopped instead of waiting forever."""
     handler = GatedHandler()
     batcher: Batcher[int, str] = Batcher(handler)
     with anyio.fail_after(GUARD_S):
@@ -260,7 +260,7 @@ async def test_submit_after_runner_stopped_is_refused() -> None:
             assert await batcher.submit(1) == "r1"
             runner.cancel()
             await anyio.wait_all_tasks_blocked()
-            with pytest.raises(RuntimeError, match="not running"):
+            with pytest.raises(BatcherStopped, match="not running"):
                 await batcher.submit(2)
     assert handler.batches == [[1]]
 
@@ -280,7 +280,7 @@ async def test_cancelled_runner_fails_in_flight_and_pending_callers() -> None:
                 await caller.done.wait()
     assert handler.batches == [[1]]
     for caller in [*in_flight, *pending]:
-        assert isinstance(caller.error, RuntimeError)
+        assert isinstance(caller.error, BatcherStopped)
         assert caller.result is None
     assert "cancelled" in str(in_flight[0].error)
     assert all("'orders' stopped" in str(c.error) for c in [in_flight[1], *pending])
