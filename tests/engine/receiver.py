@@ -40,7 +40,13 @@ class Receiver:
     hold: anyio.Event | None = None
     #: When set, the answer's body trickles, a byte every this many seconds, never ending.
     trickle_s: float | None = None
+    #: When set, each connection is closed after its first answer, without saying so (a
+    #: receiver whose keep-alive ran out between two requests).
+    close_after_answer: bool = False
     requests: int = 0
+    connections: int = 0
+    #: Connections this receiver closed (after the answer, with ``close_after_answer``).
+    closed: int = 0
 
     def delivered_keys(self) -> list[tuple[str, int]]:
         return [r.key for r in self.accepted]
@@ -76,6 +82,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     state.url = f"http://127.0.0.1:{port}/hook"
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
+        state.connections += 1
         async with stream:
             while True:
                 try:
@@ -103,6 +110,10 @@ async def receiver() -> AsyncIterator[Receiver]:
                         await anyio.sleep(state.trickle_s)
                         await stream.send(b" ")
                 except (anyio.BrokenResourceError, OSError):
+                    return
+                if state.close_after_answer:
+                    await stream.aclose()
+                    state.closed += 1
                     return
 
     async with listener, anyio.create_task_group() as tg:
