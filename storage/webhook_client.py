@@ -10,8 +10,10 @@ replay window (:func:`verify` is the reference).
 Why not httpx: a sale makes two deliveries per paid booking, and httpx spent most of the
 sender's CPU on each (building a request model, cookies, auth and redirect handling, its
 transport's pool, and the request's head and body written in two socket writes, each a
-wake-up of the receiver on loopback). Here a delivery is its request written in one
-``send`` and the answer parsed by h11 on a connection kept for the next.
+wake-up of the receiver on loopback), and h11's state machine most of what was left. Here
+a delivery is its request written in one ``send`` on a connection kept for the next, and
+its answer, when framed by ``Content-Length`` as most are, read by a few lines of code;
+any other answer is parsed by h11.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import select
+import socket
 import ssl
 import time
 import urllib.request
@@ -104,6 +107,8 @@ def _target(url: str) -> _Target:
     parsed = httpx.URL(url)
     if parsed.scheme not in ("http", "https") or not parsed.raw_host:
         raise ValueError("not an absolute http(s) URL")
+    if any(b <= 0x20 or b == 0x7F for b in parsed.raw_path + parsed.netloc):
+        raise ValueError("the URL has control or space characters")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     proxy = urllib.request.getproxies().get(parsed.scheme)
     proxied = bool(proxy) and not urllib.request.proxy_bypass(parsed.host)
@@ -115,40 +120,91 @@ def _target(url: str) -> _Target:
     )
 
 
+#: The longest answer head read (status line and headers).
+_MAX_HEAD = 65536
+
+
+def _plain_head(head: bytes) -> tuple[int, int, bool] | None:
+    """(status, body length, connection kept) of an HTTP/1.1 final answer framed by one
+    ``Content-Length`` (or a status without a body); None for anything else (1xx, chunked,
+    read to the close, HTTP/1.0, folded or malformed headers), which h11 parses."""
+    lines = head.split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    code = rest[:3]
+    if version != b"HTTP/1.1" or len(code) != 3 or not code.isdigit() or rest[3:4] not in b" ":
+        return None
+    status = int(code)
+    if status < 200:
+        return None
+    length = 0 if status in (204, 304) else None
+    keep = True
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip() or name[:1] in b" \t":
+            return None
+        name = name.lower()
+        if name == b"content-length":
+            value = value.strip()
+            if length is not None or not value.isdigit():
+                return None
+            length = int(value)
+        elif name == b"transfer-encoding":
+            return None
+        elif name == b"connection" and b"close" in value.lower():
+            keep = False
+    if length is None:
+        return None
+    return status, length, keep
+
+
 class _Connection:
-    """One HTTP/1.1 connection to an origin, with its h11 state."""
+    """One HTTP/1.1 connection to an origin."""
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
-        self.http = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
+        self._socket: socket.socket | None
+        try:
+            self._socket = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        except anyio.TypedAttributeLookupError:
+            self._socket = None
 
     def reusable(self, keepalive_s: float) -> bool:
         """Whether it may carry another request: idle for less than ``keepalive_s`` and
         not closed (nor written to) by the receiver meanwhile."""
-        if time.monotonic() - self.idle_since > keepalive_s:
-            return False
-        try:
-            sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        except anyio.TypedAttributeLookupError:
+        if self._socket is None or time.monotonic() - self.idle_since > keepalive_s:
             return False
         poller = select.poll()
-        poller.register(sock, select.POLLIN)
+        poller.register(self._socket, select.POLLIN)
         return not poller.poll(0)  # readable while idle: closed, or answering out of turn
 
-    async def post(self, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
-        """Send one request (in one write) and read its whole answer; its status."""
-        http = self.http
-        request = h11.Request(method=b"POST", target=path, headers=headers)
-        await self.stream.send(
-            b"".join(
-                (
-                    http.send(request) or b"",
-                    http.send(h11.Data(data=body)) or b"",
-                    http.send(h11.EndOfMessage()) or b"",
-                )
-            )
-        )
+    async def post(self, target: _Target, head: bytes, body: bytes) -> tuple[int, bool]:
+        """Send one request (head and body in one write) and read its whole answer: its
+        status, and whether the connection may carry another request."""
+        await self.stream.send(head + body)
+        data = b""
+        while (end := data.find(b"\r\n\r\n")) < 0:
+            if len(data) > _MAX_HEAD:
+                raise ValueError("the answer's head is too long")
+            data += await self.stream.receive(65536)  # EndOfStream: no answer, a failure
+        plain = _plain_head(data[:end])
+        if plain is None:
+            return await self._read_with_h11(target, len(body), data), False
+        status, length, keep = plain
+        received = len(data) - end - 4
+        while received < length:
+            received += len(await self.stream.receive(65536))
+        return status, keep and received == length
+
+    async def _read_with_h11(self, target: _Target, length: int, data: bytes) -> int:
+        """Any other answer, parsed by h11 from its first bytes ``data`` to its end (the
+        connection is not kept after it)."""
+        http = h11.Connection(h11.CLIENT)
+        headers = [(b"Host", target.host_header), (b"Content-Length", str(length).encode())]
+        http.send(h11.Request(method=b"POST", target=target.path, headers=headers))
+        http.send(h11.Data(data=b"\0" * length))  # sent already: only h11's state moves on
+        http.send(h11.EndOfMessage())
+        http.receive_data(data)
         status = 0
         while True:
             event = http.next_event()
@@ -166,15 +222,23 @@ class _Connection:
             # an informational answer (1xx) or the body's data: read on
 
 
+def _header_safe(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("a header value with a line break")
+    return value
+
+
 class WebhookClient:
     """POSTs signed entries; an answer other than 2xx, or none in time, is a failure.
 
     Each POST has ``timeout_s`` in all (connecting, sending, waiting and reading the
     answer), so a receiver trickling its answer cannot hold a sender longer. Redirects are
-    not followed. A connection whose answer was read in full is kept for the origin's next
-    POST (one per origin, for ``keepalive_s`` idle); any failure closes it. A proxy of the
-    environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) is honoured, through httpx.
-    A client serves one sender: its POSTs are not concurrent.
+    not followed. A request is written in one ``send``; the common answer (HTTP/1.1,
+    ``Content-Length``) is read without a parser's state machine, any other by h11. A
+    connection whose answer was read in full is kept for the origin's next POST (one per
+    origin, for ``keepalive_s`` idle); any failure closes it. A proxy of the environment
+    (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) is honoured, through httpx. A client
+    serves one sender: its POSTs are not concurrent.
     """
 
     def __init__(self, timeout_s: float, *, keepalive_s: float = 5.0) -> None:
@@ -189,12 +253,12 @@ class WebhookClient:
         self, url: str, secret: str, body: bytes, *, webhook_id: str, event_id: str, seq: int
     ) -> str | None:
         """POST ``body`` to ``url``, signed; None when delivered, else why not."""
-        headers = [
-            (b"Content-Type", b"application/json"),
-            (SIGNATURE_HEADER.encode(), sign(secret, int(time.time()), body).encode()),
-            (b"Booking-Webhook-Id", webhook_id.encode()),
-            (b"Booking-Entry", f"{event_id}/{seq}".encode()),
-        ]
+        headers = (
+            ("Content-Type", "application/json"),
+            (SIGNATURE_HEADER, sign(secret, int(time.time()), body)),
+            ("Booking-Webhook-Id", webhook_id),
+            ("Booking-Entry", f"{event_id}/{seq}"),
+        )
         status = None
         try:
             target = self._targets.get(url)
@@ -216,25 +280,33 @@ class WebhookClient:
             return None
         return f"HTTP {status}"
 
-    async def _post(self, target: _Target, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    async def _post(
+        self, target: _Target, headers: tuple[tuple[str, str], ...], body: bytes
+    ) -> int:
+        lines = "".join(f"{name}: {_header_safe(value)}\r\n" for name, value in headers)
+        head = b"".join(
+            (
+                b"POST ",
+                target.path,
+                b" HTTP/1.1\r\nHost: ",
+                target.host_header,
+                b"\r\nContent-Length: ",
+                str(len(body)).encode(),
+                b"\r\nUser-Agent: booking-webhooks\r\n",
+                lines.encode(),
+                b"\r\n",
+            )
+        )
         conn = self._idle.pop(target.origin, None)
         if conn is not None and not conn.reusable(self._keepalive_s):
             await anyio.aclose_forcefully(conn.stream)
             conn = None
         if conn is None:
             conn = _Connection(await self._connect(target))
-        headers = [
-            (b"Host", target.host_header),
-            (b"Content-Length", str(len(body)).encode()),
-            (b"User-Agent", b"booking-webhooks"),
-            *headers,
-        ]
         kept = False
         try:
-            status = await conn.post(target.path, headers, body)
-            http = conn.http
-            if http.our_state is h11.DONE and http.their_state is h11.DONE:
-                http.start_next_cycle()
+            status, keep = await conn.post(target, head, body)
+            if keep:
                 conn.idle_since = time.monotonic()
                 if (old := self._idle.pop(target.origin, None)) is not None:
                     await anyio.aclose_forcefully(old.stream)
@@ -242,7 +314,7 @@ class WebhookClient:
                 kept = True
             return status
         finally:
-            if not kept:  # failed, cut off, or the receiver closes it: never reused
+            if not kept:  # failed, cut off, or not to be reused: closed
                 await anyio.aclose_forcefully(conn.stream)
 
     async def _connect(self, target: _Target) -> anyio.abc.ByteStream:
@@ -253,10 +325,12 @@ class WebhookClient:
             self._ssl = httpx.create_ssl_context()  # httpx's defaults: certifi's roots
         return await anyio.connect_tcp(host, port, tls=True, ssl_context=self._ssl)
 
-    async def _post_proxied(self, url: str, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    async def _post_proxied(
+        self, url: str, headers: tuple[tuple[str, str], ...], body: bytes
+    ) -> int:
         if self._proxied is None:
             self._proxied = httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=False)
-        response = await self._proxied.post(url, content=body, headers=headers)
+        response = await self._proxied.post(url, content=body, headers=list(headers))
         return response.status_code
 
     async def aclose(self) -> None:

@@ -43,6 +43,8 @@ class Receiver:
     #: When set, each connection is closed after its first answer, without saying so (a
     #: receiver whose keep-alive ran out between two requests).
     close_after_answer: bool = False
+    #: When set, the exact bytes of every answer (``status`` is not used).
+    answer: bytes | None = None
     requests: int = 0
     connections: int = 0
     #: Connections this receiver closed (after the answer, with ``close_after_answer``).
@@ -104,6 +106,8 @@ async def receiver() -> AsyncIterator[Receiver]:
                     state.accepted.append(got)
                 length = 0 if state.trickle_s is None else 1_000_000
                 reply = f"HTTP/1.1 {status} X\r\nContent-Length: {length}\r\n\r\n".encode()
+                if state.answer is not None:
+                    reply = state.answer
                 try:
                     await stream.send(reply)
                     while state.trickle_s is not None:

@@ -83,3 +83,68 @@ async def test_an_answer_other_than_2xx_is_a_failure_and_the_next_is_sent() -> N
             assert await _send_all(client, rx.url, 2) == ["HTTP 503", None]
     finally:
         await client.aclose()
+
+
+_OK = b"HTTP/1.1 200 OK\r\n"
+
+
+@pytest.mark.parametrize(
+    ("answer", "close", "expected", "connections"),
+    [
+        pytest.param(_OK + b"Content-Length: 2\r\n\r\nok", False, None, 1, id="length"),
+        pytest.param(_OK + b"content-length:0\r\nX: y\r\n\r\n", False, None, 1, id="terse"),
+        pytest.param(
+            _OK + b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            False,
+            None,
+            2,
+            id="chunked",
+        ),
+        pytest.param(_OK + b"\r\nread to the close", True, None, 2, id="to-the-close"),
+        pytest.param(
+            _OK + b"Content-Length: 0\r\nConnection: close\r\n\r\n",
+            False,
+            None,
+            2,
+            id="connection-close",
+        ),
+        pytest.param(
+            b"HTTP/1.1 100 Continue\r\n\r\n" + _OK + b"Content-Length: 0\r\n\r\n",
+            False,
+            None,
+            2,
+            id="informational-first",
+        ),
+        pytest.param(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", True, None, 2, id="http-1.0"),
+        pytest.param(
+            b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            False,
+            "HTTP 503",
+            2,
+            id="chunked-503",
+        ),
+        pytest.param(_OK + b"Content-Length: 9\r\n\r\nok", True, "EndOfStream", 2, id="cut"),
+        pytest.param(b"HTTP/1.1 2OO OK\r\n\r\n", True, "RemoteProtocolError", 2, id="garbled"),
+    ],
+)
+async def test_every_framing_of_an_answer_is_read_to_its_end(
+    answer: bytes, close: bool, expected: str | None, connections: int
+) -> None:
+    """Each answer is read in full (its outcome its status) before the next request: on the
+    same connection when the answer allows it, else on a new one."""
+    client = WebhookClient(5.0)
+    try:
+        async with receiver() as rx:
+            rx.answer, rx.close_after_answer = answer, close
+
+            async def closed(seq: int) -> None:
+                with anyio.fail_after(10):
+                    while close and rx.closed < seq:  # noqa: ASYNC110 (the receiver's own task)
+                        await anyio.sleep(0.01)
+
+            errors = await _send_all(client, rx.url, 2, closed)
+            assert [e if e is None else e.split(":")[0] for e in errors] == [expected] * 2
+            assert rx.connections == connections
+            assert rx.requests == 2
+    finally:
+        await client.aclose()
