@@ -148,3 +148,19 @@ async def test_every_framing_of_an_answer_is_read_to_its_end(
             assert rx.requests == 2
     finally:
         await client.aclose()
+
+
+async def test_an_answer_never_finished_fails_at_the_timeout_whatever_its_framing() -> None:
+    """A chunked answer whose last chunk never comes, like a Content-Length never reached,
+    is no answer: the delivery fails when the timeout runs out."""
+    client = WebhookClient(0.5)
+    try:
+        async with receiver() as rx:
+            for answer in (
+                _OK + b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n",
+                _OK + b"Content-Length: 9\r\n\r\nok",
+            ):
+                rx.answer = answer
+                assert await _send_all(client, rx.url, 1) == ["no answer within 0.5 s"]
+    finally:
+        await client.aclose()
