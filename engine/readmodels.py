@@ -3,7 +3,7 @@ check-ins and admissions, per event, per section and per minute.
 
 The projector (:func:`run_projector`, in every worker; any number may run) is a
 consumer of the log like the relay: it takes an event whose log is ahead of its
-read models, its cursor row locked (``FOR UPDATE SKIP LOCKED``: one projector per
+read models (the one whose next entry has waited longest), its cursor row locked (``FOR UPDATE SKIP LOCKED``: one projector per
 event at a time), reads the entries after the cursor in ``seq`` order, adds what
 they count to the tables and moves the cursor, in one transaction. A projector
 killed halfway rolls back both, so no entry is counted twice or skipped.

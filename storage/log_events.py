@@ -26,9 +26,10 @@ __all__ = [
 
 
 class Actor(msgspec.Struct, frozen=True, kw_only=True):
-    """Who made a change, when a person did (admin actions)."""
+    """Who made a change, when a person did: the admin's actions, a buyer's cancellation."""
 
-    #: ``"admin"``: the holder of the admin key.
+    #: ``"admin"``: the holder of the admin key; ``"buyer"``: the holder of the booking's
+    #: hold token or booking token (a buyer's own cancellation).
     who: str
     #: The request's id (``X-Request-Id``).
     request_id: str | None = None
@@ -312,7 +313,8 @@ class ConfirmationMailed(_Entry, frozen=True, tag="confirmation_mailed"):
 
 class CancellationRequested(_Entry, frozen=True, tag="cancellation_requested"):
     """A buyer or the admin asked to cancel a booking or some of its tickets (recorded
-    before any refund)."""
+    before any refund). Its actor is the admin or the buyer who asked; null when the
+    engine cancelled (a booking whose payment conflicted, the bookings of a cancelled event)."""
 
     payload: CancellationRequestedPayload
 
@@ -469,7 +471,9 @@ def events_markdown() -> str:
             "event_id": "the event it belongs to",
             "seq": "its number in the event's log: 1, 2, 3, ... in commit order, no gaps",
             "at": "when it was written (RFC 3339, UTC)",
-            "actor": "who did it, for admin actions (`who`, `request_id`, `client_ip`); else null",
+            "actor": "who did it, when a person did: `who` is `admin` (the admin's actions) or "
+            "`buyer` (a buyer's own cancellation, with the booking's hold or booking token), "
+            "with the request's `request_id` and `client_ip`; null for the engine's own",
         }[field.name]
         lines.append(f"| `{field.name}` | {_type_name(field.type)} | {doc} |")
     lines.append("| `payload` | object | the type's fields (below) |")

@@ -221,10 +221,14 @@ SELECT $1, c, s, p FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(c, s, 
 ON CONFLICT DO NOTHING
 """
 
+# The event whose next entry has waited longest first (then by id): behind-hand events are
+# caught up in the order their entries were written, not the cursors' order on disk.
 _CLAIM = """
 SELECT c.event_id, c.applied_seq FROM read_model_cursors c
 JOIN event_log_heads h USING (event_id)
+LEFT JOIN event_log l ON l.event_id = c.event_id AND l.seq = c.applied_seq + 1
 WHERE h.last_seq > c.applied_seq AND ($1::text IS NULL OR c.event_id = $1)
+ORDER BY l.created_at NULLS LAST, c.event_id
 LIMIT 1
 FOR UPDATE OF c SKIP LOCKED
 """
@@ -368,8 +372,9 @@ class ReadModelStore:
 
     @asynccontextmanager
     async def claim(self, event_id: str | None = None) -> AsyncIterator[ProjectionTx | None]:
-        """The cursor of an event (``event_id``, or any) whose log is ahead of its read
-        models, locked (skipping those another projector holds); None when there is none."""
+        """The cursor of an event (``event_id``, or any: the one whose next entry has waited
+        longest) whose log is ahead of its read models, locked (skipping those another
+        projector holds); None when there is none."""
         async with held_transaction(self._pool, self._call, "projection_claim") as conn:
 
             async def claim() -> Any:

@@ -196,6 +196,12 @@ def _admin_actor(request: Request) -> Actor:
     return Actor(who="admin", request_id=REQUEST_ID.get(), client_ip=client_ip(request))
 
 
+def _buyer_actor(request: Request) -> Actor:
+    """Who a buyer's change (made with the booking's hold or booking token) is logged as:
+    the buyer, the request's id and the address it came from."""
+    return Actor(who="buyer", request_id=REQUEST_ID.get(), client_ip=client_ip(request))
+
+
 async def _body(request: Request, kind: type[T], empty: T | None = None) -> T:
     limit = _state(request).max_body_bytes
     declared = request.headers.get("content-length")
@@ -946,8 +952,9 @@ async def cancel_booking(request: Request) -> Response:
     admin = _is_admin(request)
     key = _idempotency_key(request)
     body = await _body(request, CancelBody, CancelBody())
+    actor = _admin_actor(request) if admin else _buyer_actor(request)
     cancellation = await engine.cancellations.cancel(
-        booking, key, body.tickets, by_admin=admin, actor=_admin_actor(request) if admin else None
+        booking, key, body.tickets, by_admin=admin, actor=actor
     )
     status = 202 if cancellation.status is CancellationStatus.PENDING else 200
     return json_response(_cancellation_view(cancellation), status=status)

@@ -94,7 +94,7 @@ async def test_cancellations_are_logged_with_the_admin_who_asked(
     services: Services, client: BookingClient
 ) -> None:
     """A booking cancelled by the admin and a whole event cancelled carry the admin (request
-    id, address); a buyer's own cancellation carries nobody."""
+    id, address); a buyer's own cancellation carries the buyer (request id, address)."""
     created = await client.create_event(event_body())
     event_id = created.id
     by_admin = await buy(client, created.waitroom_url, 1)
@@ -109,7 +109,11 @@ async def test_cancellations_are_logged_with_the_admin_who_asked(
     assert admin_asked.payload.by_admin
     assert admin_asked.actor is not None and admin_asked.actor.who == "admin"
     assert admin_asked.actor.request_id and admin_asked.actor.client_ip == "127.0.0.1"
-    assert not asked[by_buyer.id].payload.by_admin and asked[by_buyer.id].actor is None
+    buyer_asked = asked[by_buyer.id]
+    assert not buyer_asked.payload.by_admin
+    assert buyer_asked.actor is not None and buyer_asked.actor.who == "buyer"
+    assert buyer_asked.actor.request_id and buyer_asked.actor.client_ip == "127.0.0.1"
+    assert buyer_asked.actor.request_id != admin_asked.actor.request_id
     event_cancel = next(e for e in entries if isinstance(e, EventCancelRequested))
     assert event_cancel.actor is not None and event_cancel.actor.who == "admin"
     assert event_cancel.actor.request_id

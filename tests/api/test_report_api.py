@@ -21,6 +21,7 @@ from api.wiring import Services, open_services
 from engine.eventlog import summarise_once
 from engine.readmodels import ProjectorPolicy, apply_next, project_once, replay
 from storage.embedded import EmbeddedServers
+from storage.log_events import SaleStatePayload
 from tests.api.helpers import STEP_S, event_body, new_key, pg_value, prompted, queued_in
 from tests.conftest import admin_client, admin_headers, make_settings
 
@@ -219,6 +220,42 @@ async def test_projectors_side_by_side_apply_each_entry_once(servers: EmbeddedSe
         assert sum(applied) == report.log_seq
         expected = await system_of_record(services, event_id)
         assert {name: getattr(report.totals, name) for name in expected} == expected
+
+
+async def test_the_projector_takes_the_event_waiting_longest_first(
+    servers: EmbeddedServers,
+) -> None:
+    """Events behind their logs are applied oldest waiting entry first, whatever order their
+    cursors were created or last moved in."""
+    async with without_projector(servers) as services, admin_client(services) as client:
+        events = [(await client.create_event(event_body())).id for _ in range(3)]
+        while await project_once(services.pg):  # every event's read models up to date
+            pass
+        for event_id in reversed(events):  # the last event's entry waits longest
+            await services.pg.log.append(
+                [(event_id, "sale_paused", SaleStatePayload(state="paused"), None)]
+            )
+
+        async def applied() -> list[int]:
+            return [
+                int(
+                    await pg_value(
+                        services,
+                        "SELECT applied_seq FROM read_model_cursors WHERE event_id = $1",
+                        event_id,
+                    )
+                )
+                for event_id in events
+            ]
+
+        order = []
+        for _ in events:
+            before = await applied()
+            assert await project_once(services.pg) == 1
+            after = await applied()
+            [moved] = [events[i] for i in range(len(events)) if after[i] != before[i]]
+            order.append(moved)
+        assert order == list(reversed(events))
 
 
 async def test_the_report_needs_the_admin_and_an_event(

@@ -62,7 +62,7 @@ def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 def test_alert_rules_pass_promtool_check() -> None:
     done = promtool("check", "rules", str(PROMETHEUS_DIR / "alerts.yml"))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 9 rules found" in done.stdout
+    assert "SUCCESS: 10 rules found" in done.stdout
 
 
 @pytest.mark.once
@@ -101,7 +101,16 @@ def test_dashboard_reads_the_provisioned_datasource() -> None:
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == source["uid"], panel["title"]
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("line", "admissions", "holds", "sales", "revenue", "payment latency", "http"):
+    for topic in (
+        "line",
+        "admissions",
+        "holds",
+        "sales",
+        "revenue",
+        "payment latency",
+        "http",
+        "projection lag",
+    ):
         assert topic in titles
 
 
@@ -235,4 +244,4 @@ async def test_every_dashboard_panel_has_data(servers: EmbeddedServers, tmp_path
     assert empty == []
     assert report.event_id in events  # the dashboard's event variable lists it
     health = {r["name"]: r.get("lastError", "") for g in rules for r in g["rules"]}
-    assert len(health) == 9 and set(health.values()) == {""}, health
+    assert len(health) == 10 and set(health.values()) == {""}, health

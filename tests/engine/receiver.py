@@ -40,7 +40,15 @@ class Receiver:
     hold: anyio.Event | None = None
     #: When set, the answer's body trickles, a byte every this many seconds, never ending.
     trickle_s: float | None = None
+    #: When set, each connection is closed after its first answer, without saying so (a
+    #: receiver whose keep-alive ran out between two requests).
+    close_after_answer: bool = False
+    #: When set, the exact bytes of every answer (``status`` is not used).
+    answer: bytes | None = None
     requests: int = 0
+    connections: int = 0
+    #: Connections this receiver closed (after the answer, with ``close_after_answer``).
+    closed: int = 0
 
     def delivered_keys(self) -> list[tuple[str, int]]:
         return [r.key for r in self.accepted]
@@ -76,6 +84,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     state.url = f"http://127.0.0.1:{port}/hook"
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
+        state.connections += 1
         async with stream:
             while True:
                 try:
@@ -97,12 +106,18 @@ async def receiver() -> AsyncIterator[Receiver]:
                     state.accepted.append(got)
                 length = 0 if state.trickle_s is None else 1_000_000
                 reply = f"HTTP/1.1 {status} X\r\nContent-Length: {length}\r\n\r\n".encode()
+                if state.answer is not None:
+                    reply = state.answer
                 try:
                     await stream.send(reply)
                     while state.trickle_s is not None:
                         await anyio.sleep(state.trickle_s)
                         await stream.send(b" ")
                 except (anyio.BrokenResourceError, OSError):
+                    return
+                if state.close_after_answer:
+                    await stream.aclose()
+                    state.closed += 1
                     return
 
     async with listener, anyio.create_task_group() as tg:
