@@ -172,7 +172,8 @@ class Hub:
         session.waiting = False
         ch.ranked_stale = True
         if isinstance(outcome, Prompted):
-            session.send(p.encode(message), on_written=ch.backlog.queued(session))
+            written = ch.backlog.queued(session, outcome.expires_ms)
+            session.send(p.encode(message), on_written=written)
         else:
             session.send(p.encode(message))
         MESSAGES_SENT.labels(message.__struct_config__.tag).inc()
@@ -293,6 +294,7 @@ class Hub:
         while True:
             await anyio.sleep(self._report_interval_s)
             now = anyio.current_time()
+            ch.backlog.lapse(self._line.now_ms())
             if not ch.sessions and not ch.backlog.count:
                 continue
             report = (ch.backlog.count, ch.routed_id)

@@ -150,6 +150,10 @@ class WaitingLine:
         """Outcome batches after ``after_id``, waiting up to ``block_ms`` (> 0) for the first."""
         return await self._redis.read_notify(event_id, after_id, block_ms)
 
+    def now_ms(self) -> int:
+        """The line's clock (the one join times and hold deadlines are read on), ms."""
+        return self._clock.now_ms()
+
     async def report_delivery(
         self, event_id: str, server: str, pending: int, routed_id: str, ttl_ms: int
     ) -> None:
