@@ -101,6 +101,7 @@ ENVIRONMENT = {
     "BOOKING_TRACING": "tracing",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "otlp_endpoint",
     "BOOKING_ABANDON_GRACE_S": "abandon_grace_s",
+    "BOOKING_DELIVERY_BACKLOG": "delivery_backlog",
     "BOOKING_HEARTBEAT_S": "heartbeat_interval_s",
     "BOOKING_POSITION_FRAMES_PER_S": "position_frames_per_s",
     "BOOKING_TRUSTED_PROXIES": "trusted_proxies",
@@ -223,6 +224,9 @@ class Settings:
     cancellation_interval_s: float = 1.0
     #: How long a waiting client may be disconnected and keep its place, seconds.
     abandon_grace_s: float = 60.0
+    #: Most prompts the realtime servers may have left to deliver before admission waits
+    #: for them (0: admission is not paced by delivery); see engine/admission.py.
+    delivery_backlog: int = 2000
     #: Interval of the waiting room's heartbeat message, seconds. Every quiet client gets
     #: one per interval (3,300 frames/s at 100,000 clients and 30 s); keep it under the
     #: idle timeout of any proxy in front (commonly 60 s). The page reconnects after 75 s
@@ -322,6 +326,7 @@ class Settings:
             "booking_token_ttl_s",
             "log_stream_maxlen",
             "webhook_max_attempts",
+            "delivery_backlog",
         ):
             if name in values:
                 values[name] = int(values[name])
@@ -371,6 +376,8 @@ class Settings:
             rate, burst = getattr(settings, name)
             if not (rate > 0 and burst >= 1):
                 raise ConfigurationError(f"{name} needs a positive rate and a burst of 1 or more")
+        if settings.delivery_backlog < 0:
+            raise ConfigurationError("BOOKING_DELIVERY_BACKLOG must be 0 (off) or more")
         if settings.ws_connections_per_ip < 1:
             raise ConfigurationError("ws_connections_per_ip must be 1 or more")
         if not (settings.ws_join_timeout_s > 0 and settings.body_timeout_s > 0):

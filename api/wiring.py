@@ -211,7 +211,10 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Connect, migrate, start the parts ``roles`` asks for; stop them all on exit."""
     clock = clock or WallClock()
-    policy = policy or AdmissionPolicy(abandon_grace_s=settings.abandon_grace_s)
+    policy = policy or AdmissionPolicy(
+        abandon_grace_s=settings.abandon_grace_s,
+        delivery_backlog=settings.delivery_backlog or None,
+    )
     signer = TokenSigner(settings.secret.encode())
     if settings.payment_stale_s <= settings.payment_window_s + 2 * settings.gateway_timeout_s:
         raise ConfigurationError(

@@ -1,7 +1,9 @@
 """The thin runners around the admission and expiry scripts, one pair per event.
 
 Admission decides the head of the line as fast as checkout capacity allows
-(``max_active_holds``); the sweep releases holds when their time is up. Each
+(``max_active_holds``) and the realtime servers deliver (``delivery_backlog``: prompts
+not yet written to their clients' sockets); the sweep releases holds when their time
+is up. Each
 admission call releases the holds that are due first, and admits nobody while more
 are due than it released: releases never wait behind admissions. Both are
 safe to run in every worker process at once: each script call is atomic.
@@ -18,6 +20,8 @@ import anyio
 from engine.holds import hold_id
 from engine.metrics import (
     ADMISSIONS,
+    ADMISSIONS_PACED,
+    DELIVERY_BACKLOG,
     HOLDS_EXPIRED,
     SOLD_OUT,
     SWEEP_LAG,
@@ -58,6 +62,17 @@ class AdmissionPolicy:
     #: How long a waiting client may be disconnected before its place is given up
     #: ("left" when its turn comes), seconds; None keeps every place.
     abandon_grace_s: float | None = 60.0
+    #: Most prompts the realtime servers may have left to deliver (routed to their
+    #: clients, or not yet read by every server) before admission waits for them to
+    #: write some; None or 0: admit as fast as the caps allow. The last prompt of a
+    #: full backlog reaches its client about bound / delivery rate after its hold began:
+    #: 2,000 is ~1 s at the ~2,000 prompts/s four trio servers delivered at 50,000
+    #: clients, ~0.2 s at asyncio's ~10,000/s, well inside a hold; and it leaves room
+    #: for ~10,000 admissions/s at the servers' report cadence (0.1 s, plus their read lag).
+    delivery_backlog: int | None = 2000
+    #: Pause while the delivery backlog is at its bound, seconds (the servers report
+    #: every 0.1 s).
+    paced_wait_s: float = 0.05
 
 
 def _record(event_id: str, s: AdmitSummary) -> None:
@@ -67,6 +82,9 @@ def _record(event_id: str, s: AdmitSummary) -> None:
         ADMISSIONS.labels(event_id).inc(s.admitted)
     if s.sold_out:
         SOLD_OUT.labels(event_id).inc(s.sold_out)
+    if s.reason == "paced":
+        ADMISSIONS_PACED.labels(event_id).inc()
+    DELIVERY_BACKLOG.labels(event_id).set(s.backlog)
 
 
 def _trace_admissions(event_id: str, s: AdmitSummary, start_ns: int, end_ns: int) -> None:
@@ -95,13 +113,16 @@ async def run_admission(
     ADMISSIONS.labels(event_id)
     SOLD_OUT.labels(event_id)
     HOLDS_EXPIRED.labels(event_id)
+    ADMISSIONS_PACED.labels(event_id)
     log_context.bind(event=event_id)  # this task's lines are about this event
     while True:
         try:
             grace = policy.abandon_grace_s
             grace_ms = None if grace is None else int(grace * 1000)
             start_ns = time.time_ns()
-            summary = await redis.admit(event_id, clock.now_ms(), policy.batch, grace_ms)
+            summary = await redis.admit(
+                event_id, clock.now_ms(), policy.batch, grace_ms, pace=policy.delivery_backlog
+            )
             _record(event_id, summary)
             if summary.traces and tracing.ENABLED:
                 _trace_admissions(event_id, summary, start_ns, time.time_ns())
@@ -121,6 +142,8 @@ async def _wait_for_work(
         await redis.wait_for_line(event_id, summary.seq, int(policy.idle_wait_s * 1000))
     elif summary.reason == "not_open":
         await anyio.sleep(policy.closed_wait_s)
+    elif summary.reason == "paced":  # the servers' next reports say what they delivered
+        await anyio.sleep(policy.paced_wait_s)
     elif (
         summary.reason == "rate"
     ):  # the next token; a cap changed live is seen within blocked_wait_s

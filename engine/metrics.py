@@ -7,9 +7,11 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "ACTIVE_HOLDS",
     "ADMISSIONS",
+    "ADMISSIONS_PACED",
     "BOOKINGS",
     "CANCELLATIONS",
     "CHECKINS",
+    "DELIVERY_BACKLOG",
     "HOLDS_EXPIRED",
     "LOG_ENTRIES_RELAYED",
     "MAILS",
@@ -35,6 +37,17 @@ ACTIVE_HOLDS = Gauge(
 )
 ADMISSIONS = Counter(
     "booking_admissions_total", "Clients admitted: seats held for them.", ["event"]
+)
+DELIVERY_BACKLOG = Gauge(
+    "booking_delivery_backlog",
+    "Prompts the realtime servers had yet to deliver, as admission last counted them.",
+    ["event"],
+)
+ADMISSIONS_PACED = Counter(
+    "booking_admissions_paced_total",
+    "Admission calls stopped by the delivery backlog's bound (the clients wait for the "
+    "servers to deliver the prompts before theirs).",
+    ["event"],
 )
 SOLD_OUT = Counter("booking_sold_out_total", "Clients told nothing is left.", ["event"])
 HOLDS_EXPIRED = Counter("booking_holds_expired_total", "Holds released unpaid.", ["event"])

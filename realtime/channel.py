@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from realtime import protocol as p
+from realtime.delivery import DeliveryBacklog
 from realtime.messages import position_message
 from realtime.session import ClientSession
 from waitroom.cadence import Cadence, share_budget
@@ -43,6 +44,8 @@ class EventChannel:
     serving: int = 0  # the newest serving counter seen
     state: EventState = EventState.SCHEDULED  # the event's admission state as last seen
     last_notify_id: str = "0-0"  # the notify entry read last
+    routed_id: str = "0-0"  # the newest notify entry whose outcomes are all queued here
+    backlog: DeliveryBacklog = field(default_factory=DeliveryBacklog)  # prompts not yet written
     ready: anyio.Event = field(default_factory=anyio.Event)  # set once the reader is positioned
     ranked: list[ClientSession] = field(default_factory=list)  # placed sessions by place
     ranked_unsorted: bool = False  # a session joined ``ranked`` out of place order

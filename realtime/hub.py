@@ -6,6 +6,11 @@ confirmations) and one position ticker (one small read of the event's status
 per tick, from which each client's position follows). Prompts go to their
 client's outbox at once; they never wait behind a position round.
 
+Admission is paced by delivery: every ``report_interval_s`` the hub tells the store,
+per event with clients here, how many prompts it has queued and not yet written and
+the newest notify entry it has routed in full (``realtime/delivery.py``); the worker
+admits nobody while the servers' backlog reaches its bound.
+
 Position frames are the bulk of what a server sends, so they have a budget per
 server (frames per second), shared by its events and spent nearest the head
 first (see ``waitroom/cadence.py``): the frames per second stay bounded however
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -28,7 +34,7 @@ from plumbing import log_context, tracing
 from realtime import protocol as p
 from realtime.channel import EventChannel, budget_share
 from realtime.messages import outcome_message, position_message, queued_message
-from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT
+from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT, PROMPTS_PENDING
 from realtime.session import ClientSession
 from waitroom.cadence import plan_cadence
 from waitroom.eta import (
@@ -59,6 +65,8 @@ class Hub:
         *,
         position_interval_s: float,
         position_frames_per_s: float,
+        report_interval_s: float = 0.1,
+        report_ttl_s: float = 15.0,
     ) -> None:
         self._line = line  # outcome streams, status and places of each event's line
         self._holds = holds  # offers of held seats, for prompts
@@ -66,6 +74,11 @@ class Hub:
         self._position_frames_per_s = position_frames_per_s  # budget of position frames, all events
         self._channels: dict[str, EventChannel] = {}  # event id -> channel
         self._task_group: anyio.abc.TaskGroup | None = None  # owns readers and tickers
+        #: This server in its delivery reports (one process, one id; a restart is new).
+        self.server_id = uuid.uuid4().hex[:16]
+        self._report_interval_s = report_interval_s  # cadence of delivery reports
+        #: How long a report counts: a server silent this long holds admission back no more.
+        self._report_ttl_ms = int(report_ttl_s * 1000)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -90,6 +103,7 @@ class Hub:
             assert self._task_group is not None, "Hub.run must be started first"
             self._task_group.start_soon(self._supervise, self._read_outcomes, ch)
             self._task_group.start_soon(self._supervise, self._tick_positions, ch)
+            self._task_group.start_soon(self._supervise, self._report_delivery, ch)
         await ch.ready.wait()
         return ch
 
@@ -119,6 +133,8 @@ class Hub:
     def detach(self, session: ClientSession) -> bool:
         """Stop routing to ``session``; False if another connection of its ticket took over."""
         ch = self._channels.get(session.event_id or "")
+        if ch is not None:
+            ch.backlog.forget(session)  # its prompts not yet written never will be
         if ch is not None and ch.sessions.get(session.seq) is session:
             del ch.sessions[session.seq]
             ch.ranked_stale = True
@@ -155,7 +171,11 @@ class Hub:
             message = await self.outcome_message(ch.event_id, outcome)
         session.waiting = False
         ch.ranked_stale = True
-        session.send(p.encode(message))
+        if isinstance(outcome, Prompted):
+            written = ch.backlog.queued(session, outcome.expires_ms)
+            session.send(p.encode(message), on_written=written)
+        else:
+            session.send(p.encode(message))
         MESSAGES_SENT.labels(message.__struct_config__.tag).inc()
 
     async def _traced_message(
@@ -237,6 +257,7 @@ class Hub:
     async def _read_outcomes(self, ch: EventChannel) -> None:
         if not ch.ready.is_set():  # first start: read only what is new from here on
             ch.last_notify_id = await self._line.last_outcome_id(ch.event_id)
+            ch.routed_id = ch.last_notify_id  # what came before has no clients here
             status = await self._line.status(ch.event_id)
             if status is not None:
                 ch.serving, ch.state = status.serving, status.state
@@ -260,6 +281,30 @@ class Hub:
                     self._sold_out_for_now(ch, batch.sold_out_wait)
                 if batch.sold_out_after is not None:
                     self._sold_out_after(ch, batch.sold_out_after)
+                ch.routed_id = batch.entry_id  # its prompts are in the backlog now
+
+    async def _report_delivery(self, ch: EventChannel) -> None:
+        """Report this server's delivery backlog of the event while it has clients of it
+        (a server with none delivers nothing; its last report lapses), at least every
+        third of a report's lifetime even when nothing changed."""
+        await ch.ready.wait()
+        last: tuple[int, str] | None = None
+        last_at = 0.0
+        refresh_s = self._report_ttl_ms / 3000
+        while True:
+            await anyio.sleep(self._report_interval_s)
+            now = anyio.current_time()
+            ch.backlog.lapse(self._line.now_ms())
+            if not ch.sessions and not ch.backlog.count:
+                continue
+            report = (ch.backlog.count, ch.routed_id)
+            if report == last and now - last_at < refresh_s:
+                continue
+            await self._line.report_delivery(
+                ch.event_id, self.server_id, report[0], report[1], self._report_ttl_ms
+            )
+            PROMPTS_PENDING.labels(ch.event_id).set(report[0])
+            last, last_at = report, now
 
     async def _place_pre_queue(self, ch: EventChannel) -> None:
         """Learn the places drawn for this server's pre-queue clients once the line opened."""

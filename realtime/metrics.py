@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["CONNECTIONS", "MESSAGES_SENT", "OPEN_SOCKETS", "POSITIONS_SENT"]
+__all__ = ["CONNECTIONS", "MESSAGES_SENT", "OPEN_SOCKETS", "POSITIONS_SENT", "PROMPTS_PENDING"]
 
 OPEN_SOCKETS = Gauge("booking_ws_connections", "WebSocket connections open on this server.")
 CONNECTIONS = Gauge("booking_ws_clients_in_line", "Connected clients attached to a ticket.")
@@ -13,3 +13,9 @@ MESSAGES_SENT = Counter(
 )
 #: Position updates (the bulk of the frames; bounded by the server's budget).
 POSITIONS_SENT = MESSAGES_SENT.labels("position")
+#: What this server last reported to admission (realtime/delivery.py).
+PROMPTS_PENDING = Gauge(
+    "booking_ws_prompts_pending",
+    "Prompts routed to this server's clients and not yet written, per event.",
+    ["event"],
+)

@@ -8,6 +8,7 @@ is disconnected (it can resume with its token) rather than growing memory.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 import anyio
@@ -40,19 +41,24 @@ class ClientSession:
         self.wait_basis = ""  # what the last wait sent rested on (a WaitBasis value)
         self.next_position_at = 0.0  # loop time before which no position update is due
         self._max_pending = max_pending  # outbox bound before disconnecting
-        self._outbox: deque[bytes] = deque()  # messages in order
+        #: messages in order, each with what to call once it is written (prompts only)
+        self._outbox: deque[tuple[bytes, Callable[[], None] | None]] = deque()
         self._position: bytes | None = None  # newest position update, coalesced
         self._wake = anyio.Event()  # set when there is something to send
         self.dropped = False  # disconnected for falling behind
         self._finishing = False  # the reader is done: send what is queued, then stop
         self.last_sent_at = anyio.current_time()  # loop time of the last frame sent
 
-    def send(self, frame: bytes) -> None:
-        """Queue a message; disconnect the client if it is too far behind."""
+    def send(self, frame: bytes, *, on_written: Callable[[], None] | None = None) -> None:
+        """Queue a message; disconnect the client if it is too far behind.
+
+        ``on_written`` (a prompt's place in the delivery backlog, realtime/delivery.py)
+        is called once, right after the frame is written to the socket.
+        """
         if len(self._outbox) >= self._max_pending:
             self.dropped = True
         else:
-            self._outbox.append(frame)
+            self._outbox.append((frame, on_written))
         self._wake.set()
 
     def send_position(self, position: int, frame: bytes) -> None:
@@ -75,8 +81,11 @@ class ClientSession:
                 await close_websocket(self.transport, 1008, "client too slow")
                 return
             while self._outbox:
-                await self.transport.send(self._outbox.popleft(), text=True)
+                frame, on_written = self._outbox.popleft()
+                await self.transport.send(frame, text=True)
                 self.last_sent_at = anyio.current_time()
+                if on_written is not None:
+                    on_written()  # the delivery hook: this prompt is written
             if self._position is not None:
                 frame, self._position = self._position, None
                 if self.waiting:  # a prompt or outcome makes positions moot

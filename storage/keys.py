@@ -35,6 +35,9 @@ class EventKeys:
     notify: str
     #: Stream: the event's log as the relay publishes it (fields ``seq``, ``entry``), trimmed.
     log: str
+    #: Hash: realtime server id -> its last delivery report for this event
+    #: (``"<prompts not yet written> <notify id read up to> <expires ms>"``), read by admission.
+    backlog: str
 
     def join_bucket(self, kind: str, name: str) -> str:
         """Hash: a token bucket limiting joins to this event per ``kind`` (client, ip) and name."""
@@ -74,6 +77,7 @@ def event_keys(event_id: str) -> EventKeys:
         expiry=f"{prefix}:expiry",
         notify=f"{prefix}:notify",
         log=f"{prefix}:log",
+        backlog=f"{prefix}:backlog",
     )
 
 

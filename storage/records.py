@@ -90,6 +90,9 @@ class AdmitSummary(msgspec.Struct, frozen=True):
     next_ms: int = 0  # with reason "rate": when the next admission is allowed (ms)
     left: int = 0  # clients skipped because they left (gone longer than the grace)
     released: int = 0  # holds that were due, released by this call before admitting
+    #: Prompts the realtime servers had yet to deliver, as this call counted them when
+    #: paced (0 unpaced, or with no server reporting).
+    backlog: int = 0
     #: (seq, traceparent) of each traced join admitted by this call (tracing on only).
     traces: list[tuple[int, str]] = []
 

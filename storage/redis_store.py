@@ -54,7 +54,7 @@ from storage.records import (
     StateChange,
     TicketRecord,
 )
-from storage.scripts import RedisClient, ScriptCall, ScriptRunner
+from storage.scripts import FIXED_KEYS, RedisClient, ScriptCall, ScriptRunner
 from storage.startup import retry_until_reachable
 
 __all__ = [
@@ -463,7 +463,7 @@ class RedisStore:
         sections = await self._scripts.sections(event_id)
 
         async def fetch() -> Any:
-            return await self._client.mget(keys[7:])
+            return await self._client.mget(keys[FIXED_KEYS:])
 
         maps = await self._call("seat_maps", fetch)
         return {s: m.decode() for s, m in zip(sections, maps, strict=True)}
@@ -580,16 +580,34 @@ class RedisStore:
     # -- the line ---------------------------------------------------------------
 
     async def admit(
-        self, event_id: str, now: int, max_count: int, grace_ms: int | None = None
+        self,
+        event_id: str,
+        now: int,
+        max_count: int,
+        grace_ms: int | None = None,
+        *,
+        pace: int | None = None,
     ) -> AdmitSummary:
         """Decide up to ``max_count`` clients at the head of the line; clients gone for
-        ``grace_ms`` or longer are skipped as left (None: never)."""
+        ``grace_ms`` or longer are skipped as left (None: never). With ``pace``, admit
+        only while the prompts the realtime servers have yet to deliver stay under it
+        (reason "paced" when it stopped the call; see :meth:`report_backlog`)."""
         keys = await self._scripts.keys(event_id)
         args: list[Any] = [now, max_count, *_shuffle_seeds()]
-        if grace_ms is not None:
-            args.append(grace_ms)
+        args.append("" if grace_ms is None else grace_ms)
+        args.append(pace or 0)
         [raw] = await self._scripts.run("admit_next", [("admit_next", keys, args)])
         return _admit_decoder.decode(raw)
+
+    async def report_backlog(
+        self, event_id: str, server: str, pending: int, seen: str, ttl_ms: int
+    ) -> None:
+        """Record one realtime server's delivery report for an event: ``pending`` prompts
+        routed to its clients and not yet written, every prompt of the notify entries up
+        to ``seen`` routed. It counts for ``ttl_ms`` (on Redis's clock), then lapses."""
+        key = event_keys(event_id).backlog
+        call: ScriptCall = ("report_backlog", [key], [server, pending, seen, ttl_ms])
+        await self._scripts.run("report_backlog", [call])
 
     async def expire(self, event_id: str, now: int, limit: int) -> ExpireSummary:
         """Release up to ``limit`` holds that are due."""

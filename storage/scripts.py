@@ -33,7 +33,7 @@ from storage.errors import StorageError, StorageUnavailable
 from storage.keys import event_keys
 from storage.metrics import BATCH_SIZE, ROUND_TRIPS
 
-__all__ = ["SCRIPT_NAMES", "RedisClient", "ScriptCall", "ScriptRunner"]
+__all__ = ["FIXED_KEYS", "SCRIPT_NAMES", "RedisClient", "ScriptCall", "ScriptRunner"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,10 +55,14 @@ SCRIPT_NAMES = (
     "set_admission",
     "mark_presence",
     "use_challenges",
+    "report_backlog",
 )
 
 #: Scripts that do not work on an event's key layout, loaded without the prelude.
-_STANDALONE = frozenset({"take_tokens", "use_challenges"})
+_STANDALONE = frozenset({"take_tokens", "use_challenges", "report_backlog"})
+
+#: How many KEYS of an event's layout come before its seat maps (``MAPS_AT`` in the prelude).
+FIXED_KEYS = 8
 
 #: One script call: the script's name, its KEYS and its ARGV.
 ScriptCall = tuple[str, list[str], list[Any]]
@@ -173,7 +177,8 @@ class ScriptRunner:
     def layout(event_id: str, sections: Sequence[str]) -> list[str]:
         """The KEYS of an event with these sections: its fixed keys, then a seat map each."""
         k = event_keys(event_id)
-        fixed = [k.meta, k.stats, k.queue, k.tickets, k.clients, k.expiry, k.notify]
+        fixed = [k.meta, k.stats, k.queue, k.tickets, k.clients, k.expiry, k.notify, k.backlog]
+        assert len(fixed) == FIXED_KEYS
         return fixed + [k.seat_map(s) for s in sections]
 
     async def run(self, op: str, calls: list[ScriptCall]) -> list[bytes]:

@@ -149,3 +149,15 @@ class WaitingLine:
     async def read_outcomes(self, event_id: str, after_id: str, block_ms: int) -> list[NotifyBatch]:
         """Outcome batches after ``after_id``, waiting up to ``block_ms`` (> 0) for the first."""
         return await self._redis.read_notify(event_id, after_id, block_ms)
+
+    def now_ms(self) -> int:
+        """The line's clock (the one join times and hold deadlines are read on), ms."""
+        return self._clock.now_ms()
+
+    async def report_delivery(
+        self, event_id: str, server: str, pending: int, routed_id: str, ttl_ms: int
+    ) -> None:
+        """Tell admission what this server has yet to deliver: ``pending`` prompts queued
+        and not yet written, every outcome up to ``routed_id`` routed; the report counts
+        for ``ttl_ms``."""
+        await self._redis.report_backlog(event_id, server, pending, routed_id, ttl_ms)

@@ -16,7 +16,9 @@
 --                    person holds or bought in this event (client ids cannot hold '#')
 --   KEYS[6] expiry   zset: seq of each open hold, score = release time (ms)
 --   KEYS[7] notify   stream: outcomes for the realtime servers
---   KEYS[7+i]        string: seat map of the i-th section of meta.sections
+--   KEYS[8] backlog  hash: realtime server id -> "<prompts not yet written> <notify id
+--                    read up to> <expires, ms of Redis's clock>" (report_backlog.lua)
+--   KEYS[8+i]        string: seat map of the i-th section of meta.sections
 --
 -- Seat maps: one byte per seat, "0" free, "h" held, "s" sold; rows end with "|",
 -- best row first. A seat's position is its 1-based byte offset in the map.
@@ -36,7 +38,8 @@
 -- taken out of seats; see return_seats.lua).
 
 local K_META, K_STATS, K_QUEUE, K_TICKETS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_CLIENTS, K_EXPIRY, K_NOTIFY = KEYS[5], KEYS[6], KEYS[7]
+local K_CLIENTS, K_EXPIRY, K_NOTIFY, K_BACKLOG = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local MAPS_AT = 8 -- KEYS[MAPS_AT + i]: the seat map of section i
 local NOTIFY_MAXLEN = 100000
 
 local function num(v)
@@ -72,7 +75,7 @@ local seat_maps = {}
 local function seat_map(i)
   local sm = seat_maps[i]
   if sm == nil then
-    sm = {bytes = redis.call('GET', KEYS[7 + i]) or '', marks = {}, freed = false}
+    sm = {bytes = redis.call('GET', KEYS[MAPS_AT + i]) or '', marks = {}, freed = false}
     seat_maps[i] = sm
   end
   return sm
@@ -147,10 +150,10 @@ local function flush_maps()
   for i, sm in pairs(seat_maps) do
     local runs = marked_runs(sm)
     if #runs > SETRANGE_MAX_RUNS then
-      redis.call('SET', KEYS[7 + i], current_bytes(sm, runs))
+      redis.call('SET', KEYS[MAPS_AT + i], current_bytes(sm, runs))
     else
       for _, run in ipairs(runs) do
-        redis.call('SETRANGE', KEYS[7 + i], run[1] - 1, run[2])
+        redis.call('SETRANGE', KEYS[MAPS_AT + i], run[1] - 1, run[2])
       end
     end
   end
@@ -207,7 +210,7 @@ local function notify(kind, items, extra)
       fields[#fields + 1] = v
     end
   end
-  redis.call(unpack(fields))
+  return redis.call(unpack(fields))
 end
 
 -- Release up to limit holds due at now (paying ones are kept until their payment window

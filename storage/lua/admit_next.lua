@@ -26,8 +26,13 @@
 -- ARGV[5] grace_ms   (optional) a queued client whose connection was lost at least
 --                    this long ago (ticket field gone) is skipped as "left"; left
 --                    clients take no hold and count against no cap or budget
+-- ARGV[6] pace       (optional) most prompts the realtime servers may have left to
+--                    deliver: admissions stop while the servers' reported backlogs
+--                    (KEYS[8], report_backlog.lua), plus this event's admissions some
+--                    reporting server has not read yet, reach it; absent, "" or 0: no
+--                    pacing. With no server reporting (none alive), nothing is paced.
 -- Returns JSON {state, admitted, sold_out, skipped, serving, seq, active, free,
--- held, sold, reason, notify_id, next_ms, left, released[, traces]}; traces, only when a
+-- held, sold, reason, notify_id, next_ms, left, released, backlog[, traces]}; traces, only when a
 -- traced join was admitted, lists [seq, traceparent] of each (the prompt's notify
 -- item carries the traceparent too, as its 7th element); notify_id is the newest notify entry
 -- (a worker that must wait blocks on entries after it: expiries and payments
@@ -36,13 +41,16 @@
 -- next_ms), "waiting_for_seats" (the head of the line needs seats that open
 -- holds may give back), "sold_out" (nothing free, no hold open: the line keeps
 -- its places until cancelled seats come back or the sale is closed), "not_open",
--- "budget", or "expiring" (more holds are due than the call released: call again).
+-- "budget", "expiring" (more holds are due than the call released: call again), or
+-- "paced" (the servers' delivery backlog reached ARGV[6]: call again once they have
+-- written some). backlog is that backlog as this call found it (0 unpaced).
 -- Holds due at now_ms are released first, as expire_holds does (released: how many;
 -- their clients get an "expire" notify entry).
 -- Seats: best row first; together in one row when possible, otherwise spread
 -- over the fewest rows. Section "" tries every section, best first.
 
 local now, max_count, grace_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
+local pace = tonumber(ARGV[6]) or 0
 open_line(now, ARGV[3], ARGV[4])
 local state = redis.call('HGET', K_META, 'state')
 local max_per_person = num(redis.call('HGET', K_META, 'max_per_person'))
@@ -56,7 +64,7 @@ local function last_notify_id()
   return last[1][1]
 end
 
-local next_ms, left, released = 0, 0, 0
+local next_ms, left, released, backlog = 0, 0, 0, 0
 local traces = {}
 
 local function summary(admitted, sold_out, skipped, reason)
@@ -64,7 +72,7 @@ local function summary(admitted, sold_out, skipped, reason)
     skipped = skipped, serving = stat('serving'), seq = stat('seq'),
     active = redis.call('ZCARD', K_EXPIRY), free = stat('free'), held = stat('held'),
     sold = stat('sold'), reason = reason, notify_id = last_notify_id(), next_ms = next_ms,
-    left = left, released = released}
+    left = left, released = released, backlog = backlog}
   if #traces > 0 then
     out.traces = traces
   end
@@ -116,6 +124,60 @@ do
     return summary(0, 0, 0, 'capped')
   end
   budget = math.min(budget, room)
+end
+
+-- Pacing by delivery. Each realtime server with clients of this event reports, every
+-- fraction of a second, the prompts it has routed but not yet written and the newest
+-- notify entry it has routed (report_backlog.lua). Undelivered now: the reports' sum,
+-- plus the prompts of admissions after the oldest entry a server has routed (the
+-- backlog hash's field "#log", a JSON list of [notify id, admitted] per admitting
+-- call, kept from that entry on; server ids never start with "#"). An admission one
+-- server has routed and another has not counts twice: the bound errs on the side of
+-- fewer prompts in flight. A report past its lifetime (on
+-- Redis's clock) is a server that stopped: it is dropped and counts no more.
+local pace_log, pace_room = nil, nil
+local function id_after(a, b) -- notify id a is newer than b
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, bm = tonumber(am), tonumber(bm)
+  return am > bm or (am == bm and tonumber(as) > tonumber(bs))
+end
+if pace > 0 then
+  local t = redis.call('TIME')
+  local rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local reports = redis.call('HGETALL', K_BACKLOG)
+  local oldest = nil
+  for r = 1, #reports, 2 do
+    if reports[r] ~= '#log' then -- the admissions' list, read below
+      local pending, seen, expires = string.match(reports[r + 1], '^(%d+) (%S+) (%d+)$')
+      if pending == nil or tonumber(expires) < rnow then
+        redis.call('HDEL', K_BACKLOG, reports[r])
+      else
+        backlog = backlog + tonumber(pending)
+        if oldest == nil or id_after(oldest, seen) then
+          oldest = seen
+        end
+      end
+    end
+  end
+  pace_log = {}
+  if oldest ~= nil then
+    local raw = redis.call('HGET', K_BACKLOG, '#log')
+    for _, e in ipairs(raw and cjson.decode(raw) or {}) do
+      if id_after(e[1], oldest) then
+        pace_log[#pace_log + 1] = e
+        backlog = backlog + e[2]
+      end
+    end
+    if backlog >= pace then
+      redis.call('HSET', K_BACKLOG, '#log', cjson.encode(pace_log))
+      return summary(0, 0, 0, 'paced')
+    end
+    pace_room = pace - backlog
+    budget = math.min(budget, pace_room)
+  else
+    pace_log = nil -- nobody reports: nobody to pace by
+  end
 end
 
 -- The rate cap: refill the bucket, then admit at most the whole tokens in it.
@@ -434,8 +496,18 @@ redis.call('HINCRBY', K_STATS, 'sold_out', sold_out)
 if left > 0 then
   redis.call('HINCRBY', K_STATS, 'left', left)
 end
+local notified = nil
 if #items > 0 then
-  notify('admit', items, nil)
+  notified = notify('admit', items, nil)
+end
+if pace_log ~= nil then
+  if admitted > 0 then
+    pace_log[#pace_log + 1] = {notified, admitted}
+  end
+  redis.call('HSET', K_BACKLOG, '#log', cjson.encode(pace_log))
+  if reason == 'budget' and full and admitted + sold_out >= pace_room then
+    reason = 'paced' -- stopped by the bound, not by the call's own budget
+  end
 end
 close_if_sold_out(serving)
 return summary(admitted, sold_out, skipped, reason)

@@ -16,7 +16,7 @@ for i, sec in ipairs(cfg.sections) do
   local _, seats = string.gsub(sec.map, '0', '0')
   ids[#ids + 1] = sec.id
   capacity = capacity + seats
-  redis.call('SET', KEYS[7 + i], sec.map)
+  redis.call('SET', KEYS[MAPS_AT + i], sec.map)
   redis.call('HSET', K_META, 'price:' .. sec.id, sec.price_cents)
   redis.call('HSET', K_STATS, 'capacity:' .. sec.id, seats, 'free:' .. sec.id, seats,
     'held:' .. sec.id, 0, 'sold:' .. sec.id, 0)

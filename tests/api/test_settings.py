@@ -299,3 +299,15 @@ def test_relay_and_webhook_settings_are_read_from_the_environment() -> None:
 def test_unusable_relay_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         Settings.from_env(env)
+
+
+def test_the_delivery_backlog_bound_is_read_from_the_environment() -> None:
+    """BOOKING_DELIVERY_BACKLOG bounds the prompts not yet delivered (0: no pacing); below 0
+    or not a whole number is refused."""
+    assert Settings.from_env({}).delivery_backlog == 2_000
+    assert Settings.from_env({"BOOKING_DELIVERY_BACKLOG": "500"}).delivery_backlog == 500
+    assert Settings.from_env({"BOOKING_DELIVERY_BACKLOG": "0"}).delivery_backlog == 0
+    with pytest.raises(ConfigurationError, match="BOOKING_DELIVERY_BACKLOG"):
+        Settings.from_env({"BOOKING_DELIVERY_BACKLOG": "-1"})
+    with pytest.raises(ValueError):
+        Settings.from_env({"BOOKING_DELIVERY_BACKLOG": "many"})
