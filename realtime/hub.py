@@ -27,6 +27,7 @@ from engine.holds import Holds, hold_id
 from plumbing import log_context, tracing
 from realtime import protocol as p
 from realtime.channel import EventChannel, budget_share
+from realtime.connection import text_frame
 from realtime.messages import outcome_message, position_message, queued_message
 from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT
 from realtime.session import ClientSession
@@ -210,11 +211,11 @@ class Hub:
     def _sold_out_after(self, ch: EventChannel, after: int) -> None:
         """The sale is over: every client still waiting is told a final ``sold_out``."""
         ch.state = EventState.CLOSED
-        frame = p.encode(p.SoldOut())
+        frame = text_frame(p.encode(p.SoldOut()))  # the same bytes for every client
         for session in ch.sessions.values():
             if (session.place == 0 or session.place > after) and session.waiting:
                 session.waiting = False
-                session.send(frame)
+                session.send_frame(frame)
                 MESSAGES_SENT.labels("sold_out").inc()
         ch.ranked_stale = True
 

@@ -8,7 +8,6 @@ import math
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -24,6 +23,7 @@ from realtime import protocol as p
 from realtime.hub import Hub
 from realtime.session import ClientSession
 from storage.redis_store import JoinRequest, RedisStore
+from tests.realtime.recording import RecordingTransport
 from waitroom.cadence import plan_cadence
 from waitroom.line import WaitingLine
 from waitroom.tokens import TokenSigner
@@ -56,14 +56,12 @@ class _Catalog:
         return SPEC
 
 
-@dataclass
-class _Recorder:
-    """A connection that records every frame with the (virtual) time it was sent."""
+class _Recorder(RecordingTransport):
+    """A connection that records every message with the (virtual) time it was written."""
 
-    frames: list[tuple[float, p.ServerMessage]] = field(default_factory=list)
-
-    async def send(self, message: bytes, *, text: bool | None = None) -> None:
-        self.frames.append((anyio.current_time(), p.server_decoder.decode(message)))
+    @property
+    def frames(self) -> list[tuple[float, p.ServerMessage]]:
+        return [(t, p.server_decoder.decode(payload)) for t, payload in self.sent]
 
 
 async def _metronome() -> None:
@@ -116,7 +114,6 @@ async def _line_moving(
             session.event_id, session.seq, session.place = event_id, result.seq, result.place
             session.waiting = True
             assert hub.attach(ch, session)
-            tg.start_soon(session.run_writer)
             recorders.append(recorder)
         await anyio.sleep(2 * BASE_S)  # positions are told by `queued`: nothing moves, nothing sent
         assert not any(r.frames for r in recorders)
