@@ -3,13 +3,15 @@
 For every event with clients on this server there is one notify reader (one
 blocking read serves every outcome of a script call: prompts, expiries,
 confirmations) and one position ticker (one small read of the event's status
-per tick, from which each client's position follows). Prompts go to their
-client's outbox at once; they never wait behind a position round.
+per tick, from which each client's position follows). Prompts are written to
+their client at once; they never wait behind a position round.
 
 Position frames are the bulk of what a server sends, so they have a budget per
 server (frames per second), shared by its events and spent nearest the head
 first (see ``waitroom/cadence.py``): the frames per second stay bounded however
-many clients wait here. What a round sends is decided in ``realtime/channel.py``
+many clients wait here. Messages queued on backed-up connections (prompts, above
+all) come first: while they wait, each takes one frame from every round's
+allowance, and a round skips clients whose socket is backed up. What a round sends is decided in ``realtime/channel.py``
 and every message is built in ``realtime/messages.py``; this module runs the tasks.
 """
 
@@ -30,7 +32,7 @@ from realtime.channel import EventChannel, budget_share
 from realtime.connection import text_frame
 from realtime.messages import outcome_message, position_message, queued_message
 from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT
-from realtime.session import ClientSession
+from realtime.session import ClientSession, WireBacklog
 from waitroom.cadence import plan_cadence
 from waitroom.eta import (
     OutflowEstimator,
@@ -67,6 +69,7 @@ class Hub:
         self._position_frames_per_s = position_frames_per_s  # budget of position frames, all events
         self._channels: dict[str, EventChannel] = {}  # event id -> channel
         self._task_group: anyio.abc.TaskGroup | None = None  # owns readers and tickers
+        self.backlog = WireBacklog()  # messages queued on backed-up connections here
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -312,11 +315,16 @@ class Hub:
             ch.allowance = min(ch.allowance + share * base, max(share * base, 1.0))
             if share <= 0:  # no client of this event is in line here
                 continue
+            # Messages waiting for backed-up sockets (prompts, most of all) come first: every
+            # one of them takes a position frame from this round.
+            allowance = int(ch.allowance) - self.backlog.messages
+            if allowance <= 0:
+                continue
             cadence = plan_cadence(share, len(ch.ranked), base)
             sent = ch.push_positions(
                 cadence,
                 seats_may_return=status.seats_may_return,
-                allowance=int(ch.allowance),
+                allowance=allowance,
                 now=anyio.current_time(),
                 base_s=base,
             )

@@ -97,7 +97,7 @@ class WaitroomHandler:
         if counted:
             self._open[ip] += 1
         OPEN_SOCKETS.inc()
-        session = ClientSession(ws, max_pending=self._max_pending)
+        session = ClientSession(ws, max_pending=self._max_pending, backlog=self._hub.backlog)
         try:
             self._heartbeats.add(session)
             try:

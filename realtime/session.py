@@ -25,7 +25,15 @@ import anyio
 
 from realtime.connection import text_frame
 
-__all__ = ["ClientSession", "Heartbeats", "Transport"]
+__all__ = ["ClientSession", "Heartbeats", "Transport", "WireBacklog"]
+
+
+class WireBacklog:
+    """Messages (prompts, outcomes, answers) queued on a server's backed-up connections:
+    position rounds leave them the frames (realtime/hub.py)."""
+
+    def __init__(self) -> None:
+        self.messages = 0  # queued in sessions' outboxes, not yet written
 
 
 class Transport(Protocol):
@@ -54,8 +62,15 @@ class Transport(Protocol):
 class ClientSession:
     """A client's connection and its place (once it has joined or resumed)."""
 
-    def __init__(self, transport: Transport, *, max_pending: int = 32) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        max_pending: int = 32,
+        backlog: WireBacklog | None = None,
+    ) -> None:
         self.transport = transport  # the WebSocket
+        self._backlog = backlog or WireBacklog()  # the server's count of queued messages
         self.event_id: str | None = None  # set by join/resume
         self.seq = 0  # ticket seq once in line
         self.place = 0  # place in line (position = place - serving); 0 while in the pre-queue
@@ -89,8 +104,10 @@ class ClientSession:
             self._write(frame)
         elif len(self._outbox) < self._max_pending:
             self._outbox.append(frame)
+            self._backlog.messages += 1
         else:
             self.dropped = True
+            self._backlog.messages -= len(self._outbox)
             self._outbox.clear()
             self._position = None
             self.transport.close_soon(1008, "client too slow")
@@ -122,6 +139,7 @@ class ClientSession:
     def _write_queued(self) -> None:
         """The connection can take more: everything queued in one write, messages first."""
         frames = list(self._outbox)
+        self._backlog.messages -= len(frames)
         self._outbox.clear()
         if self._position is not None:
             if self.waiting:  # a prompt or outcome makes positions moot

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 import sniffio
@@ -85,7 +86,7 @@ async def _back_up(session: ClientSession) -> int:
         while not session.backed_up:
             session.send(_bulk(n))
             n += 1
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
     return n
 
 
