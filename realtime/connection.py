@@ -104,7 +104,7 @@ class ServerConnection:
     def write(self, data: bytes) -> None:
         """Write frames (see :func:`text_frame`) now, or after what is waiting already.
 
-        Dropped once the connection is closing or broken, as websockets drops them.
+        Dropped once the connection is closing or broken: no data frame follows a close.
         """
         if self.protocol.state is OPEN:
             self._write(data)
