@@ -98,6 +98,8 @@ class EventChannel:
             if not session.waiting:  # decided since the ranking was refreshed
                 continue
             rank += 1
+            if session.backed_up:  # frames wait for it already: it stays due
+                continue
             if session.next_position_at > horizon and sold_out_for_now == session.sold_out_for_now:
                 continue
             pos = position(session.place, serving)

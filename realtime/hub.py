@@ -3,8 +3,8 @@
 For every event with clients on this server there is one notify reader (one
 blocking read serves every outcome of a script call: prompts, expiries,
 confirmations) and one position ticker (one small read of the event's status
-per tick, from which each client's position follows). Prompts go to their
-client's outbox at once; they never wait behind a position round.
+per tick, from which each client's position follows). Prompts are written to
+their client at once; they never wait behind a position round.
 
 Admission is paced by delivery: every ``report_interval_s`` the hub tells the store,
 per event with clients here, how many prompts it has queued and not yet written and
@@ -14,7 +14,9 @@ admits nobody while the servers' backlog reaches its bound.
 Position frames are the bulk of what a server sends, so they have a budget per
 server (frames per second), shared by its events and spent nearest the head
 first (see ``waitroom/cadence.py``): the frames per second stay bounded however
-many clients wait here. What a round sends is decided in ``realtime/channel.py``
+many clients wait here. Messages queued on backed-up connections (prompts, above
+all) come first: while they wait, each takes one frame from every round's
+allowance, and a round skips clients whose socket is backed up. What a round sends is decided in ``realtime/channel.py``
 and every message is built in ``realtime/messages.py``; this module runs the tasks.
 """
 
@@ -33,9 +35,10 @@ from engine.holds import Holds, hold_id
 from plumbing import log_context, tracing
 from realtime import protocol as p
 from realtime.channel import EventChannel, budget_share
+from realtime.connection import text_frame
 from realtime.messages import outcome_message, position_message, queued_message
 from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT, PROMPTS_PENDING
-from realtime.session import ClientSession
+from realtime.session import ClientSession, WireBacklog
 from waitroom.cadence import plan_cadence
 from waitroom.eta import (
     OutflowEstimator,
@@ -79,6 +82,9 @@ class Hub:
         self._report_interval_s = report_interval_s  # cadence of delivery reports
         #: How long a report counts: a server silent this long holds admission back no more.
         self._report_ttl_ms = int(report_ttl_s * 1000)
+        #: Messages queued on this server's backed-up connections (each event's prompts
+        #: not yet written are its channel's ``backlog``, which admission is paced by).
+        self.wire_backlog = WireBacklog()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -230,11 +236,11 @@ class Hub:
     def _sold_out_after(self, ch: EventChannel, after: int) -> None:
         """The sale is over: every client still waiting is told a final ``sold_out``."""
         ch.state = EventState.CLOSED
-        frame = p.encode(p.SoldOut())
+        frame = text_frame(p.encode(p.SoldOut()))  # the same bytes for every client
         for session in ch.sessions.values():
             if (session.place == 0 or session.place > after) and session.waiting:
                 session.waiting = False
-                session.send(frame)
+                session.send_frame(frame)
                 MESSAGES_SENT.labels("sold_out").inc()
         ch.ranked_stale = True
 
@@ -356,11 +362,16 @@ class Hub:
             ch.allowance = min(ch.allowance + share * base, max(share * base, 1.0))
             if share <= 0:  # no client of this event is in line here
                 continue
+            # Messages waiting for backed-up sockets (prompts, most of all) come first: every
+            # one of them takes a position frame from this round.
+            allowance = int(ch.allowance) - self.wire_backlog.messages
+            if allowance <= 0:
+                continue
             cadence = plan_cadence(share, len(ch.ranked), base)
             sent = ch.push_positions(
                 cadence,
                 seats_may_return=status.seats_may_return,
-                allowance=int(ch.allowance),
+                allowance=allowance,
                 now=anyio.current_time(),
                 base_s=base,
             )

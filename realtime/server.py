@@ -1,6 +1,7 @@
 """The waiting-room WebSocket endpoint: ``/v1/events/{id}/waitroom``.
 
-Each connection gets a session and a writer task; the reader handles ``join`` and
+Each connection gets a session (frames to the client are written from whichever
+task produces them, see realtime/session.py); its one task reads ``join`` and
 ``resume``. Bad input is answered with an ``error`` message, never a silent drop.
 """
 
@@ -97,18 +98,16 @@ class WaitroomHandler:
         if counted:
             self._open[ip] += 1
         OPEN_SOCKETS.inc()
-        session = ClientSession(ws, max_pending=self._max_pending)
+        session = ClientSession(ws, max_pending=self._max_pending, backlog=self._hub.wire_backlog)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(session.run_writer)
-                self._heartbeats.add(session)
-                try:
-                    await self._read(ws, session, ip)
-                finally:
-                    self._heartbeats.discard(session)
-                    # Let the writer send what is queued (an error, say), briefly.
-                    session.finish()
-                    tg.cancel_scope.deadline = anyio.current_time() + 2
+            self._heartbeats.add(session)
+            try:
+                await self._read(ws, session, ip)
+            finally:
+                self._heartbeats.discard(session)
+                # Let what is queued (an error, say) reach the client, briefly.
+                with anyio.move_on_after(2):
+                    await session.flush()
         except Exception as exc:  # the connection broke; the place in line stays
             if not _is_disconnect(exc):
                 logger.exception("waitroom connection failed")

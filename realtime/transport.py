@@ -1,4 +1,4 @@
-"""Start the websockets server on the runtime in use (its trio or asyncio flavour)."""
+"""Start the waiting room's WebSocket server (realtime/connection.py) on the runtime in use."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import sniffio
+import anyio.abc
 
-from plumbing.listen import BACKLOG, listening_socket
+from plumbing.listen import listening_socket
+from realtime.connection import ServerConnection, serve_connections
 
 __all__ = ["close_websocket", "serve_websockets"]
 
 
 async def serve_websockets(
-    handler: Callable[[Any], Awaitable[None]],
+    handler: Callable[[ServerConnection], Awaitable[None]],
     host: str,
     port: int,
     *,
@@ -24,42 +25,22 @@ async def serve_websockets(
 ) -> None:
     """Serve until cancelled; ``task_status.started`` gets the bound port.
 
-    Compression is off (small frames; ~3x less memory per connection) and the
-    library's keepalive pings are off (they cost a core at 15k idle clients).
+    No compression (small frames; ~3x less memory per connection) and no keepalive
+    pings (they cost a core at 15k idle clients: the handler's heartbeats suffice).
     ``reuse_port`` lets other processes serve the same port (plumbing/listen.py).
     """
-    options: dict[str, Any] = {
-        "compression": None,
-        "ping_interval": None,
-        "max_size": max_message_bytes,
-        "max_queue": 4,
-        "server_header": None,
-    }
     sock = listening_socket(host, port, reuse_port=reuse_port)
-    bound = sock.getsockname()[1]
-    if sniffio.current_async_library() == "trio":
-        import trio
-        from websockets.trio.server import serve
-
-        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                lambda task_status: serve(
-                    handler, listeners=[listener], task_status=task_status, **options
+    with sock:
+        bound = sock.getsockname()[1]
+        async with anyio.create_task_group() as tg:
+            await tg.start(
+                lambda task_status: serve_connections(
+                    sock, handler, max_message_bytes=max_message_bytes, task_status=task_status
                 )
             )
             task_status.started(bound)
-            await anyio.sleep_forever()
-    else:
-        from websockets.asyncio.server import serve as aserve
-
-        # asyncio listens again on a given socket, with a backlog of 100 unless told.
-        async with aserve(handler, sock=sock, backlog=BACKLOG, **options):
-            task_status.started(bound)
-            await anyio.sleep_forever()
 
 
 async def close_websocket(ws: Any, code: int, reason: str) -> None:
-    """Close a server connection of either flavour (trio's is ``aclose``, asyncio's ``close``)."""
-    closer = ws.aclose if sniffio.current_async_library() == "trio" else ws.close
-    await closer(code, reason)
+    """Start and await the closing handshake of a connection."""
+    await ws.close(code, reason)

@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from realtime.session import ClientSession, Heartbeats
+from tests.realtime.recording import RecordingTransport as _Recorder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.once, pytest.mark.mock_clock(autojump_threshold=0)]
 
@@ -13,21 +14,10 @@ INTERVAL_S = 15.0
 BEAT = b'{"type":"heartbeat"}'
 
 
-class _Recorder:
-    """A transport that records (loop time, frame) of every send."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[float, bytes]] = []
-
-    async def send(self, message: bytes, *, text: bool | None = None) -> None:
-        self.sent.append((anyio.current_time(), message))
-
-
 async def _run(session: ClientSession, seconds: float, *, position_every_s: float = 0) -> None:
     heartbeats = Heartbeats(BEAT, INTERVAL_S, tick_s=1.0)
     heartbeats.add(session)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(session.run_writer)
         tg.start_soon(heartbeats.run)
         end = anyio.current_time() + seconds
         if position_every_s:

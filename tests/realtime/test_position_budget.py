@@ -8,7 +8,6 @@ import math
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
@@ -24,6 +23,7 @@ from realtime import protocol as p
 from realtime.hub import Hub
 from realtime.session import ClientSession
 from storage.redis_store import JoinRequest, RedisStore
+from tests.realtime.recording import RecordingTransport
 from waitroom.cadence import plan_cadence
 from waitroom.line import WaitingLine
 from waitroom.tokens import TokenSigner
@@ -56,14 +56,12 @@ class _Catalog:
         return SPEC
 
 
-@dataclass
-class _Recorder:
-    """A connection that records every frame with the (virtual) time it was sent."""
+class _Recorder(RecordingTransport):
+    """A connection that records every message with the (virtual) time it was written."""
 
-    frames: list[tuple[float, p.ServerMessage]] = field(default_factory=list)
-
-    async def send(self, message: bytes, *, text: bool | None = None) -> None:
-        self.frames.append((anyio.current_time(), p.server_decoder.decode(message)))
+    @property
+    def frames(self) -> list[tuple[float, p.ServerMessage]]:
+        return [(t, p.server_decoder.decode(payload)) for t, payload in self.sent]
 
 
 async def _metronome() -> None:
@@ -75,10 +73,11 @@ async def _metronome() -> None:
 
 @asynccontextmanager
 async def _line_moving(
-    store: RedisStore, event_id: str
+    store: RedisStore, event_id: str, *, queued_messages: int = 0
 ) -> AsyncIterator[tuple[list[_Recorder], float]]:
     """CLIENTS clients in line with a session each on a hub; admission moves the line at
-    RATE_PER_MIN. Yields the recorders (in place order) and the virtual time admission started."""
+    RATE_PER_MIN. Yields the recorders (in place order) and the virtual time admission started.
+    ``queued_messages``: messages the hub is told wait for backed-up sockets all along."""
     config = {
         "opens_at_ms": 0,
         "hold_ms": SPEC.hold_seconds * 1000,
@@ -116,10 +115,10 @@ async def _line_moving(
             session.event_id, session.seq, session.place = event_id, result.seq, result.place
             session.waiting = True
             assert hub.attach(ch, session)
-            tg.start_soon(session.run_writer)
             recorders.append(recorder)
         await anyio.sleep(2 * BASE_S)  # positions are told by `queued`: nothing moves, nothing sent
         assert not any(r.frames for r in recorders)
+        hub.wire_backlog.messages = queued_messages
         start = anyio.current_time()
         policy = AdmissionPolicy(idle_wait_s=0.2, blocked_wait_s=0.2)
         tg.start_soon(partial(run_admission, store, event_id, clock, policy))
@@ -177,3 +176,19 @@ async def test_position_frames_stay_within_the_budget_and_the_head_sees_every_ti
     for recorder in waiting:
         times = [start, *(t for t, _ in _positions(recorder)), end]
         assert max(b - a for a, b in itertools.pairwise(times)) <= bound
+
+
+async def test_messages_waiting_for_backed_up_sockets_take_frames_from_position_rounds(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """With 200 messages queued on backed-up connections, a round of the 250 frames/s budget
+    sends at most 50 positions: the rest of the budget is left to the messages."""
+    queued = 200
+    async with _line_moving(redis_store, event_id, queued_messages=queued) as (recorders, start):
+        await anyio.sleep(20)
+    per_second: defaultdict[int, int] = defaultdict(int)
+    for recorder in recorders:
+        for t, _ in _positions(recorder):
+            per_second[math.floor(t - start)] += 1
+    assert per_second  # positions still go out
+    assert max(per_second.values()) <= BUDGET - queued

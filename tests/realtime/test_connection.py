@@ -1,0 +1,125 @@
+"""The waiting room's WebSocket connection against real clients over real sockets: what
+websockets' own server connection did (fragments, pings, size limit, invalid text, a
+request that is not a WebSocket handshake, the closing handshake) it still does."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+import sniffio
+from websockets.exceptions import ConnectionClosed
+
+from realtime.connection import ServerConnection
+from realtime.transport import serve_websockets
+
+pytestmark = pytest.mark.anyio
+
+MAX_BYTES = 4096
+BOUND_S = 30
+
+
+async def _echo(ws: ServerConnection) -> None:
+    """Sends back every text message, and the type of every binary one."""
+    while True:
+        message = await ws.recv()
+        await ws.send(message if isinstance(message, str) else "binary")
+
+
+@asynccontextmanager
+async def _serving(
+    handler: Callable[[ServerConnection], Awaitable[None]] = _echo,
+) -> AsyncIterator[int]:
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(
+            lambda task_status: serve_websockets(
+                handler, "127.0.0.1", 0, max_message_bytes=MAX_BYTES, task_status=task_status
+            )
+        )
+        yield port
+        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _client(port: int) -> AsyncIterator[Any]:
+    url = f"ws://127.0.0.1:{port}/v1/events/e/waitroom"
+    options: dict[str, Any] = {"compression": None, "ping_interval": None, "max_size": None}
+    if sniffio.current_async_library() == "trio":
+        from websockets.trio.client import connect as tconnect
+
+        async with tconnect(url, **options) as ws:
+            yield ws
+    else:
+        from websockets.asyncio.client import connect as aconnect
+
+        async with aconnect(url, **options) as ws:
+            yield ws
+
+
+async def _closed_with(ws: Any) -> int | None:
+    """The close code the server sent, once the connection closed."""
+    with anyio.fail_after(BOUND_S):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd is not None else None
+
+
+async def test_messages_fragments_and_pings() -> None:
+    async with _serving() as port, _client(port) as ws:
+        with anyio.fail_after(BOUND_S):
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            await ws.send(["frag", "mented"])  # one message in three frames
+            assert await ws.recv() == "fragmented"
+            await ws.send(b"\x00\x01")
+            assert await ws.recv() == "binary"
+            pong = await ws.ping()
+            await (pong.wait() if sniffio.current_async_library() == "trio" else pong)
+            await ws.send("é" * 1000)  # a frame of 2,000 bytes: a 16-bit length
+            assert await ws.recv() == "é" * 1000
+
+
+async def test_a_message_over_the_limit_is_closed_with_1009() -> None:
+    async with _serving() as port, _client(port) as ws:
+        await ws.send("x" * (MAX_BYTES + 1))
+        assert await _closed_with(ws) == 1009
+
+
+async def test_invalid_utf8_in_a_text_frame_is_closed_with_1007() -> None:
+    async with _serving() as port, _client(port) as ws:
+        async with ws.send_context():  # the client library would refuse to send it
+            ws.protocol.send_text(b"\xff\xfe")
+        assert await _closed_with(ws) == 1007
+
+
+async def test_the_handler_returning_closes_with_1000() -> None:
+    async def greet(ws: ServerConnection) -> None:
+        await ws.send("bye")
+
+    async with _serving(greet) as port, _client(port) as ws:
+        with anyio.fail_after(BOUND_S):
+            assert await ws.recv() == "bye"
+        assert await _closed_with(ws) == 1000
+
+
+def _plain_get(port: int) -> bytes:
+    """A plain HTTP GET (no upgrade), answered and closed by the server."""
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND_S) as sock:
+        sock.sendall(b"GET /v1/events/e/waitroom HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+    return received
+
+
+async def test_a_request_that_is_not_a_websocket_handshake_gets_an_http_error() -> None:
+    async with _serving() as port:
+        answer = await anyio.to_thread.run_sync(_plain_get, port)
+    assert answer.startswith(b"HTTP/1.1 426 ") or answer.startswith(b"HTTP/1.1 400 ")
+    assert b"\r\nServer:" not in answer
