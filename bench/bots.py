@@ -183,21 +183,18 @@ class _Run:
         started = False
         held = 0
         try:
-            solved = None
-            if self.options.challenge_difficulty:
-                solved = await solve_challenge(await self.http.challenge(self.event_id))
             headers = {"X-Forwarded-For": b.address}
             async with WaitingRoom.connect(self.url, headers=headers) as room:
                 join = p.Join(
-                    quantity=b.quantity,
-                    client_id=b.client_id,
-                    identity=self.token(subject),
-                    challenge=solved,
+                    quantity=b.quantity, client_id=b.client_id, identity=self.token(subject)
                 )
                 await room.send(join)
                 while True:
                     msg = await room.receive()
                     match msg:
+                        case p.Challenge():  # proof of work asked: solve it, join again
+                            solved = await solve_challenge(msg)
+                            await room.send(msgspec.structs.replace(join, challenge=solved))
                         case p.Queued():
                             b.ticket = msg.ticket
                             if not started:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import jwt
+import msgspec
 from websockets.exceptions import WebSocketException
 
 from api.client import ApiError, BookingClient, WaitingRoom, solve_challenge
@@ -101,7 +102,6 @@ async def run_client(
     local_address: tuple[str, int] | None = None,
     leave_after_s: float | None = None,
     reconnect_at: anyio.Event | None = None,
-    challenge_of: str | None = None,
     identity_secret: str = "",
 ) -> ClientResult:
     """Run one buyer to its outcome, filling in ``result`` as it goes.
@@ -109,7 +109,8 @@ async def run_client(
     ``leave_after_s``: with ``Behaviour.LEAVE``, close the socket this long after
     ``queued`` (outcome ``left``). ``reconnect_at``: once set, drop the socket
     and resume the place with the queue token on a new one (a reconnect storm).
-    ``challenge_of``: the event whose join challenge to solve first, as a page does.
+    A ``challenge`` answering the join (the event asks for proof of work) is solved and
+    the join sent again with the solution, as a page does.
     ``identity_secret``: join with an identity token of its own (the client id as subject).
     """
     try:
@@ -123,7 +124,6 @@ async def run_client(
             local_address,
             leave_after_s,
             reconnect_at,
-            challenge_of,
             identity_secret,
         )
     # A failed handshake (InvalidMessage when the server drops the connection under a
@@ -154,17 +154,10 @@ async def _run(
     local_address: tuple[str, int] | None,
     leave_after_s: float | None,
     reconnect_at: anyio.Event | None,
-    challenge_of: str | None,
     identity_secret: str,
 ) -> None:
-    solved = None
-    if challenge_of is not None:
-        view = await http.challenge(challenge_of)
-        solved = await solve_challenge(view) if view.difficulty else None
     identity = identity_token(identity_secret, r.client_id) if identity_secret else None
-    first: p.ClientMessage = p.Join(
-        quantity=r.quantity, client_id=r.client_id, challenge=solved, identity=identity
-    )
+    first: p.ClientMessage = p.Join(quantity=r.quantity, client_id=r.client_id, identity=identity)
     state = _Conversation()
     while True:
         async with AsyncExitStack() as stack:
@@ -293,6 +286,10 @@ async def _converse(
             case p.SoldOut():
                 r.outcome, r.ended_at = "sold_out", time.time()
                 return
+            case p.Challenge() if isinstance(first, p.Join):
+                # The event asks for proof of work: solve it and join again with it.
+                solved = await solve_challenge(msg)
+                await room.send(msgspec.structs.replace(first, challenge=solved))
             case p.Error() if msg.code == "unavailable" and rejoins < 30:
                 rejoins += 1  # not done (storage restarting): joining and resuming are idempotent
                 await anyio.sleep(0.5)

@@ -434,8 +434,6 @@ async def run_bench(
         if scenario.flash:  # nobody is admitted until everyone is in line
             await client.pause(event_id)
         jobs = _jobs(options, specs, http_url, waitroom_url, deadline, scenario.reconnect > 0)
-        if options.challenge_difficulty:
-            jobs = [msgspec.structs.replace(j, challenge_of=event_id) for j in jobs]
         if options.identity_secret:
             secret = options.identity_secret
             jobs = [msgspec.structs.replace(j, identity_secret=secret) for j in jobs]

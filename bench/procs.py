@@ -41,7 +41,6 @@ class Job(msgspec.Struct, frozen=True):
     http_connections: int = 64
     storm_after_joined_s: float = 0.0  # this long after all joined, the storm (0: none)
     niceness: int = 0  # how much lower than its parent the process runs (0-19)
-    challenge_of: str | None = None  # the event whose join challenge each client solves
     identity_secret: str = ""  # each client joins with an identity token signed with it
 
 
@@ -94,7 +93,6 @@ async def run_job(
                 local_address=(address, 0),
                 leave_after_s=spec.leave_after_s,
                 reconnect_at=storm if spec.reconnects else None,
-                challenge_of=job.challenge_of,
                 identity_secret=job.identity_secret,
             )
 

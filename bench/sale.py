@@ -329,7 +329,6 @@ async def run_sale(
                 hold_seconds=event.get("hold_seconds", 120),
                 think_s=think,
                 connect_limiter=limiter,
-                challenge_of=event_id if event.get("challenge_difficulty") else None,
             )
 
         async with anyio.create_task_group() as tg:

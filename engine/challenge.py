@@ -105,7 +105,7 @@ class JoinChallenges:
         if await self.difficulty(event_id) == 0:
             return
         if not payload:
-            raise ChallengeRefused("challenge_required", "solve GET .../challenge and send it")
+            raise ChallengeRefused("challenge_required", "solve a challenge and join with it")
         try:
             solved = altcha.Payload.from_base64(payload)
         except Exception as exc:  # altcha raises whatever its parsing meets

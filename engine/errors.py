@@ -126,7 +126,8 @@ class Forbidden(BookingError):
 
 
 class ChallengeRefused(Forbidden):
-    """A join's proof of work was refused; ``code`` says why: ``challenge_required``,
+    """A join's proof of work was refused; ``code`` says why: ``challenge_required`` (the
+    WebSocket answers it by handing the join a challenge),
     ``challenge_invalid`` (unreadable, wrong, or another event's), ``challenge_expired``,
     ``challenge_replayed`` (its solution was used already)."""
 

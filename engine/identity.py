@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt.algorithms import HMACAlgorithm
 
 from engine.errors import IdentityRefused
 from engine.events import EventSpec, IdentitySpec
@@ -44,6 +45,38 @@ class KeySource(Protocol):
     async def signing_key(self, url: str, kid: str) -> jwt.PyJWK | None:
         """The key ``kid`` of ``url`` (fetched again when unknown); None if it has none."""
         ...
+
+
+class _PreparedHmac(HMACAlgorithm):
+    """HS256 that checks each secret once: PyJWT makes sure a secret is not an asymmetric
+    key (trying it as PEM, SSH and DER) on every decode, ~20 µs, a quarter of a join's
+    token check; the few secrets here (the operator's, the engine's own) are checked the
+    first time and remembered."""
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared: dict[str | bytes, bytes] = {}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)  # InvalidKeyError for a key, never kept
+            if len(self._prepared) < 64:
+                self._prepared[key] = prepared
+        return prepared
+
+
+def _decoder() -> jwt.PyJWT:
+    """PyJWT's decoder with HS256 as ``_PreparedHmac`` (RS256 and ES256 keys are parsed
+    once already: ``_public_key``, and the JWKS cache keeps ``PyJWK`` objects)."""
+    decoder = jwt.PyJWT()
+    # The hook jwt.decode's own global decoder is built with (PyJWT is pinned).
+    decoder._jws.unregister_algorithm("HS256")
+    decoder._jws.register_algorithm("HS256", _PreparedHmac())
+    return decoder
+
+
+_DECODER = _decoder()
 
 
 @lru_cache(maxsize=256)
@@ -85,7 +118,7 @@ class IdentityVerifier:
             raise IdentityRefused("identity_required", "this event needs an identity token")
         key, algorithms, issuer, audience = await self._key(event_id, identity, token)
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = _DECODER.decode(
                 token,
                 key,
                 algorithms=algorithms,

@@ -6,11 +6,12 @@ decoded strictly (unknown fields are refused with an ``error`` message).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 __all__ = [
+    "Challenge",
     "ClientMessage",
     "Confirmed",
     "Error",
@@ -53,15 +54,17 @@ class Join(_ClientMessage, frozen=True):
     ``identity``: the identity token an event that requires one asks for (signed by the
     operator's site, or by ``POST /v1/events/{id}/identity/verify``). With it the place
     belongs to the person the token names, not to ``client_id``: the person's other
-    devices get the same place back. ``challenge``: the solved proof of work.
+    devices get the same place back. ``challenge``: the solved proof of work; a join
+    without it, on an event that asks for one, is answered with a ``challenge`` to solve
+    (and changes nothing): send ``join`` again with the solution.
     """
 
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
     client_id: ClientId
     section: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
     identity: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)] | None = None
-    #: The solved proof of work (an ALTCHA payload, base64) of ``GET
-    #: /v1/events/{id}/challenge``, when the event asks for one (used once).
+    #: The solved proof of work (an ALTCHA payload, base64) of a ``challenge`` message
+    #: (or of ``GET /v1/events/{id}/challenge``), when the event asks for one (used once).
     challenge: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
 
 
@@ -182,6 +185,17 @@ class Pong(_Message, frozen=True):
     """The answer to ``ping``."""
 
 
+class Challenge(_Message, frozen=True):
+    """The event asks for proof of work and the ``join`` brought none: solve ``challenge``
+    (ALTCHA v2, as ``GET /v1/events/{id}/challenge`` gives it: ``parameters`` and
+    ``signature``) and send the same ``join`` again with the payload (base64 JSON of
+    ``challenge`` and ``solution``) as its ``challenge``. ``difficulty``: the counter's
+    range now. Nothing changed: the connection has no place yet."""
+
+    challenge: dict[str, Any]
+    difficulty: int
+
+
 class Error(_Message, frozen=True):
     """Your last message was refused (or the server cannot serve you)."""
 
@@ -190,7 +204,17 @@ class Error(_Message, frozen=True):
 
 
 ServerMessage = (
-    Queued | Position | Prompt | Confirmed | Expired | SoldOut | Left | Heartbeat | Pong | Error
+    Queued
+    | Position
+    | Prompt
+    | Confirmed
+    | Expired
+    | SoldOut
+    | Left
+    | Heartbeat
+    | Pong
+    | Challenge
+    | Error
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)

@@ -19,7 +19,7 @@ import msgspec
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from engine.catalog import EventCatalog
-from engine.challenge import JoinChallenges
+from engine.challenge import CHALLENGE_TTL_S, JoinChallenges
 from engine.errors import (
     ChallengeRefused,
     IdentityRefused,
@@ -182,7 +182,9 @@ class WaitroomHandler:
                 continue
             try:
                 if isinstance(message, p.Join):
-                    await self._join(event_id, message, session, ip, ws)
+                    if await self._join(event_id, message, session, ip, ws):
+                        # Handed a challenge: the connection has its lifetime to solve it.
+                        join_deadline = anyio.current_time() + CHALLENGE_TTL_S
                 else:
                     await self._resume(event_id, message, session)
             except StorageError:
@@ -191,32 +193,37 @@ class WaitroomHandler:
 
     async def _join(
         self, event_id: str, msg: p.Join, session: ClientSession, ip: str, ws: Any
-    ) -> None:
+    ) -> bool:
+        """Take the join's place in line, or answer why not; True when the answer was a
+        challenge to solve (the event asks for proof of work and the join brought none)."""
         spec = await self._catalog.get(event_id)
         if msg.quantity > spec.max_per_order:
             _refuse(session, "invalid_quantity", f"at most {spec.max_per_order} seats per order")
-            return
+            return False
         if msg.section is not None and spec.section(msg.section) is None:
             _refuse(session, "invalid_section", f"no section {msg.section!r}")
-            return
+            return False
         if self._challenges is not None:
             # Cheapest check first: a bot that did no work costs two HMACs, no Redis write.
             try:
                 await self._challenges.check(event_id, msg.challenge)
             except ChallengeRefused as exc:
+                if exc.code == "challenge_required":
+                    await self._hand_out_challenge(event_id, session)
+                    return True
                 _refuse(session, exc.code, exc.message)
-                return
+                return False
         client_id, person = msg.client_id, ""
         if spec.identity is not None:
             # One place per person: the line knows a verified buyer by its identity alone.
             if self._identity is None:
                 _refuse(session, "identity_unavailable", "identity is not checked here")
-                return
+                return False
             try:
                 person = await self._identity.person(event_id, spec, msg.identity)
             except IdentityRefused as exc:
                 _refuse(session, exc.code, exc.message)
-                return
+                return False
             client_id = person_client_id(person)
         ch = await self._hub.channel(event_id)
         if tracing.ENABLED:
@@ -243,14 +250,22 @@ class WaitroomHandler:
             )
         if result.status == RATE_LIMITED:
             _refuse(session, "rate_limited", f"too many joins; retry in {self._join_wait_s} s")
-            return
+            return False
         if result.status == PERSON_LIMIT:
             _refuse(session, "person_limit", f"at most {spec.max_per_person} seats per person")
-            return
+            return False
         if result.seq == 0:
             session.send(p.encode(p.SoldOut()))
-            return
+            return False
         await self._attach(ch, session, result.seq, result.place)
+        return False
+
+    async def _hand_out_challenge(self, event_id: str, session: ClientSession) -> None:
+        """Answer a join that brought no proof of work with a challenge to solve, on the
+        same connection (no HTTP request of its own); the client joins again with it."""
+        assert self._challenges is not None
+        challenge, difficulty = await self._challenges.issue(event_id)
+        session.send(p.encode(p.Challenge(challenge=challenge, difficulty=difficulty)))
 
     async def _resume(self, event_id: str, msg: p.Resume, session: ClientSession) -> None:
         try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 
+import msgspec
+
+from api.client.challenge import solve_challenge
 from api.client.ws import WsConnection, connect_ws
 from realtime import protocol as p
 
@@ -92,18 +95,24 @@ class WaitingRoom:
     ) -> p.Queued | p.SoldOut:
         """Take a place in line for ``quantity`` seats (in ``section``, or any): ``queued``,
         or ``sold_out`` when nothing is left to wait for. ``identity``: the identity token
-        an event that requires one asks for (refused: WaitroomError with its code);
-        ``challenge``: a solved join challenge (``api.client.challenge.solve_challenge``)."""
-        await self.send(
-            p.Join(
-                quantity=quantity,
-                client_id=client_id,
-                section=section,
-                identity=identity,
-                challenge=challenge,
-            )
+        an event that requires one asks for (refused: WaitroomError with its code).
+        When the event asks for proof of work the server answers with a ``challenge``:
+        it is solved (in a thread) and the join sent again with the solution.
+        ``challenge``: a join challenge solved beforehand (``solve_challenge`` of ``GET
+        /v1/events/{id}/challenge``), to skip that round trip."""
+        join = p.Join(
+            quantity=quantity,
+            client_id=client_id,
+            section=section,
+            identity=identity,
+            challenge=challenge,
         )
+        await self.send(join)
         message = await self._next()
+        if isinstance(message, p.Challenge) and challenge is None:
+            solved = await solve_challenge(message)
+            await self.send(msgspec.structs.replace(join, challenge=solved))
+            message = await self._next()
         if not isinstance(message, p.Queued | p.SoldOut):
             raise _unexpected("queued", message)
         return message

@@ -5,7 +5,7 @@ CheckinBody, Join, Resume) and is broken by one mutation drawn by hypothesis: a 
 value replaced by an arbitrary JSON value, an unknown field added, or the whole body
 replaced. Inputs the schema would still accept are filtered out, so every answer must
 be a 4xx ``{"error", "message"}`` (REST) or an ``error`` message (WS), with no state
-change and the server still answering. Together the tests send 11,000 inputs.
+change and the server still answering. Together the tests send 11,200 inputs.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from api.client import solve_challenge
 from api.http.schemas import (
     CancelBody,
     ChallengeBody,
@@ -50,6 +51,7 @@ from tests.api.helpers import (
     get_event,
     pg_value,
     recv,
+    send,
     sign,
     ws_connect,
 )
@@ -516,7 +518,8 @@ async def test_generated_challenge_bodies_are_refused(
     services: Services, http: httpx.AsyncClient
 ) -> None:
     """500 schema-mutated bodies of PUT /v1/events/{id}/challenge: all 400, the difficulty
-    unchanged; 200 generated join frames carrying a challenge field are refused."""
+    unchanged; 200 generated join frames carrying a challenge field are refused (or, a
+    join left without a solution, handed a challenge); none takes a place."""
     event = await create_event(http, challenge_difficulty=1_000)
     url = f"/v1/events/{event['id']}/challenge"
     headers = {**admin_headers(), "Content-Type": "application/json"}
@@ -530,5 +533,43 @@ async def test_generated_challenge_bodies_are_refused(
         for frame in frames:
             await ws.send(frame.decode(), text=True)
             answer = await recv(ws, wait_s=10)
+            if _unsolved_join(frame):
+                assert isinstance(answer, p.Challenge), (answer, frame)
+                continue
             assert isinstance(answer, p.Error) and answer.code and answer.message, (answer, frame)
     assert (await get_event(http, event["id"]))["queue_length"] == 0
+
+
+def _unsolved_join(frame: bytes) -> bool:
+    """The frame is a well-formed join bringing no solution (answered with a challenge)."""
+    try:
+        message = p.client_decoder.decode(frame)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    return isinstance(message, p.Join) and message.challenge is None
+
+
+@pytest.mark.once
+async def test_generated_joins_with_a_handed_out_solution_are_refused_and_leave_it_unused(
+    http: httpx.AsyncClient,
+) -> None:
+    """A join without a solution is handed a challenge over the WebSocket; 200 generated
+    frames breaking the join sent again with its genuine solution are refused with an
+    ``error``, take no place and do not use the solution up: the join then takes the place
+    with it."""
+    event = await create_event(http, challenge_difficulty=1_000)
+    async with ws_connect(event["waitroom_url"]) as ws:
+        await send(ws, p.Join(quantity=1, client_id="fuzz"))
+        handed = await recv(ws)
+        assert isinstance(handed, p.Challenge), handed
+        join = {"type": "join", "quantity": 1, "client_id": "fuzz"}
+        join["challenge"] = await solve_challenge(handed)
+        broken = mutated(join).map(_encode).filter(_invalid_as(p.ClientMessage))
+        for frame in draw_many(st.lists(broken, min_size=25, max_size=25), 8):
+            await ws.send(frame.decode(), text=True)
+            answer = await recv(ws, wait_s=10)
+            assert isinstance(answer, p.Error) and answer.code and answer.message, (answer, frame)
+        assert (await get_event(http, event["id"]))["queue_length"] == 0
+        await ws.send(_encode(join).decode(), text=True)
+        queued = await recv(ws)
+        assert isinstance(queued, p.Queued) and queued.ticket == 1, queued

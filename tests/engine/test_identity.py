@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import HMACAlgorithm
 
 from engine.catalog import EventCatalog
 from engine.errors import IdentityRefused, InvalidRequest
@@ -111,3 +112,39 @@ async def test_a_pem_key_checks_es256_tokens() -> None:
     with pytest.raises(IdentityRefused) as refused:
         await verifier.person("e1", event, _hs256(claims, pem.encode()))
     assert refused.value.code == "identity_invalid"  # the public key is no HMAC secret
+
+
+@pytest.mark.anyio
+async def test_an_hs256_secret_is_checked_once_not_per_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PyJWT makes sure an HMAC secret is no asymmetric key (trying it as DER, among
+    others) whenever it decodes; the verifier has that done once per secret, so a join
+    costs the signature check alone. Tokens are checked as before: a good one names its
+    person every time, another secret's is refused."""
+    secret = "s" * 40 + "hs256-once"
+    event = spec(identity=IdentitySpec(kind="jwt", issuer=ISSUER, audience=AUDIENCE))
+    verifier = IdentityVerifier(None, shared_secret=secret, own_key=b"k" * 32)
+    expires = int(time.time()) + 60
+    tokens = {
+        subject: jwt.encode(
+            {"sub": subject, "iss": ISSUER, "aud": AUDIENCE, "exp": expires}, secret, "HS256"
+        )
+        for subject in ("ann", "bob", "cat")
+    }
+    claims = {"sub": "eve", "iss": ISSUER, "aud": AUDIENCE, "exp": expires}
+    forged = jwt.encode(claims, "another secret of 32 bytes or more", algorithm="HS256")
+    tries: list[bytes] = []
+    is_der = HMACAlgorithm._is_der_key
+
+    def counted(key: bytes) -> bool:
+        tries.append(key)
+        return is_der(key)
+
+    monkeypatch.setattr(HMACAlgorithm, "_is_der_key", staticmethod(counted))
+    for subject, token in tokens.items():
+        assert await verifier.person("e1", event, token) == person_of(ISSUER, subject)
+    with pytest.raises(IdentityRefused) as refused:
+        await verifier.person("e1", event, forged)
+    assert refused.value.code == "identity_invalid"
+    assert tries.count(secret.encode()) <= 1

@@ -6,6 +6,7 @@ import base64
 import json
 
 import anyio
+import msgspec
 import pytest
 
 from api.client import BookingClient, WaitingRoom, solve_challenge
@@ -13,7 +14,7 @@ from api.wiring import Services
 from engine.challenge import JoinChallenges
 from realtime import protocol as p
 from storage.metrics import ROUND_TRIPS
-from tests.api.helpers import event_body, refused
+from tests.api.helpers import STEP_S, event_body, refused
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
@@ -29,9 +30,18 @@ def _tampered(payload: str) -> str:
     return base64.b64encode(json.dumps(decoded).encode()).decode()
 
 
+async def handed_a_challenge(room: WaitingRoom, join: p.Join) -> p.Challenge:
+    """Send ``join`` (without a solution): the answer must be a challenge to solve."""
+    await room.send(join)
+    with anyio.fail_after(STEP_S):
+        answer = await room.receive()
+    assert isinstance(answer, p.Challenge), answer
+    return answer
+
+
 async def test_joins_need_a_solution_used_once(client: BookingClient) -> None:
-    """No solution, garbage, a wrong counter and another event's solution are refused; a
-    solved challenge joins once and is refused when replayed."""
+    """Garbage, a wrong counter and another event's solution are refused; a solved
+    challenge (from the REST route) joins once and is refused when replayed."""
     event = await client.create_event(event_body(challenge_difficulty=DIFFICULTY))
     other = await client.create_event(event_body(challenge_difficulty=DIFFICULTY))
     view = await client.challenge(event.id)
@@ -40,7 +50,6 @@ async def test_joins_need_a_solution_used_once(client: BookingClient) -> None:
     elsewhere = await solve_challenge(await client.challenge(other.id))
     async with WaitingRoom.connect(event.waitroom_url) as room:
         cases = [
-            (None, "challenge_required"),
             ("bm90IGEgcGF5bG9hZA==", "challenge_invalid"),
             (_tampered(solved), "challenge_invalid"),
             (elsewhere, "challenge_invalid"),
@@ -56,6 +65,35 @@ async def test_joins_need_a_solution_used_once(client: BookingClient) -> None:
     assert (await client.event(event.id)).queue_length == 1
 
 
+async def test_a_join_without_a_solution_is_handed_a_challenge(client: BookingClient) -> None:
+    """A join bringing no solution is answered on its connection with a signed challenge
+    of the event (and takes no place); solved, the same join again takes the place. The
+    typed client does both steps itself. A challenge's solution joins once, wherever the
+    challenge came from."""
+    event = await client.create_event(event_body(challenge_difficulty=DIFFICULTY))
+    join = p.Join(quantity=1, client_id="ws-1")
+    async with WaitingRoom.connect(event.waitroom_url) as room:
+        first = await handed_a_challenge(room, join)
+        again = await handed_a_challenge(room, join)  # asking again: another challenge
+        assert first.difficulty == DIFFICULTY
+        assert first.challenge["parameters"]["data"] == {"event": event.id}
+        assert first.challenge["parameters"]["nonce"] != again.challenge["parameters"]["nonce"]
+        assert (await client.event(event.id)).queue_length == 0
+        solved = await solve_challenge(first)
+        await room.send(msgspec.structs.replace(join, challenge=solved))
+        with anyio.fail_after(STEP_S):
+            queued = await room.receive()
+        assert isinstance(queued, p.Queued) and queued.ticket == 1
+    async with WaitingRoom.connect(event.waitroom_url) as room:
+        await refused(
+            room, p.Join(quantity=1, client_id="ws-2", challenge=solved), "challenge_replayed"
+        )
+    async with WaitingRoom.connect(event.waitroom_url) as room:
+        with anyio.fail_after(STEP_S):
+            assert isinstance(await room.join("ws-3"), p.Queued)  # solved by the client
+    assert (await client.event(event.id)).queue_length == 2
+
+
 async def test_the_admin_turns_the_challenge_on_live(client: BookingClient) -> None:
     """An event without a challenge asks for one as soon as the admin sets a difficulty,
     and stops when it is set back to 0."""
@@ -65,7 +103,8 @@ async def test_the_admin_turns_the_challenge_on_live(client: BookingClient) -> N
         assert isinstance(await room.join("before"), p.Queued)
     assert (await client.set_challenge(event.id, DIFFICULTY)).difficulty == DIFFICULTY
     async with WaitingRoom.connect(event.waitroom_url) as room:
-        await refused(room, p.Join(quantity=1, client_id="during"), "challenge_required")
+        asked = await handed_a_challenge(room, p.Join(quantity=1, client_id="during"))
+        assert asked.difficulty == DIFFICULTY
         view = await client.challenge(event.id)
         assert view.difficulty == DIFFICULTY
         assert isinstance(

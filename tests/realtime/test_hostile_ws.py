@@ -9,10 +9,12 @@ from typing import Any
 
 import anyio
 import httpx
+import msgspec
 import pytest
 import sniffio
 from websockets.exceptions import ConnectionClosed
 
+from api.client import solve_challenge
 from api.client.ws import WsConnection
 from api.wiring import Services, open_services
 from realtime import protocol as p
@@ -98,6 +100,23 @@ async def test_a_joined_socket_outlives_the_join_timeout(guarded: Services) -> N
         await anyio.sleep(2.5)  # past the 1 s join timeout
         await send(ws, p.Ping())
         await expect(ws, p.Pong)
+
+
+async def test_a_socket_handed_a_challenge_has_its_lifetime_to_solve_it(
+    guarded: Services,
+) -> None:
+    """A join answered with a proof-of-work challenge is not a socket that never joins: it
+    keeps the challenge's lifetime (minutes), not the join timeout, to come back solved
+    (a slow phone at a high difficulty takes longer than the timeout)."""
+    async with httpx.AsyncClient(base_url=guarded.http_url, trust_env=False) as http:
+        event = await create_event(http, opens_at=FUTURE, challenge_difficulty=1_000)
+    join = p.Join(quantity=1, client_id="solver")
+    async with connect(event["waitroom_url"], "203.0.113.4") as ws:
+        await send(ws, join)
+        handed = await expect(ws, p.Challenge)
+        await anyio.sleep(2.5)  # past the 1 s join timeout, solving
+        await send(ws, msgspec.structs.replace(join, challenge=await solve_challenge(handed)))
+        await expect(ws, p.Queued)
 
 
 async def test_connections_per_address_are_capped(guarded: Services) -> None:

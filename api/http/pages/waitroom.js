@@ -384,16 +384,25 @@ function solve(challenge) {
   });
 }
 
-// The join message, with a freshly solved challenge when the event asks for one (a
-// solution joins once, so a reconnect before the place was taken solves a new one).
-async function joinMessage(join) {
-  const { challenge, difficulty } = await getJSON(`${eventUrl}/challenge`);
-  if (!difficulty) return join;
+// An event asking for proof of work answers a join without one with a challenge on the
+// same connection: solve it and send the join again with the solution. A solution joins
+// once, so a reconnect before the place was taken joins plainly and is handed a new one.
+function solveAndJoin(s, join, msg) {
   $("join-status").textContent = "Proving this is a person's device…";
-  return { ...join, challenge: await solve(challenge) };
+  solve(msg.challenge).then(
+    (solved) => {
+      if (socket === s && s.readyState === WebSocket.OPEN) s.send(JSON.stringify({ ...join, challenge: solved }));
+    },
+    () => {
+      $("join-status").textContent = "This browser could not solve the sale's challenge.";
+    },
+  );
 }
 
+let joinSent = null; // the join message of the current connection (to send again, solved)
+
 function connect(first) {
+  joinSent = first.type === "join" ? first : null;
   socket = new WebSocket(wsUrl);
   socket.onopen = () => {
     retryMs = 1000;
@@ -409,9 +418,7 @@ function connect(first) {
     if (done) return;
     $("line-status").textContent = "Connection lost, reconnecting… your place is kept.";
     const token = sessionStorage.getItem(tokenKey);
-    const { challenge: _spent, ...join } = first;
-    const again = token ? Promise.resolve({ type: "resume", token }) : joinMessage(join);
-    setTimeout(() => again.then(connect), retryMs);
+    setTimeout(() => connect(token ? { type: "resume", token } : first), retryMs);
     retryMs = Math.min(retryMs * 2, 10000);
   };
 }
@@ -527,6 +534,9 @@ function handle(msg) {
       break;
     case "left":
       finish("×", "Your place was given up", "You were away too long when your turn came. You can get back in line.", "left");
+      break;
+    case "challenge":
+      if (joinSent) solveAndJoin(socket, joinSent, msg);
       break;
     case "error":
       if (msg.code === "invalid_token") sessionStorage.removeItem(tokenKey);
@@ -693,11 +703,7 @@ $("join-form").addEventListener("submit", (e) => {
   const join = { type: "join", quantity: Number($("quantity").value), client_id: clientId() };
   if (chosen && chosen.value) join.section = chosen.value;
   if (ev && ev.identity && identity) join.identity = identity; // the verified person joins
-  joinMessage(join).then(connect, () => {
-    $("join-status").textContent = "Could not reach the server; try again.";
-    $("join").disabled = false;
-    inLine = false;
-  });
+  connect(join);
 });
 $("pay").addEventListener("click", payNow);
 $("release").addEventListener("click", release);
