@@ -1141,10 +1141,12 @@ class CloseEarlyAnswers:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        body_done = b"transfer-encoding" not in headers and headers.get(
-            b"content-length", b"0"
-        ) in (b"0", b"")
+        body_done = True  # no body: no Content-Length (or 0) and no Transfer-Encoding
+        for name, value in scope["headers"]:
+            if name == b"transfer-encoding" or (
+                name == b"content-length" and value not in (b"0", b"")
+            ):
+                body_done = False
 
         async def tracked_receive() -> Any:
             nonlocal body_done
@@ -1159,23 +1161,22 @@ class CloseEarlyAnswers:
                 while (await receive())["type"] != "http.disconnect":
                     pass
 
-        async with anyio.create_task_group() as tg:
-
-            async def closing_send(message: Any) -> None:
-                if message["type"] == "http.response.start" and not body_done:
-                    message = {
-                        **message,
-                        "headers": [*message.get("headers", []), (b"connection", b"close")],
-                    }
-                elif (
-                    message["type"] == "http.response.body"
-                    and not message.get("more_body", False)
-                    and not body_done
-                ):
+        async def closing_send(message: Any) -> None:
+            if body_done:  # the usual case: the whole body was read before the answer
+                await send(message)
+            elif message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"connection", b"close")]
+                await send({**message, "headers": headers})
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # The server takes the answer's end only once the unread body is out of
+                # its way: the rest is read away meanwhile (a task group only here).
+                async with anyio.create_task_group() as tg:
                     tg.start_soon(drain)
+                    await send(message)
+            else:
                 await send(message)
 
-            await self.app(scope, tracked_receive, closing_send)
+        await self.app(scope, tracked_receive, closing_send)
 
 
 #: Longest the rest of an unread body is read away after an early answer, seconds.

@@ -11,8 +11,12 @@ import msgspec
 import sniffio
 import trio
 from hypercorn.config import Config
+from hypercorn.events import RawData
+from hypercorn.protocol.events import Body, EndBody, Response
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.typing import H11SendableEvent
 
 from plumbing.listen import BACKLOG, listening_socket
 
@@ -40,6 +44,52 @@ async def _json_error_response(self: H11Protocol, status_code: int) -> None:
 
 # hypercorn has no setting for this answer: its one method that sends it is replaced.
 H11Protocol._send_error_response = _json_error_response  # type: ignore[method-assign]
+
+
+_stream_send = H11Protocol.stream_send
+
+
+def _h11_bytes(self: H11Protocol, event: H11SendableEvent) -> bytes:
+    """``event`` as bytes for the wire, as hypercorn's ``_send_h11_event`` makes them (nothing
+    when the connection already broke on the client's side)."""
+    try:
+        return self.connection.send(event) or b""
+    except h11.LocalProtocolError:
+        if self.connection.their_state != h11.ERROR:
+            raise
+        return b""
+
+
+async def _send_answer_whole(self: H11Protocol, event: StreamEvent) -> None:
+    """hypercorn's sending of an answer, with its head written together with its body.
+
+    hypercorn writes an answer's head, its body and its (empty) end each on their own: two
+    socket writes and three passes through the connection's send lock (and, on trio, a
+    shielded cancel scope) for a JSON answer, a third of a request's server CPU on trio. Here
+    the head waits for the first piece of the body (or the end of an answer without one) and
+    goes out with it in one write; an empty end writes nothing. What is sent, and in what
+    order, is unchanged.
+    """
+    unsent: bytes = vars(self).pop("_unsent_head", b"")
+    if isinstance(event, Response) and event.status_code >= 200:
+        headers = [*event.headers, *self.config.response_headers("h11")]
+        if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+            headers.append((b"connection", b"close"))
+        head = _h11_bytes(self, h11.Response(headers=headers, status_code=event.status_code))
+        vars(self)["_unsent_head"] = unsent + head
+    elif isinstance(event, Body):
+        await self.send(RawData(data=unsent + _h11_bytes(self, h11.Data(data=event.data))))
+    elif isinstance(event, EndBody):
+        data = unsent + _h11_bytes(self, h11.EndOfMessage())
+        if data:
+            await self.send(RawData(data=data))
+    else:
+        if unsent:
+            await self.send(RawData(data=unsent))
+        await _stream_send(self, event)
+
+
+H11Protocol.stream_send = _send_answer_whole  # type: ignore[method-assign]
 
 
 async def _close_after_writes(self: TCPServer) -> None:
