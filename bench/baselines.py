@@ -65,7 +65,7 @@ def lua_ceiling(
     admit = min(admit or clients, clients, seats)
     import redis
 
-    from storage.keys import event_keys
+    from storage.scripts import ScriptRunner
 
     r = redis.Redis.from_url(redis_url)
     join = r.register_script(_script("join_queue"))
@@ -73,8 +73,7 @@ def lua_ceiling(
     expire = r.register_script(_script("expire_holds"))
     init = r.register_script(_script("init_event"))
     event_id = "bl" + secrets.token_hex(5)
-    k = event_keys(event_id)
-    keys = [k.meta, k.stats, k.queue, k.tickets, k.clients, k.expiry, k.notify, k.seat_map("s")]
+    keys = ScriptRunner.layout(event_id, ["s"])  # the KEYS every event script takes
     rows = -(-seats // 50)
     config = {
         "opens_at_ms": 0,
