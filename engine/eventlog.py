@@ -8,9 +8,9 @@ relays interleave one event, appends them to the event's Redis stream
 (``ev:{E}:log``) and marks them published, queueing one delivery per webhook of
 the event in the same transaction. The webhook sender (:func:`run_webhook_sender`)
 POSTs each webhook's queue in order, signed (one entry per POST, or for a batched
-webhook up to ``webhook_batch`` entries per POST, delivered or failed as one); a failing endpoint waits (backoff
-doubling per attempt) and, after the last attempt, is dead with its queue intact
-until the admin redelivers. Publishing is at least once: a relay killed between
+webhook up to ``webhook_batch`` entries per POST, delivered or failed as one); a
+failing endpoint waits (backoff doubling per attempt) and, after the last attempt, is
+dead with its queue intact until the admin redelivers. Publishing is at least once: a relay killed between
 the stream's append and its commit publishes the batch again, and consumers tell
 duplicates by (event_id, seq).
 
