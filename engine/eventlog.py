@@ -7,9 +7,10 @@ run) claims each event's unpublished entries in order, its cursor locked so no t
 relays interleave one event, appends them to the event's Redis stream
 (``ev:{E}:log``) and marks them published, queueing one delivery per webhook of
 the event in the same transaction. The webhook sender (:func:`run_webhook_sender`)
-POSTs each webhook's queue in order, signed; a failing endpoint waits (backoff
-doubling per attempt) and, after the last attempt, is dead with its queue intact
-until the admin redelivers. Publishing is at least once: a relay killed between
+POSTs each webhook's queue in order, signed (one entry per POST, or for a batched
+webhook up to ``webhook_batch`` entries per POST, delivered or failed as one); a
+failing endpoint waits (backoff doubling per attempt) and, after the last attempt, is
+dead with its queue intact until the admin redelivers. Publishing is at least once: a relay killed between
 the stream's append and its commit publishes the batch again, and consumers tell
 duplicates by (event_id, seq).
 
@@ -47,10 +48,11 @@ from storage.log_events import (
     decode_entry,
     events_markdown,
 )
+from storage.pg_eventlog import WebhookBatch
 from storage.pg_store import PgStore
 from storage.records import EventState
 from storage.redis_store import RedisStore
-from storage.webhook_client import SIGNATURE_HEADER, WebhookClient, sign, verify
+from storage.webhook_client import SIGNATURE_HEADER, WebhookClient, batch_body, sign, verify
 
 __all__ = [
     "ENTRY_TYPES",
@@ -152,6 +154,8 @@ async def deliver_once(pg: PgStore, client: WebhookClient, policy: RelayPolicy) 
     ) as batch:
         if batch is None:
             return None
+        if batch.batched:
+            return await _deliver_batched(batch, client, policy)
         for delivery in batch.deliveries:
             error = await client.send(
                 batch.url,
@@ -175,9 +179,46 @@ async def deliver_once(pg: PgStore, client: WebhookClient, policy: RelayPolicy) 
                 delivery.attempts + 1,
                 error,
             )
-            batch.failed = (delivery.seq, error)
+            batch.failed = ([delivery.seq], error)
             break
         return len(batch.delivered)
+
+
+async def _deliver_batched(batch: WebhookBatch, client: WebhookClient, policy: RelayPolicy) -> int:
+    """A batched webhook's due entries in one POST: all delivered, or all failed one
+    attempt (dead, with the webhook, once the oldest has had its last)."""
+    deliveries = batch.deliveries
+    if not deliveries:
+        return 0
+    first, last = deliveries[0].seq, deliveries[-1].seq
+    error = await client.send(
+        batch.url,
+        batch.secret,
+        batch_body([d.body for d in deliveries]),
+        webhook_id=batch.webhook_id,
+        event_id=batch.event_id,
+        seq=first,
+        last_seq=last,
+    )
+    if error is None:
+        batch.delivered.extend(d.seq for d in deliveries)
+        WEBHOOK_DELIVERIES.labels("delivered").inc(len(deliveries))
+        return len(deliveries)
+    attempt = max(d.attempts for d in deliveries) + 1
+    WEBHOOK_DELIVERIES.labels("dead" if attempt >= policy.webhook_max_attempts else "failed").inc(
+        len(deliveries)
+    )
+    logger.info(
+        "webhook %s: entries %s-%s of %s not delivered (attempt %d): %s",
+        batch.webhook_id,
+        first,
+        last,
+        batch.event_id,
+        attempt,
+        error,
+    )
+    batch.failed = ([d.seq for d in deliveries], error)
+    return 0
 
 
 async def run_webhook_sender(pg: PgStore, policy: RelayPolicy) -> None:

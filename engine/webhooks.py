@@ -26,8 +26,11 @@ class Webhooks:
         self._pg = pg  # webhooks and their queues
         self._catalog = catalog  # events exist
 
-    async def register(self, event_id: str, url: str, actor: Actor | None = None) -> WebhookRow:
-        """Register ``url`` for the event's log; the answer holds its secret, never again."""
+    async def register(
+        self, event_id: str, url: str, actor: Actor | None = None, *, batch: bool = False
+    ) -> WebhookRow:
+        """Register ``url`` for the event's log (``batch``: sent its entries in batches);
+        the answer holds its secret, never again."""
         await self._catalog.get(event_id)
         if len(url) > MAX_URL:
             raise InvalidRequest("url must be an absolute http(s) URL of at most 2000 characters")
@@ -35,7 +38,7 @@ class Webhooks:
             raise InvalidRequest(f"url cannot be sent to: {why}")
         webhook_id = "wh" + secrets.token_hex(6)
         secret = "whsec_" + secrets.token_urlsafe(32)
-        return await self._pg.log.add_webhook(webhook_id, event_id, url, secret, actor)
+        return await self._pg.log.add_webhook(webhook_id, event_id, url, secret, actor, batch=batch)
 
     async def list(self, event_id: str) -> list[WebhookRow]:
         """The event's webhooks, oldest first (without secrets)."""

@@ -3,13 +3,15 @@
 
 A webhook receiver on loopback (in this process; answering at once, or after
 ``--slow-s`` seconds with ``--webhook slow``) is registered for the demo's event as soon
-as it exists. Meanwhile the relay's lag (the oldest unpublished entry's age, the query
+as it exists (one entry per POST, or with ``--batch`` registered batched: up to 50
+entries per POST). Meanwhile the relay's lag (the oldest unpublished entry's age, the query
 behind ``booking_relay_lag_seconds``) is read from PostgreSQL every 0.25 s, and the CPU
 time (user + system) of every process of the demo (servers, worker, sandbox gateway,
 bench processes, Redis) and of its PostgreSQL is read from /proc. One JSON line per
 run: paid bookings/s (the demo's "first hold..last booking"), server CPU per paid
 booking (the serve processes, the worker and the gateway), PostgreSQL's apart, the
-lag's p50 / p99 / max, deliveries received, the 1-minute load average.
+lag's p50 / p99 / max, entries delivered and the POSTs they came in, the 1-minute load
+average.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_event_log.py --tree . --label on-fast
 
@@ -52,21 +54,24 @@ def free_port() -> int:
 
 
 class Receiver:
-    """Answers each POST 200, after ``delay`` seconds; counts them."""
+    """Answers each POST 200, after ``delay`` seconds; counts them and the entries in them."""
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.n = 0
+        self.entries = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 m = re.search(rb"(?i)content-length:\s*(\d+)", head)
-                await reader.readexactly(int(m.group(1)) if m else 0)
+                body = await reader.readexactly(int(m.group(1)) if m else 0)
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 self.n += 1
+                batch = body.startswith(b'{"entries":')
+                self.entries += len(json.loads(body)["entries"]) if batch else 1
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -91,10 +96,16 @@ def found(pattern: str, text: str) -> str | None:
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tree", required=True)
-    ap.add_argument("--label", required=True)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tree", required=True, help="the checkout whose code runs")
+    ap.add_argument("--label", required=True, help="the run's name in the output")
     ap.add_argument("--webhook", choices=["none", "fast", "slow"], default="fast")
+    ap.add_argument(
+        "--batch",
+        action="store_true",
+        help='register the webhook batched ({"url": ..., "batch": true}): up to 50 entries '
+        "per POST (the --tree must know the field)",
+    )
     ap.add_argument("--slow-s", type=float, default=2.0)
     ap.add_argument("--out", default="event-log-costs.jsonl")
     ap.add_argument("--clients", type=int, default=5000)
@@ -124,6 +135,7 @@ async def main() -> None:
     lags: list[float] = []
     loads: list[float] = []
     event_id: str | None = None
+    registered: int | None = None  # the webhook's registration: 201
     pool: Any = None
     t0 = time.monotonic()
     headers = {"Authorization": f"Bearer {ADMIN}"}
@@ -158,7 +170,10 @@ async def main() -> None:
                         event_id = events[0]["id"]
                         if a.webhook != "none":
                             hooks = f"/v1/events/{event_id}/webhooks"
-                            await http.post(hooks, json={"url": rx_url})
+                            spec: dict[str, Any] = {"url": rx_url}
+                            if a.batch:
+                                spec["batch"] = True
+                            registered = (await http.post(hooks, json=spec)).status_code
                         dsn = f"postgresql://postgres:@/postgres?host={data}/postgres"
                         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
             elif pool is not None:
@@ -184,6 +199,8 @@ async def main() -> None:
     out = {
         "label": a.label,
         "webhook": a.webhook,
+        "batch": a.batch,
+        "webhook_registered": registered,
         "when": time.strftime("%H:%M:%S", time.gmtime()),
         "rc": proc.returncode,
         "paid": paid,
@@ -197,7 +214,8 @@ async def main() -> None:
         "lag_p50": q(0.5),
         "lag_p99": q(0.99),
         "lag_max": lags[-1] if lags else None,
-        "delivered": rx.n,
+        "delivered": rx.entries,
+        "posts": rx.n,
         "load_mean": round(sum(loads) / len(loads), 2) if loads else None,
         "load_min": min(loads, default=None),
         "load_max": max(loads, default=None),

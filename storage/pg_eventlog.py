@@ -53,6 +53,8 @@ class WebhookRow(msgspec.Struct, frozen=True):
     url: str
     state: str
     created_at: datetime
+    #: Sent up to a sender's batch of entries per POST (``{"entries": [...]}``).
+    batch: bool = False
     pending: int = 0
     dead: int = 0
     delivered: int = 0
@@ -79,16 +81,19 @@ class WebhookBatch:
     """A webhook's next deliveries, its row locked until the block ends.
 
     The sender records each outcome in order: ``delivered`` for each sent, then at most
-    one ``failed`` (the rest wait behind it, in order).
+    one ``failed``: the seqs of the POST that failed (one entry, or a batched webhook's
+    whole batch), each counted one attempt; the rest wait behind them, in order.
     """
 
     webhook_id: str
     event_id: str
     url: str
     secret: str
+    #: A batched webhook: its deliveries are sent in one POST.
+    batched: bool
     deliveries: list[Delivery]
     delivered: list[int] = field(default_factory=list)
-    failed: tuple[int, str] | None = None
+    failed: tuple[list[int], str] | None = None
 
 
 _ENTRY_COLUMNS = (
@@ -188,7 +193,7 @@ JOIN event_log l ON l.event_id = c.event_id AND l.seq = c.published_seq + 1
 """
 
 _WEBHOOK_COLUMNS = """
-w.id, w.event_id, w.url, w.state, w.created_at,
+w.id, w.event_id, w.url, w.state, w.created_at, w.batch,
 (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending')
     AS pending,
 (SELECT count(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.state = 'dead')
@@ -201,7 +206,7 @@ w.id, w.event_id, w.url, w.state, w.created_at,
 # queueing deliveries meanwhile takes the row's KEY SHARE lock (the deliveries' foreign
 # key), which FOR UPDATE would make wait for the whole batch, however slow the receiver.
 _CLAIM_WEBHOOK = """
-SELECT w.id, w.event_id, w.url, w.secret FROM webhooks w
+SELECT w.id, w.event_id, w.url, w.secret, w.batch FROM webhooks w
 WHERE w.state = 'active' AND (
     SELECT d.next_attempt_at FROM webhook_deliveries d
     WHERE d.webhook_id = w.id AND d.state = 'pending' ORDER BY d.seq LIMIT 1
@@ -223,7 +228,8 @@ UPDATE webhook_deliveries SET state = 'delivered', delivered_at = now(), attempt
 WHERE webhook_id = $1 AND seq = ANY($2::bigint[]) AND state = 'pending'
 """
 
-# A failure: tried again after the backoff, or dead (with its webhook) after the last try.
+# A failure (one entry's POST, or a batched webhook's whole batch): each tried again after
+# the backoff, or dead (with its webhook) after the last try.
 _FAILED = """
 WITH d AS (
     UPDATE webhook_deliveries
@@ -231,7 +237,7 @@ WITH d AS (
         next_attempt_at = now() + make_interval(
             secs => least($5::float8, $4::float8 * power(2, attempts))),
         state = CASE WHEN attempts + 1 >= $6 THEN 'dead' ELSE 'pending' END
-    WHERE webhook_id = $1 AND seq = $2 AND state = 'pending'
+    WHERE webhook_id = $1 AND seq = ANY($2::bigint[]) AND state = 'pending'
     RETURNING state
 )
 UPDATE webhooks SET state = 'dead'
@@ -360,18 +366,28 @@ class EventLogStore:
     # -- webhooks ------------------------------------------------------------------
 
     async def add_webhook(
-        self, webhook_id: str, event_id: str, url: str, secret: str, actor: Actor | None
+        self,
+        webhook_id: str,
+        event_id: str,
+        url: str,
+        secret: str,
+        actor: Actor | None,
+        *,
+        batch: bool = False,
     ) -> WebhookRow:
-        """Register a webhook (and log it, without its secret)."""
+        """Register a webhook (and log it, without its secret); ``batch``: sent its
+        entries in batches."""
 
         async def insert() -> Any:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
-                    "INSERT INTO webhooks (id, event_id, url, secret) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO webhooks (id, event_id, url, secret, batch) "
+                    "VALUES ($1, $2, $3, $4, $5)",
                     webhook_id,
                     event_id,
                     url,
                     secret,
+                    batch,
                 )
                 seq = await conn.fetchval(
                     _APPEND + " RETURNING seq",
@@ -484,6 +500,7 @@ class EventLogStore:
                 event_id=hook["event_id"],
                 url=hook["url"],
                 secret=hook["secret"],
+                batched=hook["batch"],
                 deliveries=[Delivery(r["seq"], r["attempts"], _entry(r)) for r in rows],
             )
             yield batch
@@ -492,11 +509,11 @@ class EventLogStore:
                 if batch.delivered:
                     await conn.execute(_DELIVERED, batch.webhook_id, batch.delivered)
                 if batch.failed is not None:
-                    seq, error = batch.failed
+                    seqs, error = batch.failed
                     return await conn.fetchval(
                         _FAILED,
                         batch.webhook_id,
-                        seq,
+                        seqs,
                         error[:500],
                         backoff_s,
                         backoff_max_s,

@@ -370,12 +370,15 @@ class BookingClient:
 
     # -- webhooks -------------------------------------------------------------------------
 
-    async def create_webhook(self, event_id: str, url: str) -> CreatedWebhook:
-        """``POST /v1/events/{id}/webhooks``: POST the event's log to ``url``; the signing
-        ``secret`` is in this answer only."""
+    async def create_webhook(
+        self, event_id: str, url: str, *, batch: bool = False
+    ) -> CreatedWebhook:
+        """``POST /v1/events/{id}/webhooks``: POST the event's log to ``url`` (with
+        ``batch``, up to 50 entries per POST); the signing ``secret`` is in this answer
+        only."""
         path = f"/v1/events/{_segment(event_id)}/webhooks"
         return await self._call(
-            "POST", path, CreatedWebhook, body=WebhookBody(url), headers=self._admin
+            "POST", path, CreatedWebhook, body=WebhookBody(url, batch), headers=self._admin
         )
 
     async def webhooks(self, event_id: str) -> WebhookList:

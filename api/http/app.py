@@ -868,7 +868,15 @@ async def event_report(request: Request) -> Response:
 def _webhook_view(row: WebhookRow) -> WebhookView:
     created = row.created_at.astimezone(UTC).isoformat()
     return WebhookView(
-        row.id, row.event_id, row.url, row.state, created, row.pending, row.dead, row.delivered
+        row.id,
+        row.event_id,
+        row.url,
+        row.state,
+        created,
+        row.pending,
+        row.dead,
+        row.delivered,
+        row.batch,
     )
 
 
@@ -877,7 +885,7 @@ def _webhook_view(row: WebhookRow) -> WebhookView:
     answers={201: CreatedWebhook},
     errors=[400, 401, 404, 408, 429, 503],
     credentials="admin",
-    example={"url": "https://integrator.example/booking-events"},
+    example={"url": "https://integrator.example/booking-events", "batch": True},
     links={
         "RemoveWebhook": (
             "remove_webhook",
@@ -887,16 +895,19 @@ def _webhook_view(row: WebhookRow) -> WebhookView:
 )
 async def create_webhook(request: Request) -> Response:
     """``POST /v1/events/{id}/webhooks``: POST the event's log to a URL, each entry signed
-    (``Booking-Signature``) with the secret in this answer, shown this once only."""
+    (``Booking-Signature``) with the secret in this answer, shown this once only; with
+    ``"batch": true``, up to 50 entries per POST (``{"entries": [...]}``, signed as one)."""
     await _require_admin(request)
     engine = _state(request).engine
     event_id = request.path_params["event_id"]
     await engine.catalog.get(event_id)  # an unknown event is a 404 whatever the body
     body = await _body(request, WebhookBody)
-    row = await engine.webhooks.register(event_id, body.url, _admin_actor(request))
+    row = await engine.webhooks.register(
+        event_id, body.url, _admin_actor(request), batch=body.batch
+    )
     view = _webhook_view(row)
     created = CreatedWebhook(
-        view.id, view.event_id, view.url, view.state, view.created_at, row.secret or ""
+        view.id, view.event_id, view.url, view.state, view.created_at, row.secret or "", row.batch
     )
     return json_response(created, status=201)
 

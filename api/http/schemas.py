@@ -404,10 +404,14 @@ class CheckinCountsView(msgspec.Struct, frozen=True):
     gates: dict[str, int]
 
 
-class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A URL to POST the event's log to: absolute http(s)."""
 
     url: Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
+    #: ``true``: up to 50 entries per POST, the body ``{"entries": [...]}`` in seq order,
+    #: named by ``Booking-Entries: <event id>/<first>-<last>``; delivered or retried as one.
+    #: ``false`` (the default): one entry per POST, the body the entry.
+    batch: bool = False
 
 
 class WebhookView(msgspec.Struct, frozen=True):
@@ -424,6 +428,8 @@ class WebhookView(msgspec.Struct, frozen=True):
     pending: int
     dead: int
     delivered: int
+    #: Sent in batches of entries (``{"entries": [...]}``), or one entry per POST.
+    batch: bool
 
 
 class CreatedWebhook(msgspec.Struct, frozen=True):
@@ -436,6 +442,8 @@ class CreatedWebhook(msgspec.Struct, frozen=True):
     state: str
     created_at: str
     secret: str
+    #: Sent in batches of entries (``{"entries": [...]}``), or one entry per POST.
+    batch: bool
 
 
 class WebhookList(msgspec.Struct, frozen=True):

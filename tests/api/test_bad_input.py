@@ -851,10 +851,11 @@ UNSENDABLE_URLS = (
 
 
 def bad_webhook_bodies(rng: random.Random, count: int) -> Iterator[tuple[str, bytes]]:
-    """Webhook bodies that are not one absolute http(s) URL of at most 2,000 characters."""
+    """Webhook bodies that are not one absolute http(s) URL of at most 2,000 characters,
+    with ``batch`` a boolean if at all."""
     good = {"url": "https://integrator.example/hook"}
     for _ in range(count):
-        choice = rng.randrange(9)
+        choice = rng.randrange(10)
         if choice == 0:
             yield "webhook-not-json", rand_text(rng, 30).encode("utf-8", "surrogatepass")
         elif choice == 1:
@@ -873,6 +874,9 @@ def bad_webhook_bodies(rng: random.Random, count: int) -> Iterator[tuple[str, by
             yield "webhook-url-space", f'{{"url": "https://a{space}b/"}}'.encode()
         elif choice == 7:
             yield "webhook-url-unsendable", encode(rng, {"url": rng.choice(UNSENDABLE_URLS)})
+        elif choice == 8:
+            batch = rand_other(rng, lambda v: isinstance(v, bool))
+            yield "webhook-batch-not-a-boolean", encode(rng, {**good, "batch": batch})
         else:
             yield "webhook-body-not-object", encode(rng, rng.choice([[good], "x", 1, None]))
 

@@ -117,3 +117,18 @@ async def test_cancellations_are_logged_with_the_admin_who_asked(
     event_cancel = next(e for e in entries if isinstance(e, EventCancelRequested))
     assert event_cancel.actor is not None and event_cancel.actor.who == "admin"
     assert event_cancel.actor.request_id
+
+
+async def test_a_webhook_is_registered_batched_or_not_and_listed_so(
+    services: Services, client: BookingClient
+) -> None:
+    """``batch`` is given back when registered and when listed; without it a webhook is
+    sent one entry per POST, as before."""
+    event_id = (await client.create_event(event_body())).id
+    plain = await client.create_webhook(event_id, "http://127.0.0.1:9/plain")
+    batched = await client.create_webhook(event_id, "http://127.0.0.1:9/batched", batch=True)
+    assert (plain.batch, batched.batch) == (False, True)
+    listed = {h.id: h.batch for h in (await client.webhooks(event_id)).webhooks}
+    assert listed == {plain.id: False, batched.id: True}
+    stored = await services.pg.log.webhooks(event_id)
+    assert {h.id: h.batch for h in stored} == listed

@@ -1,11 +1,11 @@
 """Hypothesis-generated bad input for every REST route and WS message type, sent concurrently.
 
 Each input starts from a valid instance of a wire schema (EventSpec, PaymentBody, CancelBody,
-CheckinBody, Join, Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
+CheckinBody, WebhookBody, Join, Resume) and is broken by one mutation drawn by hypothesis: a field dropped, a field's
 value replaced by an arbitrary JSON value, an unknown field added, or the whole body
 replaced. Inputs the schema would still accept are filtered out, so every answer must
 be a 4xx ``{"error", "message"}`` (REST) or an ``error`` message (WS), with no state
-change and the server still answering. Together the tests send 11,200 inputs.
+change and the server still answering. Together the tests send 11,700 inputs.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from api.http.schemas import (
     EmailCodeBody,
     EmailVerifyBody,
     PaymentBody,
+    WebhookBody,
 )
 from api.wiring import Services
 from engine.errors import BookingError
@@ -71,6 +72,7 @@ EVENT_BODIES = 2_500
 PAYMENT_BODIES = 2_000
 CANCEL_BODIES = 1_000
 CHECKIN_BODIES = 1_000
+WEBHOOK_BODIES = 500
 PATH_IDS = 2_500
 WS_FRAMES = 3_000
 CONCURRENCY = 8  # requests in flight (REST) / sockets (WS)
@@ -353,6 +355,29 @@ async def test_generated_checkin_bodies_are_refused(
         services, "SELECT count(*) FROM event_log WHERE kind = 'ticket_checked_in' AND "
         "event_id = $1", event["id"],
     )  # fmt: skip
+    assert logged == 0
+
+
+@pytest.mark.once
+async def test_generated_webhook_bodies_are_refused(
+    services: Services, http: httpx.AsyncClient
+) -> None:
+    """500 schema-mutated webhook bodies (``url`` and ``batch``) from the admin: all 400,
+    no webhook registered, nothing logged."""
+    event = await create_event(http)
+    url = f"/v1/events/{event['id']}/webhooks"
+    base = {"url": "https://integrator.example/hook", "batch": True}
+    cases = bodies(base, _invalid_as(WebhookBody), WEBHOOK_BODIES)
+    headers = {**admin_headers(), "Content-Type": "application/json"}
+    problems = await _send_all(http, [("POST", url, headers, b) for b in cases])
+    assert problems == [], f"{len(problems)} of {len(cases)}:\n" + "\n".join(problems[:5])
+    assert len(cases) >= WEBHOOK_BODIES
+    assert (await http.get(url, headers=admin_headers())).json() == {"webhooks": []}
+    logged = await pg_value(
+        services,
+        "SELECT count(*) FROM event_log WHERE event_id = $1 AND kind LIKE 'webhook%'",
+        event["id"],
+    )
     assert logged == 0
 
 

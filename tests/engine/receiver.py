@@ -15,17 +15,38 @@ from storage.log_events import decode_entry
 from storage.webhook_client import verify
 
 
+class _Batch(msgspec.Struct):
+    entries: list[msgspec.Raw]
+
+
 @dataclass
 class Received:
-    """One POST: its signature header and body."""
+    """One POST: its signature header, its body, and the header naming what it holds
+    (``Booking-Entry``, or a batch's ``Booking-Entries``)."""
 
     signature: str
     body: bytes
+    names: str = ""
+
+    @property
+    def batched(self) -> bool:
+        return self.body.startswith(b'{"entries":')
+
+    @property
+    def entries(self) -> list[bytes]:
+        """The entries' JSON: the body, or each of a batch's."""
+        if not self.batched:
+            return [self.body]
+        return [bytes(e) for e in msgspec.json.decode(self.body, type=_Batch).entries]
+
+    @property
+    def keys(self) -> list[tuple[str, int]]:
+        return [(e.event_id, e.seq) for e in map(decode_entry, self.entries)]
 
     @property
     def key(self) -> tuple[str, int]:
-        entry = decode_entry(self.body)
-        return entry.event_id, entry.seq
+        """The first entry's (event id, seq)."""
+        return self.keys[0]
 
 
 @dataclass
@@ -51,7 +72,7 @@ class Receiver:
     closed: int = 0
 
     def delivered_keys(self) -> list[tuple[str, int]]:
-        return [r.key for r in self.accepted]
+        return [k for r in self.accepted for k in r.keys]
 
     def all_signed(self, secret: str) -> bool:
         return all(verify(secret, r.signature, r.body) for r in self.received)
@@ -96,7 +117,8 @@ async def receiver() -> AsyncIterator[Receiver]:
                 headers, body = request
                 n = state.requests
                 state.requests += 1
-                got = Received(headers.get("booking-signature", ""), body)
+                names = headers.get("booking-entries", headers.get("booking-entry", ""))
+                got = Received(headers.get("booking-signature", ""), body, names)
                 state.received.append(got)
                 if state.hold is not None:
                     await state.hold.wait()

@@ -5,6 +5,7 @@ payments it does not slow."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -24,7 +25,7 @@ from storage.embedded import EmbeddedServers
 from storage.log_events import SaleStatePayload, decode_entry
 from tests.api.helpers import event_body, new_key, pg_value, prompted, queued_in
 from tests.conftest import admin_client, make_settings
-from tests.engine.receiver import Receiver, receiver
+from tests.engine.receiver import Received, Receiver, receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -397,3 +398,165 @@ def _first_seen(seqs: list[int]) -> list[int]:
             seen.add(s)
             out.append(s)
     return out
+
+
+# -- batched webhooks: up to a sender's batch of entries per POST, delivered as one ------
+
+
+def _batch_named(r: Received) -> bool:
+    """A batch's ``Booking-Entries`` names its event and its first and last seq."""
+    keys = r.keys
+    return r.batched and r.names == f"{keys[0][0]}/{keys[0][1]}-{keys[-1][1]}"
+
+
+async def _queued_upto(services: Services, webhook_id: str, seq: int) -> bool:
+    queued = await pg_value(
+        services, "SELECT max(seq) FROM webhook_deliveries WHERE webhook_id = $1", webhook_id
+    )
+    return queued == seq
+
+
+async def test_a_batched_webhook_gets_its_entries_in_signed_batches_in_order(
+    servers: EmbeddedServers,
+) -> None:
+    """The receiver holds the first POST until 20 more entries are queued behind it: they
+    arrive in one more POST, ``{"entries": [...]}`` in seq order, signed as one body and
+    named by ``Booking-Entries``; every entry once, in order."""
+    async with system(servers) as services, admin_client(services) as client, receiver() as rx:
+        rx.hold = anyio.Event()
+        event_id = (await client.create_event(event_body())).id
+        hook = await client.create_webhook(event_id, rx.url, batch=True)
+        assert hook.batch
+        await until(lambda: _has_received(rx))
+        await changes(client, event_id, 20)
+        last = (await log_keys(services, event_id))[-1][1]
+        await until(lambda: _queued_upto(services, hook.id, last), 30)
+        rx.hold.set()
+        first = await registered_seq(services, event_id, hook.id)
+        expected = await log_keys(services, event_id, first - 1)
+        await until(lambda: _delivered(rx, len(expected)))
+        await anyio.sleep(0.5)  # anything sent twice would arrive meanwhile
+        assert rx.delivered_keys() == expected
+        assert [len(r.keys) for r in rx.received] == [1, 20]
+        assert all(_batch_named(r) for r in rx.received)
+        assert rx.all_signed(hook.secret)
+        assert not rx.all_signed("whsec_another")
+
+        async def recorded() -> bool:  # the sender records a batch after its answer
+            [view] = (await client.webhooks(event_id)).webhooks
+            return (view.batch, view.state, view.pending, view.delivered) == (
+                True,
+                "active",
+                0,
+                len(expected),
+            )
+
+        await until(recorded)
+
+
+async def test_a_batched_webhook_failing_for_a_while_gets_everything_after(
+    servers: EmbeddedServers,
+) -> None:
+    """Each failed POST is one attempt against its whole batch, retried from the same first
+    entry; once the receiver recovers every entry arrives, in order, once."""
+    async with (
+        system(servers, webhook_max_attempts=20) as services,
+        admin_client(services) as client,
+        receiver() as rx,
+    ):
+        rx.status = lambda n: 503 if n < 6 else 200
+        event_id = (await client.create_event(event_body())).id
+        hook = await client.create_webhook(event_id, rx.url, batch=True)
+        await changes(client, event_id, 30)
+        first = await registered_seq(services, event_id, hook.id)
+        expected = await log_keys(services, event_id, first - 1)
+        await until(lambda: _delivered(rx, len(expected)))
+        await anyio.sleep(0.5)
+        assert rx.delivered_keys() == expected
+        assert {r.key for r in rx.received[:7]} == {expected[0]}  # nothing overtook it
+        assert all(_batch_named(r) for r in rx.received)
+        assert rx.all_signed(hook.secret)
+        # Every entry counted one attempt per POST it was in, failed or not (the last
+        # batch's recorded after its answer): the first entry six failed and one delivered.
+        tried = _posts_per_seq(rx)
+        assert tried[first] == 7
+
+        async def counted() -> bool:
+            return await _attempts(services, hook.id) == tried
+
+        await until(counted)
+
+
+async def test_a_dead_batched_webhook_holds_its_queue_until_redelivered(
+    servers: EmbeddedServers,
+) -> None:
+    async with (
+        system(servers, webhook_max_attempts=3) as services,
+        admin_client(services) as client,
+        receiver() as bad,
+    ):
+        up = False
+        bad.status = lambda n: 200 if up else 500
+        event_id = (await client.create_event(event_body())).id
+        hook = await client.create_webhook(event_id, bad.url, batch=True)
+        await changes(client, event_id, 6)
+
+        async def is_dead() -> bool:
+            [view] = (await client.webhooks(event_id)).webhooks
+            return view.state == "dead"
+
+        await until(is_dead)
+        first = await registered_seq(services, event_id, hook.id)
+        expected = await log_keys(services, event_id, first - 1)
+        last = expected[-1][1]
+        await until(lambda: _queued_upto(services, hook.id, last), 30)
+        # Three attempts, each a batch from the first entry; then nothing more is tried.
+        assert len(bad.received) == 3
+        assert {r.key for r in bad.received} == {(event_id, first)}
+        [view] = (await client.webhooks(event_id)).webhooks
+        assert view.dead >= 1 and view.dead + view.pending == len(expected)
+        assert view.delivered == 0
+        # A failed batch counted one attempt against each of its entries: those in all
+        # three POSTs are dead, the rest wait.
+        tried = _posts_per_seq(bad)
+        assert await _attempts(services, hook.id) == tried
+        assert view.dead == sum(1 for n in tried.values() if n == 3)
+
+        up = True
+        redelivered = await client.redeliver_webhook(event_id, hook.id)
+        assert redelivered.state == "active" and redelivered.batch
+        expected = await log_keys(services, event_id, first - 1)  # redeliver logged too
+        await until(lambda: _delivered(bad, len(expected)))
+        assert bad.delivered_keys() == expected
+        assert all(_batch_named(r) for r in bad.received)
+        assert bad.all_signed(hook.secret)
+
+        async def emptied() -> bool:  # the sender records the last batch after its answer
+            [view] = (await client.webhooks(event_id)).webhooks
+            return (view.state, view.dead, view.pending) == ("active", 0, 0)
+
+        await until(emptied)
+
+
+async def _delivered(rx: Receiver, n: int) -> bool:
+    return len(rx.delivered_keys()) >= n
+
+
+def _posts_per_seq(rx: Receiver) -> dict[int, int]:
+    """How many POSTs each seq was in."""
+    counts: dict[int, int] = {}
+    for r in rx.received:
+        for _, seq in r.keys:
+            counts[seq] = counts.get(seq, 0) + 1
+    return counts
+
+
+async def _attempts(services: Services, webhook_id: str) -> dict[int, int]:
+    """Each tried delivery's attempts, by seq."""
+    got = await pg_value(
+        services,
+        "SELECT coalesce(json_object_agg(seq, attempts), '{}')::text FROM webhook_deliveries "
+        "WHERE webhook_id = $1 AND attempts > 0",
+        webhook_id,
+    )
+    return {int(seq): n for seq, n in json.loads(got).items()}

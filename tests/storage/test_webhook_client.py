@@ -10,7 +10,7 @@ import anyio
 import msgspec
 import pytest
 
-from storage.webhook_client import WebhookClient
+from storage.webhook_client import WebhookClient, batch_body, verify
 from tests.engine.receiver import receiver
 
 pytestmark = pytest.mark.anyio
@@ -40,6 +40,26 @@ async def _send_all(
         if between is not None:
             await between(seq)
     return errors
+
+
+async def test_a_batch_is_one_post_signed_as_one_body_and_named_by_its_range() -> None:
+    entries = [msgspec.json.encode({"event_id": "ev1", "seq": seq}) for seq in (7, 8, 9)]
+    body = batch_body(entries)
+    assert msgspec.json.decode(body) == {"entries": [msgspec.json.decode(e) for e in entries]}
+    client = WebhookClient(5.0)
+    try:
+        async with receiver() as rx:
+            error = await client.send(
+                rx.url, "whsec_x", body, webhook_id="wh1", event_id="ev1", seq=7, last_seq=9
+            )
+            assert error is None
+            [got] = rx.accepted
+            assert got.body == body and got.names == "ev1/7-9"
+            assert got.entries == entries
+            assert verify("whsec_x", got.signature, body)
+            assert not verify("whsec_x", got.signature, batch_body(entries[:2]))
+    finally:
+        await client.aclose()
 
 
 async def test_deliveries_to_one_receiver_share_a_connection() -> None:
