@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime.connection import ServerConnection
 from realtime.transport import serve_websockets
+from tests.realtime.wsclient import raw_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -46,18 +47,8 @@ async def _serving(
 
 @asynccontextmanager
 async def _client(port: int) -> AsyncIterator[Any]:
-    url = f"ws://127.0.0.1:{port}/v1/events/e/waitroom"
-    options: dict[str, Any] = {"compression": None, "ping_interval": None, "max_size": None}
-    if sniffio.current_async_library() == "trio":
-        from websockets.trio.client import connect as tconnect
-
-        async with tconnect(url, **options) as ws:
-            yield ws
-    else:
-        from websockets.asyncio.client import connect as aconnect
-
-        async with aconnect(url, **options) as ws:
-            yield ws
+    async with raw_websocket(f"ws://127.0.0.1:{port}/v1/events/e/waitroom", max_size=None) as ws:
+        yield ws
 
 
 async def _closed_with(ws: Any) -> int | None:

@@ -11,7 +11,6 @@ import anyio
 import httpx
 import msgspec
 import pytest
-import sniffio
 from websockets.exceptions import ConnectionClosed
 
 from api.client import solve_challenge
@@ -21,6 +20,7 @@ from realtime import protocol as p
 from storage.embedded import EmbeddedServers
 from tests.api.helpers import FUTURE, create_event, expect, expect_error, join, recv, send
 from tests.conftest import make_settings
+from tests.realtime.wsclient import raw_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -46,19 +46,11 @@ async def guarded(servers: EmbeddedServers) -> AsyncIterator[Services]:
 @asynccontextmanager
 async def connect(url: str, forwarded_for: str | None = None) -> AsyncIterator[WsConnection]:
     """A WebSocket, optionally with an X-Forwarded-For header (as a proxy would add)."""
-    options: dict[str, Any] = {"compression": None, "ping_interval": None, "proxy": None}
+    options: dict[str, Any] = {"proxy": None}
     if forwarded_for is not None:
         options["additional_headers"] = {"X-Forwarded-For": forwarded_for}
-    if sniffio.current_async_library() == "trio":
-        from websockets.trio.client import connect as tconnect
-
-        async with tconnect(url, **options) as ws:
-            yield ws
-    else:
-        from websockets.asyncio.client import connect as aconnect
-
-        async with aconnect(url, **options) as ws:
-            yield ws
+    async with raw_websocket(url, **options) as ws:
+        yield ws
 
 
 async def closed_by_server(ws: WsConnection) -> list[p.ServerMessage]:

@@ -12,12 +12,12 @@ import anyio
 import anyio.lowlevel
 import msgspec
 import pytest
-import sniffio
 from websockets.exceptions import ConnectionClosed
 
 from realtime.connection import ServerConnection
 from realtime.session import ClientSession
 from realtime.transport import serve_websockets
+from tests.realtime.wsclient import raw_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -46,22 +46,8 @@ async def _serving(handler: Callable[[ServerConnection], Awaitable[None]]) -> As
 @asynccontextmanager
 async def _lazy_client(url: str) -> AsyncIterator[Any]:
     """A client that stops reading from the socket once one message waits unread."""
-    options: dict[str, Any] = {
-        "compression": None,
-        "ping_interval": None,
-        "max_queue": 1,
-        "max_size": None,
-    }
-    if sniffio.current_async_library() == "trio":
-        from websockets.trio.client import connect as tconnect
-
-        async with tconnect(url, **options) as ws:
-            yield ws
-    else:
-        from websockets.asyncio.client import connect as aconnect
-
-        async with aconnect(url, **options) as ws:
-            yield ws
+    async with raw_websocket(url, max_queue=1, max_size=None) as ws:
+        yield ws
 
 
 async def _read_all(ws: Any) -> tuple[list[Msg], int | None]:
