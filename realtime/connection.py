@@ -273,10 +273,6 @@ class ServerConnection:
             self.protocol.receive_eof()
             self._break()
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """:meth:`close` under the name trio's websockets connections use."""
-        await self.close(code, reason)
-
 
 async def serve_connections(
     listener: socket.socket,

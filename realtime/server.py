@@ -36,7 +36,6 @@ from realtime import protocol as p
 from realtime.hub import EventChannel, Hub
 from realtime.metrics import OPEN_SOCKETS
 from realtime.session import ClientSession, Heartbeats
-from realtime.transport import close_websocket
 from waitroom.line import PERSON_LIMIT, RATE_LIMITED, UnknownTicket, WaitingLine
 from waitroom.tokens import InvalidToken, TokenKind, TokenSigner
 
@@ -335,7 +334,7 @@ async def _turn_away(ws: Any, cap: int) -> None:
     message = f"at most {cap} connections per address; close one and retry"
     try:
         await ws.send(p.encode(p.Error(code="too_many_connections", message=message)), text=True)
-        await close_websocket(ws, 1013, "too many connections")
+        await ws.close(1013, "too many connections")
     except ConnectionClosed:
         pass
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 import anyio.abc
@@ -11,7 +10,7 @@ import anyio.abc
 from plumbing.listen import listening_socket
 from realtime.connection import ServerConnection, serve_connections
 
-__all__ = ["close_websocket", "serve_websockets"]
+__all__ = ["serve_websockets"]
 
 
 async def serve_websockets(
@@ -39,8 +38,3 @@ async def serve_websockets(
                 )
             )
             task_status.started(bound)
-
-
-async def close_websocket(ws: Any, code: int, reason: str) -> None:
-    """Start and await the closing handshake of a connection."""
-    await ws.close(code, reason)
