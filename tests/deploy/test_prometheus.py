@@ -110,6 +110,7 @@ def test_dashboard_reads_the_provisioned_datasource() -> None:
         "payment latency",
         "http",
         "projection lag",
+        "prompt delivery",
     ):
         assert topic in titles
 
