@@ -105,7 +105,8 @@ LOG_ENTRIES_RELAYED = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     "booking_webhook_deliveries_total",
-    "Webhook POSTs by result (delivered; failed, to be tried again; dead: the last attempt).",
+    "Event log entries sent to webhooks, by result (delivered; failed, to be tried again; "
+    "dead: the last attempt). A batched webhook's POST counts each entry it carries.",
     ["result"],
 )
 
