@@ -10,7 +10,7 @@ import pytest
 
 from storage.redis_store import RedisStore
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster]
 
 #: Far longer than any cancellation may take, even on a busy machine.
 BLOCK_MS = 20_000
