@@ -7,6 +7,7 @@ asyncio runtime they are awaited directly. Every crossing is counted: it costs
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -40,6 +41,34 @@ class Bridge:
 
         result: T = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
         return result
+
+    async def call_blocking(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``call`` for a call that waits (a blocking read): it ends as soon as the caller
+        is cancelled, however soon after it began.
+
+        trio-asyncio cancels the drivers' task once; redis-py may swallow that cancellation
+        (landing while it checks a pooled connection under a zero timeout, it is taken for
+        the timeout) and the read then waits out its whole block. Here the cancellation is
+        delivered again until the call ends. (On asyncio, anyio already does so.)
+        """
+        if self._loop is None:
+            BRIDGE_CROSSINGS.inc()
+            return await fn(*args)
+        return await self.call(_cancelled_firmly, fn, *args)
+
+
+async def _cancelled_firmly(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Await ``fn(*args)`` (on asyncio); once cancelled, cancel it until it has ended."""
+    inner = asyncio.ensure_future(fn(*args))
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        while not inner.done():
+            inner.cancel()
+            await asyncio.wait({inner}, timeout=0.05)
+        if not inner.cancelled():
+            inner.exception()  # retrieved: the caller was cancelled, not told of it
+        raise
 
 
 @asynccontextmanager

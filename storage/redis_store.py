@@ -391,7 +391,7 @@ class RedisStore:
                     pending_read.cancel()
                 await asyncio.gather(*reads, return_exceptions=True)
 
-        return await self._scripts.call(op, block, trips=len(groups))
+        return await self._scripts.call(op, block, trips=len(groups), blocking=True)
 
     async def snapshot(self, event_id: str) -> EventSnapshot | None:
         """An event's meta and stats hashes as the scripts keep them, or None if unknown.
@@ -636,7 +636,7 @@ class RedisStore:
         async def read() -> Any:
             return await self._client.xread({stream: last_id}, count=count, block=block_ms)
 
-        reply = await self._call("read_notify", read)
+        reply = await self._scripts.call("read_notify", read, blocking=True)
         if not reply:
             return []
         [(_, entries)] = reply

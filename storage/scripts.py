@@ -99,11 +99,16 @@ class ScriptRunner:
         self._shas: dict[str, str] = {}  # script name -> SHA1 once loaded
         self._sections: dict[str, list[str]] = {}  # event id -> its section ids, immutable
 
-    async def call(self, op: str, fn: Callable[[], Awaitable[T]], *, trips: int = 1) -> T:
+    async def call(
+        self, op: str, fn: Callable[[], Awaitable[T]], *, trips: int = 1, blocking: bool = False
+    ) -> T:
         """One round trip: ``fn()`` on the drivers' loop, counted under ``op``; driver
-        errors become StorageUnavailable (unreachable) or StorageError."""
+        errors become StorageUnavailable (unreachable) or StorageError. ``blocking``: the
+        call waits (a blocking read) and must end as soon as its caller is cancelled."""
         ROUND_TRIPS.labels("redis", op).inc(trips)
         try:
+            if blocking:
+                return await self._bridge.call_blocking(fn)
             return await self._bridge.call(fn)
         except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError) as exc:
             raise storage_error(op, exc) from exc

@@ -81,7 +81,7 @@ async def test_bench_clients_join_with_identities(behind_proxy: Services) -> Non
         scenario="steady",
         clients=40,
         seats=30,
-        hold_seconds=5,
+        hold_seconds=2,
         max_active_holds=40,
         max_seconds=60,
         arrival_s=1.0,

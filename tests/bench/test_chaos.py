@@ -6,7 +6,11 @@ import pytest
 
 from bench.chaos import ChaosPlan, run_chaos
 
-pytestmark = pytest.mark.anyio
+# Once, on trio: every process under chaos (``booking serve``, the workers, Redis,
+# PostgreSQL) is started by the plan with the default runtime, whichever pass this is;
+# only the simulated buyers run in this process, and they are tried on both runtimes by
+# the bench tests.
+pytestmark = [pytest.mark.anyio, pytest.mark.once]
 
 
 async def test_small_chaos_run_keeps_every_invariant() -> None:

@@ -327,6 +327,9 @@ def _relay(servers: EmbeddedServers, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+# Once, on trio: the relays killed are ``booking relay`` processes on the default runtime
+# in both passes; the writer and the receiver here are tried on both by the tests above.
+@pytest.mark.once
 async def test_sigkilled_relays_lose_nothing(servers: EmbeddedServers, tmp_path: Path) -> None:
     """Three ``booking relay`` processes, one SIGKILLed every 0.3 s and restarted while
     entries are written: the stream and the webhook have every entry (duplicates, told

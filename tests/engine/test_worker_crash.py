@@ -42,6 +42,10 @@ def workers(servers: EmbeddedServers) -> Iterator[WorkerPool]:
         pool.stop()
 
 
+# Once, on trio: the workers are ``booking worker`` processes on the default runtime in
+# both passes; the API in this process is the same on either and is tried on both by the
+# API tests.
+@pytest.mark.once
 async def test_sigkilled_workers_lose_nothing(api_only: Services, workers: WorkerPool) -> None:
     """A worker SIGKILLed every 1.5 s and restarted: one outcome per buyer, no oversell, conserved."""
     rng = random.Random(3)
@@ -73,6 +77,7 @@ async def test_sigkilled_workers_lose_nothing(api_only: Services, workers: Worke
     assert report.outcomes["confirmed"] > 0 and report.outcomes["sold_out"] > 0
 
 
+@pytest.mark.once  # worker processes on the default runtime, as above
 async def test_several_workers_run_side_by_side(api_only: Services, workers: WorkerPool) -> None:
     """Three workers on one host each take a free metrics port and keep running."""
     async with admin_client(api_only) as client:
