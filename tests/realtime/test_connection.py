@@ -5,6 +5,7 @@ request that is not a WebSocket handshake, the closing handshake) it still does.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import sniffio
 from websockets.exceptions import ConnectionClosed
 
-from realtime.connection import ServerConnection
+from realtime.connection import ServerConnection, text_frame
 from realtime.transport import serve_websockets
 from tests.realtime.wsclient import raw_websocket
 
@@ -114,3 +115,50 @@ async def test_a_request_that_is_not_a_websocket_handshake_gets_an_http_error() 
         answer = await anyio.to_thread.run_sync(_plain_get, port)
     assert answer.startswith(b"HTTP/1.1 426 ") or answer.startswith(b"HTTP/1.1 400 ")
     assert b"\r\nServer:" not in answer
+
+
+_HANDSHAKE = (
+    b"GET /v1/events/e/waitroom HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+#: A client's close frame (1000), masked with a zero key.
+_CLOSE_1000 = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
+
+
+def _close_without_reading(port: int, done: threading.Event) -> None:
+    """Opens a WebSocket, sends a close frame and the end of its stream, and then reads
+    nothing more (its socket stays open, so the server's writes wait) until ``done``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND_S) as sock:
+        sock.sendall(_HANDSHAKE)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(1)
+        assert response.startswith(b"HTTP/1.1 101 ")
+        sock.sendall(_CLOSE_1000)
+        sock.shutdown(socket.SHUT_WR)
+        done.wait(BOUND_S)
+
+
+async def test_a_connection_that_ends_while_its_frames_wait_leaves_no_writer_behind() -> None:
+    """The frames a client never read are dropped when its connection ends: the task
+    waiting to write them ends with it (it runs in the listener's group, not the
+    connection's, so it must be woken when the socket is closed)."""
+    served: list[ServerConnection] = []
+    frame = text_frame(b"x" * 60_000)
+
+    async def flood(ws: ServerConnection) -> None:
+        served.append(ws)
+        while not ws.backed_up:  # until the kernel takes no more: a writer task waits
+            ws.write(frame)
+        await ws.recv()  # the client's close
+
+    done = threading.Event()
+    async with _serving(flood) as port, anyio.create_task_group() as tg:
+        tg.start_soon(lambda: anyio.to_thread.run_sync(_close_without_reading, port, done))
+        try:
+            with anyio.fail_after(BOUND_S):
+                while not served or served[0].backed_up:
+                    await anyio.sleep(0.05)
+        finally:
+            done.set()
