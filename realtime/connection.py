@@ -17,8 +17,9 @@ into a trio nursery, without anyio's wrapper per task. Per connection there is o
 task and no task group of its own: a flusher or a close started from sync code runs
 in the listener's group, and the socket is announced closing (``notify_closing``)
 before it is closed, which ends a flusher still waiting on it. Reading takes no lock
-(one flag, an event only when two tasks read at once), and a deadline costs a cancel
-scope only while it can fire.
+(one flag, an event only when two tasks read at once), a request already there when
+the connection is accepted is answered without waiting or a deadline, and a deadline
+costs a cancel scope only while it can fire.
 """
 
 from __future__ import annotations
@@ -255,13 +256,11 @@ class ServerConnection:
             await self._receive()
         return self._messages.popleft()
 
-    async def _receive(self, *, wait: bool = True) -> None:
-        """Read once from the socket, feed the protocol, answer what it answers.
+    async def _receive(self) -> None:
+        """Wait for the socket, read once, feed the protocol, answer what it answers.
 
         One task reads at a time (the handler's ``recv``, or ``close``); another waits
-        for that read to end, then reads in turn. ``wait=False`` tries the socket first
-        and waits only if nothing is there yet (once per connection, for its request:
-        a task that always read first could keep the loop to itself).
+        for that read to end, then reads in turn.
         """
         while self._reading:
             if self._read_turn is None:
@@ -271,15 +270,8 @@ class ServerConnection:
             return
         self._reading = True
         try:
-            if wait:
-                await self._io.wait_readable(self._sock)
-            try:
-                data = self._sock.recv(_READ_BYTES)
-            except BlockingIOError:
-                if wait:
-                    return
-                await self._io.wait_readable(self._sock)
-                data = self._sock.recv(_READ_BYTES)
+            await self._io.wait_readable(self._sock)
+            data = self._sock.recv(_READ_BYTES)
         except BlockingIOError:
             return
         except OSError:
@@ -291,6 +283,21 @@ class ServerConnection:
             if self._read_turn is not None:
                 self._read_turn.set()
                 self._read_turn = None
+        self._received(data)
+
+    def _receive_now(self) -> bool:
+        """Read what the socket has without waiting; False if it had nothing yet."""
+        try:
+            data = self._sock.recv(_READ_BYTES)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        self._received(data)
+        return True
+
+    def _received(self, data: bytes) -> None:
+        """Feed the protocol what was read (b"": the end of the stream)."""
         if data:
             self.protocol.receive_data(data)
         else:
@@ -330,14 +337,26 @@ class ServerConnection:
 
     # Opening and closing
 
+    def handshake_now(self) -> bool | None:
+        """:meth:`handshake` if the request is there already (it often is by the time the
+        connection is accepted), without waiting or a deadline; None if it is not yet."""
+        if self.request is None and not self._receive_now():
+            return None
+        if self.request is None and not self._read_done and self.protocol.handshake_exc is None:
+            return None  # part of it: the rest is waited for
+        return self._answer()
+
     async def handshake(self) -> bool:
         """Read the request and answer it; True if the connection is open."""
-        first = True  # the request is often there by the time the connection is accepted
         while self.request is None:
             if self._read_done or self.protocol.handshake_exc is not None:
                 return False
-            await self._receive(wait=not first)
-            first = False
+            await self._receive()
+        return self._answer()
+
+    def _answer(self) -> bool:
+        if self.request is None:  # no request: the protocol answered with an HTTP error
+            return False
         response = self.protocol.accept(self.request)
         if "Server" in response.headers:
             del response.headers["Server"]
@@ -412,9 +431,11 @@ async def _serve_one(
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ws = ServerConnection(sock, address, ServerProtocol(max_size=max_message_bytes), spawn, io)
-        opened = False
-        with anyio.move_on_after(OPEN_TIMEOUT_S):
-            opened = await ws.handshake()
+        opened = ws.handshake_now()
+        if opened is None:  # the request is still on its way: wait for it, for so long
+            opened = False
+            with anyio.move_on_after(OPEN_TIMEOUT_S):
+                opened = await ws.handshake()
         if opened:
             code = 1000
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -158,7 +159,38 @@ async def test_a_connection_that_ends_while_its_frames_wait_leaves_no_writer_beh
         tg.start_soon(lambda: anyio.to_thread.run_sync(_close_without_reading, port, done))
         try:
             with anyio.fail_after(BOUND_S):
-                while not served or served[0].backed_up:
+                while not served or served[0].backed_up:  # noqa: ASYNC110 (a state, no event)
                     await anyio.sleep(0.05)
         finally:
             done.set()
+
+
+def _handshake_in_two_parts(port: int, first_sent: threading.Event) -> bytes:
+    """The opening handshake's request sent in two parts, a moment apart; the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND_S) as sock:
+        sock.sendall(_HANDSHAKE[:40])
+        first_sent.set()
+        time.sleep(0.3)
+        sock.sendall(_HANDSHAKE[40:])
+        response = b""
+        while b"\r\n\r\n" not in response and (byte := sock.recv(1)):
+            response += byte
+        return response
+
+
+async def test_a_request_that_arrives_in_parts_is_answered() -> None:
+    """A request only part of which is there when the connection is accepted: the rest
+    is waited for."""
+    first_sent = threading.Event()
+    answers: list[bytes] = []
+    async with _serving() as port:
+        client = threading.Thread(
+            target=lambda: answers.append(_handshake_in_two_parts(port, first_sent))
+        )
+        client.start()
+        # Hold the loop (the server's too) until the first part is in the server's
+        # socket: the connection is accepted with part of its request there.
+        first_sent.wait(BOUND_S)
+        time.sleep(0.1)  # noqa: ASYNC251 (the loop is held on purpose)
+        await anyio.to_thread.run_sync(client.join, BOUND_S)
+    assert answers and answers[0].startswith(b"HTTP/1.1 101 ")
