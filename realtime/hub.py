@@ -37,7 +37,7 @@ from realtime import protocol as p
 from realtime.channel import EventChannel, budget_share
 from realtime.connection import text_frame
 from realtime.messages import outcome_message, position_message, queued_message
-from realtime.metrics import CONNECTIONS, MESSAGES_SENT, POSITIONS_SENT, PROMPTS_PENDING
+from realtime.metrics import CONNECTIONS, POSITIONS_SENT, PROMPTS_PENDING, messages_sent
 from realtime.session import ClientSession, WireBacklog
 from waitroom.cadence import plan_cadence
 from waitroom.eta import (
@@ -182,7 +182,7 @@ class Hub:
             session.send(p.encode(message), on_written=written)
         else:
             session.send(p.encode(message))
-        MESSAGES_SENT.labels(message.__struct_config__.tag).inc()
+        messages_sent(message.__struct_config__.tag).inc()
 
     async def _traced_message(
         self, event_id: str, outcome: Prompted | Confirmed
@@ -241,7 +241,7 @@ class Hub:
             if (session.place == 0 or session.place > after) and session.waiting:
                 session.waiting = False
                 session.send_frame(frame)
-                MESSAGES_SENT.labels("sold_out").inc()
+                messages_sent("sold_out").inc()
         ch.ranked_stale = True
 
     async def _supervise(

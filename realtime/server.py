@@ -8,7 +8,6 @@ task produces them, see realtime/session.py); its one task reads ``join`` and
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -104,9 +103,9 @@ class WaitroomHandler:
                 await self._read(ws, session, ip)
             finally:
                 self._heartbeats.discard(session)
-                # Let what is queued (an error, say) reach the client, briefly.
-                with anyio.move_on_after(2):
-                    await session.flush()
+                if session.backed_up:  # let what is queued (an error, say) reach it, briefly
+                    with anyio.move_on_after(2):
+                        await session.flush()
         except Exception as exc:  # the connection broke; the place in line stays
             if not _is_disconnect(exc):
                 logger.exception("waitroom connection failed")
@@ -153,17 +152,21 @@ class WaitroomHandler:
         # Until it joins or resumes, a connection has join_timeout_s; then it is closed.
         join_deadline = anyio.current_time() + self._join_timeout_s
         while True:
-            with anyio.move_on_after(
-                math.inf if session.event_id is not None else join_deadline - anyio.current_time()
-            ) as waiting:
-                try:
+            try:
+                if session.event_id is not None:  # in line: no deadline, no cancel scope
                     raw = await ws.recv()
-                except ConnectionClosedOK:
-                    return
-            if waiting.cancelled_caught:
-                _refuse(
-                    session, "join_timeout", f"join or resume within {self._join_timeout_s:g} s"
-                )
+                else:
+                    raw = None  # until it joins or resumes, the deadline applies
+                    with anyio.move_on_after(join_deadline - anyio.current_time()):
+                        raw = await ws.recv()
+                    if raw is None:
+                        _refuse(
+                            session,
+                            "join_timeout",
+                            f"join or resume within {self._join_timeout_s:g} s",
+                        )
+                        return
+            except ConnectionClosedOK:
                 return
             if isinstance(raw, bytes):
                 _refuse(session, "binary_frame", "send messages as JSON text frames")

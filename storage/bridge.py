@@ -2,7 +2,9 @@
 
 On the trio runtime the drivers run inside trio through a trio-asyncio loop; on the
 asyncio runtime they are awaited directly. Every crossing is counted: it costs
-~70 µs of CPU on trio, so callers cross once per batch, never once per client.
+~70 µs of CPU on trio, so callers cross once per batch, never once per client, and
+work that makes several round trips in a row crosses once for all of them: a ``call``
+made from inside another (on the drivers' loop already) does not cross again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import sniffio
@@ -19,6 +22,9 @@ from storage.metrics import BRIDGE_CROSSINGS
 __all__ = ["Bridge", "open_bridge"]
 
 T = TypeVar("T")
+
+#: True while a ``Bridge.call`` runs (on the drivers' loop): calls made from it don't cross.
+_inside: ContextVar[bool] = ContextVar("bridge_inside", default=False)
 
 
 class Bridge:
@@ -33,13 +39,19 @@ class Bridge:
         return "asyncio" if self._loop is None else "trio"
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Await ``fn(*args)`` on the drivers' loop."""
+        """Await ``fn(*args)`` on the drivers' loop (at once if this is a call within one)."""
+        if _inside.get():
+            return await fn(*args)
         BRIDGE_CROSSINGS.inc()
         if self._loop is None:
-            return await fn(*args)
+            token = _inside.set(True)
+            try:
+                return await fn(*args)
+            finally:
+                _inside.reset(token)
         import trio_asyncio
 
-        result: T = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
+        result: T = await trio_asyncio.aio_as_trio(_within, loop=self._loop)(fn, *args)
         return result
 
     async def call_blocking(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -69,6 +81,12 @@ async def _cancelled_firmly(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         if not inner.cancelled():
             inner.exception()  # retrieved: the caller was cancelled, not told of it
         raise
+
+
+async def _within(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``fn(*args)`` on the drivers' loop, where the bridge's calls need not cross."""
+    _inside.set(True)  # in the drivers' task's own context
+    return await fn(*args)
 
 
 @asynccontextmanager

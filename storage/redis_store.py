@@ -264,6 +264,12 @@ class RedisStore:
         """True when the store runs on a Redis Cluster."""
         return self._scripts.cluster
 
+    async def together(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``fn(*args)``, whose calls to this store (several round trips in a row) cross
+        into the drivers' loop once for all (storage/bridge.py); ``fn`` must use nothing
+        of the app's runtime but this store."""
+        return await self._bridge.call(fn, *args)
+
     async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         return await self._scripts.call(op, fn)
 

@@ -55,7 +55,13 @@ class WaitingLine:
         self.presence: Batcher[Presence, str] = Batcher(self._presence_batch, name="presence")
 
     async def _join_batch(self, batch: list[tuple[JoinRequest, str]]) -> list[JoinResult]:
-        now = self._clock.now_ms()
+        # The rate limits' round trip and the join's cross into the drivers' loop once
+        # (the time is read here, on the app's loop: a mock clock drives it in tests).
+        return await self._redis.together(self._take_tokens_and_join, batch, self._clock.now_ms())
+
+    async def _take_tokens_and_join(
+        self, batch: list[tuple[JoinRequest, str]], now: int
+    ) -> list[JoinResult]:
         allowed = [True] * len(batch)
         if self._limits is not None:
             # One round trip decides the whole batch; refused joins never reach the line.

@@ -5,6 +5,8 @@ request that is not a WebSocket handshake, the closing handshake) it still does.
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 import sniffio
 from websockets.exceptions import ConnectionClosed
 
-from realtime.connection import ServerConnection
+from realtime.connection import ServerConnection, text_frame
 from realtime.transport import serve_websockets
 from tests.realtime.wsclient import raw_websocket
 
@@ -114,3 +116,81 @@ async def test_a_request_that_is_not_a_websocket_handshake_gets_an_http_error() 
         answer = await anyio.to_thread.run_sync(_plain_get, port)
     assert answer.startswith(b"HTTP/1.1 426 ") or answer.startswith(b"HTTP/1.1 400 ")
     assert b"\r\nServer:" not in answer
+
+
+_HANDSHAKE = (
+    b"GET /v1/events/e/waitroom HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+#: A client's close frame (1000), masked with a zero key.
+_CLOSE_1000 = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
+
+
+def _close_without_reading(port: int, done: threading.Event) -> None:
+    """Opens a WebSocket, sends a close frame and the end of its stream, and then reads
+    nothing more (its socket stays open, so the server's writes wait) until ``done``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND_S) as sock:
+        sock.sendall(_HANDSHAKE)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(1)
+        assert response.startswith(b"HTTP/1.1 101 ")
+        sock.sendall(_CLOSE_1000)
+        sock.shutdown(socket.SHUT_WR)
+        done.wait(BOUND_S)
+
+
+async def test_a_connection_that_ends_while_its_frames_wait_leaves_no_writer_behind() -> None:
+    """The frames a client never read are dropped when its connection ends: the task
+    waiting to write them ends with it (it runs in the listener's group, not the
+    connection's, so it must be woken when the socket is closed)."""
+    served: list[ServerConnection] = []
+    frame = text_frame(b"x" * 60_000)
+
+    async def flood(ws: ServerConnection) -> None:
+        served.append(ws)
+        while not ws.backed_up:  # until the kernel takes no more: a writer task waits
+            ws.write(frame)
+        await ws.recv()  # the client's close
+
+    done = threading.Event()
+    async with _serving(flood) as port, anyio.create_task_group() as tg:
+        tg.start_soon(lambda: anyio.to_thread.run_sync(_close_without_reading, port, done))
+        try:
+            with anyio.fail_after(BOUND_S):
+                while not served or served[0].backed_up:  # noqa: ASYNC110 (a state, no event)
+                    await anyio.sleep(0.05)
+        finally:
+            done.set()
+
+
+def _handshake_in_two_parts(port: int, first_sent: threading.Event) -> bytes:
+    """The opening handshake's request sent in two parts, a moment apart; the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND_S) as sock:
+        sock.sendall(_HANDSHAKE[:40])
+        first_sent.set()
+        time.sleep(0.3)
+        sock.sendall(_HANDSHAKE[40:])
+        response = b""
+        while b"\r\n\r\n" not in response and (byte := sock.recv(1)):
+            response += byte
+        return response
+
+
+async def test_a_request_that_arrives_in_parts_is_answered() -> None:
+    """A request only part of which is there when the connection is accepted: the rest
+    is waited for."""
+    first_sent = threading.Event()
+    answers: list[bytes] = []
+    async with _serving() as port:
+        client = threading.Thread(
+            target=lambda: answers.append(_handshake_in_two_parts(port, first_sent))
+        )
+        client.start()
+        # Hold the loop (the server's too) until the first part is in the server's
+        # socket: the connection is accepted with part of its request there.
+        first_sent.wait(BOUND_S)
+        time.sleep(0.1)  # noqa: ASYNC251 (the loop is held on purpose)
+        await anyio.to_thread.run_sync(client.join, BOUND_S)
+    assert answers and answers[0].startswith(b"HTTP/1.1 101 ")
