@@ -11,13 +11,17 @@ out without touching the socket again. There is no task per connection beside th
 caller's, and no lock or cancel scope per frame: a load generator holding 50,000 of
 these spends per message about what a server spends.
 
-The same code runs on trio and asyncio (``anyio.wait_readable`` / ``wait_writable``
-are ``trio.lowlevel.wait_*`` on trio and the loop's reader/writer callbacks on
-asyncio). ``wss://`` URLs (TLS) go through websockets' own client for the runtime.
+The same code runs on trio and asyncio, but for how a read is waited for: on trio the
+reader waits with ``trio.lowlevel.wait_readable`` and then reads; on asyncio the loop
+calls the connection back when data arrives, registered once for the connection's life
+(``anyio.wait_readable`` would register and unregister the socket on every wait), and
+the callback reads at once, waking the reader if one waits. ``wss://`` URLs (TLS) go
+through websockets' own client for the runtime.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import os
@@ -42,6 +46,9 @@ __all__ = ["CLOSE_TIMEOUT_S", "ClientConnection", "WsConnection", "connect_ws"]
 CLOSE_TIMEOUT_S = 10.0
 #: Most bytes read from a socket at once.
 _READ_BYTES = 65536
+#: asyncio stops reading a connection with this many messages not taken yet (and reads
+#: again once they all are): a reader that does not keep up is not buffered without end.
+_PAUSE_AT = 256
 
 
 class WsConnection(Protocol):
@@ -61,7 +68,12 @@ class ClientConnection:
     connections have them (a closed connection raises
     :class:`~websockets.exceptions.ConnectionClosed`). Made by :func:`connect_ws`."""
 
-    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: ClientProtocol,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.protocol = protocol  # handshake, framing, closing handshake
         self.response: Response | None = None  # the handshake's answer, once received
         self._sock = sock  # non-blocking, connected
@@ -72,6 +84,12 @@ class ClientConnection:
         self._messages: deque[tuple[bytes, bool]] = deque()  # (payload, is text), not yet taken
         self._fragments: list[bytes] = []  # a fragmented message so far
         self._fragmented_text = False  # the fragmented message is text
+        #: asyncio: the loop reads the socket as data arrives (:meth:`_on_readable`), one
+        #: registration for the connection's life; trio: the reader waits, then reads.
+        self._loop = loop
+        self._waiter: asyncio.Future[None] | None = None  # a reader waiting for data
+        self._watching = False  # the loop's reader callback is registered
+        self._watch()
 
     # Writing
 
@@ -158,20 +176,37 @@ class ClientConnection:
         raise self.protocol.close_exc
 
     async def _receive(self, *, keep_messages: bool = True) -> None:
-        """Read once from the socket, feed the protocol, answer what it answers."""
+        """Wait for a read from the socket (into the protocol, answered); ``keep_messages``
+        False: drop the messages (closing)."""
         if self._reading:
             raise ConcurrencyError("another task is reading from this connection")
         self._reading = True
         try:
-            await anyio.wait_readable(self._sock)
-            try:
-                data = self._sock.recv(_READ_BYTES)
-            except BlockingIOError:
-                return
-            except OSError:  # reset by the server: the end of the stream
-                data = b""
+            if self._loop is None:
+                await anyio.wait_readable(self._sock)
+                self._read_once()
+            else:
+                self._watch()  # if paused with many messages queued, now all taken
+                self._waiter = self._loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
         finally:
             self._reading = False
+        if not keep_messages:
+            self._messages.clear()
+
+    def _read_once(self) -> None:
+        """One ``recv`` into the protocol; write what the protocol answers."""
+        if self._read_done:
+            return
+        try:
+            data = self._sock.recv(_READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:  # reset by the server: the end of the stream
+            data = b""
         if data:
             self.protocol.receive_data(data)
         else:
@@ -180,13 +215,30 @@ class ClientConnection:
             self.protocol.receive_eof()
         for event in self.protocol.events_received():
             if isinstance(event, Frame):
-                if keep_messages:
-                    self._frame(event)
+                self._frame(event)
             elif isinstance(event, Response):
                 self.response = event
         self._write_protocol_output()
         if self.protocol.state is CLOSED:
             self._read_done = True
+
+    def _on_readable(self) -> None:
+        """asyncio's reader callback: read now, wake the reader if one waits."""
+        self._read_once()
+        if self._read_done or len(self._messages) >= _PAUSE_AT:
+            self._unwatch()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _watch(self) -> None:
+        if self._loop is not None and not self._watching and not self._read_done:
+            self._loop.add_reader(self._sock.fileno(), self._on_readable)
+            self._watching = True
+
+    def _unwatch(self) -> None:
+        if self._loop is not None and self._watching:
+            self._loop.remove_reader(self._sock.fileno())
+            self._watching = False
 
     def _frame(self, frame: Frame) -> None:
         """Assemble messages from data frames (the protocol answered control frames)."""
@@ -239,7 +291,12 @@ class ClientConnection:
             if not self._read_done:  # the server did not answer: cut the connection
                 self._read_done = True
                 self.protocol.receive_eof()
-            self._sock.close()
+            self.abort()
+
+    def abort(self) -> None:
+        """Close the socket now, without a closing handshake."""
+        self._unwatch()
+        self._sock.close()
 
 
 @asynccontextmanager
@@ -263,11 +320,12 @@ async def connect_ws(
         return
     with anyio.fail_after(open_timeout):
         sock = await _connected_socket(uri, local_address[0] if local_address else None)
-        ws = ClientConnection(sock, ClientProtocol(uri))
+        loop = asyncio.get_running_loop() if sniffio.current_async_library() == "asyncio" else None
+        ws = ClientConnection(sock, ClientProtocol(uri), loop)
         try:
             await ws.handshake(headers)
         except BaseException:
-            sock.close()
+            ws.abort()
             raise
     try:
         yield ws
