@@ -451,6 +451,7 @@ async def demo(
             niceness=FANOUT_NICENESS,
             cpu_role=" + ".join(here) or "bench",  # what this process does beside the harness
             store_urls=(settings.redis_url or "", settings.database_url or ""),
+            gateway_url=settings.stripe_api_base or "" if settings.gateway == "sandbox" else "",
         )
         code, report = await _sale(
             http_url, settings.admin_key, bench_options, options, interrupted

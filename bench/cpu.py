@@ -1,9 +1,9 @@
 """CPU time a sale cost each part of the system, from the processes' own counters.
 
 Read from ``/proc`` (Linux): user + system time of every process under this one
-(server, worker and bench processes, embedded Redis and PostgreSQL started here),
-and of the Redis and PostgreSQL that listen on the sale's URLs wherever they were
-started (PostgreSQL with its backends). Sampled while the sale runs, so that a
+(server, worker and bench processes, embedded Redis and PostgreSQL and the sandbox
+payment gateway started here), and of the Redis, PostgreSQL and sandbox gateway that
+listen on the sale's URLs wherever they were started (PostgreSQL with its backends). Sampled while the sale runs, so that a
 process that ends before the sale does still counts (up to its last sample).
 CPU seconds per admission or per booking are steadier than rates on a shared
 machine: they do not grow when another job takes the cores.
@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 __all__ = ["ROLES", "CpuMeter", "role_of"]
 
 #: The roles in the order a summary lists them.
-ROLES = ("servers", "worker", "Redis", "PostgreSQL", "bench")
+ROLES = ("servers", "worker", "Redis", "PostgreSQL", "gateway", "bench")
 
 _PROC = Path("/proc")
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
@@ -62,6 +62,8 @@ def role_of(argv: list[str]) -> str | None:
             return "worker"
         if command == ["serve"]:
             return "servers"
+        if command == ["gateway"]:  # the sandbox payment gateway, standing in for Stripe
+            return "gateway"
     return None
 
 
@@ -132,16 +134,25 @@ def _owners(inodes: set[str], programs: tuple[str, ...]) -> set[int]:
 
 
 class CpuMeter:
-    """CPU seconds by role since the meter was made, for this process's tree and the
-    stores at ``redis_url`` and ``database_url`` (either may be empty)."""
+    """CPU seconds by role since the meter was made, for this process's tree, the stores
+    at ``redis_url`` and ``database_url`` and the sandbox gateway at ``gateway_url`` (any
+    may be empty)."""
 
-    def __init__(self, own_role: str, *, redis_url: str = "", database_url: str = "") -> None:
+    def __init__(
+        self,
+        own_role: str,
+        *,
+        redis_url: str = "",
+        database_url: str = "",
+        gateway_url: str = "",
+    ) -> None:
         self.own_role = own_role  # what this process is: the harness alone is "bench"
         self._root = os.getpid()
         self._stores: dict[int, str] = {}
         for url, role, programs in (
             (redis_url, "Redis", ("redis-server",)),
             (database_url, "PostgreSQL", ("postgres", "postmaster")),
+            (gateway_url, "gateway", ("python",)),
         ):
             if url:
                 for pid in _owners(_listening_inodes(url), programs):

@@ -89,6 +89,9 @@ class BenchOptions:
     #: serves from it too). The stores' URLs name the Redis and PostgreSQL to measure.
     cpu_role: str = "bench"
     store_urls: tuple[str, str] = ("", "")
+    #: The sandbox payment gateway's URL, to measure it wherever it was started ("": not
+    #: measured unless it runs under this process).
+    gateway_url: str = ""
 
     def scenario_spec(self) -> Scenario:
         """The scenario with this run's overrides."""
@@ -441,7 +444,12 @@ async def run_bench(
         done: dict[int, Done] = {}
         samples: list[Sample] = []
         redis_url, database_url = options.store_urls
-        cpu = CpuMeter(options.cpu_role, redis_url=redis_url, database_url=database_url)
+        cpu = CpuMeter(
+            options.cpu_role,
+            redis_url=redis_url,
+            database_url=database_url,
+            gateway_url=options.gateway_url,
+        )
         started = time.time()
         opened_at = 0.0 if scenario.flash else started
         all_done = anyio.Event()

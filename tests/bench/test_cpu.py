@@ -20,7 +20,8 @@ def test_roles_from_command_lines() -> None:
     assert role_of(["/x/bin/redis-server unixsocket:/tmp/d/redis/redis.sock"]) == "Redis"
     assert role_of(["postgres: postgres postgres [local] idle"]) == "PostgreSQL"
     assert role_of(["/x/bin/postgres", "-D", "/tmp/d"]) == "PostgreSQL"
-    assert role_of([py, "-m", "api.cli", "gateway"]) is None
+    assert role_of([py, "-m", "api.cli", "gateway", "--runtime", "asyncio"]) == "gateway"
+    assert role_of([py, "-m", "api.cli", "demo"]) is None  # the harness's own role, given
     assert role_of([]) is None
 
 
@@ -84,3 +85,48 @@ def test_a_process_that_ended_keeps_its_role() -> None:
     )
     seconds = json.loads(done.stdout)
     assert "other" not in seconds and seconds["bench"] >= 0.25, seconds
+
+
+# A process listening on loopback that burns 0.3 s of CPU when told: a sandbox gateway
+# started by another command, outside the meter's process tree.
+_LISTENER = """
+import socket, sys, time
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen()
+print(sock.getsockname()[1], flush=True)
+sys.stdin.readline()
+end = time.process_time() + 0.3
+while time.process_time() < end: pass
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+_METER = """
+import json, sys
+from bench.cpu import CpuMeter
+meter = CpuMeter("bench", gateway_url=sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+meter.sample()
+print(json.dumps(meter.seconds()), flush=True)
+"""
+
+
+def test_the_gateway_at_its_url_is_counted_wherever_it_was_started() -> None:
+    """The sandbox gateway listening at the sale's gateway URL counts under "gateway",
+    though it is no child of the meter's process (shared, started by another command)."""
+    root = Path(__file__).resolve().parents[2]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    with subprocess.Popen([sys.executable, "-c", _LISTENER], **pipes) as gateway:  # type: ignore[call-overload]
+        assert gateway.stdin and gateway.stdout
+        url = f"http://127.0.0.1:{gateway.stdout.readline().strip()}"
+        with subprocess.Popen([sys.executable, "-c", _METER, url], cwd=root, **pipes) as meter:  # type: ignore[call-overload]
+            assert meter.stdin and meter.stdout
+            assert meter.stdout.readline().strip() == "ready"
+            gateway.stdin.write("burn\n")
+            gateway.stdin.flush()
+            assert gateway.stdout.readline().strip() == "done"
+            seconds = json.loads(meter.communicate("\n", timeout=60)[0])
+        gateway.communicate("\n", timeout=60)
+    assert seconds.get("gateway", 0.0) >= 0.25, seconds
