@@ -64,8 +64,7 @@ class Bridge:
         delivered again until the call ends. (On asyncio, anyio already does so.)
         """
         if self._loop is None:
-            BRIDGE_CROSSINGS.inc()
-            return await fn(*args)
+            return await self.call(fn, *args)
         return await self.call(_cancelled_firmly, fn, *args)
 
 
