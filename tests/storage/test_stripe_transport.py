@@ -1,13 +1,22 @@
 """The Stripe adapter's transport (``storage/http11.py`` under ``stripe``) against a server
 that misbehaves as the test tells it: a kept connection the server closed while idle costs
 no call, a server that never answers is an unknown outcome at the timeout, and an answer
-not framed by ``Content-Length`` is read in full."""
+not framed by ``Content-Length`` is read in full; https is TLS checked against the CA
+bundle ``stripe`` ships."""
 
 from __future__ import annotations
+
+import datetime
+import ssl
+from pathlib import Path
 
 import anyio
 import pytest
 import stripe
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from engine.payments import GatewayUnavailable
 from storage.stripe_gateway import StripeGateway
@@ -103,3 +112,61 @@ async def test_a_chunked_answer_is_read_in_full_and_the_next_call_made() -> None
             await gateway.aclose()
         assert rx.requests == 2
         assert rx.connections == 2
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for ``localhost`` signed by its own key: (certificate, key) files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_https_is_tls_checked_against_the_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway at an https address is spoken to over TLS, its certificate checked against
+    ``stripe.ca_bundle_path``: one the bundle does not vouch for is no call (an unknown
+    outcome); with it in the bundle, calls are made, on one kept connection."""
+    cert_file, key_file = _self_signed(tmp_path)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    async with receiver(tls=server) as rx:
+        _answer(rx, _PLAIN)
+        assert rx.url.startswith("https://localhost:")
+        gateway = _adapter(rx)
+        try:
+            with pytest.raises(GatewayUnavailable):
+                await _refund(gateway, "k0")
+        finally:
+            await gateway.aclose()
+        assert rx.requests == 0
+        monkeypatch.setattr(stripe, "ca_bundle_path", str(cert_file))
+        gateway = _adapter(rx)
+        try:
+            assert [await _refund(gateway, f"k{i}") for i in range(1, 3)] == [700] * 2
+        finally:
+            await gateway.aclose()
+        assert rx.requests == 2
+        assert rx.connections == 1
