@@ -297,10 +297,10 @@ class KeptConnections:
             if keep:
                 conn.idle_since = time.monotonic()
                 idle = self._idle.setdefault(origin, [])
-                if len(idle) >= self._max_idle:  # the longest idle makes room
-                    await anyio.aclose_forcefully(idle.pop(0).stream)
                 idle.append(conn)
                 kept = True
+                if len(idle) > self._max_idle:  # the longest idle makes room
+                    await anyio.aclose_forcefully(idle.pop(0).stream)
             return answer
         finally:
             if not kept:  # failed, cut off, or not to be reused: closed
@@ -317,6 +317,8 @@ class KeptConnections:
                     await anyio.aclose_forcefully(idle.pop(0).stream)  # the longest idle
                 return conn
             await anyio.aclose_forcefully(conn.stream)
+        if idle is not None and not idle and self._idle.get(origin) is idle:
+            del self._idle[origin]  # none left: forgotten until one is kept again
         with anyio.fail_after(self._timeout_s):
             return _Connection(await self._connect(origin))
 
