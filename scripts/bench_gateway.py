@@ -1,6 +1,6 @@
 """The Stripe adapter's own rate: charges per second from one process, ``--concurrency`` at a
 time, against a sandbox gateway process of its own (on asyncio + uvloop, as ``serve`` starts
-it), and the CPU each charge costs the client (``stripe``, httpx and the adapter) and the
+it), and the CPU each charge costs the client (``stripe``, its HTTP transport and the adapter) and the
 sandbox process. ``--profile FILE`` writes the client's cProfile stats.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_gateway.py [--runtime trio] [--charges 4000]

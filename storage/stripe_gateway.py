@@ -17,8 +17,8 @@ A charge under the port's idempotency key ``K`` is two calls:
 Network failures, Stripe's 5xx, 409 ``idempotency_key_in_use`` and rate limits become
 :class:`GatewayUnavailable` (the outcome is unknown: ask :meth:`retrieve`); card declines a
 declined :class:`Charge`; refund refusals :class:`RefundRefused`. The HTTP client is
-httpcore's connection pools, through anyio, so it runs on trio and on asyncio alike,
-without the bridge.
+:mod:`storage.http11`'s kept connections, through anyio, so it runs on trio and on asyncio
+alike, without the bridge.
 
 Why not one call (a PaymentIntent created with ``confirm=true`` and the card): Stripe keeps
 a key's first answer, 500 included, refuses the key with other parameters, and cannot be
@@ -30,18 +30,15 @@ arriving late, and another card after a decline would make a second intent for `
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import ssl
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
 import anyio
-import httpcore
-import httpx
 import stripe
 
+from storage.http11 import KeptConnections, parse_url
 from storage.payment_types import (
     SANDBOX_CARDS,
     Charge,
@@ -76,64 +73,67 @@ def _unavailable(exc: stripe.StripeError) -> GatewayUnavailable:
     return GatewayUnavailable(f"the payment provider failed: {exc.user_message or exc}")
 
 
-class _PooledClient(stripe.HTTPClient):
-    """Stripe's HTTP client interface over httpcore's connection pools, kept for the
-    adapter's life: one TLS context, keep-alive connections reused by every call.
+class _KeptClient(stripe.HTTPClient):
+    """Stripe's HTTP client interface over :mod:`storage.http11`'s kept connections, kept
+    for the adapter's life: one TLS context (Stripe's CA bundle, as ``stripe``'s own
+    clients use), keep-alive connections reused by every call.
 
-    httpx's ``AsyncClient`` (the ``stripe`` package's ``HTTPXClient``) adds, per call, a
-    request model built from the absolute URL, cookie extraction, auth and redirect
-    handling the API never needs: about a third of the client's CPU per call against the
-    sandbox (cProfile, ``scripts/bench_gateway.py``). Here a call is one
-    ``AsyncConnectionPool.request``: the body ``stripe`` encoded, its headers, the timeout.
+    A call is its request written in one ``send`` (head and body) on a kept connection and
+    its answer read, by a few lines of code when framed by ``Content-Length``, else by
+    h11. httpx's ``AsyncClient`` (the ``stripe`` package's ``HTTPXClient``) built a request
+    model, extracted cookies and handled auth and redirects per call; httpcore, which this
+    adapter used next, wrote each request's head and body in two sends and scanned every
+    connection of its pool, a readable-socket syscall for each idle one, per request (so it
+    was 64 pools of 4 to keep the scans short). Here the gateway's origin has one pool:
+    ``_MAX_CONNECTIONS`` connections at the most (the same 256: a sale's concurrent
+    payments in one process), calls beyond that waiting their turn in order, and as many
+    kept idle for ``_KEEPALIVE_S``; the most recently used idle connection is taken, and
+    only it is polled.
 
-    httpcore's pool scans all its connections for every queued request: with one pool sized
-    to a sale's concurrent payments that cost milliseconds of CPU per call (57 charges/s
-    against the sandbox, 20 connections kept alive; 101 with 256). Requests go round-robin
-    over ``_POOLS`` pools of ``_POOL_CONNECTIONS`` each instead. The scan also asks the
-    socket of every idle connection whether it is readable (a syscall each), so the pools
-    are many and small: 64 of 4 cost ~1.1-1.5 ms of CPU per charge where 16 of 16 (the
-    same 256 connections) cost ~1.9-2.2 ms. A proxy in the environment
-    (``HTTPS_PROXY``, ``NO_PROXY``) is honoured, as httpx would.
+    ``timeout`` bounds each phase of a call: waiting for a connection, connecting, and
+    writing the request and reading its whole answer. Any failure of the transport is
+    ``stripe.APIConnectionError`` (as ``stripe``'s own clients raise it: the outcome is
+    unknown), and nothing is sent again here: a kept connection the gateway closed while
+    idle is found so before the request is written to it and another is taken; one closed
+    under the request fails the call, which ``stripe``'s ``max_network_retries`` and the
+    callers, with the same idempotency keys, may retry. A proxy of the environment
+    (``HTTPS_PROXY``, ``NO_PROXY``) is honoured through ``stripe``'s own ``HTTPXClient``.
     """
 
-    name = "httpcore"
+    name = "http11"
 
     def __init__(self, api_base: str, timeout: float) -> None:
         super().__init__()
-        ssl_context = ssl.create_default_context(cafile=stripe.ca_bundle_path)
-        url = httpx.URL(api_base)
-        proxy_url = urllib.request.getproxies().get(url.scheme)
-        proxy = None
-        if proxy_url and not urllib.request.proxy_bypass(url.host):
-            proxy = httpcore.Proxy(proxy_url)
-        self._pools = [
-            httpcore.AsyncConnectionPool(
-                ssl_context=ssl_context,
-                proxy=proxy,
-                max_connections=_POOL_CONNECTIONS,
-                max_keepalive_connections=_POOL_CONNECTIONS,
-                keepalive_expiry=_KEEPALIVE_S,
-            )
-            for _ in range(_POOLS)
-        ]
-        self._turn = itertools.cycle(self._pools)
-        self._extensions = {
-            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-        }
+        self._base = api_base
+        self._origin, base_path, proxied = parse_url(api_base)
+        self._base_path = base_path.rstrip(b"/")
+        self._proxied = stripe.HTTPXClient(timeout=timeout) if proxied else None
+        self._http = KeptConnections(
+            keepalive_s=_KEEPALIVE_S,
+            max_idle=_MAX_CONNECTIONS,
+            max_connections=_MAX_CONNECTIONS,
+            timeout_s=timeout,
+            ssl_context=_ssl_context,
+        )
 
     async def request_async(
         self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
-    ) -> tuple[bytes, int, httpx.Headers]:
+    ) -> tuple[bytes, int, Mapping[str, str]]:
         """One call: (body, status, headers), or APIConnectionError if it could not be made
         or answered (the outcome is unknown)."""
+        if self._proxied is not None:
+            body, status, answer_headers = await self._proxied.request_async(
+                method, url, headers, post_data
+            )
+            return body, status, answer_headers
         content = post_data.encode() if isinstance(post_data, str) else post_data
         try:
-            response = await next(self._turn).request(
-                method.upper(),
-                url,
-                headers=list(headers.items()),
-                content=content,
-                extensions=self._extensions,
+            if url.startswith(self._base):
+                origin, path = self._origin, self._base_path + url[len(self._base) :].encode()
+            else:  # not under the base address (never so for the adapter's calls)
+                origin, path, _ = parse_url(url)
+            answer = await self._http.request(
+                origin, method.upper().encode(), path, headers.items(), content
             )
         except Exception as exc:  # every transport failure: the outcome is unknown
             raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]
@@ -141,21 +141,28 @@ class _PooledClient(stripe.HTTPClient):
                 f"(network error: a {type(exc).__name__} was raised)",
                 should_retry=True,
             ) from exc
-        return response.content, response.status, httpx.Headers(response.headers)
+        return answer.body, answer.status, answer.headers
 
     async def sleep_async(self, secs: float) -> None:
         await anyio.sleep(secs)
 
     async def close_async(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        await self._http.aclose()
+        if self._proxied is not None:
+            await self._proxied.close_async()  # type: ignore[no-untyped-call]
 
 
-#: Connection pools to the gateway in one process, and connections kept alive in each.
-_POOLS = 64
-_POOL_CONNECTIONS = 4
+def _ssl_context() -> ssl.SSLContext:
+    """The TLS context for the gateway: Stripe's CA bundle, as ``stripe``'s clients use."""
+    context = ssl.create_default_context(cafile=stripe.ca_bundle_path)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+#: Connections to the gateway in one process, kept alive or busy (requests beyond wait).
+_MAX_CONNECTIONS = 256
 #: How long an idle connection is kept (httpx's default): a provider closing idle
-#: connections sooner would fail the next call on it, an outcome unknown to be resolved.
+#: connections sooner is found so before a request is written to the connection.
 _KEEPALIVE_S = 5.0
 
 
@@ -178,7 +185,7 @@ class StripeGateway:
         sandbox: bool = False,
         timeout_s: float = 30.0,
     ) -> None:
-        self._http = _PooledClient(api_base, timeout_s)
+        self._http = _KeptClient(api_base, timeout_s)
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base},

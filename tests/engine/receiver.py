@@ -3,6 +3,7 @@ and asyncio alike) that records what it is sent and answers as the test tells it
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 import msgspec
+from anyio.streams.tls import TLSListener
 
 from storage.log_events import decode_entry
 from storage.webhook_client import verify
@@ -97,14 +99,19 @@ async def _read_request(stream: anyio.abc.ByteStream) -> tuple[dict[str, str], b
 
 
 @asynccontextmanager
-async def receiver() -> AsyncIterator[Receiver]:
-    """A receiver listening on a free loopback port until the block ends."""
+async def receiver(tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+    """A receiver listening on a free loopback port until the block ends; with ``tls``
+    (a server context), over TLS, at ``https://localhost``."""
     state = Receiver()
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = tcp.extra(anyio.abc.SocketAttribute.local_port)
     state.url = f"http://127.0.0.1:{port}/hook"
+    listener: anyio.abc.Listener[anyio.abc.ByteStream] = tcp
+    if tls is not None:
+        listener = TLSListener(tcp, tls, standard_compatible=False)
+        state.url = f"https://localhost:{port}/hook"
 
-    async def serve(stream: anyio.abc.SocketStream) -> None:
+    async def serve(stream: anyio.abc.ByteStream) -> None:
         state.connections += 1
         async with stream:
             while True:
