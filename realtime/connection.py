@@ -41,6 +41,8 @@ from websockets.http11 import Request
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
+from plumbing.outbox import Outbox
+
 __all__ = [
     "CLOSE_TIMEOUT_S",
     "OPEN_TIMEOUT_S",
@@ -144,7 +146,7 @@ class ServerConnection:
         self._sock = sock  # non-blocking, connected
         self._spawn = spawn  # runs the flusher and a close started from sync code
         self._io = io or SocketIo.current()  # the runtime's waits on the socket
-        self._unsent = b""  # bytes the kernel did not take yet; written before anything else
+        self._outbox = Outbox(sock)  # written at once, or queued behind what the kernel refused
         self._flushing = False  # the flusher task is running
         self._drained: anyio.Event | None = None  # set when the unsent bytes are all written
         self._shutdown_wanted = False  # the protocol asked to end the write side
@@ -161,7 +163,7 @@ class ServerConnection:
     @property
     def backed_up(self) -> bool:
         """Bytes are waiting for the socket to become writable: queue, don't write."""
-        return bool(self._unsent)
+        return self._outbox.pending
 
     def write(self, data: bytes) -> None:
         """Write frames (see :func:`text_frame`) now, or after what is waiting already.
@@ -174,35 +176,25 @@ class ServerConnection:
     def _write(self, data: bytes) -> None:
         if self._broken:
             return
-        if self._unsent:
-            self._unsent += data
-            return
-        try:
-            sent = self._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        if not self._outbox.write(data):
             self._break()
-            return
-        if sent < len(data):
-            self._unsent = data[sent:]
-            if not self._flushing:
-                self._flushing = True
-                self._spawn(self._flush)
+        elif self._outbox.pending and not self._flushing:
+            self._flushing = True
+            self._spawn(self._flush)
 
     async def _flush(self) -> None:
         """Write the unsent bytes as the socket takes them, then what the owner queued."""
         try:
-            while self._unsent and not self._broken:
+            while self._outbox.pending and not self._broken:
                 await self._io.wait_writable(self._sock)
-                data, self._unsent = self._unsent, b""
-                self._write(data)
-                if not self._unsent and self.on_writable is not None:
+                if not self._outbox.flush():
+                    self._break()
+                elif not self._outbox.pending and self.on_writable is not None:
                     self.on_writable()  # may back up again: the loop goes on
             if self._shutdown_wanted and not self._broken:
                 self._shutdown_write()
         except self._io.closed:  # the connection ended while its bytes waited: drop them
-            self._unsent = b""
+            self._outbox.clear()
         finally:
             self._flushing = False
             if self._drained is not None:
@@ -211,7 +203,7 @@ class ServerConnection:
 
     async def drain(self) -> None:
         """Wait until nothing is left unsent (or the socket failed)."""
-        while self._unsent and not self._broken:
+        while self._outbox.pending and not self._broken:
             if self._drained is None:
                 self._drained = anyio.Event()
             await self._drained.wait()
@@ -221,7 +213,7 @@ class ServerConnection:
         for data in self.protocol.data_to_send():
             if data:
                 self._write(data)
-            elif self._unsent:
+            elif self._outbox.pending:
                 self._shutdown_wanted = True  # after the unsent bytes
             else:
                 self._shutdown_write()
@@ -234,7 +226,7 @@ class ServerConnection:
     def _break(self) -> None:
         """The socket failed: stop writing, and let readers see the end of the stream."""
         self._broken = True
-        self._unsent = b""
+        self._outbox.clear()
         with contextlib.suppress(OSError):  # a task waiting to read wakes to EOF
             self._sock.shutdown(socket.SHUT_RDWR)
 

@@ -40,6 +40,8 @@ from websockets.http11 import USER_AGENT, Response
 from websockets.protocol import CLOSED, CONNECTING, OPEN
 from websockets.uri import WebSocketURI, parse_uri
 
+from plumbing.outbox import Outbox
+
 __all__ = ["CLOSE_TIMEOUT_S", "ClientConnection", "WsConnection", "connect_ws"]
 
 #: A closing handshake the server does not complete within this is cut short.
@@ -77,7 +79,7 @@ class ClientConnection:
         self.protocol = protocol  # handshake, framing, closing handshake
         self.response: Response | None = None  # the handshake's answer, once received
         self._sock = sock  # non-blocking, connected
-        self._unsent = b""  # bytes the kernel did not take yet; written before anything else
+        self._outbox = Outbox(sock)  # written at once, or queued behind what the kernel refused
         self._broken = False  # the socket failed: nothing more is written
         self._read_done = False  # the server's end of the stream (or the socket failed)
         self._reading = False  # a task is reading (one at a time)
@@ -95,27 +97,15 @@ class ClientConnection:
 
     def _write(self, data: bytes) -> None:
         """Write now, or queue after what is waiting already (see :meth:`_drain`)."""
-        if self._broken:
-            return
-        if self._unsent:
-            self._unsent += data
-            return
-        try:
-            sent = self._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        if not self._broken and not self._outbox.write(data):
             self._break()
-            return
-        if sent < len(data):
-            self._unsent = data[sent:]
 
     async def _drain(self) -> None:
         """Wait for the socket to take the unsent bytes (only when the kernel was full)."""
-        while self._unsent and not self._broken:
+        while self._outbox.pending and not self._broken:
             await anyio.wait_writable(self._sock)
-            data, self._unsent = self._unsent, b""
-            self._write(data)
+            if not self._outbox.flush():
+                self._break()
 
     def _write_protocol_output(self) -> None:
         """Write what the protocol has to send: the request, frames, a pong, a close."""
@@ -128,7 +118,7 @@ class ClientConnection:
     def _break(self) -> None:
         """The socket failed: stop writing, and let the reader see the end of the stream."""
         self._broken = True
-        self._unsent = b""
+        self._outbox.clear()
 
     async def send(self, message: str | bytes, *, text: bool | None = None) -> None:
         """Send one frame: text for a ``str`` (or ``text=True``), else binary; returns
@@ -142,7 +132,7 @@ class ClientConnection:
         else:
             self.protocol.send_binary(message)
         self._write_protocol_output()
-        if self._unsent:
+        if self._outbox.pending:
             await self._drain()
 
     # Reading
