@@ -101,7 +101,8 @@ async def test_positions_on_the_way_and_a_resumed_place(client: BookingClient) -
     with anyio.fail_after(WAIT_S):
         async with WaitingRoom.connect(url) as first, WaitingRoom.connect(url) as second:
             assert isinstance(await first.join("buyer-1"), p.Queued)
-            assert [u async for u in first.until_prompt()] == []
+            # At the head: a position round may tell it so before admission prompts it.
+            assert {u.position async for u in first.until_prompt()} <= {0}
             assert isinstance(await second.join("buyer-2"), p.Queued)
             async with WaitingRoom.connect(url) as third:
                 queued = await third.join("buyer-3")
@@ -137,7 +138,8 @@ async def test_waiting_can_stop_at_an_update_and_go_on_later(client: BookingClie
     with anyio.fail_after(WAIT_S):
         async with WaitingRoom.connect(url) as first, WaitingRoom.connect(url) as second:
             assert isinstance(await first.join("buyer-1"), p.Queued)
-            assert [u async for u in first.until_prompt()] == []
+            # At the head: a position round may tell it so before admission prompts it.
+            assert {u.position async for u in first.until_prompt()} <= {0}
             assert isinstance(await second.join("buyer-2"), p.Queued)
             async with aclosing(second.until_prompt()) as updates:
                 update = await anext(updates)
