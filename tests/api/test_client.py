@@ -33,7 +33,8 @@ async def test_a_full_buy(client: BookingClient) -> None:
         async with WaitingRoom.connect(created.waitroom_url) as room:
             queued = await room.join("buyer-1", quantity=2, section="A")
             assert isinstance(queued, p.Queued) and queued.ticket == 1
-            assert [u async for u in room.until_prompt()] == []  # seats were free at once
+            # Seats were free at once: at most told it is at the head before the prompt.
+            assert {u.position async for u in room.until_prompt()} <= {0}
             prompt = room.prompt
             assert prompt is not None and prompt.hold_id == f"{created.id}.{queued.ticket}"
             key = new_key("client")
