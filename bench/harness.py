@@ -50,6 +50,9 @@ __all__ = [
 MAX_CLIENTS = 200_000
 #: Clients per bench process: each socket is an open file, 20,000 per process.
 CLIENTS_PER_PROCESS = 19_000
+#: How often the harness reads every process's CPU counters, seconds (a read of /proc
+#: costs ~2 ms with a few hundred processes: ~1 % of a core at this pace).
+CPU_SAMPLE_S = 0.25
 #: Clients per source address (ephemeral ports run out near 28,000).
 CLIENTS_PER_ADDRESS = 20_000
 
@@ -137,6 +140,8 @@ class BenchReport(SaleReport):
     seats_requested: int = 0  # the seats every buyer asked for, together
     seats_sized_to_demand: bool = False  # the event was made with as many seats
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by role
+    #: (wall time, CPU seconds by role since the start) through the sale, a few a second
+    cpu_track: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # at the end of the sale
 
     @property
@@ -176,6 +181,26 @@ class BenchReport(SaleReport):
         out = {role: s * 1e6 / count for role, s in self.cpu_s.items() if role != "other"}
         out["total"] = sum(out.values())
         return out
+
+    def admitting_window(self) -> tuple[float, float] | None:
+        """Wall times of the first hold made and the last prompt received (None: no prompt)."""
+        prompted = [r for r in self.results if r.prompted_at]
+        if not prompted:
+            return None
+        return min(r.admitted_at for r in prompted), max(r.prompted_at for r in prompted)
+
+    def cpu_while_admitting(self) -> dict[str, float]:
+        """CPU seconds by role from the first hold made to the last prompt received, read
+        off the track between its samples ({} without two samples around the window). In
+        a flash sale this is the work of admission and delivery alone, where the whole
+        run's CPU is mostly the joins before it."""
+        window = self.admitting_window()
+        if window is None or len(self.cpu_track) < 2:
+            return {}
+        start, end = (_cpu_at(self.cpu_track, t) for t in window)
+        if start is None or end is None:
+            return {}
+        return {role: max(end.get(role, 0.0) - start.get(role, 0.0), 0.0) for role in end}
 
     def prompts_per_s(self) -> float:
         """Prompts received per second, from the first hold made to the last prompt received:
@@ -235,7 +260,21 @@ class BenchReport(SaleReport):
             ("CPU per admission, µs", _by_role(self.cpu_us_per(t.admitted))),
             ("CPU per paid booking, µs", _by_role(self.cpu_us_per(t.confirmed))),
             ("CPU, s", _by_role(self.cpu_s, ".1f")),
+            *self._admitting_rows(t.admitted),
             ("load average (1, 5, 15 min)", " ".join(f"{x:.2f}" for x in self.load_average)),
+        ]
+
+    def _admitting_rows(self, prompted: int) -> list[tuple[str, str]]:
+        """CPU per prompt and cores busy from the first hold to the last prompt."""
+        cpu = self.cpu_while_admitting()
+        window = self.admitting_window()
+        if not cpu or window is None or window[1] <= window[0] or not prompted:
+            return []
+        per = {role: s * 1e6 / prompted for role, s in cpu.items() if role != "other"}
+        busy = sum(per.values()) * prompted / 1e6 / (window[1] - window[0])
+        return [
+            ("CPU per prompt, first hold..last prompt, µs", _by_role(per)),
+            ("cores busy, first hold..last prompt", f"{busy:.2f} of {os.cpu_count()}"),
         ]
 
     def _seats_note(self) -> str:
@@ -266,6 +305,7 @@ class BenchReport(SaleReport):
                 "cpu_s": self.cpu_s,
                 "cpu_us_per_admission": self.cpu_us_per(tally_of(self.results).admitted),
                 "cpu_us_per_booking": self.cpu_us_per(tally_of(self.results).confirmed),
+                "cpu_s_while_admitting": self.cpu_while_admitting(),
                 "load_average": self.load_average,
                 "samples": self.samples,
                 "results": self.results,
@@ -499,9 +539,17 @@ async def run_bench(
             await client.resume(event_id)
             opened_at = time.time()
 
+        cpu_track: list[tuple[float, dict[str, float]]] = [(started, cpu.seconds())]
+
+        async def track_cpu() -> None:
+            while not all_done.is_set():
+                with anyio.move_on_after(CPU_SAMPLE_S):
+                    await all_done.wait()
+                cpu.sample()
+                cpu_track.append((time.time(), cpu.seconds()))
+
         async def sample() -> None:
             while not all_done.is_set():
-                cpu.sample()
                 view = None
                 # A server too busy to answer in time misses a sample, not the run.
                 with anyio.move_on_after(5), contextlib.suppress(ApiError, ConnectionError):
@@ -525,6 +573,7 @@ async def run_bench(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(sample)
+            tg.start_soon(track_cpu)
             tg.start_soon(show_progress)
             if scenario.flash:
                 tg.start_soon(open_when_joined)
@@ -532,7 +581,6 @@ async def run_bench(
                 for job in jobs:
                     procs.start_soon(run_process, job)
             all_done.set()
-        cpu.sample()
         load_average = os.getloadavg()
         elapsed = time.time() - started
         results = [r for k in sorted(done) for r in done[k].results]
@@ -565,6 +613,7 @@ async def run_bench(
             seats_requested=requested,
             seats_sized_to_demand=not options.seats,
             cpu_s=cpu.seconds(),
+            cpu_track=cpu_track,
             load_average=load_average,
         )
 
@@ -588,6 +637,16 @@ async def _forward_stop(process: anyio.abc.Process, stop: anyio.Event) -> None:
     await stop.wait()
     if process.returncode is None:
         process.send_signal(signal.SIGINT)
+
+
+def _cpu_at(track: list[tuple[float, dict[str, float]]], at: float) -> dict[str, float] | None:
+    """CPU seconds by role at wall time ``at``, interpolated between the samples around it
+    (None: ``at`` is outside the track)."""
+    for (t0, c0), (t1, c1) in itertools.pairwise(track):
+        if t0 <= at <= t1:
+            f = (at - t0) / (t1 - t0) if t1 > t0 else 1.0
+            return {r: c0.get(r, 0.0) + f * (v - c0.get(r, 0.0)) for r, v in c1.items()}
+    return None
 
 
 def _by_role(values: dict[str, float], spec: str = ".0f") -> str:

@@ -236,6 +236,33 @@ def test_busiest_window_and_cpu_per_admission() -> None:
     assert rows["holds made (busiest 5 s)"] == "20.0 /s"
 
 
+def test_cpu_while_admitting_is_read_between_the_first_hold_and_the_last_prompt() -> None:
+    """The CPU from the first hold made to the last prompt received is interpolated off
+    the track; the joins before it (most of a flash sale's CPU) are left out."""
+    results = [
+        ClientResult(f"c{i}", Behaviour.PAY, 1, admitted_at=101.0 + i, prompted_at=101.5 + i)
+        for i in range(4)  # holds 101..104, the last prompt at 104.5: a 3.5 s window
+    ]
+    track = [
+        (90.0, {"servers": 0.0, "bench": 0.0}),
+        (100.0, {"servers": 10.0, "bench": 20.0}),  # the joins: 10 s and 20 s of CPU
+        (102.0, {"servers": 12.0, "bench": 21.0}),
+        (106.0, {"servers": 16.0, "bench": 23.0, "Redis": 1.0}),  # seen from here on
+    ]
+    report = BenchReport("ev", 10, results, 20.0, {}, scenario="flash", cpu_track=track)
+    assert report.admitting_window() == (101.0, 104.5)
+    cpu = report.cpu_while_admitting()
+    # servers: 11.0 at 101, 14.5 at 104.5; bench: 20.5 and 22.25; Redis from nothing
+    assert cpu == pytest.approx({"servers": 3.5, "bench": 1.75, "Redis": 0.625})
+    rows = dict(report.summary_rows())
+    per = rows["CPU per prompt, first hold..last prompt, µs"]
+    assert per == "servers 875000, Redis 156250, bench 437500 (total 1468750)"
+    assert rows["cores busy, first hold..last prompt"].startswith("1.68 of ")
+    outside = BenchReport("ev", 10, results, 20.0, {}, scenario="flash", cpu_track=track[:2])
+    assert outside.cpu_while_admitting() == {}
+    assert "cores busy, first hold..last prompt" not in dict(outside.summary_rows())
+
+
 def test_seats_row_says_whether_buyers_waited_for_seats() -> None:
     """The summary says whether every buyer could hold at once or waited for seats."""
     short = BenchReport("ev", 100, [], 1.0, {}, seats_requested=250)
@@ -278,3 +305,4 @@ async def test_flash_sale_sized_to_the_demand_holds_everyone_at_once(services: S
     assert report.seats_requested == sum(r.quantity for r in report.results)
     assert sum(r.outcome == "sold_out" for r in report.results) == 0
     assert report.cpu_s.get("bench", 0.0) > 0.0
+    assert 0.0 < report.cpu_while_admitting()["bench"] < report.cpu_s["bench"]
