@@ -68,7 +68,7 @@ class Hub:
         *,
         position_interval_s: float,
         position_frames_per_s: float,
-        report_interval_s: float = 0.1,
+        report_interval_s: float = 0.02,
         report_ttl_s: float = 15.0,
     ) -> None:
         self._line = line  # outcome streams, status and places of each event's line
