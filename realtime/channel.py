@@ -51,6 +51,7 @@ class EventChannel:
     ranked_unsorted: bool = False  # a session joined ``ranked`` out of place order
     ranked_stale: bool = False  # a session in ``ranked`` was detached or decided
     allowance: float = 0.0  # position frames this event may still send (carried between ticks)
+    prompts_at_round: int = 0  # the backlog's ``routed`` at the last position round
     counting: bool = False  # the sale was open with somebody waiting at the last status read
 
     def rank(self, session: ClientSession) -> None:

@@ -35,6 +35,7 @@ class DeliveryBacklog:
 
     def __init__(self) -> None:
         self.count = 0  # prompts queued and not yet written, over every session
+        self.routed = 0  # prompts queued here ever (position rounds leave them the frames)
         self._by_session: dict[object, list[_Prompt]] = {}  # session -> its counted prompts
         #: Every prompt queued, in order (holds are made in order: deadlines nearly are),
         #: until it is at the front and done or due.
@@ -47,6 +48,7 @@ class DeliveryBacklog:
         self._by_session.setdefault(session, []).append(prompt)
         self._in_order.append(prompt)
         self.count += 1
+        self.routed += 1
         return partial(self._done, prompt)
 
     def _done(self, prompt: _Prompt) -> None:

@@ -16,7 +16,9 @@ server (frames per second), shared by its events and spent nearest the head
 first (see ``waitroom/cadence.py``): the frames per second stay bounded however
 many clients wait here. Messages queued on backed-up connections (prompts, above
 all) come first: while they wait, each takes one frame from every round's
-allowance, and a round skips clients whose socket is backed up. What a round sends is decided in ``realtime/channel.py``
+allowance, and a round skips clients whose socket is backed up; every prompt routed since
+the last round takes a frame from the round too, so a flash's prompts are not slowed by
+positions. What a round sends is decided in ``realtime/channel.py``
 and every message is built in ``realtime/messages.py``; this module runs the tasks.
 """
 
@@ -360,6 +362,11 @@ class Hub:
             )
             # Unspent frames carry over, up to one tick's worth (and at least one frame).
             ch.allowance = min(ch.allowance + share * base, max(share * base, 1.0))
+            # Prompts come out of the same budget first: each one routed since the last
+            # round takes a position frame (a burst empties one round's, no more).
+            prompted = ch.backlog.routed - ch.prompts_at_round
+            ch.prompts_at_round = ch.backlog.routed
+            ch.allowance = max(ch.allowance - prompted, 0.0)
             if share <= 0:  # no client of this event is in line here
                 continue
             # Messages waiting for backed-up sockets (prompts, most of all) come first: every

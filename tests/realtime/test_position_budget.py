@@ -73,11 +73,15 @@ async def _metronome() -> None:
 
 @asynccontextmanager
 async def _line_moving(
-    store: RedisStore, event_id: str, *, queued_messages: int = 0
+    store: RedisStore,
+    event_id: str,
+    *,
+    queued_messages: int = 0,
+    rate_per_min: int = RATE_PER_MIN,
 ) -> AsyncIterator[tuple[list[_Recorder], float]]:
     """CLIENTS clients in line with a session each on a hub; admission moves the line at
-    RATE_PER_MIN. Yields the recorders (in place order) and the virtual time admission started.
-    ``queued_messages``: messages the hub is told wait for backed-up sockets all along."""
+    ``rate_per_min``. Yields the recorders (in place order) and the virtual time admission
+    started. ``queued_messages``: messages the hub is told wait for backed-up sockets all along."""
     config = {
         "opens_at_ms": 0,
         "hold_ms": SPEC.hold_seconds * 1000,
@@ -87,7 +91,7 @@ async def _line_moving(
     }
     await store.create_event(event_id, msgspec.json.encode(config), ["a"])
     clock = LoopAnchoredClock()
-    await store.set_admission(event_id, clock.now_ms(), None, RATE_PER_MIN)
+    await store.set_admission(event_id, clock.now_ms(), None, rate_per_min)
     holds = Holds(
         _Catalog(),  # type: ignore[arg-type]
         TokenSigner(b"test-secret-0123456789"),
@@ -148,7 +152,9 @@ async def test_position_frames_stay_within_the_budget_and_the_head_sees_every_ti
     for recorder in recorders:
         for t, _ in _positions(recorder):
             per_second[math.floor(t - start)] += 1
-    assert max(per_second.values()) == BUDGET  # binding: all 3,000 moved on the first tick
+    # Binding: all 3,000 moved on the first tick; the prompts of each round take their
+    # frames first (10 a second, give or take one of the rate cap's refills).
+    assert BUDGET - 2 * RATE_PER_MIN / 60 <= max(per_second.values()) < BUDGET
     total = sum(per_second.values())
     assert total <= BUDGET * RUN_S
 
@@ -192,3 +198,21 @@ async def test_messages_waiting_for_backed_up_sockets_take_frames_from_position_
             per_second[math.floor(t - start)] += 1
     assert per_second  # positions still go out
     assert max(per_second.values()) <= BUDGET - queued
+
+
+async def test_prompts_take_their_frames_from_position_rounds_first(
+    redis_store: RedisStore, event_id: str
+) -> None:
+    """Admission at 200 a second against a budget of 250 frames a second: each round's
+    positions are what the round's prompts left, about 50, not 250."""
+    rate = 200
+    async with _line_moving(redis_store, event_id, rate_per_min=rate * 60) as (recorders, start):
+        await anyio.sleep(10)
+    per_second: defaultdict[int, int] = defaultdict(int)
+    for recorder in recorders:
+        for t, _ in _positions(recorder):
+            per_second[math.floor(t - start)] += 1
+    prompted = sum(1 for r in recorders if _prompted_at(r) is not None)
+    assert prompted >= 8 * rate  # the line moved at the rate all along
+    assert per_second  # positions still go out
+    assert max(per_second.values()) <= BUDGET - rate + rate / 10
