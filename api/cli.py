@@ -176,7 +176,11 @@ def _parser() -> argparse.ArgumentParser:
         "own signed with BOOKING_IDENTITY_SECRET",
     )
     sale.add_argument(
-        "--bench-runtime", choices=RUNTIMES, default="trio", help="runtime of the bench processes"
+        "--bench-runtime",
+        choices=RUNTIMES,
+        default="asyncio",
+        help="runtime of the bench processes, whatever the servers run (default asyncio: "
+        "the cheaper load generator)",
     )
     demo = sub.add_parser(
         "demo",

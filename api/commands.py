@@ -227,7 +227,7 @@ class SaleOptions:
     processes: int = 0
     max_active_holds: int = 300
     plots_dir: Path | None = None
-    bench_runtime: str = "trio"
+    bench_runtime: str = "asyncio"  # of the bench processes (see BenchOptions.runtime)
     ws_servers: tuple[str, ...] = ()
     challenge_difficulty: int = 0  # the event's join challenge (0: none)
     identity_secret: str = field(default="", repr=False)  # non-empty: identity required
