@@ -42,30 +42,44 @@ class Tally(msgspec.Struct, frozen=True):
 
 
 def tally_of(results: Iterable[ClientResult]) -> Tally:
-    """Count ``results`` (the summary's numbers and every progress frame's)."""
-    counts = dict.fromkeys(Tally.__struct_fields__, 0)
-    outcome_field = {
-        "confirmed": "confirmed",
-        "expired": "expired",
-        "sold_out": "sold_out",
-        "left": "left",
-        "error": "errors",
-    }
+    """Count ``results`` (the summary's numbers and every progress frame's). Each bench
+    process counts its ~19,000 clients twice a second while they run: locals, not a dict
+    of counters, keep that to ~2 ms."""
+    connected = joined = admitted = never_joined = holding = waiting = seats_sold = 0
+    ended = dict.fromkeys(("confirmed", "expired", "sold_out", "left", "error"), 0)
     for r in results:
-        counts["connected"] += bool(r.joined_at)
-        counts["joined"] += bool(r.ticket)
-        counts["admitted"] += bool(r.prompted_at)
-        if r.outcome:
-            counts["never_joined"] += not r.ticket
-            if r.outcome in outcome_field:
-                counts[outcome_field[r.outcome]] += 1
-            if r.outcome == "confirmed":
-                counts["seats_sold"] += r.seats
+        if r.joined_at:
+            connected += 1
+        if r.ticket:
+            joined += 1
+        if r.prompted_at:
+            admitted += 1
+        outcome = r.outcome
+        if outcome:
+            if not r.ticket:
+                never_joined += 1
+            if outcome in ended:
+                ended[outcome] += 1
+            if outcome == "confirmed":
+                seats_sold += r.seats
         elif r.prompted_at:
-            counts["holding"] += 1
+            holding += 1
         elif r.ticket:
-            counts["waiting"] += 1
-    return Tally(**counts)
+            waiting += 1
+    return Tally(
+        connected=connected,
+        joined=joined,
+        never_joined=never_joined,
+        waiting=waiting,
+        holding=holding,
+        admitted=admitted,
+        confirmed=ended["confirmed"],
+        expired=ended["expired"],
+        sold_out=ended["sold_out"],
+        left=ended["left"],
+        errors=ended["error"],
+        seats_sold=seats_sold,
+    )
 
 
 class RateWindow:
