@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["ROLES", "CpuMeter", "role_of"]
+__all__ = ["ROLES", "CpuMeter", "role_of", "tree_seconds"]
 
 #: The roles in the order a summary lists them.
 ROLES = ("servers", "worker", "Redis", "PostgreSQL", "gateway", "bench")
@@ -34,6 +34,17 @@ def _stat(pid: int) -> tuple[int, int, float] | None:
     fields = text.rsplit(")", 1)[1].split()
     # After the command: state ppid ... utime(14) stime(15) ... starttime(22), 1-based.
     return int(fields[1]), int(fields[19]), (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def tree_seconds(pid: int) -> float:
+    """User + system CPU seconds so far of ``pid`` (all its threads) and its live children."""
+    pids = [pid]
+    try:
+        children = (_PROC / str(pid) / "task" / str(pid) / "children").read_text()
+    except OSError:
+        children = ""
+    pids += [int(p) for p in children.split()]
+    return sum(stat[2] for p in pids if (stat := _stat(p)) is not None)
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -273,8 +273,9 @@ class BenchReport(SaleReport):
         window = self.admitting_window()
         if not cpu or window is None or window[1] <= window[0] or not prompted:
             return []
-        per = {role: s * 1e6 / prompted for role, s in cpu.items() if role != "other"}
-        busy = sum(per.values()) * prompted / 1e6 / (window[1] - window[0])
+        counted = {role: s for role, s in cpu.items() if role != "other"}
+        per = {role: s * 1e6 / prompted for role, s in counted.items()}
+        busy = sum(counted.values()) / (window[1] - window[0])
         return [
             ("CPU per prompt, first hold..last prompt, µs", _by_role(per)),
             ("cores busy, first hold..last prompt", f"{busy:.2f} of {os.cpu_count()}"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import secrets
 import sys
 import tempfile
@@ -19,14 +18,9 @@ from pathlib import Path
 
 import anyio
 
+from bench.cpu import tree_seconds
 from storage.embedded import GATEWAY_URL_FILE, start_gateway_process
 from storage.stripe_gateway import StripeGateway
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU of process ``pid`` so far, seconds (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _run(url: str, charges: int, concurrency: int) -> tuple[int, float]:
@@ -75,7 +69,7 @@ def main() -> None:
         proc = start_gateway_process(argv, Path(tmp))
         try:
             url = (Path(tmp) / GATEWAY_URL_FILE).read_text().strip()
-            own0, sbx0 = time.process_time(), _cpu_s(proc.pid)
+            own0, sbx0 = time.process_time(), tree_seconds(proc.pid)
             profiler = cProfile.Profile() if args.profile else None
             if profiler:
                 profiler.enable()
@@ -91,7 +85,7 @@ def main() -> None:
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
-            own1, sbx1 = time.process_time(), _cpu_s(proc.pid)
+            own1, sbx1 = time.process_time(), tree_seconds(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=10)

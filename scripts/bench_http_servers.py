@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,6 +36,7 @@ from api.http.app import HttpState, _bearer, _body, _starlette, client_ip
 from api.http.observe import Observed
 from api.http.responses import json_response
 from api.http.schemas import BookingView, PaymentBody, TicketView
+from bench.cpu import tree_seconds
 
 SERVERS = ("hypercorn-trio", "hypercorn-asyncio", "uvicorn", "granian")
 
@@ -114,22 +113,6 @@ def _serve(server: str, port: int) -> None:
         raise SystemExit(f"unknown server {server!r}")
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its live children."""
-    total = 0.0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
 async def _client(port: int, connections: int, seconds: float) -> int:
     """Requests answered 200 by ``connections`` keep-alive connections in ``seconds``."""
     done = 0
@@ -176,11 +159,11 @@ def _measure(server: str, connections: int, seconds: float) -> tuple[float, floa
             except OSError:
                 time.sleep(0.05)
         uvloop.run(_client(port, connections, 1.0))  # warm up
-        cpu = _cpu_s(proc.pid)
+        cpu = tree_seconds(proc.pid)
         started = time.perf_counter()
         done = uvloop.run(_client(port, connections, seconds))
         elapsed = time.perf_counter() - started
-        cpu = _cpu_s(proc.pid) - cpu
+        cpu = tree_seconds(proc.pid) - cpu
     finally:
         proc.terminate()
         proc.wait()

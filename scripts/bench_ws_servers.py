@@ -39,8 +39,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from bench.cpu import tree_seconds
 
 SERVERS = ("ours-asyncio", "ours-trio", "picows", "picows-uvloop")
 #: Servers that need a package outside the product's dependencies (under --extra-path).
@@ -152,22 +153,6 @@ def _serve(server: str, *args: int) -> None:
 
 
 # The load
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (all its threads) and its live children."""
-    total = 0.0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 @dataclass
@@ -322,7 +307,15 @@ def _measure(
                 time.sleep(0.05)
         time.sleep(0.2)  # past the probe connection's own handling
         opened, pushed, elapsed, frames = uvloop.run(
-            _load(port, connections, per_round, rounds, size, lambda: _cpu_s(proc.pid), timeout_s)
+            _load(
+                port,
+                connections,
+                per_round,
+                rounds,
+                size,
+                lambda: tree_seconds(proc.pid),
+                timeout_s,
+            )
         )
     finally:
         proc.terminate()
